@@ -1,0 +1,55 @@
+# One entry point for people and CI. `make demo` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON := $(BIN)/python
+
+.PHONY: help venv node lint fmt test test-fast demo serve bench clean
+
+help:
+	@echo "make demo   - run the whole pipeline offline (Azurite + Graph simulator + devhost)"
+	@echo "make test   - lint (ruff + mypy) and every test (unit, Azurite integration, end-to-end)"
+	@echo "make serve  - run the offline host for interactive use (see README)"
+	@echo "make bench  - benchmarks (counts and ratios)"
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (Python 3.11)"; exit 1; }
+	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+node: node_modules/.package-lock.json
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: venv node lint
+	$(BIN)/pytest
+
+test-fast: venv
+	$(BIN)/pytest -m "not e2e and not azurite"
+
+demo: venv node
+	$(PYTHON) -m devhost demo
+
+serve: venv node
+	$(PYTHON) -m devhost serve
+
+bench: venv node
+	$(PYTHON) -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .devhost

@@ -1,0 +1,188 @@
+"""Typed settings, one object per concern, read once from the environment.
+
+Each ``from_env`` validates everything it reads and raises :class:`SettingsError` naming the
+setting at fault, so a misconfigured app says what to fix instead of failing deep inside a call.
+Orchestrators may not read the environment (replays must be deterministic), so the knobs that
+steer the orchestration (:class:`ExportPolicy`) are read by the starter and travel in the
+orchestration input.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final
+from urllib.parse import urlsplit
+
+#: Every setting the app reads, with a one-line meaning. Infra and docs are checked against it.
+SETTINGS: Final[dict[str, str]] = {
+    "GRAPH_BASE_URL": "Microsoft Graph root; national clouds use their own host",
+    "GRAPH_API_VERSION": "Graph API version for exportPersonalData and its operations",
+    "GRAPH_TIMEOUT_SECONDS": "per-request timeout for Graph calls",
+    "EXPORT_STORAGE_BLOB_ENDPOINT": "blob endpoint of the export storage account (https)",
+    "EXPORT_SAS_MODE": "stored-policy (default) or user-delegation",
+    "EXPORT_STORAGE_ACCOUNT_KEY": "export account key; stored-policy mode only (Key Vault ref)",
+    "EXPORT_SAS_LIFETIME_DAYS": "how long the SAS given to Graph lives (user-delegation: <= 7)",
+    "EXPORT_POLL_MAX_INTERVAL_SECONDS": "cap of the back-off between two polls of Graph",
+    "EXPORT_POLL_ROUNDS_PER_HISTORY": "poll rounds before the orchestration continues as new",
+    "EXPORT_TIMEOUT_DAYS": "overall limit after which a DSR ends timed_out",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"setting {name}: {problem}")
+        self.setting = name
+
+
+class SasMode(enum.StrEnum):
+    """How the SAS handed to Graph is signed (see docs/security.md)."""
+
+    STORED_POLICY = "stored-policy"
+    USER_DELEGATION = "user-delegation"
+
+
+#: A user delegation key, and so a user delegation SAS, lives at most 7 days.
+USER_DELEGATION_MAX_LIFETIME: Final = timedelta(days=7)
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise SettingsError(name, "is required but not set")
+    return default
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _https_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = _get(env, name, default).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != "https":
+        raise SettingsError(name, f"must be an https:// URL, got {value!r}")
+    if not parts.hostname:
+        raise SettingsError(name, f"must be an absolute URL, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Where Graph lives. Always https: the bearer token never travels in the clear."""
+
+    base_url: str
+    api_version: str = "beta"
+    timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> GraphSettings:
+        version = _get(env, "GRAPH_API_VERSION", "beta")
+        if version not in {"beta", "v1.0"}:
+            raise SettingsError("GRAPH_API_VERSION", f"must be beta or v1.0, got {version!r}")
+        return cls(
+            base_url=_https_url(env, "GRAPH_BASE_URL", "https://graph.microsoft.com"),
+            api_version=version,
+            timeout_seconds=float(_int(env, "GRAPH_TIMEOUT_SECONDS", 30, low=1, high=230)),
+        )
+
+
+@dataclass(frozen=True)
+class ExportStorageSettings:
+    """The export account: where Graph writes the data subject's files."""
+
+    blob_endpoint: str
+    sas_mode: SasMode
+    sas_lifetime: timedelta
+    account_key: str | None = field(default=None, repr=False)
+
+    @property
+    def account_name(self) -> str:
+        """Account name: first label of the host, or the first path segment (emulator style)."""
+        parts = urlsplit(self.blob_endpoint)
+        path = parts.path.strip("/")
+        if path:
+            return path.split("/")[0]
+        return (parts.hostname or "").split(".")[0]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ExportStorageSettings:
+        raw_mode = _get(env, "EXPORT_SAS_MODE", SasMode.STORED_POLICY.value)
+        try:
+            mode = SasMode(raw_mode)
+        except ValueError:
+            choices = ", ".join(m.value for m in SasMode)
+            raise SettingsError("EXPORT_SAS_MODE", f"must be one of {choices}") from None
+        default_days = 7 if mode is SasMode.USER_DELEGATION else 60
+        days = _int(env, "EXPORT_SAS_LIFETIME_DAYS", default_days, low=1, high=365)
+        lifetime = timedelta(days=days)
+        if mode is SasMode.USER_DELEGATION and lifetime > USER_DELEGATION_MAX_LIFETIME:
+            raise SettingsError(
+                "EXPORT_SAS_LIFETIME_DAYS",
+                f"is {days}, but a user delegation SAS lives at most 7 days",
+            )
+        key = env.get("EXPORT_STORAGE_ACCOUNT_KEY", "").strip() or None
+        if mode is SasMode.STORED_POLICY and key is None:
+            raise SettingsError(
+                "EXPORT_STORAGE_ACCOUNT_KEY",
+                "is required when EXPORT_SAS_MODE is stored-policy "
+                "(or set EXPORT_SAS_MODE=user-delegation)",
+            )
+        return cls(
+            blob_endpoint=_https_url(env, "EXPORT_STORAGE_BLOB_ENDPOINT"),
+            sas_mode=mode,
+            sas_lifetime=lifetime,
+            account_key=key,
+        )
+
+
+@dataclass(frozen=True)
+class ExportPolicy:
+    """Orchestration knobs. Read by the starter; carried in the orchestration input."""
+
+    max_poll_interval_seconds: int = 3600
+    rounds_per_history: int = 20
+    timeout_days: int = 45
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ExportPolicy:
+        return cls(
+            max_poll_interval_seconds=_int(
+                env, "EXPORT_POLL_MAX_INTERVAL_SECONDS", 3600, low=60, high=24 * 3600
+            ),
+            rounds_per_history=_int(env, "EXPORT_POLL_ROUNDS_PER_HISTORY", 20, low=1, high=500),
+            timeout_days=_int(env, "EXPORT_TIMEOUT_DAYS", 45, low=1, high=365),
+        )
+
+
+@functools.cache
+def graph_settings() -> GraphSettings:
+    """The process-wide Graph settings, read on first use."""
+    return GraphSettings.from_env()
+
+
+@functools.cache
+def export_storage_settings() -> ExportStorageSettings:
+    """The process-wide export storage settings, read on first use."""
+    return ExportStorageSettings.from_env()
+
+
+@functools.cache
+def export_policy() -> ExportPolicy:
+    """The process-wide orchestration policy, read on first use."""
+    return ExportPolicy.from_env()
