@@ -30,6 +30,17 @@ SETTINGS: Final[dict[str, str]] = {
     "EXPORT_POLL_MAX_INTERVAL_SECONDS": "cap of the back-off between two polls of Graph",
     "EXPORT_POLL_ROUNDS_PER_HISTORY": "poll rounds before the orchestration continues as new",
     "EXPORT_TIMEOUT_DAYS": "overall limit after which a DSR ends timed_out",
+    "CALLBACK_SIGNING_SECRET": "Standard Webhooks secret (whsec_...) signing ticket callbacks",
+    "CALLBACK_ALLOWED_HOSTS": "comma-separated hosts callbacks may go to (SSRF guard)",
+    "DEADLINE_WARNING_DAYS": "how long before the legal deadline a warning is raised",
+}
+
+#: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
+PLATFORM_SETTINGS: Final[dict[str, str]] = {
+    "AzureWebJobsStorage": "host storage: task hub and the dsr-requests queue",
+    "FUNCTIONS_WORKER_RUNTIME": "python",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry",
+    "AZURE_CLIENT_ID": "selects the user-assigned managed identity for azure-identity",
 }
 
 
