@@ -1,0 +1,313 @@
+"""A small Microsoft Graph client for exportPersonalData and its dataPolicyOperation.
+
+A plain HTTP client rather than the Graph SDK: the beta SDK drops the ``Location`` header that
+carries the operation id (see docs/architecture.md). Short transient failures are retried here
+with urllib3's ``Retry``; a ``Retry-After`` longer than :data:`INLINE_WAIT_MAX_SECONDS` is not
+slept on in a worker but handed back (:class:`GraphError` with ``retry_after``) so the
+orchestrator waits on a durable timer instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Protocol, Self
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import MaxRetryError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from dsr_export.redaction import redact, strip_query
+from dsr_export.settings import GraphSettings
+
+GRAPH_SCOPE_SUFFIX: Final = "/.default"
+#: Default wait before the first poll when the service sends no Retry-After.
+DEFAULT_RETRY_AFTER_SECONDS: Final = 60
+#: Longest Retry-After we sleep on inside an activity; longer waits become durable timers.
+INLINE_WAIT_MAX_SECONDS: Final = 30.0
+
+
+class TokenProvider(Protocol):
+    """What the client needs of an ``azure.core.credentials.TokenCredential``."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GraphError(Exception):
+    """A Graph failure, classified. Never carries a token, a SAS or a response body."""
+
+    status: int
+    code: str
+    message: str
+    graph_request_id: str | None = None
+    client_request_id: str | None = None
+    retry_after: float | None = None
+
+    def __str__(self) -> str:
+        return f"Graph {self.status} {self.code}: {self.message}"
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: throttling, service trouble, or no answer at all."""
+        return self.status in (0, 408, 429) or self.status >= 500
+
+    def to_dict(self) -> dict[str, Any]:
+        """The non-secret facts, for activity results and the ticket."""
+        return {
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "graphRequestId": self.graph_request_id,
+            "clientRequestId": self.client_request_id,
+        }
+
+
+@dataclass(frozen=True)
+class SubmittedExport:
+    """What a 202 from exportPersonalData tells us."""
+
+    operation_id: str
+    operation_url: str
+    retry_after_seconds: int
+
+
+@dataclass(frozen=True)
+class DataPolicyOperation:
+    """The fields of a dataPolicyOperation that the orchestration uses."""
+
+    id: str
+    status: str
+    progress: float | None
+    submitted_at: datetime | None
+    completed_at: datetime | None
+
+
+class _GraphRetry(Retry):
+    """urllib3 ``Retry`` that refuses to sleep on a long Retry-After.
+
+    Raising ``MaxRetryError`` from ``increment`` makes urllib3 return the throttled response
+    (``raise_on_status=False``), which the client turns into a :class:`GraphError` carrying
+    ``retry_after`` for the orchestrator.
+    """
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if response is not None:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > INLINE_WAIT_MAX_SECONDS:
+                raise MaxRetryError(_pool, url or "", None)  # type: ignore[arg-type]
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _session(retry: Retry) -> requests.Session:
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def _read_retry() -> Retry:
+    """GETs are safe to repeat: retry connection, read and 429/5xx failures."""
+    return _GraphRetry(
+        total=4,
+        backoff_factor=2.0,
+        backoff_jitter=1.0,
+        backoff_max=INLINE_WAIT_MAX_SECONDS,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def _submit_retry() -> Retry:
+    """exportPersonalData is not idempotent: retry only what the service certainly refused.
+
+    A connection that never opened, or a 429/503 (throttled before any work), is safe to
+    repeat. A read timeout or another 5xx may hide a submit that went through; the activity
+    decides about those, after checking the container for ``RequestInfo.json``.
+    """
+    return _GraphRetry(
+        total=4,
+        connect=3,
+        read=0,
+        other=0,
+        backoff_factor=2.0,
+        backoff_jitter=1.0,
+        backoff_max=INLINE_WAIT_MAX_SECONDS,
+        status_forcelist=(429, 503),
+        allowed_methods=frozenset({"POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+class GraphClient:
+    """exportPersonalData, dataPolicyOperations and user lookup, with the bearer token pinned
+    to the configured Graph host."""
+
+    def __init__(self, settings: GraphSettings, credential: TokenProvider) -> None:
+        self._settings = settings
+        self._credential = credential
+        base = urlsplit(settings.base_url)
+        self._origin = (base.scheme, base.netloc.lower())
+        self._reads = _session(_read_retry())
+        self._submits = _session(_submit_retry())
+
+    def submit_export(self, user_id: str, storage_location: str) -> SubmittedExport:
+        """POST exportPersonalData. ``storage_location`` (the SAS URL) goes in the body only."""
+        url = self._url(f"users/{quote(user_id, safe='')}/exportPersonalData")
+        response = self._send(
+            self._submits, "POST", url, json={"storageLocation": storage_location}
+        )
+        if response.status_code != 202:
+            raise _error_from(response)
+        location = response.headers.get("Location") or response.headers.get("Operation-Location")
+        if not location:
+            raise GraphError(
+                502, "MissingLocation", "Graph accepted the export but sent no Location header"
+            )
+        self._check_origin(location)
+        operation_id = strip_query(location).rstrip("/").rsplit("/", 1)[-1]
+        return SubmittedExport(
+            operation_id=operation_id,
+            operation_url=location,
+            retry_after_seconds=_retry_after(response) or DEFAULT_RETRY_AFTER_SECONDS,
+        )
+
+    def get_operation(self, operation_url: str) -> DataPolicyOperation:
+        """GET the dataPolicyOperation at the URL Graph gave us (checked to be Graph's)."""
+        self._check_origin(operation_url)
+        response = self._send(self._reads, "GET", operation_url)
+        if response.status_code != 200:
+            raise _error_from(response)
+        body = response.json()
+        return DataPolicyOperation(
+            id=str(body.get("id", "")),
+            status=str(body.get("status") or "unknownFutureValue"),
+            progress=_number(body.get("progress")),
+            submitted_at=_timestamp(body.get("submittedDateTime")),
+            completed_at=_timestamp(body.get("completedDateTime")),
+        )
+
+    def resolve_user_id(self, user_principal_name: str) -> str:
+        """The object id behind a UPN (exportPersonalData accepts object ids only)."""
+        url = (
+            f"{self._settings.base_url}/v1.0/users/{quote(user_principal_name, safe='@')}"
+            "?$select=id"
+        )
+        response = self._send(self._reads, "GET", url)
+        if response.status_code != 200:
+            raise _error_from(response)
+        return str(response.json()["id"])
+
+    def _url(self, path: str) -> str:
+        return f"{self._settings.base_url}/{self._settings.api_version}/{path}"
+
+    def _check_origin(self, url: str) -> None:
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc.lower()) != self._origin:
+            raise GraphError(
+                502,
+                "ForeignLocation",
+                f"Graph pointed at {parts.scheme}://{parts.netloc}, which is not the configured "
+                "GRAPH_BASE_URL; the token is only ever sent to that host",
+            )
+
+    def _send(
+        self, session: requests.Session, method: str, url: str, **kwargs: Any
+    ) -> requests.Response:
+        scope = self._settings.base_url + GRAPH_SCOPE_SUFFIX
+        token = self._credential.get_token(scope).token
+        client_request_id = str(uuid.uuid4())
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "client-request-id": client_request_id,
+            "return-client-request-id": "true",
+        }
+        try:
+            return session.request(
+                method,
+                url,
+                headers=headers,
+                timeout=self._settings.timeout_seconds,
+                allow_redirects=False,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            # The text of a requests exception names the URL and the socket error, never the
+            # body; redact anyway, it ends up in task hub history.
+            raise GraphError(
+                0,
+                "NoResponse",
+                redact(f"{type(exc).__name__} talking to Graph: {exc}"),
+                client_request_id=client_request_id,
+            ) from None
+
+
+def _error_from(response: requests.Response) -> GraphError:
+    code, message = f"Http{response.status_code}", response.reason or "error"
+    request_id = response.headers.get("request-id")
+    client_request_id = response.headers.get("client-request-id")
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    if isinstance(error, dict):
+        code = str(error.get("code") or code)
+        message = str(error.get("message") or message)
+        inner = error.get("innerError") or {}
+        if isinstance(inner, dict):
+            request_id = inner.get("request-id") or request_id
+            client_request_id = inner.get("client-request-id") or client_request_id
+    return GraphError(
+        status=response.status_code,
+        code=code,
+        message=redact(message),
+        graph_request_id=request_id,
+        client_request_id=client_request_id,
+        retry_after=_retry_after(response),
+    )
+
+
+def _retry_after(response: requests.Response) -> int | None:
+    raw = response.headers.get("Retry-After", "").strip()
+    if raw.isdigit():
+        return int(raw)
+    if raw:
+        parsed = Retry().parse_retry_after(raw)  # HTTP-date form
+        return int(parsed)
+    return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip().rstrip("%"))
+        except ValueError:
+            return None
+    return None
+
+
+def _timestamp(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

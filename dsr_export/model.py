@@ -1,0 +1,114 @@
+"""The DSR request: parsing, validation and the names derived from it.
+
+Validation reports every field at fault at once (the intake turns them into an RFC 9457 problem
+document). Names derived from the request id (instance id, container) are pure functions so a
+retried delivery of the same request always lands on the same orchestration and container.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_UPN = re.compile(r"^[^@\s/\\?#%]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+_CONTAINER_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+#: Prefix of every export container; lets operators and lifecycle rules recognise them.
+CONTAINER_PREFIX: Final = "dsr-"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field, addressed as a JSON pointer (RFC 6901)."""
+
+    pointer: str
+    detail: str
+
+
+@dataclass
+class InvalidRequest(ValueError):
+    """The request was refused; ``errors`` names each field at fault."""
+
+    errors: list[FieldError] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "; ".join(f"{e.pointer}: {e.detail}" for e in self.errors)
+
+
+def is_object_id(value: str) -> bool:
+    """True for an Entra object id (a GUID), which is what exportPersonalData accepts."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+def validate_request_id(value: object) -> str:
+    """The ticket's id, used verbatim as the orchestration instance id.
+
+    The allowed alphabet is a subset of what Durable instance ids accept (no ``/ \\ # ?``,
+    no control characters), so the id needs no escaping anywhere: URLs, logs, task hub keys.
+    """
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+        raise InvalidRequest(
+            [
+                FieldError(
+                    "/requestId",
+                    "must be 1-100 characters: letters, digits and . _ : - "
+                    "(starting with a letter or digit)",
+                )
+            ]
+        )
+    return value
+
+
+def container_name(request_id: str) -> str:
+    """A valid, collision-safe container name for one DSR.
+
+    Container names are lowercase, 3-63 characters, alphanumerics and single hyphens. A readable
+    slug of the request id keeps the portal legible; a hash of the exact id keeps
+    ``PRIV-1`` and ``priv-1`` (or ``a.b`` and ``a-b``) in different containers.
+    """
+    slug = _CONTAINER_UNSAFE.sub("-", request_id.lower()).strip("-")[:36].strip("-")
+    digest = hashlib.sha256(request_id.encode()).hexdigest()[:16]
+    return f"{CONTAINER_PREFIX}{slug}-{digest}" if slug else f"{CONTAINER_PREFIX}{digest}"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """A validated DSR export request."""
+
+    request_id: str
+    user: str
+
+    @property
+    def user_object_id(self) -> str | None:
+        """The object id when ``user`` is one; None when it still needs resolving (a UPN)."""
+        return self.user.lower() if is_object_id(self.user) else None
+
+    @classmethod
+    def parse(cls, payload: object) -> ExportRequest:
+        """Validate a decoded JSON payload, collecting every field error."""
+        if not isinstance(payload, Mapping):
+            raise InvalidRequest([FieldError("", "the body must be a JSON object")])
+        errors: list[FieldError] = []
+        request_id = ""
+        try:
+            request_id = validate_request_id(payload.get("requestId"))
+        except InvalidRequest as exc:
+            errors.extend(exc.errors)
+        user = payload.get("user")
+        if not isinstance(user, str) or not (is_object_id(user) or _UPN.fullmatch(user)):
+            errors.append(
+                FieldError("/user", "must be an Entra object id (GUID) or a user principal name")
+            )
+        if errors:
+            raise InvalidRequest(errors)
+        assert isinstance(user, str)
+        return cls(request_id=request_id, user=user)

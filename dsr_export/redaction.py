@@ -1,0 +1,29 @@
+"""Scrub secrets from text before it is logged, persisted or returned.
+
+The design keeps secrets inside the activity that uses them; this is the second line of defence
+for text we do not fully control (exception messages from libraries, URLs echoed by a service).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+_PATTERNS: Final = (
+    # SAS signature and the user-delegation key fields that go with it.
+    (re.compile(r"(?i)\b(sig|skoid|sktid|skt|ske|sks|skv|skdutid)=[^&\s\"'<>]+"), r"\1=REDACTED"),
+    (re.compile(r"(?i)\b(AccountKey|SharedAccessSignature)=[^;\s\"'<>]+"), r"\1=REDACTED"),
+    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer REDACTED"),
+)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with SAS signatures, account keys and bearer tokens replaced."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def strip_query(url: str) -> str:
+    """A URL without its query string: how a SAS URL may be shown (the container, no token)."""
+    return url.split("?", 1)[0]

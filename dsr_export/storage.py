@@ -1,0 +1,144 @@
+"""The export account, as the app itself sees it (never through the Graph SAS).
+
+In ``stored-policy`` mode the app uses the account key it already needs for signing; in
+``user-delegation`` mode the managed identity (``Storage Blob Data Contributor`` on that account).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
+from dsr_export import sas
+from dsr_export.settings import ExportStorageSettings, SasMode
+
+#: Written by Graph when it accepts a SAS; its presence means a submit went through.
+REQUEST_INFO_BLOB: Final = "RequestInfo.json"
+MANIFEST_BLOB: Final = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ManifestSummary:
+    """Totals of an export, small enough for activity results and the status document."""
+
+    blob_count: int
+    total_bytes: int
+    products: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form used in activity results and status documents."""
+        return {
+            "blobCount": self.blob_count,
+            "totalBytes": self.total_bytes,
+            "products": self.products,
+            "manifestBlob": MANIFEST_BLOB,
+        }
+
+
+class ExportStorage:
+    """Container lifecycle, SAS minting and the manifest for one export account."""
+
+    def __init__(self, settings: ExportStorageSettings, credential: TokenCredential) -> None:
+        self._settings = settings
+        blob_credential: Any
+        if settings.sas_mode is SasMode.STORED_POLICY:
+            blob_credential = {
+                "account_name": settings.account_name,
+                "account_key": settings.account_key,
+            }
+        else:
+            blob_credential = credential
+        self._service = BlobServiceClient(settings.blob_endpoint, credential=blob_credential)
+
+    def container(self, name: str) -> ContainerClient:
+        """A client for one export container."""
+        return self._service.get_container_client(name)
+
+    def prepare(self, name: str, now: datetime) -> bool:
+        """Create the container if missing; in stored-policy mode (re)set the Graph policy.
+
+        Returns whether ``RequestInfo.json`` is already there, i.e. an earlier submit for this
+        DSR reached Graph. Safe to call again: creating an existing container is a no-op.
+        """
+        container = self.container(name)
+        with contextlib.suppress(ResourceExistsError):
+            container.create_container(metadata={"purpose": "dsr-export"})
+        if self._settings.sas_mode is SasMode.STORED_POLICY:
+            window = sas.validity(now, self._settings.sas_lifetime, user_delegation=False)
+            sas.set_graph_policy(container, window)
+        return self.request_info_exists(name)
+
+    def request_info_exists(self, name: str) -> bool:
+        """True when Graph has accepted a SAS for this container before."""
+        return bool(self.container(name).get_blob_client(REQUEST_INFO_BLOB).exists())
+
+    def mint_graph_sas(self, name: str, now: datetime) -> tuple[str, datetime]:
+        """The SAS URL for Graph and when it expires. The URL must stay in the caller."""
+        container = self.container(name)
+        if self._settings.sas_mode is SasMode.STORED_POLICY:
+            assert self._settings.account_key is not None  # enforced by the settings
+            window = sas.validity(now, self._settings.sas_lifetime, user_delegation=False)
+            return sas.stored_policy_sas(container, self._settings.account_key), window.expiry
+        window = sas.validity(now, self._settings.sas_lifetime, user_delegation=True)
+        key = self._service.get_user_delegation_key(window.start, window.expiry)
+        return sas.user_delegation_sas(container, key, window), window.expiry
+
+    def revoke(self, name: str) -> bool:
+        """Revoke the Graph SAS. True when revoked; False when it can only expire (user
+        delegation SAS cannot be revoked one by one)."""
+        if self._settings.sas_mode is not SasMode.STORED_POLICY:
+            return False
+        container = self.container(name)
+        if container.exists():
+            sas.revoke_graph_policy(container)
+        return True
+
+    def write_manifest(self, name: str, request_id: str, now: datetime) -> ManifestSummary:
+        """List what Graph wrote and store ``manifest.json`` beside it (overwriting)."""
+        container = self.container(name)
+        entries: list[dict[str, Any]] = []
+        for blob in container.list_blobs():
+            if blob.name == MANIFEST_BLOB:
+                continue
+            md5 = blob.content_settings.content_md5 if blob.content_settings else None
+            entries.append(
+                {
+                    "name": blob.name,
+                    "size": blob.size,
+                    "md5": base64.b64encode(bytes(md5)).decode() if md5 else None,
+                    "lastModified": blob.last_modified.isoformat() if blob.last_modified else None,
+                }
+            )
+        products = Counter(
+            entry["name"].split("/", 1)[0] if "/" in entry["name"] else "(root)"
+            for entry in entries
+        )
+        summary = ManifestSummary(
+            blob_count=len(entries),
+            total_bytes=sum(int(entry["size"] or 0) for entry in entries),
+            products=dict(sorted(products.items())),
+        )
+        document = {
+            "requestId": request_id,
+            "container": name,
+            "generatedAt": now.isoformat(),
+            "blobCount": summary.blob_count,
+            "totalBytes": summary.total_bytes,
+            "blobs": entries,
+        }
+        container.upload_blob(
+            MANIFEST_BLOB,
+            json.dumps(document, indent=2).encode(),
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+        return summary

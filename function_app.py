@@ -1,0 +1,13 @@
+"""The Azure Functions entry point: the app and its blueprints, nothing else."""
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities.export_steps import bp as export_activities
+from intake.http_api import bp as http_intake
+from orchestrations.export_personal_data import bp as export_orchestration
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(export_orchestration)
+app.register_functions(export_activities)
+app.register_functions(http_intake)
