@@ -1,0 +1,146 @@
+"""The trigger host: runs `function_app.py` offline through the SDK's real entry points.
+
+Core Tools cannot run on these machines, so this host stands in for the Functions host for the
+HTTP, queue and timer triggers, calling each function's worker entry point
+(`get_user_function()`) with the arguments the Python worker would build from the raw bindings.
+Orchestrators and activities are left to the durable engine (`devhost/durable/`).
+
+Usage::
+
+    functions = app.get_functions()          # once per app object
+    with FunctionsHost(
+        functions,
+        function_key="dev-key",
+        client_binding=engine.client_binding,
+        queue_connection=lambda name: os.environ[name],
+        host_json=json.loads(Path("host.json").read_text()),
+    ) as host:
+        requests.get(f"{host.base_url}/api/exports/42", headers={"x-functions-key": "dev-key"})
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from azure.functions.decorators.function_app import Function
+
+from devhost.triggers.common import (
+    ClientBinding,
+    FunctionSpec,
+    Invoker,
+    UnsupportedFunctionError,
+)
+from devhost.triggers.http import HttpTriggerServer, routes_for
+from devhost.triggers.queue import QueueListener, QueueOptions
+from devhost.triggers.timer import TimerRunner
+
+__all__ = ["FunctionsHost", "UnsupportedFunctionError"]
+
+log = logging.getLogger("devhost.functions")
+
+
+class FunctionsHost:
+    """HTTP, queue and timer triggers for a list of functions from `app.get_functions()`.
+
+    Everything that can be checked without running (bindings, route templates, schedules, the
+    durable client and queue connection wiring) is checked in the constructor, so a broken app
+    fails before anything listens.
+    """
+
+    def __init__(
+        self,
+        functions: Sequence[Function],
+        *,
+        function_key: str,
+        client_binding: ClientBinding | None,
+        queue_connection: Callable[[str], str] | None = None,
+        host_json: Mapping[str, Any] | None = None,
+        port: int = 0,
+    ) -> None:
+        if not function_key:
+            raise ValueError("function_key must not be empty")
+        host_json = host_json or {}
+        specs = [s for f in functions if (s := FunctionSpec.from_function(f)) is not None]
+        selected = host_json.get("functions")
+        if selected is not None:
+            specs = [s for s in specs if s.name in set(selected)]
+        names = [s.name for s in specs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise UnsupportedFunctionError(f"duplicate function names: {duplicates}")
+        invoker = Invoker(client_binding)
+        for spec in specs:
+            invoker.check(spec)
+        http_section = (host_json.get("extensions") or {}).get("http") or {}
+        route_prefix = str(http_section.get("routePrefix", "api"))
+        self._http = HttpTriggerServer(
+            routes_for(specs),
+            invoker,
+            function_key=function_key,
+            route_prefix=route_prefix,
+            port=port,
+        )
+        queue_specs = [s for s in specs if s.trigger_type == "queueTrigger"]
+        if queue_specs and queue_connection is None:
+            raise UnsupportedFunctionError(
+                f"queue-triggered functions {[s.name for s in queue_specs]} need queue_connection"
+            )
+        options = QueueOptions.from_host_json(host_json)
+        self._queues = [
+            QueueListener(s, invoker, queue_connection, options)  # type: ignore[arg-type]
+            for s in queue_specs
+        ]
+        self._timers = [TimerRunner(s, invoker) for s in specs if s.trigger_type == "timerTrigger"]
+        self._started = False
+        self._stopped = False
+
+    @property
+    def base_url(self) -> str:
+        """`http://127.0.0.1:<port>`, without the route prefix."""
+        return self._http.base_url
+
+    def start(self) -> None:
+        if self._started:
+            raise RuntimeError("FunctionsHost.start() called twice")
+        self._started = True
+        self._http.start()
+        try:
+            for listener in self._queues:
+                listener.start()
+            for timer in self._timers:
+                timer.start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info(
+            "functions host listening on %s (%d queue, %d timer functions)",
+            self.base_url,
+            len(self._queues),
+            len(self._timers),
+        )
+
+    def stop(self) -> None:
+        """Stops listening, then waits for running invocations (bounded) to finish."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for timer in self._timers:
+            timer.stop()
+        for listener in self._queues:
+            listener.stop()
+        self._http.stop()
+
+    def __enter__(self) -> FunctionsHost:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

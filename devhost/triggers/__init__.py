@@ -1,0 +1,1 @@
+"""Trigger listeners of the offline Functions host (HTTP, queue, timer)."""

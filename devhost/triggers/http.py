@@ -1,0 +1,476 @@
+"""HTTP triggers: route templates, auth levels and a threaded loopback server.
+
+Behaviour follows the Functions host where the app can observe it: the `/api` route prefix from
+host.json, ASP.NET-style route templates, the function/admin key in `x-functions-key` or `code`,
+401 with an empty body for a missing key and a 500 with an empty body when the function raises
+(the exception text may carry personal data and must not reach the caller).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import azure.functions as func
+
+from devhost.triggers.common import FunctionSpec, Invoker, log_invocation, new_invocation_id
+
+log = logging.getLogger("devhost.functions")
+
+#: The Functions host refuses larger request bodies with 413.
+MAX_BODY_BYTES = 100 * 1024 * 1024
+_ALL_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class _Param:
+    name: str
+    group: str
+    constraints: tuple[str, ...]
+    optional: bool
+    default: str | None
+    catch_all: bool
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    """A compiled route template such as `exports/{requestId:guid}/{part?}`."""
+
+    template: str
+    regex: re.Pattern[str]
+    params: tuple[_Param, ...]
+    precedence: tuple[int, ...]
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """Route values for `path` (the part after the prefix, still percent-encoded)."""
+        found = self.regex.fullmatch("/" + path.strip("/") if path.strip("/") else "")
+        if found is None:
+            return None
+        values: dict[str, str] = {}
+        for param in self.params:
+            raw = found.group(param.group)
+            if raw is None or raw == "":
+                if param.default is not None:
+                    values[param.name] = param.default
+                elif param.catch_all:
+                    values[param.name] = ""
+                continue
+            value = unquote(raw)
+            if not all(_constraint_ok(c, value) for c in param.constraints):
+                return None
+            values[param.name] = value
+        return values
+
+
+def compile_route(template: str) -> RouteTemplate:
+    """Compiles an ASP.NET route template; unknown constraints are accepted, not enforced."""
+    segments = [s for s in template.strip("/").split("/") if s != ""]
+    pattern: list[str] = []
+    params: list[_Param] = []
+    precedence: list[int] = []
+    for index, segment in enumerate(segments):
+        parts = _split_segment(segment)
+        if len(parts) == 1 and isinstance(parts[0], tuple):
+            param = _parse_param(parts[0][0], f"g{len(params)}")
+            if param.catch_all and index != len(segments) - 1:
+                raise ValueError(f"catch-all parameter must be last in route {template!r}")
+            params.append(param)
+            if param.catch_all:
+                pattern.append(f"(?:/(?P<{param.group}>.*))?")
+                precedence.append(4)
+            elif param.optional or param.default is not None:
+                pattern.append(f"(?:/(?P<{param.group}>[^/]+))?")
+                precedence.append(3)
+            else:
+                pattern.append(f"/(?P<{param.group}>[^/]+)")
+                precedence.append(1 if param.constraints else 2)
+            continue
+        piece = ["/"]
+        has_param = False
+        for part in parts:
+            if isinstance(part, str):
+                piece.append(re.escape(part))
+            else:
+                param = _parse_param(part[0], f"g{len(params)}")
+                if param.catch_all or param.optional:
+                    raise ValueError(f"optional or catch-all parameter inside {segment!r}")
+                params.append(param)
+                piece.append(f"(?P<{param.group}>[^/]+?)")
+                has_param = True
+        pattern.append("".join(piece))
+        precedence.append(1 if has_param else 0)
+    regex = re.compile("".join(pattern), re.IGNORECASE)
+    return RouteTemplate(template, regex, tuple(params), tuple(precedence))
+
+
+def _split_segment(segment: str) -> list[str | tuple[str]]:
+    """Splits a segment into literals and `{...}` parameter bodies (tuples), honouring `{{`."""
+    parts: list[str | tuple[str]] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "{" and segment[i : i + 2] == "{{":
+            literal.append("{")
+            i += 2
+        elif char == "}" and segment[i : i + 2] == "}}":
+            literal.append("}")
+            i += 2
+        elif char == "{":
+            depth, j = 0, i + 1
+            while j < len(segment):
+                if segment[j] == "(":
+                    depth += 1
+                elif segment[j] == ")":
+                    depth -= 1
+                elif segment[j] == "}" and depth == 0:
+                    if segment[j : j + 2] == "}}":  # escaped brace inside a regex constraint
+                        j += 2
+                        continue
+                    break
+                j += 1
+            else:
+                raise ValueError(f"unbalanced '{{' in route segment {segment!r}")
+            if literal:
+                parts.append("".join(literal))
+                literal = []
+            parts.append((segment[i + 1 : j].replace("{{", "{").replace("}}", "}"),))
+            i = j + 1
+        else:
+            literal.append(char)
+            i += 1
+    if literal:
+        parts.append("".join(literal))
+    return parts
+
+
+def _parse_param(body: str, group: str) -> _Param:
+    catch_all = body.startswith("*")
+    body = body.lstrip("*")
+    pieces: list[str] = []
+    depth, start = 0, 0
+    for i, char in enumerate(body):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == ":" and depth == 0:
+            pieces.append(body[start:i])
+            start = i + 1
+    pieces.append(body[start:])
+    optional = pieces[-1].endswith("?")
+    if optional:
+        pieces[-1] = pieces[-1][:-1]
+    name, default = pieces[0], None
+    if "=" in name:
+        name, default = name.split("=", 1)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name):
+        raise ValueError(f"bad route parameter name {name!r}")
+    return _Param(name, group, tuple(pieces[1:]), optional, default, catch_all)
+
+
+_GUID = re.compile(r"[{(]?[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}[})]?")
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _constraint_ok(constraint: str, value: str) -> bool:
+    found = re.fullmatch(r"(\w+)(?:\((.*)\))?", constraint, re.DOTALL)
+    if found is None:
+        return True
+    kind, arg = found.group(1).lower(), found.group(2)
+    args = [a.strip() for a in arg.split(",")] if arg is not None and kind != "regex" else []
+    if kind in ("int", "long"):
+        return re.fullmatch(r"[+-]?\d+", value) is not None
+    if kind in ("float", "double", "decimal"):
+        return _number(value) is not None
+    if kind == "bool":
+        return value.lower() in ("true", "false")
+    if kind == "alpha":
+        return re.fullmatch(r"[A-Za-z]+", value) is not None
+    if kind == "guid":
+        return _GUID.fullmatch(value) is not None
+    if kind == "datetime":
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    if kind == "minlength" and args:
+        return len(value) >= int(args[0])
+    if kind == "maxlength" and args:
+        return len(value) <= int(args[0])
+    if kind == "length" and args:
+        low, high = int(args[0]), int(args[-1])
+        return low <= len(value) <= high
+    if kind in ("min", "max", "range") and args:
+        number = _number(value)
+        if number is None:
+            return False
+        floor = float(args[0]) if kind in ("min", "range") else -math.inf
+        ceiling = float(args[-1]) if kind in ("max", "range") else math.inf
+        return floor <= number <= ceiling
+    if kind == "regex" and arg is not None:
+        return re.search(arg, value, re.IGNORECASE) is not None
+    return True  # "required" and constraints this host does not know
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    spec: FunctionSpec
+    template: RouteTemplate
+    methods: frozenset[str] | None
+    auth_level: str
+
+    @classmethod
+    def from_spec(cls, spec: FunctionSpec) -> HttpRoute:
+        trigger = spec.trigger
+        methods = trigger.get("methods")
+        return cls(
+            spec=spec,
+            template=compile_route(str(trigger.get("route") or spec.name)),
+            methods=frozenset(str(m).upper() for m in methods) if methods else None,
+            auth_level=str(trigger.get("authLevel") or "function").lower(),
+        )
+
+
+@dataclass
+class _Reply:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+class HttpTriggerServer:
+    """Serves HTTP-triggered functions on a loopback port, one thread per connection."""
+
+    def __init__(
+        self,
+        routes: Sequence[HttpRoute],
+        invoker: Invoker,
+        *,
+        function_key: str,
+        route_prefix: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._routes = sorted(routes, key=lambda r: r.template.precedence)
+        self._invoker = invoker
+        self._key = function_key.encode()
+        self._prefix = route_prefix.strip("/")
+        self._server = ThreadingHTTPServer((host, port), _make_handler(self._dispatch))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="devhost-http",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._server.server_close()
+
+    def _dispatch(
+        self, method: str, target: str, headers: Mapping[str, str], read_body: Callable[[], bytes]
+    ) -> _Reply:
+        split = urlsplit(target)
+        path = split.path
+        if self._prefix:
+            head, _, rest = path.lstrip("/").partition("/")
+            if head.lower() != self._prefix.lower():
+                return _Reply(HTTPStatus.NOT_FOUND)
+            path = rest
+        matches = [(r, v) for r in self._routes if (v := r.template.match(path)) is not None]
+        if not matches:
+            return _Reply(HTTPStatus.NOT_FOUND)
+        allowed = [(r, v) for r, v in matches if r.methods is None or method in r.methods]
+        if not allowed:
+            allow = sorted({m for r, _ in matches for m in (r.methods or _ALL_METHODS)})
+            return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", ", ".join(allow))])
+        route, route_params = allowed[0]
+        query = parse_qsl(split.query, keep_blank_values=True)
+        params: dict[str, str] = {}
+        for name, value in query:
+            params[name] = f"{params[name]},{value}" if name in params else value
+        if route.auth_level != "anonymous" and not self._authorized(headers, params):
+            return _Reply(HTTPStatus.UNAUTHORIZED)
+        body = read_body()
+        invocation_id = new_invocation_id()
+        request = func.HttpRequest(
+            method=method,
+            url=f"http://{headers.get('host') or self.base_url.removeprefix('http://')}{target}",
+            headers=headers,
+            params=params,
+            route_params=route_params,
+            body=body,
+        )
+        started = time.monotonic()
+        try:
+            result = self._invoker.invoke(route.spec, request, invocation_id)
+            reply = _to_reply(result)
+        except Exception:
+            log.exception(
+                "function %s raised; answering 500 (invocation_id=%s)",
+                route.spec.name,
+                invocation_id,
+            )
+            reply = _Reply(HTTPStatus.INTERNAL_SERVER_ERROR)
+        log_invocation(
+            route.spec,
+            reply.status,
+            time.monotonic() - started,
+            invocation_id,
+            method=method,
+            route=route.template.template,
+        )
+        return reply
+
+    def _authorized(self, headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
+        for candidate in (headers.get("x-functions-key"), params.get("code")):
+            if candidate is not None and hmac.compare_digest(candidate.encode(), self._key):
+                return True
+        return False
+
+
+def _to_reply(result: Any) -> _Reply:
+    """Converts the function's return value as the worker's `http` output converter does."""
+    if isinstance(result, str):
+        return _Reply(200, [("Content-Type", "text/plain; charset=utf-8")], result.encode())
+    if result is None:
+        return _Reply(HTTPStatus.NO_CONTENT)
+    if not isinstance(result, func.HttpResponse):
+        raise TypeError(f"HTTP function returned {type(result).__name__}, not an HttpResponse")
+    headers = [(str(k), str(v)) for k, v in result.headers.items()]
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        mimetype = str(result.mimetype)
+        charset = str(result.charset)
+        ct = f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype
+        headers.append(("Content-Type", ct))
+    return _Reply(int(result.status_code), headers, result.get_body() or b"")
+
+
+_HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+
+
+def _make_handler(
+    dispatch: Callable[[str, str, Mapping[str, str], Callable[[], bytes]], _Reply],
+) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        timeout = 60  # idle keep-alive connections give their thread back
+        server_version = "devhost-functions"
+
+        def _handle(self) -> None:
+            headers: dict[str, str] = {}
+            for name, value in self.headers.items():
+                key = name.lower()
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            body_read = False
+
+            def read_body() -> bytes:
+                nonlocal body_read
+                body_read = True
+                return self._read_body(headers)
+
+            try:
+                reply = dispatch(self.command.upper(), self.path, headers, read_body)
+            except _BodyError as error:
+                reply = _Reply(error.status)
+                self.close_connection = True
+            may_have_body = headers.get("content-length", "0") != "0" or (
+                "transfer-encoding" in headers
+            )
+            if not body_read and may_have_body:
+                self.close_connection = True  # an unread body would be read as the next request
+            self._write(reply)
+
+        def _read_body(self, headers: Mapping[str, str]) -> bytes:
+            if "chunked" in headers.get("transfer-encoding", "").lower():
+                chunks: list[bytes] = []
+                total = 0
+                while True:
+                    size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                    try:
+                        size = int(size_line, 16)
+                    except ValueError:
+                        raise _BodyError(HTTPStatus.BAD_REQUEST) from None
+                    if size == 0:
+                        while self.rfile.readline(1024).strip():
+                            pass  # trailers
+                        return b"".join(chunks)
+                    total += size
+                    if total > MAX_BODY_BYTES:
+                        raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline(1024)
+            try:
+                length = int(headers.get("content-length", "0") or "0")
+            except ValueError:
+                raise _BodyError(HTTPStatus.BAD_REQUEST) from None
+            if length < 0:
+                raise _BodyError(HTTPStatus.BAD_REQUEST)
+            if length > MAX_BODY_BYTES:
+                raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return self.rfile.read(length) if length else b""
+
+        def _write(self, reply: _Reply) -> None:
+            self.send_response(reply.status)
+            for name, value in reply.headers:
+                if name.lower() not in _HOP_BY_HOP:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and reply.body:
+                self.wfile.write(reply.body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Silenced: the access log would print paths and query strings (keys in `code`)."""
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+    return Handler
+
+
+class _BodyError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def routes_for(specs: Iterable[FunctionSpec]) -> list[HttpRoute]:
+    return [HttpRoute.from_spec(s) for s in specs if s.trigger_type == "httpTrigger"]
+
+
+__all__ = ["HttpRoute", "HttpTriggerServer", "RouteTemplate", "compile_route", "routes_for"]
