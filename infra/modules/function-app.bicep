@@ -1,0 +1,202 @@
+// The function app on Flex Consumption (Linux, Python 3.11), running as the user-assigned
+// identity. Every app setting the code reads is set here, and only those (tests/infra
+// checks this against dsr_export.settings.SETTINGS).
+
+@description('Function app name.')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Host storage endpoints (identity-based AzureWebJobsStorage).')
+param hostBlobEndpoint string
+param hostQueueEndpoint string
+param hostTableEndpoint string
+
+@description('URL of the blob container holding the deployment package.')
+param deploymentContainerUrl string
+
+@description('Application Insights connection string (not a secret: local auth is disabled).')
+param appInsightsConnectionString string
+
+@description('Blob endpoint of the export account.')
+param exportBlobEndpoint string
+
+@description('stored-policy or user-delegation.')
+@allowed([
+  'stored-policy'
+  'user-delegation'
+])
+param sasMode string
+
+@description('Versionless Key Vault URI of the export account key secret (stored-policy mode).')
+param exportAccountKeySecretUri string
+
+@description('Versionless Key Vault URI of the callback signing secret.')
+param callbackSecretUri string
+
+@description('Lifetime in days of the SAS given to Graph.')
+param sasLifetimeDays int
+
+@description('Overall limit in days after which a DSR ends timed_out.')
+param exportTimeoutDays int
+
+@description('Comma-separated host names callbacks may be sent to.')
+param callbackAllowedHosts string
+
+@description('Microsoft Graph root URL.')
+param graphBaseUrl string
+
+@description('Graph API version for exportPersonalData.')
+param graphApiVersion string
+
+@description('Days before the legal deadline that a warning is raised.')
+param deadlineWarningDays int
+
+@description('Maximum instances the app scales out to.')
+param maximumInstanceCount int
+
+@description('Instance memory size in MB.')
+param instanceMemoryMB int
+
+var isStoredPolicy = sasMode == 'stored-policy'
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    // Linux.
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  // azd finds the app to deploy by this tag (service "api" in azure.yaml).
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    // Requests over plain HTTP are redirected, so function keys never travel in the clear.
+    httpsOnly: true
+    // Key Vault references are resolved with the user-assigned identity (the default would
+    // be a system-assigned identity, which this app does not have).
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      // No FTP(S) deployment path: code arrives only through the deployment container.
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          // The package is read with the app identity, so host storage needs no key.
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      // On Flex Consumption the language is set here, not by FUNCTIONS_WORKER_RUNTIME.
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Basic (user name + password) publishing credentials off: deployments use Entra ID only.
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+// Settings for the platform and SDKs (they read them on the app's behalf).
+var platformSettings = {
+  // Identity-based host storage: no connection string, no key.
+  AzureWebJobsStorage__blobServiceUri: hostBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: hostQueueEndpoint
+  AzureWebJobsStorage__tableServiceUri: hostTableEndpoint
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  // azure-identity (ManagedIdentityCredential / DefaultAzureCredential) picks this identity.
+  AZURE_CLIENT_ID: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  // Entra authentication for telemetry (local auth is disabled on the component).
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+// Settings our code reads (dsr_export.settings.SETTINGS).
+var appSettings = {
+  GRAPH_BASE_URL: graphBaseUrl
+  GRAPH_API_VERSION: graphApiVersion
+  GRAPH_TIMEOUT_SECONDS: '30'
+  EXPORT_STORAGE_BLOB_ENDPOINT: exportBlobEndpoint
+  EXPORT_SAS_MODE: sasMode
+  EXPORT_SAS_LIFETIME_DAYS: string(sasLifetimeDays)
+  EXPORT_POLL_MAX_INTERVAL_SECONDS: '3600'
+  EXPORT_POLL_ROUNDS_PER_HISTORY: '20'
+  EXPORT_TIMEOUT_DAYS: string(exportTimeoutDays)
+  // A Key Vault reference: the secret value never appears in the site configuration.
+  CALLBACK_SIGNING_SECRET: '@Microsoft.KeyVault(SecretUri=${callbackSecretUri})'
+  CALLBACK_ALLOWED_HOSTS: callbackAllowedHosts
+  DEADLINE_WARNING_DAYS: string(deadlineWarningDays)
+}
+
+// stored-policy mode only: the export account key, as a Key Vault reference. In
+// user-delegation mode the setting is absent, so no key can be used by mistake.
+var storedPolicySettings = {
+  EXPORT_STORAGE_ACCOUNT_KEY: '@Microsoft.KeyVault(SecretUri=${exportAccountKeySecretUri})'
+}
+
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(platformSettings, appSettings, isStoredPolicy ? storedPolicySettings : {})
+}
+
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName

@@ -1,0 +1,90 @@
+// Key Vault for the two secrets the app cannot do without: the callback signing secret and,
+// in stored-policy mode, the export account key (written by export-storage.bicep).
+// RBAC authorization (no access policies), so every grant is an auditable role assignment.
+
+@description('Key Vault name (3-24 characters).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Principal (object) id of the app identity.')
+param appPrincipalId string
+
+@description('Standard Webhooks secret (whsec_...) that signs ticket callbacks.')
+@secure()
+param callbackSigningSecret string
+
+@description('Secret name for the callback signing secret.')
+param callbackSecretName string = 'callback-signing-secret'
+
+@description('Turn on purge protection. Recommended for production; it also means a deleted vault keeps its name for the soft-delete period and cannot be purged by azd down --purge.')
+param purgeProtection bool = false
+
+// Key Vault Secrets User (built-in role, id verified against the Azure built-in roles list).
+var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: name
+  location: location
+  tags: tags
+  properties: {
+    tenantId: tenant().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    // Azure RBAC instead of access policies: grants are role assignments with a scope,
+    // visible in one place, and the app gets read access to named secrets only.
+    enableRbacAuthorization: true
+    // A deleted secret or vault can be recovered.
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    // ARM refuses an explicit false once enabled, so the property is omitted when off.
+    enablePurgeProtection: purgeProtection ? true : null
+    // The vault is not used by VMs, disk encryption or ARM template parameter references.
+    enabledForDeployment: false
+    enabledForDiskEncryption: false
+    enabledForTemplateDeployment: false
+    // App Service resolves Key Vault references from shared platform addresses unless the
+    // app is VNet-integrated, so the public endpoint stays open; authorization is by role.
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource callbackSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: callbackSecretName
+  properties: {
+    value: callbackSigningSecret
+    contentType: 'Standard Webhooks signing secret (whsec_...)'
+  }
+}
+
+// Why Key Vault Secrets User: App Service resolves the CALLBACK_SIGNING_SECRET Key Vault
+// reference with the app identity (keyVaultReferenceIdentity). Scope: this one secret, not
+// the vault, so the identity reads nothing else stored here.
+resource callbackSecretUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(callbackSecret.id, appPrincipalId, keyVaultSecretsUserRoleId)
+  scope: callbackSecret
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+output name string = vault.name
+output id string = vault.id
+output vaultUri string = vault.properties.vaultUri
+// Versionless URI: rotating the secret (new version) needs no redeployment.
+output callbackSecretUri string = callbackSecret.properties.secretUri
