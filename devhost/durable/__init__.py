@@ -1,0 +1,18 @@
+"""Offline Durable Functions backend: engine, virtual clock and the durable HTTP API."""
+
+from .clock import Clock, FastClock, SystemClock
+from .engine import DurableEngine, NonDeterministicOrchestrationError, UnknownOrchestratorError
+from .store import Instance, InstanceExistsError, Query, StoreLockedError
+
+__all__ = [
+    "Clock",
+    "DurableEngine",
+    "FastClock",
+    "Instance",
+    "InstanceExistsError",
+    "NonDeterministicOrchestrationError",
+    "Query",
+    "StoreLockedError",
+    "SystemClock",
+    "UnknownOrchestratorError",
+]

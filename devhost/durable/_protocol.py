@@ -1,0 +1,129 @@
+"""The wire shapes shared with the Durable Functions Python SDK's replay.
+
+History events are built with the field names and numeric types the SDK's ``HistoryEvent``
+reads; actions are read with the names its ``OrchestratorState`` writes. Keeping both here
+makes the rest of the engine independent of the JSON spelling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from enum import IntEnum
+from typing import Any
+
+from .store import ts
+
+_OUT_OF_PROC_MARKER = "$OutOfProcData$:"
+
+
+class Ev(IntEnum):
+    """History event types, numbered as in ``HistoryEventType``."""
+
+    EXECUTION_STARTED = 0
+    EXECUTION_COMPLETED = 1
+    EXECUTION_FAILED = 2
+    EXECUTION_TERMINATED = 3
+    TASK_SCHEDULED = 4
+    TASK_COMPLETED = 5
+    TASK_FAILED = 6
+    TIMER_CREATED = 10
+    TIMER_FIRED = 11
+    ORCHESTRATOR_STARTED = 12
+    ORCHESTRATOR_COMPLETED = 13
+    EVENT_RAISED = 15
+
+
+class Act(IntEnum):
+    """Action types, numbered as in ``ActionType``."""
+
+    CALL_ACTIVITY = 0
+    CALL_ACTIVITY_WITH_RETRY = 1
+    CALL_SUB_ORCHESTRATOR = 2
+    CALL_SUB_ORCHESTRATOR_WITH_RETRY = 3
+    CONTINUE_AS_NEW = 4
+    CREATE_TIMER = 5
+    WAIT_FOR_EXTERNAL_EVENT = 6
+    CALL_ENTITY = 7
+    CALL_HTTP = 8
+    SIGNAL_ENTITY = 9
+    WHEN_ANY = 11
+    WHEN_ALL = 12
+
+
+SUPPORTED_LEAVES = frozenset(
+    {
+        Act.CALL_ACTIVITY,
+        Act.CALL_ACTIVITY_WITH_RETRY,
+        Act.CONTINUE_AS_NEW,
+        Act.CREATE_TIMER,
+        Act.WAIT_FOR_EXTERNAL_EVENT,
+    }
+)
+
+
+def event(kind: Ev, at: datetime, event_id: int = -1, **fields: Any) -> dict[str, Any]:
+    return {
+        "EventType": int(kind),
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": ts(at),
+    } | fields
+
+
+def flatten(actions: Any) -> Iterator[dict[str, Any]]:
+    """Leaf actions in the order the SDK allocated their sequence numbers."""
+    if isinstance(actions, list):
+        for item in actions:
+            yield from flatten(item)
+    elif isinstance(actions, dict):
+        if actions.get("actionType") in (Act.WHEN_ANY, Act.WHEN_ALL):
+            yield from flatten(actions.get("compoundActions", []))
+        else:
+            yield actions
+
+
+def parse_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """Split the SDK's failure exception into the user's message and the orchestrator state."""
+    text = str(exc)
+    head, sep, tail = text.partition(_OUT_OF_PROC_MARKER)
+    if not sep:
+        return text, {}
+    try:
+        state = json.loads(tail)
+    except ValueError:
+        return head.strip(), {}
+    if not isinstance(state, dict):
+        return head.strip(), {}
+    message = state.get("error") or head.strip()
+    return str(message), state
+
+
+def describe_event(ev: dict[str, Any]) -> str:
+    if ev["EventType"] == Ev.TASK_SCHEDULED:
+        return f"activity '{ev.get('Name')}' (sequence {ev['EventId']})"
+    return f"timer (sequence {ev['EventId']})"
+
+
+def describe_action(action: dict[str, Any] | None) -> str:
+    if action is None:
+        return "nothing (the orchestrator no longer schedules it)"
+    kind = action.get("actionType")
+    if kind in (Act.CALL_ACTIVITY, Act.CALL_ACTIVITY_WITH_RETRY):
+        return f"activity '{action.get('functionName')}'"
+    if kind == Act.CREATE_TIMER:
+        return "timer"
+    try:
+        return f"action {Act(kind).name}"  # type: ignore[arg-type]
+    except ValueError:
+        return f"action type {kind}"
+
+
+def matches(ev: dict[str, Any], action: dict[str, Any]) -> bool:
+    kind = action.get("actionType")
+    if ev["EventType"] == Ev.TASK_SCHEDULED:
+        return kind in (Act.CALL_ACTIVITY, Act.CALL_ACTIVITY_WITH_RETRY) and action.get(
+            "functionName"
+        ) == ev.get("Name")
+    return bool(kind == Act.CREATE_TIMER)
