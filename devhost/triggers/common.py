@@ -84,10 +84,18 @@ class FunctionSpec:
                 )
         entry = function.get_user_function()
         bound = {str(trigger["name"])} | ({client_param} if client_param else set())
-        try:
-            params = inspect.signature(entry).parameters
-        except (TypeError, ValueError):  # builtins or odd callables: pass bindings only
-            params = {}  # type: ignore[assignment]
+        params = set(inspect.signature(entry).parameters)
+        # The worker refuses to load such a function; say so now rather than at the first call.
+        if params - bound - {"context"}:
+            raise UnsupportedFunctionError(
+                f"cannot load function {name!r}: parameters declared in Python but not in its "
+                f"bindings: {sorted(params - bound - {'context'})}"
+            )
+        if bound - params:
+            raise UnsupportedFunctionError(
+                f"cannot load function {name!r}: bindings without a Python parameter: "
+                f"{sorted(bound - params)}"
+            )
         return cls(
             name=name,
             trigger_type=trigger_type,

@@ -258,6 +258,11 @@ class _Reply:
     body: bytes = b""
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the default (5) drops bursts of connections for a second
+
+
 class HttpTriggerServer:
     """Serves HTTP-triggered functions on a loopback port, one thread per connection."""
 
@@ -275,8 +280,7 @@ class HttpTriggerServer:
         self._invoker = invoker
         self._key = function_key.encode()
         self._prefix = route_prefix.strip("/")
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self._dispatch))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _make_handler(self._dispatch))
         self._thread: threading.Thread | None = None
 
     @property

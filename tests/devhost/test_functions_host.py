@@ -1,0 +1,510 @@
+"""The trigger host runs real functions through the SDK's entry points, like the Functions host."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+import requests
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from devhost.functions_host import FunctionsHost, UnsupportedFunctionError
+from devhost.triggers.http import compile_route
+from devhost.triggers.queue import QueueOptions
+from devhost.triggers.timer import parse_schedule
+from tests.devhost.host_toy_app import CLIENT_QUEUE, LEAKY_TEXT, QUEUE, Recorder, build_app
+
+KEY = "toy-function-key"
+HTTP_FUNCTIONS = [
+    "hello",
+    "echo",
+    "admin_ping",
+    "boom",
+    "cookies",
+    "together",
+    "async_catch_all",
+    "status",
+]
+REPO = Path(__file__).resolve().parents[2]
+DEV_ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture(scope="module")
+def binding() -> dict[str, Any]:
+    return {"taskHubName": "ToyHub", "creationUrls": {}, "managementUrls": {}}
+
+
+@pytest.fixture(scope="module")
+def http_host(rec: Recorder, binding: dict[str, Any]) -> Iterator[FunctionsHost]:
+    host = FunctionsHost(
+        build_app(rec).get_functions(),
+        function_key=KEY,
+        client_binding=lambda: dict(binding),
+        host_json={"functions": HTTP_FUNCTIONS},
+    )
+    with host:
+        yield host
+
+
+@pytest.fixture
+def api(http_host: FunctionsHost) -> str:
+    return f"{http_host.base_url}/api"
+
+
+def test_anonymous_route_with_constraint(api: str) -> None:
+    response = requests.get(f"{api}/hello/world", timeout=10)
+    assert response.status_code == 200
+    assert response.text == "hello world"
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert requests.get(f"{api}/HELLO/Bob", timeout=10).text == "hello Bob"
+    assert requests.get(f"{api}/hello/w0rld", timeout=10).status_code == 404  # {name:alpha}
+
+
+def test_function_and_admin_levels_need_the_key(api: str) -> None:
+    missing = requests.get(f"{api}/items/5", timeout=10)
+    assert missing.status_code == 401
+    assert missing.content == b""
+    assert requests.get(f"{api}/items/5?code=wrong", timeout=10).status_code == 401
+    header = requests.get(f"{api}/items/5", headers={"x-functions-key": KEY}, timeout=10)
+    assert header.status_code == 201
+    assert requests.get(f"{api}/items/5", params={"code": KEY}, timeout=10).status_code == 201
+    assert requests.get(f"{api}/admin/ping", timeout=10).status_code == 401
+    admin = requests.get(f"{api}/admin/ping", headers={"x-functions-key": KEY}, timeout=10)
+    assert (admin.status_code, admin.text) == (200, "pong")
+
+
+def test_request_carries_method_url_params_route_headers_and_body(api: str) -> None:
+    response = requests.post(
+        f"{api}/items/7/extra?x=1&y=2",
+        data=b'{"a": 1}',
+        headers={"x-functions-key": KEY, "X-Test": "yes"},
+        timeout=10,
+    )
+    assert response.status_code == 201
+    assert response.headers["Content-Type"] == "application/json"
+    seen = response.json()
+    assert seen["method"] == "POST"
+    assert seen["route"] == {"id": "7", "part": "extra"}
+    assert seen["params"] == {"x": "1", "y": "2"}
+    assert seen["body"] == '{"a": 1}'
+    assert seen["x_test"] == "yes"
+    assert seen["url"].endswith("/api/items/7/extra?x=1&y=2")
+    optional = requests.get(f"{api}/items/8", headers={"x-functions-key": KEY}, timeout=10)
+    assert optional.json()["route"] == {"id": "8"}
+
+
+def test_unknown_routes_404_and_wrong_methods_405(api: str, http_host: FunctionsHost) -> None:
+    assert requests.get(f"{api}/nope", timeout=10).status_code == 404
+    assert requests.get(f"{http_host.base_url}/hello/bob", timeout=10).status_code == 404
+    assert requests.get(f"{api}/items/abc", params={"code": KEY}, timeout=10).status_code == 404
+    wrong = requests.delete(f"{api}/hello/bob", timeout=10)
+    assert wrong.status_code == 405
+    assert wrong.headers["Allow"] == "GET"
+
+
+def test_unhandled_exception_is_a_bare_500(api: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="devhost.functions"):
+        response = requests.get(f"{api}/boom", timeout=10)
+    assert response.status_code == 500
+    assert response.content == b""
+    assert LEAKY_TEXT not in str(response.headers)
+    assert any(r.levelno == logging.ERROR and "boom" in r.getMessage() for r in caplog.records)
+    assert any("function=boom" in m and "status=500" in m for m in caplog.messages)
+
+
+def test_multiple_headers_and_binary_body(api: str) -> None:
+    response = requests.get(f"{api}/cookies", timeout=10)
+    assert response.content == b"\x00\x01"
+    assert response.raw.headers.getlist("Set-Cookie") == ["a=1", "b=2"]
+    assert response.headers["Content-Type"] == "application/octet-stream"
+
+
+def test_twenty_concurrent_requests(api: str) -> None:
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(
+            pool.map(lambda _: requests.get(f"{api}/together", timeout=20).status_code, range(20))
+        )
+    assert statuses == [200] * 20  # the function waits on a 20-party barrier
+
+
+def test_async_function_catch_all_and_context(api: str) -> None:
+    response = requests.get(f"{api}/async/a/b/c", timeout=10)
+    assert (response.status_code, response.text) == (200, "a/b/c|async_catch_all")
+
+
+def test_durable_client_function_talks_to_the_binding_rpc_url(
+    api: str, binding: dict[str, Any], httpserver: Any
+) -> None:
+    httpserver.expect_request(
+        "/runtime/webhooks/durabletask/instances/abc", method="GET"
+    ).respond_with_json({"instanceId": "abc", "name": "o", "runtimeStatus": "Running"}, status=202)
+    binding["rpcBaseUrl"] = httpserver.url_for("/runtime/webhooks/durabletask/")
+
+    def call(_: int) -> tuple[int, Any]:
+        response = requests.get(f"{api}/status/abc", headers={"x-functions-key": KEY}, timeout=20)
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=5) as pool:  # the SDK's shared aiohttp session
+        results = list(pool.map(call, range(5)))
+    assert results == [(200, {"status": "Running"})] * 5
+
+
+def test_invocation_log_line_has_no_body_headers_or_key(
+    api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="devhost.functions"):
+        requests.post(
+            f"{api}/items/9?q=QUERY-SECRET",
+            data=b"BODY-SECRET",
+            headers={"x-functions-key": KEY, "x-test": "HEADER-SECRET"},
+            timeout=10,
+        )
+    lines = [m for m in caplog.messages if "function=echo" in m]
+    assert len(lines) == 1
+    assert re.search(r"trigger=httpTrigger status=201 duration_ms=[\d.]+ ", lines[0])
+    assert "route=items/{id:int}/{part?}" in lines[0]
+    for secret in ("BODY-SECRET", "HEADER-SECRET", "QUERY-SECRET", KEY):
+        assert not any(secret in m for m in caplog.messages)
+
+
+def test_route_templates() -> None:
+    assert compile_route("a/{x:int:min(2)}").match("a/3") == {"x": "3"}
+    assert compile_route("a/{x:int:min(2)}").match("a/1") is None
+    assert compile_route("a/{x:regex(^b+$)}").match("a/bbb") == {"x": "bbb"}
+    assert compile_route("a/{x:regex(^b+$)}").match("a/bc") is None
+    assert compile_route("a/{x=dflt}").match("a") == {"x": "dflt"}
+    assert compile_route("a/{x:guid}").match("a/0f8fad5b-d9cb-469f-a165-70867728950e")
+    assert compile_route("{*all}").match("") == {"all": ""}
+    assert compile_route("f/{name}.{ext}").match("f/report.tar.gz") == {
+        "name": "report",
+        "ext": "tar.gz",
+    }
+    assert compile_route("a/{x:unknownconstraint}").match("a/b") == {"x": "b"}  # tolerated
+    with pytest.raises(ValueError, match="parameter name"):
+        compile_route("a/{x y}")
+    literal, param = compile_route("items/special"), compile_route("items/{id}")
+    assert literal.precedence < param.precedence
+
+
+def _plain_app(build: Callable[[df.DFApp], None]) -> list[Any]:
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+    build(app)
+    return list(app.get_functions())
+
+
+def test_load_errors_surface_when_the_host_is_built() -> None:
+    def mismatch(app: df.DFApp) -> None:
+        @app.route(route="x")
+        def x(request: func.HttpRequest) -> func.HttpResponse:  # binding is named "req"
+            return func.HttpResponse()
+
+    with pytest.raises(UnsupportedFunctionError, match="request"):
+        FunctionsHost(_plain_app(mismatch), function_key=KEY, client_binding=None)
+
+    def client(app: df.DFApp) -> None:
+        @app.route(route="x")
+        @app.durable_client_input(client_name="client")
+        async def x(req: func.HttpRequest, client: Any) -> func.HttpResponse:
+            return func.HttpResponse()
+
+    with pytest.raises(UnsupportedFunctionError, match="client_binding"):
+        FunctionsHost(_plain_app(client), function_key=KEY, client_binding=None)
+
+    def queue_fn(app: df.DFApp) -> None:
+        @app.queue_trigger(arg_name="msg", queue_name="q", connection="Storage")
+        def x(msg: func.QueueMessage) -> None:
+            return None
+
+    with pytest.raises(UnsupportedFunctionError, match="queue_connection"):
+        FunctionsHost(_plain_app(queue_fn), function_key=KEY, client_binding=None)
+
+
+# --- queues (Azurite) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def azurite_queue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private Azurite queue service on a free port; yields its connection string."""
+    process = subprocess.Popen(
+        [
+            str(REPO / "node_modules/.bin/azurite-queue"),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            "0",
+            "--location",
+            str(tmp_path_factory.mktemp("azurite")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 20
+    port = None
+    try:
+        while port is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or process.poll() is not None:
+                raise RuntimeError("Azurite queue service did not start")
+            try:
+                line = lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            found = re.search(r"listens on http://127\.0\.0\.1:(\d+)", line)
+            port = int(found.group(1)) if found else None
+        yield (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={DEV_ACCOUNT_KEY};"
+            f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+QUEUE_HOST_JSON = {
+    "extensions": {
+        "queues": {
+            "maxDequeueCount": 2,
+            "visibilityTimeout": "00:00:00",
+            "maxPollingInterval": "00:00:00.200",
+            "batchSize": 4,
+        }
+    },
+    "functions": ["on_item", "on_client_item"],
+}
+
+
+@pytest.fixture(scope="module")
+def queue_rec() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture(scope="module")
+def queue_host(azurite_queue: str, queue_rec: Recorder) -> Iterator[FunctionsHost]:
+    for name in (QUEUE, CLIENT_QUEUE):
+        QueueClient.from_connection_string(azurite_queue, name).create_queue()
+    connections: list[str] = []
+
+    def resolve(name: str) -> str:
+        connections.append(name)
+        return azurite_queue
+
+    host = FunctionsHost(
+        build_app(queue_rec).get_functions(),
+        function_key=KEY,
+        client_binding=lambda: {"taskHubName": "ToyHub", "creationUrls": {}, "managementUrls": {}},
+        queue_connection=resolve,
+        host_json=QUEUE_HOST_JSON,
+    )
+    with host:
+        assert connections == ["ToyStorage", "ToyStorage"]
+        yield host
+
+
+def _producer(conn: str, name: str) -> QueueClient:
+    return QueueClient.from_connection_string(
+        conn, name, message_encode_policy=TextBase64EncodePolicy()
+    )
+
+
+def _count(conn: str, name: str) -> int:
+    client = QueueClient.from_connection_string(conn, name)
+    return int(client.get_queue_properties().approximate_message_count or 0)
+
+
+@pytest.mark.azurite
+def test_base64_message_is_processed_then_deleted(
+    queue_host: FunctionsHost, azurite_queue: str, queue_rec: Recorder
+) -> None:
+    sent = _producer(azurite_queue, QUEUE).send_message("hello queue")
+    seen = wait_for(lambda: [e for e in queue_rec.of("queue") if e["id"] == sent.id], what="msg")
+    assert seen[0]["body"] == "hello queue"
+    assert seen[0]["dequeue_count"] == 1
+    assert seen[0]["pop_receipt"]
+    assert isinstance(seen[0]["inserted"], datetime)
+    wait_for(lambda: _count(azurite_queue, QUEUE) == 0, what="message deleted")
+
+
+@pytest.mark.azurite
+def test_failing_message_is_retried_then_moved_to_poison(
+    queue_host: FunctionsHost, azurite_queue: str, queue_rec: Recorder
+) -> None:
+    sent = _producer(azurite_queue, QUEUE).send_message("fail please")
+    poison = QueueClient.from_connection_string(azurite_queue, f"{QUEUE}-poison")
+
+    def poisoned() -> list[Any]:
+        try:
+            return list(poison.peek_messages(max_messages=32))
+        except Exception:  # noqa: BLE001 - the host creates the poison queue on first use
+            return []
+
+    encoded = base64.b64encode(b"fail please").decode()
+    moved = wait_for(lambda: [m for m in poisoned() if m.content == encoded], what="poison")
+    assert len(moved) == 1  # moved unchanged, still base64
+    attempts = [e["dequeue_count"] for e in queue_rec.of("queue") if e["id"] == sent.id]
+    assert attempts == [1, 2]
+    wait_for(lambda: _count(azurite_queue, QUEUE) == 0, what="original removed")
+
+
+@pytest.mark.azurite
+def test_invalid_base64_is_a_failed_delivery(
+    queue_host: FunctionsHost, azurite_queue: str, queue_rec: Recorder
+) -> None:
+    raw = QueueClient.from_connection_string(azurite_queue, QUEUE)
+    sent = raw.send_message("not base64 !")
+    poison = QueueClient.from_connection_string(azurite_queue, f"{QUEUE}-poison")
+    wait_for(
+        lambda: any(m.content == "not base64 !" for m in poison.peek_messages(max_messages=32)),
+        what="poison",
+    )
+    assert not [e for e in queue_rec.of("queue") if e["id"] == sent.id]
+
+
+@pytest.mark.azurite
+def test_queue_client_function_gets_the_durable_binding(
+    queue_host: FunctionsHost, azurite_queue: str, queue_rec: Recorder
+) -> None:
+    _producer(azurite_queue, CLIENT_QUEUE).send_message(json.dumps({"id": 1}))
+    seen = wait_for(lambda: queue_rec.of("client_queue"), what="client queue message")
+    assert seen == [{"body": '{"id": 1}', "hub": "ToyHub"}]
+
+
+@pytest.mark.azurite
+def test_message_encoding_none(azurite_queue: str) -> None:
+    QueueClient.from_connection_string(azurite_queue, "plain-items").create_queue()
+    rec = Recorder()
+    app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+    @app.queue_trigger(arg_name="msg", queue_name="%PLAIN_QUEUE%", connection="Storage")
+    def plain(msg: func.QueueMessage) -> None:
+        rec.add("plain", body=msg.get_body())
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("PLAIN_QUEUE", "plain-items")
+    try:
+        host = FunctionsHost(
+            app.get_functions(),
+            function_key=KEY,
+            client_binding=None,
+            queue_connection=lambda _: azurite_queue,
+            host_json={"extensions": {"queues": {"messageEncoding": "none"}}},
+        )
+    finally:
+        monkey.undo()
+    with host:
+        QueueClient.from_connection_string(azurite_queue, "plain-items").send_message("raw {}")
+        assert wait_for(lambda: rec.of("plain"), what="plain message") == [{"body": b"raw {}"}]
+
+
+def test_queue_options_from_host_json() -> None:
+    defaults = QueueOptions.from_host_json(None)
+    assert (defaults.max_dequeue_count, defaults.batch_size, defaults.message_encoding) == (
+        5,
+        16,
+        "base64",
+    )
+    options = QueueOptions.from_host_json(
+        {"extensions": {"queues": {"maxPollingInterval": "00:01:00", "visibilityTimeout": 1500}}}
+    )
+    assert options.max_polling_interval_s == 2.0  # capped for dev
+    assert options.visibility_timeout_s == 1.5  # numbers are milliseconds
+    with pytest.raises(ValueError, match="messageEncoding"):
+        QueueOptions.from_host_json({"extensions": {"queues": {"messageEncoding": "utf8"}}})
+
+
+# --- timers -------------------------------------------------------------------------------
+
+
+def _at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, sec: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, sec, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("0 */5 * * * *", _at(2026, 1, 1, 12, 3, 10), _at(2026, 1, 1, 12, 5, 0)),
+        ("0 */5 * * * *", _at(2026, 1, 1, 12, 5, 0), _at(2026, 1, 1, 12, 10, 0)),
+        ("*/15 * * * * *", _at(2026, 1, 1, 0, 0, 59), _at(2026, 1, 1, 0, 1, 0)),
+        ("0 30 9 * * 1-5", _at(2026, 11, 27, 10, 0, 0), _at(2026, 11, 30, 9, 30, 0)),  # Fri->Mon
+        ("0 0 0 29 2 *", _at(2026, 3, 1), _at(2028, 2, 29)),
+        ("0 0 12 * JAN,jul MON", _at(2026, 2, 1), _at(2026, 7, 6, 12)),
+        ("0 0 6,18 1-3 * *", _at(2026, 1, 3, 19), _at(2026, 2, 1, 6)),
+        ("0 0 0 * * 7", _at(2026, 11, 28), _at(2026, 11, 29)),  # 7 is Sunday too
+        ("0 0 * * *", _at(2026, 1, 1, 0, 30), _at(2026, 1, 2)),  # five fields: seconds = 0
+        ("00:10:00", _at(2026, 1, 1), _at(2026, 1, 1, 0, 10)),  # TimeSpan: every 10 minutes
+    ],
+)
+def test_ncrontab_next_occurrence(expression: str, after: datetime, expected: datetime) -> None:
+    assert parse_schedule(expression).next_after(after) == expected
+
+
+@pytest.mark.parametrize(
+    "expression", ["* * * *", "60 * * * * *", "0 0 0 31 2 *", "*/0 * * * * *", "0 5-1 * * * *"]
+)
+def test_ncrontab_rejects_bad_schedules(expression: str) -> None:
+    with pytest.raises(ValueError, match=r"NCRONTAB|never fires"):
+        parse_schedule(expression)
+
+
+def test_timer_runs_on_startup_then_on_schedule() -> None:
+    rec = Recorder()
+    host = FunctionsHost(
+        build_app(rec).get_functions(),
+        function_key=KEY,
+        client_binding=None,
+        host_json={"functions": ["tick"]},
+    )
+    with host:
+        first = wait_for(lambda: rec.of("tick"), timeout=5, what="startup run")
+        assert first[0] == {"past_due": False}
+        wait_for(lambda: len(rec.of("tick")) >= 3, timeout=5, what="two scheduled runs")
