@@ -119,12 +119,12 @@ def _session(retry: Retry) -> requests.Session:
     return session
 
 
-def _read_retry() -> Retry:
+def _read_retry(backoff_factor: float) -> Retry:
     """GETs are safe to repeat: retry connection, read and 429/5xx failures."""
     return _GraphRetry(
         total=4,
-        backoff_factor=2.0,
-        backoff_jitter=1.0,
+        backoff_factor=backoff_factor,
+        backoff_jitter=backoff_factor / 2,
         backoff_max=INLINE_WAIT_MAX_SECONDS,
         status_forcelist=(429, 500, 502, 503, 504),
         allowed_methods=frozenset({"GET"}),
@@ -133,7 +133,7 @@ def _read_retry() -> Retry:
     )
 
 
-def _submit_retry() -> Retry:
+def _submit_retry(backoff_factor: float) -> Retry:
     """exportPersonalData is not idempotent: retry only what the service certainly refused.
 
     A connection that never opened, or a 429/503 (throttled before any work), is safe to
@@ -145,8 +145,8 @@ def _submit_retry() -> Retry:
         connect=3,
         read=0,
         other=0,
-        backoff_factor=2.0,
-        backoff_jitter=1.0,
+        backoff_factor=backoff_factor,
+        backoff_jitter=backoff_factor / 2,
         backoff_max=INLINE_WAIT_MAX_SECONDS,
         status_forcelist=(429, 503),
         allowed_methods=frozenset({"POST"}),
@@ -159,13 +159,16 @@ class GraphClient:
     """exportPersonalData, dataPolicyOperations and user lookup, with the bearer token pinned
     to the configured Graph host."""
 
-    def __init__(self, settings: GraphSettings, credential: TokenProvider) -> None:
+    def __init__(
+        self, settings: GraphSettings, credential: TokenProvider, *, backoff_factor: float = 2.0
+    ) -> None:
+        """``backoff_factor`` spaces inline retries (0 in tests); Retry-After always wins."""
         self._settings = settings
         self._credential = credential
         base = urlsplit(settings.base_url)
         self._origin = (base.scheme, base.netloc.lower())
-        self._reads = _session(_read_retry())
-        self._submits = _session(_submit_retry())
+        self._reads = _session(_read_retry(backoff_factor))
+        self._submits = _session(_submit_retry(backoff_factor))
 
     def submit_export(self, user_id: str, storage_location: str) -> SubmittedExport:
         """POST exportPersonalData. ``storage_location`` (the SAS URL) goes in the body only."""
