@@ -2,6 +2,7 @@
 
 from .clock import Clock, FastClock, SystemClock
 from .engine import DurableEngine, NonDeterministicOrchestrationError, UnknownOrchestratorError
+from .rpc import RpcServer
 from .store import Instance, InstanceExistsError, Query, StoreLockedError
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "InstanceExistsError",
     "NonDeterministicOrchestrationError",
     "Query",
+    "RpcServer",
     "StoreLockedError",
     "SystemClock",
     "UnknownOrchestratorError",

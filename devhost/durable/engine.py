@@ -48,7 +48,7 @@ log = logging.getLogger("devhost.durable")
 
 ACTIVE = frozenset({"Pending", "Running", "Suspended"})
 _WAKE_CAP = 1.0  # seconds; bounds a lost wake-up, it is not a poll interval
-_STOP_GRACE = 2.0
+_STOP_GRACE = 0.5
 
 
 class NonDeterministicOrchestrationError(RuntimeError):

@@ -1,0 +1,281 @@
+"""The durable engine runs real orchestrators through the SDK's replay, as the extension would."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from devhost.durable import DurableEngine, FastClock, StoreLockedError
+from devhost.durable._protocol import Ev
+from tests.devhost import toy_app
+
+APP1 = toy_app.make_app(1).get_functions()
+APP2 = toy_app.make_app(2).get_functions()
+FAST = 1e6  # one real millisecond is ~17 virtual minutes
+
+
+def sdk_input(value: Any) -> str:
+    """The stored input as the SDK client sends it: JSON text of JSON text."""
+    return json.dumps(json.dumps(value))
+
+
+def poll(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        time.sleep(0.005)
+
+
+def types(history: list[dict[str, Any]]) -> list[int]:
+    return [e["EventType"] for e in history]
+
+
+@pytest.fixture
+def db(tmp_path: Any) -> str:
+    return str(tmp_path / "durable.db")
+
+
+@pytest.fixture
+def engine(db: str) -> Iterator[DurableEngine]:
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST)) as eng:
+        yield eng
+
+
+def test_activity_sequence_output_custom_status_and_history_shape(engine: DurableEngine) -> None:
+    iid = engine.start_new("seq_orch", "seq-1", sdk_input({"names": ["ann", "bob"]}))
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
+    assert json.loads(inst.output or "") == ["hello ann", "hello bob"]
+    assert json.loads(inst.custom_status or "") == {"done": 2}
+    history = engine.get_history(iid)
+    assert types(history[:2]) == [Ev.ORCHESTRATOR_STARTED, Ev.EXECUTION_STARTED]
+    assert history[1]["Name"] == "seq_orch"
+    scheduled = [e for e in history if e["EventType"] == Ev.TASK_SCHEDULED]
+    assert [(e["EventId"], e["Name"]) for e in scheduled] == [(0, "greet"), (1, "greet")]
+    starts = [e["Timestamp"] for e in history if e["EventType"] == Ev.ORCHESTRATOR_STARTED]
+    assert starts == sorted(starts)
+    assert len(set(starts)) == 3
+
+
+def test_fan_out_fan_in(engine: DurableEngine) -> None:
+    iid = engine.start_new("fanout_orch", None, sdk_input({"names": ["a", "b", "c"]}))
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
+    assert json.loads(inst.output or "") == ["hello a", "hello b", "hello c"]
+
+
+def test_retry_succeeds_on_third_attempt_with_extension_history_shape(
+    engine: DurableEngine,
+) -> None:
+    args = {"key": "retry-ok", "fail_times": 2, "attempts": 3}
+    iid = engine.start_new("retry_orch", None, sdk_input(args))
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed", inst.output
+    out = json.loads(inst.output or "")
+    assert out["result"] == "ok after 3"
+    assert out["next"] == "hello after-retry"
+    assert out["waited_s"] >= 120  # two 60 s retry timers on the virtual clock
+    assert toy_app.CALLS["retry-ok"] == 3
+    work = [
+        (
+            e["EventType"],
+            e.get("EventId") if e["EventId"] >= 0 else e.get("TaskScheduledId", e.get("TimerId")),
+        )
+        for e in engine.get_history(iid)
+        if e["EventType"]
+        in (Ev.TASK_SCHEDULED, Ev.TASK_COMPLETED, Ev.TASK_FAILED, Ev.TIMER_CREATED, Ev.TIMER_FIRED)
+    ]
+    assert work == [
+        (Ev.TASK_SCHEDULED, 0),
+        (Ev.TASK_FAILED, 0),
+        (Ev.TIMER_CREATED, 1),
+        (Ev.TIMER_FIRED, 1),
+        (Ev.TASK_SCHEDULED, 2),
+        (Ev.TASK_FAILED, 2),
+        (Ev.TIMER_CREATED, 3),
+        (Ev.TIMER_FIRED, 3),
+        (Ev.TASK_SCHEDULED, 4),
+        (Ev.TASK_COMPLETED, 4),
+        (Ev.TASK_SCHEDULED, 5),
+        (Ev.TASK_COMPLETED, 5),
+    ]
+
+
+def test_retry_exhausted_fails_orchestration_with_the_activity_message(
+    engine: DurableEngine,
+) -> None:
+    args = {"key": "retry-bad", "fail_times": 99, "attempts": 3}
+    iid = engine.start_new("retry_orch", None, sdk_input(args))
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Failed"
+    assert "flaky failure 3" in json.loads(inst.output or "")
+    assert toy_app.CALLS["retry-bad"] == 3
+    history = engine.get_history(iid)
+    last_failure = max(i for i, e in enumerate(history) if e["EventType"] == Ev.TASK_FAILED)
+    # the extension's extra timer after the last attempt, without which replay would hang
+    assert Ev.TIMER_FIRED in types(history[last_failure:])
+
+
+def test_three_day_timer_runs_in_well_under_a_second(db: str) -> None:
+    with DurableEngine(APP1, db, clock=FastClock(speed=1e7)) as engine:
+        started = time.monotonic()
+        iid = engine.start_new("timer_orch", None, sdk_input({"days": 3}))
+        inst = engine.wait_for(iid, timeout=5)
+        elapsed = time.monotonic() - started
+
+    assert inst.status == "Completed"
+    assert elapsed < 1.0
+    out = json.loads(inst.output or "")
+    assert datetime.fromisoformat(out["now"]) >= datetime.fromisoformat(out["fire_at"])
+
+
+def test_continue_as_new_carries_input_and_resets_history(engine: DurableEngine) -> None:
+    iid = engine.start_new("can_orch", "can-1", sdk_input({"n": 0, "limit": 3}))
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
+    assert json.loads(inst.output or "") == {"n": 3}
+    history = engine.get_history(iid)
+    assert types(history).count(Ev.EXECUTION_STARTED) == 1
+    assert types(history).count(Ev.TASK_SCHEDULED) == 1
+    assert json.loads(json.loads(history[1]["Input"])) == {"n": 3, "limit": 3}
+
+
+def test_external_event_is_buffered_until_awaited_and_cancels_the_timer(db: str) -> None:
+    with DurableEngine(APP1, db, clock=FastClock(speed=1.0)) as engine:
+        iid = engine.start_new("event_orch", None, None)
+        assert engine.raise_event(iid, "approval", json.dumps({"ok": True})) == "Pending"
+
+        inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
+    assert json.loads(inst.output or "") == {"approved": {"ok": True}}
+
+
+def test_terminate_stops_a_waiting_instance(db: str) -> None:
+    with DurableEngine(APP1, db, clock=FastClock(speed=1.0)) as engine:
+        iid = engine.start_new("event_orch", None, None)
+        running = engine.wait_for(iid, {"Running"})
+        assert json.loads(running.custom_status or "") == "waiting"
+
+        assert engine.terminate(iid, "operator said so") == "Running"
+        inst = engine.wait_for(iid)
+
+        assert inst.status == "Terminated"
+        assert json.loads(inst.output or "") == "operator said so"
+        assert engine.raise_event(iid, "approval") == "Terminated"  # gone: not delivered
+        assert types(engine.get_history(iid))[-2] == Ev.EXECUTION_TERMINATED
+
+
+def test_failing_orchestrator_records_its_error(engine: DurableEngine) -> None:
+    iid = engine.start_new("failing_orch", None, None)
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Failed"
+    assert json.loads(inst.output or "") == (
+        "Orchestrator function 'failing_orch' failed: orchestrator exploded"
+    )
+
+
+def test_purge_deletes_only_finished_instances(db: str) -> None:
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST)) as engine:
+        done = engine.start_new("seq_orch", None, sdk_input({"names": []}))
+        waiting = engine.start_new("event_orch", None, None)
+        engine.wait_for(done)
+        engine.wait_for(waiting, {"Running"})
+
+        assert engine.purge([done, waiting, "nobody"]) == 1
+
+        assert engine.get_status(done) is None
+        assert engine.get_history(done) == []
+        assert engine.get_status(waiting) is not None
+
+
+def test_divergence_after_code_change_fails_loudly(db: str) -> None:
+    clock1 = FastClock(speed=1.0)
+    with DurableEngine(APP1, db, clock=clock1) as engine:
+        iid = engine.start_new("diverge_orch", None, None)
+        poll(lambda: Ev.TIMER_CREATED in types(engine.get_history(iid)))
+
+    clock2 = FastClock(speed=1.0, start=clock1.now())
+    with DurableEngine(APP2, db, clock=clock2) as engine:
+        clock2.advance(timedelta(hours=2))
+        inst = engine.wait_for(iid)
+
+    assert inst.status == "Failed"
+    message = json.loads(inst.output or "")
+    assert "NonDeterministicOrchestration" in message
+    assert "'step_a'" in message
+    assert "'step_a2'" in message
+
+
+def test_restart_resumes_in_flight_instances(db: str) -> None:
+    clock1 = FastClock(speed=1.0)
+    with DurableEngine(APP1, db, clock=clock1) as engine:
+        sleeper = engine.start_new("timer_orch", None, sdk_input({"days": 1}))
+        poll(lambda: Ev.TIMER_CREATED in types(engine.get_history(sleeper)))
+
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST, start=clock1.now())) as engine:
+        inst = engine.wait_for(sleeper)
+
+    assert inst.status == "Completed"
+
+
+def test_activity_abandoned_by_a_stopped_host_runs_again(db: str) -> None:
+    toy_app.GATES["gate-1"] = threading.Event()
+    try:
+        first = DurableEngine(APP1, db, clock=FastClock(speed=FAST))
+        first.start()
+        iid = first.start_new("gate_orch", None, sdk_input("gate-1"))
+        poll(lambda: toy_app.CALLS["gate-1"] == 1)
+        first.stop()  # the activity is still blocked: its result must not count
+    finally:
+        toy_app.GATES["gate-1"].set()
+
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST)) as engine:
+        inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
+    assert json.loads(inst.output or "") == 2  # at-least-once: the second run's result
+
+
+def test_two_engines_on_one_file_are_refused(db: str) -> None:
+    with DurableEngine(APP1, db, clock=FastClock()):
+        second = DurableEngine(APP1, db, clock=FastClock())
+        with pytest.raises(StoreLockedError, match="already used by another engine"):
+            second.start()
+    second.start()  # released on stop
+    second.stop()
+
+
+def test_starting_an_active_instance_id_is_refused(engine: DurableEngine) -> None:
+    from devhost.durable import InstanceExistsError
+
+    engine.start_new("event_orch", "dup", None)
+    with pytest.raises(InstanceExistsError, match="already exists"):
+        engine.start_new("event_orch", "dup", None)
+    engine.terminate("dup", "done")
+    engine.wait_for("dup")
+
+    assert engine.start_new("seq_orch", "dup", sdk_input({"names": ["z"]})) == "dup"
+    assert engine.wait_for("dup").name == "seq_orch"
