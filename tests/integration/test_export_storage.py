@@ -1,0 +1,164 @@
+"""The SAS handed to Graph, proven against Azurite over HTTPS (it enforces ``spr=https``).
+
+In both modes the SAS can do what Graph does (create and append RequestInfo.json, write blobs)
+and nothing else: no read, list or delete, no other container; dead after expiry; a
+stored-policy SAS is dead after revocation.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ManagedIdentityCredential
+from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
+
+from devhost.azurite import ACCOUNT_KEY, Azurite
+from dsr_export import sas
+from dsr_export.settings import ExportStorageSettings, SasMode
+from dsr_export.storage import MANIFEST_BLOB, REQUEST_INFO_BLOB, ExportStorage
+
+pytestmark = pytest.mark.azurite
+
+
+@pytest.fixture
+def trust_azurite(tls_files, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
+
+
+@pytest.fixture(params=[SasMode.STORED_POLICY, SasMode.USER_DELEGATION], ids=lambda m: m.value)
+def storage(request, azurite: Azurite, identity_env, trust_azurite) -> ExportStorage:
+    mode: SasMode = request.param
+    settings = ExportStorageSettings(
+        blob_endpoint=azurite.blob_endpoint,
+        sas_mode=mode,
+        sas_lifetime=timedelta(days=60 if mode is SasMode.STORED_POLICY else 7),
+        account_key=ACCOUNT_KEY if mode is SasMode.STORED_POLICY else None,
+    )
+    return ExportStorage(settings, ManagedIdentityCredential())
+
+
+def _name() -> str:
+    return f"dsr-test-{uuid.uuid4().hex[:12]}"
+
+
+def _denied(action: Callable[[], object]) -> int:
+    with pytest.raises(HttpResponseError) as caught:
+        action()
+    assert caught.value.status_code in (403, 404, 409), caught.value.status_code
+    return int(caught.value.status_code or 0)
+
+
+def _graph_side(sas_url: str) -> ContainerClient:
+    """What Graph holds: the SAS URL and nothing else."""
+    return ContainerClient.from_container_url(sas_url)
+
+
+def test_sas_does_what_graph_needs_and_nothing_more(storage: ExportStorage):
+    name, now = _name(), datetime.now(UTC)
+    assert storage.prepare(name, now) is False
+    url, expires_at = storage.mint_graph_sas(name, now)
+    query = parse_qs(urlsplit(url).query)
+    assert query["spr"] == ["https"]
+    assert "ss" not in query, "a service SAS, never an account SAS"
+    assert query["sr"] == ["c"]
+    assert "sp" not in query or query["sp"] == ["acw"]
+    assert expires_at > now + timedelta(days=6)
+
+    graph = _graph_side(url)
+    info = graph.get_blob_client(REQUEST_INFO_BLOB)
+    info.create_append_blob()
+    info.append_block(b'{"requestGuid": "x"}')
+    graph.upload_blob("Exchange/mailbox.json", b"{}")
+    assert storage.request_info_exists(name) is True
+
+    _denied(lambda: list(graph.list_blobs()))
+    _denied(lambda: info.download_blob().readall())
+    _denied(lambda: graph.delete_blob("Exchange/mailbox.json"))
+    other = _name()
+    storage.prepare(other, now)
+    other_url = url.replace(f"/{name}?", f"/{other}?")
+    _denied(lambda: _graph_side(other_url).upload_blob("x.json", b"{}"))
+
+
+def test_request_info_reveals_an_earlier_submit(storage: ExportStorage):
+    name, now = _name(), datetime.now(UTC)
+    storage.prepare(name, now)
+    url, _ = storage.mint_graph_sas(name, now)
+    _graph_side(url).get_blob_client(REQUEST_INFO_BLOB).create_append_blob()
+    assert storage.prepare(name, now) is True, "prepare is idempotent and notices it"
+
+
+def test_manifest_lists_what_was_written(storage: ExportStorage):
+    name, now = _name(), datetime.now(UTC)
+    storage.prepare(name, now)
+    url, _ = storage.mint_graph_sas(name, now)
+    graph = _graph_side(url)
+    files = {"RequestInfo.json": b"{}", "Exchange/a.json": b"12345", "Teams/Chats/b.json": b"1"}
+    for blob, data in files.items():
+        graph.upload_blob(
+            blob, data, content_settings=ContentSettings(content_type="application/json")
+        )
+    summary = storage.write_manifest(name, "RITM1", now)
+    assert summary.blob_count == 3
+    assert summary.total_bytes == 8
+    assert summary.products == {"(root)": 1, "Exchange": 1, "Teams": 1}
+    document = json.loads(storage.container(name).download_blob(MANIFEST_BLOB).readall())
+    assert {b["name"] for b in document["blobs"]} == set(files)
+    assert all(b["md5"] for b in document["blobs"]), "Azurite computes MD5 for single-shot uploads"
+    again = storage.write_manifest(name, "RITM1", now)
+    assert again.blob_count == 3, "the manifest does not list itself"
+
+
+def test_stored_policy_sas_dies_on_revocation(storage: ExportStorage):
+    name, now = _name(), datetime.now(UTC)
+    storage.prepare(name, now)
+    url, _ = storage.mint_graph_sas(name, now)
+    _graph_side(url).upload_blob("before.json", b"{}")
+    revoked = storage.revoke(name)
+    if storage._settings.sas_mode is SasMode.STORED_POLICY:
+        assert revoked is True
+        _denied(lambda: _graph_side(url).upload_blob("after.json", b"{}"))
+    else:
+        assert revoked is False, "a user delegation SAS can only expire"
+
+
+def test_sas_is_dead_after_expiry(storage: ExportStorage, azurite: Azurite):
+    name, now = _name(), datetime.now(UTC)
+    if storage._settings.sas_mode is SasMode.STORED_POLICY:
+        # The policy holds the expiry: set it as if prepared 61 days ago.
+        storage.prepare(name, now - timedelta(days=61))
+        url, _ = storage.mint_graph_sas(name, now)
+    else:
+        storage.prepare(name, now)
+        container = storage.container(name)
+        key = storage._service.get_user_delegation_key(
+            now - timedelta(minutes=15), now + timedelta(hours=1)
+        )
+        window = sas.Validity(start=now - timedelta(hours=1), expiry=now - timedelta(minutes=1))
+        url = sas.user_delegation_sas(container, key, window)
+    _denied(lambda: _graph_side(url).upload_blob("late.json", b"{}"))
+
+
+def test_user_delegation_lifetime_is_capped_at_seven_days():
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    window = sas.validity(now, timedelta(days=60), user_delegation=True)
+    assert window.expiry == now + timedelta(days=7)
+    assert window.start == now - timedelta(minutes=15)
+    stored = sas.validity(now, timedelta(days=60), user_delegation=False)
+    assert stored.expiry == now + timedelta(days=60)
+
+
+def test_blob_level_client_cannot_read_request_info_back(storage: ExportStorage):
+    name, now = _name(), datetime.now(UTC)
+    storage.prepare(name, now)
+    url, _ = storage.mint_graph_sas(name, now)
+    base, token = url.split("?", 1)
+    blob = BlobClient.from_blob_url(f"{base}/{REQUEST_INFO_BLOB}?{token}")
+    blob.create_append_blob()
+    _denied(lambda: blob.get_blob_properties())
