@@ -123,7 +123,10 @@ class FunctionsHost:
         )
 
     def stop(self) -> None:
-        """Stops listening, then waits for running invocations (bounded) to finish."""
+        """Stops listening; running queue and timer invocations get up to 30 s to finish.
+
+        HTTP requests already being served run on in their (daemon) threads.
+        """
         if self._stopped:
             return
         self._stopped = True

@@ -411,6 +411,10 @@ def _make_handler(
             except _BodyError as error:
                 reply = _Reply(error.status)
                 self.close_connection = True
+            except Exception:
+                log.exception("devhost HTTP dispatch failed; answering 500")
+                reply = _Reply(HTTPStatus.INTERNAL_SERVER_ERROR)
+                self.close_connection = True
             may_have_body = headers.get("content-length", "0") != "0" or (
                 "transfer-encoding" in headers
             )
@@ -456,8 +460,12 @@ def _make_handler(
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
-            if self.command != "HEAD" and reply.body:
-                self.wfile.write(reply.body)
+            try:
+                if self.command != "HEAD" and reply.body:
+                    self.wfile.write(reply.body)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the caller gave up; nothing left to tell it
 
         def log_message(self, format: str, *args: Any) -> None:
             """Silenced: the access log would print paths and query strings (keys in `code`)."""

@@ -128,6 +128,16 @@ def test_request_carries_method_url_params_route_headers_and_body(api: str) -> N
     assert optional.json()["route"] == {"id": "8"}
 
 
+def test_chunked_request_body(api: str) -> None:
+    response = requests.post(
+        f"{api}/items/3",
+        data=iter([b"ab", b"cd"]),  # a generator body is sent chunked
+        headers={"x-functions-key": KEY},
+        timeout=10,
+    )
+    assert response.json()["body"] == "abcd"
+
+
 def test_unknown_routes_404_and_wrong_methods_405(api: str, http_host: FunctionsHost) -> None:
     assert requests.get(f"{api}/nope", timeout=10).status_code == 404
     assert requests.get(f"{http_host.base_url}/hello/bob", timeout=10).status_code == 404
