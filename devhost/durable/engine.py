@@ -69,6 +69,7 @@ class _Activity:
 class _Outcome:
     """What one run of the orchestrator said, reduced to what the engine acts on."""
 
+    replayed: bool  # False when the SDK failed without reporting its actions
     done: bool
     leaves: list[dict[str, Any]]
     output: Any
@@ -117,6 +118,13 @@ class DurableEngine:
         if self._store is not None:
             raise RuntimeError("engine already started")
         self._store = Store(self._db_path)
+        latest = self._store.latest_update()
+        if latest is not None and parse_ts(latest) > self.clock.now():
+            log.warning(
+                "clock is behind the store (%s): timers wait longer and orchestration time "
+                "only resumes once the clock catches up; start the clock from the last run's now",
+                latest,
+            )
         self._stopping = False
         self._claimed = set()
         self._threads = [
@@ -481,6 +489,7 @@ class DurableEngine:
         except Exception as exc:  # noqa: BLE001 - the SDK reports orchestrator failure this way
             error, state = p.parse_failure(exc)
         return _Outcome(
+            replayed=bool(state),
             done=bool(state.get("isDone")),
             leaves=list(p.flatten(state.get("actions") or [])),
             output=state.get("output"),
@@ -498,6 +507,8 @@ class DurableEngine:
     ) -> None:
         """Check the replay against history, then record what this episode newly scheduled."""
         inst = ep.instance
+        if not outcome.replayed:
+            return
         aux: dict[str, int] = inst.tasks.setdefault("aux", {})
         roots: dict[str, dict[str, Any]] = inst.tasks.setdefault("roots", {})
         recorded = [

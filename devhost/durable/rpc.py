@@ -51,7 +51,7 @@ class RpcServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="df-rpc", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="df-rpc", daemon=True
         )
         self._thread.start()
 

@@ -240,6 +240,11 @@ class Store:
             rows = db.execute(sql, args).fetchall()
         return [_row_to_instance(r) for r in rows]
 
+    def latest_update(self) -> str | None:
+        with self._tx() as db:
+            row = db.execute("SELECT MAX(last_updated_time) AS latest FROM instances").fetchone()
+        return None if row is None or row["latest"] is None else str(row["latest"])
+
     def history(self, instance_id: str) -> list[dict[str, Any]]:
         with self._tx() as db:
             rows = db.execute(
