@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from tests.devhost import toy_app
 APP1 = toy_app.make_app(1).get_functions()
 APP2 = toy_app.make_app(2).get_functions()
 FAST = 1e6  # one real millisecond is ~17 virtual minutes
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def sdk_input(value: Any) -> str:
@@ -279,3 +283,63 @@ def test_starting_an_active_instance_id_is_refused(engine: DurableEngine) -> Non
 
     assert engine.start_new("seq_orch", "dup", sdk_input({"names": ["z"]})) == "dup"
     assert engine.wait_for("dup").name == "seq_orch"
+
+
+_CHILD = """
+import sys, time
+from datetime import datetime
+from devhost.durable import DurableEngine, FastClock
+from devhost.durable._protocol import Ev
+from tests.devhost import toy_app
+
+clock = FastClock(speed=1.0, start=datetime.fromisoformat(sys.argv[2]))
+engine = DurableEngine(toy_app.make_app(1).get_functions(), sys.argv[1], clock=clock)
+engine.start()
+iid = engine.start_new("timer_orch", "killed", sys.argv[3])
+while Ev.TIMER_CREATED not in [e["EventType"] for e in engine.get_history(iid)]:
+    time.sleep(0.01)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_killed_host_process_releases_the_file_and_its_instances_resume(db: str) -> None:
+    start = datetime.now(UTC)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, db, start.isoformat(), sdk_input({"days": 1})],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": REPO},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError, match=f"holder pid {child.pid}"):
+            DurableEngine(APP1, db, clock=FastClock()).start()
+    finally:
+        child.kill()
+        child.wait(10)
+
+    clock = FastClock(speed=FAST, start=start + timedelta(minutes=1))
+    with DurableEngine(APP1, db, clock=clock) as engine:
+        inst = engine.wait_for("killed")
+
+    assert inst.status == "Completed"
+
+
+def test_suspend_holds_work_until_resume(db: str) -> None:
+    clock = FastClock(speed=1.0)
+    with DurableEngine(APP1, db, clock=clock) as engine:
+        iid = engine.start_new("timer_orch", None, sdk_input({"days": 1}))
+        poll(lambda: Ev.TIMER_CREATED in types(engine.get_history(iid)))
+        engine.suspend(iid, "maintenance")
+        engine.wait_for(iid, {"Suspended"})
+        clock.advance(timedelta(days=2))
+        with pytest.raises(TimeoutError):
+            engine.wait_for(iid, timeout=0.2)
+
+        engine.resume(iid, "done")
+        inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
