@@ -1,7 +1,8 @@
 """Offline Durable Functions backend: engine, virtual clock and the durable HTTP API."""
 
+from ._episode import NonDeterministicOrchestrationError
 from .clock import Clock, FastClock, SystemClock
-from .engine import DurableEngine, NonDeterministicOrchestrationError, UnknownOrchestratorError
+from .engine import DurableEngine, UnknownOrchestratorError
 from .rpc import RpcServer
 from .store import Instance, InstanceExistsError, Query, StoreLockedError
 

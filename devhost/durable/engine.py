@@ -5,10 +5,8 @@ in, orchestrator state JSON out), so the app code behaves as under the Durable e
 engine plays the extension's part: it builds histories the same shape, runs activities, keeps
 retries and timers host-side, and persists every step in SQLite.
 
-Each orchestration episode consumes exactly one inbox message. The SDK allocates sequence
-numbers both when user code yields and when a retry's failure or timer is processed; with one
-new event per episode those never mix, so the host can follow the numbering without peeking
-into SDK internals.
+Threads: one dispatcher runs orchestration episodes one at a time (like a single partition,
+so no two episodes of an instance ever race) and ``workers`` threads run activities.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -30,13 +27,14 @@ from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
 from . import _protocol as p
+from ._episode import ACTIVE, CONTROL, control, replay
 from .clock import Clock, SystemClock, wait_until
 from .store import (
     TERMINAL,
     ActivityItem,
     Episode,
     Instance,
-    NewActivity,
+    Message,
     NewMessage,
     Query,
     Store,
@@ -46,13 +44,8 @@ from .store import (
 
 log = logging.getLogger("devhost.durable")
 
-ACTIVE = frozenset({"Pending", "Running", "Suspended"})
 _WAKE_CAP = 1.0  # seconds; bounds a lost wake-up, it is not a poll interval
 _STOP_GRACE = 0.5
-
-
-class NonDeterministicOrchestrationError(RuntimeError):
-    """Raised inside the engine when a replay no longer matches the recorded history."""
 
 
 class UnknownOrchestratorError(ValueError):
@@ -63,18 +56,6 @@ class UnknownOrchestratorError(ValueError):
 class _Activity:
     fn: Callable[..., Any]
     param: str
-
-
-@dataclass
-class _Outcome:
-    """What one run of the orchestrator said, reduced to what the engine acts on."""
-
-    replayed: bool  # False when the SDK failed without reporting its actions
-    done: bool
-    leaves: list[dict[str, Any]]
-    output: Any
-    custom_status: Any
-    error: str | None
 
 
 class DurableEngine:
@@ -354,310 +335,23 @@ class DurableEngine:
             log.info("activity %s for %s failed", item.name, item.instance_id)
         return NewMessage("event", ts(self.clock.now()), body)
 
-    def _handle_message(self, store: Store, msg: Any) -> None:
+    def _handle_message(self, store: Store, msg: Message) -> None:
         inst = store.get_instance(msg.instance_id)
         now = self.clock.now()
-        if inst is None:
+        ep: Episode | None = None
+        if inst is not None and msg.kind in CONTROL:
+            ep = control(inst, msg, now)
+        elif inst is not None:
+            history = store.history(inst.instance_id)
+            ep = replay(self._orchestrators.get(inst.name), inst, history, msg, now)
+        if ep is None:
             store.drop_message(msg.id)
-            return
-        if msg.kind in ("terminate", "suspend", "resume"):
-            self._control(store, inst, msg, now)
-            return
-        if inst.status in TERMINAL or msg.execution_id != inst.execution_id:
-            store.drop_message(msg.id)
-            return
-        self._episode(store, inst, msg, now)
-
-    def _control(self, store: Store, inst: Instance, msg: Any, now: datetime) -> None:
-        reason = str(msg.body.get("reason", ""))
-        ep = Episode(instance=inst, consumed_message=msg.id, events=[])
-        if msg.kind == "terminate" and inst.status in ACTIVE:
-            inst.status = "Terminated"
-            inst.output = json.dumps(reason)
-            ep.events = [
-                p.event(p.Ev.ORCHESTRATOR_STARTED, now),
-                p.event(p.Ev.EXECUTION_TERMINATED, now, Input=json.dumps(reason)),
-                p.event(p.Ev.ORCHESTRATOR_COMPLETED, now),
-            ]
-            ep.drop_pending = True
-        elif msg.kind == "suspend" and inst.status in ("Pending", "Running"):
-            inst.status = "Suspended"
-        elif msg.kind == "resume" and inst.status == "Suspended":
-            inst.status = "Running"
         else:
-            store.drop_message(msg.id)
-            return
-        inst.last_updated_time = ts(now)
-        store.commit_episode(ep)
-        log.info("instance %s %s", inst.instance_id, inst.status.lower())
-
-    def _episode(self, store: Store, inst: Instance, msg: Any, now: datetime) -> None:
-        history = store.history(inst.instance_id)
-        if msg.kind == "start":
-            if history:
-                store.drop_message(msg.id)
-                return
-            new = [
-                p.event(p.Ev.ORCHESTRATOR_STARTED, now),
-                p.event(
-                    p.Ev.EXECUTION_STARTED,
-                    now,
-                    Name=inst.name,
-                    Version="",
-                    Input=inst.input,
-                    OrchestrationInstance={
-                        "InstanceId": inst.instance_id,
-                        "ExecutionId": inst.execution_id,
-                    },
-                ),
-            ]
-        else:
-            incoming = dict(msg.body, Timestamp=ts(now), IsPlayed=False)
-            new = [p.event(p.Ev.ORCHESTRATOR_STARTED, now), incoming]
-        ep = Episode(instance=inst, consumed_message=msg.id, events=list(new))
-        entry = self._orchestrators.get(inst.name)
-        if entry is None:
-            self._finish_failed(
-                ep, now, f"orchestrator '{inst.name}' is not registered in this host"
-            )
             store.commit_episode(ep)
-            return
-        outcome = self._run_orchestrator(entry, inst, history, new)
-        if outcome.custom_status is not None:
-            inst.custom_status = json.dumps(outcome.custom_status)
-        else:
-            inst.custom_status = None
-        inst.status = "Running"
-        inst.last_updated_time = ts(now)
-        try:
-            self._apply_actions(ep, history, outcome, msg, now)
-        except NonDeterministicOrchestrationError as exc:
-            log.error("instance %s: %s", inst.instance_id, exc)
-            self._finish_failed(ep, now, str(exc))
-            store.commit_episode(ep)
-            return
-        can = next(
-            (a for a in outcome.leaves if a.get("actionType") == p.Act.CONTINUE_AS_NEW), None
-        )
-        if outcome.error is not None:
-            self._finish_failed(ep, now, outcome.error)
-        elif outcome.done and can is not None:
-            self._continue_as_new(ep, now, can)
-        elif outcome.done:
-            ep.events.append(p.event(p.Ev.ORCHESTRATOR_COMPLETED, now))
-            ep.events.append(
-                p.event(
-                    p.Ev.EXECUTION_COMPLETED,
-                    now,
-                    OrchestrationStatus="Completed",
-                    Result=json.dumps(outcome.output),
-                )
-            )
-            inst.status = "Completed"
-            inst.output = json.dumps(outcome.output)
-            ep.activities, ep.messages, ep.drop_pending = [], [], True
-        else:
-            ep.events.append(p.event(p.Ev.ORCHESTRATOR_COMPLETED, now))
-        store.commit_episode(ep)
-        log.info(
-            "instance %s of %s: %s -> %s",
-            inst.instance_id,
-            inst.name,
-            _event_name(new[-1]),
-            inst.status,
-        )
-
-    def _run_orchestrator(
-        self,
-        entry: Callable[[str], str],
-        inst: Instance,
-        history: list[dict[str, Any]],
-        new: list[dict[str, Any]],
-    ) -> _Outcome:
-        played = [dict(e, IsPlayed=True) for e in history]
-        context = {
-            "history": played + new,
-            "instanceId": inst.instance_id,
-            "isReplaying": bool(history),
-            "parentInstanceId": None,
-            "input": json.loads(inst.input) if inst.input is not None else None,
-            "upperSchemaVersion": 2,
-        }
-        try:
-            state = json.loads(entry(json.dumps(context)))
-            error = None
-        except Exception as exc:  # noqa: BLE001 - the SDK reports orchestrator failure this way
-            error, state = p.parse_failure(exc)
-        return _Outcome(
-            replayed=bool(state),
-            done=bool(state.get("isDone")),
-            leaves=list(p.flatten(state.get("actions") or [])),
-            output=state.get("output"),
-            custom_status=state.get("customStatus"),
-            error=error,
-        )
-
-    def _apply_actions(
-        self,
-        ep: Episode,
-        history: list[dict[str, Any]],
-        outcome: _Outcome,
-        msg: Any,
-        now: datetime,
-    ) -> None:
-        """Check the replay against history, then record what this episode newly scheduled."""
-        inst = ep.instance
-        if not outcome.replayed:
-            return
-        aux: dict[str, int] = inst.tasks.setdefault("aux", {})
-        roots: dict[str, dict[str, Any]] = inst.tasks.setdefault("roots", {})
-        recorded = [
-            e
-            for e in history
-            if e["EventType"] in (p.Ev.TASK_SCHEDULED, p.Ev.TIMER_CREATED)
-            and str(e["EventId"]) not in aux
-        ]
-        emitted = [
-            a
-            for a in outcome.leaves
-            if a.get("actionType") not in (p.Act.WAIT_FOR_EXTERNAL_EVENT, p.Act.CONTINUE_AS_NEW)
-        ]
-        for position, ev in enumerate(recorded):
-            action = emitted[position] if position < len(emitted) else None
-            if action is None or not p.matches(ev, action):
-                raise NonDeterministicOrchestrationError(
-                    f"NonDeterministicOrchestration: instance {inst.instance_id} of "
-                    f"'{inst.name}': history scheduled {p.describe_event(ev)} at position "
-                    f"{position}, but the replay now schedules {p.describe_action(action)}. "
-                    "Was the orchestrator changed while this instance was running?"
-                )
-            if ev["EventType"] == p.Ev.TIMER_CREATED and action.get("isCanceled"):
-                ep.cancel_timers.append(int(ev["EventId"]))
-        for action in outcome.leaves:
-            if action.get("actionType") not in p.SUPPORTED_LEAVES:
-                raise NonDeterministicOrchestrationError(
-                    f"NotSupported: instance {inst.instance_id} of '{inst.name}' uses "
-                    f"{p.describe_action(action)}, which the devhost engine does not implement"
-                )
-        if outcome.error is not None or outcome.done:
-            return
-        self._retry_step(ep, msg.body, aux, roots, now)
-        for action in emitted[len(recorded) :]:
-            self._schedule(ep, action, roots, now)
-
-    def _retry_step(
-        self,
-        ep: Episode,
-        body: dict[str, Any],
-        aux: dict[str, int],
-        roots: dict[str, dict[str, Any]],
-        now: datetime,
-    ) -> None:
-        """Host-side retries, in the history shape ``RetryAbleTask`` replays."""
-        inst = ep.instance
-        kind = body.get("EventType")
-        if kind == p.Ev.TASK_FAILED:
-            failed_id = str(body.get("TaskScheduledId"))
-            root = failed_id if failed_id in roots else str(aux.get(failed_id, ""))
-            if root not in roots:
-                return
-            delay = timedelta(milliseconds=int(roots[root]["interval_ms"]))
-            timer_id = self._allocate(inst)
-            fire_at = ts(now + delay)
-            aux[str(timer_id)] = int(root)
-            ep.events.append(p.event(p.Ev.TIMER_CREATED, now, timer_id, FireAt=fire_at))
-            ep.messages.append(_timer_message(timer_id, fire_at, now))
-        elif kind == p.Ev.TIMER_FIRED:
-            fired_id = str(body.get("TimerId"))
-            if fired_id not in aux:
-                return
-            root_state = roots[str(aux[fired_id])]
-            if root_state["attempts"] >= root_state["max"]:
-                return
-            root_state["attempts"] += 1
-            task_id = self._allocate(inst)
-            aux[str(task_id)] = aux[fired_id]
-            ep.events.append(p.event(p.Ev.TASK_SCHEDULED, now, task_id, Name=root_state["name"]))
-            ep.activities.append(NewActivity(task_id, root_state["name"], root_state["input"]))
-
-    def _schedule(
-        self, ep: Episode, action: dict[str, Any], roots: dict[str, dict[str, Any]], now: datetime
-    ) -> None:
-        kind = action.get("actionType")
-        task_id = self._allocate(ep.instance)
-        if kind in (p.Act.CALL_ACTIVITY, p.Act.CALL_ACTIVITY_WITH_RETRY):
-            name = str(action["functionName"])
-            ep.events.append(p.event(p.Ev.TASK_SCHEDULED, now, task_id, Name=name))
-            ep.activities.append(NewActivity(task_id, name, action.get("input")))
-            if kind == p.Act.CALL_ACTIVITY_WITH_RETRY:
-                options = action.get("retryOptions") or {}
-                roots[str(task_id)] = {
-                    "name": name,
-                    "input": action.get("input"),
-                    "max": int(options.get("maxNumberOfAttempts", 1)),
-                    "interval_ms": int(options.get("firstRetryIntervalInMilliseconds", 0)),
-                    "attempts": 1,
-                }
-        elif kind == p.Act.CREATE_TIMER:
-            fire_at = ts(datetime.fromisoformat(str(action["fireAt"])))
-            ep.events.append(p.event(p.Ev.TIMER_CREATED, now, task_id, FireAt=fire_at))
-            if not action.get("isCanceled"):
-                ep.messages.append(_timer_message(task_id, fire_at, now))
-
-    @staticmethod
-    def _allocate(inst: Instance) -> int:
-        task_id = inst.next_seq
-        inst.next_seq += 1
-        return task_id
-
-    def _finish_failed(self, ep: Episode, now: datetime, error: str) -> None:
-        inst = ep.instance
-        message = f"Orchestrator function '{inst.name}' failed: {error}"
-        ep.events.append(p.event(p.Ev.ORCHESTRATOR_COMPLETED, now))
-        ep.events.append(
-            p.event(
-                p.Ev.EXECUTION_COMPLETED,
-                now,
-                OrchestrationStatus="Failed",
-                Result=json.dumps(message),
-            )
-        )
-        inst.status = "Failed"
-        inst.output = json.dumps(message)
-        inst.last_updated_time = ts(now)
-        ep.activities, ep.messages, ep.drop_pending = [], [], True
-        log.warning("instance %s of %s failed", inst.instance_id, inst.name)
-
-    def _continue_as_new(self, ep: Episode, now: datetime, action: dict[str, Any]) -> None:
-        """Start a fresh execution: new history and input, nothing else carried over."""
-        inst = ep.instance
-        inst.execution_id = uuid.uuid4().hex
-        inst.input = json.dumps(action.get("input"))
-        inst.next_seq = 0
-        inst.tasks = {}
-        inst.output = None
-        ep.events = []
-        ep.reset_history = True
-        ep.drop_pending = True
-        ep.activities = []
-        ep.messages = [NewMessage("start", ts(now), {})]
-        ep.cancel_timers = []
 
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
-
-
-def _timer_message(timer_id: int, fire_at: str, now: datetime) -> NewMessage:
-    body = p.event(p.Ev.TIMER_FIRED, now, TimerId=timer_id, FireAt=fire_at)
-    return NewMessage("timer", fire_at, body, task_id=timer_id)
-
-
-def _event_name(ev: dict[str, Any]) -> str:
-    try:
-        return p.Ev(ev["EventType"]).name
-    except ValueError:
-        return str(ev["EventType"])
 
 
 def _activity_param(fn: Any) -> str:
