@@ -351,8 +351,16 @@ def test_host_storage_roles_are_what_durable_functions_needs() -> None:
     for mode in MODES:
         assert role_assignments("modules/host-storage.bicep", mode) == [
             ("Storage Blob Data Owner", "Microsoft.Storage/storageAccounts", "appPrincipalId"),
-            ("Storage Queue Data Contributor", "Microsoft.Storage/storageAccounts", "appPrincipalId"),
-            ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", "appPrincipalId"),
+            (
+                "Storage Queue Data Contributor",
+                "Microsoft.Storage/storageAccounts",
+                "appPrincipalId",
+            ),
+            (
+                "Storage Table Data Contributor",
+                "Microsoft.Storage/storageAccounts",
+                "appPrincipalId",
+            ),
         ]
 
 
@@ -390,7 +398,8 @@ def test_export_lifecycle_deletes_every_blob_n_days_after_creation() -> None:
     rules = policy["properties"]["policy"]["rules"]
     assert len(rules) == 1
     rule = rules[0]
-    assert rule["enabled"] is True and rule["type"] == "Lifecycle"
+    assert rule["enabled"] is True
+    assert rule["type"] == "Lifecycle"
     definition = rule["definition"]
     # Graph writes RequestInfo.json as an append blob: a block-blob-only rule would leave it.
     assert set(definition["filters"]["blobTypes"]) == {"blockBlob", "appendBlob"}
@@ -420,7 +429,13 @@ def test_retention_outlasts_the_export_timeout_by_default() -> None:
         ),
         (
             "user-delegation",
-            [("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts", "appPrincipalId")],
+            [
+                (
+                    "Storage Blob Data Contributor",
+                    "Microsoft.Storage/storageAccounts",
+                    "appPrincipalId",
+                )
+            ],
         ),
     ],
 )
@@ -460,7 +475,10 @@ def test_key_vault_uses_rbac_and_soft_delete() -> None:
 
 
 def test_callback_secret_comes_from_a_secure_parameter() -> None:
-    for path, name in (("main.bicep", "callbackSigningSecret"), ("modules/keyvault.bicep", "callbackSigningSecret")):
+    for path, name in (
+        ("main.bicep", "callbackSigningSecret"),
+        ("modules/keyvault.bicep", "callbackSigningSecret"),
+    ):
         assert "secure" in decorators(template(path), name), f"{path}: {name} not @secure()"
         assert param_default(template(path), name) is None, f"{path}: {name} has a default"
     doc = template("modules/keyvault.bicep")
