@@ -37,7 +37,7 @@ _LISTENING = re.compile(
     r"Azurite (Blob|Queue|Table) service is successfully listening at https?://[^\s:]+:(\d+)"
 )
 # Azurite's access log prints request URLs, and with them any SAS signature.
-_SIG = re.compile(r"(?i)(sig=)[^&\s\"']+")
+_SIG = re.compile(r"(?i)\bsig=[^&\s\"']*")
 _LOG_NAME = "azurite.log"
 
 
@@ -185,7 +185,7 @@ class Azurite:
         """Copy Azurite's output into the log (signatures redacted) and note its ports."""
         with log, stream:
             for raw in iter(stream.readline, b""):
-                line = _SIG.sub(r"\1REDACTED", raw.decode("utf-8", "replace"))
+                line = _SIG.sub("[sig removed]", raw.decode("utf-8", "replace"))
                 log.write(line.encode())
                 log.flush()
                 match = _LISTENING.search(line)

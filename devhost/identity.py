@@ -74,7 +74,7 @@ class ManagedIdentityEndpoint:
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="identity-endpoint", daemon=True
+            target=server.serve_forever, args=(0.05,), name="identity-endpoint", daemon=True
         )
         self._thread.start()
         return self
