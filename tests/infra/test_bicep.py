@@ -531,6 +531,7 @@ def test_secrets_are_key_vault_references(mode: str) -> None:
         {"EXPORT_STORAGE_ACCOUNT_KEY"} if mode == "stored-policy" else set()
     )
     assert references == expected
+    assert not contains_call(settings, "listKeys"), "a key in clear text in the app settings"
     for key in expected:
         assert re.fullmatch(r"@Microsoft\.KeyVault\(SecretUri=\$\{\w+\}\)", settings[key])
     assert settings["EXPORT_SAS_MODE"] == mode
