@@ -281,7 +281,12 @@ class DurableEngine:
                 if self._stopping or store.closed:
                     return
                 log.exception("orchestration message %s for %s failed", msg.kind, msg.instance_id)
-                store.drop_message(msg.id)
+                store.fail_instance(
+                    msg.instance_id,
+                    msg.id,
+                    f"devhost durable engine error while processing {msg.kind}; see the host log",
+                    ts(self.clock.now()),
+                )
             self._wake()
 
     def _activity_loop(self) -> None:

@@ -309,6 +309,23 @@ class Store:
             ).fetchone()
         return None if row is None or row["due"] is None else str(row["due"])
 
+    def fail_instance(self, instance_id: str, message_id: int, error: str, now: str) -> None:
+        """Mark an instance Failed without replaying it: a stuck instance would hide the bug."""
+        with self._tx() as db:
+            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            row = db.execute(
+                "SELECT status FROM instances WHERE instance_id = ?", (instance_id,)
+            ).fetchone()
+            if row is None or row["status"] in TERMINAL:
+                return
+            db.execute(
+                "UPDATE instances SET status = 'Failed', output = ?, last_updated_time = ? "
+                "WHERE instance_id = ?",
+                (json.dumps(error), now, instance_id),
+            )
+            db.execute("DELETE FROM messages WHERE instance_id = ?", (instance_id,))
+            db.execute("DELETE FROM activities WHERE instance_id = ?", (instance_id,))
+
     def drop_message(self, message_id: int) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM messages WHERE id = ?", (message_id,))

@@ -343,3 +343,42 @@ def test_suspend_holds_work_until_resume(db: str) -> None:
         inst = engine.wait_for(iid)
 
     assert inst.status == "Completed"
+
+
+def test_external_event_timeout_path_when_the_timer_wins(db: str) -> None:
+    clock = FastClock(speed=1.0)
+    with DurableEngine(APP1, db, clock=clock) as engine:
+        iid = engine.start_new("event_orch", None, None)
+        poll(lambda: Ev.TIMER_CREATED in types(engine.get_history(iid)))
+        clock.advance(timedelta(days=1, seconds=1))
+
+        inst = engine.wait_for(iid)
+
+    assert json.loads(inst.output or "") == "timed out"
+
+
+def test_unsupported_api_fails_the_instance_by_name(engine: DurableEngine) -> None:
+    iid = engine.start_new("sub_orch", None, None)
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Failed"
+    assert "CALL_SUB_ORCHESTRATOR" in json.loads(inst.output or "")
+
+
+def test_many_concurrent_instances_with_retries_and_fan_out(db: str) -> None:
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST), workers=4) as engine:
+        ids = [
+            engine.start_new("fanout_orch", None, sdk_input({"names": [str(i), "x", "y"]}))
+            for i in range(10)
+        ]
+        ids += [
+            engine.start_new(
+                "retry_orch", None, sdk_input({"key": f"many-{i}", "fail_times": 1, "attempts": 2})
+            )
+            for i in range(10)
+        ]
+        done = [engine.wait_for(i, timeout=20) for i in ids]
+
+    assert {d.status for d in done} == {"Completed"}
+    assert json.loads(done[3].output or "") == ["hello 3", "hello x", "hello y"]

@@ -24,7 +24,7 @@ def make_app(variant: int = 1) -> df.DFApp:
     bp = df.Blueprint()
 
     @bp.orchestration_trigger(context_name="context")
-    def seq_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def seq_orch(context: df.DurableOrchestrationContext):
         names = context.get_input()["names"]
         out = []
         for i, name in enumerate(names):
@@ -33,12 +33,12 @@ def make_app(variant: int = 1) -> df.DFApp:
         return out
 
     @bp.orchestration_trigger(context_name="context")
-    def fanout_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def fanout_orch(context: df.DurableOrchestrationContext):
         names = context.get_input()["names"]
         return (yield context.task_all([context.call_activity("greet", n) for n in names]))
 
     @bp.orchestration_trigger(context_name="context")
-    def retry_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def retry_orch(context: df.DurableOrchestrationContext):
         args = context.get_input()
         before = context.current_utc_datetime
         result = yield context.call_activity_with_retry(
@@ -49,13 +49,13 @@ def make_app(variant: int = 1) -> df.DFApp:
         return {"result": result, "waited_s": (after - before).total_seconds(), "next": done}
 
     @bp.orchestration_trigger(context_name="context")
-    def timer_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def timer_orch(context: df.DurableOrchestrationContext):
         fire_at = context.current_utc_datetime + timedelta(days=context.get_input()["days"])
         yield context.create_timer(fire_at)
         return {"fire_at": fire_at.isoformat(), "now": context.current_utc_datetime.isoformat()}
 
     @bp.orchestration_trigger(context_name="context")
-    def can_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def can_orch(context: df.DurableOrchestrationContext):
         state = context.get_input()
         yield context.call_activity("greet", str(state["n"]))
         if state["n"] < state["limit"]:
@@ -64,7 +64,7 @@ def make_app(variant: int = 1) -> df.DFApp:
         return {"n": state["n"]}
 
     @bp.orchestration_trigger(context_name="context")
-    def event_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def event_orch(context: df.DurableOrchestrationContext):
         context.set_custom_status("waiting")
         approval = context.wait_for_external_event("approval")
         timeout = context.create_timer(context.current_utc_datetime + timedelta(days=1))
@@ -75,20 +75,24 @@ def make_app(variant: int = 1) -> df.DFApp:
         return "timed out"
 
     @bp.orchestration_trigger(context_name="context")
-    def diverge_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def diverge_orch(context: df.DurableOrchestrationContext):
         first = "step_a" if variant == 1 else "step_a2"
         yield context.call_activity(first, "x")
         yield context.create_timer(context.current_utc_datetime + timedelta(hours=1))
         return (yield context.call_activity("step_b", "y"))
 
     @bp.orchestration_trigger(context_name="context")
-    def gate_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def gate_orch(context: df.DurableOrchestrationContext):
         return (yield context.call_activity("gate", context.get_input()))
 
     @bp.orchestration_trigger(context_name="context")
-    def failing_orch(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
+    def failing_orch(context: df.DurableOrchestrationContext):
         yield context.call_activity("greet", "x")
         raise ValueError("orchestrator exploded")
+
+    @bp.orchestration_trigger(context_name="context")
+    def sub_orch(context: df.DurableOrchestrationContext):
+        return (yield context.call_sub_orchestrator("seq_orch", {"names": []}))
 
     @bp.activity_trigger(input_name="name")
     def greet(name: str) -> str:
