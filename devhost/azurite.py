@@ -198,6 +198,8 @@ class Azurite:
         while time.monotonic() < deadline:
             process = self._running()
             if process.poll() is not None:
+                if self._pump is not None:
+                    self._pump.join(timeout=2)  # let the last lines reach the log
                 raise AzuriteError(f"Azurite exited with {process.returncode}: {self._log_tail()}")
             with self._ports_lock:
                 ports = dict(self._ports)
