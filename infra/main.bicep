@@ -221,14 +221,9 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }
-  // The app must not start before its identity can read storage, secrets and telemetry:
-  // the role assignments live in these modules, so wait for all of them.
-  dependsOn: [
-    monitoring
-    hostStorage
-    keyVault
-    exportStorage
-  ]
+  // No dependsOn needed: the params above read outputs of monitoring, hostStorage, keyVault and
+  // exportStorage, so ARM finishes those modules (with their role assignments) first and the
+  // app never starts before its identity can reach storage, secrets and telemetry.
 }
 
 module graphAppRoles 'modules/graph-app-roles.bicep' = if (grantGraphAppRoles) {
