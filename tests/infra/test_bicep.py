@@ -740,3 +740,30 @@ def test_deploy_doc_mentions_every_main_parameter() -> None:
     doc = (ROOT / "docs" / "deploy.md").read_text()
     for name in template("main.bicep")["parameters"]:
         assert f"`{name}`" in doc, f"docs/deploy.md does not document parameter {name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring in main.bicep
+
+
+def test_every_grant_goes_to_the_one_app_identity() -> None:
+    main = template("main.bicep")
+    for symbol in main["modules"]:
+        params = module_params(main, symbol)
+        if "appPrincipalId" in params:
+            assert accessor_path(params["appPrincipalId"]) == ["identity", "outputs", "principalId"]
+    app = module_params(main, "functionApp")
+    assert accessor_path(app["identityId"]) == ["identity", "outputs", "id"]
+    assert accessor_path(app["identityClientId"]) == ["identity", "outputs", "clientId"]
+
+
+def test_function_app_waits_for_the_modules_that_grant_its_access() -> None:
+    """The app reads outputs of these modules, so ARM deploys them (and their role
+    assignments) before the app; without that the first start could fail on storage."""
+    main = template("main.bicep")
+    used = {
+        path[0]
+        for value in module_params(main, "functionApp").values()
+        if len(path := accessor_path(value)) > 2 and path[1] == "outputs"
+    }
+    assert used >= {"monitoring", "hostStorage", "keyVault", "exportStorage"}
