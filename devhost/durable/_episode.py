@@ -26,6 +26,8 @@ log = logging.getLogger("devhost.durable")
 
 ACTIVE = frozenset({"Pending", "Running", "Suspended"})
 CONTROL = frozenset({"terminate", "suspend", "resume"})
+MAX_SHORT_TIMER = "6.00:00:00"
+LONG_TIMER_INTERVAL = "3.00:00:00"
 
 
 class NonDeterministicOrchestrationError(RuntimeError):
@@ -144,6 +146,9 @@ def _run(
         "parentInstanceId": None,
         "input": json.loads(inst.input) if inst.input is not None else None,
         "upperSchemaVersion": 2,
+        # Azure Storage's limits, which the extension sends: the SDK splits longer timers
+        "maximumShortTimerDuration": MAX_SHORT_TIMER,
+        "longRunningTimerIntervalDuration": LONG_TIMER_INTERVAL,
     }
     try:
         state = json.loads(entry(json.dumps(context)))

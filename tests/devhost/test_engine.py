@@ -151,6 +151,18 @@ def test_three_day_timer_runs_in_well_under_a_second(db: str) -> None:
     assert datetime.fromisoformat(out["now"]) >= datetime.fromisoformat(out["fire_at"])
 
 
+def test_timer_beyond_the_storage_maximum_is_split_like_in_azure(engine: DurableEngine) -> None:
+    iid = engine.start_new("timer_orch", None, sdk_input({"days": 14}))
+
+    inst = engine.wait_for(iid)
+
+    assert inst.status == "Completed"
+    out = json.loads(inst.output or "")
+    assert datetime.fromisoformat(out["now"]) >= datetime.fromisoformat(out["fire_at"])
+    timers = [e for e in engine.get_history(iid) if e["EventType"] == Ev.TIMER_CREATED]
+    assert len(timers) >= 4  # 3-day slices, then the remainder
+
+
 def test_continue_as_new_carries_input_and_resets_history(engine: DurableEngine) -> None:
     iid = engine.start_new("can_orch", "can-1", sdk_input({"n": 0, "limit": 3}))
 
