@@ -15,6 +15,7 @@ deployment or ``az bicep build`` can), and what the Graph extension will do at d
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -767,3 +768,47 @@ def test_function_app_waits_for_the_modules_that_grant_its_access() -> None:
         if len(path := accessor_path(value)) > 2 and path[1] == "outputs"
     }
     assert used >= {"monitoring", "hostStorage", "keyVault", "exportStorage"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The preprovision hook (callback signing secret)
+
+PREPROVISION = INFRA / "scripts" / "preprovision.sh"
+
+FAKE_AZD = r"""#!/usr/bin/env bash
+# A one-value azd environment kept in $AZD_ENV_FILE.
+case "$1 $2" in
+  "env get-value")
+    [[ -s "$AZD_ENV_FILE" ]] || { echo "not found" >&2; exit 1; }
+    cat "$AZD_ENV_FILE" ;;
+  "env set") printf '%s' "$4" > "$AZD_ENV_FILE" ;;
+  *) echo "unexpected azd call: $*" >&2; exit 9 ;;
+esac
+"""
+
+
+def _run_preprovision(tmp_path: Path) -> str:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "azd"
+    fake.write_text(FAKE_AZD)
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env_file = tmp_path / "secret"
+    env_file.touch()
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "AZD_ENV_FILE": str(env_file),
+        "HOME": str(tmp_path),
+    }
+    subprocess.run(["bash", str(PREPROVISION)], env=env, check=True, capture_output=True)
+    return env_file.read_text()
+
+
+def test_preprovision_generates_a_standard_webhooks_secret_once(tmp_path: Path) -> None:
+    first = _run_preprovision(tmp_path)
+    match = re.fullmatch(r"whsec_([A-Za-z0-9+/]+=*)", first)
+    assert match, first
+    assert len(base64.b64decode(match.group(1))) == 32
+    # A second provision keeps it: rotating it would break every receiver's verification.
+    assert _run_preprovision(tmp_path) == first
+    assert len(first) >= decorators(template("main.bicep"), "callbackSigningSecret")["min_length"]
