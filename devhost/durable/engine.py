@@ -229,7 +229,7 @@ class DurableEngine:
         self, instance_id: str, statuses: Iterable[str] = TERMINAL, timeout: float = 10.0
     ) -> Instance:
         """Block until the instance reaches one of ``statuses`` (real-time ``timeout``)."""
-        wanted = frozenset(statuses)
+        wanted = frozenset({statuses} if isinstance(statuses, str) else statuses)
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:

@@ -19,6 +19,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from azure.durable_functions.models.utils import http_utils
+
 from ._protocol import Ev
 from .engine import DurableEngine, UnknownOrchestratorError
 from .store import TERMINAL, Instance, InstanceExistsError, Query, parse_ts, ts
@@ -96,6 +98,16 @@ class RpcServer:
             "requiredQueryStringParameters": query,
             "rpcBaseUrl": self.rpc_base_url,
         }
+
+
+async def close_sdk_client_session() -> None:
+    """Close the SDK client's process-wide aiohttp session; await it before a loop ends.
+
+    ``DurableOrchestrationClient`` keeps one session bound to the event loop that created it;
+    the next client call on another loop (a new ``asyncio.run``) fails with "Event loop is
+    closed". The Python worker runs one long-lived loop, so a host should too, or call this.
+    """
+    await http_utils._close_session()
 
 
 class _Server(ThreadingHTTPServer):

@@ -10,9 +10,8 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.durable_functions.models.utils import http_utils
 
-from devhost.durable import DurableEngine, FastClock, RpcServer
+from devhost.durable import DurableEngine, FastClock, RpcServer, close_sdk_client_session
 from tests.devhost import toy_app
 
 FUNCTIONS = toy_app.make_app(1).get_functions()
@@ -33,7 +32,7 @@ def run(coro: Any) -> Any:
         try:
             return await coro
         finally:
-            await http_utils._close_session()
+            await close_sdk_client_session()
 
     return asyncio.run(wrapper())
 
