@@ -49,7 +49,9 @@ from devhost.tls import TlsFiles, server_ssl_context
 
 __all__ = [
     "DEMO_DIRECTORY",
+    "EXPORT_ROLE",
     "GRAPH_RESOURCE",
+    "READ_ROLE",
     "Faults",
     "GraphSimulator",
     "OperationView",
@@ -97,6 +99,8 @@ _REQUEST_INFO = "RequestInfo.json"
 _START_FRACTION = 0.02  # share of the duration spent in notStarted
 _FAIL_AT = 0.5  # progress at which an operation of a failing user fails
 _RATE_WINDOW = 60.0
+_ROUTES = frozenset({"submit", "poll", "resolve"})
+_OPTIONAL_KNOBS = frozenset({"error_retry_after", "submit_limit_per_minute"})
 _ERROR_CODES = {
     500: "InternalServerError",
     502: "PartnerError",
@@ -337,23 +341,18 @@ class GraphSimulator:
 
     def add_user(self, upn: str, object_id: str | None = None) -> str:
         """Add a user to the directory; returns the object id (made up if not given)."""
-        oid = (object_id or str(uuid.UUID(int=self._ids.getrandbits(128), version=4))).lower()
-        if not _GUID.match(oid):
-            raise ValueError("object_id must be a GUID")
         with self._lock:
+            oid = (object_id or self._new_guid()).lower()
+            if not _GUID.match(oid):
+                raise ValueError("object_id must be a GUID")
             self._directory[upn.lower()] = oid
         return oid
 
     def set_faults(self, **changes: Any) -> Faults:
         """Change some knobs at once (the admin route uses this); unknown names are refused."""
-        names = {f.name for f in dataclasses.fields(Faults)}
-        unknown = set(changes) - names
-        if unknown:
-            raise ValueError(f"unknown fault knobs: {sorted(unknown)}")
+        values = {name: _coerce_knob(name, value) for name, value in changes.items()}
         with self._lock:
-            for name, value in changes.items():
-                if isinstance(getattr(self.faults, name), set):
-                    value = {str(v).lower() if name != "routes" else str(v) for v in value}
+            for name, value in values.items():
                 setattr(self.faults, name, value)
             return self.faults
 
@@ -402,10 +401,14 @@ class GraphSimulator:
         client_request_id = headers.get("client-request-id")
         parts = urlsplit(target)
         path = unquote(parts.path)
-        if path.startswith(_ADMIN):
-            route, reply = "admin", self._admin(method, path, body)
-        else:
-            route, reply = self._graph(method, path, parts.query, headers, body)
+        try:
+            if path.startswith(_ADMIN):
+                route, reply = "admin", self._admin(method, path, body)
+            else:
+                route, reply = self._graph(method, path, parts.query, headers, body)
+        except Exception as error:  # noqa: BLE001 - a simulator bug must still answer
+            _log.warning("graph simulator error: %s", type(error).__name__)
+            route, reply = "error", _error_reply(500, "InternalServerError", "Simulator error.")
         if not reply.drop:
             if reply.body or reply.error:
                 reply.headers.setdefault("Content-Type", "application/json")
@@ -534,7 +537,7 @@ class GraphSimulator:
             raise _not_found(user)
         location = _storage_location(body)
         with self._lock:
-            op_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+            op_id = self._new_guid()
             submitted = self._clock()
         info = _request_info(op_id, user_id, submitted)
         self._validate_storage_location(location, info)
@@ -567,7 +570,7 @@ class GraphSimulator:
         with self._lock:
             oid = self._directory.get(key, key)
             upn = next((u for u, o in self._directory.items() if o == oid), None)
-            if upn is None or {oid, upn} & self.faults.missing_users:
+            if upn is None or {oid, upn} & _folded(self.faults.missing_users):
                 return None
             return oid, upn
 
@@ -581,7 +584,7 @@ class GraphSimulator:
         container_url = _without_query(location)
         with self._lock:
             upns = {upn for upn, oid in self._directory.items() if oid == user_id}
-            fails = bool(({user_id} | upns) & self.faults.failing_users)
+            fails = bool(({user_id} | upns) & _folded(self.faults.failing_users))
             op = _Operation(
                 id=op_id,
                 user_id=user_id,
@@ -727,8 +730,12 @@ class GraphSimulator:
             try:
                 self._write_files(op, due)
             except AzureError as error:
-                _log.info("operation %s failed writing: %s", op.id, type(error).__name__)
-                self._finish(op, "failed", self._clock())
+                if isinstance(error, HttpResponseError) and error.status_code in (403, 404):
+                    # The SAS was revoked or the container deleted: this export cannot finish.
+                    _log.info("operation %s failed: storage said %s", op.id, error.status_code)
+                    self._finish(op, "failed", self._clock())
+                else:  # transient: try again on the next poll or tick
+                    _log.info("operation %s: write deferred (%s)", op.id, type(error).__name__)
                 return
             if op.fails and fraction >= _FAIL_AT:
                 self._finish(op, "failed", self._at(op, _FAIL_AT))
@@ -736,7 +743,7 @@ class GraphSimulator:
                 self._finish(op, "complete", op.submitted + self._duration)
             else:
                 op.status = "running"
-                op.progress = round(fraction * 100, 1)
+                op.progress = min(99.9, round(fraction * 100, 1))
 
     def _fraction(self, op: _Operation, now: datetime) -> float | None:
         """None while notStarted, else how far through the running phase ``now`` is."""
@@ -775,8 +782,9 @@ class GraphSimulator:
         while not self._stopping.wait(self._tick_interval):
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - a dead ticker would freeze every export
-                _log.exception("graph simulator tick failed")
+            except Exception as error:  # noqa: BLE001 - a dead ticker would freeze every export
+                # Type only: storage errors can quote request URLs, signature included.
+                _log.warning("graph simulator tick failed: %s", type(error).__name__)
 
     # -- admin -----------------------------------------------------------------------------
 
@@ -811,6 +819,10 @@ class GraphSimulator:
         except (KeyError, ValueError, TypeError) as error:
             return _json_reply(400, {"error": _redact(str(error))})
         return _json_reply(404, {"error": f"no admin route {method} {path}"})
+
+    def _new_guid(self) -> str:
+        """Seeded, so that the same run of requests gets the same ids."""
+        return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
 
     def _operation(self, op_id: str) -> _Operation:
         with self._lock:
@@ -855,6 +867,36 @@ def _storage_location(body: bytes) -> str:
     if parts is None or not parts.scheme or not parts.netloc:
         raise _storage_error("StorageLocationInvalid", "storageLocation must be an absolute URI.")
     return str(location)
+
+
+def _coerce_knob(name: str, value: Any) -> Any:
+    """Check a knob from the admin route, so a typo fails there and not in a request later."""
+    defaults = Faults()
+    if not hasattr(defaults, name):
+        raise ValueError(f"unknown fault knob {name!r}")
+    default = getattr(defaults, name)
+    if value is None and name in _OPTIONAL_KNOBS:
+        return None
+    if isinstance(default, set):
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise TypeError(f"{name} must be a list of strings")
+        if name == "routes" and not set(value) <= _ROUTES:
+            raise ValueError(f"routes must be among {sorted(_ROUTES)}")
+        return set(value)
+    if isinstance(default, bool):
+        valid = isinstance(value, bool)
+    elif isinstance(default, float):
+        valid = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if valid else value
+    else:  # counters and the optional limits
+        valid = isinstance(value, int) and not isinstance(value, bool)
+    if not valid:
+        raise TypeError(f"{name}: {value!r} is not a valid value")
+    return value
+
+
+def _folded(values: set[str]) -> set[str]:
+    return {v.lower() for v in values}
 
 
 def _without_query(url: str) -> str:

@@ -305,8 +305,17 @@ def test_admin_route_flips_faults_from_another_process(graph: Graph) -> None:
     assert graph.poll("x").status_code == 400
     assert graph.session.post(admin, json={"no_such_knob": 1}).status_code == 400
 
+    assert graph.session.post(admin, json={"throttle_next": "many"}).status_code == 400
+    assert graph.session.post(admin, json={"routes": ["everything"]}).status_code == 400
+    graph.session.post(admin, json={"missing_users": ["Adele.Vance@Contoso.example"]})
+    assert graph.resolve("adele.vance@contoso.example").status_code == 404
+
     stats = graph.session.get(f"{graph.sim.base_url}/_sim/stats").json()
     assert stats == {"submissionsByUser": {}, "submissionsByContainer": {}, "operations": 0}
+    added = graph.session.post(
+        f"{graph.sim.base_url}/_sim/users", json={"upn": "n@contoso.example"}
+    )
+    assert graph.resolve("n@contoso.example").json()["id"] == added.json()["id"]
 
 
 # -- the SAS checks, run against Azurite through the SAS ----------------------------------------
