@@ -32,6 +32,8 @@ from devhost.triggers.common import (
     FunctionSpec,
     Invoker,
     UnsupportedFunctionError,
+    acquire_worker_loop,
+    release_worker_loop,
 )
 from devhost.triggers.http import HttpTriggerServer, routes_for
 from devhost.triggers.queue import QueueListener, QueueOptions
@@ -106,6 +108,7 @@ class FunctionsHost:
         if self._started:
             raise RuntimeError("FunctionsHost.start() called twice")
         self._started = True
+        acquire_worker_loop()
         self._http.start()
         try:
             for listener in self._queues:
@@ -135,6 +138,8 @@ class FunctionsHost:
         for listener in self._queues:
             listener.stop()
         self._http.stop()
+        if self._started:
+            release_worker_loop()
 
     def __enter__(self) -> FunctionsHost:
         self.start()

@@ -233,7 +233,74 @@ class Invoker:
 
 
 async def _await(awaitable: Any) -> Any:
+    _adopt_sdk_session()
     return await awaitable
+
+
+def _sdk_http_utils() -> Any:
+    try:
+        from azure.durable_functions.models.utils import http_utils
+    except ImportError:  # pragma: no cover - the durable SDK is a runtime dependency
+        return None
+    return http_utils
+
+
+def _adopt_sdk_session() -> None:
+    """Drops a durable-SDK session (and lock) left bound to another event loop.
+
+    The SDK keeps one aiohttp session and one asyncio lock per process and assumes the worker's
+    single loop. Code elsewhere in the process (tests, the durable engine) may have used the
+    client under `asyncio.run`, leaving them tied to a loop that is closed or not ours; they
+    cannot be closed from here, only forgotten.
+    """
+    utils = _sdk_http_utils()
+    loop = asyncio.get_running_loop()
+    session = getattr(utils, "_client_session", None)
+    if session is not None and getattr(session, "_loop", loop) is not loop:
+        utils._client_session = None
+    lock = getattr(utils, "_session_lock", None)
+    if lock is not None and getattr(lock, "_loop", None) not in (None, loop) and not lock.locked():
+        utils._session_lock = asyncio.Lock()
+
+
+async def _release_sdk_session() -> None:
+    utils = _sdk_http_utils()
+    loop = asyncio.get_running_loop()
+    session = getattr(utils, "_client_session", None)
+    if session is not None and getattr(session, "_loop", None) is loop:
+        utils._client_session = None
+        await session.close()
+    lock = getattr(utils, "_session_lock", None)
+    if lock is not None and getattr(lock, "_loop", None) is loop and not lock.locked():
+        utils._session_lock = asyncio.Lock()
+
+
+_users = 0
+
+
+def acquire_worker_loop() -> None:
+    """Counts running hosts, so the last one to stop can clean up after the shared loop."""
+    global _users
+    with _loop_lock:
+        _users += 1
+
+
+def release_worker_loop() -> None:
+    """Closes the durable SDK's session when no host uses the loop any more.
+
+    Otherwise a later `asyncio.run(...)` elsewhere in the process would pick up a session bound
+    to this loop and fail ("Timeout context manager should be used inside a task").
+    """
+    global _users
+    with _loop_lock:
+        _users = max(0, _users - 1)
+        if _users or _loop is None or _loop.is_closed():
+            return
+        loop = _loop
+    try:
+        asyncio.run_coroutine_threadsafe(_release_sdk_session(), loop).result(timeout=10)
+    except Exception:  # cleanup must not mask the reason the host stopped
+        log.warning("could not close the durable SDK HTTP session", exc_info=True)
 
 
 def new_invocation_id() -> str:

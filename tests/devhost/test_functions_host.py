@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -20,9 +21,11 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 import requests
+from azure.durable_functions.models.utils import http_utils
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.functions_host import FunctionsHost, UnsupportedFunctionError
+from devhost.triggers.common import _worker_loop
 from devhost.triggers.http import compile_route
 from devhost.triggers.queue import QueueOptions
 from devhost.triggers.timer import parse_schedule
@@ -192,6 +195,22 @@ def test_durable_client_function_talks_to_the_binding_rpc_url(
     with ThreadPoolExecutor(max_workers=5) as pool:  # the SDK's shared aiohttp session
         results = list(pool.map(call, range(5)))
     assert results == [(200, {"status": "Running"})] * 5
+
+
+def test_client_survives_a_session_left_by_asyncio_run_elsewhere(
+    api: str, binding: dict[str, Any], httpserver: Any
+) -> None:
+    httpserver.expect_request(
+        "/runtime/webhooks/durabletask/instances/xyz", method="GET"
+    ).respond_with_json({"instanceId": "xyz", "name": "o", "runtimeStatus": "Completed"})
+    binding["rpcBaseUrl"] = httpserver.url_for("/runtime/webhooks/durabletask/")
+    client = df.DurableOrchestrationClient(json.dumps(binding))
+    # Close the session the host's loop holds (as if no host had run yet), then leave the SDK's
+    # process-wide session bound to a loop that is closed right after.
+    asyncio.run_coroutine_threadsafe(http_utils._close_session(), _worker_loop()).result()
+    assert asyncio.run(client.get_status("xyz")).runtime_status is not None
+    response = requests.get(f"{api}/status/xyz", headers={"x-functions-key": KEY}, timeout=20)
+    assert (response.status_code, response.json()) == (200, {"status": "Completed"})
 
 
 def test_invocation_log_line_has_no_body_headers_or_key(
