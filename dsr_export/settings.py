@@ -9,9 +9,12 @@ orchestration input.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,6 +43,7 @@ PLATFORM_SETTINGS: Final[dict[str, str]] = {
     "AzureWebJobsStorage": "host storage: task hub and the dsr-requests queue",
     "FUNCTIONS_WORKER_RUNTIME": "python",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra authentication for telemetry",
     "AZURE_CLIENT_ID": "selects the user-assigned managed identity for azure-identity",
 }
 
@@ -65,6 +69,13 @@ USER_DELEGATION_MAX_LIFETIME: Final = timedelta(days=7)
 
 def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str:
     value = env.get(name, "").strip()
+    if value.startswith("@Microsoft.KeyVault("):
+        # App Service passes an unresolvable reference through as text: never use it as a value.
+        raise SettingsError(
+            name,
+            "is a Key Vault reference the platform could not resolve; check the app identity's "
+            "access to the vault (Key Vault Secrets User) and the secret's name",
+        )
     if value:
         return value
     if default is None:
@@ -147,7 +158,7 @@ class ExportStorageSettings:
                 "EXPORT_SAS_LIFETIME_DAYS",
                 f"is {days}, but a user delegation SAS lives at most 7 days",
             )
-        key = env.get("EXPORT_STORAGE_ACCOUNT_KEY", "").strip() or None
+        key = _get(env, "EXPORT_STORAGE_ACCOUNT_KEY", "") or None
         if mode is SasMode.STORED_POLICY and key is None:
             raise SettingsError(
                 "EXPORT_STORAGE_ACCOUNT_KEY",
@@ -181,6 +192,80 @@ class ExportPolicy:
         )
 
 
+#: A host name (``acme.service-now.com``) or a wildcard over its subdomains (``*.atlassian.net``).
+_HOST_PATTERN: Final = re.compile(
+    r"^(\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+#: Standard Webhooks secrets are 24 to 64 random bytes; fewer than 16 is a weak key.
+_MIN_SECRET_BYTES: Final = 16
+WEBHOOK_SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - a prefix, not a secret
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    """Where ticket callbacks may go and the key that signs them.
+
+    Without a secret, callbacks are off and a request naming a ``callbackUrl`` is refused at
+    intake (an unsigned callback would let anyone forge ticket updates). An empty allowlist
+    allows no host: the SSRF guard fails closed.
+    """
+
+    signing_secret: str | None = field(default=None, repr=False)
+    allowed_hosts: frozenset[str] = frozenset()
+
+    @property
+    def enabled(self) -> bool:
+        """Callbacks can be signed, so they may be requested."""
+        return self.signing_secret is not None
+
+    def signing_key(self) -> bytes:
+        """The HMAC key: the base64 bytes after ``whsec_``."""
+        if self.signing_secret is None:
+            raise SettingsError("CALLBACK_SIGNING_SECRET", "is required to send callbacks")
+        return base64.b64decode(self.signing_secret.removeprefix(WEBHOOK_SECRET_PREFIX))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> CallbackSettings:
+        secret = env.get("CALLBACK_SIGNING_SECRET", "").strip() or None
+        if secret is not None:
+            # Never echo the value: the message may reach a log.
+            if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+                raise SettingsError("CALLBACK_SIGNING_SECRET", "must start with whsec_")
+            try:
+                key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+            except (binascii.Error, ValueError):
+                raise SettingsError(
+                    "CALLBACK_SIGNING_SECRET", "must be whsec_ followed by base64"
+                ) from None
+            if len(key) < _MIN_SECRET_BYTES:
+                raise SettingsError(
+                    "CALLBACK_SIGNING_SECRET", f"must decode to at least {_MIN_SECRET_BYTES} bytes"
+                )
+        hosts = frozenset(
+            host.strip().lower()
+            for host in env.get("CALLBACK_ALLOWED_HOSTS", "").split(",")
+            if host.strip()
+        )
+        for host in sorted(hosts):
+            if not _HOST_PATTERN.fullmatch(host):
+                raise SettingsError(
+                    "CALLBACK_ALLOWED_HOSTS",
+                    f"{host!r} is not a host name or *.domain wildcard",
+                )
+        return cls(signing_secret=secret, allowed_hosts=hosts)
+
+
+@dataclass(frozen=True)
+class DeadlineSettings:
+    """How early the legal deadline warning is raised. Read by the starter, carried in the input."""
+
+    warning_days: int = 7
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> DeadlineSettings:
+        return cls(warning_days=_int(env, "DEADLINE_WARNING_DAYS", 7, low=0, high=60))
+
+
 @functools.cache
 def graph_settings() -> GraphSettings:
     """The process-wide Graph settings, read on first use."""
@@ -197,3 +282,15 @@ def export_storage_settings() -> ExportStorageSettings:
 def export_policy() -> ExportPolicy:
     """The process-wide orchestration policy, read on first use."""
     return ExportPolicy.from_env()
+
+
+@functools.cache
+def callback_settings() -> CallbackSettings:
+    """The process-wide callback settings, read on first use."""
+    return CallbackSettings.from_env()
+
+
+@functools.cache
+def deadline_settings() -> DeadlineSettings:
+    """The process-wide deadline settings, read on first use."""
+    return DeadlineSettings.from_env()

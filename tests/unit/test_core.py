@@ -70,6 +70,17 @@ def test_user_delegation_lifetime_over_seven_days_is_refused():
     assert caught.value.setting == "EXPORT_SAS_LIFETIME_DAYS"
 
 
+def test_unresolved_key_vault_reference_is_refused():
+    env = {
+        "EXPORT_STORAGE_BLOB_ENDPOINT": ENDPOINT,
+        "EXPORT_STORAGE_ACCOUNT_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/k)",
+    }
+    with pytest.raises(SettingsError) as caught:
+        ExportStorageSettings.from_env(env)
+    assert caught.value.setting == "EXPORT_STORAGE_ACCOUNT_KEY"
+    assert "Key Vault" in str(caught.value)
+
+
 def test_storage_settings_hide_the_key_and_derive_the_account():
     settings = ExportStorageSettings.from_env(
         {"EXPORT_STORAGE_BLOB_ENDPOINT": ENDPOINT, "EXPORT_STORAGE_ACCOUNT_KEY": "s3cr3t=="}
@@ -155,6 +166,13 @@ def test_job_round_trips_through_the_orchestration_input():
     job = ExportJob(request_id="R1", user="u", operation_id="op", poll_round=3, progress=12.5)
     assert ExportJob.from_input(job.to_input()) == job
     assert "policy" in job.to_input()
+
+
+def test_secret_scan_recognises_a_signature_but_not_a_redacted_one():
+    from tests.secret_scan import SECRET
+
+    assert SECRET.search("https://a/c?sv=1&sig=AbCdEf0123%2B45")
+    assert not SECRET.search("https://a/c?sv=1&sig=REDACTED")
 
 
 def test_next_wait_doubles_to_the_cap_and_honours_retry_after():
