@@ -38,7 +38,7 @@ class TlsFiles:
         return str(self.cert_path)
 
 
-def make_tls_files(directory: Path, *, valid_for: timedelta = timedelta(days=2)) -> TlsFiles:
+def make_tls_files(directory: Path, *, valid_for: timedelta = timedelta(days=30)) -> TlsFiles:
     """Write ``cert.pem`` and ``key.pem`` for 127.0.0.1/localhost into ``directory``.
 
     P-256 keeps generation in the millisecond range, so every test session can have its own.
