@@ -12,7 +12,7 @@ Usage::
         functions,
         function_key="dev-key",
         client_binding=engine.client_binding,
-        queue_connection=lambda name: os.environ[name],
+        queue_connection=connection_from_env,   # the default: app settings, as in Azure
         host_json=json.loads(Path("host.json").read_text()),
     ) as host:
         requests.get(f"{host.base_url}/api/exports/42", headers={"x-functions-key": "dev-key"})
@@ -36,10 +36,10 @@ from devhost.triggers.common import (
     release_worker_loop,
 )
 from devhost.triggers.http import HttpTriggerServer, routes_for
-from devhost.triggers.queue import QueueListener, QueueOptions
+from devhost.triggers.queue import QueueListener, QueueOptions, connection_from_env
 from devhost.triggers.timer import TimerRunner
 
-__all__ = ["FunctionsHost", "UnsupportedFunctionError"]
+__all__ = ["FunctionsHost", "UnsupportedFunctionError", "connection_from_env"]
 
 log = logging.getLogger("devhost.functions")
 
@@ -85,15 +85,11 @@ class FunctionsHost:
             route_prefix=route_prefix,
             port=port,
         )
-        queue_specs = [s for s in specs if s.trigger_type == "queueTrigger"]
-        if queue_specs and queue_connection is None:
-            raise UnsupportedFunctionError(
-                f"queue-triggered functions {[s.name for s in queue_specs]} need queue_connection"
-            )
         options = QueueOptions.from_host_json(host_json)
         self._queues = [
-            QueueListener(s, invoker, queue_connection, options)  # type: ignore[arg-type]
-            for s in queue_specs
+            QueueListener(s, invoker, queue_connection or connection_from_env, options)
+            for s in specs
+            if s.trigger_type == "queueTrigger"
         ]
         self._timers = [TimerRunner(s, invoker) for s in specs if s.trigger_type == "timerTrigger"]
         self._started = False

@@ -310,10 +310,11 @@ class HttpTriggerServer:
         split = urlsplit(target)
         path = split.path
         if self._prefix:
-            head, _, rest = path.lstrip("/").partition("/")
-            if head.lower() != self._prefix.lower():
+            prefix = self._prefix.lower().split("/")
+            segments = path.strip("/").split("/")
+            if [s.lower() for s in segments[: len(prefix)]] != prefix:
                 return _Reply(HTTPStatus.NOT_FOUND)
-            path = rest
+            path = "/".join(segments[len(prefix) :])
         matches = [(r, v) for r in self._routes if (v := r.template.match(path)) is not None]
         if not matches:
             return _Reply(HTTPStatus.NOT_FOUND)

@@ -12,6 +12,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 from devhost.triggers.common import (
     FunctionSpec,
     Invoker,
+    UnsupportedFunctionError,
     log_invocation,
     new_invocation_id,
     resolve_app_setting,
@@ -40,6 +42,18 @@ _MIN_POLLING_S = 0.1
 #: How long a message stays invisible while the function runs (the host uses 10 min and renews).
 _PROCESSING_VISIBILITY_S = 600
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
+
+
+def connection_from_env(name: str) -> str:
+    """Resolves a binding's `connection` like the host: the app setting, else `AzureWebJobs<name>`.
+
+    Raises KeyError when neither is set.
+    """
+    for candidate in (name, f"AzureWebJobs{name}"):
+        value = os.environ.get(candidate)
+        if value:
+            return value
+    raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,13 @@ class QueueListener:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        connection_string = self._queue_connection(self._connection_name)
+        try:
+            connection_string = self._queue_connection(self._connection_name)
+        except KeyError:
+            raise UnsupportedFunctionError(
+                f"function {self.spec.name!r}: no connection string for connection "
+                f"{self._connection_name!r}"
+            ) from None
         # No encode/decode policy: the raw text is needed to move a message to the poison
         # queue unchanged, and decoding is done here so a bad body counts as a failed delivery.
         self._client = QueueClient.from_connection_string(connection_string, self.queue_name)

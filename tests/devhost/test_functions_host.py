@@ -24,7 +24,7 @@ import requests
 from azure.durable_functions.models.utils import http_utils
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-from devhost.functions_host import FunctionsHost, UnsupportedFunctionError
+from devhost.functions_host import FunctionsHost, UnsupportedFunctionError, connection_from_env
 from devhost.triggers.common import _worker_loop
 from devhost.triggers.http import compile_route
 from devhost.triggers.queue import QueueOptions
@@ -256,7 +256,10 @@ def _plain_app(build: Callable[[df.DFApp], None]) -> list[Any]:
     return list(app.get_functions())
 
 
-def test_load_errors_surface_when_the_host_is_built() -> None:
+def test_load_errors_surface_when_the_host_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("Storage", raising=False)
+    monkeypatch.delenv("AzureWebJobsStorage", raising=False)
+
     def mismatch(app: df.DFApp) -> None:
         @app.route(route="x")
         def x(request: func.HttpRequest) -> func.HttpResponse:  # binding is named "req"
@@ -279,8 +282,43 @@ def test_load_errors_surface_when_the_host_is_built() -> None:
         def x(msg: func.QueueMessage) -> None:
             return None
 
-    with pytest.raises(UnsupportedFunctionError, match="queue_connection"):
-        FunctionsHost(_plain_app(queue_fn), function_key=KEY, client_binding=None)
+    host = FunctionsHost(_plain_app(queue_fn), function_key=KEY, client_binding=None)
+    with pytest.raises(UnsupportedFunctionError, match="no connection string for connection"):
+        host.start()  # Storage and AzureWebJobsStorage unset: fails before anything listens
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{host.base_url}/api/x", timeout=5)
+
+
+def test_connection_from_env_follows_the_azurewebjobs_prefix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("Storage", raising=False)
+    monkeypatch.setenv("AzureWebJobsStorage", "from-prefixed")
+    assert connection_from_env("Storage") == "from-prefixed"
+    monkeypatch.setenv("Storage", "exact")
+    assert connection_from_env("Storage") == "exact"
+    with pytest.raises(KeyError):
+        connection_from_env("NoSuchConnectionSetting")
+
+
+def test_multi_segment_route_prefix(rec: Recorder) -> None:
+    host = FunctionsHost(
+        build_app(rec).get_functions(),
+        function_key=KEY,
+        client_binding=None,
+        host_json={"functions": ["hello"], "extensions": {"http": {"routePrefix": "v1/fn"}}},
+    )
+    with host:
+        assert requests.get(f"{host.base_url}/v1/fn/hello/x", timeout=10).text == "hello x"
+        assert requests.get(f"{host.base_url}/api/hello/x", timeout=10).status_code == 404
+    bare = FunctionsHost(
+        build_app(rec).get_functions(),
+        function_key=KEY,
+        client_binding=None,
+        host_json={"functions": ["hello"], "extensions": {"http": {"routePrefix": ""}}},
+    )
+    with bare:
+        assert requests.get(f"{bare.base_url}/hello/y", timeout=10).text == "hello y"
 
 
 # --- queues (Azurite) ---------------------------------------------------------------------
