@@ -47,9 +47,11 @@ log = logging.getLogger("devhost.functions")
 class FunctionsHost:
     """HTTP, queue and timer triggers for a list of functions from `app.get_functions()`.
 
-    Everything that can be checked without running (bindings, route templates, schedules, the
-    durable client and queue connection wiring) is checked in the constructor, so a broken app
-    fails before anything listens.
+    Everything that can be checked without running (bindings against the Python signatures,
+    route templates, schedules, the durable client wiring) is checked in the constructor, so a
+    broken app fails before anything listens. Queue connection strings are resolved in `start()`,
+    after local settings may have filled the environment; `queue_connection` defaults to
+    `connection_from_env`. `port=0` picks a free port (read it back from `base_url`).
     """
 
     def __init__(
