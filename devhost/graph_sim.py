@@ -141,6 +141,9 @@ class Faults:
     drop_next: int = 0
     drop_after_processing: bool = False  # True: the request takes effect, the answer is lost
     submit_limit_per_minute: int | None = None
+    # Whether the service takes a user delegation SAS is not known (see the contract): this
+    # answers StorageLocationInvalid for one (it has `skoid`), so both outcomes can be tested.
+    refuse_user_delegation_sas: bool = False
     failing_users: set[str] = field(default_factory=set)
     missing_users: set[str] = field(default_factory=set)
     routes: set[str] = field(default_factory=lambda: {"submit", "poll", "resolve"})
@@ -506,7 +509,8 @@ class GraphSimulator:
         except jwt.PyJWTError:
             raise refuse("IDX14100: JWT is not well formed.") from None
         audience = str(claims.get("aud", "")).rstrip("/")
-        if audience not in (self._resource, _GRAPH_APP_ID):
+        # A national cloud's tokens carry its own Graph URL as audience; so do this host's.
+        if audience not in (self._resource, _GRAPH_APP_ID, self.base_url):
             raise refuse("Access token validation failure. Invalid audience.")
         now = time.time()
         if not isinstance(claims.get("exp"), int | float) or claims["exp"] <= now:
@@ -640,6 +644,8 @@ class GraphSimulator:
             raise _storage_error(
                 "StorageLocationNotServiceSAS", "The storage location must be a service SAS."
             )
+        if "skoid" in query and self.faults.refuse_user_delegation_sas:
+            raise _storage_error("StorageLocationInvalid", "The storage location is invalid.")
         segments = [s for s in parts.path.split("/") if s]
         if _path_style(parts.hostname):
             segments = segments[1:]  # emulator URLs carry the account as the first segment

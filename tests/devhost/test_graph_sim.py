@@ -375,6 +375,36 @@ def test_read_access_refusal_deletes_request_info_when_it_can(
 
 
 @pytest.mark.azurite
+def test_user_delegation_sas_is_accepted_unless_the_knob_says_otherwise(
+    graph: Graph, blob_service: BlobServiceClient, tls_files: TlsFiles, identity_env: dict[str, str]
+) -> None:
+    service = BlobServiceClient(
+        blob_service.url,
+        credential=ManagedIdentityCredential(),
+        connection_verify=tls_files.ca_bundle,
+    )
+    now = datetime.now(UTC)
+    key = service.get_user_delegation_key(now - timedelta(minutes=15), now + timedelta(days=7))
+
+    def delegation_sas() -> str:
+        container = blob_service.create_container(f"dsr-{uuid.uuid4().hex[:12]}")
+        sas = generate_container_sas(
+            ACCOUNT_NAME,
+            container.container_name,
+            user_delegation_key=key,
+            permission=ContainerSasPermissions(add=True, create=True, write=True),
+            expiry=now + timedelta(days=7),
+            start=now - timedelta(minutes=15),
+            protocol="https",
+        )
+        return f"{container.url}?{sas}"
+
+    assert graph.submit(ADELE, delegation_sas()).status_code == 202
+    graph.sim.faults.refuse_user_delegation_sas = True
+    assert error_code(graph.submit(ADELE, delegation_sas())) == "StorageLocationInvalid"
+
+
+@pytest.mark.azurite
 def test_refuses_account_sas(graph: Graph, container: ContainerClient) -> None:
     sas = generate_account_sas(
         ACCOUNT_NAME,
