@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.command == "serve" else logging.WARNING,
+        level=logging.INFO if args.command == "serve" else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "demo":

@@ -42,7 +42,7 @@ class DemoDsr:
 DSRS = (
     DemoDsr("DEMO-1001", "6e7b768e-07e2-4810-8459-485f84f8f204", "http", "object id"),
     DemoDsr("DEMO-1002", "alex.wilber@contoso.example", "http", "UPN, resolved by an activity"),
-    DemoDsr("DEMO-1003", "48d31887-5fad-4d73-a9f5-3c356e68a038", "http", "Graph throttles it"),
+    DemoDsr("DEMO-1003", "48d31887-5fad-4d73-a9f5-3c356e68a038", "http", "object id"),
     DemoDsr("DEMO-1004", "87d349ed-44d7-43e1-9a83-5f2406dee5bd", "queue", "queue message"),
 )
 
@@ -61,6 +61,7 @@ def run_demo(state_dir: Path, out: TextIO = sys.stdout) -> int:
         if stack.graph is not None:
             # A burst of throttling on the first polls: the orchestrator waits it out.
             stack.graph.set_faults(throttle_next=2, throttle_retry_after=120, routes={"poll"})
+            out.write("Graph will throttle the first two polls (429, Retry-After: 120)\n")
         has_queue = any(f.get_trigger().type == "queueTrigger" for f in stack.functions)
         dsrs = [d for d in DSRS if d.via == "http" or has_queue]
         session = requests.Session()

@@ -181,7 +181,7 @@ class OperationView:
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One request as the simulator answered it (path without query string)."""
+    """One request as the simulator answered it (path without query; status 0 = dropped)."""
 
     method: str
     path: str
@@ -420,17 +420,11 @@ class GraphSimulator:
                 reply.headers["client-request-id"] = client_request_id
             if reply.error is not None:
                 reply.body = self._error_body(reply.error, request_id, client_request_id)
+        status = 0 if reply.drop else reply.status  # 0: the connection was dropped
+        record = RequestRecord(method, parts.path, route, status, request_id, client_request_id)
         with self._lock:
-            self._requests.append(
-                RequestRecord(
-                    method, parts.path, route, 0 if reply.drop else reply.status,
-                    request_id, client_request_id,
-                )
-            )  # fmt: skip
-        _log.info(
-            _redact(f"{method} {parts.path} -> {'dropped' if reply.drop else reply.status}")
-            + f" request-id={request_id}"
-        )
+            self._requests.append(record)
+        _log.info(_redact(f"{method} {parts.path} -> {status} request-id={request_id}"))
         return reply
 
     def _graph(

@@ -30,7 +30,7 @@ from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
 from devhost.functions_host import FunctionsHost
 from devhost.graph_sim import GraphSimulator
-from devhost.identity import ManagedIdentityEndpoint
+from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.local_settings import load_local_settings
 from devhost.tls import TlsFiles, make_tls_files
 
@@ -55,6 +55,9 @@ class StackOptions:
     export_duration: timedelta = timedelta(days=3)
     seed: int = 0
     workers: int = 4
+    #: Read ``local.settings.json`` like Core Tools; the demo doesn't (it must never reach a
+    #: real tenant configured there).
+    use_local_settings: bool = True
 
 
 class DevStack:
@@ -91,8 +94,11 @@ class DevStack:
         state = self.options.state_dir
         state.mkdir(parents=True, exist_ok=True)
         env = self.environ
-        settings_file = self.options.settings_file or self.options.app_dir / "local.settings.json"
-        load_local_settings(settings_file, environ=env)
+        if self.options.use_local_settings:
+            settings_file = (
+                self.options.settings_file or self.options.app_dir / "local.settings.json"
+            )
+            load_local_settings(settings_file, environ=env)
         if self.options.sas_mode:
             env["EXPORT_SAS_MODE"] = self.options.sas_mode
         tls = self._tls(state)
@@ -104,9 +110,6 @@ class DevStack:
             env.setdefault("EXPORT_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
             if env.get("EXPORT_SAS_MODE", "stored-policy") == "stored-policy":
                 env.setdefault("EXPORT_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
-        if "IDENTITY_ENDPOINT" not in env:
-            self.identity = self._enter(ManagedIdentityEndpoint())
-            env.update(self.identity.env())
         if self.options.graph_url:
             env["GRAPH_BASE_URL"] = self.options.graph_url
         elif "GRAPH_BASE_URL" not in env:
@@ -119,6 +122,13 @@ class DevStack:
                 )
             )
             env["GRAPH_BASE_URL"] = self.graph.base_url
+        if "IDENTITY_ENDPOINT" not in env:
+            # Admin consent, as it shows in app-only tokens: the Graph app roles, for whatever
+            # Graph the app was pointed at (a token's audience is that Graph's own URL).
+            graph_roles = ("User.Export.All", "User.Read.All")
+            roles = {GRAPH_RESOURCE: graph_roles, env["GRAPH_BASE_URL"]: graph_roles}
+            self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
+            env.update(self.identity.env())
 
         self.functions = functions = _load_app(self.options.app_dir)
         self.engine = DurableEngine(
