@@ -35,6 +35,17 @@ class ExportJob:
     wait_seconds: int = 60
     graph_status: str | None = None
     progress: float | None = None
+    # The legal side, set by the starter (the orchestrator reads no settings and no clock).
+    received_at: str | None = None
+    regulation: str | dict[str, int] | None = None
+    legal_deadline: str | None = None
+    warning_at: str | None = None
+    callback_url: str | None = None
+    requested_by: str | None = None
+    # What has been told already, so a replay or a new episode never tells it twice.
+    warned: bool = False
+    overdue_noted: bool = False
+    failed_callbacks: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> ExportJob:
         """A copy with ``changes`` applied (the job is immutable)."""
@@ -44,6 +55,14 @@ class ExportJob:
         """When the DSR gives up waiting for Graph (``EXPORT_TIMEOUT_DAYS`` after start)."""
         assert self.started_at is not None
         return datetime.fromisoformat(self.started_at) + timedelta(days=self.policy.timeout_days)
+
+    def legal_deadline_at(self) -> datetime | None:
+        """The legal response deadline (UTC), when the starter computed one."""
+        return datetime.fromisoformat(self.legal_deadline) if self.legal_deadline else None
+
+    def warning_due_at(self) -> datetime | None:
+        """When the deadline warning is due, when the starter computed one."""
+        return datetime.fromisoformat(self.warning_at) if self.warning_at else None
 
     def to_input(self) -> dict[str, Any]:
         """The JSON form: orchestration input and ``continue_as_new`` payload."""
@@ -60,6 +79,7 @@ class ExportJob:
         data = {_snake(key): value for key, value in raw.items()}
         data = {key: value for key, value in data.items() if key in names}
         data["policy"] = ExportPolicy(**{_snake(k): v for k, v in data.get("policy", {}).items()})
+        data["failed_callbacks"] = tuple(data.get("failed_callbacks", ()))
         return cls(**data)
 
 

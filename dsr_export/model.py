@@ -10,13 +10,22 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Final
+
+from dsr_export.callbacks import CallbackRefused, check_url
+from dsr_export.deadlines import GDPR, Regulation, parse_received_at, parse_regulation
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 _UPN = re.compile(r"^[^@\s/\\?#%]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 _CONTAINER_UNSAFE = re.compile(r"[^a-z0-9]+")
+
+#: Clock skew tolerated on a ``receivedAt`` in the future.
+RECEIVED_AT_SKEW: Final = timedelta(minutes=5)
+MAX_URL_LENGTH: Final = 2048
+MAX_REQUESTED_BY_LENGTH: Final = 200
 
 #: Prefix of every export container; lets operators and lifecycle rules recognise them.
 CONTAINER_PREFIX: Final = "dsr-"
@@ -82,10 +91,19 @@ def container_name(request_id: str) -> str:
 
 @dataclass(frozen=True)
 class ExportRequest:
-    """A validated DSR export request."""
+    """A validated DSR export request.
+
+    Unknown fields are ignored: ticketing systems add their own, and refusing them would make
+    every template change an outage. ``requestedBy`` (the agent who filed it) is kept for the
+    audit trail in the orchestration input only; it never reaches logs, status or callbacks.
+    """
 
     request_id: str
     user: str
+    callback_url: str | None = None
+    received_at: datetime | None = None
+    regulation: Regulation = GDPR
+    requested_by: str | None = None
 
     @property
     def user_object_id(self) -> str | None:
@@ -93,8 +111,19 @@ class ExportRequest:
         return self.user.lower() if is_object_id(self.user) else None
 
     @classmethod
-    def parse(cls, payload: object) -> ExportRequest:
-        """Validate a decoded JSON payload, collecting every field error."""
+    def parse(
+        cls,
+        payload: object,
+        *,
+        now: datetime | None = None,
+        callback_hosts: Iterable[str] | None = None,
+    ) -> ExportRequest:
+        """Validate a decoded JSON payload, collecting every field error.
+
+        ``callback_hosts`` is the callback allowlist, None when callbacks are off (no signing
+        secret). ``now`` bounds ``receivedAt``: a receipt in the future would push the legal
+        deadline out.
+        """
         if not isinstance(payload, Mapping):
             raise InvalidRequest([FieldError("", "the body must be a JSON object")])
         errors: list[FieldError] = []
@@ -108,7 +137,64 @@ class ExportRequest:
             errors.append(
                 FieldError("/user", "must be an Entra object id (GUID) or a user principal name")
             )
+        callback_url = _callback_url(payload.get("callbackUrl"), callback_hosts, errors)
+        received_at = _received_at(payload.get("receivedAt"), now, errors)
+        regulation = GDPR
+        try:
+            regulation = parse_regulation(payload.get("regulation"))
+        except ValueError as exc:
+            errors.append(FieldError("/regulation", str(exc)))
+        requested_by = payload.get("requestedBy")
+        if requested_by is not None and not (
+            isinstance(requested_by, str) and 0 < len(requested_by) <= MAX_REQUESTED_BY_LENGTH
+        ):
+            errors.append(
+                FieldError("/requestedBy", f"must be a string of 1-{MAX_REQUESTED_BY_LENGTH}")
+            )
+            requested_by = None
         if errors:
             raise InvalidRequest(errors)
         assert isinstance(user, str)
-        return cls(request_id=request_id, user=user)
+        return cls(
+            request_id=request_id,
+            user=user,
+            callback_url=callback_url,
+            received_at=received_at,
+            regulation=regulation,
+            requested_by=requested_by,
+        )
+
+
+def _callback_url(
+    raw: object, allowed_hosts: Iterable[str] | None, errors: list[FieldError]
+) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_URL_LENGTH:
+        errors.append(FieldError("/callbackUrl", f"must be a URL of at most {MAX_URL_LENGTH}"))
+        return None
+    if allowed_hosts is None:
+        errors.append(FieldError("/callbackUrl", "callbacks are not enabled on this service"))
+        return None
+    try:
+        return check_url(raw, allowed_hosts)
+    except CallbackRefused as exc:
+        errors.append(FieldError("/callbackUrl", str(exc)))
+        return None
+
+
+def _received_at(raw: object, now: datetime | None, errors: list[FieldError]) -> datetime | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        errors.append(FieldError("/receivedAt", "must be an RFC 3339 date-time string"))
+        return None
+    try:
+        received_at = parse_received_at(raw)
+    except ValueError as exc:
+        errors.append(FieldError("/receivedAt", str(exc)))
+        return None
+    if now is not None and received_at > now + RECEIVED_AT_SKEW:
+        errors.append(FieldError("/receivedAt", "must not be in the future"))
+        return None
+    return received_at

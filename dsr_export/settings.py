@@ -226,7 +226,7 @@ class CallbackSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> CallbackSettings:
-        secret = env.get("CALLBACK_SIGNING_SECRET", "").strip() or None
+        secret = _get(env, "CALLBACK_SIGNING_SECRET", "") or None
         if secret is not None:
             # Never echo the value: the message may reach a log.
             if not secret.startswith(WEBHOOK_SECRET_PREFIX):

@@ -6,17 +6,25 @@ Its input and output, its custom status and every activity result it sees are no
 
 Outcomes: ``completed``, ``failed`` (with Graph's error), ``timed_out`` or ``cancelled``. Whatever
 happens after the submit, the SAS is revoked (or its expiry recorded) before the end.
+
+When the request named a ``callbackUrl``, the ticket hears of it (accepted, exporting, the
+outcome, the legal deadline's warning and overdue) through ``send_callback``; a callback that
+keeps failing is recorded in the status and the result and never fails the DSR.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
+from dsr_export import callbacks
+from dsr_export.deadlines import view
 from dsr_export.job import CANCEL_EVENT, ExportJob, next_wait
+from dsr_export.logs import log_event
 from dsr_export.redaction import redact
 from dsr_export.status import Phase
 
@@ -32,6 +40,17 @@ ACTIVITY_RETRY = df.RetryOptions(
 #: doubling back-off) before the DSR fails and the ticket hears about it.
 SUBMIT_ATTEMPTS = 8
 
+#: Waits between callback attempts (a real back-off; the 1.x SDK's retry options have none):
+#: four attempts over about 12 minutes, short enough not to hold up the export for long.
+CALLBACK_BACKOFF_SECONDS = (30, 120, 600)
+
+_TERMINAL_EVENTS = {
+    Phase.COMPLETED: callbacks.COMPLETED,
+    Phase.CANCELLED: callbacks.CANCELLED,
+    Phase.FAILED: callbacks.FAILED,
+    Phase.TIMED_OUT: callbacks.FAILED,
+}
+
 Step = Generator[Any, Any, Any]
 
 
@@ -41,6 +60,8 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Step:
     job = ExportJob.from_input(context.get_input())
     if job.started_at is None:
         job = job.replace(started_at=context.current_utc_datetime.isoformat())
+        _status(context, job, Phase.ACCEPTED)
+        job = yield from _notify(context, job, callbacks.ACCEPTED, Phase.ACCEPTED)
     try:
         if job.operation_id is None:
             job, failure = yield from _submit(context, job)
@@ -71,7 +92,10 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
     if prepared["requestInfoExists"]:
         return job, (yield from _finish(context, job, Phase.FAILED, error=_ambiguous(job)))
     if prepared["settleSeconds"]:
-        yield context.create_timer(_after(context, prepared["settleSeconds"]))
+        # Also the last chance to honour a cancel before anything reaches Graph.
+        cancelled = yield from _wait_or_cancel(context, _after(context, prepared["settleSeconds"]))
+        if cancelled is not None:
+            return job, (yield from _finish(context, job, Phase.CANCELLED, error=cancelled))
 
     _status(context, job, Phase.SUBMITTING)
     for attempt in range(1, SUBMIT_ATTEMPTS + 1):
@@ -93,12 +117,15 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
         sas_expires_at=submitted["sasExpiresAt"],
         wait_seconds=submitted["retryAfterSeconds"],
     )
+    _status(context, job, Phase.EXPORTING)
+    job = yield from _notify(context, job, callbacks.EXPORTING, Phase.EXPORTING)
     return job, None
 
 
 def _poll(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
     """Wait with durable timers and check the operation, until it ends or time runs out."""
     for _ in range(job.policy.rounds_per_history):
+        job = yield from _legal_clock(context, job)
         now = context.current_utc_datetime
         if now >= job.deadline():
             error = {
@@ -107,16 +134,14 @@ def _poll(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
             }
             return (yield from _finish(context, job, Phase.TIMED_OUT, error=error))
         fire_at = min(now + timedelta(seconds=job.wait_seconds), job.deadline())
+        legal_moment = _next_legal_moment(job, now)
+        if legal_moment is not None:
+            fire_at = min(fire_at, legal_moment)
         _status(context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
-        timer = context.create_timer(fire_at)
-        cancel = context.wait_for_external_event(CANCEL_EVENT)
-        winner = yield context.task_any([timer, cancel])
-        if winner == cancel:
-            reason = (
-                (cancel.result or {}).get("reason") if isinstance(cancel.result, dict) else None
-            )
-            error = {"code": "Cancelled", "message": reason or "cancelled"}
-            return (yield from _finish(context, job, Phase.CANCELLED, error=error))
+        # A cancel raised earlier (even before the submit) is buffered and wins at once.
+        cancelled = yield from _wait_or_cancel(context, fire_at)
+        if cancelled is not None:
+            return (yield from _finish(context, job, Phase.CANCELLED, error=cancelled))
 
         checked = yield context.call_activity_with_retry(
             "check_export",
@@ -187,7 +212,139 @@ def _finish(
         result["sas"] = finished["sas"]
     result["completedAt"] = context.current_utc_datetime.isoformat()
     context.set_custom_status(_status_body(job, phase))
+    job = yield from _notify(
+        context,
+        job,
+        _TERMINAL_EVENTS[phase],
+        phase,
+        manifest=result.get("manifest"),
+        completedAt=result["completedAt"],
+        errorCode=(error or {}).get("code"),
+    )
+    if job.failed_callbacks:
+        context.set_custom_status(_status_body(job, phase))
+    result.update(_legal_body(job))
     return {key: value for key, value in result.items() if value is not None}
+
+
+def _wait_or_cancel(context: df.DurableOrchestrationContext, fire_at: Any) -> Step:
+    """Wait until ``fire_at`` unless a cancel comes first; returns the cancel's error or None."""
+    timer = context.create_timer(fire_at)
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
+    winner = yield context.task_any([timer, cancel])
+    if winner != cancel:
+        return None
+    reason = (cancel.result or {}).get("reason") if isinstance(cancel.result, dict) else None
+    return {"code": "Cancelled", "message": reason or "cancelled"}
+
+
+def _legal_clock(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
+    """Raise the deadline warning, and later the overdue notice, once each."""
+    now, due = context.current_utc_datetime, job.legal_deadline_at()
+    if due is None:
+        return job
+    warn_at = job.warning_due_at()
+    if not job.overdue_noted and now >= due:
+        # Overdue implies the warning: a DSR received long ago is told once, not twice.
+        job = job.replace(overdue_noted=True, warned=True)
+        _log(context, "deadline_overdue", logging.ERROR, job)
+        return (yield from _notify(context, job, callbacks.DEADLINE_OVERDUE, Phase.EXPORTING))
+    if not job.warned and warn_at is not None and now >= warn_at:
+        job = job.replace(warned=True)
+        _log(context, "deadline_warning", logging.WARNING, job)
+        return (yield from _notify(context, job, callbacks.DEADLINE_WARNING, Phase.EXPORTING))
+    return job
+
+
+def _next_legal_moment(job: ExportJob, now: Any) -> Any:
+    """The next warning or overdue moment still ahead, so a poll wakes up for it."""
+    moments = []
+    warn_at, due = job.warning_due_at(), job.legal_deadline_at()
+    if warn_at is not None and not job.warned:
+        moments.append(warn_at)
+    if due is not None and not job.overdue_noted:
+        moments.append(due)
+    ahead = [moment for moment in moments if moment > now]
+    return min(ahead) if ahead else None
+
+
+def _notify(
+    context: df.DurableOrchestrationContext,
+    job: ExportJob,
+    event_type: str,
+    phase: Phase,
+    **data: Any,
+) -> Step:
+    """Send one callback with back-off; a final failure is recorded, never raised."""
+    if job.callback_url is None:
+        return job
+    now = context.current_utc_datetime
+    event = callbacks.build_event(event_type, now, {**_event_data(job, phase, now), **data})
+    payload = {
+        "requestId": job.request_id,
+        "url": job.callback_url,
+        # Stable across attempts: receivers deduplicate on it. Deterministic under replay.
+        "messageId": f"msg_{context.new_uuid()}",
+        "event": event,
+    }
+    outcome: dict[str, Any] = {"delivered": False, "permanent": False}
+    for delay in (*CALLBACK_BACKOFF_SECONDS, None):
+        try:
+            outcome = yield context.call_activity("send_callback", payload)
+        except Exception:  # noqa: BLE001 - the activity raises only for retryable failures
+            outcome = {"delivered": False, "permanent": False}
+        if outcome["delivered"] or outcome.get("permanent") or delay is None:
+            break
+        yield context.create_timer(_after(context, delay))
+    if outcome["delivered"]:
+        return job
+    _log(context, "callback_failed", logging.WARNING, job, event_type=event_type)
+    return job.replace(failed_callbacks=(*job.failed_callbacks, event_type))
+
+
+def _event_data(job: ExportJob, phase: Phase, now: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "requestId": job.request_id,
+        "phase": phase.value,
+        "operationId": job.operation_id,
+        "graphStatus": job.graph_status,
+        "progress": job.progress,
+        "submittedAt": job.submitted_at,
+    }
+    due = job.legal_deadline_at()
+    if due is not None:
+        data.update(view(due, job.warning_due_at(), now).to_dict())
+    return data
+
+
+def _legal_body(job: ExportJob) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "receivedAt": job.received_at,
+        "regulation": job.regulation,
+        "deadline": job.legal_deadline,
+        "warningAt": job.warning_at,
+    }
+    if job.failed_callbacks:
+        body["callbacks"] = {"failed": list(job.failed_callbacks)}
+    return body
+
+
+def _log(
+    context: df.DurableOrchestrationContext,
+    event: str,
+    level: int,
+    job: ExportJob,
+    **fields: Any,
+) -> None:
+    if not context.is_replaying:  # a replay re-runs this code; the line was written already
+        log_event(
+            event,
+            level=level,
+            request_id=job.request_id,
+            instance_id=context.instance_id,
+            deadline=job.legal_deadline,
+            **fields,
+        )
 
 
 def _status(
@@ -206,6 +363,7 @@ def _status_body(job: ExportJob, phase: Phase) -> dict[str, Any]:
         "graphStatus": job.graph_status,
         "progress": job.progress,
         "pollRound": job.poll_round,
+        **_legal_body(job),
     }
     return {key: value for key, value in body.items() if value is not None}
 

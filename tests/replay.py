@@ -32,7 +32,7 @@ class Action:
     kind: str  # "activity" | "timer" | "event"
     name: str | None = None
     input: Any = None
-    fire_at: datetime | None = None
+    fire_at: Any = None  # a datetime for timers; Any keeps test arithmetic free of casts
     retry: dict[str, Any] | None = None
     seq: int = -1
     attempts: int = 0
@@ -144,7 +144,8 @@ class Driver:
     def fail_attempt(self, reason: str) -> dict[str, Any]:
         """One failed attempt of the open retryable activity, with the host's retry timer."""
         action = self.pending()
-        assert action.kind == "activity" and action.retry is not None
+        assert action.kind == "activity"
+        assert action.retry is not None
         action.attempts += 1
         self._new_episode()
         self._event(6, TaskScheduledId=action.seq, Reason=reason, Details=reason)

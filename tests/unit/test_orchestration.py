@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ def _accepted(retry_after: int = 60) -> dict[str, object]:
     }
 
 
-def _through_submit(d: Driver, retry_after: int = 60) -> dict[str, object]:
+def _through_submit(d: Driver, retry_after: int = 60) -> dict[str, Any]:
     d.episode()
     d.complete(
         {"container": "dsr-ritm0001-x", "requestInfoExists": False, "settleSeconds": 30},
