@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ log = logging.getLogger("devhost.durable")
 
 _WAKE_CAP = 1.0  # seconds; bounds a lost wake-up, it is not a poll interval
 _STOP_GRACE = 0.5
+_MAX_INSTANCE_ID = 256
 
 
 class UnknownOrchestratorError(ValueError):
@@ -172,6 +174,8 @@ class DurableEngine:
                 "function. Additional info: the following are the known orchestrator "
                 f"functions: {', '.join(sorted(self._orchestrators))}"
             )
+        if instance_id is not None:
+            _check_instance_id(instance_id)
         instance_id = instance_id or uuid.uuid4().hex
         now = ts(self.clock.now())
         inst = Instance(
@@ -330,11 +334,12 @@ class DurableEngine:
             body = p.event(p.Ev.TASK_COMPLETED, now, TaskScheduledId=item.task_id, Result=encoded)
             log.info("activity %s for %s completed", item.name, item.instance_id)
         except Exception as exc:  # noqa: BLE001 - any activity error becomes TaskFailed, as in Azure
+            # The extension's wording around the worker's "Type: message"
             body = p.event(
                 p.Ev.TASK_FAILED,
                 now,
                 TaskScheduledId=item.task_id,
-                Reason=str(exc) or type(exc).__name__,
+                Reason=f"Activity function '{item.name}' failed: {type(exc).__name__}: {exc}",
                 Details=type(exc).__name__,
             )
             log.info("activity %s for %s failed", item.name, item.instance_id)
@@ -357,6 +362,20 @@ class DurableEngine:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+def _check_instance_id(instance_id: str) -> None:
+    """The extension's rules, so an id that works here also works in Azure."""
+    if not instance_id:
+        raise ValueError("instance ids must not be empty")
+    if instance_id.startswith("@"):
+        raise ValueError("Orchestration instance ids must not start with @.")
+    if any(c in "/\\#?" or unicodedata.category(c) == "Cc" for c in instance_id):
+        raise ValueError(
+            "Orchestration instance ids must not contain /, \\, #, ?, or control characters."
+        )
+    if len(instance_id) > _MAX_INSTANCE_ID:
+        raise ValueError(f"Instance ID lengths must not exceed {_MAX_INSTANCE_ID} characters.")
 
 
 def _activity_param(fn: Any) -> str:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from azure.durable_functions.models.utils import http_utils
 
 from ._protocol import Ev
-from .engine import DurableEngine, UnknownOrchestratorError
+from .engine import DurableEngine
 from .store import TERMINAL, Instance, InstanceExistsError, Query, parse_ts, ts
 
 log = logging.getLogger("devhost.durable.rpc")
@@ -177,10 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if inst is None:
                     self._reply(HTTPStatus.NOT_FOUND, None)
                     return
-                code = HTTPStatus.ACCEPTED if inst.status in ("Pending", "Running") else 200
+                code = HTTPStatus.OK if inst.status in TERMINAL else HTTPStatus.ACCEPTED
                 self._reply(code, self._status_json(inst, params))
             case "POST", ["instances", instance_id, "raiseEvent", event_name]:
-                if body and "json" not in (self.headers.get("Content-Type") or ""):
+                media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+                if media_type.lower() != "application/json":
                     self._reply(HTTPStatus.BAD_REQUEST, "Only application/json is supported")
                     return
                 data = json.dumps(json.loads(body)) if body else "null"
@@ -189,10 +190,17 @@ class _Handler(BaseHTTPRequestHandler):
                 reason = params.get("reason", "")
                 self._reply_op(getattr(engine, op)(instance_id, reason))
             case "DELETE", ["instances", instance_id]:
-                deleted = engine.purge([instance_id])
-                code = HTTPStatus.OK if deleted else HTTPStatus.NOT_FOUND
-                self._reply(code, {"instancesDeleted": deleted} if deleted else None)
+                if engine.get_status(instance_id) is None:
+                    self._reply(HTTPStatus.NOT_FOUND, None)
+                    return
+                self._reply(HTTPStatus.OK, {"instancesDeleted": engine.purge([instance_id])})
             case "DELETE", ["instances"]:
+                if not params.get("createdTimeFrom"):
+                    self._reply(
+                        HTTPStatus.BAD_REQUEST,
+                        "Please provide value for 'createdTimeFrom' parameter.",
+                    )
+                    return
                 found = engine.query(_query(params))
                 deleted = engine.purge([i.instance_id for i in found])
                 code = HTTPStatus.OK if deleted else HTTPStatus.NOT_FOUND
@@ -205,8 +213,11 @@ class _Handler(BaseHTTPRequestHandler):
         input_json = json.dumps(json.loads(body)) if body.strip() else None
         try:
             new_id = engine.start_new(name, instance_id, input_json)
-        except UnknownOrchestratorError as exc:
-            self._reply(HTTPStatus.BAD_REQUEST, _error("One or more arguments are invalid", exc))
+        except ValueError as exc:  # unknown orchestrator, invalid instance id
+            self._reply(
+                HTTPStatus.BAD_REQUEST,
+                _error("One or more of the arguments submitted is incorrect", exc),
+            )
             return
         except InstanceExistsError as exc:
             self._reply(
@@ -243,12 +254,14 @@ class _Handler(BaseHTTPRequestHandler):
             "createdTime": _status_ts(inst.created_time),
             "lastUpdatedTime": _status_ts(inst.last_updated_time),
         }
-        if _flag(params, "showInput", default=True):
-            out["input"] = _loads(inst.input)
+        show_input = _flag(params, "showInput", default=True)
+        out["input"] = _loads(inst.input) if show_input else None
         if _flag(params, "showHistory", default=False):
             history = self.server.engine.get_history(inst.instance_id)
             out["historyEvents"] = _public_history(
-                history, _flag(params, "showHistoryOutput", default=False)
+                history,
+                with_output=_flag(params, "showHistoryOutput", default=False),
+                with_input=show_input,
             )
         return out
 
@@ -319,44 +332,55 @@ def _decode_token(token: str | None) -> int:
         raise ValueError("invalid continuation token") from None
 
 
-_PUBLIC_EVENTS = {
-    Ev.EXECUTION_STARTED: "ExecutionStarted",
-    Ev.EXECUTION_COMPLETED: "ExecutionCompleted",
-    Ev.EXECUTION_TERMINATED: "ExecutionTerminated",
-    Ev.TASK_COMPLETED: "TaskCompleted",
-    Ev.TASK_FAILED: "TaskFailed",
-    Ev.TIMER_FIRED: "TimerFired",
-    Ev.EVENT_RAISED: "EventRaised",
+_EVENT_NAMES = {
+    0: "ExecutionStarted",
+    1: "ExecutionCompleted",
+    2: "ExecutionFailed",
+    3: "ExecutionTerminated",
+    4: "TaskScheduled",
+    5: "TaskCompleted",
+    6: "TaskFailed",
+    10: "TimerCreated",
+    11: "TimerFired",
+    12: "OrchestratorStarted",
+    13: "OrchestratorCompleted",
+    15: "EventRaised",
 }
 
 
-def _public_history(history: list[dict[str, Any]], with_output: bool) -> list[dict[str, Any]]:
-    """The extension's condensed history: completions carry their activity's name."""
+def _public_history(
+    history: list[dict[str, Any]], *, with_output: bool, with_input: bool
+) -> list[dict[str, Any]]:
+    """The history as the extension's status API condenses it.
+
+    Episode markers and TaskScheduled go; completions carry the activity's name and schedule
+    time; results and inputs only when asked for.
+    """
     scheduled = {e["EventId"]: e for e in history if e["EventType"] == Ev.TASK_SCHEDULED}
     out: list[dict[str, Any]] = []
     for e in history:
         kind = e["EventType"]
-        if kind not in _PUBLIC_EVENTS:
+        if kind in (Ev.ORCHESTRATOR_STARTED, Ev.ORCHESTRATOR_COMPLETED, Ev.TASK_SCHEDULED):
             continue
-        item: dict[str, Any] = {"EventType": _PUBLIC_EVENTS[Ev(kind)], "Timestamp": e["Timestamp"]}
+        item = {k: v for k, v in e.items() if k not in ("EventId", "IsPlayed")}
+        item["EventType"] = _EVENT_NAMES.get(kind, str(kind))
         if kind in (Ev.TASK_COMPLETED, Ev.TASK_FAILED):
-            origin = scheduled.get(e.get("TaskScheduledId"), {})
-            item["FunctionName"] = origin.get("Name")
+            origin = scheduled.get(item.pop("TaskScheduledId", None), {})
             item["ScheduledTime"] = origin.get("Timestamp")
-        if kind == Ev.EXECUTION_STARTED:
-            item["FunctionName"] = e.get("Name")
-        if kind == Ev.TASK_FAILED:
-            item["Reason"] = e.get("Reason")
-            item["Details"] = e.get("Details")
-        if kind == Ev.TIMER_FIRED:
-            item["FireAt"] = e.get("FireAt")
-        if kind == Ev.EVENT_RAISED:
-            item["Name"] = e.get("Name")
-        if kind == Ev.EXECUTION_COMPLETED:
-            item["OrchestrationStatus"] = e.get("OrchestrationStatus")
-        if with_output:
-            for key in ("Input", "Result"):
-                if e.get(key) is not None:
-                    item[key] = _loads(e[key])
+            item["FunctionName"] = origin.get("Name")
+        elif kind == Ev.EXECUTION_STARTED:
+            item["FunctionName"] = item.pop("Name", None)
+            for key in ("OrchestrationInstance", "ParentInstance", "Version", "Tags"):
+                item.pop(key, None)
+        elif kind == Ev.TIMER_FIRED:
+            item.pop("TimerId", None)
+        if kind in (Ev.TASK_COMPLETED, Ev.EXECUTION_COMPLETED):
+            result = item.pop("Result", None)
+            if with_output and result is not None:
+                item["Result"] = _loads(result)
+        if not with_input:
+            item.pop("Input", None)
+        elif isinstance(item.get("Input"), str):
+            item["Input"] = _loads(item["Input"])
         out.append(item)
     return out

@@ -69,15 +69,22 @@ def test_start_status_history_and_already_exists(host: tuple[DurableEngine, RpcS
         assert status["output"] == ["hello x"]
         # as in Azure: the SDK client JSON-encodes the input, the extension keeps it a string
         assert json.loads(status["input"]) == {"names": ["x"]}
-        kinds = [e["EventType"] for e in status["historyEvents"]]
-        assert kinds[0] == "ExecutionStarted"
-        assert "TaskCompleted" in kinds
+        events = status["historyEvents"]
+        assert [e["EventType"] for e in events] == [
+            "ExecutionStarted",
+            "TaskCompleted",
+            "ExecutionCompleted",
+        ]
+        assert events[1]["FunctionName"] == "greet"
+        assert "Result" not in events[1]  # only with showHistoryOutput
 
         await call(rpc, "start", name="event_orch", id="r2")
         with pytest.raises(Exception, match="already exists"):
             await call(rpc, "start", name="event_orch", id="r2")
         with pytest.raises(Exception, match="doesn't exist"):
             await call(rpc, "start", name="no_such_orch")
+        with pytest.raises(Exception, match="must not start with @"):
+            await call(rpc, "start", name="seq_orch", id="@entity")
         assert await call(rpc, "status", id="missing") is None
 
     run(scenario())
@@ -110,6 +117,7 @@ def test_raise_event_terminate_list_and_purge(host: tuple[DurableEngine, RpcServ
         assert await call(rpc, "list", statuses=["Completed"]) == ["ev"]
         assert await call(rpc, "list") == ["ev", "live", "term"]
 
+        assert await call(rpc, "purge", id="live") == 0  # still running: kept
         assert await call(rpc, "purge", id="ev") == 1
         assert await call(rpc, "purge", id="ev") == 0
         assert await call(rpc, "status", id="ev") is None
@@ -134,7 +142,7 @@ def test_instance_listing_pages_with_continuation_token(
         with urllib.request.urlopen(req) as resp:
             page = json.loads(resp.read())
             token = resp.headers.get("x-ms-continuation-token")
-        assert all("input" not in item for item in page)
+        assert all(item["input"] is None for item in page)
         seen += [item["instanceId"] for item in page]
         if not token:
             break
