@@ -163,6 +163,12 @@ def test_missing_or_bad_token_is_401_with_graph_error_body(graph: Graph) -> None
         assert response.headers["client-request-id"] == name
 
 
+def test_token_for_the_simulators_own_url_is_accepted(graph: Graph) -> None:
+    """The app asks for ``{GRAPH_BASE_URL}/.default``, as it would in a national cloud."""
+    response = graph.poll(str(uuid.uuid4()), token=make_token(aud=graph.sim.base_url + "/"))
+    assert error_code(response) == "OperationNotFound"
+
+
 def test_submit_without_export_role_is_403_naming_the_permission(graph: Graph) -> None:
     response = graph.submit(ADELE, "https://x", token=make_token(roles=("User.Read.All",)))
     assert response.status_code == 403
