@@ -145,8 +145,10 @@ def _run(
         "isReplaying": bool(history),
         "parentInstanceId": None,
         "input": json.loads(inst.input) if inst.input is not None else None,
-        "upperSchemaVersion": 2,
-        # Azure Storage's limits, which the extension sends: the SDK splits longer timers
+        # As the extension sends them (V2, plus V3 in the field added for old SDKs), with
+        # Azure Storage's timer limits: the SDK then splits longer timers as in Azure.
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 2,
         "maximumShortTimerDuration": MAX_SHORT_TIMER,
         "longRunningTimerIntervalDuration": LONG_TIMER_INTERVAL,
     }
