@@ -1,0 +1,147 @@
+"""DSRs through the whole app on the offline host: success, each failure, restart, no secrets."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from devhost.azurite import ACCOUNT_KEY, Azurite
+from devhost.graph_sim import GraphSimulator
+from tests.e2e.conftest import TERMINAL, HostProcess, _identity, host_env
+from tests.secret_scan import SECRET
+
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+ADELE = "6e7b768e-07e2-4810-8459-485f84f8f204"
+MEGAN = "48d31887-5fad-4d73-a9f5-3c356e68a038"
+
+
+def _rid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
+    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+):
+    request_id = _rid("E2E")
+    response = host.post("/exports", {"requestId": request_id, "user": ADELE})
+    assert response.status_code == 202
+    assert response.headers["Location"] == f"/api/exports/{request_id}"
+
+    doc = host.wait_for(request_id, TERMINAL)
+    assert doc["phase"] == "completed", doc
+    assert doc["graphStatus"] == "complete"
+    assert doc["sas"]["revoked"] is True
+
+    expected = e2e_graph.expected_files(doc["operationId"])
+    blobs = BlobServiceClient(
+        azurite.blob_endpoint,
+        credential={"account_name": "devstoreaccount1", "account_key": ACCOUNT_KEY},
+        connection_verify=tls_files.ca_bundle,
+    ).get_container_client(doc["container"])
+    manifest = json.loads(blobs.download_blob("manifest.json").readall())
+    listed = {b["name"]: b["size"] for b in manifest["blobs"]}
+    assert listed.pop("RequestInfo.json") > 0
+    assert listed == expected
+    assert doc["manifest"]["blobCount"] == len(expected) + 1
+    assert doc["manifest"]["totalBytes"] == manifest["totalBytes"]
+    assert e2e_graph.submissions_by_user()[ADELE] >= 1
+
+
+def test_the_same_request_twice_is_one_export(host: HostProcess, e2e_graph: GraphSimulator):
+    request_id = _rid("DUP")
+    before = e2e_graph.submissions_by_user().get(MEGAN, 0)
+    first = host.post("/exports", {"requestId": request_id, "user": MEGAN})
+    second = host.post("/exports", {"requestId": request_id, "user": MEGAN})
+    assert (first.status_code, second.status_code) == (202, 202)
+    conflict = host.post("/exports", {"requestId": request_id, "user": ADELE})
+    assert conflict.status_code == 409
+    assert conflict.headers["Content-Type"].startswith("application/problem+json")
+    assert host.wait_for(request_id, TERMINAL)["phase"] == "completed"
+    assert e2e_graph.submissions_by_user()[MEGAN] == before + 1
+
+
+def test_unknown_user_fails_as_user_not_found(host: HostProcess):
+    request_id = _rid("NOUSER")
+    host.post("/exports", {"requestId": request_id, "user": str(uuid.uuid4())})
+    doc = host.wait_for(request_id, TERMINAL)
+    assert doc["phase"] == "failed"
+    assert doc["error"]["code"] == "ResourceNotFound"
+    assert doc["error"]["category"] == "user"
+
+
+def test_operation_that_graph_fails_ends_failed(host: HostProcess, e2e_graph: GraphSimulator):
+    user = str(uuid.uuid4())
+    e2e_graph.add_user(f"failing-{user[:8]}@contoso.example", user)
+    e2e_graph.set_faults(failing_users={user})
+    request_id = _rid("OPFAIL")
+    host.post("/exports", {"requestId": request_id, "user": user})
+    doc = host.wait_for(request_id, TERMINAL)
+    assert doc["phase"] == "failed"
+    assert doc["error"]["code"] == "ExportFailed"
+    assert doc["sas"]["revoked"] is True
+
+
+def test_invalid_request_is_refused_with_the_fields_at_fault(host: HostProcess):
+    response = host.post("/exports", {"requestId": "has space", "user": "nobody"})
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    pointers = {e["pointer"] for e in response.json()["errors"]}
+    assert pointers == {"/requestId", "/user"}
+    unauthenticated = host.post("/exports", {}, headers={"x-functions-key": "wrong"})
+    assert unauthenticated.status_code == 401
+
+
+def test_permission_missing_fails_naming_the_permission(
+    tmp_path: Path, azurite: Azurite, e2e_graph: GraphSimulator, tls_files
+):
+    with _identity(e2e_graph, ()) as no_roles:
+        process = HostProcess(tmp_path / "host", host_env(azurite, no_roles, e2e_graph, tls_files))
+        process.start()
+        try:
+            request_id = _rid("NOPERM")
+            process.post("/exports", {"requestId": request_id, "user": ADELE})
+            doc = process.wait_for(request_id, TERMINAL)
+        finally:
+            process.stop()
+    assert doc["phase"] == "failed"
+    assert doc["error"]["status"] == 403
+    assert "User.Export.All" in doc["error"]["hint"]
+
+
+def test_a_host_killed_mid_export_resumes_and_completes(
+    tmp_path: Path, azurite: Azurite, e2e_identity, e2e_graph: GraphSimulator, tls_files
+):
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files)
+    process = HostProcess(tmp_path / "host", env).start()
+    request_id = _rid("RESTART")
+    try:
+        process.post("/exports", {"requestId": request_id, "user": ADELE})
+        process.wait_for(request_id, {"exporting"})
+        process.kill()
+        process.start()
+        doc = process.wait_for(request_id, TERMINAL)
+    finally:
+        process.stop()
+    assert doc["phase"] == "completed", doc
+    containers = e2e_graph.submissions_by_container()
+    assert [n for url, n in containers.items() if url.endswith(doc["container"])] == [1]
+
+
+def test_no_secret_in_the_task_hub_or_the_host_log(host: HostProcess):
+    # Runs after the other tests in this module: every DSR above left its history here.
+    db = Path(host.endpoints["taskHub"])
+    with sqlite3.connect(db) as connection:
+        dump = "\n".join(connection.iterdump())
+    assert "export_personal_data" in dump, "the task hub holds the runs above"
+    assert "sig=" not in dump
+    assert not SECRET.search(dump)
+    log = host.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "export_submitted" in log, "the host log holds the runs above"
+    assert not SECRET.search(log)
+    assert "sig=" not in log
