@@ -30,7 +30,6 @@ log = logging.getLogger("devhost.durable.rpc")
 PREFIX = "/runtime/webhooks/durabletask/"
 _DEFAULT_PAGE = 100
 _TOKEN_HEADER = "x-ms-continuation-token"  # noqa: S105 - a header name
-_SDK_TS = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class RpcServer:
@@ -310,7 +309,8 @@ def _status_ts(text: str) -> str:
 def _sdk_ts(value: str | None) -> str | None:
     if not value:
         return None
-    return ts(datetime.strptime(value, _SDK_TS).replace(tzinfo=UTC))
+    moment = datetime.fromisoformat(value)
+    return ts(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def _query(params: dict[str, str]) -> Query:

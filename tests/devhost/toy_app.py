@@ -75,6 +75,11 @@ def make_app(variant: int = 1) -> df.DFApp:
         return "timed out"
 
     @bp.orchestration_trigger(context_name="context")
+    def late_wait_orch(context: df.DurableOrchestrationContext):
+        yield context.call_activity("gate", context.get_input())
+        return (yield context.wait_for_external_event("approval"))
+
+    @bp.orchestration_trigger(context_name="context")
     def diverge_orch(context: df.DurableOrchestrationContext):
         first = "step_a" if variant == 1 else "step_a2"
         yield context.call_activity(first, "x")
