@@ -164,8 +164,10 @@ class DurableEngine:
     def start_new(
         self, name: str, instance_id: str | None = None, input_json: str | None = None
     ) -> str:
-        """Create an instance; ``input_json`` is the input value as JSON text.
+        """Create an instance; ``input_json`` is the request body of the HTTP API, as is.
 
+        The SDK client sends its input JSON-encoded inside a JSON string, and the extension
+        keeps it that way (``get_input()`` decodes it once more); pass the same shape here.
         Raises ``InstanceExistsError`` for an id that is still active, like the extension.
         """
         if name not in self._orchestrators:
