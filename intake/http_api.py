@@ -1,30 +1,51 @@
-"""The HTTP face for ticketing systems: submit a DSR and read its status.
+"""The HTTP face for ticketing systems: submit, read, list and cancel DSRs; the API document.
 
-Client functions must be ``async`` (see the Durable notes). The status endpoint is our own:
-Durable's built-in one embeds the system key in its URLs and echoes the orchestration input.
+Every route is function-level (the app's default): the host answers 401 without a key. Client
+functions must be ``async`` (see the Durable notes). Status comes from our own document, never
+Durable's built-in one: that embeds the system key in its URLs and echoes the orchestration
+input. Every refusal is an RFC 9457 problem naming each field at fault.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import problems
-from dsr_export.job import ExportJob
+from dsr_export.job import CANCEL_EVENT
 from dsr_export.logs import log_event
-from dsr_export.model import ExportRequest, FieldError, InvalidRequest, validate_request_id
-from dsr_export.settings import export_policy
-from dsr_export.status import status_document
+from dsr_export.model import FieldError, InvalidRequest, validate_request_id
+from dsr_export.settings import SettingsError
+from dsr_export.status import TERMINAL_PHASES, Phase
+from intake.service import (
+    MAX_BODY_BYTES,
+    Verdict,
+    decode,
+    document,
+    find,
+    start_or_get,
+    stored_input,
+)
 
 bp = df.Blueprint()
 
-ORCHESTRATOR: Final = "export_personal_data"
-MAX_BODY_BYTES: Final = 16 * 1024
 #: Seconds a ticketing system should wait before reading the status again.
 STATUS_RETRY_AFTER: Final = "60"
+DEFAULT_PAGE: Final = 50
+MAX_PAGE: Final = 200
+MAX_REASON_LENGTH: Final = 500
+#: Served as it is; docs/openapi.json is a copy (a test keeps them identical). It lives next to
+#: the code so it is deployed with it (.funcignore drops docs/).
+OPENAPI_PATH: Final = Path(__file__).with_name("openapi.json")
+#: Runtime states in which the orchestration can still take a cancel.
+_LIVE: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
 
 @bp.route(route="exports", methods=["POST"])
@@ -33,60 +54,71 @@ async def submit_dsr(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Accept a DSR; the same request again answers with the DSR already under way."""
-    body = req.get_body() or b""
-    if len(body) > MAX_BODY_BYTES:
-        return _problem(
-            413, "Request body too large", f"at most {MAX_BODY_BYTES} bytes", "too-large"
-        )
-    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return _problem(415, "Unsupported media type", "send application/json", "media-type")
+    refused = _refuse_body(req)
+    if refused is not None:
+        return refused
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _problem(400, "Malformed JSON", "the body is not valid JSON", "invalid-request")
+        payload = decode(req.get_body() or b"")
+    except InvalidRequest as exc:
+        return _problem(400, "Malformed JSON", "the body is not valid JSON", "invalid-request", exc)
     try:
-        request = ExportRequest.parse(payload)
+        outcome = await start_or_get(client, payload, now=_now(), source="http")
+    except SettingsError as exc:
+        return _misconfigured(exc)
+    match outcome.verdict:
+        case Verdict.INVALID:
+            return _problem(
+                400, "Invalid request", outcome.detail, "invalid-request", outcome.errors
+            )
+        case Verdict.CONFLICT:
+            return _problem(
+                409, "Request id already used", outcome.detail, "conflict", outcome.errors
+            )
+    assert outcome.document is not None
+    return _json(
+        outcome.document,
+        202 if outcome.verdict is Verdict.STARTED else 200,
+        location=f"/api/exports/{outcome.request_id}",
+    )
+
+
+@bp.route(route="exports", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def list_dsrs(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """DSRs oldest first (closest to their deadline), filtered by phase and overdue, paged.
+
+    Paging is keyset: ``continuationToken`` names the last item of the previous page (created
+    time and id), so pages stay stable while new DSRs arrive (they sort after it).
+    """
+    try:
+        query = _ListQuery.parse(req.params)
     except InvalidRequest as exc:
         return _problem(
-            400, "Invalid request", "one or more fields are invalid", "invalid-request", exc.errors
+            400, "Invalid query", "one or more parameters are invalid", "invalid-request", exc
         )
-
-    existing = await _find(client, request.request_id, show_input=True)
-    if existing is None:
-        job = ExportJob(
-            request_id=request.request_id,
-            user=request.user,
-            user_id=request.user_object_id,
-            policy=export_policy(),
-        )
-        try:
-            await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
-        except Exception as exc:  # the SDK raises a bare Exception
-            if "already exists" not in str(exc):
-                raise
-            # A concurrent duplicate won the race; answer like any duplicate.
-        else:
-            log_event("dsr_accepted", request_id=request.request_id, phase="accepted")
-        existing = await _find(client, request.request_id, show_input=True)
-    if existing is not None and not _same_subject(existing.input_, request):
-        return _problem(
-            409,
-            "Request id already used",
-            "this requestId belongs to a DSR for another user",
-            "conflict",
-            [FieldError("/requestId", "already used for a different user")],
-        )
-    document = _document(request.request_id, existing)
-    return func.HttpResponse(
-        json.dumps(document),
-        status_code=202,
-        mimetype="application/json",
-        headers={
-            "Location": f"/api/exports/{request.request_id}",
-            "Retry-After": STATUS_RETRY_AFTER,
-        },
-    )
+    now = _now()
+    if query.phase is None:
+        statuses = await client.get_status_all()
+    else:
+        statuses = await client.get_status_by(runtime_status=_runtime_filter(query.phase))
+    rows = []
+    for status in statuses:
+        if not status.instance_id or not status.runtime_status:
+            continue
+        doc = document(status, now)
+        if query.phase is not None and doc["phase"] != query.phase:
+            continue
+        if query.overdue is not None and doc["overdue"] is not query.overdue:
+            continue
+        rows.append((_sort_key(status), doc))
+    rows.sort(key=lambda row: row[0])
+    if query.after is not None:
+        rows = [row for row in rows if row[0] > query.after]
+    page = rows[: query.top]
+    token = _token(page[-1][0]) if len(rows) > query.top else None
+    return _json({"items": [doc for _, doc in page], "continuationToken": token}, 200)
 
 
 @bp.route(route="exports/{requestId}", methods=["GET"])
@@ -98,55 +130,184 @@ async def get_dsr(
     try:
         request_id = validate_request_id(req.route_params.get("requestId"))
     except InvalidRequest as exc:
-        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc.errors)
-    existing = await _find(client, request_id)
+        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
+    # The input is read only to lend a not-yet-started DSR its deadline.
+    existing = await find(client, request_id, show_input=True)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    return func.HttpResponse(
-        json.dumps(_document(request_id, existing)), status_code=200, mimetype="application/json"
-    )
+    return _json(document(existing, _now(), stored_input(existing)), 200)
 
 
-async def _find(
-    client: df.DurableOrchestrationClient, instance_id: str, *, show_input: bool = False
-) -> df.DurableOrchestrationStatus | None:
+@bp.route(route="exports/{requestId}/cancel", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def cancel_dsr(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Ask the orchestration to stop; it revokes the SAS and ends ``cancelled``."""
     try:
-        status = await client.get_status(instance_id, show_input=show_input)
-    except TypeError:
-        # The extension answers 404 with an empty body, which the SDK cannot parse.
-        return None
-    if status is None or not status.runtime_status:
-        return None
-    return status
+        request_id = validate_request_id(req.route_params.get("requestId"))
+    except InvalidRequest as exc:
+        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
+    refused = _refuse_body(req)
+    if refused is not None:
+        return refused
+    try:
+        reason = _reason(decode(req.get_body() or b""))
+    except InvalidRequest as exc:
+        return _problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+    existing = await find(client, request_id)
+    if existing is None:
+        return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
+    now = _now()
+    doc = document(existing, now)
+    if _finished(existing, doc):
+        return _problem(409, "DSR already finished", f"the DSR is {doc['phase']}", "conflict")
+    try:
+        await client.raise_event(request_id, CANCEL_EVENT, {"reason": reason})
+    except Exception as exc:  # the SDK raises a bare Exception
+        if "is gone" in str(exc):
+            return _problem(409, "DSR already finished", "the DSR has just ended", "conflict")
+        if "No instance" in str(exc):
+            return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
+        raise
+    # The reason is free text from a ticket: it goes to the orchestration, not to the log.
+    log_event("dsr_cancel_requested", request_id=request_id, phase=doc["phase"])
+    return _json(doc, 202, location=f"/api/exports/{request_id}")
 
 
-def _same_subject(raw_input: Any, request: ExportRequest) -> bool:
-    if isinstance(raw_input, str):
-        raw_input = json.loads(raw_input)
-    return (
-        isinstance(raw_input, dict)
-        and str(raw_input.get("user", "")).lower() == request.user.lower()
+@bp.route(route="openapi.json", methods=["GET"])
+def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 description of these endpoints (function key like the rest)."""
+    return func.HttpResponse(
+        OPENAPI_PATH.read_bytes(), status_code=200, mimetype="application/json"
     )
 
 
-def _document(request_id: str, status: df.DurableOrchestrationStatus | None) -> dict[str, Any]:
-    if status is None:
-        return status_document(request_id, None, None, None)
-    runtime = status.runtime_status.name if status.runtime_status else None
-    return status_document(
-        request_id,
-        runtime,
-        status.custom_status,
-        status.output,
-        status.created_time,
-        status.last_updated_time,
+class _ListQuery:
+    """The list endpoint's query string, validated."""
+
+    def __init__(
+        self, phase: str | None, overdue: bool | None, top: int, after: tuple[str, str] | None
+    ) -> None:
+        self.phase, self.overdue, self.top, self.after = phase, overdue, top, after
+
+    @classmethod
+    def parse(cls, params: Any) -> _ListQuery:
+        errors: list[FieldError] = []
+        phase = params.get("phase") or None
+        if phase is not None and phase not in {p.value for p in Phase}:
+            errors.append(
+                FieldError("/phase", "must be one of " + ", ".join(p.value for p in Phase))
+            )
+        overdue_raw = (params.get("overdue") or "").lower()
+        overdue = {"true": True, "false": False, "": None}.get(overdue_raw)
+        if overdue_raw not in {"true", "false", ""}:
+            errors.append(FieldError("/overdue", "must be true or false"))
+        top = DEFAULT_PAGE
+        top_raw = params.get("top")
+        if top_raw is not None:
+            if top_raw.isascii() and top_raw.isdigit() and 1 <= int(top_raw) <= MAX_PAGE:
+                top = int(top_raw)
+            else:
+                errors.append(FieldError("/top", f"must be a whole number from 1 to {MAX_PAGE}"))
+        after = None
+        token = params.get("continuationToken")
+        if token:
+            try:
+                after = _untoken(token)
+            except ValueError:
+                errors.append(FieldError("/continuationToken", "is not a token this API issued"))
+        if errors:
+            raise InvalidRequest(errors)
+        return cls(phase, overdue, top, after)
+
+
+def _runtime_filter(phase: str) -> list[df.OrchestrationRuntimeStatus]:
+    """Narrow the task hub query: the orchestrator ends every DSR itself (Completed), so a
+    terminal phase lives in a finished instance and any other phase in a live one."""
+    names: tuple[str, ...] = ("Completed", "Failed", "Terminated", "Canceled")
+    if Phase(phase) not in TERMINAL_PHASES:
+        names = tuple(_LIVE)
+    return [df.OrchestrationRuntimeStatus(name) for name in sorted(names)]
+
+
+def _sort_key(status: df.DurableOrchestrationStatus) -> tuple[str, str]:
+    created = status.created_time.astimezone(UTC).isoformat() if status.created_time else ""
+    return (created, str(status.instance_id))
+
+
+def _token(key: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _untoken(token: str) -> tuple[str, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        raise ValueError("bad token") from None
+    if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, str) for x in raw)):
+        raise ValueError("bad token")
+    return (raw[0], raw[1])
+
+
+def _reason(payload: object) -> str:
+    reason = payload.get("reason") if isinstance(payload, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_LENGTH:
+        raise InvalidRequest(
+            [FieldError("/reason", f"is required: a string of 1-{MAX_REASON_LENGTH} characters")]
+        )
+    return reason.strip()
+
+
+def _finished(status: df.DurableOrchestrationStatus, doc: dict[str, Any]) -> bool:
+    runtime = status.runtime_status.name if status.runtime_status else ""
+    return (
+        runtime not in _LIVE or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING
+    )
+
+
+def _refuse_body(req: func.HttpRequest) -> func.HttpResponse | None:
+    if len(req.get_body() or b"") > MAX_BODY_BYTES:
+        return _problem(
+            413, "Request body too large", f"at most {MAX_BODY_BYTES} bytes", "too-large"
+        )
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        return _problem(415, "Unsupported media type", "send application/json", "media-type")
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(body: dict[str, Any], status: int, *, location: str | None = None) -> func.HttpResponse:
+    headers = {}
+    if location is not None:
+        headers["Location"] = location
+        if not body.get("terminal"):
+            headers["Retry-After"] = STATUS_RETRY_AFTER
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
+    )
+
+
+def _misconfigured(exc: SettingsError) -> func.HttpResponse:
+    log_event("intake_misconfigured", setting=exc.setting)
+    return _problem(
+        503, "Service misconfigured", f"setting {exc.setting} is invalid", "misconfigured"
     )
 
 
 def _problem(
-    status: int, title: str, detail: str, slug: str, errors: list[FieldError] | None = None
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    errors: InvalidRequest | list[FieldError] | None = None,
 ) -> func.HttpResponse:
-    body = problems.problem(status, title, detail, slug=slug, errors=errors or ())
+    listed = errors.errors if isinstance(errors, InvalidRequest) else (errors or [])
+    body = problems.problem(status, title, detail, slug=slug, errors=listed)
     return func.HttpResponse(
         problems.dumps(body), status_code=status, mimetype=problems.CONTENT_TYPE
     )

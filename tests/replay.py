@@ -14,7 +14,15 @@ from typing import Any
 
 from function_app import app
 
+#: ``app.get_functions()`` may be called once per process (a second call raises in
+#: azure-functions 1.26): every test module takes the app's functions from here.
 _FUNCTIONS = app.get_functions()
+FUNCTIONS = _FUNCTIONS
+
+
+def user_function(name: str) -> Any:
+    """The worker's entry point of the function called ``name``."""
+    return next(f for f in _FUNCTIONS if f.get_function_name() == name).get_user_function()
 
 
 def _ts(moment: datetime) -> str:

@@ -1,0 +1,188 @@
+"""The one way a DSR enters the system, shared by the HTTP and the queue intake.
+
+Both faces call :func:`start_or_get`, so validation and idempotency cannot drift apart: the
+``requestId`` is the orchestration instance id, a known id answers with the DSR already under
+way (never a second export), the same id for another user is a conflict, and the race between
+two deliveries of the same request is settled by the task hub ("already exists").
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import azure.durable_functions as df
+
+from dsr_export.deadlines import deadline, warning_at
+from dsr_export.job import ExportJob
+from dsr_export.logs import log_event
+from dsr_export.model import ExportRequest, FieldError, InvalidRequest
+from dsr_export.settings import callback_settings, deadline_settings, export_policy
+from dsr_export.status import status_document
+
+ORCHESTRATOR: Final = "export_personal_data"
+#: Larger bodies are refused before parsing: a DSR is a few hundred bytes.
+MAX_BODY_BYTES: Final = 16 * 1024
+
+
+class Verdict(enum.Enum):
+    """What became of one submission."""
+
+    STARTED = "started"
+    EXISTING = "existing"
+    INVALID = "invalid"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to one submission; ``document`` is the DSR's status when there is a DSR."""
+
+    verdict: Verdict
+    request_id: str | None = None
+    document: dict[str, Any] | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    detail: str = ""
+
+
+def decode(body: bytes) -> object:
+    """JSON from raw bytes; :class:`InvalidRequest` (pointer ``""``) for anything else."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest([FieldError("", f"the body exceeds {MAX_BODY_BYTES} bytes")])
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidRequest([FieldError("", "the body is not valid JSON")]) from None
+
+
+async def start_or_get(
+    client: df.DurableOrchestrationClient, payload: object, *, now: datetime, source: str
+) -> Outcome:
+    """Validate ``payload`` and start its export, or answer with the one already under way."""
+    callbacks = callback_settings()
+    try:
+        request = ExportRequest.parse(
+            payload,
+            now=now,
+            callback_hosts=callbacks.allowed_hosts if callbacks.enabled else None,
+        )
+    except InvalidRequest as exc:
+        return Outcome(Verdict.INVALID, errors=exc.errors, detail="one or more fields are invalid")
+
+    existing = await find(client, request.request_id, show_input=True)
+    if existing is None:
+        job = _job(request, now)
+        try:
+            await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
+        except Exception as exc:  # the SDK raises a bare Exception
+            if "already exists" not in str(exc):
+                raise
+            # A concurrent duplicate won the race: answer as to any duplicate (below).
+            existing = await find(client, request.request_id, show_input=True)
+        else:
+            log_event(
+                "dsr_accepted",
+                request_id=request.request_id,
+                phase="accepted",
+                source=source,
+                deadline=job.legal_deadline,
+                warning_at=job.warning_at,
+            )
+            doc = status_document(
+                request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
+            )
+            return Outcome(Verdict.STARTED, request.request_id, doc)
+        if existing is None:  # started and gone again between two calls: transient, retry
+            raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
+
+    stored = stored_input(existing)
+    if not _same_subject(stored, request):
+        return Outcome(
+            Verdict.CONFLICT,
+            request.request_id,
+            errors=[FieldError("/requestId", "already used for a DSR of another user")],
+            detail="this requestId belongs to a DSR for another user",
+        )
+    log_event("dsr_duplicate", request_id=request.request_id, source=source)
+    return Outcome(Verdict.EXISTING, request.request_id, document(existing, now, stored))
+
+
+async def find(
+    client: df.DurableOrchestrationClient, instance_id: str, *, show_input: bool = False
+) -> df.DurableOrchestrationStatus | None:
+    """The instance's status, or None when the task hub does not know it."""
+    try:
+        status = await client.get_status(instance_id, show_input=show_input)
+    except TypeError:
+        # The extension answers 404 with an empty body, which the SDK cannot parse.
+        return None
+    if status is None or not status.runtime_status:
+        return None
+    return status
+
+
+def document(
+    status: df.DurableOrchestrationStatus, now: datetime, stored_input: object = None
+) -> dict[str, Any]:
+    """The DSR status document of one instance (the input only lends its deadline)."""
+    runtime = status.runtime_status.name if status.runtime_status else None
+    return status_document(
+        status.instance_id,
+        runtime,
+        status.custom_status,
+        status.output,
+        status.created_time,
+        status.last_updated_time,
+        now=now,
+        legal=_legal_from_input(stored_input),
+    )
+
+
+def _job(request: ExportRequest, now: datetime) -> ExportJob:
+    received = request.received_at or now
+    due = deadline(received, request.regulation)
+    return ExportJob(
+        request_id=request.request_id,
+        user=request.user,
+        user_id=request.user_object_id,
+        policy=export_policy(),
+        received_at=received.isoformat(),
+        regulation=request.regulation.to_json(),
+        legal_deadline=due.isoformat(),
+        warning_at=warning_at(due, deadline_settings().warning_days).isoformat(),
+        callback_url=request.callback_url,
+        requested_by=request.requested_by,
+    )
+
+
+def _legal(job: ExportJob) -> dict[str, Any]:
+    return {"deadline": job.legal_deadline, "warningAt": job.warning_at}
+
+
+def stored_input(status: df.DurableOrchestrationStatus) -> object:
+    """The orchestration input as JSON (the SDK hands it over as text or decoded)."""
+    raw = status.input_
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+    return raw
+
+
+def _legal_from_input(raw: object) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping):
+        return None
+    return {"deadline": raw.get("legalDeadline"), "warningAt": raw.get("warningAt")}
+
+
+def _same_subject(raw: object, request: ExportRequest) -> bool:
+    """Same user as given, or as resolved (an object id matching the resolved one)."""
+    if not isinstance(raw, Mapping):
+        return False
+    known = {str(raw.get(key, "")).lower() for key in ("user", "userId")} - {""}
+    return request.user.lower() in known

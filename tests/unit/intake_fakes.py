@@ -1,0 +1,196 @@
+"""Test doubles for the intake tests: a durable client, a rejection sink, request builders.
+
+``FakeDurableClient`` stands in for the Durable extension's side of the client binding: it keeps
+instances in a dict and answers the SDK client's async calls the way the extension does (the
+same exception texts), so the intake code under test is the production code, unmodified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+from dsr_export import settings
+from tests.replay import user_function
+
+SECRET_KEY = b"0123456789abcdef0123456789abcdef"
+SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
+ALLOWED = "tickets.example.com,*.service-now.com"
+USER_ID = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"
+OTHER_ID = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+_LIVE = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+
+
+class FakeDurableClient:
+    """The async surface of ``DurableOrchestrationClient`` the intake uses."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, dict[str, Any]] = {}
+        self.started: list[tuple[str, str, Any]] = []
+        self.events: list[tuple[str, str, Any]] = []
+        self.get_status_calls = 0
+        #: Set to make the next start_new lose a race to a concurrent duplicate.
+        self.race_with: dict[str, Any] | None = None
+        self.fail_with: Exception | None = None
+
+    def add(
+        self,
+        instance_id: str,
+        *,
+        runtime: str = "Running",
+        custom_status: Any = None,
+        output: Any = None,
+        input_: Any = None,
+        created: datetime = T0,
+    ) -> None:
+        self.instances[instance_id] = {
+            "runtime": runtime,
+            "custom": custom_status,
+            "output": output,
+            "input": input_ if input_ is not None else {"requestId": instance_id, "user": USER_ID},
+            "created": created,
+        }
+
+    def _status(self, instance_id: str, show_input: bool) -> DurableOrchestrationStatus:
+        found = self.instances.get(instance_id)
+        if found is None:
+            return DurableOrchestrationStatus()  # what the SDK builds from a 404
+        return DurableOrchestrationStatus(
+            name="export_personal_data",
+            instanceId=instance_id,
+            createdTime=found["created"].isoformat(),
+            lastUpdatedTime=found["created"].isoformat(),
+            input=json.dumps(found["input"]) if show_input else None,
+            output=found["output"],
+            runtimeStatus=found["runtime"],
+            customStatus=found["custom"],
+        )
+
+    async def get_status(
+        self, instance_id: str, show_history: bool = False, show_input: bool = False, **_: Any
+    ) -> DurableOrchestrationStatus:
+        self.get_status_calls += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self._status(instance_id, show_input)
+
+    async def start_new(self, name: str, instance_id: str, client_input: Any) -> str:
+        if self.race_with is not None:
+            self.add(instance_id, runtime="Pending", input_=self.race_with)
+            self.race_with = None
+        found = self.instances.get(instance_id)
+        if found is not None and found["runtime"] in _LIVE:
+            raise Exception(f"An Orchestration instance with the ID {instance_id} already exists.")
+        self.started.append((name, instance_id, client_input))
+        self.add(instance_id, runtime="Pending", input_=client_input)
+        return instance_id
+
+    async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:
+        found = self.instances.get(instance_id)
+        if found is None:
+            raise Exception(f"No instance with ID {instance_id} found.")
+        if found["runtime"] not in _LIVE:
+            raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
+        self.events.append((instance_id, event_name, event_data))
+
+    async def get_status_all(self) -> list[DurableOrchestrationStatus]:
+        return [self._status(i, False) for i in self.instances]
+
+    async def get_status_by(
+        self, runtime_status: list[df.OrchestrationRuntimeStatus] | None = None, **_: Any
+    ) -> list[DurableOrchestrationStatus]:
+        wanted = {s.value for s in runtime_status or []}
+        return [
+            self._status(i, False)
+            for i, found in self.instances.items()
+            if not wanted or found["runtime"] in wanted
+        ]
+
+
+class ListSink:
+    """A rejection sink that keeps records in memory (or fails, to test the retry path)."""
+
+    def __init__(self) -> None:
+        self.records: list[Mapping[str, Any]] = []
+        self.fail = False
+
+    def record(self, rejection: Mapping[str, Any]) -> None:
+        if self.fail:
+            raise ConnectionError("storage unreachable")
+        self.records.append(dict(rejection))
+
+
+def request(
+    method: str,
+    url: str,
+    body: bytes | dict[str, Any] | None = None,
+    *,
+    content_type: str | None = "application/json",
+    route_params: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> func.HttpRequest:
+    raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
+    headers = {"content-type": content_type} if content_type else {}
+    return func.HttpRequest(
+        method=method,
+        url=f"http://localhost/api/{url}",
+        headers=headers,
+        params=params or {},
+        route_params=route_params or {},
+        body=raw,
+    )
+
+
+def call(name: str, client: FakeDurableClient, **kwargs: Any) -> Any:
+    """Run a client function's own coroutine with the fake in place of the binding's client."""
+    entry = user_function(name)
+    return asyncio.run(entry.client_function(client=client, **kwargs))
+
+
+def body(response: func.HttpResponse) -> Any:
+    return json.loads(response.get_body())
+
+
+@contextmanager
+def app_settings(**values: str) -> Iterator[None]:
+    """Set app settings and reset the process-wide settings caches around a block."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    _clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _clear()
+
+
+def _clear() -> None:
+    for reader in (
+        settings.callback_settings,
+        settings.deadline_settings,
+        settings.export_policy,
+    ):
+        reader.cache_clear()
+
+
+def valid_payload(request_id: str = "RITM0001", **extra: Any) -> dict[str, Any]:
+    return {"requestId": request_id, "user": USER_ID, **extra}
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)

@@ -1,0 +1,480 @@
+"""Contract tests of the HTTP intake: every endpoint, every refusal, idempotency and races.
+
+The functions' own coroutines run with a fake durable client (see intake_fakes); everything
+between the request and the client (validation, idempotency, documents, problems) is real.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from intake import http_api
+from tests.unit.intake_fakes import (
+    ALLOWED,
+    OTHER_ID,
+    SECRET,
+    T0,
+    USER_ID,
+    FakeDurableClient,
+    app_settings,
+    body,
+    call,
+    request,
+    valid_payload,
+)
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(autouse=True)
+def _configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(http_api, "_now", lambda: T0)
+    with app_settings(
+        CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED, DEADLINE_WARNING_DAYS="7"
+    ):
+        yield
+
+
+@pytest.fixture
+def client() -> FakeDurableClient:
+    return FakeDurableClient()
+
+
+def submit(client: FakeDurableClient, payload: object, **kwargs):
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return call("submit_dsr", client, req=request("POST", "exports", raw, **kwargs))
+
+
+def pointers(response) -> list[str]:
+    return [e["pointer"] for e in body(response).get("errors", [])]
+
+
+# -- POST /api/exports ------------------------------------------------------------------------
+def test_submit_starts_one_export_and_points_at_its_status(client):
+    response = submit(
+        client,
+        valid_payload(callbackUrl="https://acme.service-now.com/api/x/dsr?ticket=1"),
+    )
+    assert response.status_code == 202
+    assert response.headers["Location"] == "/api/exports/RITM0001"
+    assert response.headers["Retry-After"] == "60"
+    doc = body(response)
+    assert doc["requestId"] == "RITM0001"
+    assert doc["phase"] == "accepted"
+    assert doc["deadline"] == "2026-04-01T09:00:00+00:00"  # GDPR: one month from now
+    assert doc["daysLeft"] == 31
+    assert doc["overdue"] is False
+    assert USER_ID not in response.get_body().decode(), "no input in the status document"
+    assert len(client.started) == 1
+    name, instance_id, job = client.started[0]
+    assert (name, instance_id) == ("export_personal_data", "RITM0001")
+    assert job["legalDeadline"] == "2026-04-01T09:00:00+00:00"
+    assert job["warningAt"] == "2026-03-25T09:00:00+00:00"
+    assert job["callbackUrl"] == "https://acme.service-now.com/api/x/dsr?ticket=1"
+    assert job["userId"] == USER_ID
+
+
+def test_upn_is_passed_on_for_the_activity_to_resolve(client):
+    submit(client, {"requestId": "R-2", "user": "ada@contoso.com"})
+    job = client.started[0][2]
+    assert job["user"] == "ada@contoso.com"
+    assert "userId" not in job, "the starter never resolves; resolve_user does"
+
+
+def test_ccpa_and_receipt_time_with_offset_set_the_deadline(client):
+    response = submit(
+        client,
+        valid_payload(regulation="ccpa", receivedAt="2026-02-20T23:30:00-05:00"),
+    )
+    assert body(response)["deadline"] == "2026-04-07T04:30:00+00:00"
+    assert client.started[0][2]["regulation"] == "ccpa"
+    assert client.started[0][2]["receivedAt"] == "2026-02-20T23:30:00-05:00"
+
+
+def test_the_same_request_again_returns_the_existing_dsr_without_a_second_export(client):
+    first = submit(client, valid_payload())
+    client.instances["RITM0001"]["runtime"] = "Running"
+    client.instances["RITM0001"]["custom"] = {"phase": "exporting", "progress": 40}
+    again = submit(client, valid_payload())
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert again.headers["Location"] == "/api/exports/RITM0001"
+    assert body(again)["phase"] == "exporting"
+    assert body(again)["progress"] == 40
+    assert body(again)["deadline"] == body(first)["deadline"]
+    assert len(client.started) == 1
+
+
+def test_a_finished_dsr_is_not_started_again(client):
+    client.add("RITM0001", runtime="Completed", output={"phase": "completed"})
+    response = submit(client, valid_payload())
+    assert response.status_code == 200
+    assert body(response)["phase"] == "completed"
+    assert "Retry-After" not in response.headers
+    assert client.started == []
+
+
+def test_the_same_id_for_another_user_is_a_conflict(client):
+    submit(client, valid_payload())
+    response = submit(client, {"requestId": "RITM0001", "user": OTHER_ID})
+    assert response.status_code == 409
+    assert response.mimetype == PROBLEM
+    assert pointers(response) == ["/requestId"]
+    assert len(client.started) == 1
+
+
+def test_a_resolved_upn_matches_its_object_id(client):
+    client.add("R-3", input_={"requestId": "R-3", "user": "ada@contoso.com", "userId": USER_ID})
+    assert submit(client, {"requestId": "R-3", "user": USER_ID}).status_code == 200
+    assert submit(client, {"requestId": "R-3", "user": "ADA@contoso.com"}).status_code == 200
+
+
+def test_losing_the_start_race_answers_like_a_duplicate(client):
+    client.race_with = {"requestId": "RITM0001", "user": USER_ID}
+    response = submit(client, valid_payload())
+    assert response.status_code == 200
+    assert client.started == []
+
+
+def test_losing_the_start_race_to_another_user_is_a_conflict(client):
+    client.race_with = {"requestId": "RITM0001", "user": OTHER_ID}
+    response = submit(client, valid_payload())
+    assert response.status_code == 409
+    assert client.started == []
+
+
+def test_every_invalid_field_is_named_at_once(client):
+    response = submit(
+        client,
+        {
+            "requestId": "a b",
+            "user": "not a user",
+            "callbackUrl": "http://tickets.example.com/x",
+            "receivedAt": "2026-01-31",
+            "regulation": "hipaa",
+            "requestedBy": 42,
+        },
+    )
+    assert response.status_code == 400
+    assert response.mimetype == PROBLEM
+    problem = body(response)
+    assert problem["status"] == 400
+    assert problem["type"].endswith("#invalid-request")
+    assert pointers(response) == [
+        "/requestId",
+        "/user",
+        "/callbackUrl",
+        "/receivedAt",
+        "/regulation",
+        "/requestedBy",
+    ]
+    assert client.started == []
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("http://tickets.example.com/cb", "https"),
+        ("https://evil.example.net/cb", "allowlist"),
+        ("https://169.254.169.254/metadata", "allowlist"),
+        ("https://evilservice-now.com/cb", "allowlist"),
+        ("https://user:pw@tickets.example.com/cb", "credentials"),
+        ("https://tickets.example.com:99999/cb", "valid URL"),
+        ("/relative/path", "https"),
+    ],
+)
+def test_callback_urls_outside_the_allowlist_are_refused(client, url, detail):
+    response = submit(client, valid_payload(callbackUrl=url))
+    assert response.status_code == 400
+    assert pointers(response) == ["/callbackUrl"]
+    assert detail in body(response)["errors"][0]["detail"]
+    assert client.started == []
+
+
+def test_callbacks_are_refused_when_no_signing_secret_is_configured(client):
+    with app_settings(CALLBACK_SIGNING_SECRET=""):
+        response = submit(client, valid_payload(callbackUrl="https://tickets.example.com/cb"))
+        assert response.status_code == 400
+        assert "not enabled" in body(response)["errors"][0]["detail"]
+        assert submit(client, valid_payload()).status_code == 202
+
+
+def test_a_receipt_in_the_future_is_refused(client):
+    later = (T0 + timedelta(hours=1)).isoformat()
+    response = submit(client, valid_payload(receivedAt=later))
+    assert pointers(response) == ["/receivedAt"]
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe\x00", b"[" * 5000, b"nan"])
+def test_malformed_json_is_a_400(client, raw):
+    response = submit(client, raw)
+    assert response.status_code == 400
+    assert response.mimetype == PROBLEM
+    assert client.started == []
+
+
+@pytest.mark.parametrize("payload", [[], "x", 1, None])
+def test_a_body_that_is_not_an_object_is_a_400(client, payload):
+    response = submit(client, payload)
+    assert response.status_code == 400
+    assert pointers(response) == [""]
+
+
+def test_a_large_body_is_a_413(client):
+    response = submit(client, valid_payload(note="x" * 20_000))
+    assert response.status_code == 413
+    assert response.mimetype == PROBLEM
+    assert client.started == []
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_wrong_content_type_is_a_415(client, content_type):
+    response = submit(client, valid_payload(), content_type=content_type)
+    assert response.status_code == 415
+    assert response.mimetype == PROBLEM
+    assert client.started == []
+
+
+def test_a_charset_parameter_is_fine(client):
+    response = submit(client, valid_payload(), content_type="application/json; charset=utf-8")
+    assert response.status_code == 202
+
+
+def test_a_broken_setting_is_a_503_naming_it(client):
+    with app_settings(DEADLINE_WARNING_DAYS="soon"):
+        response = submit(client, valid_payload())
+    assert response.status_code == 503
+    assert "DEADLINE_WARNING_DAYS" in body(response)["detail"]
+    assert client.started == []
+
+
+# -- GET /api/exports/{requestId} -------------------------------------------------------------
+def get(client: FakeDurableClient, request_id: str):
+    req = request("GET", f"exports/{request_id}", route_params={"requestId": request_id})
+    return call("get_dsr", client, req=req)
+
+
+def test_status_document_shows_progress_deadline_and_never_the_input(client):
+    client.add(
+        "RITM0001",
+        custom_status={
+            "phase": "exporting",
+            "graphStatus": "running",
+            "progress": 55.0,
+            "submittedAt": "2026-03-01T09:05:00+00:00",
+            "deadline": "2026-03-05T09:00:00+00:00",
+            "warningAt": "2026-02-26T09:00:00+00:00",
+        },
+        input_={"requestId": "RITM0001", "user": "ada@contoso.com", "callbackUrl": "https://x"},
+    )
+    response = get(client, "RITM0001")
+    assert response.status_code == 200
+    doc = body(response)
+    assert doc["phase"] == "exporting"
+    assert (doc["graphStatus"], doc["progress"]) == ("running", 55.0)
+    assert doc["submittedAt"] == "2026-03-01T09:05:00+00:00"
+    assert (doc["daysLeft"], doc["deadlineWarning"], doc["overdue"]) == (4, True, False)
+    text = response.get_body().decode()
+    assert "ada@contoso.com" not in text
+    assert "callbackUrl" not in text
+    assert "statusQueryGetUri" not in text
+
+
+def test_a_pending_dsr_takes_its_deadline_from_the_input(client):
+    client.add(
+        "R-9",
+        runtime="Pending",
+        input_={"requestId": "R-9", "user": USER_ID, "legalDeadline": "2026-02-28T09:00:00+00:00"},
+    )
+    doc = body(get(client, "R-9"))
+    assert doc["phase"] == "accepted"
+    assert doc["overdue"] is True
+    assert doc["daysLeft"] == -1
+
+
+def test_a_finished_dsr_shows_its_manifest_and_no_running_clock(client):
+    client.add(
+        "R-4",
+        runtime="Completed",
+        output={
+            "phase": "completed",
+            "completedAt": "2026-03-20T10:00:00+00:00",
+            "manifest": {"blobCount": 3, "totalBytes": 42, "products": {"Exchange": 3}},
+            "deadline": "2026-02-01T00:00:00+00:00",
+        },
+    )
+    doc = body(get(client, "R-4"))
+    assert doc["terminal"] is True
+    assert doc["manifest"]["blobCount"] == 3
+    assert (doc["overdue"], doc["daysLeft"]) == (False, None), "delivered: the clock stopped"
+
+
+def test_a_failed_dsr_still_owes_an_answer(client):
+    client.add(
+        "R-5",
+        runtime="Completed",
+        output={
+            "phase": "failed",
+            "error": {"code": "Forbidden", "message": "grant User.Export.All"},
+            "deadline": "2026-02-01T00:00:00+00:00",
+        },
+    )
+    doc = body(get(client, "R-5"))
+    assert doc["error"]["code"] == "Forbidden"
+    assert doc["overdue"] is True
+
+
+def test_unknown_dsr_is_a_404(client):
+    response = get(client, "NOPE-1")
+    assert response.status_code == 404
+    assert response.mimetype == PROBLEM
+
+
+def test_an_unusable_id_in_the_path_is_a_400(client):
+    response = get(client, "a b")
+    assert response.status_code == 400
+    assert pointers(response) == ["/requestId"]
+
+
+# -- GET /api/exports --------------------------------------------------------------------------
+def list_(client: FakeDurableClient, **params: str):
+    return call("list_dsrs", client, req=request("GET", "exports", params=params))
+
+
+def _fleet(client: FakeDurableClient) -> None:
+    for n in range(5):
+        due = (T0 + timedelta(days=n - 2, hours=1)).isoformat()  # R-0, R-1 overdue
+        client.add(
+            f"R-{n}",
+            custom_status={"phase": "exporting", "deadline": due},
+            created=T0 - timedelta(days=30 - n),
+        )
+    client.add("R-done", runtime="Completed", output={"phase": "completed"}, created=T0)
+
+
+def test_list_pages_oldest_first_with_a_continuation_token(client):
+    _fleet(client)
+    seen, token, pages = [], None, 0
+    while True:
+        params = {"top": "2", **({"continuationToken": token} if token else {})}
+        page = body(list_(client, **params))
+        seen += [item["requestId"] for item in page["items"]]
+        pages += 1
+        token = page["continuationToken"]
+        if token is None:
+            break
+    assert seen == ["R-0", "R-1", "R-2", "R-3", "R-4", "R-done"]
+    assert pages == 3
+
+
+def test_list_filters_by_phase_and_overdue(client):
+    _fleet(client)
+    overdue = body(list_(client, overdue="true"))["items"]
+    assert [i["requestId"] for i in overdue] == ["R-0", "R-1"]
+    done = body(list_(client, phase="completed"))["items"]
+    assert [i["requestId"] for i in done] == ["R-done"]
+    on_time = body(list_(client, phase="exporting", overdue="false"))["items"]
+    assert [i["requestId"] for i in on_time] == ["R-2", "R-3", "R-4"]
+
+
+@pytest.mark.parametrize(
+    ("params", "pointer"),
+    [
+        ({"phase": "lost"}, "/phase"),
+        ({"overdue": "maybe"}, "/overdue"),
+        ({"top": "0"}, "/top"),
+        ({"top": "201"}, "/top"),
+        ({"top": "ten"}, "/top"),
+        ({"continuationToken": "%%%"}, "/continuationToken"),
+        ({"continuationToken": "WzFd"}, "/continuationToken"),  # [1]
+    ],
+)
+def test_list_refuses_bad_parameters(client, params, pointer):
+    response = list_(client, **params)
+    assert response.status_code == 400
+    assert pointers(response) == [pointer]
+
+
+# -- POST /api/exports/{requestId}/cancel ------------------------------------------------------
+def cancel(client: FakeDurableClient, request_id: str, payload: object, **kwargs):
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = request(
+        "POST",
+        f"exports/{request_id}/cancel",
+        raw,
+        route_params={"requestId": request_id},
+        **kwargs,
+    )
+    return call("cancel_dsr", client, req=req)
+
+
+def test_cancel_sends_the_event_with_the_reason(client):
+    client.add("R-1", custom_status={"phase": "exporting"})
+    response = cancel(client, "R-1", {"reason": "withdrawn by the data subject"})
+    assert response.status_code == 202
+    assert response.headers["Location"] == "/api/exports/R-1"
+    assert client.events == [("R-1", "cancel", {"reason": "withdrawn by the data subject"})]
+
+
+def test_cancel_of_a_dsr_not_started_yet_is_accepted(client):
+    client.add("R-1", runtime="Pending")
+    assert cancel(client, "R-1", {"reason": "duplicate ticket"}).status_code == 202
+
+
+@pytest.mark.parametrize("payload", [{}, {"reason": ""}, {"reason": "  "}, {"reason": 3}, []])
+def test_cancel_needs_a_reason(client, payload):
+    client.add("R-1")
+    response = cancel(client, "R-1", payload)
+    assert response.status_code == 400
+    assert pointers(response) == ["/reason"]
+    assert client.events == []
+
+
+def test_cancel_of_an_unknown_dsr_is_a_404(client):
+    assert cancel(client, "R-404", {"reason": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("runtime", "phase"),
+    [
+        ("Completed", "completed"),
+        ("Completed", "failed"),
+        ("Terminated", None),
+        ("Running", "finalizing"),
+    ],
+)
+def test_cancel_of_a_finished_dsr_is_a_409(client, runtime, phase):
+    client.add("R-1", runtime=runtime, custom_status={"phase": phase} if phase else None)
+    response = cancel(client, "R-1", {"reason": "x"})
+    assert response.status_code == 409
+    assert response.mimetype == PROBLEM
+    assert client.events == []
+
+
+def test_cancel_racing_the_end_is_a_409(client):
+    client.add("R-1")
+
+    async def gone(*_args, **_kwargs):
+        raise Exception("Instance with ID R-1 is gone: either completed or failed")
+
+    client.raise_event = gone
+    assert cancel(client, "R-1", {"reason": "x"}).status_code == 409
+
+
+def test_cancel_refuses_wrong_media_and_size(client):
+    client.add("R-1")
+    assert cancel(client, "R-1", {"reason": "x"}, content_type="text/plain").status_code == 415
+    assert cancel(client, "R-1", {"reason": "x" * 20_000}).status_code == 413
+
+
+# -- GET /api/openapi.json ---------------------------------------------------------------------
+def test_the_api_document_is_served():
+    from tests.replay import user_function
+
+    response = user_function("openapi_document")(req=request("GET", "openapi.json"))
+    assert response.status_code == 200
+    assert body(response)["openapi"].startswith("3.1")
