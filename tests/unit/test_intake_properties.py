@@ -1,0 +1,160 @@
+"""Property-based: arbitrary bytes and JSON at both intakes never yield a 500 (or a raised
+queue message) and never start an orchestration for input the validation refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from azure.functions.queue import QueueMessage as WorkerQueueMessage
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from dsr_export.model import ExportRequest, InvalidRequest
+from dsr_export.settings import CallbackSettings
+from intake import http_api, queue_intake, rejections
+from tests.replay import user_function
+from tests.unit.intake_fakes import (
+    ALLOWED,
+    SECRET,
+    T0,
+    USER_ID,
+    FakeDurableClient,
+    ListSink,
+    app_settings,
+    request,
+)
+
+_SETTINGS = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_FIELD_VALUES = st.one_of(
+    _JSON,
+    st.sampled_from(
+        [
+            USER_ID,
+            "ada@contoso.com",
+            "RITM0001",
+            "gdpr",
+            "ccpa",
+            {"days": 30},
+            "2026-02-29T10:00:00Z",
+            "2026-01-31T10:00:00+01:00",
+            "https://tickets.example.com/cb",
+            "http://tickets.example.com/cb",
+            "https://169.254.169.254/",
+        ]
+    ),
+)
+#: Objects shaped like requests, with every field sometimes right, sometimes anything.
+_REQUESTS = st.dictionaries(
+    st.sampled_from(
+        ["requestId", "user", "callbackUrl", "receivedAt", "regulation", "requestedBy", "x"]
+    ),
+    _FIELD_VALUES,
+)
+#: Requests right in their required fields, anything in the optional ones.
+_NEAR_VALID = st.fixed_dictionaries(
+    {
+        "requestId": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,20}", fullmatch=True),
+        "user": st.sampled_from([USER_ID, "ada@contoso.com"]),
+    },
+    optional={
+        "callbackUrl": _FIELD_VALUES,
+        "receivedAt": _FIELD_VALUES,
+        "regulation": _FIELD_VALUES,
+    },
+)
+_BODIES = st.one_of(
+    st.binary(max_size=300),
+    _JSON.map(lambda v: json.dumps(v).encode()),
+    _REQUESTS.map(lambda v: json.dumps(v).encode()),
+    _NEAR_VALID.map(lambda v: json.dumps(v).encode()),
+)
+
+
+@pytest.fixture(autouse=True)
+def _configured(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(http_api, "_now", lambda: T0)
+    monkeypatch.setattr(queue_intake, "_now", lambda: T0)
+    with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
+        yield
+
+
+def _valid(raw: bytes) -> bool:
+    """The oracle: the core validation, applied to what the intake should have decoded."""
+    try:
+        payload: Any = json.loads(raw)
+        ExportRequest.parse(
+            payload, now=T0, callback_hosts=CallbackSettings.from_env().allowed_hosts
+        )
+    except (ValueError, UnicodeDecodeError, RecursionError, InvalidRequest):
+        return False
+    return True
+
+
+@_SETTINGS
+@given(raw=_BODIES, content_type=st.sampled_from(["application/json", "text/plain"]))
+def test_http_submit_never_500s_and_starts_only_valid_requests(raw, content_type):
+    client = FakeDurableClient()
+    entry = user_function("submit_dsr")
+    req = request("POST", "exports", raw, content_type=content_type)
+    response = asyncio.run(entry.client_function(req=req, client=client))
+    assert response.status_code in {200, 202, 400, 409, 413, 415}
+    event(f"status {response.status_code}")
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
+        assert client.started == []
+    else:
+        assert content_type == "application/json"
+        assert _valid(raw)
+        assert len(client.started) == 1
+
+
+@_SETTINGS
+@given(raw=_BODIES)
+def test_queue_intake_never_raises_for_bad_input_and_records_each_refusal(raw, monkeypatch):
+    client, sink = FakeDurableClient(), ListSink()
+    monkeypatch.setattr(rejections, "rejections", lambda: sink)
+    msg = WorkerQueueMessage(id="m-1", body=raw, dequeue_count=1)
+    entry = user_function("intake_dsr_message")
+    asyncio.run(entry.client_function(msg=msg, client=client))  # never raises
+    if _valid(raw):
+        assert len(client.started) == 1
+        assert sink.records == []
+    else:
+        assert client.started == []
+        assert len(sink.records) == 1
+        assert sink.records[0]["messageId"] == "m-1"
+
+
+@_SETTINGS
+@given(path_id=st.text(max_size=120), reason=_JSON)
+def test_cancel_and_get_never_500(path_id, reason):
+    client = FakeDurableClient()
+    client.add("RITM0001")
+    params = {"requestId": path_id}
+    get = asyncio.run(
+        user_function("get_dsr").client_function(
+            req=request("GET", "exports/x", route_params=params), client=client
+        )
+    )
+    assert get.status_code in {200, 400, 404}
+    body = json.dumps({"reason": reason}).encode()
+    cancel = asyncio.run(
+        user_function("cancel_dsr").client_function(
+            req=request("POST", "exports/x/cancel", body, route_params=params), client=client
+        )
+    )
+    assert cancel.status_code in {202, 400, 404, 409}
+    if cancel.status_code != 202:
+        assert client.events == []
