@@ -151,7 +151,7 @@ class Delivery:
         }
 
 
-def session() -> requests.Session:
+def session(*, backoff_factor: float = 0.5) -> requests.Session:
     """A session that retries short blips (connection resets, 502/503/504) a few times.
 
     Longer outages are the durable retry's job (minutes apart, surviving restarts). POST is
@@ -163,7 +163,7 @@ def session() -> requests.Session:
         connect=3,
         read=2,
         status=2,
-        backoff_factor=0.5,
+        backoff_factor=backoff_factor,
         status_forcelist=(500, 502, 503, 504),
         allowed_methods=frozenset({"POST"}),
         respect_retry_after_header=False,
