@@ -123,11 +123,11 @@ class DeadlineView:
 def view(due: datetime, warn_at: datetime | None, now: datetime) -> DeadlineView:
     """The deadline at ``now``.
 
-    ``days_left`` is whole days, rounded up while time remains (12 hours left is "1 day left":
-    a ticket should not read 0 while the answer is still on time) and negative once overdue.
+    ``days_left`` is whole days rounded up: 12 hours left reads 1 (a ticket should not show 0
+    while the answer is still on time); 0 or less once overdue, -N when more than N whole days
+    late.
     """
-    remaining = (due - now) / timedelta(days=1)
-    days_left = math.ceil(remaining) if remaining > 0 else math.floor(remaining)
+    days_left = math.ceil((due - now) / timedelta(days=1))
     return DeadlineView(
         deadline=due,
         days_left=days_left,

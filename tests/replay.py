@@ -171,6 +171,20 @@ class Driver:
             action.done = True
         return self.episode()
 
+    def fail(self, reason: str) -> dict[str, Any]:
+        """Fail the open activity once (a plain ``call_activity``: no host retry)."""
+        action = self.pending()
+        assert action.kind == "activity"
+        assert action.retry is None, "use fail_attempt for activities with retry options"
+        action.done = True
+        self._new_episode()
+        self._event(6, TaskScheduledId=action.seq, Reason=reason, Details=reason)
+        return self.episode()
+
+    def activities(self, name: str) -> list[Action]:
+        """Every scheduled activity called ``name``, in order."""
+        return [a for a in self.actions if a.kind == "activity" and a.name == name]
+
     def fire_timer(self) -> dict[str, Any]:
         """Advance the clock to the open timer and fire it."""
         action = self.pending()

@@ -135,12 +135,14 @@ def test_warning_and_view_at_read_time():
     near = view(due, warn, datetime(2026, 2, 28, 23, tzinfo=UTC))
     assert (near.days_left, near.warning, near.overdue) == (1, True, False)  # 13 hours: 1 day
     late = view(due, warn, datetime(2026, 3, 3, 13, tzinfo=UTC))
-    assert (late.days_left, late.warning, late.overdue) == (-3, False, True)
+    assert (late.days_left, late.warning, late.overdue) == (-2, False, True)
     assert late.to_dict() == {
         "deadline": "2026-03-01T12:00:00+00:00",
-        "daysLeft": -3,
+        "daysLeft": -2,
         "deadlineWarning": False,
         "overdue": True,
     }
     at_the_second = view(due, warn, due)
-    assert at_the_second.overdue is True
+    assert (at_the_second.days_left, at_the_second.overdue) == (0, True)
+    just_late = view(due, warn, due + timedelta(minutes=1))
+    assert (just_late.days_left, just_late.overdue) == (0, True)

@@ -245,3 +245,239 @@ def test_no_custom_status_input_or_output_holds_a_sas():
     text = json.dumps([d.replies, d.history, d.input])
     assert "sig=" not in text
     assert "?sv=" not in text
+
+
+# -- callbacks, legal deadline, early cancel --
+CALLBACK = "https://acme.service-now.com/api/dsr/cb"
+DELIVERED = {"delivered": True, "status": 204, "permanent": False, "reason": None}
+FINALIZED = {"manifest": None, "sas": {"revoked": True, "expiresAt": None}}
+
+
+def _ticket_driver(
+    *,
+    deadline: str = "2026-04-01T09:00:00+00:00",
+    warning: str = "2026-03-25T09:00:00+00:00",
+    **policy: int,
+) -> Driver:
+    job = ExportJob(
+        request_id="RITM0001",
+        user="ada@contoso.com",
+        user_id=USER_ID,
+        policy=ExportPolicy(**policy),
+        received_at="2026-03-01T09:00:00+00:00",
+        regulation="gdpr",
+        legal_deadline=deadline,
+        warning_at=warning,
+        callback_url=CALLBACK,
+    )
+    return Driver("export_personal_data", job.to_input())
+
+
+def _event_types(d: Driver) -> list[str]:
+    return [a.input["event"]["type"] for a in d.activities("send_callback")]
+
+
+def _through_submit_with_callbacks(d: Driver) -> None:
+    d.episode()
+    d.complete(DELIVERED, name="send_callback")  # accepted
+    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 30})
+    d.fire_timer()
+    d.complete(_accepted(), name="submit_export")
+    d.complete(DELIVERED, name="send_callback")  # exporting
+
+
+def test_ticket_hears_accepted_exporting_and_completed_in_order():
+    d = _ticket_driver()
+    reply = d.episode()
+    accepted = d.pending()
+    assert accepted.name == "send_callback"
+    assert accepted.input["url"] == CALLBACK
+    assert accepted.input["messageId"].startswith("msg_")
+    event = accepted.input["event"]
+    assert event["type"] == "dsr.accepted"
+    assert event["data"]["requestId"] == "RITM0001"
+    assert event["data"]["deadline"] == "2026-04-01T09:00:00+00:00"
+    assert event["data"]["daysLeft"] == 31
+    assert "ada@contoso.com" not in json.dumps(accepted.input), "no UPN in a callback"
+    assert reply["customStatus"]["deadline"] == "2026-04-01T09:00:00+00:00"
+
+    d.complete(DELIVERED, name="send_callback")
+    assert d.pending().name == "prepare_container", "the export goes on after the callback"
+    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 30})
+    d.fire_timer()
+    d.complete(_accepted(), name="submit_export")
+    exporting = d.pending()
+    assert exporting.input["event"]["type"] == "dsr.exporting"
+    assert exporting.input["event"]["data"]["operationId"] == "op-1"
+    d.complete(DELIVERED, name="send_callback")
+    assert d.pending().kind == "timer"
+
+    d.fire_timer()
+    d.complete({"outcome": "ok", "status": "complete", "progress": 100, "completedAt": None})
+    manifest = {"blobCount": 3, "totalBytes": 42, "products": {"Exchange": 3}}
+    d.complete({"manifest": manifest, "sas": {"revoked": True, "expiresAt": None}})
+    completed = d.pending()
+    assert completed.input["event"]["type"] == "dsr.completed"
+    assert completed.input["event"]["data"]["manifest"] == manifest
+    reply = d.complete(DELIVERED, name="send_callback")
+    assert reply["isDone"] is True
+    assert reply["output"]["phase"] == "completed"
+    assert reply["output"]["deadline"] == "2026-04-01T09:00:00+00:00"
+    assert "callbacks" not in reply["output"]
+    assert _event_types(d) == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
+    ids = [a.input["messageId"] for a in d.activities("send_callback")]
+    assert len(set(ids)) == 3
+
+
+def test_no_callback_url_means_no_callbacks():
+    d = _driver()
+    _through_submit(d)
+    assert d.activities("send_callback") == []
+
+
+def test_a_callback_that_keeps_failing_backs_off_then_is_recorded_and_the_dsr_goes_on():
+    d = _ticket_driver()
+    d.episode()
+    first_id = d.pending().input["messageId"]
+    waits = []
+    for _ in range(3):
+        d.fail("CallbackDeliveryError: callback not delivered: ConnectionError")
+        timer = d.pending()
+        waits.append(int((timer.fire_at - d.now).total_seconds()))
+        d.fire_timer()
+        assert d.pending().input["messageId"] == first_id, "same webhook-id on every attempt"
+    reply = d.fail("CallbackDeliveryError: callback not delivered: ConnectionError")
+    assert waits == [30, 120, 600]
+    assert len(d.activities("send_callback")) == 4
+    assert d.pending().name == "prepare_container"
+    assert reply["customStatus"]["callbacks"] == {"failed": ["dsr.accepted"]}
+
+    d.complete({"container": "c", "requestInfoExists": True, "settleSeconds": 0})
+    d.complete(FINALIZED, name="finalize_export")
+    reply = d.complete(DELIVERED, name="send_callback")  # the failure event gets through
+    assert reply["output"]["phase"] == "failed"
+    assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
+    assert reply["output"]["callbacks"] == {"failed": ["dsr.accepted"]}
+    assert _event_types(d)[-1] == "dsr.failed"
+
+
+def test_a_permanently_refused_callback_is_not_retried():
+    d = _ticket_driver()
+    d.episode()
+    reply = d.complete(
+        {"delivered": False, "status": 404, "permanent": True, "reason": "receiver answered 404"}
+    )
+    assert d.pending().name == "prepare_container"
+    assert len(d.activities("send_callback")) == 1
+    assert reply["customStatus"]["callbacks"] == {"failed": ["dsr.accepted"]}
+
+
+def _run_until_continue_as_new(d: Driver) -> None:
+    """Answer everything (timers fire, callbacks arrive, Graph keeps running) until the
+    execution continues as new."""
+    for _ in range(100):
+        if d.actions[-1].kind == "continue_as_new":
+            return
+        action = d.pending()
+        if action.kind == "timer":
+            d.fire_timer()
+        elif action.name == "send_callback":
+            d.complete(DELIVERED)
+        else:
+            d.complete(_running(), name="check_export")
+    raise AssertionError("never continued as new")
+
+
+def test_the_deadline_warning_is_sent_once_and_survives_continue_as_new(caplog):
+    caplog.set_level("WARNING", logger="dsr_export")
+    # The warning falls due between the first and second poll; 3 rounds per history.
+    d = _ticket_driver(warning="2026-03-01T09:02:00+00:00", rounds_per_history=3)
+    _through_submit_with_callbacks(d)
+    _run_until_continue_as_new(d)
+    assert _event_types(d).count("dsr.deadline_warning") == 1
+    warning = next(
+        a for a in d.activities("send_callback") if a.input["event"]["type"].endswith("warning")
+    )
+    assert warning.input["event"]["data"]["deadlineWarning"] is True
+    assert warning.input["event"]["data"]["daysLeft"] == 31
+    carried = ExportJob.from_input(d.actions[-1].input)
+    assert carried.warned is True
+    assert carried.legal_deadline == "2026-04-01T09:00:00+00:00"
+    assert carried.callback_url == CALLBACK
+
+    d.continue_as_new()
+    _run_until_continue_as_new(d)
+    assert d.activities("send_callback") == [], "not warned again in the next execution"
+    lines = [r.getMessage() for r in caplog.records if "deadline_warning" in r.getMessage()]
+    assert len(lines) == 1, "logged once, not on every replay"
+    assert "request_id=RITM0001" in lines[0]
+    assert "deadline=2026-04-01T09:00:00+00:00" in lines[0]
+
+
+def test_a_poll_wakes_up_for_the_warning_moment():
+    d = _ticket_driver(warning="2026-03-01T09:20:00+00:00", max_poll_interval_seconds=3600)
+    _through_submit_with_callbacks(d)
+    timer = d.pending()
+    assert timer.fire_at - d.now == timedelta(seconds=60)  # the submit's Retry-After
+    d.fire_timer()
+    d.complete(_running(), name="check_export")
+    d.fire_timer()
+    d.complete(_running(), name="check_export")
+    d.fire_timer()
+    d.complete(_running(), name="check_export")  # waits 60, 120, 240 s ...
+    d.fire_timer()
+    d.complete(_running(), name="check_export")
+    timer = d.pending()
+    assert timer.fire_at == datetime(2026, 3, 1, 9, 20, tzinfo=UTC), "clamped to the warning"
+    d.fire_timer()
+    d.complete(_running(), name="check_export")
+    assert d.pending().input["event"]["type"] == "dsr.deadline_warning"
+
+
+def test_a_dsr_received_long_ago_is_reported_overdue_once_without_a_separate_warning(caplog):
+    caplog.set_level("ERROR", logger="dsr_export")
+    d = _ticket_driver(deadline="2026-02-28T09:00:00+00:00", warning="2026-02-21T09:00:00+00:00")
+    _through_submit_with_callbacks(d)
+    overdue = d.pending()
+    assert overdue.input["event"]["type"] == "dsr.deadline_overdue"
+    assert overdue.input["event"]["data"]["overdue"] is True
+    assert overdue.input["event"]["data"]["daysLeft"] == -1
+    d.complete(DELIVERED)
+    for _ in range(3):
+        d.fire_timer()
+        d.complete(_running(), name="check_export")
+    assert _event_types(d).count("dsr.deadline_overdue") == 1
+    assert "dsr.deadline_warning" not in _event_types(d)
+    assert sum("deadline_overdue" in r.getMessage() for r in caplog.records) == 1
+
+
+# The SDK warns when it buffers an event nobody waits for yet: that buffering is the point.
+@pytest.mark.filterwarnings("ignore:Potential duplicate Task completion")
+def test_a_cancel_before_the_submit_is_honoured_without_submitting():
+    d = _ticket_driver()
+    d.episode()
+    d.complete(DELIVERED, name="send_callback")
+    d.raise_event("cancel", {"reason": "ticket withdrawn"})  # while storage is being prepared
+    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 30})
+    assert d.pending().name == "finalize_export", "the settle wait ends at once"
+    assert d.activities("submit_export") == []
+    d.complete(FINALIZED)
+    reply = d.complete(DELIVERED, name="send_callback")
+    assert reply["output"]["phase"] == "cancelled"
+    assert reply["output"]["error"]["message"] == "ticket withdrawn"
+    assert _event_types(d)[-1] == "dsr.cancelled"
+
+
+# The SDK warns when it buffers an event nobody waits for yet: that buffering is the point.
+@pytest.mark.filterwarnings("ignore:Potential duplicate Task completion")
+def test_a_cancel_buffered_during_the_submit_wins_the_first_poll_without_waiting():
+    d = _driver()
+    d.episode()
+    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 0})
+    d.raise_event("cancel", {"reason": "withdrawn"})  # arrives while submit_export runs
+    started = d.now
+    d.complete(_accepted(), name="submit_export")
+    assert d.pending().name == "finalize_export"
+    assert d.now == started, "no poll timer fired"
+    reply = d.complete(FINALIZED)
+    assert reply["output"]["phase"] == "cancelled"
