@@ -1,0 +1,113 @@
+"""The OpenAPI document: valid 3.1, the same routes as the app (both ways), the deployed copy
+equal to the one in docs/, and the intake's real answers valid against its schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+from intake import http_api
+from tests.replay import FUNCTIONS, user_function
+from tests.unit.intake_fakes import (
+    ALLOWED,
+    SECRET,
+    T0,
+    FakeDurableClient,
+    app_settings,
+    request,
+    valid_payload,
+)
+
+SPEC: dict[str, Any] = json.loads(http_api.OPENAPI_PATH.read_text(encoding="utf-8"))
+
+
+def _http_routes() -> set[tuple[str, str]]:
+    routes = set()
+    for function in FUNCTIONS:
+        trigger = function.get_trigger()
+        if trigger.type != "httpTrigger":
+            continue
+        for method in trigger.methods:
+            routes.add(("/" + trigger.route, str(method.value).lower()))
+    return routes
+
+
+def _documented() -> set[tuple[str, str]]:
+    return {(path, method) for path, item in SPEC["paths"].items() for method in item}
+
+
+def test_the_document_is_valid_openapi_3_1():
+    assert SPEC["openapi"].startswith("3.1")
+    validate(SPEC)
+
+
+def test_every_route_is_documented_and_every_documented_path_exists():
+    assert _http_routes() == _documented()
+
+
+def test_every_operation_documents_the_hosts_401():
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            assert "401" in operation["responses"], f"{method} {path}"
+
+
+def test_docs_holds_the_served_document():
+    assert Path("docs/openapi.json").read_text(encoding="utf-8") == http_api.OPENAPI_PATH.read_text(
+        encoding="utf-8"
+    )
+
+
+def _validator(schema: str) -> Draft202012Validator:
+    root = {"$ref": f"#/components/schemas/{schema}", "components": SPEC["components"]}
+    return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+@pytest.fixture(autouse=True)
+def _configured(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(http_api, "_now", lambda: T0)
+    with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
+        yield
+
+
+def _call(name: str, client: FakeDurableClient, req) -> Any:
+    return asyncio.run(user_function(name).client_function(req=req, client=client))
+
+
+def test_real_answers_match_the_documented_schemas():
+    client = FakeDurableClient()
+    accepted = _call(
+        "submit_dsr", client, request("POST", "exports", valid_payload(regulation={"days": 30}))
+    )
+    _validator("StatusDocument").validate(json.loads(accepted.get_body()))
+    client.add(
+        "R-done",
+        runtime="Completed",
+        output={
+            "phase": "completed",
+            "completedAt": "2026-03-20T10:00:00+00:00",
+            "manifest": {"blobCount": 1, "totalBytes": 2, "products": {"Exchange": 1}},
+            "sas": {"revoked": True, "expiresAt": None},
+            "callbacks": {"failed": ["dsr.accepted"]},
+            "deadline": "2026-04-01T09:00:00+00:00",
+            "regulation": "gdpr",
+        },
+    )
+    page = _call("list_dsrs", client, request("GET", "exports"))
+    _validator("StatusPage").validate(json.loads(page.get_body()))
+    assert len(json.loads(page.get_body())["items"]) == 2
+    refused = _call("submit_dsr", client, request("POST", "exports", {"user": 1}))
+    _validator("Problem").validate(json.loads(refused.get_body()))
+
+
+def test_documented_examples_are_valid_requests():
+    examples = SPEC["paths"]["/exports"]["post"]["requestBody"]["content"]["application/json"]
+    for example in examples["examples"].values():
+        _validator("ExportRequest").validate(example["value"])
+    event = SPEC["webhooks"]["dsrEvent"]["post"]["requestBody"]["content"]["application/json"]
+    _validator("CallbackEvent").validate(event["example"])
