@@ -111,3 +111,56 @@ def test_documented_examples_are_valid_requests():
         _validator("ExportRequest").validate(example["value"])
     event = SPEC["webhooks"]["dsrEvent"]["post"]["requestBody"]["content"]["application/json"]
     _validator("CallbackEvent").validate(event["example"])
+
+
+def test_the_orchestrators_callback_events_match_the_documented_schema():
+    from dsr_export.job import ExportJob
+    from tests.replay import Driver
+
+    job = ExportJob(
+        request_id="RITM0001",
+        user="6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b",
+        user_id="6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b",
+        legal_deadline="2026-03-01T09:30:00+00:00",
+        warning_at="2026-02-22T09:30:00+00:00",
+        callback_url="https://tickets.example.com/cb",
+    )
+    d = Driver("export_personal_data", job.to_input())
+    delivered = {"delivered": True, "status": 204, "permanent": False, "reason": None}
+    d.episode()
+    d.complete(delivered, name="send_callback")
+    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 0})
+    d.complete(
+        {
+            "outcome": "accepted",
+            "operationId": "op-1",
+            "operationUrl": "https://graph.microsoft.com/beta/dataPolicyOperations/op-1",
+            "retryAfterSeconds": 3600,
+            "submittedAt": "2026-03-01T09:00:30+00:00",
+            "sasExpiresAt": "2026-04-30T09:00:00+00:00",
+        }
+    )
+    d.complete(delivered, name="send_callback")  # exporting
+    d.complete(delivered, name="send_callback")  # deadline warning (already due)
+    d.fire_timer()  # clamped to the deadline
+    d.complete({"outcome": "ok", "status": "running", "progress": 50, "completedAt": None})
+    d.complete(delivered, name="send_callback")  # overdue, at the next round
+    d.fire_timer()
+    d.complete({"outcome": "ok", "status": "complete", "progress": 100, "completedAt": None})
+    d.complete(
+        {
+            "manifest": {"blobCount": 1, "totalBytes": 2, "products": {}, "manifestBlob": "m"},
+            "sas": {"revoked": True, "expiresAt": None},
+        }
+    )
+    d.complete(delivered, name="send_callback")  # completed
+    events = [a.input["event"] for a in d.activities("send_callback")]
+    assert [e["type"] for e in events] == [
+        "dsr.accepted",
+        "dsr.exporting",
+        "dsr.deadline_warning",
+        "dsr.deadline_overdue",
+        "dsr.completed",
+    ]
+    for event in events:
+        _validator("CallbackEvent").validate(event)

@@ -481,3 +481,17 @@ def test_a_cancel_buffered_during_the_submit_wins_the_first_poll_without_waiting
     assert d.now == started, "no poll timer fired"
     reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
+
+
+def test_the_legal_state_round_trips_through_the_orchestration_input():
+    job = ExportJob(
+        request_id="R1",
+        user="u",
+        regulation={"days": 30},
+        legal_deadline="2026-04-01T09:00:00+00:00",
+        warning_at="2026-03-25T09:00:00+00:00",
+        callback_url=CALLBACK,
+        warned=True,
+        failed_callbacks=("dsr.accepted", "dsr.exporting"),
+    )
+    assert ExportJob.from_input(json.loads(json.dumps(job.to_input()))) == job
