@@ -26,6 +26,7 @@ from dsr_export.settings import SettingsError
 from dsr_export.status import TERMINAL_PHASES, Phase
 from intake.service import (
     MAX_BODY_BYTES,
+    ORCHESTRATOR,
     Verdict,
     decode,
     document,
@@ -105,7 +106,7 @@ async def list_dsrs(
         statuses = await client.get_status_by(runtime_status=_runtime_filter(query.phase))
     rows = []
     for status in statuses:
-        if not status.instance_id or not status.runtime_status:
+        if status.name != ORCHESTRATOR or not status.runtime_status:
             continue
         doc = document(status, now)
         if query.phase is not None and doc["phase"] != query.phase:
