@@ -76,11 +76,8 @@ async def submit_dsr(
                 409, "Request id already used", outcome.detail, "conflict", outcome.errors
             )
     assert outcome.document is not None
-    return _json(
-        outcome.document,
-        202 if outcome.verdict is Verdict.STARTED else 200,
-        location=f"/api/exports/{outcome.request_id}",
-    )
+    # 202 for a duplicate too: a retrying ticket system sees the same answer every time.
+    return _json(outcome.document, 202, location=f"/api/exports/{outcome.request_id}")
 
 
 @bp.route(route="exports", methods=["GET"])

@@ -101,7 +101,7 @@ def test_the_same_request_again_returns_the_existing_dsr_without_a_second_export
     client.instances["RITM0001"]["custom"] = {"phase": "exporting", "progress": 40}
     again = submit(client, valid_payload())
     assert first.status_code == 202
-    assert again.status_code == 200
+    assert again.status_code == 202
     assert again.headers["Location"] == "/api/exports/RITM0001"
     assert body(again)["phase"] == "exporting"
     assert body(again)["progress"] == 40
@@ -112,7 +112,7 @@ def test_the_same_request_again_returns_the_existing_dsr_without_a_second_export
 def test_a_finished_dsr_is_not_started_again(client):
     client.add("RITM0001", runtime="Completed", output={"phase": "completed"})
     response = submit(client, valid_payload())
-    assert response.status_code == 200
+    assert response.status_code == 202
     assert body(response)["phase"] == "completed"
     assert "Retry-After" not in response.headers
     assert client.started == []
@@ -129,14 +129,15 @@ def test_the_same_id_for_another_user_is_a_conflict(client):
 
 def test_a_resolved_upn_matches_its_object_id(client):
     client.add("R-3", input_={"requestId": "R-3", "user": "ada@contoso.com", "userId": USER_ID})
-    assert submit(client, {"requestId": "R-3", "user": USER_ID}).status_code == 200
-    assert submit(client, {"requestId": "R-3", "user": "ADA@contoso.com"}).status_code == 200
+    assert submit(client, {"requestId": "R-3", "user": USER_ID}).status_code == 202
+    assert submit(client, {"requestId": "R-3", "user": "ADA@contoso.com"}).status_code == 202
+    assert client.started == []
 
 
 def test_losing_the_start_race_answers_like_a_duplicate(client):
     client.race_with = {"requestId": "RITM0001", "user": USER_ID}
     response = submit(client, valid_payload())
-    assert response.status_code == 200
+    assert response.status_code == 202
     assert client.started == []
 
 
