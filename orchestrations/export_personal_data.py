@@ -14,6 +14,8 @@ keeps failing is recorded in the status and the result and never fails the DSR.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from collections.abc import Generator
 from datetime import timedelta
@@ -36,9 +38,10 @@ ACTIVITY_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=30_000, max_number_of_attempts=5
 )
 
-#: Graph throttling or outages at submit are waited out this many times (about 4 hours with the
-#: doubling back-off) before the DSR fails and the ticket hears about it.
-SUBMIT_ATTEMPTS = 8
+#: Graph throttling or outages before the export is submitted (user lookup, submit) are waited
+#: out this many times (about 4 hours with the doubling back-off); then the DSR fails and the
+#: ticket hears about it. Once submitted, polling waits them out until the overall time-out.
+GRAPH_STEP_ATTEMPTS = 8
 
 #: Waits between callback attempts (a real back-off; the 1.x SDK's retry options have none):
 #: four attempts over about 12 minutes, short enough not to hold up the export for long.
@@ -77,8 +80,8 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
     """Resolve the user, prepare the container and submit; returns (job, failure result)."""
     if job.user_id is None:
         _status(context, job, Phase.RESOLVING_USER)
-        found = yield context.call_activity_with_retry(
-            "resolve_user", ACTIVITY_RETRY, {"requestId": job.request_id, "user": job.user}
+        found = yield from _graph_step(
+            context, "resolve_user", {"requestId": job.request_id, "user": job.user}
         )
         if found["outcome"] != "ok":
             return job, (yield from _finish(context, job, Phase.FAILED, error=found["error"]))
@@ -98,16 +101,11 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
             return job, (yield from _finish(context, job, Phase.CANCELLED, error=cancelled))
 
     _status(context, job, Phase.SUBMITTING)
-    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
-        submitted = yield context.call_activity_with_retry(
-            "submit_export",
-            ACTIVITY_RETRY,
-            {"requestId": job.request_id, "userId": job.user_id, "container": job.container},
-        )
-        if submitted["outcome"] != "retry" or attempt == SUBMIT_ATTEMPTS:
-            break
-        wait = max(submitted["retryAfterSeconds"], 60 * 2 ** (attempt - 1))
-        yield context.create_timer(_after(context, wait))
+    submitted = yield from _graph_step(
+        context,
+        "submit_export",
+        {"requestId": job.request_id, "userId": job.user_id, "container": job.container},
+    )
     if submitted["outcome"] != "accepted":
         return job, (yield from _finish(context, job, Phase.FAILED, error=submitted["error"]))
     job = job.replace(
@@ -120,6 +118,23 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
     _status(context, job, Phase.EXPORTING)
     job = yield from _notify(context, job, callbacks.EXPORTING, Phase.EXPORTING)
     return job, None
+
+
+def _graph_step(
+    context: df.DurableOrchestrationContext, activity: str, payload: dict[str, Any]
+) -> Step:
+    """Call a Graph activity; wait out its ``retry`` answers on durable timers, boundedly.
+
+    Returns the last answer: ``ok``/``accepted``, ``failed``, or ``retry`` (with its error)
+    when the attempts ran out.
+    """
+    for attempt in range(1, GRAPH_STEP_ATTEMPTS + 1):
+        answer = yield context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload)
+        if answer["outcome"] != "retry" or attempt == GRAPH_STEP_ATTEMPTS:
+            return answer
+        wait = max(answer["retryAfterSeconds"], 60 * 2 ** (attempt - 1))
+        yield context.create_timer(_after(context, wait))
+    raise AssertionError("unreachable")
 
 
 def _poll(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
@@ -234,8 +249,13 @@ def _wait_or_cancel(context: df.DurableOrchestrationContext, fire_at: Any) -> St
     winner = yield context.task_any([timer, cancel])
     if winner != cancel:
         return None
-    reason = (cancel.result or {}).get("reason") if isinstance(cancel.result, dict) else None
-    return {"code": "Cancelled", "message": reason or "cancelled"}
+    data = cancel.result
+    if isinstance(data, str):
+        # The extension stores event data as the JSON text it was sent (SDK issue #295).
+        with contextlib.suppress(ValueError):
+            data = json.loads(data)
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return {"code": "Cancelled", "message": str(reason or "cancelled")[:500]}
 
 
 def _legal_clock(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:

@@ -197,9 +197,10 @@ class Driver:
         return self.episode()
 
     def raise_event(self, name: str, data: Any) -> dict[str, Any]:
-        """Deliver an external event."""
+        """Deliver an external event the way the extension records one sent by the SDK client:
+        the client JSON-encodes the data and the extension stores that text as a JSON string."""
         self._new_episode()
-        self._event(15, Name=name, Input=json.dumps(data))
+        self._event(15, Name=name, Input=json.dumps(json.dumps(data)))
         return self.episode()
 
     def continue_as_new(self) -> dict[str, Any]:

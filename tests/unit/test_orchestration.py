@@ -67,6 +67,32 @@ def test_upn_is_resolved_before_anything_touches_storage():
     assert d.actions[-1].name == "prepare_container"
 
 
+def test_user_lookup_waits_out_throttling_then_fails_if_graph_never_answers():
+    job = ExportJob(request_id="R-3", user="ada@contoso.com")
+    d = Driver("export_personal_data", job.to_input())
+    d.episode()
+    throttled = {"outcome": "retry", "retryAfterSeconds": 90, "error": {"code": "TooManyRequests"}}
+    d.complete(throttled, name="resolve_user")
+    timer = d.pending()
+    assert timer.kind == "timer"
+    assert timer.fire_at - d.now == timedelta(seconds=90)
+    d.fire_timer()
+    d.complete({"outcome": "ok", "userId": USER_ID}, name="resolve_user")
+    assert d.pending().name == "prepare_container"
+
+    d = Driver("export_personal_data", job.to_input())
+    d.episode()
+    for _ in range(8):
+        reply = d.complete(throttled, name="resolve_user")
+        if reply["isDone"]:
+            break
+        d.fire_timer()
+    assert reply["isDone"] is True
+    assert reply["output"]["phase"] == "failed"
+    assert reply["output"]["error"]["code"] == "TooManyRequests"
+    assert [a.name for a in d.actions].count("resolve_user") == 8
+
+
 def test_first_poll_waits_the_submit_retry_after_on_the_replay_clock():
     d = _driver()
     reply = _through_submit(d, retry_after=120)
