@@ -1,0 +1,1 @@
+"""Benchmarks: counts and ratios, never wall-clock timings (machines here are noisy)."""
