@@ -65,18 +65,22 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Step:
         job = job.replace(started_at=context.current_utc_datetime.isoformat())
         _status(context, job, Phase.ACCEPTED)
         job = yield from _notify(context, job, callbacks.ACCEPTED, Phase.ACCEPTED)
+    # One waiter per execution, raced against every timer. A fresh waiter per timer would leave
+    # the losers open, and the SDK hands an arriving event to the newest open waiter: one whose
+    # race is already over, so the cancel would be swallowed.
+    cancel = context.wait_for_external_event(CANCEL_EVENT)
     try:
         if job.operation_id is None:
-            job, failure = yield from _submit(context, job)
+            job, failure = yield from _submit(context, job, cancel)
             if failure is not None:
                 return failure
-        return (yield from _poll(context, job))
+        return (yield from _poll(context, job, cancel))
     except Exception as exc:  # noqa: BLE001 - an activity failed all its attempts
         error = {"code": "ActivityFailed", "message": _first_line(exc)}
         return (yield from _finish(context, job, Phase.FAILED, error=error))
 
 
-def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
+def _submit(context: df.DurableOrchestrationContext, job: ExportJob, cancel: Any) -> Step:
     """Resolve the user, prepare the container and submit; returns (job, failure result)."""
     if job.user_id is None:
         _status(context, job, Phase.RESOLVING_USER)
@@ -96,7 +100,8 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
         return job, (yield from _finish(context, job, Phase.FAILED, error=_ambiguous(job)))
     if prepared["settleSeconds"]:
         # Also the last chance to honour a cancel before anything reaches Graph.
-        cancelled = yield from _wait_or_cancel(context, _after(context, prepared["settleSeconds"]))
+        settled_at = _after(context, prepared["settleSeconds"])
+        cancelled = yield from _wait_or_cancel(context, settled_at, cancel)
         if cancelled is not None:
             return job, (yield from _finish(context, job, Phase.CANCELLED, error=cancelled))
 
@@ -137,7 +142,7 @@ def _graph_step(
     raise AssertionError("unreachable")
 
 
-def _poll(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
+def _poll(context: df.DurableOrchestrationContext, job: ExportJob, cancel: Any) -> Step:
     """Wait with durable timers and check the operation, until it ends or time runs out."""
     for _ in range(job.policy.rounds_per_history):
         job = yield from _legal_clock(context, job)
@@ -154,7 +159,7 @@ def _poll(context: df.DurableOrchestrationContext, job: ExportJob) -> Step:
             fire_at = min(fire_at, legal_moment)
         _status(context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
         # A cancel raised earlier (even before the submit) is buffered and wins at once.
-        cancelled = yield from _wait_or_cancel(context, fire_at)
+        cancelled = yield from _wait_or_cancel(context, fire_at, cancel)
         if cancelled is not None:
             return (yield from _finish(context, job, Phase.CANCELLED, error=cancelled))
 
@@ -242,10 +247,9 @@ def _finish(
     return {key: value for key, value in result.items() if value is not None}
 
 
-def _wait_or_cancel(context: df.DurableOrchestrationContext, fire_at: Any) -> Step:
+def _wait_or_cancel(context: df.DurableOrchestrationContext, fire_at: Any, cancel: Any) -> Step:
     """Wait until ``fire_at`` unless a cancel comes first; returns the cancel's error or None."""
     timer = context.create_timer(fire_at)
-    cancel = context.wait_for_external_event(CANCEL_EVENT)
     winner = yield context.task_any([timer, cancel])
     if winner != cancel:
         return None

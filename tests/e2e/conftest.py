@@ -7,6 +7,7 @@ serve`` and can be killed and restarted like a worker.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -33,6 +34,8 @@ SPEED = 20_000.0
 EXPORT_DURATION = timedelta(days=1)
 GRAPH_ROLES = ("User.Export.All", "User.Read.All")
 FUNCTION_KEY = "e2e-function-key"
+#: A Standard Webhooks secret for the tests' callback receiver (not a real secret).
+CALLBACK_SECRET = "whsec_" + base64.b64encode(b"e2e-callback-signing-key-32-bytes").decode()
 TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
 
 
@@ -147,6 +150,8 @@ def host_env(
             "GRAPH_BASE_URL": graph.base_url,
             "REQUESTS_CA_BUNDLE": tls.ca_bundle,
             "EXPORT_POLL_MAX_INTERVAL_SECONDS": "3600",
+            "CALLBACK_SIGNING_SECRET": CALLBACK_SECRET,
+            "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
         }
     )

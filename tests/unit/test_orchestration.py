@@ -521,3 +521,19 @@ def test_the_legal_state_round_trips_through_the_orchestration_input():
         failed_callbacks=("dsr.accepted", "dsr.exporting"),
     )
     assert ExportJob.from_input(json.loads(json.dumps(job.to_input()))) == job
+
+
+def test_cancel_arriving_during_a_later_poll_is_not_swallowed_by_an_old_waiter():
+    d = _driver()
+    _through_submit(d)
+    for progress in (10.0, 20.0):
+        d.fire_timer()  # the timer wins this round's race: its cancel waiter stays open
+        d.complete(_running(progress), name="check_export")
+    d.fire_timer()
+    assert d.pending().name == "check_export"
+    d.raise_event("cancel", {"reason": "withdrawn mid-poll"})
+    d.complete(_running(30.0), name="check_export")
+    assert d.pending().name == "finalize_export"
+    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    assert reply["output"]["phase"] == "cancelled"
+    assert reply["output"]["error"]["message"] == "withdrawn mid-poll"

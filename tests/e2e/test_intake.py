@@ -1,0 +1,194 @@
+"""The intake end to end: concurrency, the queue, signed callbacks, cancel, listing."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient
+from pytest_httpserver import HTTPServer
+from standardwebhooks import Webhook
+from werkzeug import Response
+
+from devhost.azurite import ACCOUNT_KEY, Azurite
+from devhost.graph_sim import GraphSimulator
+from devhost.tls import server_ssl_context
+from tests.e2e.conftest import CALLBACK_SECRET, TERMINAL, HostProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+
+def _new_user(graph: GraphSimulator) -> str:
+    user = str(uuid.uuid4())
+    graph.add_user(f"u{user[:8]}@contoso.example", user)
+    return user
+
+
+def _queue(azurite: Azurite, name: str, tls_files) -> QueueClient:
+    queue = QueueClient.from_connection_string(
+        azurite.connection_string, name, connection_verify=tls_files.ca_bundle
+    )
+    with contextlib.suppress(ResourceExistsError):
+        queue.create_queue()
+    return queue
+
+
+@pytest.fixture
+def receiver(tls_files) -> Iterator[HTTPServer]:
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=server_ssl_context(tls_files))
+    server.expect_request("/hooks/dsr", method="POST").respond_with_response(Response(status=204))
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_twenty_parallel_posts_of_one_request_submit_one_export(
+    host: HostProcess, e2e_graph: GraphSimulator
+):
+    user = _new_user(e2e_graph)
+    request_id = f"PAR-{uuid.uuid4().hex[:8]}"
+    body = {"requestId": request_id, "user": user}
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        answers = list(pool.map(lambda _: host.post("/exports", body), range(20)))
+    assert {a.status_code for a in answers} == {202}
+    assert host.wait_for(request_id, TERMINAL)["phase"] == "completed"
+    assert e2e_graph.submissions_by_user()[user] == 1
+
+
+def test_signed_callbacks_reach_the_ticket(
+    host: HostProcess, e2e_graph: GraphSimulator, receiver: HTTPServer
+):
+    request_id = f"CB-{uuid.uuid4().hex[:8]}"
+    url = receiver.url_for("/hooks/dsr")
+    body = {"requestId": request_id, "user": _new_user(e2e_graph), "callbackUrl": url}
+    assert host.post("/exports", body).status_code == 202
+    doc = host.wait_for(request_id, TERMINAL)
+    assert doc["phase"] == "completed"
+    verifier = Webhook(CALLBACK_SECRET)
+    events = []
+    for request, _ in receiver.log:
+        payload = request.get_data()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        events.append(verifier.verify(payload, headers))  # raises on a bad signature
+    types = [e["type"] for e in events]
+    assert types == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
+    assert {e["data"]["requestId"] for e in events} == {request_id}
+    assert events[-1]["data"]["manifest"]["blobCount"] > 0
+    assert "callbacks" not in doc
+
+
+def test_a_receiver_that_is_down_does_not_fail_the_dsr(
+    host: HostProcess, e2e_graph: GraphSimulator
+):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    request_id = f"CBDOWN-{uuid.uuid4().hex[:8]}"
+    body = {
+        "requestId": request_id,
+        "user": _new_user(e2e_graph),
+        "callbackUrl": f"https://127.0.0.1:{closed_port}/hooks/dsr",
+    }
+    assert host.post("/exports", body).status_code == 202
+    assert host.wait_for(request_id, TERMINAL, timeout=120)["phase"] == "completed"
+    # The completion callback is tried (with back-off) after the DSR is already complete.
+    deadline = time.monotonic() + 60
+    failed: list[str] = []
+    while "dsr.completed" not in failed and time.monotonic() < deadline:
+        failed = host.get(f"/exports/{request_id}").json().get("callbacks", {}).get("failed", [])
+        time.sleep(0.1)
+    assert failed == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
+    assert host.get(f"/exports/{request_id}").json()["phase"] == "completed"
+
+
+def test_callback_to_a_host_off_the_allowlist_is_refused(host: HostProcess, e2e_graph):
+    body = {
+        "requestId": f"SSRF-{uuid.uuid4().hex[:8]}",
+        "user": _new_user(e2e_graph),
+        "callbackUrl": "https://169.254.169.254/metadata",
+    }
+    response = host.post("/exports", body)
+    assert response.status_code == 400
+    assert [e["pointer"] for e in response.json()["errors"]] == ["/callbackUrl"]
+
+
+def test_cancel_revokes_the_sas_and_ends_cancelled(
+    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+):
+    request_id = f"CANCEL-{uuid.uuid4().hex[:8]}"
+    host.post("/exports", {"requestId": request_id, "user": _new_user(e2e_graph)})
+    host.wait_for(request_id, {"exporting"})
+    missing_reason = host.post(f"/exports/{request_id}/cancel", {})
+    assert missing_reason.status_code == 400
+    answer = host.post(f"/exports/{request_id}/cancel", {"reason": "withdrawn by the subject"})
+    assert answer.status_code == 202
+    doc = host.wait_for(request_id, TERMINAL)
+    assert doc["phase"] == "cancelled"
+    assert doc["error"]["message"] == "withdrawn by the subject"
+    assert doc["sas"]["revoked"] is True
+    container = BlobServiceClient(
+        azurite.blob_endpoint,
+        credential={"account_name": "devstoreaccount1", "account_key": ACCOUNT_KEY},
+        connection_verify=tls_files.ca_bundle,
+    ).get_container_client(doc["container"])
+    assert container.get_container_access_policy()["signed_identifiers"] == []
+    again = host.post(f"/exports/{request_id}/cancel", {"reason": "twice"})
+    assert again.status_code == 409
+
+
+def test_a_queue_message_becomes_a_dsr(
+    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+):
+    request_id = f"QUEUE-{uuid.uuid4().hex[:8]}"
+    message = json.dumps({"requestId": request_id, "user": _new_user(e2e_graph)})
+    _queue(azurite, "dsr-requests", tls_files).send_message(
+        base64.b64encode(message.encode()).decode()
+    )
+    doc = host.wait_for(request_id, TERMINAL)
+    assert doc["phase"] == "completed"
+
+
+def test_an_invalid_queue_message_is_rejected_once_with_its_reason(
+    host: HostProcess, azurite: Azurite, tls_files
+):
+    request_id = f"QBAD-{uuid.uuid4().hex[:8]}"
+    message = json.dumps({"requestId": request_id, "user": "not a user"})
+    _queue(azurite, "dsr-requests", tls_files).send_message(
+        base64.b64encode(message.encode()).decode()
+    )
+    rejected = _queue(azurite, "dsr-requests-rejected", tls_files)
+    record = None
+    deadline = time.monotonic() + 60
+    while record is None and time.monotonic() < deadline:
+        for item in rejected.peek_messages(max_messages=32):
+            decoded = json.loads(base64.b64decode(item.content))
+            if decoded.get("requestId") == request_id:
+                record = decoded
+        time.sleep(0.1)
+    assert record is not None, "the rejection is recorded where an operator looks"
+    assert "/user" in json.dumps(record)
+    assert "not a user" not in json.dumps(record), "the raw body is not copied"
+    assert host.get(f"/exports/{request_id}").status_code == 404
+    poison = _queue(azurite, "dsr-requests-poison", tls_files)
+    assert all(request_id not in str(m.content) for m in poison.peek_messages(max_messages=32))
+
+
+def test_listing_filters_by_phase(host: HostProcess, e2e_graph: GraphSimulator):
+    request_id = f"LIST-{uuid.uuid4().hex[:8]}"
+    host.post("/exports", {"requestId": request_id, "user": _new_user(e2e_graph)})
+    host.wait_for(request_id, TERMINAL)
+    completed = host.get("/exports?phase=completed&top=200")
+    assert completed.status_code == 200
+    ids = {item["requestId"] for item in completed.json()["items"]}
+    assert request_id in ids
+    failed = host.get("/exports?phase=failed&top=200").json()["items"]
+    assert request_id not in {item["requestId"] for item in failed}
