@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 from azure.identity import DefaultAzureCredential
 
-from dsr_export.errors import Subject, classify
+from dsr_export.errors import Subject, classify, setup_error
 from dsr_export.graph import GraphClient, GraphError
 from dsr_export.logs import log_event
 from dsr_export.model import container_name
@@ -46,7 +47,36 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+Activity = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _fails_fast_on_setup_errors(activity: Activity) -> Activity:
+    """Turn an operator-only problem (a setting, storage refusing the app) into a ``failed``
+    result instead of an exception the orchestrator would retry five times."""
+
+    @functools.wraps(activity)
+    def run(job: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return activity(job)
+        except Exception as exc:
+            error = setup_error(exc)
+            if error is None:
+                raise
+            log_event(
+                "setup_error",
+                level=logging.ERROR,
+                request_id=job.get("requestId"),
+                step=activity.__name__,
+                code=error["code"],
+                setting=error.get("setting"),
+            )
+            return {"outcome": "failed", "error": error}
+
+    return run
+
+
 @bp.activity_trigger(input_name="job")
+@_fails_fast_on_setup_errors
 def resolve_user(job: dict[str, Any]) -> dict[str, Any]:
     """UPN -> object id (exportPersonalData takes object ids only)."""
     try:
@@ -58,6 +88,7 @@ def resolve_user(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="job")
+@_fails_fast_on_setup_errors
 def prepare_container(job: dict[str, Any]) -> dict[str, Any]:
     """Create the DSR's own container; report whether a submit already reached Graph."""
     name = container_name(job["requestId"])
@@ -71,6 +102,7 @@ def prepare_container(job: dict[str, Any]) -> dict[str, Any]:
         request_info_exists=exists,
     )
     return {
+        "outcome": "ok",
         "container": name,
         "requestInfoExists": exists,
         "settleSeconds": POLICY_SETTLE_SECONDS if stored_policy and not exists else 0,
@@ -78,6 +110,7 @@ def prepare_container(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="job")
+@_fails_fast_on_setup_errors
 def submit_export(job: dict[str, Any]) -> dict[str, Any]:
     """Mint the SAS here (it never leaves this function) and POST exportPersonalData."""
     storage, name = _storage(), job["container"]
@@ -121,6 +154,7 @@ def submit_export(job: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="job")
+@_fails_fast_on_setup_errors
 def check_export(job: dict[str, Any]) -> dict[str, Any]:
     """GET the dataPolicyOperation once."""
     try:

@@ -9,7 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
 from dsr_export.graph import GraphError
+from dsr_export.redaction import redact
+from dsr_export.settings import SettingsError
 
 Subject = Literal["user", "submit", "poll"]
 
@@ -82,3 +86,37 @@ def classify(exc: GraphError, *, subject: Subject) -> Verdict:
     retry = exc.transient and exc.code not in _HINTS
     wait = int(exc.retry_after) if exc.retry_after else TRANSIENT_WAIT_SECONDS
     return Verdict(retry=retry, retry_after_seconds=wait, error=error)
+
+
+_STORAGE_HINT: Final = (
+    "The export storage account refused the app. In stored-policy mode check "
+    "EXPORT_STORAGE_ACCOUNT_KEY (a rotated key?); in user-delegation mode grant the app's "
+    "managed identity Storage Blob Data Contributor on the export account (docs/deploy.md)."
+)
+
+
+def setup_error(exc: BaseException) -> dict[str, Any] | None:
+    """The error for a failure that only an operator can fix, or None for anything else.
+
+    A missing setting or a storage account that refuses the app will fail every retry; failing
+    the DSR at once with the fix beats five retries and a generic message.
+    """
+    if isinstance(exc, SettingsError):
+        return {
+            "code": "Misconfigured",
+            "category": "configuration",
+            "message": str(exc),
+            "setting": exc.setting,
+        }
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ClientAuthenticationError) or (
+        isinstance(exc, HttpResponseError) and status == 403
+    ):
+        code = getattr(exc, "error_code", None) or "AuthorizationFailure"
+        return {
+            "code": "StorageAccessDenied",
+            "category": "configuration",
+            "message": redact(f"export storage answered {status}: {code}"),
+            "hint": _STORAGE_HINT,
+        }
+    return None

@@ -95,6 +95,8 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob, cancel: Any
     prepared = yield context.call_activity_with_retry(
         "prepare_container", ACTIVITY_RETRY, {"requestId": job.request_id}
     )
+    if prepared.get("outcome") == "failed":
+        return job, (yield from _finish(context, job, Phase.FAILED, error=prepared["error"]))
     job = job.replace(container=prepared["container"])
     if prepared["requestInfoExists"]:
         return job, (yield from _finish(context, job, Phase.FAILED, error=_ambiguous(job)))
@@ -192,7 +194,12 @@ def _poll(context: df.DurableOrchestrationContext, job: ExportJob, cancel: Any) 
                         "message": "Graph reported the export operation as failed",
                     }
                     return (yield from _finish(context, job, Phase.FAILED, error=error))
-    # Bounded history: start a fresh execution carrying the state.
+    # Bounded history: start a fresh execution carrying the state. Events still undelivered
+    # are dropped with this execution, so give a cancel that came during the last round its
+    # chance first (a zero-length race delivers anything already received).
+    cancelled = yield from _wait_or_cancel(context, context.current_utc_datetime, cancel)
+    if cancelled is not None:
+        return (yield from _finish(context, job, Phase.CANCELLED, error=cancelled))
     _status(context, job, Phase.EXPORTING)
     context.continue_as_new(job.to_input())
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import uuid
@@ -145,3 +146,42 @@ def test_no_secret_in_the_task_hub_or_the_host_log(host: HostProcess):
     assert "export_submitted" in log, "the host log holds the runs above"
     assert not SECRET.search(log)
     assert "sig=" not in log
+
+
+def _run_one(process: HostProcess, user: str) -> dict[str, object]:
+    process.start()
+    try:
+        request_id = _rid("MISCONF")
+        process.post("/exports", {"requestId": request_id, "user": user})
+        return process.wait_for(request_id, TERMINAL)
+    finally:
+        process.stop()
+
+
+def test_a_wrong_account_key_fails_at_once_naming_the_setting(
+    tmp_path: Path, azurite: Azurite, e2e_identity, e2e_graph: GraphSimulator, tls_files
+):
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files)
+    env["EXPORT_STORAGE_ACCOUNT_KEY"] = base64.b64encode(b"a rotated key, not this one").decode()
+    doc = _run_one(HostProcess(tmp_path / "host", env), ADELE)
+    assert doc["phase"] == "failed"
+    assert doc["error"]["code"] == "StorageAccessDenied"
+    assert "EXPORT_STORAGE_ACCOUNT_KEY" in doc["error"]["hint"]
+
+
+def test_a_sas_that_graph_refuses_fails_as_a_configuration_error(
+    tmp_path: Path, azurite: Azurite, e2e_identity, e2e_graph: GraphSimulator, tls_files
+):
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files)
+    env["EXPORT_SAS_MODE"] = "user-delegation"
+    del env["EXPORT_STORAGE_ACCOUNT_KEY"]
+    e2e_graph.set_faults(refuse_user_delegation_sas=True)
+    try:
+        doc = _run_one(HostProcess(tmp_path / "host", env), ADELE)
+    finally:
+        e2e_graph.set_faults(refuse_user_delegation_sas=False)
+    assert doc["phase"] == "failed"
+    assert doc["error"]["code"] == "StorageLocationInvalid"
+    assert doc["error"]["category"] == "configuration"
+    assert "EXPORT_SAS_MODE" in doc["error"]["hint"]
+    assert doc["sas"]["revoked"] is False, "a user delegation SAS can only expire"

@@ -192,3 +192,18 @@ def test_status_document_never_contains_the_input_and_maps_termination():
     assert cancelled["terminal"] is True
     failed = status_document("R1", "Failed", None, None)
     assert failed["error"]["code"] == "OrchestrationFailed"
+
+
+def test_setup_errors_are_recognised_and_name_the_fix():
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    from dsr_export.errors import setup_error
+
+    missing = setup_error(SettingsError("EXPORT_STORAGE_BLOB_ENDPOINT", "is required"))
+    assert missing is not None
+    assert missing["setting"] == "EXPORT_STORAGE_BLOB_ENDPOINT"
+    refused = setup_error(ClientAuthenticationError("Server failed to authenticate the request"))
+    assert refused is not None
+    assert "EXPORT_STORAGE_ACCOUNT_KEY" in refused["hint"]
+    assert setup_error(HttpResponseError("server busy")) is None
+    assert setup_error(ValueError("x")) is None

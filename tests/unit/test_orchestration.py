@@ -129,7 +129,11 @@ def test_continue_as_new_after_n_rounds_keeps_the_state():
     _through_submit(d)
     for progress in (10.0, 20.0, 30.0):
         d.fire_timer()
-        reply = d.complete(_running(progress), name="check_export")
+        d.complete(_running(progress), name="check_export")
+    last_call = d.pending()
+    assert last_call.kind == "timer"
+    assert last_call.fire_at == d.now, "a zero-length race lets a pending cancel in first"
+    reply = d.fire_timer()
     assert d.actions[-1].kind == "continue_as_new"
     carried = ExportJob.from_input(d.actions[-1].input)
     assert carried.operation_id == "op-1"
@@ -537,3 +541,27 @@ def test_cancel_arriving_during_a_later_poll_is_not_swallowed_by_an_old_waiter()
     reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
     assert reply["output"]["phase"] == "cancelled"
     assert reply["output"]["error"]["message"] == "withdrawn mid-poll"
+
+
+def test_cancel_received_in_the_last_round_is_honoured_before_continue_as_new():
+    d = _driver(rounds_per_history=2)
+    _through_submit(d)
+    d.fire_timer()
+    d.complete(_running(10.0), name="check_export")
+    d.fire_timer()
+    d.raise_event("cancel", {"reason": "late"})  # arrives while the last check runs
+    d.complete(_running(20.0), name="check_export")
+    assert d.pending().name == "finalize_export", "not dropped by continue_as_new"
+    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    assert reply["output"]["phase"] == "cancelled"
+
+
+def test_storage_refusing_the_app_fails_at_once_with_the_fix():
+    d = _driver()
+    d.episode()
+    error = {"code": "StorageAccessDenied", "category": "configuration", "hint": "key"}
+    d.complete({"outcome": "failed", "error": error}, name="prepare_container")
+    reply = d.replies[-1]
+    assert reply["isDone"] is True, "no container was made: nothing to revoke"
+    assert reply["output"]["error"]["code"] == "StorageAccessDenied"
+    assert [a.name for a in d.actions].count("prepare_container") == 1
