@@ -7,6 +7,7 @@ import json
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.storage.blob import BlobServiceClient
@@ -148,7 +149,7 @@ def test_no_secret_in_the_task_hub_or_the_host_log(host: HostProcess):
     assert "sig=" not in log
 
 
-def _run_one(process: HostProcess, user: str) -> dict[str, object]:
+def _run_one(process: HostProcess, user: str) -> dict[str, Any]:
     process.start()
     try:
         request_id = _rid("MISCONF")

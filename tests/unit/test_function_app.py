@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from tests.replay import FUNCTIONS as _FUNCTIONS  # get_functions() may run once per process
 
 
-def _by_trigger(kind: str) -> dict[str, dict[str, object]]:
+def _by_trigger(kind: str) -> dict[str, dict[str, Any]]:
     found = {}
     for fn in _FUNCTIONS:
         if fn.get_trigger().type == kind:
