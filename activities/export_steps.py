@@ -16,7 +16,7 @@ from typing import Any
 import azure.durable_functions as df
 from azure.identity import DefaultAzureCredential
 
-from dsr_export.errors import Subject, classify, setup_error
+from dsr_export.errors import Subject, classify, setup_error, submit_outcome_unknown
 from dsr_export.graph import GraphClient, GraphError
 from dsr_export.logs import log_event
 from dsr_export.model import container_name
@@ -117,7 +117,7 @@ def submit_export(job: dict[str, Any]) -> dict[str, Any]:
     if storage.request_info_exists(name):
         # An earlier attempt of this activity reached Graph (its answer was lost): submitting
         # again would fail with StorageLocationAlreadyUsed or start a second export.
-        return {"outcome": "failed", "error": classify_already_used(name)}
+        return {"outcome": "failed", "error": submit_outcome_unknown(name)}
     now = _now()
     sas_url, expires_at = storage.mint_graph_sas(name, now)
     if export_storage_settings().sas_mode is SasMode.USER_DELEGATION:
@@ -133,7 +133,7 @@ def submit_export(job: dict[str, Any]) -> dict[str, Any]:
         submitted = _graph().submit_export(job["userId"], sas_url)
     except GraphError as exc:
         if exc.code == "StorageLocationAlreadyUsed":
-            return {"outcome": "failed", "error": classify_already_used(name)}
+            return {"outcome": "failed", "error": submit_outcome_unknown(name)}
         return _graph_failure("submit_export", job, exc, subject="submit")
     finally:
         del sas_url
@@ -218,15 +218,3 @@ def _graph_failure(
             "error": verdict.error,
         }
     return {"outcome": "failed", "error": verdict.error}
-
-
-def classify_already_used(container: str) -> dict[str, Any]:
-    """The error for a container Graph has seen before (see the orchestrator's docstring)."""
-    return {
-        "code": "SubmitOutcomeUnknown",
-        "message": (
-            f"container {container} already holds RequestInfo.json: an earlier submit reached "
-            "Graph but its answer was lost. Not submitting again (that would start a duplicate "
-            "export); the SAS is revoked. Send the DSR again under a new requestId."
-        ),
-    }

@@ -120,3 +120,21 @@ def setup_error(exc: BaseException) -> dict[str, Any] | None:
             "hint": _STORAGE_HINT,
         }
     return None
+
+
+def submit_outcome_unknown(container: str) -> dict[str, Any]:
+    """The error for a container Graph has accepted before, when we hold no operation id.
+
+    Submitting again would fail (StorageLocationAlreadyUsed) or, with a new container, start a
+    second, untracked export of the person's data; the SAS is revoked instead.
+    """
+    return {
+        "code": "SubmitOutcomeUnknown",
+        "category": "operation",
+        "message": (
+            f"container {container} already holds RequestInfo.json: an earlier submit for "
+            "this DSR reached Graph but its answer was lost. Not submitting again (that would "
+            "start a duplicate export) and the SAS is revoked, so the lost export cannot write "
+            "either. Send the DSR again under a new requestId."
+        ),
+    }

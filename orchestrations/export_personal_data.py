@@ -25,6 +25,7 @@ import azure.durable_functions as df
 
 from dsr_export import callbacks
 from dsr_export.deadlines import view
+from dsr_export.errors import submit_outcome_unknown
 from dsr_export.job import CANCEL_EVENT, ExportJob, next_wait
 from dsr_export.logs import log_event
 from dsr_export.redaction import redact
@@ -99,7 +100,11 @@ def _submit(context: df.DurableOrchestrationContext, job: ExportJob, cancel: Any
         return job, (yield from _finish(context, job, Phase.FAILED, error=prepared["error"]))
     job = job.replace(container=prepared["container"])
     if prepared["requestInfoExists"]:
-        return job, (yield from _finish(context, job, Phase.FAILED, error=_ambiguous(job)))
+        return job, (
+            yield from _finish(
+                context, job, Phase.FAILED, error=submit_outcome_unknown(prepared["container"])
+            )
+        )
     if prepared["settleSeconds"]:
         # Also the last chance to honour a cancel before anything reaches Graph.
         settled_at = _after(context, prepared["settleSeconds"])
@@ -401,18 +406,6 @@ def _status_body(job: ExportJob, phase: Phase) -> dict[str, Any]:
 
 def _after(context: df.DurableOrchestrationContext, seconds: int) -> Any:
     return context.current_utc_datetime + timedelta(seconds=seconds)
-
-
-def _ambiguous(job: ExportJob) -> dict[str, str]:
-    return {
-        "code": "SubmitOutcomeUnknown",
-        "message": (
-            f"container {job.container} already holds RequestInfo.json: an earlier submit for "
-            "this DSR reached Graph but its operation id was lost. Not submitting again (that "
-            "would start a duplicate export) and the SAS is revoked, so the lost export cannot "
-            "write either. Send the DSR again under a new requestId."
-        ),
-    }
 
 
 def _first_line(exc: BaseException) -> str:
