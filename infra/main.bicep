@@ -7,6 +7,7 @@
 //   export-storage   where Graph writes exports; lifecycle deletion; SAS-mode dependent access
 //   function-app     Flex Consumption app + every app setting the code reads
 //   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension)
+//   workbook         the operators' Azure Monitor workbook over the app's log lines
 targetScope = 'subscription'
 
 // ---------- azd ----------
@@ -234,6 +235,18 @@ module graphAppRoles 'modules/graph-app-roles.bicep' = if (grantGraphAppRoles) {
   }
 }
 
+// Reads telemetry only (no identity, no role): operators open it from the Application Insights
+// component. Its queries are explained in docs/operations.md.
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    location: location
+    tags: tags
+  }
+}
+
 // Outputs become azd environment values (.azure/<env>/.env): names and ids only, no secrets.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -248,3 +261,4 @@ output EXPORT_STORAGE_ACCOUNT_NAME string = exportStorage.outputs.name
 output EXPORT_SAS_MODE string = exportSasMode
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output GRAPH_APP_ROLES_GRANTED bool = grantGraphAppRoles
+output OPERATIONS_WORKBOOK_ID string = workbook.outputs.id

@@ -1,0 +1,512 @@
+"""The operators' workbook (infra/modules/workbook.bicep + workbook.json) and docs/operations.md.
+
+The workbook's panels are KQL over Application Insights ``traces``, parsing the app's log lines
+(``event key=value ...``, written by :func:`dsr_export.logs.log_event`). Nothing here runs KQL
+(there is no Kusto engine offline), so the checks are about what can drift silently:
+
+- every event name a query mentions is one the code logs, found by reading the source, so a
+  renamed or removed event fails here instead of leaving an empty panel in the portal;
+- every ``key=`` a query parses is a field the code logs, and the regular expressions pull the
+  right values out of lines made by the real ``log_event`` (Python's ``re`` stands in for
+  RE2: the patterns use only syntax both share);
+- the workbook is a valid ``Notebook/1.0`` document bound to the time-range parameter, deployed
+  by main.bicep as a shared workbook of the app's Application Insights component;
+- docs/operations.md carries the same queries verbatim and explains every event.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dsr_export.logs import log_event
+from dsr_export.status import Phase
+from tests.infra.test_bicep import (
+    INFRA,
+    MODULES,
+    ROLE_ASSIGNMENT,
+    ROOT,
+    accessor_path,
+    body,
+    module_file,
+    module_params,
+    only,
+    resources,
+    template,
+)
+
+WORKBOOK_BICEP = "modules/workbook.bicep"
+WORKBOOK_JSON = MODULES / "workbook.json"
+OPERATIONS_DOC = ROOT / "docs" / "operations.md"
+#: Where log lines are written; everything the Functions host runs of ours.
+SOURCE_DIRS = ("activities", "orchestrations", "intake", "dsr_export")
+SOURCE_FILES = ("function_app.py",)
+#: What operators must be able to see, per the operations brief (each needs a panel).
+WATCHED_EVENTS = {
+    "dsr_accepted",
+    "container_prepared",
+    "export_submitted",
+    "export_checked",
+    "export_finalized",
+    "graph_error",
+    "setup_error",
+    "deadline_warning",
+    "deadline_overdue",
+    "callback_attempt_failed",
+    "callback_refused",
+    "callback_failed",
+    "dsr_request_rejected",
+    "dsr_request_poisoned",
+    "sas_lifetime_limited",
+}
+#: KQL string literals: verbatim (@"...") or plain ("..." with backslash escapes).
+_KQL_LITERAL = re.compile(r'@"(?P<verbatim>[^"]*)"|"(?P<plain>(?:[^"\\]|\\.)*)"')
+
+
+# ---------------------------------------------------------------------------------------------
+# What the code logs
+
+
+def _source_files() -> list[Path]:
+    files = [ROOT / name for name in SOURCE_FILES]
+    for folder in SOURCE_DIRS:
+        files.extend(sorted((ROOT / folder).rglob("*.py")))
+    return [f for f in files if f.exists()]
+
+
+def _literal_strings(node: ast.expr) -> list[str] | None:
+    """The event names an argument can be: a literal, or either branch of ``a if c else b``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        branches = [_literal_strings(node.body), _literal_strings(node.orelse)]
+        if any(b is None for b in branches):
+            return None
+        return [name for branch in branches if branch is not None for name in branch]
+    return None
+
+
+def _called_name(call: ast.Call) -> str | None:
+    if isinstance(call.func, ast.Name):
+        return call.func.id
+    if isinstance(call.func, ast.Attribute):
+        return call.func.attr
+    return None
+
+
+@functools.cache
+def logged() -> tuple[frozenset[str], frozenset[str]]:
+    """(event names, field names) of every structured log line in the source.
+
+    Calls of ``log_event`` give both. A function that passes one of its own parameters on as the
+    event (the orchestrator's ``_log(context, event, ...)``) is a wrapper: its calls are read
+    the same way, at that parameter's position. An event that is neither a literal nor a
+    wrapper's parameter cannot be checked, and fails the test instead of passing unseen.
+    """
+    trees = [(path, ast.parse(path.read_text(), str(path))) for path in _source_files()]
+    # name -> position of the event argument
+    emitters: dict[str, int] = {"log_event": 0}
+    forwarding: set[ast.Call] = set()
+    for _, tree in trees:
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+            for call in ast.walk(fn):
+                if isinstance(call, ast.Call) and _called_name(call) == "log_event" and call.args:
+                    first = call.args[0]
+                    if isinstance(first, ast.Name) and first.id in params:
+                        emitters[fn.name] = params.index(first.id)
+                        forwarding.add(call)
+    events: set[str] = set()
+    fields: set[str] = set()
+    for path, tree in trees:
+        for call in ast.walk(tree):
+            if not isinstance(call, ast.Call):
+                continue
+            name = _called_name(call)
+            if name not in emitters:
+                continue
+            fields.update(k.arg for k in call.keywords if k.arg not in (None, "level", "logger"))
+            position = emitters[name]
+            if len(call.args) <= position:
+                continue
+            arg = call.args[position]
+            names = _literal_strings(arg)
+            if names is None:
+                assert call in forwarding, f"{path}:{call.lineno}: event name is not a literal"
+                continue
+            events.update(names)
+    return frozenset(events), frozenset(fields)
+
+
+def test_the_source_scan_finds_the_events_and_fields() -> None:
+    """Guard the scanner itself: an empty or partial scan would make the checks below vacuous."""
+    events, fields = logged()
+    assert events >= WATCHED_EVENTS | {"user_resolved", "callback_sent", "dsr_cancel_requested"}
+    # Logged through the orchestrator's _log wrapper, not log_event directly.
+    assert {"deadline_warning", "deadline_overdue", "callback_failed"} <= events
+    assert {"request_id", "step", "status", "code", "graph_request_id", "client_request_id"} <= (
+        fields
+    )
+    # Added by the wrapper to every orchestrator line.
+    assert {"instance_id", "deadline"} <= fields
+
+
+# ---------------------------------------------------------------------------------------------
+# The workbook document
+
+
+@functools.cache
+def workbook() -> dict[str, Any]:
+    return dict(json.loads(WORKBOOK_JSON.read_text()))
+
+
+def query_items() -> dict[str, dict[str, Any]]:
+    return {item["name"]: item["content"] for item in workbook()["items"] if item["type"] == 3}
+
+
+def queries() -> dict[str, str]:
+    return {name: content["query"] for name, content in query_items().items()}
+
+
+def kql_literals(query: str) -> list[tuple[str, bool]]:
+    """(text, verbatim) of every string literal in a KQL query."""
+    found = []
+    for match in _KQL_LITERAL.finditer(query):
+        if match.group("verbatim") is not None:
+            found.append((match.group("verbatim"), True))
+        else:
+            found.append((match.group("plain"), False))
+    return found
+
+
+def test_workbook_is_a_notebook_document() -> None:
+    doc = workbook()
+    assert doc["version"] == "Notebook/1.0"
+    assert doc["$schema"].endswith("/schema/workbook.json")
+    names = [item["name"] for item in doc["items"]]
+    assert len(names) == len(set(names)), "step names must be unique"
+    assert {item["type"] for item in doc["items"]} <= {1, 3, 9}  # text, query, parameters
+    assert len(query_items()) >= 10
+
+
+def test_workbook_has_a_time_range_parameter_every_query_uses() -> None:
+    parameters = [
+        p
+        for item in workbook()["items"]
+        if item["type"] == 9
+        for p in item["content"]["parameters"]
+    ]
+    time_range = only({p["name"]: p for p in parameters if p["type"] == 4})
+    assert time_range["name"] == "TimeRange"
+    assert time_range["isRequired"] is True
+    assert time_range["value"]["durationMs"] > 0
+    choices = {v["durationMs"] for v in time_range["typeSettings"]["selectableValues"]}
+    assert time_range["value"]["durationMs"] in choices
+    ids = [p["id"] for p in parameters]
+    assert len(ids) == len(set(ids))
+    for name, content in query_items().items():
+        assert content["version"] == "KqlItem/1.0", name
+        assert content["timeContextFromParameter"] == "TimeRange", name
+        # Logs (0) of an Application Insights component: the `traces` table, not a workspace's
+        # AppTraces.
+        assert content["queryType"] == 0, name
+        assert content["resourceType"] == "microsoft.insights/components", name
+        assert content["title"], name
+
+
+def test_queries_read_traces_and_paste_into_logs_as_they_are() -> None:
+    for name, query in queries().items():
+        assert re.search(r"^traces$", query, re.M) or re.search(r"=\s*traces\b", query), name
+        # No workbook parameters ({TimeRange} etc.): the time range comes from the item, so the
+        # text is valid KQL on its own and docs/operations.md can give it verbatim.
+        assert "{" not in query, f"{name} uses a workbook parameter"
+        assert query.count("(") == query.count(")"), name
+
+
+def test_queries_name_only_events_the_code_logs() -> None:
+    """A renamed event leaves its old name here, matching nothing: fail instead.
+
+    Every lower-case identifier-like string literal in a query must be an event the code logs
+    or a DSR phase (the in-flight panel labels DSRs with them); labels of our own are written
+    with capitals or spaces so they cannot be mistaken for either.
+    """
+    events, _ = logged()
+    phases = {p.value for p in Phase}
+    for name, query in queries().items():
+        for text, verbatim in kql_literals(query):
+            word = text.strip()
+            if verbatim or not re.fullmatch(r"[a-z][a-z0-9_]*", word):
+                continue
+            assert word in events | phases, (
+                f"{name}: {word!r} is neither a logged event nor a phase"
+            )
+            if text != word:  # `message startswith "event "`: the space ends the event name
+                assert text == f"{word} ", f"{name}: {text!r}"
+                assert word in events, f"{name}: {text!r} is not a logged event"
+
+
+def test_queries_parse_only_fields_the_code_logs() -> None:
+    _, fields = logged()
+    for name, query in queries().items():
+        keys = set()
+        for text, verbatim in kql_literals(query):
+            if verbatim:
+                keys.update(re.findall(r"\\b([a-z_]+)=", text))
+            else:
+                keys.update(re.findall(r"(?:^|\s)([a-z_]+)=", text))
+        assert keys <= fields, f"{name} parses fields nothing logs: {sorted(keys - fields)}"
+
+
+def test_every_watched_event_has_a_panel() -> None:
+    mentioned = {
+        text.strip()
+        for query in queries().values()
+        for text, verbatim in kql_literals(query)
+        if not verbatim
+    }
+    missing = WATCHED_EVENTS - mentioned
+    assert not missing, f"no workbook panel shows {sorted(missing)}"
+    graph = queries()["graph-errors"]
+    for field in ("step", "status", "code", "graph_request_id", "client_request_id"):
+        assert f"\\b{field}=" in graph
+    assert 'status=429"' in queries()["throttling"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The patterns against real log lines
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def _line(event: str, **fields: object) -> str:
+    """The message ``log_event`` writes for ``event`` with ``fields``."""
+    capture = _Capture()
+    logger = logging.getLogger("tests.infra.workbook")
+    logger.addHandler(capture)
+    logger.setLevel(logging.DEBUG)
+    try:
+        log_event(event, level=logging.INFO, logger=logger, **fields)
+    finally:
+        logger.removeHandler(capture)
+    assert len(capture.lines) == 1
+    return capture.lines[0]
+
+
+def _extracts(query: str) -> dict[str, re.Pattern[str]]:
+    """``Column = [f(]extract(@"re", 1, message)`` of a query, as Python patterns."""
+    found = {}
+    for column, pattern in re.findall(
+        r'(\w+) = (?:\w+\()?extract\(@"([^"]*)", 1, message\)', query
+    ):
+        found[column] = re.compile(pattern)
+    return found
+
+
+def _pull(pattern: re.Pattern[str], line: str) -> str:
+    match = pattern.search(line)
+    return match.group(1) if match else ""
+
+
+def test_graph_error_fields_come_out_of_a_real_line() -> None:
+    line = _line(
+        "graph_error",
+        request_id="RITM0012345",
+        step="submit_export",
+        status=429,
+        code="TooManyRequests",
+        graph_request_id="5b0c7e4a-0000-4000-8000-000000000001",
+        client_request_id="9d1e2f3a-0000-4000-8000-000000000002",
+    )
+    patterns = _extracts(queries()["graph-errors"])
+    got = {column: _pull(pattern, line) for column, pattern in patterns.items()}
+    assert got == {
+        "RequestId": "RITM0012345",
+        "Step": "submit_export",
+        "HttpStatus": "429",
+        "Code": "TooManyRequests",
+        "GraphRequestId": "5b0c7e4a-0000-4000-8000-000000000001",
+        "ClientRequestId": "9d1e2f3a-0000-4000-8000-000000000002",
+    }
+    # `status=` must not be read out of `graph_status=`, nor `request_id=` out of the others.
+    checked = _line("export_checked", request_id="R-1", phase="exporting", graph_status="running")
+    assert _pull(patterns["HttpStatus"], checked) == ""
+    assert 'message contains " status=429"' in queries()["throttling"]
+    assert " status=429" in line
+
+
+def test_event_name_and_free_text_reasons_come_out_of_real_lines() -> None:
+    event_pattern = re.compile(r"^(\w+)")
+    intake = _extracts(queries()["queue-intake"])
+    rejected = _line(
+        "dsr_request_rejected",
+        message_id="m-1",
+        request_id=None,
+        reason="invalid",
+        fields="/user,/requestId",
+        recorded_in="dsr-requests-rejected",
+    )
+    assert _pull(event_pattern, rejected) == "dsr_request_rejected"
+    assert _pull(intake["Reason"], rejected) == "invalid"
+    assert _pull(intake["Fields"], rejected) == "/user,/requestId"
+    assert _pull(intake["RequestId"], rejected) == ""  # None is left out of the line
+    poisoned = _line(
+        "dsr_request_poisoned",
+        message_id="m-2",
+        dequeue_count=5,
+        queue="dsr-requests-poison",
+        reason="ServiceRequestError: task hub unreachable (timeout 30 s)",
+    )
+    assert _pull(intake["Reason"], poisoned) == (
+        "ServiceRequestError: task hub unreachable (timeout 30 s)"
+    )
+    callbacks = _extracts(queries()["callbacks"])
+    attempt = _line(
+        "callback_attempt_failed",
+        request_id="R-2",
+        event_type="dsr.completed",
+        message_id="msg_1",
+        reason="receiver answered 503",
+    )
+    assert _pull(callbacks["EventType"], attempt) == "dsr.completed"
+    assert _pull(callbacks["Reason"], attempt) == "receiver answered 503"
+
+
+def test_deadline_and_sas_times_come_out_of_real_lines() -> None:
+    deadline = _extracts(queries()["deadlines"])["Deadline"]
+    line = _line(
+        "deadline_overdue",
+        request_id="R-3",
+        instance_id="R-3",
+        deadline="2026-12-01T09:30:00+01:00",
+    )
+    assert _pull(deadline, line) == "2026-12-01T09:30:00+01:00"
+    sas = _extracts(queries()["sas-lifetime"])["SasExpiresAt"]
+    line = _line(
+        "sas_lifetime_limited",
+        request_id="R-4",
+        phase="submitting",
+        sas_expires_at="2026-12-05T10:00:00+00:00",
+        consequence="an export still running after this time fails",
+    )
+    assert _pull(sas, line) == "2026-12-05T10:00:00+00:00"
+
+
+# ---------------------------------------------------------------------------------------------
+# The Bicep module and its wiring
+
+
+def test_workbook_module_is_a_shared_workbook_of_the_app_insights_component() -> None:
+    doc = template(WORKBOOK_BICEP)
+    component_symbol, component = only(
+        {k: (k, v) for k, v in resources(doc, "Microsoft.Insights/components").items()}
+    )
+    assert component["existing"] is True
+    assert body(component)["name"] == "applicationInsightsName"
+    resource = only(resources(doc, "Microsoft.Insights/workbooks"))
+    version = resource["api_version"]
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", version), f"preview or odd API version {version}"
+    config = body(resource)
+    assert config["kind"] == "shared"
+    props = config["properties"]
+    assert props["category"] == "workbook"
+    assert props["version"] == workbook()["version"]
+    assert accessor_path(props["sourceId"]) == [component_symbol, "id"]
+    # A deterministic GUID name: a re-deployment updates the workbook, never adds a copy.
+    name = config["name"]["function"]
+    assert name["type"] == "guid"
+    assert accessor_path(name["parameters"]["base_string"]) == [component_symbol, "id"]
+    assert not resources(doc, ROLE_ASSIGNMENT), "the workbook needs no role of its own"
+
+
+def test_workbook_content_is_loaded_from_workbook_json() -> None:
+    doc = template(WORKBOOK_BICEP)
+    component_symbol = next(iter(resources(doc, "Microsoft.Insights/components")))
+    props = body(only(resources(doc, "Microsoft.Insights/workbooks")))["properties"]
+    replace = props["serializedData"]["function"]
+    assert replace["type"] == "replace"
+    args = replace["parameters"]
+    load = args["original_string"]["function"]
+    assert load["type"] == "load_text_content"
+    assert (INFRA / Path(WORKBOOK_BICEP).parent / load["parameters"]["file_path"]) == WORKBOOK_JSON
+    # The placeholder for the component's id is the one workbook.json uses, and it is replaced
+    # with that id; the file itself names no subscription.
+    placeholder = doc["variables"][args["old_string"]]["value"]
+    assert workbook()["fallbackResourceIds"] == [placeholder]
+    assert WORKBOOK_JSON.read_text().count(placeholder) == 1
+    assert accessor_path(args["new_string"]) == [component_symbol, "id"]
+    assert "/subscriptions/" not in WORKBOOK_JSON.read_text()
+
+
+def test_main_deploys_the_workbook_on_the_app_insights_component() -> None:
+    main = template("main.bicep")
+    symbol = only({s: s for s in main["modules"] if module_file(main, s) == WORKBOOK_BICEP})
+    assert body(main["modules"][symbol])["scope"] == "rg"
+    params = module_params(main, symbol)
+    assert accessor_path(params["applicationInsightsName"]) == [
+        "monitoring",
+        "outputs",
+        "applicationInsightsName",
+    ]
+    assert params["location"] == "location"
+    # ...and that output is the component's own name, so sourceId is that component's id.
+    monitoring = template("modules/monitoring.bicep")
+    component_symbol = next(iter(resources(monitoring, "Microsoft.Insights/components")))
+    output = monitoring["outputs"]["applicationInsightsName"]["value"]
+    assert accessor_path(output) == [component_symbol, "name"]
+    assert accessor_path(main["outputs"]["OPERATIONS_WORKBOOK_ID"]["value"]) == [
+        symbol,
+        "outputs",
+        "id",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# docs/operations.md
+
+
+@functools.cache
+def operations_doc() -> str:
+    return OPERATIONS_DOC.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(queries()))
+def test_operations_doc_gives_each_workbook_query_verbatim(name: str) -> None:
+    blocks = re.findall(r"```kusto\n(.*?)\n```", operations_doc(), re.S)
+    assert queries()[name] in blocks, f"docs/operations.md lacks the {name} query as it is"
+
+
+def test_operations_doc_explains_every_logged_event() -> None:
+    events, _ = logged()
+    missing = {event for event in events if f"`{event}`" not in operations_doc()}
+    assert not missing, f"docs/operations.md does not explain {sorted(missing)}"
+
+
+def test_operations_doc_alert_queries_name_logged_events() -> None:
+    """The alert commands' queries (single-quoted, for the shell) are not workbook queries:
+    check their event names against the code too."""
+    events, _ = logged()
+    named = re.findall(r"startswith [\"']([^\"']*)[\"']", operations_doc())
+    assert len(named) > len(queries())
+    for text in named:
+        assert text.endswith(" "), f"docs/operations.md: {text!r} (the space ends the name)"
+        assert text.strip() in events, f"docs/operations.md: {text!r} is not a logged event"
+
+
+def test_deploy_doc_links_the_operations_doc() -> None:
+    assert "(operations.md)" in (ROOT / "docs" / "deploy.md").read_text()
