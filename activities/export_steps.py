@@ -178,12 +178,15 @@ def check_export(job: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="job")
 def finalize_export(job: dict[str, Any]) -> dict[str, Any]:
-    """Write the manifest (completed exports only) and revoke the SAS."""
+    """Write the manifest (completed exports only), revoke the SAS, store the audit record."""
     storage, name = _storage(), job["container"]
     manifest = None
     if job.get("writeManifest"):
         manifest = storage.write_manifest(name, job["requestId"], _now()).to_dict()
     revoked = storage.revoke(name)
+    if job.get("audit") is not None:
+        sas = {"revoked": revoked, "expiresAt": None if revoked else job.get("sasExpiresAt")}
+        storage.write_audit(name, {**job["audit"], "manifest": manifest, "sas": sas})
     log_event(
         "export_finalized",
         request_id=job["requestId"],

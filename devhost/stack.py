@@ -68,7 +68,7 @@ class DevStack:
     ) -> None:
         self.options = options
         self.environ = os.environ if environ is None else environ
-        self.function_key = options.function_key or secrets.token_urlsafe(18)
+        self.function_key = options.function_key or ""
         self.azurite: Azurite | None = None
         self.identity: ManagedIdentityEndpoint | None = None
         self.graph: GraphSimulator | None = None
@@ -99,6 +99,11 @@ class DevStack:
                 self.options.settings_file or self.options.app_dir / "local.settings.json"
             )
             load_local_settings(settings_file, environ=env)
+        # The key: --function-key, else DEVHOST_FUNCTION_KEY (environment or local.settings.json
+        # Values), else a random one that `serve` prints.
+        self.function_key = (
+            self.function_key or env.get("DEVHOST_FUNCTION_KEY") or secrets.token_urlsafe(18)
+        )
         if self.options.sas_mode:
             env["EXPORT_SAS_MODE"] = self.options.sas_mode
         tls = self._tls(state)

@@ -24,6 +24,10 @@ from dsr_export.settings import ExportStorageSettings, SasMode
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
 REQUEST_INFO_BLOB: Final = "RequestInfo.json"
 MANIFEST_BLOB: Final = "manifest.json"
+#: The DSR's audit record: what was asked, when, by which ticket, and how it ended.
+AUDIT_BLOB: Final = "audit.json"
+#: Written by the app, not by Graph: never listed in the manifest.
+_APP_BLOBS: Final = frozenset({MANIFEST_BLOB, AUDIT_BLOB})
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class ExportStorage:
         container = self.container(name)
         entries: list[dict[str, Any]] = []
         for blob in container.list_blobs():
-            if blob.name == MANIFEST_BLOB:
+            if blob.name in _APP_BLOBS:
                 continue
             md5 = blob.content_settings.content_md5 if blob.content_settings else None
             entries.append(
@@ -135,10 +139,17 @@ class ExportStorage:
             "totalBytes": summary.total_bytes,
             "blobs": entries,
         }
-        container.upload_blob(
-            MANIFEST_BLOB,
+        self._write_json(name, MANIFEST_BLOB, document)
+        return summary
+
+    def write_audit(self, name: str, record: dict[str, Any]) -> None:
+        """Store the DSR's audit record beside its data (overwriting: finalize may run twice)."""
+        self._write_json(name, AUDIT_BLOB, record)
+
+    def _write_json(self, name: str, blob: str, document: dict[str, Any]) -> None:
+        self.container(name).upload_blob(
+            blob,
             json.dumps(document, indent=2).encode(),
             overwrite=True,
             content_settings=ContentSettings(content_type="application/json"),
         )
-        return summary

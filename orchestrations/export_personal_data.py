@@ -238,12 +238,15 @@ def _finish(
                 "container": job.container,
                 "writeManifest": phase is Phase.COMPLETED,
                 "sasExpiresAt": job.sas_expires_at,
+                "audit": _audit_record(context, job, phase, error),
             },
         )
         result["manifest"] = finished.get("manifest")
         result["sas"] = finished["sas"]
     result["completedAt"] = context.current_utc_datetime.isoformat()
     context.set_custom_status(_status_body(job, phase))
+    level = logging.INFO if phase is Phase.COMPLETED else logging.WARNING
+    _log(context, "dsr_finished", level, job, phase=phase.value, code=(error or {}).get("code"))
     job = yield from _notify(
         context,
         job,
@@ -257,6 +260,29 @@ def _finish(
         context.set_custom_status(_status_body(job, phase))
     result.update(_legal_body(job))
     return {key: value for key, value in result.items() if value is not None}
+
+
+def _audit_record(
+    context: df.DurableOrchestrationContext,
+    job: ExportJob,
+    phase: Phase,
+    error: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What the privacy team keeps as evidence: the ticket, the legal clock, the timeline and
+    the outcome (the activity adds the manifest summary and the SAS revocation)."""
+    return {
+        "requestId": job.request_id,
+        "outcome": phase.value,
+        "regulation": job.regulation,
+        "receivedAt": job.received_at,
+        "deadline": job.legal_deadline,
+        "requestedBy": job.requested_by,
+        "acceptedAt": job.started_at,
+        "submittedAt": job.submitted_at,
+        "operationId": job.operation_id,
+        "finishedAt": context.current_utc_datetime.isoformat(),
+        "error": {k: (error or {}).get(k) for k in ("code", "category")} if error else None,
+    }
 
 
 def _wait_or_cancel(context: df.DurableOrchestrationContext, fire_at: Any, cancel: Any) -> Step:

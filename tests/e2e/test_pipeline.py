@@ -53,6 +53,12 @@ def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
     assert doc["manifest"]["blobCount"] == len(expected) + 1
     assert doc["manifest"]["totalBytes"] == manifest["totalBytes"]
     assert e2e_graph.submissions_by_user()[ADELE] >= 1
+    audit = json.loads(blobs.download_blob("audit.json").readall())
+    assert audit["outcome"] == "completed"
+    assert audit["requestId"] == request_id
+    assert audit["operationId"] == doc["operationId"]
+    assert audit["manifest"]["blobCount"] == doc["manifest"]["blobCount"]
+    assert audit["sas"]["revoked"] is True
 
 
 def test_the_same_request_twice_is_one_export(host: HostProcess, e2e_graph: GraphSimulator):

@@ -21,7 +21,7 @@ from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from dsr_export import sas
 from dsr_export.settings import ExportStorageSettings, SasMode
-from dsr_export.storage import MANIFEST_BLOB, REQUEST_INFO_BLOB, ExportStorage
+from dsr_export.storage import AUDIT_BLOB, MANIFEST_BLOB, REQUEST_INFO_BLOB, ExportStorage
 
 pytestmark = pytest.mark.azurite
 
@@ -111,8 +111,11 @@ def test_manifest_lists_what_was_written(storage: ExportStorage):
     document = json.loads(storage.container(name).download_blob(MANIFEST_BLOB).readall())
     assert {b["name"] for b in document["blobs"]} == set(files)
     assert all(b["md5"] for b in document["blobs"]), "Azurite computes MD5 for single-shot uploads"
+    storage.write_audit(name, {"requestId": "RITM1", "outcome": "completed"})
     again = storage.write_manifest(name, "RITM1", now)
-    assert again.blob_count == 3, "the manifest does not list itself"
+    assert again.blob_count == 3, "the manifest lists neither itself nor the audit record"
+    audit = json.loads(storage.container(name).download_blob(AUDIT_BLOB).readall())
+    assert audit == {"requestId": "RITM1", "outcome": "completed"}
 
 
 def test_stored_policy_sas_dies_on_revocation(storage: ExportStorage):

@@ -161,6 +161,11 @@ def test_complete_writes_manifest_and_revokes():
     finalize = d.pending()
     assert finalize.name == "finalize_export"
     assert finalize.input["writeManifest"] is True
+    audit = finalize.input["audit"]
+    assert audit["outcome"] == "completed"
+    assert audit["operationId"] == "op-1"
+    assert audit["acceptedAt"] == "2026-03-01T09:00:00+00:00"
+    assert audit["finishedAt"] == d.now.isoformat()
     manifest = {"blobCount": 3, "totalBytes": 42, "products": {"Exchange": 3}}
     reply = d.complete({"manifest": manifest, "sas": {"revoked": True, "expiresAt": None}})
     assert reply["isDone"] is True
