@@ -10,6 +10,8 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
@@ -64,26 +66,71 @@ def test_twenty_parallel_posts_of_one_request_submit_one_export(
     assert e2e_graph.submissions_by_user()[user] == 1
 
 
-def test_signed_callbacks_reach_the_ticket(
-    host: HostProcess, e2e_graph: GraphSimulator, receiver: HTTPServer
-):
-    request_id = f"CB-{uuid.uuid4().hex[:8]}"
-    url = receiver.url_for("/hooks/dsr")
-    body = {"requestId": request_id, "user": _new_user(e2e_graph), "callbackUrl": url}
-    assert host.post("/exports", body).status_code == 202
-    doc = host.wait_for(request_id, TERMINAL)
-    assert doc["phase"] == "completed"
+PHASE_ORDER = [
+    "accepted",
+    "resolving_user",
+    "preparing_storage",
+    "submitting",
+    "exporting",
+    "finalizing",
+    "completed",
+]
+
+
+def _watch_phases(host: HostProcess, request_id: str, timeout: float = 90) -> list[str]:
+    """Every distinct phase the status API showed, in the order seen (polled tightly)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = host.get(f"/exports/{request_id}")
+        if response.status_code == 200:
+            phase = response.json()["phase"]
+            if not seen or seen[-1] != phase:
+                seen.append(phase)
+            if phase in TERMINAL:
+                return seen
+        time.sleep(0.01)
+    raise AssertionError(f"{request_id} did not finish; phases seen: {seen}")
+
+
+def _verified_events(receiver: HTTPServer) -> list[dict[str, Any]]:
     verifier = Webhook(CALLBACK_SECRET)
     events = []
     for request, _ in receiver.log:
-        payload = request.get_data()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        events.append(verifier.verify(payload, headers))  # raises on a bad signature
-    types = [e["type"] for e in events]
-    assert types == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
+        events.append(verifier.verify(request.get_data(), headers))  # raises on a bad signature
+    return events
+
+
+def test_a_servicenow_style_dsr_shows_its_phases_and_signed_callbacks_arrive(
+    host: HostProcess, e2e_graph: GraphSimulator, receiver: HTTPServer
+):
+    request_id = f"RITM{uuid.uuid4().int % 10**7:07d}"
+    received = (datetime.now(UTC) - timedelta(hours=1)).astimezone(timezone(timedelta(hours=1)))
+    upn = f"sn{uuid.uuid4().hex[:6]}@contoso.example"
+    e2e_graph.add_user(upn)
+    body = {  # what a ServiceNow outbound REST message sends (docs/ticketing.md)
+        "requestId": request_id,
+        "user": upn,
+        "regulation": "GDPR",
+        "receivedAt": received.isoformat(),
+        "requestedBy": "privacy.office",
+        "callbackUrl": receiver.url_for("/hooks/dsr"),
+    }
+    assert host.post("/exports", body).status_code == 202
+    seen = _watch_phases(host, request_id)
+    assert seen[-1] == "completed"
+    assert "exporting" in seen
+    assert seen == sorted(seen, key=PHASE_ORDER.index), "phases only move forward"
+    doc = host.get(f"/exports/{request_id}").json()
+    deadline = datetime.fromisoformat(doc["deadline"])
+    assert timedelta(days=28) <= deadline - received <= timedelta(days=31), "one calendar month"
+    assert doc["overdue"] is False
+    events = _verified_events(receiver)
+    assert [e["type"] for e in events] == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
     assert {e["data"]["requestId"] for e in events} == {request_id}
     assert events[-1]["data"]["manifest"]["blobCount"] > 0
-    assert "callbacks" not in doc
+    assert upn not in json.dumps(events), "callbacks carry ids, not the UPN"
 
 
 def test_a_receiver_that_is_down_does_not_fail_the_dsr(
@@ -145,16 +192,27 @@ def test_cancel_revokes_the_sas_and_ends_cancelled(
     assert again.status_code == 409
 
 
-def test_a_queue_message_becomes_a_dsr(
-    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+def test_a_queue_message_becomes_a_dsr_with_its_callbacks(
+    host: HostProcess,
+    e2e_graph: GraphSimulator,
+    azurite: Azurite,
+    tls_files,
+    receiver: HTTPServer,
 ):
     request_id = f"QUEUE-{uuid.uuid4().hex[:8]}"
-    message = json.dumps({"requestId": request_id, "user": _new_user(e2e_graph)})
+    message = json.dumps(
+        {
+            "requestId": request_id,
+            "user": _new_user(e2e_graph),
+            "callbackUrl": receiver.url_for("/hooks/dsr"),
+        }
+    )
     _queue(azurite, "dsr-requests", tls_files).send_message(
         base64.b64encode(message.encode()).decode()
     )
-    doc = host.wait_for(request_id, TERMINAL)
-    assert doc["phase"] == "completed"
+    assert _watch_phases(host, request_id)[-1] == "completed"
+    types = [e["type"] for e in _verified_events(receiver)]
+    assert types == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
 
 
 def test_an_invalid_queue_message_is_rejected_once_with_its_reason(
