@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import ConnectionPool
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
@@ -165,8 +165,7 @@ class GraphClient:
         """``backoff_factor`` spaces inline retries (0 in tests); Retry-After always wins."""
         self._settings = settings
         self._credential = credential
-        base = urlsplit(settings.base_url)
-        self._origin = (base.scheme, base.netloc.lower())
+        self._origin = _origin(settings.base_url)
         self._reads = _session(_read_retry(backoff_factor))
         self._submits = _session(_submit_retry(backoff_factor))
 
@@ -222,7 +221,7 @@ class GraphClient:
 
     def _check_origin(self, url: str) -> None:
         parts = urlsplit(url)
-        if (parts.scheme, parts.netloc.lower()) != self._origin:
+        if _origin(url) != self._origin:
             raise GraphError(
                 502,
                 "ForeignLocation",
@@ -261,6 +260,16 @@ class GraphClient:
             ) from None
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the default port made explicit (``:443`` is the same origin)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        port = -1  # a malformed port matches nothing
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
 def _error_from(response: requests.Response) -> GraphError:
     code, message = f"Http{response.status_code}", response.reason or "error"
     request_id = response.headers.get("request-id")
@@ -291,8 +300,10 @@ def _retry_after(response: requests.Response) -> int | None:
     if raw.isdigit():
         return int(raw)
     if raw:
-        parsed = Retry().parse_retry_after(raw)  # HTTP-date form
-        return int(parsed)
+        try:
+            return int(Retry().parse_retry_after(raw))  # HTTP-date form
+        except InvalidHeader:
+            return None  # unreadable: the caller's default wait applies
     return None
 
 

@@ -233,3 +233,20 @@ def test_no_answer_is_transient_and_says_nothing_secret(graph: HTTPServer):
     assert "sig=" not in str(caught.value)
     assert TOKEN not in str(caught.value)
     graph.start()
+
+
+def test_an_explicit_default_port_is_the_same_origin_and_a_bad_retry_after_is_ignored(
+    graph: HTTPServer,
+):
+    client = _client(graph)[0]
+    op_url = graph.url_for("/beta/dataPolicyOperations/op-9")
+    graph.expect_oneshot_request(f"/beta/users/{USER}/exportPersonalData").respond_with_response(
+        Response(status=202, headers={"Location": op_url, "Retry-After": "soon-ish"})
+    )
+    assert client.submit_export(USER, SAS).retry_after_seconds == 60
+    settings = GraphSettings(base_url="https://graph.microsoft.com", timeout_seconds=5)
+    pinned = GraphClient(settings, _Credential(), backoff_factor=0)
+    with pytest.raises(GraphError) as caught:
+        pinned.get_operation("https://graph.microsoft.com.evil.example/beta/x")
+    assert caught.value.code == "ForeignLocation"
+    pinned._check_origin("https://GRAPH.microsoft.com:443/beta/x")  # does not raise
