@@ -192,3 +192,22 @@ def test_a_sas_that_graph_refuses_fails_as_a_configuration_error(
     assert doc["error"]["category"] == "configuration"
     assert "EXPORT_SAS_MODE" in doc["error"]["hint"]
     assert doc["sas"]["revoked"] is False, "a user delegation SAS can only expire"
+
+
+def test_a_submit_whose_answer_is_lost_never_becomes_a_second_export(
+    host: HostProcess, e2e_graph: GraphSimulator
+):
+    user = str(uuid.uuid4())
+    e2e_graph.add_user(f"lost-{user[:8]}@contoso.example", user)
+    # Graph accepts the export, then the connection drops before the 202 reaches the app.
+    e2e_graph.set_faults(drop_next=1, drop_after_processing=True, routes={"submit"})
+    try:
+        request_id = _rid("LOST")
+        host.post("/exports", {"requestId": request_id, "user": user})
+        doc = host.wait_for(request_id, TERMINAL)
+    finally:
+        e2e_graph.reset_faults()
+    assert doc["phase"] == "failed"
+    assert doc["error"]["code"] == "SubmitOutcomeUnknown"
+    assert doc["sas"]["revoked"] is True, "the lost export cannot write either"
+    assert e2e_graph.submissions_by_user()[user] == 1, "exactly one export reached Graph"
