@@ -18,9 +18,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
+from devhost._service import Service
 from devhost.tls import TlsFiles
 
 __all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError"]
@@ -45,7 +45,7 @@ class AzuriteError(RuntimeError):
     """Azurite did not start; the message carries the tail of its log."""
 
 
-class Azurite:
+class Azurite(Service):
     """One Azurite process (blob, queue, table) on OS-chosen loopback ports.
 
     Ports are passed as ``0`` so the OS picks them without a bind-then-release race; the real
@@ -116,17 +116,6 @@ class Azurite:
         if self._location is not None and not self._keep_location:
             shutil.rmtree(self._location, ignore_errors=True)
         self._location = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what clients need -----------------------------------------------------------------
 

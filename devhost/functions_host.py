@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from azure.functions.decorators.function_app import Function
 
+from devhost._service import Service
 from devhost.triggers.common import (
     ClientBinding,
     FunctionSpec,
@@ -44,7 +44,7 @@ __all__ = ["FunctionsHost", "UnsupportedFunctionError", "connection_from_env"]
 log = logging.getLogger("devhost.functions")
 
 
-class FunctionsHost:
+class FunctionsHost(Service):
     """HTTP, queue and timer triggers for a list of functions from `app.get_functions()`.
 
     Everything that can be checked without running (bindings against the Python signatures,
@@ -138,15 +138,3 @@ class FunctionsHost:
         self._http.stop()
         if self._started:
             release_worker_loop()
-
-    def __enter__(self) -> FunctionsHost:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
@@ -45,6 +44,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, ContainerClient
 
+from devhost._service import Service
 from devhost.tls import TlsFiles, server_ssl_context
 
 __all__ = [
@@ -245,7 +245,7 @@ class _GraphError(Exception):
         self.headers = headers or {}
 
 
-class GraphSimulator:
+class GraphSimulator(Service):
     """HTTPS Graph on loopback: submit, poll, resolve, plus ``/_sim/`` admin routes.
 
     Admin routes (JSON, no token): ``GET|POST|DELETE /_sim/faults`` (POST merges the given
@@ -322,17 +322,6 @@ class GraphSimulator:
         for thread in self._threads:
             thread.join(timeout=10)
         self._threads = []
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
+
+from devhost._service import Service
 
 __all__ = [
     "DEFAULT_ROLES",
@@ -36,7 +37,7 @@ _API_VERSION = "2019-08-01"
 _PATH = "/msi/token"
 
 
-class ManagedIdentityEndpoint:
+class ManagedIdentityEndpoint(Service):
     """The identity of one function app: one tenant, one service principal, fixed app roles.
 
     ``roles`` maps a resource (``aud``) to the application permissions granted on it, which is
@@ -87,17 +88,6 @@ class ManagedIdentityEndpoint:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what clients need -----------------------------------------------------------------
 

@@ -23,9 +23,9 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
+from devhost._service import Service
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
 from devhost.functions_host import FunctionsHost
@@ -60,7 +60,7 @@ class StackOptions:
     use_local_settings: bool = True
 
 
-class DevStack:
+class DevStack(Service):
     """Azurite, managed identity, Graph simulator, durable engine and trigger host."""
 
     def __init__(
@@ -164,17 +164,6 @@ class DevStack:
     def stop(self) -> None:
         """Stop everything that was started, in reverse order; idempotent."""
         self._stack.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- what callers use ------------------------------------------------------------------
 

@@ -21,11 +21,12 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
+
+from devhost._service import Service
 
 from . import _protocol as p
 from ._episode import ACTIVE, CONTROL, control, replay
@@ -60,7 +61,7 @@ class _Activity:
     param: str
 
 
-class DurableEngine:
+class DurableEngine(Service):
     """Runs the orchestrators and activities of one function app against a SQLite file."""
 
     def __init__(
@@ -142,18 +143,6 @@ class DurableEngine:
         with self._cv:
             self._cv.notify_all()
         log.info("durable engine stopped")
-
-    def __enter__(self) -> DurableEngine:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def orchestrator_names(self) -> frozenset[str]:

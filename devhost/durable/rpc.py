@@ -15,11 +15,12 @@ import threading
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.durable_functions.models.utils import http_utils
+
+from devhost._service import Service
 
 from ._protocol import Ev
 from .engine import DurableEngine
@@ -32,7 +33,7 @@ _DEFAULT_PAGE = 100
 _TOKEN_HEADER = "x-ms-continuation-token"  # noqa: S105 - a header name
 
 
-class RpcServer:
+class RpcServer(Service):
     """Serves one engine's instances at ``rpc_base_url`` on 127.0.0.1."""
 
     def __init__(self, engine: DurableEngine, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -62,18 +63,6 @@ class RpcServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
-
-    def __enter__(self) -> RpcServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def client_binding(self) -> dict[str, Any]:
         """The ``durableClient`` binding data a host json-encodes into the client argument.
