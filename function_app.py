@@ -5,6 +5,7 @@ import azure.functions as func
 
 from activities.callbacks import bp as callback_activities
 from activities.export_steps import bp as export_activities
+from intake.health import bp as health_check
 from intake.http_api import bp as http_intake
 from intake.queue_intake import bp as queue_intake
 from orchestrations.export_personal_data import bp as export_orchestration
@@ -15,3 +16,4 @@ app.register_functions(export_activities)
 app.register_functions(callback_activities)
 app.register_functions(http_intake)
 app.register_functions(queue_intake)
+app.register_functions(health_check)

@@ -63,6 +63,10 @@ class ExportStorage:
             blob_credential = credential
         self._service = BlobServiceClient(settings.blob_endpoint, credential=blob_credential)
 
+    def probe(self) -> None:
+        """A harmless read that needs the same access as the export (for the health check)."""
+        next(iter(self._service.list_containers(name_starts_with="dsr-", results_per_page=1)), None)
+
     def container(self, name: str) -> ContainerClient:
         """A client for one export container."""
         return self._service.get_container_client(name)

@@ -61,6 +61,16 @@ def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
     assert audit["sas"]["revoked"] is True
 
 
+def test_the_health_check_passes_on_a_working_deployment(host: HostProcess):
+    response = host.get("/health?deep=true")
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {
+        "settings": "ok",
+        "graphRoles": "ok",
+        "exportStorage": "ok",
+    }
+
+
 def test_the_same_request_twice_is_one_export(host: HostProcess, e2e_graph: GraphSimulator):
     request_id = _rid("DUP")
     before = e2e_graph.submissions_by_user().get(MEGAN, 0)
@@ -112,6 +122,9 @@ def test_permission_missing_fails_naming_the_permission(
         process = HostProcess(tmp_path / "host", host_env(azurite, no_roles, e2e_graph, tls_files))
         process.start()
         try:
+            health = process.get("/health?deep=true")
+            assert health.status_code == 503
+            assert "User.Export.All" in json.dumps(health.json()["errors"])
             request_id = _rid("NOPERM")
             process.post("/exports", {"requestId": request_id, "user": ADELE})
             doc = process.wait_for(request_id, TERMINAL)

@@ -50,6 +50,11 @@ def test_the_queue_intake_listens_on_dsr_requests_in_host_storage():
     ]
 
 
+def test_the_health_check_is_there_for_the_smoke_test():
+    routes = {t["route"] for t in _by_trigger("httpTrigger").values()}
+    assert "health" in routes
+
+
 @pytest.mark.parametrize("name", ["submit_dsr", "get_dsr"])
 def test_client_functions_are_async(name):
     import inspect

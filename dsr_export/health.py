@@ -1,0 +1,89 @@
+"""Is this deployment able to export? The answers ``GET /api/health`` gives an operator.
+
+Settings are checked on every call (cheap, no I/O). ``deep`` adds what only the live
+environment can tell: whether the managed identity's Graph token carries the app roles that
+admin consent grants, and whether the export account lets the app in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from dsr_export.errors import setup_error
+from dsr_export.graph import GRAPH_SCOPE_SUFFIX, TokenProvider
+from dsr_export.model import FieldError
+from dsr_export.settings import (
+    CallbackSettings,
+    DeadlineSettings,
+    ExportPolicy,
+    ExportStorageSettings,
+    GraphSettings,
+    SettingsError,
+)
+
+#: Application permissions the app needs in Graph (what admin consent puts in ``roles``).
+GRAPH_ROLES: Final = ("User.Export.All", "User.Read.All")
+_LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
+    GraphSettings.from_env,
+    ExportStorageSettings.from_env,
+    ExportPolicy.from_env,
+    CallbackSettings.from_env,
+    DeadlineSettings.from_env,
+)
+
+
+def settings_problems(env: Mapping[str, str]) -> list[FieldError]:
+    """Every invalid or missing setting, each named (values are never repeated)."""
+    problems = []
+    for load in _LOADERS:
+        try:
+            load(env)
+        except SettingsError as exc:
+            problems.append(FieldError(f"/settings/{exc.setting}", str(exc)))
+    return problems
+
+
+def configuration(env: Mapping[str, str]) -> dict[str, Any]:
+    """The non-secret shape of the configuration, for the operator reading the answer."""
+    graph = GraphSettings.from_env(env)
+    storage = ExportStorageSettings.from_env(env)
+    return {
+        "graph": f"{graph.base_url}/{graph.api_version}",
+        "sasMode": storage.sas_mode.value,
+        "sasLifetimeDays": storage.sas_lifetime.days,
+        "exportAccount": storage.account_name,
+        "callbacks": CallbackSettings.from_env(env).enabled,
+    }
+
+
+def missing_graph_roles(credential: TokenProvider, graph: GraphSettings) -> list[str]:
+    """App roles absent from the identity's Graph token (read, not verified: it is our own)."""
+    token = credential.get_token(graph.base_url + GRAPH_SCOPE_SUFFIX).token
+    granted = set(_claims(token).get("roles") or [])
+    return [role for role in GRAPH_ROLES if role not in granted]
+
+
+def storage_problem(probe: Callable[[], object]) -> dict[str, Any] | None:
+    """Run a harmless call against the export account; the error with its fix, if any."""
+    try:
+        probe()
+    except Exception as exc:
+        error = setup_error(exc)
+        if error is None:
+            raise
+        return error
+    return None
+
+
+def _claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        claims = json.loads(decoded)
+    except (IndexError, ValueError, binascii.Error):
+        return {}
+    return claims if isinstance(claims, dict) else {}

@@ -1,0 +1,78 @@
+"""``GET /api/health``: names what to fix, never echoes a secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.core.credentials import AccessToken
+
+from dsr_export.health import missing_graph_roles
+from dsr_export.settings import GraphSettings
+from tests.replay import user_function
+
+KEY = base64.b64encode(b"an account key that must never be echoed").decode()
+GOOD = {
+    "EXPORT_STORAGE_BLOB_ENDPOINT": "https://exportacct.blob.core.windows.net",
+    "EXPORT_STORAGE_ACCOUNT_KEY": KEY,
+}
+_NAMES = (
+    "EXPORT_STORAGE_BLOB_ENDPOINT",
+    "EXPORT_STORAGE_ACCOUNT_KEY",
+    "EXPORT_SAS_MODE",
+    "GRAPH_BASE_URL",
+    "CALLBACK_SIGNING_SECRET",
+)
+
+
+def _call(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    for name in _NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    request = func.HttpRequest("GET", "http://localhost/api/health", body=b"", params={})
+    response = user_function("get_health")(req=request)
+    return response.status_code, json.loads(response.get_body())
+
+
+def test_missing_and_invalid_settings_are_each_named(monkeypatch):
+    status, body = _call(
+        monkeypatch, {"GRAPH_BASE_URL": "http://graph.example", "EXPORT_SAS_MODE": "x"}
+    )
+    assert status == 503
+    pointers = {e["pointer"] for e in body["errors"]}
+    assert pointers == {"/settings/GRAPH_BASE_URL", "/settings/EXPORT_SAS_MODE"}
+    assert body["checks"]["settings"] == "failed"
+
+
+def test_a_good_configuration_is_described_without_its_secrets(monkeypatch):
+    status, body = _call(monkeypatch, GOOD)
+    assert status == 200
+    assert body["configuration"]["sasMode"] == "stored-policy"
+    assert body["configuration"]["exportAccount"] == "exportacct"
+    assert KEY not in json.dumps(body)
+
+
+class _Credential:
+    def __init__(self, claims: dict[str, Any]) -> None:
+        payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        self.token = f"eyJhbGciOiJub25lIn0.{payload}.c2ln"
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        return AccessToken(self.token, 4_102_444_800)
+
+
+@pytest.mark.parametrize(
+    ("roles", "missing"),
+    [
+        (["User.Export.All", "User.Read.All"], []),
+        (["User.Read.All"], ["User.Export.All"]),
+        ([], ["User.Export.All", "User.Read.All"]),
+    ],
+)
+def test_graph_roles_are_read_from_the_identity_token(roles, missing):
+    graph = GraphSettings(base_url="https://graph.microsoft.com")
+    assert missing_graph_roles(_Credential({"roles": roles}), graph) == missing
