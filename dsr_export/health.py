@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from azure.core.exceptions import AzureError, ClientAuthenticationError
+
 from dsr_export.errors import setup_error
 from dsr_export.graph import GRAPH_SCOPE_SUFFIX, TokenProvider
 from dsr_export.model import FieldError
@@ -61,8 +63,15 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def missing_graph_roles(credential: TokenProvider, graph: GraphSettings) -> list[str]:
-    """App roles absent from the identity's Graph token (read, not verified: it is our own)."""
-    token = credential.get_token(graph.base_url + GRAPH_SCOPE_SUFFIX).token
+    """App roles absent from the identity's Graph token (read, not verified: it is our own).
+
+    All of them when no token can be had (no identity, or ``AZURE_CLIENT_ID`` names another).
+    """
+    try:
+        token = credential.get_token(graph.base_url + GRAPH_SCOPE_SUFFIX).token
+    except ClientAuthenticationError:
+        # No token at all: the identity is missing or AZURE_CLIENT_ID names another one.
+        return list(GRAPH_ROLES)
     granted = set(_claims(token).get("roles") or [])
     return [role for role in GRAPH_ROLES if role not in granted]
 
@@ -71,11 +80,12 @@ def storage_problem(probe: Callable[[], object]) -> dict[str, Any] | None:
     """Run a harmless call against the export account; the error with its fix, if any."""
     try:
         probe()
-    except Exception as exc:
-        error = setup_error(exc)
-        if error is None:
-            raise
-        return error
+    except AzureError as exc:
+        return setup_error(exc) or {
+            "code": "StorageUnreachable",
+            "message": f"the export account did not answer ({type(exc).__name__}); check "
+            "EXPORT_STORAGE_BLOB_ENDPOINT and the network path to it",
+        }
     return None
 
 

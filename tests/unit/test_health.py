@@ -76,3 +76,28 @@ class _Credential:
 def test_graph_roles_are_read_from_the_identity_token(roles, missing):
     graph = GraphSettings(base_url="https://graph.microsoft.com")
     assert missing_graph_roles(_Credential({"roles": roles}), graph) == missing
+
+
+def test_no_token_at_all_means_every_role_is_missing():
+    from azure.core.exceptions import ClientAuthenticationError
+
+    class _NoIdentity:
+        def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+            raise ClientAuthenticationError("no managed identity endpoint")
+
+    graph = GraphSettings(base_url="https://graph.microsoft.com")
+    assert missing_graph_roles(_NoIdentity(), graph) == ["User.Export.All", "User.Read.All"]
+
+
+def test_an_unreachable_export_account_is_reported_not_raised():
+    from azure.core.exceptions import ServiceRequestError
+
+    from dsr_export.health import storage_problem
+
+    def probe() -> None:
+        raise ServiceRequestError("name resolution failed")
+
+    problem = storage_problem(probe)
+    assert problem is not None
+    assert problem["code"] == "StorageUnreachable"
+    assert storage_problem(lambda: None) is None
