@@ -244,7 +244,10 @@ def _finish(
         result["manifest"] = finished.get("manifest")
         result["sas"] = finished["sas"]
     result["completedAt"] = context.current_utc_datetime.isoformat()
-    context.set_custom_status(_status_body(job, phase))
+    # The terminal status is complete before the ticket's callback goes out: a ticket that
+    # reads the status when it hears "completed" finds the manifest and the SAS state there.
+    terminal = {k: result[k] for k in ("manifest", "sas", "error", "completedAt") if result.get(k)}
+    context.set_custom_status({**_status_body(job, phase), **terminal})
     level = logging.INFO if phase is Phase.COMPLETED else logging.WARNING
     _log(context, "dsr_finished", level, job, phase=phase.value, code=(error or {}).get("code"))
     job = yield from _notify(
@@ -257,7 +260,7 @@ def _finish(
         errorCode=(error or {}).get("code"),
     )
     if job.failed_callbacks:
-        context.set_custom_status(_status_body(job, phase))
+        context.set_custom_status({**_status_body(job, phase), **terminal})
     result.update(_legal_body(job))
     return {key: value for key, value in result.items() if value is not None}
 

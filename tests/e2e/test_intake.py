@@ -93,7 +93,16 @@ def _watch_phases(host: HostProcess, request_id: str, timeout: float = 90) -> li
     raise AssertionError(f"{request_id} did not finish; phases seen: {seen}")
 
 
-def _verified_events(receiver: HTTPServer) -> list[dict[str, Any]]:
+def _verified_events(receiver: HTTPServer, last: str = "dsr.completed") -> list[dict[str, Any]]:
+    """The callbacks received, signatures verified, once ``last`` has arrived.
+
+    The terminal callback goes out after the status already shows the terminal phase.
+    """
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        last.encode() in request.get_data() for request, _ in receiver.log
+    ):
+        time.sleep(0.05)
     verifier = Webhook(CALLBACK_SECRET)
     events = []
     for request, _ in receiver.log:

@@ -570,3 +570,31 @@ def test_storage_refusing_the_app_fails_at_once_with_the_fix():
     assert reply["isDone"] is True, "no container was made: nothing to revoke"
     assert reply["output"]["error"]["code"] == "StorageAccessDenied"
     assert [a.name for a in d.actions].count("prepare_container") == 1
+
+
+def test_terminal_status_is_complete_before_the_ticket_hears_of_it():
+    job = ExportJob(
+        request_id="RITM0002",
+        user=USER_ID,
+        user_id=USER_ID,
+        callback_url="https://tickets.example/hooks/dsr",
+    )
+    d = Driver("export_personal_data", job.to_input())
+    answers = {
+        "send_callback": {"delivered": True, "permanent": False},
+        "prepare_container": {"container": "c", "requestInfoExists": False, "settleSeconds": 0},
+        "submit_export": _accepted(),
+        "check_export": {"outcome": "ok", "status": "complete", "progress": 100},
+        "finalize_export": {
+            "manifest": {"blobCount": 2, "totalBytes": 9, "products": {}},
+            "sas": {"revoked": True, "expiresAt": None},
+        },
+    }
+    reply = d.episode()
+    while not (d.pending().name == "send_callback" and "sas" in reply["customStatus"]):
+        action = d.pending()
+        reply = d.fire_timer() if action.kind == "timer" else d.complete(answers[action.name])
+    assert d.pending().input["event"]["type"] == "dsr.completed"
+    assert reply["customStatus"]["phase"] == "completed"
+    assert reply["customStatus"]["manifest"]["blobCount"] == 2
+    assert reply["customStatus"]["sas"]["revoked"] is True
