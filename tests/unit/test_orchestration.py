@@ -593,7 +593,7 @@ def test_terminal_status_is_complete_before_the_ticket_hears_of_it():
     reply = d.episode()
     while not (d.pending().name == "send_callback" and "sas" in reply["customStatus"]):
         action = d.pending()
-        reply = d.fire_timer() if action.kind == "timer" else d.complete(answers[action.name])
+        reply = d.fire_timer() if action.kind == "timer" else d.complete(answers[str(action.name)])
     assert d.pending().input["event"]["type"] == "dsr.completed"
     assert reply["customStatus"]["phase"] == "completed"
     assert reply["customStatus"]["manifest"]["blobCount"] == 2
