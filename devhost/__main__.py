@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 from devhost.demo import run_demo
@@ -57,8 +58,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
     options = StackOptions(
         state_dir=args.state,
         port=args.port,

@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from dsr_export import sas
+from dsr_export.model import CONTAINER_PREFIX
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
@@ -65,7 +66,10 @@ class ExportStorage:
 
     def probe(self) -> None:
         """A harmless read that needs the same access as the export (for the health check)."""
-        next(iter(self._service.list_containers(name_starts_with="dsr-", results_per_page=1)), None)
+        listing = self._service.list_containers(
+            name_starts_with=CONTAINER_PREFIX, results_per_page=1
+        )
+        next(iter(listing), None)
 
     def container(self, name: str) -> ContainerClient:
         """A client for one export container."""

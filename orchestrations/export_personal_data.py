@@ -140,13 +140,14 @@ def _graph_step(
     Returns the last answer: ``ok``/``accepted``, ``failed``, or ``retry`` (with its error)
     when the attempts ran out.
     """
-    for attempt in range(1, GRAPH_STEP_ATTEMPTS + 1):
-        answer = yield context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload)
-        if answer["outcome"] != "retry" or attempt == GRAPH_STEP_ATTEMPTS:
-            return answer
+    answer = yield context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload)
+    for attempt in range(1, GRAPH_STEP_ATTEMPTS):
+        if answer["outcome"] != "retry":
+            break
         wait = max(answer["retryAfterSeconds"], 60 * 2 ** (attempt - 1))
         yield context.create_timer(_after(context, wait))
-    raise AssertionError("unreachable")
+        answer = yield context.call_activity_with_retry(activity, ACTIVITY_RETRY, payload)
+    return answer
 
 
 def _poll(context: df.DurableOrchestrationContext, job: ExportJob, cancel: Any) -> Step:

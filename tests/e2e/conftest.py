@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 import requests
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from devhost.azurite import ACCOUNT_KEY, Azurite
+from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from devhost.durable import FastClock
 from devhost.graph_sim import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
@@ -110,6 +111,15 @@ class HostProcess:
                     return doc
             time.sleep(0.1)
         raise AssertionError(f"{request_id} never reached {phases}; last status: {doc}")
+
+
+def export_container(azurite: Azurite, tls: TlsFiles, name: str) -> ContainerClient:
+    """An export container as its owner sees it (account key), to check what the app did."""
+    return BlobServiceClient(
+        azurite.blob_endpoint,
+        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
+        connection_verify=tls.ca_bundle,
+    ).get_container_client(name)
 
 
 @pytest.fixture(scope="session")

@@ -15,16 +15,15 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook
 from werkzeug import Response
 
-from devhost.azurite import ACCOUNT_KEY, Azurite
+from devhost.azurite import Azurite
 from devhost.graph_sim import GraphSimulator
 from devhost.tls import server_ssl_context
-from tests.e2e.conftest import CALLBACK_SECRET, TERMINAL, HostProcess
+from tests.e2e.conftest import CALLBACK_SECRET, TERMINAL, HostProcess, export_container
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -191,11 +190,7 @@ def test_cancel_revokes_the_sas_and_ends_cancelled(
     assert doc["phase"] == "cancelled"
     assert doc["error"]["message"] == "withdrawn by the subject"
     assert doc["sas"]["revoked"] is True
-    container = BlobServiceClient(
-        azurite.blob_endpoint,
-        credential={"account_name": "devstoreaccount1", "account_key": ACCOUNT_KEY},
-        connection_verify=tls_files.ca_bundle,
-    ).get_container_client(doc["container"])
+    container = export_container(azurite, tls_files, doc["container"])
     assert container.get_container_access_policy()["signed_identifiers"] == []
     again = host.post(f"/exports/{request_id}/cancel", {"reason": "twice"})
     assert again.status_code == 409

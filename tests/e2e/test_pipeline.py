@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
-from devhost.azurite import ACCOUNT_KEY, Azurite
+from devhost.azurite import Azurite
 from devhost.graph_sim import GraphSimulator
-from tests.e2e.conftest import TERMINAL, HostProcess, _identity, host_env
+from tests.e2e.conftest import TERMINAL, HostProcess, _identity, export_container, host_env
 from tests.secret_scan import SECRET
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
@@ -41,11 +40,7 @@ def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
     assert doc["sas"]["revoked"] is True
 
     expected = e2e_graph.expected_files(doc["operationId"])
-    blobs = BlobServiceClient(
-        azurite.blob_endpoint,
-        credential={"account_name": "devstoreaccount1", "account_key": ACCOUNT_KEY},
-        connection_verify=tls_files.ca_bundle,
-    ).get_container_client(doc["container"])
+    blobs = export_container(azurite, tls_files, doc["container"])
     manifest = json.loads(blobs.download_blob("manifest.json").readall())
     listed = {b["name"]: b["size"] for b in manifest["blobs"]}
     assert listed.pop("RequestInfo.json") > 0
@@ -154,20 +149,6 @@ def test_a_host_killed_mid_export_resumes_and_completes(
     assert [n for url, n in containers.items() if url.endswith(doc["container"])] == [1]
 
 
-def test_no_secret_in_the_task_hub_or_the_host_log(host: HostProcess):
-    # Runs after the other tests in this module: every DSR above left its history here.
-    db = Path(host.endpoints["taskHub"])
-    with sqlite3.connect(db) as connection:
-        dump = "\n".join(connection.iterdump())
-    assert "export_personal_data" in dump, "the task hub holds the runs above"
-    assert "sig=" not in dump
-    assert not SECRET.search(dump)
-    log = host.log_path.read_text(encoding="utf-8", errors="replace")
-    assert "export_submitted" in log, "the host log holds the runs above"
-    assert not SECRET.search(log)
-    assert "sig=" not in log
-
-
 def _run_one(process: HostProcess, user: str) -> dict[str, Any]:
     process.start()
     try:
@@ -224,3 +205,17 @@ def test_a_submit_whose_answer_is_lost_never_becomes_a_second_export(
     assert doc["error"]["code"] == "SubmitOutcomeUnknown"
     assert doc["sas"]["revoked"] is True, "the lost export cannot write either"
     assert e2e_graph.submissions_by_user()[user] == 1, "exactly one export reached Graph"
+
+
+def test_no_secret_in_the_task_hub_or_the_host_log(host: HostProcess):
+    # Last in this module on purpose: every DSR above that ran on this host left its history.
+    db = Path(host.endpoints["taskHub"])
+    with sqlite3.connect(db) as connection:
+        dump = "\n".join(connection.iterdump())
+    assert "export_personal_data" in dump, "the task hub holds the runs above"
+    assert "sig=" not in dump
+    assert not SECRET.search(dump)
+    log = host.log_path.read_text(encoding="utf-8", errors="replace")
+    assert "export_submitted" in log, "the host log holds the runs above"
+    assert not SECRET.search(log)
+    assert "sig=" not in log

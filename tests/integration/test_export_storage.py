@@ -157,7 +157,7 @@ def test_user_delegation_lifetime_is_capped_at_seven_days():
     assert stored.expiry == now + timedelta(days=60)
 
 
-def test_blob_level_client_cannot_read_request_info_back(storage: ExportStorage):
+def test_sas_cannot_read_a_blob_back_even_through_a_blob_client(storage: ExportStorage):
     name, now = _name(), datetime.now(UTC)
     storage.prepare(name, now)
     url, _ = storage.mint_graph_sas(name, now)
