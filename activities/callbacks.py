@@ -11,51 +11,49 @@ exception, without URL or secret in its text, for what a later attempt may fix.
 
 from __future__ import annotations
 
-import functools
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
 import azure.durable_functions as df
-import requests
 
-from dsr_export import callbacks
-from dsr_export.logs import log_event
+from activities.contract import activity
+from dsr_export import composition
+from dsr_export.domain import events, steps
+from dsr_export.domain.errors import CallbackRefused
+from dsr_export.domain.logs import log_event
 from dsr_export.settings import SettingsError, callback_settings
 
 bp = df.Blueprint()
 
 
-@functools.cache
-def _http() -> requests.Session:
-    return callbacks.session()
+@activity(bp, steps.SEND_CALLBACK)
+def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
+    """Deliver ``step.event`` to ``step.url``, signed with ``step.message_id``."""
+    # Imported here, not at cold start: the sender pulls in requests.
+    from dsr_export.adapters import callbacks, outbound
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@bp.activity_trigger(input_name="job")
-def send_callback(job: dict[str, Any]) -> dict[str, Any]:
-    """Deliver ``job["event"]`` to ``job["url"]``, signed with ``job["messageId"]``."""
-    event_type = str(job["event"].get("type"))
+    event_type = str(step.event.get("type"))
     try:
         settings = callback_settings()
         key = settings.signing_key()
-        callbacks.check_url(job["url"], settings.allowed_hosts)
-    except (SettingsError, callbacks.CallbackRefused) as exc:
-        return _refused(job, event_type, str(exc))
+        outbound.check_url(step.url, settings.allowed_hosts)
+    except (SettingsError, CallbackRefused) as exc:
+        return _refused(step, event_type, str(exc))
     try:
         delivery = callbacks.deliver(
-            _http(), job["url"], key, job["messageId"], callbacks.encode(job["event"]), _now()
+            composition.callback_http(),
+            step.url,
+            key,
+            step.message_id,
+            events.encode(step.event),
+            composition.now(),
         )
     except callbacks.CallbackDeliveryError as exc:
         log_event(
             "callback_attempt_failed",
             level=logging.WARNING,
-            request_id=job["requestId"],
+            request_id=step.request_id,
             event_type=event_type,
-            message_id=job["messageId"],
+            message_id=step.message_id,
             reason=str(exc),
         )
         raise
@@ -64,22 +62,22 @@ def send_callback(job: dict[str, Any]) -> dict[str, Any]:
     log_event(
         "callback_sent" if delivery.delivered else "callback_refused",
         level=logging.INFO if delivery.delivered else logging.WARNING,
-        request_id=job["requestId"],
+        request_id=step.request_id,
         event_type=event_type,
-        message_id=job["messageId"],
+        message_id=step.message_id,
         status=delivery.status,
         reason=delivery.reason,
     )
-    return delivery.to_dict()
+    return delivery
 
 
-def _refused(job: dict[str, Any], event_type: str, reason: str) -> dict[str, Any]:
+def _refused(step: steps.SendCallback, event_type: str, reason: str) -> steps.CallbackDelivery:
     log_event(
         "callback_refused",
         level=logging.WARNING,
-        request_id=job["requestId"],
+        request_id=step.request_id,
         event_type=event_type,
-        message_id=job["messageId"],
+        message_id=step.message_id,
         reason=reason,
     )
-    return callbacks.Delivery(False, None, permanent=True, reason=reason).to_dict()
+    return steps.CallbackDelivery(delivered=False, status=None, permanent=True, reason=reason)

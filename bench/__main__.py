@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
-from dsr_export.job import ExportJob
-from dsr_export.settings import ExportPolicy
+from dsr_export.domain.job import ExportJob, ExportPolicy
 from tests.replay import Driver
 
 USER = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"

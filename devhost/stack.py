@@ -29,7 +29,7 @@ from devhost._service import Service
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
 from devhost.functions_host import FunctionsHost
-from devhost.graph_sim import GraphSimulator
+from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.local_settings import load_local_settings
 from devhost.tls import TlsFiles, make_tls_files

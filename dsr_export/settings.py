@@ -3,8 +3,9 @@
 Each ``from_env`` validates everything it reads and raises :class:`SettingsError` naming the
 setting at fault, so a misconfigured app says what to fix instead of failing deep inside a call.
 Orchestrators may not read the environment (replays must be deterministic), so the knobs that
-steer the orchestration (:class:`ExportPolicy`) are read by the starter and travel in the
-orchestration input.
+steer the orchestration (:class:`~dsr_export.domain.job.ExportPolicy`) are read by the starter
+and travel in the orchestration input. This layer sits between the domain (whose types it fills)
+and the adapters (which it configures).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 from urllib.parse import urlsplit
+
+from dsr_export.domain.job import ExportPolicy
 
 #: Every setting the app reads, with a one-line meaning. Infra and docs are checked against it.
 SETTINGS: Final[dict[str, str]] = {
@@ -173,23 +176,15 @@ class ExportStorageSettings:
         )
 
 
-@dataclass(frozen=True)
-class ExportPolicy:
-    """Orchestration knobs. Read by the starter; carried in the orchestration input."""
-
-    max_poll_interval_seconds: int = 3600
-    rounds_per_history: int = 20
-    timeout_days: int = 45
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ExportPolicy:
-        return cls(
-            max_poll_interval_seconds=_int(
-                env, "EXPORT_POLL_MAX_INTERVAL_SECONDS", 3600, low=60, high=24 * 3600
-            ),
-            rounds_per_history=_int(env, "EXPORT_POLL_ROUNDS_PER_HISTORY", 20, low=1, high=500),
-            timeout_days=_int(env, "EXPORT_TIMEOUT_DAYS", 45, low=1, high=365),
-        )
+def export_policy_from_env(env: Mapping[str, str] = os.environ) -> ExportPolicy:
+    """The orchestration knobs (:class:`~dsr_export.domain.job.ExportPolicy`), validated."""
+    return ExportPolicy(
+        max_poll_interval_seconds=_int(
+            env, "EXPORT_POLL_MAX_INTERVAL_SECONDS", 3600, low=60, high=24 * 3600
+        ),
+        rounds_per_history=_int(env, "EXPORT_POLL_ROUNDS_PER_HISTORY", 20, low=1, high=500),
+        timeout_days=_int(env, "EXPORT_TIMEOUT_DAYS", 45, low=1, high=365),
+    )
 
 
 #: A host name (``acme.service-now.com``) or a wildcard over its subdomains (``*.atlassian.net``).
@@ -281,7 +276,7 @@ def export_storage_settings() -> ExportStorageSettings:
 @functools.cache
 def export_policy() -> ExportPolicy:
     """The process-wide orchestration policy, read on first use."""
-    return ExportPolicy.from_env()
+    return export_policy_from_env()
 
 
 @functools.cache
@@ -294,3 +289,15 @@ def callback_settings() -> CallbackSettings:
 def deadline_settings() -> DeadlineSettings:
     """The process-wide deadline settings, read on first use."""
     return DeadlineSettings.from_env()
+
+
+def clear_cache() -> None:
+    """Forget every setting read, so the next use reads the environment again (tests)."""
+    for reader in (
+        graph_settings,
+        export_storage_settings,
+        export_policy,
+        callback_settings,
+        deadline_settings,
+    ):
+        reader.cache_clear()

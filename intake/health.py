@@ -8,31 +8,27 @@ setting or permission to fix; nothing secret is ever echoed.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
-from azure.identity import DefaultAzureCredential
 
-from dsr_export import health, problems
-from dsr_export.model import FieldError
+from dsr_export import composition
+from dsr_export.domain import problems
+from dsr_export.domain.request import FieldError
 from dsr_export.settings import ExportStorageSettings, GraphSettings
-from dsr_export.storage import ExportStorage
 
 bp = df.Blueprint()
-
-
-@functools.cache
-def _credential() -> DefaultAzureCredential:
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
 
 
 @bp.route(route="health", methods=["GET"])
 def get_health(req: func.HttpRequest) -> func.HttpResponse:
     """Settings, and with ``deep`` the Graph app roles and export storage access."""
+    # Imported here, not at cold start: the checks pull in the storage and Graph SDKs.
+    from dsr_export.adapters import health
+
     env = dict(os.environ)
     faults = health.settings_problems(env)
     checks: dict[str, Any] = {"settings": "ok" if not faults else "failed"}
@@ -55,8 +51,11 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
+    from dsr_export.adapters import health
+    from dsr_export.adapters.storage import ExportStorage
+
     faults = []
-    missing = health.missing_graph_roles(_credential(), GraphSettings.from_env(env))
+    missing = health.missing_graph_roles(composition.credential(), GraphSettings.from_env(env))
     checks["graphRoles"] = "ok" if not missing else "missing"
     if missing:
         faults.append(
@@ -66,7 +65,7 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
                 "application permissions with admin consent (docs/deploy.md)",
             )
         )
-    storage = ExportStorage(ExportStorageSettings.from_env(env), _credential())
+    storage = ExportStorage(ExportStorageSettings.from_env(env), composition.credential())
     error = health.storage_problem(storage.probe)
     checks["exportStorage"] = "ok" if error is None else "failed"
     if error is not None:

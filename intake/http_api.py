@@ -11,28 +11,29 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from dsr_export import problems
-from dsr_export.job import CANCEL_EVENT
-from dsr_export.logs import log_event
-from dsr_export.model import FieldError, InvalidRequest, validate_request_id
+from dsr_export import composition
+from dsr_export.domain import problems
+from dsr_export.domain.job import CANCEL_EVENT
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.request import FieldError, InvalidRequest, validate_request_id
+from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.settings import SettingsError
-from dsr_export.status import TERMINAL_PHASES, Phase
 from intake.service import (
     MAX_BODY_BYTES,
     ORCHESTRATOR,
-    Verdict,
+    Admission,
     decode,
     document,
     find,
     start_or_get,
-    stored_input,
+    stored_job,
 )
 
 bp = df.Blueprint()
@@ -63,15 +64,15 @@ async def submit_dsr(
     except InvalidRequest as exc:
         return _problem(400, "Malformed JSON", "the body is not valid JSON", "invalid-request", exc)
     try:
-        outcome = await start_or_get(client, payload, now=_now(), source="http")
+        outcome = await start_or_get(client, payload, now=composition.now(), source="http")
     except SettingsError as exc:
         return _misconfigured(exc)
     match outcome.verdict:
-        case Verdict.INVALID:
+        case Admission.INVALID:
             return _problem(
                 400, "Invalid request", outcome.detail, "invalid-request", outcome.errors
             )
-        case Verdict.CONFLICT:
+        case Admission.CONFLICT:
             return _problem(
                 409, "Request id already used", outcome.detail, "conflict", outcome.errors
             )
@@ -96,7 +97,7 @@ async def list_dsrs(
         return _problem(
             400, "Invalid query", "one or more parameters are invalid", "invalid-request", exc
         )
-    now = _now()
+    now = composition.now()
     if query.phase is None:
         statuses = await client.get_status_all()
     else:
@@ -133,7 +134,7 @@ async def get_dsr(
     existing = await find(client, request_id, show_input=True)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    return _json(document(existing, _now(), stored_input(existing)), 200)
+    return _json(document(existing, composition.now(), stored_job(existing)), 200)
 
 
 @bp.route(route="exports/{requestId}/cancel", methods=["POST"])
@@ -156,7 +157,7 @@ async def cancel_dsr(
     existing = await find(client, request_id)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    now = _now()
+    now = composition.now()
     doc = document(existing, now)
     if _finished(existing, doc):
         return _problem(409, "DSR already finished", f"the DSR is {doc['phase']}", "conflict")
@@ -273,10 +274,6 @@ def _refuse_body(req: func.HttpRequest) -> func.HttpResponse | None:
     if content_type != "application/json":
         return _problem(415, "Unsupported media type", "send application/json", "media-type")
     return None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _json(body: dict[str, Any], status: int, *, location: str | None = None) -> func.HttpResponse:

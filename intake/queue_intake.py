@@ -10,17 +10,17 @@ moves the message to ``dsr-requests-poison``; the last attempt logs why, with th
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from dsr_export.logs import log_event
-from dsr_export.model import FieldError, InvalidRequest, validate_request_id
-from dsr_export.redaction import redact
-from intake import rejections
-from intake.service import Verdict, decode, start_or_get
+from dsr_export import composition
+from dsr_export.adapters.rejections import REJECTED_QUEUE
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.redaction import redact
+from dsr_export.domain.request import FieldError, InvalidRequest, validate_request_id
+from intake.service import Admission, decode, start_or_get
 
 bp = df.Blueprint()
 
@@ -56,10 +56,10 @@ async def _handle(msg: func.QueueMessage, client: df.DurableOrchestrationClient)
     except InvalidRequest as exc:
         _reject(msg, "malformed", "the message is not a JSON DSR request", exc.errors, None)
         return
-    outcome = await start_or_get(client, payload, now=_now(), source="queue")
-    if outcome.verdict is Verdict.INVALID:
+    outcome = await start_or_get(client, payload, now=composition.now(), source="queue")
+    if outcome.verdict is Admission.INVALID:
         _reject(msg, "invalid", outcome.detail, outcome.errors, _request_id(payload))
-    elif outcome.verdict is Verdict.CONFLICT:
+    elif outcome.verdict is Admission.CONFLICT:
         _reject(msg, "conflict", outcome.detail, outcome.errors, outcome.request_id)
 
 
@@ -78,10 +78,10 @@ def _reject(
         "messageId": msg.id,
         "insertedAt": msg.insertion_time.isoformat() if msg.insertion_time else None,
         "dequeueCount": msg.dequeue_count,
-        "rejectedAt": _now().isoformat(),
+        "rejectedAt": composition.now().isoformat(),
         "queue": QUEUE,
     }
-    rejections.rejections().record(record)
+    composition.rejections().record(record)
     log_event(
         "dsr_request_rejected",
         level=logging.WARNING,
@@ -89,12 +89,8 @@ def _reject(
         request_id=request_id,
         reason=reason,
         fields=",".join(e.pointer or "/" for e in errors),
-        recorded_in=rejections.REJECTED_QUEUE,
+        recorded_in=REJECTED_QUEUE,
     )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _request_id(payload: object) -> str | None:

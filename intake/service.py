@@ -9,27 +9,28 @@ two deliveries of the same request is settled by the task hub ("already exists")
 from __future__ import annotations
 
 import enum
+import functools
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 import azure.durable_functions as df
 
-from dsr_export.deadlines import deadline, warning_at
-from dsr_export.job import ExportJob
-from dsr_export.logs import log_event
-from dsr_export.model import ExportRequest, FieldError, InvalidRequest
+from dsr_export.adapters.outbound import check_url
+from dsr_export.domain.deadlines import deadline, warning_at
+from dsr_export.domain.job import ExportJob
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.request import ExportRequest, FieldError, InvalidRequest
+from dsr_export.domain.status import status_document
 from dsr_export.settings import callback_settings, deadline_settings, export_policy
-from dsr_export.status import status_document
 
 ORCHESTRATOR: Final = "export_personal_data"
 #: Larger bodies are refused before parsing: a DSR is a few hundred bytes.
 MAX_BODY_BYTES: Final = 16 * 1024
 
 
-class Verdict(enum.Enum):
+class Admission(enum.Enum):
     """What became of one submission."""
 
     STARTED = "started"
@@ -42,7 +43,7 @@ class Verdict(enum.Enum):
 class Outcome:
     """The answer to one submission; ``document`` is the DSR's status when there is a DSR."""
 
-    verdict: Verdict
+    verdict: Admission
     request_id: str | None = None
     document: dict[str, Any] | None = None
     errors: list[FieldError] = field(default_factory=list)
@@ -68,10 +69,14 @@ async def start_or_get(
         request = ExportRequest.parse(
             payload,
             now=now,
-            callback_hosts=callbacks.allowed_hosts if callbacks.enabled else None,
+            callback_check=functools.partial(check_url, allowed_hosts=callbacks.allowed_hosts)
+            if callbacks.enabled
+            else None,
         )
     except InvalidRequest as exc:
-        return Outcome(Verdict.INVALID, errors=exc.errors, detail="one or more fields are invalid")
+        return Outcome(
+            Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
+        )
 
     existing = await find(client, request.request_id, show_input=True)
     if existing is None:
@@ -95,20 +100,20 @@ async def start_or_get(
             doc = status_document(
                 request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
             )
-            return Outcome(Verdict.STARTED, request.request_id, doc)
+            return Outcome(Admission.STARTED, request.request_id, doc)
         if existing is None:  # started and gone again between two calls: transient, retry
             raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
 
-    stored = stored_input(existing)
+    stored = stored_job(existing)
     if not _same_subject(stored, request):
         return Outcome(
-            Verdict.CONFLICT,
+            Admission.CONFLICT,
             request.request_id,
             errors=[FieldError("/requestId", "already used for a DSR of another user")],
             detail="this requestId belongs to a DSR for another user",
         )
     log_event("dsr_duplicate", request_id=request.request_id, source=source)
-    return Outcome(Verdict.EXISTING, request.request_id, document(existing, now, stored))
+    return Outcome(Admission.EXISTING, request.request_id, document(existing, now, stored))
 
 
 async def find(
@@ -126,7 +131,7 @@ async def find(
 
 
 def document(
-    status: df.DurableOrchestrationStatus, now: datetime, stored_input: object = None
+    status: df.DurableOrchestrationStatus, now: datetime, stored: ExportJob | None = None
 ) -> dict[str, Any]:
     """The DSR status document of one instance (the input only lends its deadline)."""
     runtime = status.runtime_status.name if status.runtime_status else None
@@ -138,7 +143,7 @@ def document(
         status.created_time,
         status.last_updated_time,
         now=now,
-        legal=_legal_from_input(stored_input),
+        legal=_legal_from_job(stored),
     )
 
 
@@ -163,26 +168,31 @@ def _legal(job: ExportJob) -> dict[str, Any]:
     return {"deadline": job.legal_deadline, "warningAt": job.warning_at}
 
 
-def stored_input(status: df.DurableOrchestrationStatus) -> object:
-    """The orchestration input as JSON (the SDK hands it over as text or decoded)."""
+def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
+    """The DSR as it was started (the orchestration input), or None when it is unreadable.
+
+    The SDK hands the input over as text or decoded; :meth:`ExportJob.from_input` is the one
+    reader of that shape.
+    """
     raw = status.input_
     if isinstance(raw, str):
         try:
-            return json.loads(raw)
+            raw = json.loads(raw)
         except ValueError:
             return None
-    return raw
-
-
-def _legal_from_input(raw: object) -> dict[str, Any] | None:
-    if not isinstance(raw, Mapping):
+    try:
+        return ExportJob.from_input(raw)
+    except (TypeError, ValueError):
         return None
-    return {"deadline": raw.get("legalDeadline"), "warningAt": raw.get("warningAt")}
 
 
-def _same_subject(raw: object, request: ExportRequest) -> bool:
+def _legal_from_job(job: ExportJob | None) -> dict[str, Any] | None:
+    return _legal(job) if job is not None else None
+
+
+def _same_subject(job: ExportJob | None, request: ExportRequest) -> bool:
     """Same user as given, or as resolved (an object id matching the resolved one)."""
-    if not isinstance(raw, Mapping):
+    if job is None:
         return False
-    known = {str(raw.get(key, "")).lower() for key in ("user", "userId")} - {""}
+    known = {str(value).lower() for value in (job.user, job.user_id) if value}
     return request.user.lower() in known

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from devhost.azurite import Azurite
-from devhost.graph_sim import GraphSimulator
+from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles, make_tls_files
+from dsr_export import composition
 
 # Variables that would make DefaultAzureCredential pick something other than managed identity.
 _CREDENTIAL_ENV = (
@@ -89,3 +92,18 @@ def graph_sim(tls_files: TlsFiles, sim_clock: ManualClock) -> Iterator[GraphSimu
         tls_files, clock=sim_clock, export_duration=timedelta(days=3), tick_interval=None
     ) as sim:
         yield sim
+
+
+@pytest.fixture
+def swap() -> Iterator[Callable[..., None]]:
+    """Swap parts of the composition root for one test: ``swap(clock=lambda: T0)``.
+
+    The one seam tests use to replace the clock, the credential or a client (see
+    :func:`dsr_export.composition.override`); everything is restored afterwards.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def use(**parts: Any) -> None:
+            stack.enter_context(composition.override(**parts))
+
+        yield use

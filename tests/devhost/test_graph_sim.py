@@ -27,7 +27,7 @@ from azure.storage.blob import (
 )
 
 from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
-from devhost.graph_sim import DEMO_DIRECTORY, GRAPH_RESOURCE, GraphSimulator
+from devhost.graph import DEMO_DIRECTORY, GRAPH_RESOURCE, GraphSimulator
 from devhost.tls import TlsFiles
 from tests.conftest import ManualClock
 

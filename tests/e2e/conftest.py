@@ -25,7 +25,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from devhost.durable import FastClock
-from devhost.graph_sim import GraphSimulator
+from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
 

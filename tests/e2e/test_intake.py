@@ -21,7 +21,7 @@ from standardwebhooks import Webhook
 from werkzeug import Response
 
 from devhost.azurite import Azurite
-from devhost.graph_sim import GraphSimulator
+from devhost.graph import GraphSimulator
 from devhost.tls import server_ssl_context
 from tests.e2e.conftest import CALLBACK_SECRET, TERMINAL, HostProcess, export_container
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from devhost.azurite import Azurite
-from devhost.graph_sim import GraphSimulator
+from devhost.graph import GraphSimulator
 from tests.e2e.conftest import TERMINAL, HostProcess, _identity, export_container, host_env
 from tests.secret_scan import SECRET
 

@@ -1,8 +1,8 @@
 """The operators' workbook (infra/modules/workbook.bicep + workbook.json) and docs/operations.md.
 
 The workbook's panels are KQL over Application Insights ``traces``, parsing the app's log lines
-(``event key=value ...``, written by :func:`dsr_export.logs.log_event`). Nothing here runs KQL
-(there is no Kusto engine offline), so the checks are about what can drift silently:
+(``event key=value ...``, written by :func:`dsr_export.domain.logs.log_event`). Nothing here runs
+KQL (there is no Kusto engine offline), so the checks are about what can drift silently:
 
 - every event name a query mentions is one the code logs, found by reading the source, so a
   renamed or removed event fails here instead of leaving an empty panel in the portal;
@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from dsr_export.logs import log_event
-from dsr_export.status import Phase
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.status import Phase
 from tests.infra.test_bicep import (
     INFRA,
     MODULES,

@@ -19,9 +19,9 @@ from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from devhost.azurite import ACCOUNT_KEY, Azurite
-from dsr_export import sas
+from dsr_export.adapters import sas
+from dsr_export.adapters.storage import AUDIT_BLOB, MANIFEST_BLOB, REQUEST_INFO_BLOB, ExportStorage
 from dsr_export.settings import ExportStorageSettings, SasMode
-from dsr_export.storage import AUDIT_BLOB, MANIFEST_BLOB, REQUEST_INFO_BLOB, ExportStorage
 
 pytestmark = pytest.mark.azurite
 

@@ -180,12 +180,7 @@ def app_settings(**values: str) -> Iterator[None]:
 
 
 def _clear() -> None:
-    for reader in (
-        settings.callback_settings,
-        settings.deadline_settings,
-        settings.export_policy,
-    ):
-        reader.cache_clear()
+    settings.clear_cache()
 
 
 def valid_payload(request_id: str = "RITM0001", **extra: Any) -> dict[str, Any]:

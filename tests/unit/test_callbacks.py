@@ -21,7 +21,9 @@ from werkzeug import Request, Response
 
 from activities import callbacks as callback_activity
 from devhost.tls import TlsFiles, server_ssl_context
-from dsr_export import callbacks
+from dsr_export.adapters import callbacks, outbound
+from dsr_export.domain import events, steps
+from dsr_export.domain.errors import CallbackRefused
 from dsr_export.settings import CallbackSettings, SettingsError
 from tests.unit.intake_fakes import SECRET, SECRET_KEY, app_settings
 
@@ -29,8 +31,8 @@ NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def _event() -> dict[str, object]:
-    return callbacks.build_event(
-        callbacks.COMPLETED,
+    return events.build_event(
+        events.COMPLETED,
         NOW,
         {
             "requestId": "RITM0001",
@@ -45,18 +47,18 @@ def _event() -> dict[str, object]:
 
 # -- signing --
 def test_signature_verifies_with_the_reference_implementation():
-    body = callbacks.encode(_event())
+    body = events.encode(_event())
     timestamp = int(datetime.now(UTC).timestamp())  # the verifier checks freshness
-    headers = callbacks.signed_headers(SECRET_KEY, "msg_1", timestamp, body)
+    headers = events.signed_headers(SECRET_KEY, "msg_1", timestamp, body)
     assert headers["webhook-signature"].startswith("v1,")
     verified = Webhook(SECRET).verify(body, headers)
     assert verified["data"]["requestId"] == "RITM0001"
 
 
 def test_a_tampered_body_or_another_secret_fails_verification():
-    body = callbacks.encode(_event())
+    body = events.encode(_event())
     timestamp = int(datetime.now(UTC).timestamp())
-    headers = callbacks.signed_headers(SECRET_KEY, "msg_1", timestamp, body)
+    headers = events.signed_headers(SECRET_KEY, "msg_1", timestamp, body)
     with pytest.raises(WebhookVerificationError):
         Webhook(SECRET).verify(body.replace(b"completed", b"cancelled"), headers)
     with pytest.raises(WebhookVerificationError):
@@ -67,7 +69,7 @@ def test_known_answer():
     # The spec's construction spelled out: HMAC-SHA256 over "{id}.{timestamp}.{body}", base64.
     digest = hmac.new(SECRET_KEY, b"msg_1.1700000000.{}", hashlib.sha256).digest()
     expected = "v1," + base64.b64encode(digest).decode()
-    assert callbacks.sign(SECRET_KEY, "msg_1", 1_700_000_000, b"{}") == expected
+    assert events.sign(SECRET_KEY, "msg_1", 1_700_000_000, b"{}") == expected
 
 
 def test_events_carry_ids_phase_and_deadline_but_no_personal_data():
@@ -97,7 +99,7 @@ ALLOW = frozenset({"tickets.example.com", "*.service-now.com", "10.0.0.5"})
     ],
 )
 def test_allowed_urls(url):
-    assert callbacks.check_url(url, ALLOW) == url
+    assert outbound.check_url(url, ALLOW) == url
 
 
 @pytest.mark.parametrize(
@@ -117,8 +119,8 @@ def test_allowed_urls(url):
     ],
 )
 def test_refused_urls(url, why):
-    with pytest.raises(callbacks.CallbackRefused, match=why):
-        callbacks.check_url(url, ALLOW)
+    with pytest.raises(CallbackRefused, match=why):
+        outbound.check_url(url, ALLOW)
 
 
 def test_callback_settings_validate_the_secret_without_echoing_it():
@@ -176,7 +178,7 @@ def test_a_receiver_verifies_the_delivered_signature(receiver, http):
         receiver.url_for("/cb"),
         SECRET_KEY,
         "msg_abc",
-        callbacks.encode(_event()),
+        events.encode(_event()),
         datetime.now(UTC),
     )
     assert delivery.delivered is True
@@ -226,16 +228,18 @@ def test_a_receiver_that_stays_down_raises_without_the_url(http):
 
 # -- the activity --
 def _job(url: str) -> dict[str, object]:
-    return {"requestId": "RITM0001", "url": url, "messageId": "msg_1", "event": _event()}
+    return steps.SendCallback(
+        request_id="RITM0001", url=url, message_id="msg_1", event=_event()
+    ).to_dict()
 
 
 def test_activity_delivers_and_keeps_the_secret_out_of_result_and_logs(
-    receiver, http, monkeypatch, caplog
+    receiver, http, swap, caplog
 ):
     caplog.set_level(logging.DEBUG)
     seen: list[dict[str, object]] = []
     receiver.expect_request("/cb", method="POST").respond_with_handler(_verifying_handler(seen))
-    monkeypatch.setattr(callback_activity, "_http", lambda: http)
+    swap(callback_http=http)
     with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS="localhost"):
         result = callback_activity.send_callback(_job(receiver.url_for("/cb")))
     assert result == {"delivered": True, "status": 204, "permanent": False, "reason": None}
@@ -262,8 +266,8 @@ def test_activity_without_a_secret_refuses_for_good():
     assert "CALLBACK_SIGNING_SECRET" in str(result["reason"])
 
 
-def test_activity_raises_for_a_receiver_that_is_down(http, monkeypatch):
-    monkeypatch.setattr(callback_activity, "_http", lambda: http)
+def test_activity_raises_for_a_receiver_that_is_down(http, swap):
+    swap(callback_http=http)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -6,18 +6,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dsr_export.job import ExportJob, next_wait
-from dsr_export.model import ExportRequest, InvalidRequest, container_name, validate_request_id
-from dsr_export.redaction import redact
+from dsr_export.domain.job import ExportJob, ExportPolicy, next_wait
+from dsr_export.domain.redaction import redact
+from dsr_export.domain.request import (
+    ExportRequest,
+    InvalidRequest,
+    container_name,
+    validate_request_id,
+)
+from dsr_export.domain.status import status_document
 from dsr_export.settings import (
     SETTINGS,
-    ExportPolicy,
     ExportStorageSettings,
     GraphSettings,
     SasMode,
     SettingsError,
+    export_policy_from_env,
 )
-from dsr_export.status import status_document
 
 ENDPOINT = "https://exportacct.blob.core.windows.net"
 
@@ -96,9 +101,9 @@ def test_storage_settings_hide_the_key_and_derive_the_account():
 
 
 def test_policy_bounds_are_checked():
-    assert ExportPolicy.from_env({}) == ExportPolicy(3600, 20, 45)
+    assert export_policy_from_env({}) == ExportPolicy(3600, 20, 45)
     with pytest.raises(SettingsError, match="EXPORT_POLL_ROUNDS_PER_HISTORY"):
-        ExportPolicy.from_env({"EXPORT_POLL_ROUNDS_PER_HISTORY": "0"})
+        export_policy_from_env({"EXPORT_POLL_ROUNDS_PER_HISTORY": "0"})
 
 
 def test_every_setting_is_documented_in_the_readme():
@@ -197,7 +202,7 @@ def test_status_document_never_contains_the_input_and_maps_termination():
 def test_setup_errors_are_recognised_and_name_the_fix():
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 
-    from dsr_export.errors import setup_error
+    from dsr_export.adapters.failures import setup_error
 
     missing = setup_error(SettingsError("EXPORT_STORAGE_BLOB_ENDPOINT", "is required"))
     assert missing is not None

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsr_export.deadlines import (
+from dsr_export.domain.deadlines import (
     CCPA,
     GDPR,
     Regulation,

@@ -14,8 +14,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from devhost.tls import make_tls_files, server_ssl_context
-from dsr_export.errors import classify
-from dsr_export.graph import GraphClient, GraphError
+from dsr_export.adapters.graph import GraphClient
+from dsr_export.adapters.graph_errors import GraphError
+from dsr_export.domain.errors import classify
 from dsr_export.settings import GraphSettings
 
 USER = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"

@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 from azure.core.credentials import AccessToken
 
-from dsr_export.health import missing_graph_roles
+from dsr_export.adapters.health import missing_graph_roles
 from dsr_export.settings import GraphSettings
 from tests.replay import user_function
 
@@ -92,7 +92,7 @@ def test_no_token_at_all_means_every_role_is_missing():
 def test_an_unreachable_export_account_is_reported_not_raised():
     from azure.core.exceptions import ServiceRequestError
 
-    from dsr_export.health import storage_problem
+    from dsr_export.adapters.health import storage_problem
 
     def probe() -> None:
         raise ServiceRequestError("name resolution failed")

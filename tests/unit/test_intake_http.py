@@ -7,12 +7,11 @@ between the request and the client (validation, idempotency, documents, problems
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
 
-from intake import http_api
 from tests.unit.intake_fakes import (
     ALLOWED,
     OTHER_ID,
@@ -31,8 +30,8 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(autouse=True)
-def _configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(http_api, "_now", lambda: T0)
+def _configured(swap: Callable[..., None]) -> Iterator[None]:
+    swap(clock=lambda: T0)
     with app_settings(
         CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED, DEADLINE_WARNING_DAYS="7"
     ):

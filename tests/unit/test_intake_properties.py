@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,9 +13,10 @@ from azure.functions.queue import QueueMessage as WorkerQueueMessage
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dsr_export.model import ExportRequest, InvalidRequest
+from dsr_export import composition
+from dsr_export.adapters.outbound import check_url
+from dsr_export.domain.request import ExportRequest, InvalidRequest
 from dsr_export.settings import CallbackSettings
-from intake import http_api, queue_intake, rejections
 from tests.replay import user_function
 from tests.unit.intake_fakes import (
     ALLOWED,
@@ -83,9 +85,8 @@ _BODIES = st.one_of(
 
 
 @pytest.fixture(autouse=True)
-def _configured(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(http_api, "_now", lambda: T0)
-    monkeypatch.setattr(queue_intake, "_now", lambda: T0)
+def _configured(swap: Callable[..., None]) -> Iterator[None]:
+    swap(clock=lambda: T0)
     with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
         yield
 
@@ -94,9 +95,8 @@ def _valid(raw: bytes) -> bool:
     """The oracle: the core validation, applied to what the intake should have decoded."""
     try:
         payload: Any = json.loads(raw)
-        ExportRequest.parse(
-            payload, now=T0, callback_hosts=CallbackSettings.from_env().allowed_hosts
-        )
+        hosts = CallbackSettings.from_env().allowed_hosts
+        ExportRequest.parse(payload, now=T0, callback_check=lambda url: check_url(url, hosts))
     except (ValueError, UnicodeDecodeError, RecursionError, InvalidRequest):
         return False
     return True
@@ -122,12 +122,12 @@ def test_http_submit_never_500s_and_starts_only_valid_requests(raw, content_type
 
 @_SETTINGS
 @given(raw=_BODIES)
-def test_queue_intake_never_raises_for_bad_input_and_records_each_refusal(raw, monkeypatch):
+def test_queue_intake_never_raises_for_bad_input_and_records_each_refusal(raw):
     client, sink = FakeDurableClient(), ListSink()
-    monkeypatch.setattr(rejections, "rejections", lambda: sink)
     msg = WorkerQueueMessage(id="m-1", body=raw, dequeue_count=1)
     entry = user_function("intake_dsr_message")
-    asyncio.run(entry.client_function(msg=msg, client=client))  # never raises
+    with composition.override(rejections=sink):
+        asyncio.run(entry.client_function(msg=msg, client=client))  # never raises
     if _valid(raw):
         assert len(client.started) == 1
         assert sink.records == []

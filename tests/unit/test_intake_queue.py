@@ -8,13 +8,14 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 
-from intake import queue_intake, rejections
+from dsr_export.adapters import rejections
+from intake import queue_intake
 from tests.replay import user_function
 from tests.unit.intake_fakes import (
     ALLOWED,
@@ -29,16 +30,16 @@ from tests.unit.intake_fakes import (
 
 
 @pytest.fixture(autouse=True)
-def _configured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(queue_intake, "_now", lambda: T0)
+def _configured(swap: Callable[..., None]) -> Iterator[None]:
+    swap(clock=lambda: T0)
     with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
         yield
 
 
 @pytest.fixture
-def sink(monkeypatch: pytest.MonkeyPatch) -> ListSink:
+def sink(swap: Callable[..., None]) -> ListSink:
     kept = ListSink()
-    monkeypatch.setattr(rejections, "rejections", lambda: kept)
+    swap(rejections=kept)
     return kept
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,8 @@ def _validator(schema: str) -> Draft202012Validator:
 
 
 @pytest.fixture(autouse=True)
-def _configured(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(http_api, "_now", lambda: T0)
+def _configured(swap: Callable[..., None]) -> Iterator[None]:
+    swap(clock=lambda: T0)
     with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
         yield
 
@@ -114,7 +115,7 @@ def test_documented_examples_are_valid_requests():
 
 
 def test_the_orchestrators_callback_events_match_the_documented_schema():
-    from dsr_export.job import ExportJob
+    from dsr_export.domain.job import ExportJob
     from tests.replay import Driver
 
     job = ExportJob(

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from dsr_export.job import ExportJob
-from dsr_export.settings import ExportPolicy
+from dsr_export.domain.job import ExportJob, ExportPolicy
 from tests.replay import Driver
 
 USER_ID = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"

@@ -15,16 +15,17 @@ from typing import Any, Final
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError
 
-from dsr_export.errors import setup_error
-from dsr_export.graph import GRAPH_SCOPE_SUFFIX, TokenProvider
-from dsr_export.model import FieldError
+from dsr_export.adapters.failures import setup_error
+from dsr_export.adapters.graph import GRAPH_SCOPE_SUFFIX, TokenProvider
+from dsr_export.domain.errors import ErrorDoc
+from dsr_export.domain.request import FieldError
 from dsr_export.settings import (
     CallbackSettings,
     DeadlineSettings,
-    ExportPolicy,
     ExportStorageSettings,
     GraphSettings,
     SettingsError,
+    export_policy_from_env,
 )
 
 #: Application permissions the app needs in Graph (what admin consent puts in ``roles``).
@@ -32,7 +33,7 @@ GRAPH_ROLES: Final = ("User.Export.All", "User.Read.All")
 _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     GraphSettings.from_env,
     ExportStorageSettings.from_env,
-    ExportPolicy.from_env,
+    export_policy_from_env,
     CallbackSettings.from_env,
     DeadlineSettings.from_env,
 )
@@ -76,13 +77,14 @@ def missing_graph_roles(credential: TokenProvider, graph: GraphSettings) -> list
     return [role for role in GRAPH_ROLES if role not in granted]
 
 
-def storage_problem(probe: Callable[[], object]) -> dict[str, Any] | None:
+def storage_problem(probe: Callable[[], object]) -> ErrorDoc | None:
     """Run a harmless call against the export account; the error with its fix, if any."""
     try:
         probe()
     except AzureError as exc:
         return setup_error(exc) or {
             "code": "StorageUnreachable",
+            "category": "configuration",
             "message": f"the export account did not answer ({type(exc).__name__}); check "
             "EXPORT_STORAGE_BLOB_ENDPOINT and the network path to it",
         }

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Final
 
-from dsr_export.model import FieldError
+from dsr_export.domain.request import FieldError
 
 CONTENT_TYPE: Final = "application/problem+json"
 _TYPE_BASE: Final = "https://github.com/dsr-export/dsr-export/blob/main/docs/errors.md#"

@@ -18,8 +18,8 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from dsr_export import sas
-from dsr_export.model import CONTAINER_PREFIX
+from dsr_export.adapters import sas
+from dsr_export.domain.request import CONTAINER_PREFIX
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
@@ -70,6 +70,12 @@ class ExportStorage:
             name_starts_with=CONTAINER_PREFIX, results_per_page=1
         )
         next(iter(listing), None)
+
+    @property
+    def policy_settle_seconds(self) -> int:
+        """How long a new stored access policy needs before Graph may check a SAS bound to it
+        (0 when the SAS is not bound to one)."""
+        return sas.POLICY_SETTLE_SECONDS if self._settings.sas_mode is SasMode.STORED_POLICY else 0
 
     def container(self, name: str) -> ContainerClient:
         """A client for one export container."""

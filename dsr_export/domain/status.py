@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from dsr_export.deadlines import view
+from dsr_export.domain.deadlines import view
 
 
 class Phase(enum.StrEnum):

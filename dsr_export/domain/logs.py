@@ -2,14 +2,14 @@
 
 Lines read ``event key=value ...`` so they are greppable in a terminal and in Application
 Insights ``traces``; the same fields go to ``custom_dimensions`` for exporters that use it.
-Every value passes through :func:`~dsr_export.redaction.redact`.
+Every value passes through :func:`~dsr_export.domain.redaction.redact`.
 """
 
 from __future__ import annotations
 
 import logging
 
-from dsr_export.redaction import redact
+from dsr_export.domain.redaction import redact
 
 _LOGGER = logging.getLogger("dsr_export")
 

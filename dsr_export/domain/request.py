@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
 
-from dsr_export.callbacks import CallbackRefused, check_url
-from dsr_export.deadlines import GDPR, Regulation, parse_received_at, parse_regulation
+from dsr_export.domain.deadlines import GDPR, Regulation, parse_received_at, parse_regulation
+from dsr_export.domain.errors import CallbackRefused
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 _UPN = re.compile(r"^[^@\s/\\?#%]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
@@ -116,13 +116,13 @@ class ExportRequest:
         payload: object,
         *,
         now: datetime | None = None,
-        callback_hosts: Iterable[str] | None = None,
+        callback_check: Callable[[str], str] | None = None,
     ) -> ExportRequest:
         """Validate a decoded JSON payload, collecting every field error.
 
-        ``callback_hosts`` is the callback allowlist, None when callbacks are off (no signing
-        secret). ``now`` bounds ``receivedAt``: a receipt in the future would push the legal
-        deadline out.
+        ``callback_check`` judges a ``callbackUrl`` (the adapters' URL judge, which raises
+        :class:`CallbackRefused` saying why); None when callbacks are off (no signing secret).
+        ``now`` bounds ``receivedAt``: a receipt in the future would push the legal deadline out.
         """
         if not isinstance(payload, Mapping):
             raise InvalidRequest([FieldError("", "the body must be a JSON object")])
@@ -137,7 +137,7 @@ class ExportRequest:
             errors.append(
                 FieldError("/user", "must be an Entra object id (GUID) or a user principal name")
             )
-        callback_url = _callback_url(payload.get("callbackUrl"), callback_hosts, errors)
+        callback_url = _callback_url(payload.get("callbackUrl"), callback_check, errors)
         received_at = _received_at(payload.get("receivedAt"), now, errors)
         regulation = GDPR
         try:
@@ -166,18 +166,18 @@ class ExportRequest:
 
 
 def _callback_url(
-    raw: object, allowed_hosts: Iterable[str] | None, errors: list[FieldError]
+    raw: object, check: Callable[[str], str] | None, errors: list[FieldError]
 ) -> str | None:
     if raw is None:
         return None
     if not isinstance(raw, str) or not 0 < len(raw) <= MAX_URL_LENGTH:
         errors.append(FieldError("/callbackUrl", f"must be a URL of at most {MAX_URL_LENGTH}"))
         return None
-    if allowed_hosts is None:
+    if check is None:
         errors.append(FieldError("/callbackUrl", "callbacks are not enabled on this service"))
         return None
     try:
-        return check_url(raw, allowed_hosts)
+        return check(raw)
     except CallbackRefused as exc:
         errors.append(FieldError("/callbackUrl", str(exc)))
         return None

@@ -13,15 +13,16 @@ host reaches it: a connection string locally, the managed identity in Azure.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.identity import ManagedIdentityCredential
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from dsr_export.adapters.credentials import host_storage_identity
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.storage.queue import QueueClient
 
 REJECTED_QUEUE: Final = "dsr-requests-rejected"
 #: Rejection records outlive the default 7-day TTL: an operator back from leave still sees them.
@@ -42,6 +43,9 @@ class QueueRejections:
         self._client = client
 
     def record(self, rejection: Mapping[str, Any]) -> None:
+        """Send the record; create the queue on first use."""
+        from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+
         text = json.dumps(rejection, sort_keys=True)
         try:
             self._client.send_message(text, time_to_live=_TTL_SECONDS)
@@ -51,8 +55,17 @@ class QueueRejections:
             self._client.send_message(text, time_to_live=_TTL_SECONDS)
 
 
-def queue_client(env: Mapping[str, str] = os.environ) -> QueueClient:
-    """The rejected queue in the host storage account, configured like the host's own access."""
+def queue_client(
+    env: Mapping[str, str] = os.environ,
+    identity: Callable[[str | None], TokenCredential] = host_storage_identity,
+) -> QueueClient:
+    """The rejected queue in the host storage account, configured like the host's own access.
+
+    ``identity`` builds the credential for identity-based host storage from the client id the
+    platform is given (``AzureWebJobsStorage__clientId``).
+    """
+    from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
     options: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy()}
     connection = env.get("AzureWebJobsStorage", "").strip()
     if connection:
@@ -63,11 +76,5 @@ def queue_client(env: Mapping[str, str] = os.environ) -> QueueClient:
             "neither AzureWebJobsStorage nor AzureWebJobsStorage__queueServiceUri is set"
         )
     client_id = env.get("AzureWebJobsStorage__clientId", "").strip() or None
-    credential = ManagedIdentityCredential(client_id=client_id)
+    credential = identity(client_id)
     return QueueClient(endpoint, REJECTED_QUEUE, credential=credential, **options)
-
-
-@functools.cache
-def rejections() -> RejectionSink:
-    """The process-wide sink, built on first use."""
-    return QueueRejections(queue_client())

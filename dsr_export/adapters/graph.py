@@ -1,6 +1,7 @@
 """A small Microsoft Graph client for exportPersonalData and its dataPolicyOperation.
 
-A plain HTTP client rather than the Graph SDK: the beta SDK drops the ``Location`` header that
+The contract it relies on is written down in docs/graph-contract.md. A plain HTTP client rather
+than the Graph SDK: the beta SDK drops the ``Location`` header that
 carries the operation id (see docs/architecture.md). Short transient failures are retried here
 with urllib3's ``Retry``; a ``Retry-After`` longer than :data:`INLINE_WAIT_MAX_SECONDS` is not
 slept on in a worker but handed back (:class:`GraphError` with ``retry_after``) so the
@@ -23,7 +24,8 @@ from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from dsr_export.redaction import redact, strip_query
+from dsr_export.adapters.graph_errors import GraphError
+from dsr_export.domain.redaction import redact, strip_query
 from dsr_export.settings import GraphSettings
 
 GRAPH_SCOPE_SUFFIX: Final = "/.default"
@@ -37,36 +39,6 @@ class TokenProvider(Protocol):
     """What the client needs of an ``azure.core.credentials.TokenCredential``."""
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any: ...
-
-
-@dataclass(frozen=True)
-class GraphError(Exception):
-    """A Graph failure, classified. Never carries a token, a SAS or a response body."""
-
-    status: int
-    code: str
-    message: str
-    graph_request_id: str | None = None
-    client_request_id: str | None = None
-    retry_after: float | None = None
-
-    def __str__(self) -> str:
-        return f"Graph {self.status} {self.code}: {self.message}"
-
-    @property
-    def transient(self) -> bool:
-        """Worth trying again later: throttling, service trouble, or no answer at all."""
-        return self.status in (0, 408, 429) or self.status >= 500
-
-    def to_dict(self) -> dict[str, Any]:
-        """The non-secret facts, for activity results and the ticket."""
-        return {
-            "status": self.status,
-            "code": self.code,
-            "message": self.message,
-            "graphRequestId": self.graph_request_id,
-            "clientRequestId": self.client_request_id,
-        }
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,239 @@
+"""The exportPersonalData calls themselves, and the one object a test or host holds.
+
+Submitting is where the service's rules meet, in its order: the permission, the rate limit,
+an object id that exists, a ``storageLocation`` that passes every SAS check (which leaves
+``RequestInfo.json`` behind), and only then an operation; the call is not idempotent, so a
+second submit for the same user is a second export. Polling an unknown operation is a 400.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import parse_qs
+
+from devhost._service import Service
+from devhost.tls import TlsFiles
+
+from .admin import admin_reply
+from .directory import DEMO_DIRECTORY, GUID, Directory, user_not_found
+from .faults import FaultInjector, Faults
+from .operations import Operations, OperationView
+from .redaction import guard_urllib3, log
+from .replies import GraphError, Reply, json_reply
+from .routes import Endpoints, RequestRecord, Router
+from .server import HttpsServer
+from .storage_contract import request_info, storage_location, validate_storage_location
+from .tokens import EXPORT_ROLE, GRAPH_RESOURCE, READ_ROLE, authenticate, require
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class GraphSimulator(Service):
+    """HTTPS Graph on loopback: submit, poll, resolve, plus ``/_sim/`` admin routes.
+
+    Admin routes (JSON, no token): ``GET|POST|DELETE /_sim/faults`` (POST merges the given
+    fields, DELETE resets), ``GET /_sim/operations``, ``GET /_sim/operations/{id}/files``,
+    ``GET /_sim/stats``, ``GET /_sim/requests``, ``POST /_sim/users`` (``{"upn", "id"?}``),
+    ``POST /_sim/tick``.
+    """
+
+    def __init__(
+        self,
+        tls: TlsFiles,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        export_duration: timedelta = timedelta(days=3),
+        directory: Mapping[str, str] | None = None,
+        seed: int = 0,
+        ca_bundle: str | Path | None = None,
+        graph_resource: str = GRAPH_RESOURCE,
+        tick_interval: float | None = 0.5,
+    ) -> None:
+        if export_duration <= timedelta(0):
+            raise ValueError("export_duration must be positive")
+        self._tls = tls
+        self._clock = clock
+        self._ca_bundle = str(ca_bundle or tls.cert_path)
+        self._resource = graph_resource.rstrip("/")
+        self._tick_interval = tick_interval
+        self._directory = Directory(directory or DEMO_DIRECTORY)
+        self._injector = FaultInjector()
+        self._operations = Operations(
+            clock=clock, duration=export_duration, seed=seed, ca_bundle=self._ca_bundle
+        )
+        self._router = Router(
+            endpoints=Endpoints(submit=self._submit, poll=self._poll, resolve=self._resolve),
+            authenticate=self._authenticate,
+            injector=self._injector,
+            admin=functools.partial(admin_reply, self),
+            clock=clock,
+        )
+        self._lock = threading.RLock()  # one id and one submit time, taken together
+        self._ids = random.Random(seed)  # noqa: S311 - deterministic ids are the point
+        self._server: HttpsServer | None = None
+        self._ticker: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        guard_urllib3()
+        self._stopping.clear()
+        self._server = HttpsServer(self._tls, self._router.handle).start()
+        if self._tick_interval is not None:
+            self._ticker = threading.Thread(
+                target=self._tick_forever,
+                args=(self._tick_interval,),
+                name="graph-sim-ticker",
+                daemon=True,
+            )
+            self._ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+        ticker, self._ticker = self._ticker, None
+        if ticker is not None:
+            ticker.join(timeout=10)
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator is not running")
+        return f"https://127.0.0.1:{self._server.port}"
+
+    # -- directory and faults --------------------------------------------------------------
+
+    @property
+    def faults(self) -> Faults:
+        return self._injector.faults
+
+    @faults.setter
+    def faults(self, faults: Faults) -> None:
+        self._injector.faults = faults
+
+    def add_user(self, upn: str, object_id: str | None = None) -> str:
+        """Add a user to the directory; returns the object id (made up if not given)."""
+        return self._directory.add(upn, object_id or self._new_guid())
+
+    def set_faults(self, **changes: Any) -> Faults:
+        """Change some knobs at once (the admin route uses this); unknown names are refused."""
+        return self._injector.set(**changes)
+
+    def reset_faults(self) -> None:
+        self._injector.reset()
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def operations(self) -> list[OperationView]:
+        return self._operations.views()
+
+    def operation(self, op_id: str) -> OperationView:
+        return self._operations.view(op_id)
+
+    def expected_files(self, op_id: str) -> dict[str, int]:
+        """Blob name -> size of every product file the operation writes (not RequestInfo.json)."""
+        return self._operations.expected_files(op_id)
+
+    def submissions_by_user(self) -> dict[str, int]:
+        """Accepted submissions (202) per user object id."""
+        return self._operations.by_user()
+
+    def submissions_by_container(self) -> dict[str, int]:
+        """Accepted submissions per container URL (without SAS)."""
+        return self._operations.by_container()
+
+    def requests(self) -> list[RequestRecord]:
+        return self._router.requests()
+
+    def tick(self) -> None:
+        """Advance every unfinished operation to the clock's present (writing files)."""
+        self._operations.tick()
+
+    # -- the Graph calls -------------------------------------------------------------------
+
+    def _authenticate(self, authorization: str | None) -> dict[str, Any]:
+        # A national cloud's tokens carry its own Graph URL as audience; so do this host's.
+        return authenticate(authorization, (self._resource, self.base_url))
+
+    def _submit(self, version: str, user: str, claims: Mapping[str, Any], body: bytes) -> Reply:
+        require(claims, EXPORT_ROLE)
+        self._injector.limit_submissions()
+        if not GUID.match(user):
+            raise GraphError(400, "InvalidInput", f"Invalid input: '{user}' is an invalid Guid.")
+        user_id = user.lower()
+        if self._directory.lookup(user_id, self.faults.missing_users) is None:
+            raise user_not_found(user)
+        location = storage_location(body)
+        with self._lock:
+            op_id = self._new_guid()
+            submitted = self._clock()
+        validate_storage_location(
+            location,
+            request_info(op_id, user_id, submitted),
+            ca_bundle=self._ca_bundle,
+            refuse_user_delegation_sas=self.faults.refuse_user_delegation_sas,
+        )
+        fails = self._directory.is_among(user_id, self.faults.failing_users)
+        self._operations.accept(op_id, user_id, submitted, location, fails=fails)
+        url = f"{self.base_url}/{version}/dataPolicyOperations/{op_id}"
+        return Reply(
+            202,
+            headers={"Location": url, "Operation-Location": url, "Retry-After": "60"},
+        )
+
+    def _poll(self, version: str, op_id: str, claims: Mapping[str, Any]) -> Reply:
+        require(claims, READ_ROLE)
+        view = self._operations.advance(op_id)
+        if view is None:
+            raise GraphError(
+                400, "OperationNotFound", f"The operation '{op_id}' could not be found."
+            )
+        payload = {
+            "@odata.context": f"{self.base_url}/{version}/$metadata#dataPolicyOperations/$entity",
+            **{k: v for k, v in view.to_json().items() if k != "filesWritten"},
+        }
+        return json_reply(200, payload)
+
+    def _resolve(self, version: str, user: str, query: str, claims: Mapping[str, Any]) -> Reply:
+        require(claims, READ_ROLE)
+        found = self._directory.lookup(user, self.faults.missing_users)
+        if found is None:
+            raise user_not_found(user)
+        oid, upn = found
+        select = parse_qs(query).get("$select", ["id,userPrincipalName"])[-1].split(",")
+        record = {"id": oid, "userPrincipalName": upn}
+        payload: dict[str, Any] = {
+            "@odata.context": f"{self.base_url}/{version}/$metadata#users(id)/$entity"
+        }
+        payload.update({k: record[k] for k in record if k in {s.strip() for s in select}})
+        return json_reply(200, payload)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _new_guid(self) -> str:
+        """Seeded, so that the same run of requests gets the same ids."""
+        with self._lock:
+            return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+
+    def _tick_forever(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            try:
+                self.tick()
+            except Exception as error:  # noqa: BLE001 - a dead ticker would freeze every export
+                # Type only: storage errors can quote request URLs, signature included.
+                log.warning("graph simulator tick failed: %s", type(error).__name__)

@@ -1,0 +1,45 @@
+"""Failures only an operator can fix: a setting, or the export account refusing the app.
+
+Such a failure will fail every retry; the activity turns it into a ``failed`` result naming the
+fix instead of raising (which the orchestrator would retry five times for a generic message).
+The Azure SDK's exception types are imported when a failure is judged, not at cold start.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from dsr_export.domain.errors import ErrorDoc
+from dsr_export.domain.redaction import redact
+from dsr_export.settings import SettingsError
+
+_STORAGE_HINT: Final = (
+    "The export storage account refused the app. In stored-policy mode check "
+    "EXPORT_STORAGE_ACCOUNT_KEY (a rotated key?); in user-delegation mode grant the app's "
+    "managed identity Storage Blob Data Contributor on the export account (docs/deploy.md)."
+)
+
+
+def setup_error(exc: BaseException) -> ErrorDoc | None:
+    """The error for a failure that only an operator can fix, or None for anything else."""
+    if isinstance(exc, SettingsError):
+        return {
+            "code": "Misconfigured",
+            "category": "configuration",
+            "message": str(exc),
+            "setting": exc.setting,
+        }
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ClientAuthenticationError) or (
+        isinstance(exc, HttpResponseError) and status == 403
+    ):
+        code = getattr(exc, "error_code", None) or "AuthorizationFailure"
+        return {
+            "code": "StorageAccessDenied",
+            "category": "configuration",
+            "message": redact(f"export storage answered {status}: {code}"),
+            "hint": _STORAGE_HINT,
+        }
+    return None

@@ -1,0 +1,135 @@
+"""The composition root: the one place the app's parts are built and cached.
+
+Activities and intake ask here for the credential, the Graph client, the export storage, the
+callback HTTP session, the rejected-message sink and the clock, and nowhere else; tests swap any
+of them with :func:`override`. Everything is built on first use, importing the Azure SDKs and
+``requests`` only then, which keeps them off the cold-start path of ``import function_app``
+(the SDK floor; ``make bench`` measures it).
+
+In Azure the credential is the app's managed identity (``AZURE_CLIENT_ID`` selects the
+user-assigned one); locally whatever ``DefaultAzureCredential`` finds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from dsr_export import settings
+
+if TYPE_CHECKING:
+    import requests
+    from azure.core.credentials import TokenCredential
+
+    from dsr_export.adapters.graph import GraphClient
+    from dsr_export.adapters.rejections import RejectionSink
+    from dsr_export.adapters.storage import ExportStorage
+
+#: The parts :func:`override` can replace.
+PARTS: Final = ("credential", "graph", "export_storage", "callback_http", "rejections", "clock")
+
+_overrides: dict[str, Any] = {}
+
+
+def now() -> datetime:
+    """The current time (UTC): the one clock of activities and intake."""
+    clock: Callable[[], datetime] | None = _overrides.get("clock")
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def credential() -> TokenCredential:
+    """The app's identity: tokens for Graph and, in user-delegation mode, for storage."""
+    if "credential" in _overrides:
+        return _overrides["credential"]  # type: ignore[no-any-return]
+    return _credential()
+
+
+def graph() -> GraphClient:
+    """The Graph client, bound to ``GRAPH_BASE_URL`` (the only host that gets the token)."""
+    if "graph" in _overrides:
+        return _overrides["graph"]  # type: ignore[no-any-return]
+    return _graph()
+
+
+def export_storage() -> ExportStorage:
+    """The export account as the app itself sees it (never through the Graph SAS)."""
+    if "export_storage" in _overrides:
+        return _overrides["export_storage"]  # type: ignore[no-any-return]
+    return _export_storage()
+
+
+def callback_http() -> requests.Session:
+    """The HTTP session that delivers ticket callbacks (short retries, no redirects)."""
+    if "callback_http" in _overrides:
+        return _overrides["callback_http"]  # type: ignore[no-any-return]
+    return _callback_http()
+
+
+def rejections() -> RejectionSink:
+    """Where refused queue messages are recorded (``dsr-requests-rejected``)."""
+    if "rejections" in _overrides:
+        return _overrides["rejections"]  # type: ignore[no-any-return]
+    return _rejections()
+
+
+@contextlib.contextmanager
+def override(**parts: Any) -> Iterator[None]:
+    """Use ``parts`` (by the names in :data:`PARTS`) instead of the built ones, for a while.
+
+    ``clock`` is a callable returning an aware datetime; the rest are the objects themselves.
+    """
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise TypeError(f"unknown parts: {', '.join(sorted(unknown))}")
+    saved = dict(_overrides)
+    _overrides.update(parts)
+    try:
+        yield
+    finally:
+        _overrides.clear()
+        _overrides.update(saved)
+
+
+def reset() -> None:
+    """Forget every built part and every setting read, so the next use reads them anew."""
+    for cached in (_credential, _graph, _export_storage, _callback_http, _rejections):
+        cached.cache_clear()
+    settings.clear_cache()
+
+
+@functools.cache
+def _credential() -> TokenCredential:
+    from dsr_export.adapters.credentials import app_identity
+
+    return app_identity()
+
+
+@functools.cache
+def _graph() -> GraphClient:
+    from dsr_export.adapters.graph import GraphClient
+
+    return GraphClient(settings.graph_settings(), credential())
+
+
+@functools.cache
+def _export_storage() -> ExportStorage:
+    from dsr_export.adapters.storage import ExportStorage
+
+    return ExportStorage(settings.export_storage_settings(), credential())
+
+
+@functools.cache
+def _callback_http() -> requests.Session:
+    from dsr_export.adapters.callbacks import session
+
+    return session()
+
+
+@functools.cache
+def _rejections() -> RejectionSink:
+    from dsr_export.adapters.rejections import QueueRejections, queue_client
+
+    return QueueRejections(queue_client())

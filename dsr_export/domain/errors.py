@@ -1,0 +1,190 @@
+"""The error vocabulary: the shape of a DSR's error, its categories, and what each Graph answer
+means for the DSR (wait and retry, or fail now with a fix to apply).
+
+Configuration errors (the SAS, permissions, the token) will not heal by themselves: failing at
+once, with the setting or permission to fix, beats retrying for a month. The shape below is the
+one wire form of an error: in activity results, the orchestration's output, the status document
+and the audit record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol, TypedDict
+
+from dsr_export.domain.redaction import redact
+
+Subject = Literal["user", "submit", "poll"]
+Category = Literal["configuration", "user", "operation", "service", "storage"]
+
+
+class ErrorDoc(TypedDict, total=False):
+    """A DSR's error as every document shows it (camelCase on the wire)."""
+
+    code: str
+    message: str
+    category: Category
+    hint: str
+    setting: str
+    status: int
+    graphRequestId: str | None
+    clientRequestId: str | None
+
+
+class CallbackRefused(ValueError):
+    """The URL may not receive callbacks (scheme, host not allowed, credentials in it)."""
+
+
+class GraphFailure(Protocol):
+    """What the domain needs to know of a failed Graph call (the adapter's ``GraphError``)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def retry_after(self) -> float | None: ...
+    @property
+    def transient(self) -> bool: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+#: Wait before retrying a transient failure that came without Retry-After.
+TRANSIENT_WAIT_SECONDS: Final = 60
+
+_SAS_HINT: Final = (
+    "Graph refused the export container's SAS. The app mints a container service SAS with "
+    "sp=acw over HTTPS; check EXPORT_SAS_MODE, EXPORT_STORAGE_BLOB_ENDPOINT (a StorageV2 account "
+    "that supports append blobs) and, in stored-policy mode, EXPORT_STORAGE_ACCOUNT_KEY."
+)
+_HINTS: Final[dict[str, tuple[Category, str]]] = {
+    "SharedAccessSignatureTokenInvalid": ("configuration", _SAS_HINT),
+    "StorageLocationInvalid": ("configuration", _SAS_HINT),
+    "StorageLocationNotServiceSAS": ("configuration", _SAS_HINT),
+    "StorageLocationNotAzureBlob": ("configuration", _SAS_HINT),
+    "StorageLocationShouldNotAllowListAccess": ("configuration", _SAS_HINT),
+    "StorageLocationShouldNotAllowReadAccess": ("configuration", _SAS_HINT),
+    "StorageLocationNeedsWriteAddPermissions": ("configuration", _SAS_HINT),
+    "StorageLocationShouldSupportAppendBlobs": (
+        "configuration",
+        "The export account cannot hold append blobs: use a StorageV2 (general purpose v2) "
+        "account for EXPORT_STORAGE_BLOB_ENDPOINT, not premium or page-blob-only storage.",
+    ),
+    "InvalidInput": ("user", "The user is not an Entra object id (GUID)."),
+    "OperationNotFound": (
+        "operation",
+        "Graph no longer knows this export operation; the export's outcome is unknown. Check "
+        "Azure portal > User privacy and send the DSR again under a new requestId if needed.",
+    ),
+    "ForeignLocation": (
+        "configuration",
+        "Graph answered with an address outside GRAPH_BASE_URL; check GRAPH_BASE_URL.",
+    ),
+}
+_BY_STATUS: Final[dict[int, tuple[Category, str]]] = {
+    401: (
+        "configuration",
+        "Graph refused the app's token. Check the managed identity (AZURE_CLIENT_ID) and that "
+        "GRAPH_BASE_URL is the Graph endpoint of the identity's cloud.",
+    ),
+    403: (
+        "configuration",
+        "Graph refused for lack of permission. Grant the app's managed identity the Microsoft "
+        "Graph application permissions User.Export.All (submit) and User.Read.All (polling, "
+        "user lookup) with admin consent: see docs/deploy.md.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RetryDecision:
+    """What a Graph failure means for its step: retry after ``retry_after_seconds``, or fail
+    with ``error``."""
+
+    retry: bool
+    retry_after_seconds: int
+    error: ErrorDoc
+
+
+def classify(exc: GraphFailure, *, subject: Subject) -> RetryDecision:
+    """Decide what ``exc`` means for the step that got it."""
+    category, hint = _HINTS.get(exc.code) or _BY_STATUS.get(exc.status) or ("service", "")
+    if exc.status == 404 and subject in ("user", "submit"):
+        category, hint = "user", "No such user in this tenant."
+    if exc.transient and exc.code not in _HINTS:
+        category, hint = "service", "Graph is throttling or unavailable; retried later."
+    error: ErrorDoc = {**exc.to_dict(), "category": category}  # type: ignore[typeddict-item]
+    if hint:
+        error["hint"] = hint
+    retry = exc.transient and exc.code not in _HINTS
+    wait = int(exc.retry_after) if exc.retry_after else TRANSIENT_WAIT_SECONDS
+    return RetryDecision(retry=retry, retry_after_seconds=wait, error=error)
+
+
+def submit_outcome_unknown(container: str) -> ErrorDoc:
+    """The error for a container Graph has accepted before, when we hold no operation id.
+
+    Submitting again would fail (StorageLocationAlreadyUsed) or, with a new container, start a
+    second, untracked export of the person's data; the SAS is revoked instead.
+    """
+    return {
+        "code": "SubmitOutcomeUnknown",
+        "category": "operation",
+        "message": (
+            f"container {container} already holds RequestInfo.json: an earlier submit for "
+            "this DSR reached Graph but its answer was lost. Not submitting again (that would "
+            "start a duplicate export) and the SAS is revoked, so the lost export cannot write "
+            "either. Send the DSR again under a new requestId."
+        ),
+    }
+
+
+def activity_failed(exc: BaseException) -> ErrorDoc:
+    """The error for an activity that failed all its attempts (an unexpected exception)."""
+    return {"code": "ActivityFailed", "category": "service", "message": _first_line(exc)}
+
+
+def finalize_failed(exc: BaseException, intended: str) -> ErrorDoc:
+    """The error for a finalisation that failed all its attempts.
+
+    The DSR cannot claim ``intended`` (a manifest or a revoked SAS it could not confirm), so it
+    ends failed, saying what it was about to record and what an operator should check.
+    """
+    return {
+        "code": "FinalizeFailed",
+        "category": "storage",
+        "message": f"finishing the DSR as {intended} failed: {_first_line(exc)}",
+        "hint": (
+            "The export container could not be finalised (manifest, SAS revocation, audit "
+            "record). Check the export account's availability and the app's access to it; the "
+            "Graph SAS expires on its own at sasExpiresAt if it could not be revoked."
+        ),
+    }
+
+
+def timed_out(days: int) -> ErrorDoc:
+    """The error for an export Graph did not finish within the DSR's overall limit."""
+    return {
+        "code": "ExportTimedOut",
+        "category": "operation",
+        "message": f"Graph did not finish within {days} days",
+    }
+
+
+def export_failed() -> ErrorDoc:
+    """The error for an operation Graph itself reported as failed."""
+    return {
+        "code": "ExportFailed",
+        "category": "service",
+        "message": "Graph reported the export operation as failed",
+    }
+
+
+def cancelled(reason: object) -> ErrorDoc:
+    """The error a cancelled DSR carries: the operator's reason, bounded."""
+    return {"code": "Cancelled", "message": str(reason or "cancelled")[:500]}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = redact(str(exc)).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__

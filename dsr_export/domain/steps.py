@@ -1,0 +1,231 @@
+"""The step contract: every activity's name, its input and its result, in one place.
+
+The orchestrator and the activities meet only through these types. Each input and result is a
+frozen dataclass whose camelCase JSON form is its wire shape: activity inputs travel in the
+task hub's queues, results are stored in its history (so nothing here may hold a secret), and a
+replay reads results written by an earlier version of this code, so reading is lenient: an
+unknown key is ignored, a missing optional one takes its default.
+
+Graph steps answer with an :class:`Outcome`: ``ok`` (``accepted`` for the submit), ``retry``
+(Graph throttled or was unavailable: wait ``retryAfterSeconds`` on a durable timer) or
+``failed`` (a permanent error with its fix). Anything an activity raises is unexpected and
+retried by the orchestrator's retry options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, Self, TypeVar
+
+from dsr_export.domain.errors import ErrorDoc
+
+
+class Outcome(enum.StrEnum):
+    """How a Graph-facing step ended."""
+
+    OK = "ok"
+    ACCEPTED = "accepted"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+class Wire:
+    """camelCase JSON for a dataclass: the one mapping of a step's shape to the wire."""
+
+    #: Fields left out of the JSON when they hold None (keeps history small and readable).
+    _omit_none: ClassVar[bool] = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object this value travels as."""
+        data: dict[str, Any] = {}
+        for item in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if value is None and self._omit_none:
+                continue
+            data[_camel(item.name)] = value.value if isinstance(value, enum.Enum) else value
+        return data
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Self:
+        """Read the JSON object back; unknown keys are ignored."""
+        if not isinstance(raw, dict):
+            raise TypeError(f"{cls.__name__} must be a JSON object, got {type(raw).__name__}")
+        kwargs: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+            key = _camel(item.name)
+            if key in raw:
+                kwargs[item.name] = raw[key]
+        if "outcome" in kwargs:
+            kwargs["outcome"] = Outcome(kwargs["outcome"])
+        return cls(**kwargs)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+# -- inputs -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResolveUser(Wire):
+    """Look a UPN up: exportPersonalData takes object ids only."""
+
+    request_id: str
+    user: str
+
+
+@dataclass(frozen=True)
+class PrepareContainer(Wire):
+    """Create the DSR's own container (and its stored access policy)."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class SubmitExport(Wire):
+    """Mint the SAS and POST exportPersonalData for ``user_id`` into ``container``."""
+
+    request_id: str
+    user_id: str
+    container: str
+
+
+@dataclass(frozen=True)
+class CheckExport(Wire):
+    """GET the dataPolicyOperation at ``operation_url`` once."""
+
+    request_id: str
+    operation_url: str
+
+
+@dataclass(frozen=True)
+class FinalizeExport(Wire):
+    """Manifest (when ``write_manifest``), SAS revocation and the audit record."""
+
+    request_id: str
+    container: str
+    write_manifest: bool
+    sas_expires_at: str | None = None
+    audit: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SendCallback(Wire):
+    """Sign ``event`` and POST it to ``url``; ``message_id`` is stable across attempts."""
+
+    request_id: str
+    url: str
+    message_id: str
+    event: dict[str, Any]
+
+
+# -- results ------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class GraphStepResult(Wire):
+    """What every Graph-facing step answers: its outcome and, unless ok, why and how long to
+    wait before trying again."""
+
+    _omit_none: ClassVar[bool] = True
+    outcome: Outcome = Outcome.OK
+    error: ErrorDoc | None = None
+    retry_after_seconds: int | None = None
+
+    @classmethod
+    def failed(cls, error: ErrorDoc) -> Self:
+        """A permanent failure with its fix."""
+        return cls(outcome=Outcome.FAILED, error=error)
+
+    @classmethod
+    def retry(cls, seconds: int, error: ErrorDoc) -> Self:
+        """Graph throttled or was unavailable: try again after ``seconds``."""
+        return cls(outcome=Outcome.RETRY, retry_after_seconds=seconds, error=error)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserResolved(GraphStepResult):
+    """The object id behind the UPN."""
+
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerPrepared(GraphStepResult):
+    """The container's name; whether Graph already accepted a SAS for it; how long to let a
+    new stored access policy settle before Graph may check it."""
+
+    container: str | None = None
+    request_info_exists: bool = False
+    settle_seconds: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportSubmitted(GraphStepResult):
+    """What the submit told us: the operation to poll and the SAS's expiry (never the SAS)."""
+
+    operation_id: str | None = None
+    operation_url: str | None = None
+    submitted_at: str | None = None
+    sas_expires_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportChecked(GraphStepResult):
+    """The operation's status and progress as Graph reported them."""
+
+    status: str | None = None
+    progress: float | None = None
+
+
+@dataclass(frozen=True)
+class ExportFinalized(Wire):
+    """The manifest summary (completed exports) and what became of the SAS."""
+
+    manifest: dict[str, Any] | None
+    sas: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallbackDelivery(Wire):
+    """What became of one delivery; ``permanent`` failures are not worth retrying."""
+
+    delivered: bool
+    status: int | None
+    permanent: bool = False
+    reason: str | None = None
+
+
+# -- the steps ----------------------------------------------------------------------------------
+In = TypeVar("In", bound=Wire)
+Out = TypeVar("Out", bound=Wire)
+
+
+@dataclass(frozen=True)
+class Step(Generic[In, Out]):
+    """One activity: its registered name and the types of its input and result."""
+
+    name: str
+    input_type: type[In]
+    result_type: type[Out]
+
+
+RESOLVE_USER: Final = Step("resolve_user", ResolveUser, UserResolved)
+PREPARE_CONTAINER: Final = Step("prepare_container", PrepareContainer, ContainerPrepared)
+SUBMIT_EXPORT: Final = Step("submit_export", SubmitExport, ExportSubmitted)
+CHECK_EXPORT: Final = Step("check_export", CheckExport, ExportChecked)
+FINALIZE_EXPORT: Final = Step("finalize_export", FinalizeExport, ExportFinalized)
+SEND_CALLBACK: Final = Step("send_callback", SendCallback, CallbackDelivery)
+
+#: Every activity of the app, by name.
+STEPS: Final[dict[str, Step[Any, Any]]] = {
+    step.name: step
+    for step in (
+        RESOLVE_USER,
+        PREPARE_CONTAINER,
+        SUBMIT_EXPORT,
+        CHECK_EXPORT,
+        FINALIZE_EXPORT,
+        SEND_CALLBACK,
+    )
+}
