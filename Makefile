@@ -9,7 +9,7 @@ PYTHON := $(BIN)/python
 
 help:
 	@echo "make demo   - run the whole pipeline offline (Azurite + Graph simulator + devhost)"
-	@echo "make test   - lint (ruff + mypy) and every test (unit, Azurite integration, end-to-end)"
+	@echo "make test   - lint (ruff, mypy, import contracts) and every test (unit, Azurite integration, end-to-end)"
 	@echo "make serve  - run the offline host for interactive use (see README)"
 	@echo "make bench  - benchmarks (counts and ratios)"
 
@@ -31,6 +31,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports --no-cache
 
 fmt: venv
 	$(BIN)/ruff format .

@@ -35,12 +35,11 @@ def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
     try:
         settings = callback_settings()
         key = settings.signing_key()
-        outbound.check_url(step.url, settings.allowed_hosts)
+        outbound.check_url(step.url, settings.allowed_hosts, allow_loopback=settings.allow_loopback)
     except (SettingsError, CallbackRefused) as exc:
         return _refused(step, event_type, str(exc))
     try:
-        delivery = callbacks.deliver(
-            composition.callback_http(),
+        delivery = composition.callback_sender().deliver(
             step.url,
             key,
             step.message_id,

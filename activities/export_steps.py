@@ -9,7 +9,7 @@ parts (Graph client, export storage, clock) come from the composition root.
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
@@ -34,7 +34,7 @@ def resolve_user(step: steps.ResolveUser) -> steps.UserResolved:
     try:
         user_id = composition.graph().resolve_user_id(step.user)
     except GraphError as exc:
-        return _graph_failure(steps.UserResolved, step.request_id, exc, subject="user")
+        return _graph_failure(steps.RESOLVE_USER, step.request_id, exc, subject="user")
     log_event("user_resolved", request_id=step.request_id, phase="resolving_user")
     return steps.UserResolved(user_id=user_id)
 
@@ -82,7 +82,7 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
     except GraphError as exc:
         if exc.code == "StorageLocationAlreadyUsed":
             return steps.ExportSubmitted.failed(submit_outcome_unknown(name))
-        return _graph_failure(steps.ExportSubmitted, step.request_id, exc, subject="submit")
+        return _graph_failure(steps.SUBMIT_EXPORT, step.request_id, exc, subject="submit")
     finally:
         del sas_url
     log_event(
@@ -107,7 +107,7 @@ def check_export(step: steps.CheckExport) -> steps.ExportChecked:
     try:
         operation = composition.graph().get_operation(step.operation_url)
     except GraphError as exc:
-        return _graph_failure(steps.ExportChecked, step.request_id, exc, subject="poll")
+        return _graph_failure(steps.CHECK_EXPORT, step.request_id, exc, subject="poll")
     log_event(
         "export_checked",
         request_id=step.request_id,
@@ -140,19 +140,19 @@ def finalize_export(step: steps.FinalizeExport) -> steps.ExportFinalized:
 
 
 def _graph_failure(
-    result: type[Result], request_id: str, exc: GraphError, *, subject: Subject
+    step: steps.Step[Any, Result], request_id: str, exc: GraphError, *, subject: Subject
 ) -> Result:
     decision = classify(exc, subject=subject)
     log_event(
         "graph_error",
         level=logging.WARNING if decision.retry else logging.ERROR,
         request_id=request_id,
-        step=subject,
+        step=step.name,
         status=exc.status,
         code=exc.code,
         graph_request_id=exc.graph_request_id,
         client_request_id=exc.client_request_id,
     )
     if decision.retry:
-        return result.retry(decision.retry_after_seconds, decision.error)
-    return result.failed(decision.error)
+        return step.result_type.retry(decision.retry_after_seconds, decision.error)
+    return step.result_type.failed(decision.error)

@@ -27,6 +27,7 @@ from typing import Any
 from azure.functions.decorators.function_app import Function
 
 from devhost._service import Service
+from devhost.platform_auth import PlatformAuth
 from devhost.triggers.common import (
     ClientBinding,
     FunctionSpec,
@@ -63,6 +64,7 @@ class FunctionsHost(Service):
         queue_connection: Callable[[str], str] | None = None,
         host_json: Mapping[str, Any] | None = None,
         port: int = 0,
+        platform_auth: PlatformAuth | None = None,
     ) -> None:
         if not function_key:
             raise ValueError("function_key must not be empty")
@@ -86,6 +88,7 @@ class FunctionsHost(Service):
             function_key=function_key,
             route_prefix=route_prefix,
             port=port,
+            platform_auth=platform_auth,
         )
         options = QueueOptions.from_host_json(host_json)
         self._queues = [

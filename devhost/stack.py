@@ -32,6 +32,7 @@ from devhost.functions_host import FunctionsHost
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.local_settings import load_local_settings
+from devhost.platform_auth import PlatformAuth
 from devhost.tls import TlsFiles, make_tls_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,8 @@ class StackOptions:
     #: Read ``local.settings.json`` like Core Tools; the demo doesn't (it must never reach a
     #: real tenant configured there).
     use_local_settings: bool = True
+    #: Play App Service authentication (Entra ID) in front of the app, as the Bicep deploys it.
+    platform_auth: bool = True
 
 
 class DevStack(Service):
@@ -76,6 +79,7 @@ class DevStack(Service):
         self.host: FunctionsHost | None = None
         self.clock: FastClock | None = None
         self.functions: list[Any] = []
+        self.platform_auth: PlatformAuth | None = None
         self._rpc: RpcServer | None = None
         self._stack = contextlib.ExitStack()
         self._stop_saving = threading.Event()
@@ -135,6 +139,9 @@ class DevStack(Service):
             self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
             env.update(self.identity.env())
 
+        if self.options.platform_auth:
+            self.platform_auth = PlatformAuth()
+            env.update(self.platform_auth.app_settings())
         self.functions = functions = _load_app(self.options.app_dir)
         self.engine = DurableEngine(
             functions,
@@ -154,6 +161,7 @@ class DevStack(Service):
                 queue_connection=lambda name: env[name],
                 host_json=host_json,
                 port=self.options.port,
+                platform_auth=self.platform_auth,
             )
         )
         saver = threading.Thread(target=self._save_clock, args=(state,), daemon=True)
@@ -184,6 +192,11 @@ class DevStack(Service):
             "storageConnection": self.environ.get("AzureWebJobsStorage"),
             "caBundle": self.environ.get("REQUESTS_CA_BUNDLE"),
             "taskHub": str(self.options.state_dir / "taskhub.sqlite"),
+            "tokenEndpoint": (
+                f"{self.host.base_url}/.auth/devhost/token"
+                if self.host and self.platform_auth
+                else None
+            ),
             "speed": self.options.speed,
             "pid": os.getpid(),
         }

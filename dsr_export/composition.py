@@ -21,15 +21,22 @@ from typing import TYPE_CHECKING, Any, Final
 from dsr_export import settings
 
 if TYPE_CHECKING:
-    import requests
     from azure.core.credentials import TokenCredential
 
+    from dsr_export.adapters.callbacks import CallbackSender
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
 
 #: The parts :func:`override` can replace.
-PARTS: Final = ("credential", "graph", "export_storage", "callback_http", "rejections", "clock")
+PARTS: Final = (
+    "credential",
+    "graph",
+    "export_storage",
+    "callback_sender",
+    "rejections",
+    "clock",
+)
 
 _overrides: dict[str, Any] = {}
 
@@ -61,11 +68,11 @@ def export_storage() -> ExportStorage:
     return _export_storage()
 
 
-def callback_http() -> requests.Session:
-    """The HTTP session that delivers ticket callbacks (short retries, no redirects)."""
-    if "callback_http" in _overrides:
-        return _overrides["callback_http"]  # type: ignore[no-any-return]
-    return _callback_http()
+def callback_sender() -> CallbackSender:
+    """What delivers ticket callbacks (judged, resolved and pinned; short retries)."""
+    if "callback_sender" in _overrides:
+        return _overrides["callback_sender"]  # type: ignore[no-any-return]
+    return _callback_sender()
 
 
 def rejections() -> RejectionSink:
@@ -95,7 +102,7 @@ def override(**parts: Any) -> Iterator[None]:
 
 def reset() -> None:
     """Forget every built part and every setting read, so the next use reads them anew."""
-    for cached in (_credential, _graph, _export_storage, _callback_http, _rejections):
+    for cached in (_credential, _graph, _export_storage, _callback_sender, _rejections):
         cached.cache_clear()
     settings.clear_cache()
 
@@ -122,10 +129,10 @@ def _export_storage() -> ExportStorage:
 
 
 @functools.cache
-def _callback_http() -> requests.Session:
-    from dsr_export.adapters.callbacks import session
+def _callback_sender() -> CallbackSender:
+    from dsr_export.adapters.callbacks import CallbackSender
 
-    return session()
+    return CallbackSender(allow_loopback=settings.callback_settings().allow_loopback)
 
 
 @functools.cache

@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Final
 from urllib.parse import urlsplit
 
+from dsr_export.domain.callers import Role, parse_roles
 from dsr_export.domain.job import ExportPolicy
 
 #: Every setting the app reads, with a one-line meaning. Infra and docs are checked against it.
@@ -39,6 +40,9 @@ SETTINGS: Final[dict[str, str]] = {
     "CALLBACK_SIGNING_SECRET": "Standard Webhooks secret (whsec_...) signing ticket callbacks",
     "CALLBACK_ALLOWED_HOSTS": "comma-separated hosts callbacks may go to (SSRF guard)",
     "DEADLINE_WARNING_DAYS": "how long before the legal deadline a warning is raised",
+    "RECEIVED_AT_MAX_AGE_DAYS": "how far in the past a request's receivedAt may lie",
+    "CALLBACK_ALLOW_LOOPBACK_UNSAFE": "offline host only: callbacks may go to loopback receivers",
+    "AUTH_FUNCTION_KEY_ROLES": "app roles of callers with a function key and no Entra token",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -48,6 +52,7 @@ PLATFORM_SETTINGS: Final[dict[str, str]] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra authentication for telemetry",
     "AZURE_CLIENT_ID": "selects the user-assigned managed identity for azure-identity",
+    "WEBSITE_AUTH_ENABLED": "set by App Service when its authentication (Entra ID) is on",
 }
 
 
@@ -95,6 +100,13 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
     if not low <= value <= high:
         raise SettingsError(name, f"must be between {low} and {high}, got {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = _get(env, name, "false").lower()
+    if raw not in {"true", "false"}:
+        raise SettingsError(name, f"must be true or false, got {raw!r}")
+    return raw == "true"
 
 
 def _https_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
@@ -207,6 +219,9 @@ class CallbackSettings:
 
     signing_secret: str | None = field(default=None, repr=False)
     allowed_hosts: frozenset[str] = frozenset()
+    #: Loopback receivers (any port) allowed: the offline host's test receivers. Never in Azure;
+    #: the health check reports it.
+    allow_loopback: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -247,7 +262,11 @@ class CallbackSettings:
                     "CALLBACK_ALLOWED_HOSTS",
                     f"{host!r} is not a host name or *.domain wildcard",
                 )
-        return cls(signing_secret=secret, allowed_hosts=hosts)
+        return cls(
+            signing_secret=secret,
+            allowed_hosts=hosts,
+            allow_loopback=_bool(env, "CALLBACK_ALLOW_LOOPBACK_UNSAFE"),
+        )
 
 
 @dataclass(frozen=True)
@@ -255,10 +274,47 @@ class DeadlineSettings:
     """How early the legal deadline warning is raised. Read by the starter, carried in the input."""
 
     warning_days: int = 7
+    received_at_max_age_days: int = 400
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> DeadlineSettings:
-        return cls(warning_days=_int(env, "DEADLINE_WARNING_DAYS", 7, low=0, high=60))
+        return cls(
+            warning_days=_int(env, "DEADLINE_WARNING_DAYS", 7, low=0, high=60),
+            received_at_max_age_days=_int(env, "RECEIVED_AT_MAX_AGE_DAYS", 400, low=1, high=3650),
+        )
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may call the HTTP API, and as what.
+
+    ``platform_auth`` is App Service authentication (Entra ID) in front of the app: only then is
+    ``X-MS-CLIENT-PRINCIPAL`` the platform's (it removes any a client sends); without it the
+    header is ignored. ``function_key_roles`` are the roles of a caller that presents a function
+    key and no token (the fallback for ticketing systems that send only a static header).
+    """
+
+    platform_auth: bool = False
+    function_key_roles: frozenset[Role] = frozenset({Role.SUBMIT, Role.READ})
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> AuthSettings:
+        raw = _get(env, "AUTH_FUNCTION_KEY_ROLES", "DSR.Submit,DSR.Read")
+        if raw.strip().lower() == "none":
+            roles: frozenset[Role] = frozenset()
+        else:
+            try:
+                roles = parse_roles(raw)
+            except ValueError as exc:
+                raise SettingsError("AUTH_FUNCTION_KEY_ROLES", f"{exc}, or none") from None
+        enabled = env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
+        return cls(platform_auth=enabled, function_key_roles=roles)
+
+
+@functools.cache
+def auth_settings() -> AuthSettings:
+    """The process-wide authentication settings, read on first use."""
+    return AuthSettings.from_env()
 
 
 @functools.cache
@@ -294,6 +350,7 @@ def deadline_settings() -> DeadlineSettings:
 def clear_cache() -> None:
     """Forget every setting read, so the next use reads the environment again (tests)."""
     for reader in (
+        auth_settings,
         graph_settings,
         export_storage_settings,
         export_policy,

@@ -73,6 +73,14 @@ param callbackSigningSecret string
 @maxValue(60)
 param deadlineWarningDays int = 7
 
+@description('How many days in the past a request\'s receivedAt may lie; older is refused as a typo.')
+@minValue(1)
+@maxValue(3650)
+param receivedAtMaxAgeDays int = 400
+
+@description('App roles of callers that send a function key and no Entra token (ticketing systems that can only send a static header); "none" requires Entra ID for every caller.')
+param functionKeyRoles string = 'DSR.Submit,DSR.Read'
+
 // ---------- Graph ----------
 
 @description('Microsoft Graph root. National clouds: https://graph.microsoft.us, https://dod-graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn.')
@@ -219,6 +227,8 @@ module functionApp 'modules/function-app.bicep' = {
     graphBaseUrl: graphBaseUrl
     graphApiVersion: graphApiVersion
     deadlineWarningDays: deadlineWarningDays
+    receivedAtMaxAgeDays: receivedAtMaxAgeDays
+    functionKeyRoles: functionKeyRoles
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
   }

@@ -46,7 +46,12 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(
             problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE
         )
-    document = {"status": "ok", "checks": checks, "configuration": health.configuration(env)}
+    document = {
+        "status": "ok",
+        "checks": checks,
+        "configuration": health.configuration(env),
+        "warnings": health.warnings(env),
+    }
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json")
 
 

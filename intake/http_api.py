@@ -20,18 +20,24 @@ import azure.functions as func
 
 from dsr_export import composition
 from dsr_export.domain import problems
+from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.job import CANCEL_EVENT
 from dsr_export.domain.logs import log_event
-from dsr_export.domain.request import FieldError, InvalidRequest, validate_request_id
+from dsr_export.domain.request import (
+    MAX_BODY_BYTES,
+    FieldError,
+    InvalidRequest,
+    decode_body,
+    validate_request_id,
+)
 from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.settings import SettingsError
+from intake.auth import caller_or_refusal
 from intake.service import (
-    MAX_BODY_BYTES,
     ORCHESTRATOR,
     Admission,
-    decode,
     document,
-    find,
+    find_dsr,
     start_or_get,
     stored_job,
 )
@@ -56,15 +62,20 @@ async def submit_dsr(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Accept a DSR; the same request again answers with the DSR already under way."""
+    caller = _authorized(req, Role.SUBMIT)
+    if isinstance(caller, func.HttpResponse):
+        return caller
     refused = _refuse_body(req)
     if refused is not None:
         return refused
     try:
-        payload = decode(req.get_body() or b"")
+        payload = decode_body(req.get_body() or b"")
     except InvalidRequest as exc:
         return _problem(400, "Malformed JSON", "the body is not valid JSON", "invalid-request", exc)
     try:
-        outcome = await start_or_get(client, payload, now=composition.now(), source="http")
+        outcome = await start_or_get(
+            client, payload, now=composition.now(), source="http", caller=caller
+        )
     except SettingsError as exc:
         return _misconfigured(exc)
     match outcome.verdict:
@@ -91,6 +102,9 @@ async def list_dsrs(
     Paging is keyset: ``continuationToken`` names the last item of the previous page (created
     time and id), so pages stay stable while new DSRs arrive (they sort after it).
     """
+    caller = _authorized(req, Role.READ)
+    if isinstance(caller, func.HttpResponse):
+        return caller
     try:
         query = _ListQuery.parse(req.params)
     except InvalidRequest as exc:
@@ -126,12 +140,15 @@ async def get_dsr(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """The DSR's status document (never Durable's URLs, never the input)."""
+    caller = _authorized(req, Role.READ)
+    if isinstance(caller, func.HttpResponse):
+        return caller
     try:
         request_id = validate_request_id(req.route_params.get("requestId"))
     except InvalidRequest as exc:
         return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
     # The input is read only to lend a not-yet-started DSR its deadline.
-    existing = await find(client, request_id, show_input=True)
+    existing = await find_dsr(client, request_id, show_input=True)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
     return _json(document(existing, composition.now(), stored_job(existing)), 200)
@@ -143,6 +160,9 @@ async def cancel_dsr(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Ask the orchestration to stop; it revokes the SAS and ends ``cancelled``."""
+    caller = _authorized(req, Role.MANAGE)
+    if isinstance(caller, func.HttpResponse):
+        return caller
     try:
         request_id = validate_request_id(req.route_params.get("requestId"))
     except InvalidRequest as exc:
@@ -151,10 +171,10 @@ async def cancel_dsr(
     if refused is not None:
         return refused
     try:
-        reason = _reason(decode(req.get_body() or b""))
+        reason = _reason(decode_body(req.get_body() or b""))
     except InvalidRequest as exc:
         return _problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
-    existing = await find(client, request_id)
+    existing = await find_dsr(client, request_id)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
     now = composition.now()
@@ -162,7 +182,7 @@ async def cancel_dsr(
     if _finished(existing, doc):
         return _problem(409, "DSR already finished", f"the DSR is {doc['phase']}", "conflict")
     try:
-        await client.raise_event(request_id, CANCEL_EVENT, {"reason": reason})
+        await client.raise_event(existing.instance_id, CANCEL_EVENT, {"reason": reason})
     except Exception as exc:  # the SDK raises a bare Exception
         if "is gone" in str(exc):
             return _problem(409, "DSR already finished", "the DSR has just ended", "conflict")
@@ -170,8 +190,14 @@ async def cancel_dsr(
             return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
         raise
     # The reason is free text from a ticket: it goes to the orchestration, not to the log.
-    log_event("dsr_cancel_requested", request_id=request_id, phase=doc["phase"])
-    return _json(doc, 202, location=f"/api/exports/{request_id}")
+    log_event(
+        "dsr_cancel_requested",
+        request_id=existing.instance_id,
+        phase=doc["phase"],
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    return _json(doc, 202, location=f"/api/exports/{existing.instance_id}")
 
 
 @bp.route(route="openapi.json", methods=["GET"])
@@ -285,6 +311,13 @@ def _json(body: dict[str, Any], status: int, *, location: str | None = None) -> 
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype="application/json", headers=headers
     )
+
+
+def _authorized(req: func.HttpRequest, role: Role) -> Caller | func.HttpResponse:
+    try:
+        return caller_or_refusal(req, role)
+    except SettingsError as exc:
+        return _misconfigured(exc)
 
 
 def _misconfigured(exc: SettingsError) -> func.HttpResponse:

@@ -17,10 +17,16 @@ import azure.functions as func
 
 from dsr_export import composition
 from dsr_export.adapters.rejections import REJECTED_QUEUE
+from dsr_export.domain.callers import Caller
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.redaction import redact
-from dsr_export.domain.request import FieldError, InvalidRequest, validate_request_id
-from intake.service import Admission, decode, start_or_get
+from dsr_export.domain.request import (
+    FieldError,
+    InvalidRequest,
+    decode_body,
+    validate_request_id,
+)
+from intake.service import Admission, start_or_get
 
 bp = df.Blueprint()
 
@@ -28,6 +34,8 @@ QUEUE: Final = "dsr-requests"
 #: Mirrors host.json ``extensions.queues.maxDequeueCount``: the attempt after which the host
 #: gives the message up to the poison queue.
 MAX_DEQUEUE_COUNT: Final = 5
+#: Whoever can write to host storage can drop a message: the queue is recorded as the submitter.
+QUEUE_CALLER: Final = Caller("queue", QUEUE, frozenset())
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=QUEUE, connection="AzureWebJobsStorage")
@@ -52,11 +60,13 @@ async def intake_dsr_message(msg: func.QueueMessage, client: df.DurableOrchestra
 async def _handle(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     body = msg.get_body() or b""
     try:
-        payload = decode(body)
+        payload = decode_body(body)
     except InvalidRequest as exc:
         _reject(msg, "malformed", "the message is not a JSON DSR request", exc.errors, None)
         return
-    outcome = await start_or_get(client, payload, now=composition.now(), source="queue")
+    outcome = await start_or_get(
+        client, payload, now=composition.now(), source="queue", caller=QUEUE_CALLER
+    )
     if outcome.verdict is Admission.INVALID:
         _reject(msg, "invalid", outcome.detail, outcome.errors, _request_id(payload))
     elif outcome.verdict is Admission.CONFLICT:

@@ -1,9 +1,10 @@
 """The one way a DSR enters the system, shared by the HTTP and the queue intake.
 
 Both faces call :func:`start_or_get`, so validation and idempotency cannot drift apart: the
-``requestId`` is the orchestration instance id, a known id answers with the DSR already under
-way (never a second export), the same id for another user is a conflict, and the race between
-two deliveries of the same request is settled by the task hub ("already exists").
+canonical ``requestId`` (upper case) is the orchestration instance id, a known id answers with
+the DSR already under way (never a second export), the same id for another user or with other
+values (callback URL, regulation, receipt, note) is a conflict naming each field, and the race
+between two deliveries of the same request is settled by the task hub ("already exists").
 """
 
 from __future__ import annotations
@@ -12,22 +13,26 @@ import enum
 import functools
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import azure.durable_functions as df
 
 from dsr_export.adapters.outbound import check_url
+from dsr_export.domain.callers import Caller
 from dsr_export.domain.deadlines import deadline, warning_at
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
-from dsr_export.domain.request import ExportRequest, FieldError, InvalidRequest
+from dsr_export.domain.request import (
+    ExportRequest,
+    FieldError,
+    InvalidRequest,
+    canonical_request_id,
+)
 from dsr_export.domain.status import status_document
 from dsr_export.settings import callback_settings, deadline_settings, export_policy
 
 ORCHESTRATOR: Final = "export_personal_data"
-#: Larger bodies are refused before parsing: a DSR is a few hundred bytes.
-MAX_BODY_BYTES: Final = 16 * 1024
 
 
 class Admission(enum.Enum):
@@ -50,37 +55,45 @@ class Outcome:
     detail: str = ""
 
 
-def decode(body: bytes) -> object:
-    """JSON from raw bytes; :class:`InvalidRequest` (pointer ``""``) for anything else."""
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest([FieldError("", f"the body exceeds {MAX_BODY_BYTES} bytes")])
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidRequest([FieldError("", "the body is not valid JSON")]) from None
-
-
 async def start_or_get(
-    client: df.DurableOrchestrationClient, payload: object, *, now: datetime, source: str
+    client: df.DurableOrchestrationClient,
+    payload: object,
+    *,
+    now: datetime,
+    source: str,
+    caller: Caller,
 ) -> Outcome:
-    """Validate ``payload`` and start its export, or answer with the one already under way."""
+    """Validate ``payload`` and start its export, or answer with the one already under way.
+
+    ``caller`` (authenticated by the intake) is recorded as the DSR's submitter; the body's
+    ``requestedBy`` stays a free-text note.
+    """
     callbacks = callback_settings()
     try:
         request = ExportRequest.parse(
             payload,
             now=now,
-            callback_check=functools.partial(check_url, allowed_hosts=callbacks.allowed_hosts)
+            callback_check=functools.partial(
+                check_url,
+                allowed_hosts=callbacks.allowed_hosts,
+                allow_loopback=callbacks.allow_loopback,
+            )
             if callbacks.enabled
             else None,
+            max_age=timedelta(days=deadline_settings().received_at_max_age_days),
         )
     except InvalidRequest as exc:
         return Outcome(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
 
-    existing = await find(client, request.request_id, show_input=True)
+    existing = await find_dsr(client, request.request_id, show_input=True)
     if existing is None:
-        job = _job(request, now)
+        try:
+            job = _job(request, now, caller)
+        except OverflowError:  # a deadline beyond the calendar: no real request gets here
+            error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
+            return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
         try:
             await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
         except Exception as exc:  # the SDK raises a bare Exception
@@ -94,6 +107,8 @@ async def start_or_get(
                 request_id=request.request_id,
                 phase="accepted",
                 source=source,
+                caller_kind=caller.kind,
+                caller_id=caller.id,
                 deadline=job.legal_deadline,
                 warning_at=job.warning_at,
             )
@@ -112,8 +127,34 @@ async def start_or_get(
             errors=[FieldError("/requestId", "already used for a DSR of another user")],
             detail="this requestId belongs to a DSR for another user",
         )
+    differing = _differences(stored, request)
+    if differing:
+        return Outcome(
+            Admission.CONFLICT,
+            request.request_id,
+            errors=[
+                FieldError(f"/{name}", "differs from the DSR already accepted under this id")
+                for name in differing
+            ],
+            detail="this requestId names a DSR accepted with other values",
+        )
     log_event("dsr_duplicate", request_id=request.request_id, source=source)
     return Outcome(Admission.EXISTING, request.request_id, document(existing, now, stored))
+
+
+async def find_dsr(
+    client: df.DurableOrchestrationClient, request_id: str, *, show_input: bool = False
+) -> df.DurableOrchestrationStatus | None:
+    """The DSR of ``request_id`` in any letter case.
+
+    Its instance id is the canonical id; a DSR started before ids were canonical is found
+    under the exact id it was sent with.
+    """
+    canonical = canonical_request_id(request_id)
+    status = await find(client, canonical, show_input=show_input)
+    if status is None and request_id != canonical:
+        status = await find(client, request_id, show_input=show_input)
+    return status
 
 
 async def find(
@@ -147,7 +188,7 @@ def document(
     )
 
 
-def _job(request: ExportRequest, now: datetime) -> ExportJob:
+def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
     received = request.received_at or now
     due = deadline(received, request.regulation)
     return ExportJob(
@@ -161,6 +202,7 @@ def _job(request: ExportRequest, now: datetime) -> ExportJob:
         warning_at=warning_at(due, deadline_settings().warning_days).isoformat(),
         callback_url=request.callback_url,
         requested_by=request.requested_by,
+        submitted_by=caller.to_dict(),
     )
 
 
@@ -188,6 +230,26 @@ def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
 
 def _legal_from_job(job: ExportJob | None) -> dict[str, Any] | None:
     return _legal(job) if job is not None else None
+
+
+def _differences(job: ExportJob | None, request: ExportRequest) -> list[str]:
+    """The fields the caller sent whose values differ from the stored DSR's."""
+    if job is None:
+        return []
+    # The offset counts, not only the instant: GDPR's month is counted in the receipt's time.
+    stored = {
+        "callbackUrl": job.callback_url,
+        "regulation": job.regulation,
+        "receivedAt": job.received_at,
+        "requestedBy": job.requested_by,
+    }
+    given = {
+        "callbackUrl": request.callback_url,
+        "regulation": request.regulation.to_json(),
+        "receivedAt": request.received_at.isoformat() if request.received_at else None,
+        "requestedBy": request.requested_by,
+    }
+    return [name for name in stored if name in request.sent and stored[name] != given[name]]
 
 
 def _same_subject(job: ExportJob | None, request: ExportRequest) -> bool:

@@ -44,7 +44,7 @@ ACTIVITY_RETRY = df.RetryOptions(
 )
 
 #: Graph throttling or outages before the export is submitted (user lookup, submit) are waited
-#: out this many times (about 4 hours with the doubling back-off); then the DSR fails and the
+#: out this many times (about 2 hours with the doubling back-off); then the DSR fails and the
 #: ticket hears about it. Once submitted, polling waits them out until the overall time-out.
 GRAPH_STEP_ATTEMPTS = 8
 

@@ -1,20 +1,24 @@
-"""Shared fixtures for the offline host's building blocks: TLS, Azurite, identity, Graph."""
+"""Shared fixtures: the app's functions (listed once per process) and the replay driver's way to
+them, the offline host's building blocks (TLS, Azurite, identity, Graph) and the one seam of the
+composition root (``swap``)."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from devhost.azurite import Azurite
+from devhost.durable.replay import user_functions
 from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles, make_tls_files
 from dsr_export import composition
+from tests import replay
+from tests.clock import ManualClock
 
 # Variables that would make DefaultAzureCredential pick something other than managed identity.
 _CREDENTIAL_ENV = (
@@ -30,23 +34,6 @@ _CREDENTIAL_ENV = (
     "MSI_ENDPOINT",
     "MSI_SECRET",
 )
-
-
-class ManualClock:
-    """A clock that only moves when told to: exports of days happen between two lines."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime.now(UTC)
-        self._lock = threading.Lock()
-
-    def __call__(self) -> datetime:
-        with self._lock:
-            return self._now
-
-    def advance(self, delta: timedelta) -> datetime:
-        with self._lock:
-            self._now += delta
-            return self._now
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +79,40 @@ def graph_sim(tls_files: TlsFiles, sim_clock: ManualClock) -> Iterator[GraphSimu
         tls_files, clock=sim_clock, export_duration=timedelta(days=3), tick_interval=None
     ) as sim:
         yield sim
+
+
+@pytest.fixture(scope="session")
+def app_functions() -> tuple[Any, ...]:
+    """Every function ``function_app`` registers, as the worker lists them.
+
+    ``app.get_functions()`` may run once per process (a second call raises in azure-functions
+    1.26): this fixture is that one call, and every test takes the app's functions from it.
+    """
+    from function_app import app
+
+    return tuple(app.get_functions())
+
+
+@pytest.fixture(scope="session")
+def user_function(app_functions: tuple[Any, ...]) -> Callable[[str], Any]:
+    """The worker's entry point of the app's function called ``name``:
+    ``user_function("get_dsr").client_function(req=..., client=...)``."""
+    entries = user_functions(app_functions)
+
+    def lookup(name: str) -> Any:
+        if name not in entries:
+            raise LookupError(f"function_app registers no {name!r}; it has {sorted(entries)}")
+        return entries[name]
+
+    return lookup
+
+
+@pytest.fixture(autouse=True)
+def _drivers_find_the_app(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``tests.replay.Driver(name, input)`` takes its orchestrator from ``user_function``,
+    requested only when the test builds a Driver (a test that builds none imports no app)."""
+    with replay.entry_points(lambda: request.getfixturevalue("user_function")):
+        yield
 
 
 @pytest.fixture

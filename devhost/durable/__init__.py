@@ -12,6 +12,9 @@ Wiring into a host::
     engine.wait_for(instance_id, {"Completed", "Failed"}, timeout=30)
     rpc.stop()
     engine.stop()
+
+For tests and benchmarks that give every activity's answer and fire every timer themselves,
+:mod:`devhost.durable.replay` drives one orchestrator through the same replay, step by step.
 """
 
 from ._episode import NonDeterministicOrchestrationError

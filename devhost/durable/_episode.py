@@ -26,8 +26,6 @@ log = logging.getLogger("devhost.durable")
 
 ACTIVE = frozenset({"Pending", "Running", "Suspended"})
 CONTROL = frozenset({"terminate", "suspend", "resume"})
-MAX_SHORT_TIMER = "6.00:00:00"
-LONG_TIMER_INTERVAL = "3.00:00:00"
 
 
 class NonDeterministicOrchestrationError(RuntimeError):
@@ -139,19 +137,12 @@ def _run(
     new: list[dict[str, Any]],
 ) -> _Outcome:
     """Call the worker's entry point with the context JSON the extension would send."""
-    context = {
-        "history": [dict(e, IsPlayed=True) for e in history] + new,
-        "instanceId": inst.instance_id,
-        "isReplaying": bool(history),
-        "parentInstanceId": None,
-        "input": json.loads(inst.input) if inst.input is not None else None,
-        # As the extension sends them (V2, plus V3 in the field added for old SDKs), with
-        # Azure Storage's timer limits: the SDK then splits longer timers as in Azure.
-        "upperSchemaVersion": 1,
-        "upperSchemaVersionNew": 2,
-        "maximumShortTimerDuration": MAX_SHORT_TIMER,
-        "longRunningTimerIntervalDuration": LONG_TIMER_INTERVAL,
-    }
+    context = p.orchestration_context(
+        inst.instance_id,
+        [dict(e, IsPlayed=True) for e in history] + new,
+        json.loads(inst.input) if inst.input is not None else None,
+        replaying=bool(history),
+    )
     try:
         state = json.loads(entry(json.dumps(context)))
         error = None

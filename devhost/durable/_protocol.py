@@ -16,6 +16,9 @@ from typing import Any
 from .store import ts
 
 _OUT_OF_PROC_MARKER = "$OutOfProcData$:"
+#: Azure Storage's timer limits, as the extension announces them: the SDK splits longer timers.
+MAX_SHORT_TIMER = "6.00:00:00"
+LONG_TIMER_INTERVAL = "3.00:00:00"
 
 
 class Ev(IntEnum):
@@ -70,6 +73,25 @@ def event(kind: Ev, at: datetime, event_id: int = -1, **fields: Any) -> dict[str
         "IsPlayed": False,
         "Timestamp": ts(at),
     } | fields
+
+
+def orchestration_context(
+    instance_id: str, history: list[dict[str, Any]], input_: Any, *, replaying: bool
+) -> dict[str, Any]:
+    """The context JSON the extension hands the worker's orchestrator entry point."""
+    return {
+        "history": history,
+        "instanceId": instance_id,
+        "isReplaying": replaying,
+        "parentInstanceId": None,
+        "input": input_,
+        # As the extension sends them (V2, plus V3 in the field added for old SDKs), with
+        # Azure Storage's timer limits: the SDK then splits longer timers as in Azure.
+        "upperSchemaVersion": 1,
+        "upperSchemaVersionNew": 2,
+        "maximumShortTimerDuration": MAX_SHORT_TIMER,
+        "longRunningTimerIntervalDuration": LONG_TIMER_INTERVAL,
+    }
 
 
 def flatten(actions: Any) -> Iterator[dict[str, Any]]:

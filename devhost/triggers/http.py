@@ -9,6 +9,7 @@ host.json, ASP.NET-style route templates, the function/admin key in `x-functions
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
 import re
@@ -24,6 +25,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from devhost.platform_auth import InvalidToken, PlatformAuth, strip_principal
 from devhost.triggers.common import FunctionSpec, Invoker, log_invocation, new_invocation_id
 
 log = logging.getLogger("devhost.functions")
@@ -275,8 +277,10 @@ class HttpTriggerServer:
         route_prefix: str,
         host: str = "127.0.0.1",
         port: int = 0,
+        platform_auth: PlatformAuth | None = None,
     ) -> None:
         self._routes = sorted(routes, key=lambda r: r.template.precedence)
+        self._platform_auth = platform_auth
         self._invoker = invoker
         self._key = function_key.encode()
         self._prefix = route_prefix.strip("/")
@@ -309,6 +313,23 @@ class HttpTriggerServer:
     ) -> _Reply:
         split = urlsplit(target)
         path = split.path
+        # App Service authentication runs before the Functions host: it owns /.auth/, drops any
+        # client-sent principal headers, and turns a valid bearer token into its own.
+        headers = strip_principal(headers)
+        query = parse_qsl(split.query, keep_blank_values=True)
+        params: dict[str, str] = {}
+        for name, value in query:
+            params[name] = f"{params[name]},{value}" if name in params else value
+        if self._platform_auth is not None:
+            if path.startswith("/.auth/"):
+                return self._auth_route(method, path, headers, params, read_body)
+            authorization = headers.get("authorization", "")
+            if authorization.lower().startswith("bearer "):
+                try:
+                    headers = {**headers, **self._platform_auth.principal_headers(authorization)}
+                except InvalidToken:
+                    challenge = 'Bearer error="invalid_token"'
+                    return _Reply(HTTPStatus.UNAUTHORIZED, [("WWW-Authenticate", challenge)])
         if self._prefix:
             prefix = self._prefix.lower().split("/")
             segments = path.strip("/").split("/")
@@ -323,10 +344,6 @@ class HttpTriggerServer:
             allow = sorted({m for r, _ in matches for m in (r.methods or _ALL_METHODS)})
             return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", ", ".join(allow))])
         route, route_params = allowed[0]
-        query = parse_qsl(split.query, keep_blank_values=True)
-        params: dict[str, str] = {}
-        for name, value in query:
-            params[name] = f"{params[name]},{value}" if name in params else value
         if route.auth_level != "anonymous" and not self._authorized(headers, params):
             return _Reply(HTTPStatus.UNAUTHORIZED)
         body = read_body()
@@ -359,6 +376,37 @@ class HttpTriggerServer:
             route=route.template.template,
         )
         return reply
+
+    def _auth_route(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str],
+        read_body: Callable[[], bytes],
+    ) -> _Reply:
+        """``POST /.auth/devhost/token``: a caller token of the local tenant (offline only).
+
+        Guarded by a function key, as anyone able to call the app could also mint a token.
+        """
+        assert self._platform_auth is not None
+        if path.rstrip("/") != "/.auth/devhost/token":
+            return _Reply(HTTPStatus.NOT_FOUND)
+        if method != "POST":
+            return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "POST")])
+        if not self._authorized(headers, params):
+            return _Reply(HTTPStatus.UNAUTHORIZED)
+        try:
+            asked = json.loads(read_body() or b"{}")
+            token = self._platform_auth.mint(
+                [str(role) for role in asked.get("roles", [])],
+                kind=str(asked.get("kind", "application")),
+                subject_id=asked.get("id"),
+            )
+        except (ValueError, TypeError, AttributeError):
+            return _Reply(HTTPStatus.BAD_REQUEST)
+        answer = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
+        return _Reply(200, [("Content-Type", "application/json")], json.dumps(answer).encode())
 
     def _authorized(self, headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
         for candidate in (headers.get("x-functions-key"), params.get("code")):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,7 +25,8 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from dsr_export.adapters.graph_errors import GraphError
-from dsr_export.domain.redaction import redact, strip_query
+from dsr_export.adapters.outbound import UrlRefused, same_origin
+from dsr_export.domain.redaction import redact, redact_personal, strip_query
 from dsr_export.settings import GraphSettings
 
 GRAPH_SCOPE_SUFFIX: Final = "/.default"
@@ -137,7 +138,6 @@ class GraphClient:
         """``backoff_factor`` spaces inline retries (0 in tests); Retry-After always wins."""
         self._settings = settings
         self._credential = credential
-        self._origin = _origin(settings.base_url)
         self._reads = _session(_read_retry(backoff_factor))
         self._submits = _session(_submit_retry(backoff_factor))
 
@@ -154,7 +154,7 @@ class GraphClient:
             raise GraphError(
                 502, "MissingLocation", "Graph accepted the export but sent no Location header"
             )
-        self._check_origin(location)
+        location = self._check_origin(location)
         operation_id = strip_query(location).rstrip("/").rsplit("/", 1)[-1]
         return SubmittedExport(
             operation_id=operation_id,
@@ -163,8 +163,11 @@ class GraphClient:
         )
 
     def get_operation(self, operation_url: str) -> DataPolicyOperation:
-        """GET the dataPolicyOperation at the URL Graph gave us (checked to be Graph's)."""
-        self._check_origin(operation_url)
+        """GET the dataPolicyOperation at the URL Graph gave us.
+
+        The URL comes back from the task hub, which anyone who can write host storage can
+        edit: it is judged again before every poll (in :meth:`_send`).
+        """
         response = self._send(self._reads, "GET", operation_url)
         if response.status_code != 200:
             raise _error_from(response)
@@ -191,35 +194,42 @@ class GraphClient:
     def _url(self, path: str) -> str:
         return f"{self._settings.base_url}/{self._settings.api_version}/{path}"
 
-    def _check_origin(self, url: str) -> None:
-        parts = urlsplit(url)
-        if _origin(url) != self._origin:
+    def _check_origin(self, url: str) -> str:
+        """The URL to send, if it is on the configured Graph origin; else ForeignLocation.
+
+        Judged by urllib3's parser, which is what sends the request (see
+        :mod:`~dsr_export.adapters.outbound`): the token goes to GRAPH_BASE_URL's scheme, host
+        and port and nowhere else, whatever a ``Location`` header or the task hub says.
+        """
+        try:
+            return same_origin(url, self._settings.base_url).url
+        except UrlRefused as exc:
             raise GraphError(
                 502,
                 "ForeignLocation",
-                f"Graph pointed at {parts.scheme}://{parts.netloc}, which is not the configured "
-                "GRAPH_BASE_URL; the token is only ever sent to that host",
-            )
+                f"Graph pointed at an address that {exc}, so not at the configured "
+                "GRAPH_BASE_URL; the token is only ever sent there",
+            ) from None
 
     def _send(
         self, session: requests.Session, method: str, url: str, **kwargs: Any
     ) -> requests.Response:
-        scope = self._settings.base_url + GRAPH_SCOPE_SUFFIX
-        token = self._credential.get_token(scope).token
         client_request_id = str(uuid.uuid4())
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "client-request-id": client_request_id,
-            "return-client-request-id": "true",
-        }
+        headers = {"client-request-id": client_request_id, "return-client-request-id": "true"}
+        prepared = session.prepare_request(
+            requests.Request(method, self._check_origin(url), headers=headers, **kwargs)
+        )
+        # The prepared URL is what goes on the wire: judged again, then the token is added.
+        self._check_origin(prepared.url or "")
+        scope = self._settings.base_url + GRAPH_SCOPE_SUFFIX
+        prepared.headers["Authorization"] = f"Bearer {self._credential.get_token(scope).token}"
+        transport = session.merge_environment_settings(prepared.url, {}, None, None, None)
         try:
-            return session.request(
-                method,
-                url,
-                headers=headers,
+            return session.send(
+                prepared,
                 timeout=self._settings.timeout_seconds,
                 allow_redirects=False,
-                **kwargs,
+                **transport,
             )
         except requests.RequestException as exc:
             # The text of a requests exception names the URL and the socket error, never the
@@ -230,16 +240,6 @@ class GraphClient:
                 redact(f"{type(exc).__name__} talking to Graph: {exc}"),
                 client_request_id=client_request_id,
             ) from None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port, the default port made explicit (``:443`` is the same origin)."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
-    except ValueError:
-        port = -1  # a malformed port matches nothing
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def _error_from(response: requests.Response) -> GraphError:
@@ -260,7 +260,7 @@ def _error_from(response: requests.Response) -> GraphError:
     return GraphError(
         status=response.status_code,
         code=code,
-        message=redact(message),
+        message=redact_personal(redact(message)),
         graph_request_id=request_id,
         client_request_id=client_request_id,
         retry_after=_retry_after(response),

@@ -20,6 +20,7 @@ from dsr_export.adapters.graph import GRAPH_SCOPE_SUFFIX, TokenProvider
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.request import FieldError
 from dsr_export.settings import (
+    AuthSettings,
     CallbackSettings,
     DeadlineSettings,
     ExportStorageSettings,
@@ -31,6 +32,7 @@ from dsr_export.settings import (
 #: Application permissions the app needs in Graph (what admin consent puts in ``roles``).
 GRAPH_ROLES: Final = ("User.Export.All", "User.Read.All")
 _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
+    AuthSettings.from_env,
     GraphSettings.from_env,
     ExportStorageSettings.from_env,
     export_policy_from_env,
@@ -54,13 +56,28 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
     """The non-secret shape of the configuration, for the operator reading the answer."""
     graph = GraphSettings.from_env(env)
     storage = ExportStorageSettings.from_env(env)
+    callbacks = CallbackSettings.from_env(env)
+    auth = AuthSettings.from_env(env)
     return {
         "graph": f"{graph.base_url}/{graph.api_version}",
         "sasMode": storage.sas_mode.value,
         "sasLifetimeDays": storage.sas_lifetime.days,
         "exportAccount": storage.account_name,
-        "callbacks": CallbackSettings.from_env(env).enabled,
+        "callbacks": callbacks.enabled,
+        "platformAuthentication": auth.platform_auth,
+        "functionKeyRoles": sorted(role.value for role in auth.function_key_roles),
     }
+
+
+def warnings(env: Mapping[str, str]) -> list[str]:
+    """Settings that are valid but unsafe outside the offline host: said loudly, every call."""
+    found = []
+    if CallbackSettings.from_env(env).allow_loopback:
+        found.append(
+            "CALLBACK_ALLOW_LOOPBACK_UNSAFE is on: callbacks may reach loopback addresses. "
+            "Only the offline host's tests may set it; remove it from this deployment."
+        )
+    return found
 
 
 def missing_graph_roles(credential: TokenProvider, graph: GraphSettings) -> list[str]:

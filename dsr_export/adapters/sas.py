@@ -1,7 +1,7 @@
 """The SAS handed to Graph: exactly what the service accepts, nothing more.
 
 Graph needs a container-scoped *service* SAS that can add, create and write (``sp=acw``) and can
-neither read nor list (see ``graph-export-contract.md``). We add: HTTPS only, a start time
+neither read nor list (see docs/graph-contract.md). We add: HTTPS only, a start time
 15 minutes back against clock skew, and an expiry long enough for a 30-day export.
 
 Two ways to sign it (``EXPORT_SAS_MODE``):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypedDict
 
-from dsr_export.domain.redaction import redact
+from dsr_export.domain.redaction import redact, redact_personal
 
 Subject = Literal["user", "submit", "poll"]
 Category = Literal["configuration", "user", "operation", "service", "storage"]
@@ -114,6 +114,8 @@ def classify(exc: GraphFailure, *, subject: Subject) -> RetryDecision:
     if exc.transient and exc.code not in _HINTS:
         category, hint = "service", "Graph is throttling or unavailable; retried later."
     error: ErrorDoc = {**exc.to_dict(), "category": category}  # type: ignore[typeddict-item]
+    # Graph's free text may quote the user; the code, request ids and our hint never do.
+    error["message"] = redact_personal(str(error.get("message", "")))
     if hint:
         error["hint"] = hint
     retry = exc.transient and exc.code not in _HINTS
@@ -182,9 +184,9 @@ def export_failed() -> ErrorDoc:
 
 def cancelled(reason: object) -> ErrorDoc:
     """The error a cancelled DSR carries: the operator's reason, bounded."""
-    return {"code": "Cancelled", "message": str(reason or "cancelled")[:500]}
+    return {"code": "Cancelled", "message": redact_personal(str(reason or "cancelled"))[:500]}
 
 
 def _first_line(exc: BaseException) -> str:
-    text = redact(str(exc)).strip().splitlines()
+    text = redact_personal(redact(str(exc))).strip().splitlines()
     return text[0][:500] if text else type(exc).__name__

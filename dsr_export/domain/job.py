@@ -64,6 +64,8 @@ class ExportJob:
     warning_at: str | None = None
     callback_url: str | None = None
     requested_by: str | None = None
+    #: The authenticated caller that submitted the DSR (kind and pseudonymous id).
+    submitted_by: dict[str, str] | None = None
     # What has been told already, so a replay or a new episode never tells it twice.
     warned: bool = False
     overdue_noted: bool = False
@@ -109,6 +111,7 @@ class ExportJob:
             "regulation": self.regulation,
             "deadline": self.legal_deadline,
             "warningAt": self.warning_at,
+            "submittedBy": self.submitted_by,
         }
         if self.failed_callbacks:
             body["callbacks"] = {"failed": list(self.failed_callbacks)}
@@ -156,6 +159,7 @@ class ExportJob:
             "receivedAt": self.received_at,
             "deadline": self.legal_deadline,
             "requestedBy": self.requested_by,
+            "submittedBy": self.submitted_by,
             "acceptedAt": self.started_at,
             "submittedAt": self.submitted_at,
             "operationId": self.operation_id,
@@ -205,7 +209,9 @@ class ExportJob:
         names = {f.name for f in dataclasses.fields(cls)}
         data = {_snake(key): value for key, value in raw.items()}
         data = {key: value for key, value in data.items() if key in names}
-        data["policy"] = ExportPolicy(**{_snake(k): v for k, v in data.get("policy", {}).items()})
+        knobs = {f.name for f in dataclasses.fields(ExportPolicy)}
+        policy = {_snake(k): v for k, v in (data.get("policy") or {}).items()}
+        data["policy"] = ExportPolicy(**{k: v for k, v in policy.items() if k in knobs})
         data["failed_callbacks"] = tuple(data.get("failed_callbacks", ()))
         return cls(**data)
 

@@ -1,7 +1,11 @@
-"""Scrub secrets from text before it is logged, persisted or returned.
+"""Scrub secrets and personal data from text before it is logged, persisted or returned.
 
 The design keeps secrets inside the activity that uses them; this is the second line of defence
 for text we do not fully control (exception messages from libraries, URLs echoed by a service).
+Personal data is the other half: Graph's error text quotes the user ("Resource
+'adele@contoso.com' does not exist"), and a ticket's cancel reason is free text; status
+documents, lists, callbacks and logs carry ids only, so such text passes
+:func:`redact_personal` first.
 """
 
 from __future__ import annotations
@@ -22,6 +26,16 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+#: Anything shaped like an e-mail address or a UPN (guest UPNs with ``#EXT#`` included).
+_ADDRESS: Final = re.compile(r"[^\s'\"<>()\[\],;:@]+@[^\s'\"<>()\[\],;:@]+")
+PERSONAL_PLACEHOLDER: Final = "<user>"
+
+
+def redact_personal(text: str) -> str:
+    """Return ``text`` with every e-mail address or UPN replaced by ``<user>``."""
+    return _ADDRESS.sub(PERSONAL_PLACEHOLDER, text)
 
 
 def strip_query(url: str) -> str:

@@ -1,13 +1,17 @@
-"""The DSR request: parsing, validation and the names derived from it.
+"""The DSR request: decoding, validation and the names derived from it.
 
 Validation reports every field at fault at once (the intake turns them into an RFC 9457 problem
-document). Names derived from the request id (instance id, container) are pure functions so a
-retried delivery of the same request always lands on the same orchestration and container.
+document), and nothing a caller sends makes it raise anything else. Names derived from the
+request id (instance id, container) are pure functions of its canonical form, so a retried
+delivery of the same request, in any letter case, lands on the same orchestration and
+container.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -19,11 +23,24 @@ from dsr_export.domain.deadlines import GDPR, Regulation, parse_received_at, par
 from dsr_export.domain.errors import CallbackRefused
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-_UPN = re.compile(r"^[^@\s/\\?#%]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
+#: Entra's documented UPN alphabet for the part before the ``@``: A-Z a-z 0-9 ' . - _ ! # ^ ~
+#: (so guest UPNs, ``alice_contoso.com#EXT#@fabrikam.onmicrosoft.com``, are real). ASCII only:
+#: no control, format (zero-width, bidi) or surrogate characters, no double quotes.
+_UPN = re.compile(
+    r"^(?!\.)(?!.*\.\.)[A-Za-z0-9'._!#^~-]{1,113}(?<!\.)"
+    r"@(?=.{4,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$",
+    re.ASCII,
+)
 _CONTAINER_UNSAFE = re.compile(r"[^a-z0-9]+")
 
 #: Clock skew tolerated on a ``receivedAt`` in the future.
 RECEIVED_AT_SKEW: Final = timedelta(minutes=5)
+#: How old a ``receivedAt`` may be by default (``RECEIVED_AT_MAX_AGE_DAYS``): a DSR from 1900
+#: is a typo, not a request born overdue.
+RECEIVED_AT_MAX_AGE: Final = timedelta(days=400)
+#: Larger bodies are refused before parsing: a DSR is a few hundred bytes.
+MAX_BODY_BYTES: Final = 16 * 1024
+_UTF8_BOM: Final = b"\xef\xbb\xbf"
 MAX_URL_LENGTH: Final = 2048
 MAX_REQUESTED_BY_LENGTH: Final = 200
 
@@ -77,12 +94,24 @@ def validate_request_id(value: object) -> str:
     return value
 
 
+def canonical_request_id(request_id: str) -> str:
+    """The one form of a request id that names its DSR: ``abc-1`` and ``ABC-1`` are one DSR.
+
+    Ticket ids are compared case-insensitively (a ticketing system or a person retyping the id
+    may change its case, and two exports of the same person must not follow). Upper case,
+    because ticket ids are written that way (``RITM0012345``, ``PRIV-12``); the alphabet is
+    ASCII, so the mapping is exact.
+    """
+    return request_id.upper()
+
+
 def container_name(request_id: str) -> str:
     """A valid, collision-safe container name for one DSR.
 
     Container names are lowercase, 3-63 characters, alphanumerics and single hyphens. A readable
-    slug of the request id keeps the portal legible; a hash of the exact id keeps
-    ``PRIV-1`` and ``priv-1`` (or ``a.b`` and ``a-b``) in different containers.
+    slug of the request id keeps the portal legible; a hash of the exact id keeps ``a.b`` and
+    ``a-b`` in different containers. Ids arrive canonical (``PRIV-1`` and ``priv-1`` are one
+    DSR, one container); a DSR started before ids were canonical keeps its exact id's container.
     """
     slug = _CONTAINER_UNSAFE.sub("-", request_id.lower()).strip("-")[:36].strip("-")
     digest = hashlib.sha256(request_id.encode()).hexdigest()[:16]
@@ -104,6 +133,8 @@ class ExportRequest:
     received_at: datetime | None = None
     regulation: Regulation = GDPR
     requested_by: str | None = None
+    #: The fields the caller sent: a resubmission is compared on these only.
+    sent: frozenset[str] = frozenset()
 
     @property
     def user_object_id(self) -> str | None:
@@ -117,19 +148,21 @@ class ExportRequest:
         *,
         now: datetime | None = None,
         callback_check: Callable[[str], str] | None = None,
+        max_age: timedelta = RECEIVED_AT_MAX_AGE,
     ) -> ExportRequest:
         """Validate a decoded JSON payload, collecting every field error.
 
         ``callback_check`` judges a ``callbackUrl`` (the adapters' URL judge, which raises
         :class:`CallbackRefused` saying why); None when callbacks are off (no signing secret).
-        ``now`` bounds ``receivedAt``: a receipt in the future would push the legal deadline out.
+        ``now`` bounds ``receivedAt``: a receipt in the future would push the legal deadline out,
+        one older than ``max_age`` is a typo. The request id is kept in its canonical form.
         """
         if not isinstance(payload, Mapping):
             raise InvalidRequest([FieldError("", "the body must be a JSON object")])
         errors: list[FieldError] = []
         request_id = ""
         try:
-            request_id = validate_request_id(payload.get("requestId"))
+            request_id = canonical_request_id(validate_request_id(payload.get("requestId")))
         except InvalidRequest as exc:
             errors.extend(exc.errors)
         user = payload.get("user")
@@ -138,7 +171,7 @@ class ExportRequest:
                 FieldError("/user", "must be an Entra object id (GUID) or a user principal name")
             )
         callback_url = _callback_url(payload.get("callbackUrl"), callback_check, errors)
-        received_at = _received_at(payload.get("receivedAt"), now, errors)
+        received_at = _received_at(payload.get("receivedAt"), now, max_age, errors)
         regulation = GDPR
         try:
             regulation = parse_regulation(payload.get("regulation"))
@@ -162,6 +195,7 @@ class ExportRequest:
             received_at=received_at,
             regulation=regulation,
             requested_by=requested_by,
+            sent=frozenset(key for key in payload if isinstance(key, str)),
         )
 
 
@@ -183,7 +217,9 @@ def _callback_url(
         return None
 
 
-def _received_at(raw: object, now: datetime | None, errors: list[FieldError]) -> datetime | None:
+def _received_at(
+    raw: object, now: datetime | None, max_age: timedelta, errors: list[FieldError]
+) -> datetime | None:
     if raw is None:
         return None
     if not isinstance(raw, str):
@@ -197,4 +233,82 @@ def _received_at(raw: object, now: datetime | None, errors: list[FieldError]) ->
     if now is not None and received_at > now + RECEIVED_AT_SKEW:
         errors.append(FieldError("/receivedAt", "must not be in the future"))
         return None
+    if now is not None and received_at < now - max_age:
+        errors.append(
+            FieldError("/receivedAt", f"must not be more than {max_age.days} days in the past")
+        )
+        return None
     return received_at
+
+
+def decode_body(body: bytes) -> object:
+    """JSON from raw bytes, strictly; :class:`InvalidRequest` for anything else.
+
+    UTF-8 only (a byte order mark is tolerated): :func:`json.loads` would also guess UTF-16
+    and UTF-32, which no ticketing system sends on purpose. A key given twice is refused: the
+    last one would win, and a different person than the first key named would be exported.
+    ``NaN`` and ``Infinity`` are not JSON; lone surrogates cannot be written anywhere.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest([FieldError("", f"the body exceeds {MAX_BODY_BYTES} bytes")])
+    try:
+        text = body.removeprefix(_UTF8_BOM).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest([FieldError("", "the body is not UTF-8 text")]) from None
+    try:
+        decoded = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite
+        )
+    except _DuplicateKey as exc:
+        raise InvalidRequest([FieldError(exc.pointer, "is given more than once")]) from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest([FieldError("", "the body is not valid JSON")]) from None
+    surrogates = list(_surrogates(decoded, ""))
+    if surrogates:
+        raise InvalidRequest(
+            [FieldError(pointer, "contains an invalid Unicode character") for pointer in surrogates]
+        )
+    return decoded
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.pointer = "/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text} is out of range")
+    return number
+
+
+def _surrogates(value: object, pointer: str) -> list[str]:
+    found: list[str] = []
+    if isinstance(value, str):
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            found.append(pointer)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = pointer + "/" + str(key).replace("~", "~0").replace("/", "~1")
+            if any("\ud800" <= char <= "\udfff" for char in str(key)):
+                found.append(child)
+            found.extend(_surrogates(item, child))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_surrogates(item, f"{pointer}/{index}"))
+    return found

@@ -51,6 +51,7 @@ _COPIED = (
     "receivedAt",
     "regulation",
     "callbacks",
+    "submittedBy",
 )
 
 

@@ -65,6 +65,12 @@ param graphApiVersion string
 @description('Days before the legal deadline that a warning is raised.')
 param deadlineWarningDays int
 
+@description('How many days in the past a request\'s receivedAt may lie.')
+param receivedAtMaxAgeDays int
+
+@description('App roles of callers with a function key and no Entra token ("none": Entra only).')
+param functionKeyRoles string
+
 @description('Maximum instances the app scales out to.')
 param maximumInstanceCount int
 
@@ -184,6 +190,9 @@ var appSettings = {
   CALLBACK_SIGNING_SECRET: '@Microsoft.KeyVault(SecretUri=${callbackSecretUri})'
   CALLBACK_ALLOWED_HOSTS: callbackAllowedHosts
   DEADLINE_WARNING_DAYS: string(deadlineWarningDays)
+  RECEIVED_AT_MAX_AGE_DAYS: string(receivedAtMaxAgeDays)
+  AUTH_FUNCTION_KEY_ROLES: functionKeyRoles
+  // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }
 
 // stored-policy mode only: the export account key, as a Key Vault reference. In

@@ -29,7 +29,7 @@ from azure.storage.blob import (
 from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from devhost.graph import DEMO_DIRECTORY, GRAPH_RESOURCE, GraphSimulator
 from devhost.tls import TlsFiles
-from tests.conftest import ManualClock
+from tests.clock import ManualClock
 
 ADELE = DEMO_DIRECTORY["adele.vance@contoso.example"]
 ALEX = DEMO_DIRECTORY["alex.wilber@contoso.example"]

@@ -2,124 +2,28 @@
 
 Storage (Azurite), the managed-identity endpoint and Graph (the simulator) live in the test
 process, as Azure's services outlive a Functions host; the host runs as ``python -m devhost
-serve`` and can be killed and restarted like a worker.
+serve`` (see host.py) and can be killed and restarted like a worker.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
-from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from devhost.azurite import Azurite
 from devhost.durable import FastClock
 from devhost.graph import GraphSimulator
-from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
+from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
-
-REPO = Path(__file__).resolve().parents[2]
-#: One Graph day passes in about 4.3 real seconds.
-SPEED = 20_000.0
-EXPORT_DURATION = timedelta(days=1)
-GRAPH_ROLES = ("User.Export.All", "User.Read.All")
-FUNCTION_KEY = "e2e-function-key"
-#: A Standard Webhooks secret for the tests' callback receiver (not a real secret).
-CALLBACK_SECRET = "whsec_" + base64.b64encode(b"e2e-callback-signing-key-32-bytes").decode()
-TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
-
-
-class HostProcess:
-    """``python -m devhost serve`` as a child process, with its own state directory."""
-
-    def __init__(self, state: Path, env: dict[str, str]) -> None:
-        self.state = state
-        self.env = env
-        self.process: subprocess.Popen[bytes] | None = None
-        self.endpoints: dict[str, Any] = {}
-        self.log_path = state / "host.log"
-
-    def start(self, timeout: float = 60.0) -> HostProcess:
-        self.state.mkdir(parents=True, exist_ok=True)
-        ready = self.state / "endpoints.json"
-        ready.unlink(missing_ok=True)
-        log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "devhost", "serve", "--port", "0"]
-        command += ["--function-key", FUNCTION_KEY, "--speed", str(SPEED)]
-        command += ["--graph", self.env["GRAPH_BASE_URL"], "--state", str(self.state)]
-        self.process = subprocess.Popen(
-            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"host exited:\n{self.log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"host not ready:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.05)
-        self.endpoints = json.loads(ready.read_text())
-        return self
-
-    def kill(self) -> None:
-        """Die mid-work, as a recycled worker does: no clean-up at all."""
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    @property
-    def api(self) -> str:
-        return str(self.endpoints["api"])
-
-    def post(self, path: str, body: object, **kwargs: Any) -> requests.Response:
-        headers = {"x-functions-key": FUNCTION_KEY, **kwargs.pop("headers", {})}
-        return requests.post(f"{self.api}{path}", json=body, headers=headers, timeout=30, **kwargs)
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(
-            f"{self.api}{path}", headers={"x-functions-key": FUNCTION_KEY}, timeout=30
-        )
-
-    def wait_for(self, request_id: str, phases: set[str], timeout: float = 90.0) -> dict[str, Any]:
-        """Poll the status API until the DSR reaches one of ``phases``."""
-        deadline = time.monotonic() + timeout
-        doc: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            response = self.get(f"/exports/{request_id}")
-            if response.status_code == 200:
-                doc = response.json()
-                if doc["phase"] in phases:
-                    return doc
-            time.sleep(0.1)
-        raise AssertionError(f"{request_id} never reached {phases}; last status: {doc}")
-
-
-def export_container(azurite: Azurite, tls: TlsFiles, name: str) -> ContainerClient:
-    """An export container as its owner sees it (account key), to check what the app did."""
-    return BlobServiceClient(
-        azurite.blob_endpoint,
-        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
-        connection_verify=tls.ca_bundle,
-    ).get_container_client(name)
+from tests.e2e.host import (
+    EXPORT_DURATION,
+    GRAPH_ROLES,
+    SPEED,
+    HostProcess,
+    host_env,
+    identity_with_roles,
+)
 
 
 @pytest.fixture(scope="session")
@@ -135,37 +39,10 @@ def e2e_graph(tls_files: TlsFiles, e2e_clock: FastClock) -> Iterator[GraphSimula
         yield sim
 
 
-def _identity(graph: GraphSimulator, roles: tuple[str, ...]) -> ManagedIdentityEndpoint:
-    return ManagedIdentityEndpoint(roles={GRAPH_RESOURCE: roles, graph.base_url: roles})
-
-
 @pytest.fixture(scope="session")
 def e2e_identity(e2e_graph: GraphSimulator) -> Iterator[ManagedIdentityEndpoint]:
-    with _identity(e2e_graph, GRAPH_ROLES) as endpoint:
+    with identity_with_roles(e2e_graph, GRAPH_ROLES) as endpoint:
         yield endpoint
-
-
-def host_env(
-    azurite: Azurite, identity: ManagedIdentityEndpoint, graph: GraphSimulator, tls: TlsFiles
-) -> dict[str, str]:
-    """The app settings of a host wired to these services, as Azure would set them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
-    env.update(identity.env())
-    env.update(
-        {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "EXPORT_STORAGE_BLOB_ENDPOINT": azurite.blob_endpoint,
-            "EXPORT_SAS_MODE": "stored-policy",
-            "EXPORT_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY,
-            "GRAPH_BASE_URL": graph.base_url,
-            "REQUESTS_CA_BUNDLE": tls.ca_bundle,
-            "EXPORT_POLL_MAX_INTERVAL_SECONDS": "3600",
-            "CALLBACK_SIGNING_SECRET": CALLBACK_SECRET,
-            "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
 
 
 @pytest.fixture(scope="session")

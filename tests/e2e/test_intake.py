@@ -23,7 +23,7 @@ from werkzeug import Response
 from devhost.azurite import Azurite
 from devhost.graph import GraphSimulator
 from devhost.tls import server_ssl_context
-from tests.e2e.conftest import CALLBACK_SECRET, TERMINAL, HostProcess, export_container
+from tests.e2e.host import CALLBACK_SECRET, TERMINAL, HostProcess, export_container
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -56,7 +56,7 @@ def test_twenty_parallel_posts_of_one_request_submit_one_export(
     host: HostProcess, e2e_graph: GraphSimulator
 ):
     user = _new_user(e2e_graph)
-    request_id = f"PAR-{uuid.uuid4().hex[:8]}"
+    request_id = f"PAR-{uuid.uuid4().hex[:8].upper()}"
     body = {"requestId": request_id, "user": user}
     with ThreadPoolExecutor(max_workers=20) as pool:
         answers = list(pool.map(lambda _: host.post("/exports", body), range(20)))
@@ -147,7 +147,7 @@ def test_a_receiver_that_is_down_does_not_fail_the_dsr(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed_port = sock.getsockname()[1]
-    request_id = f"CBDOWN-{uuid.uuid4().hex[:8]}"
+    request_id = f"CBDOWN-{uuid.uuid4().hex[:8].upper()}"
     body = {
         "requestId": request_id,
         "user": _new_user(e2e_graph),
@@ -167,7 +167,7 @@ def test_a_receiver_that_is_down_does_not_fail_the_dsr(
 
 def test_callback_to_a_host_off_the_allowlist_is_refused(host: HostProcess, e2e_graph):
     body = {
-        "requestId": f"SSRF-{uuid.uuid4().hex[:8]}",
+        "requestId": f"SSRF-{uuid.uuid4().hex[:8].upper()}",
         "user": _new_user(e2e_graph),
         "callbackUrl": "https://169.254.169.254/metadata",
     }
@@ -179,7 +179,7 @@ def test_callback_to_a_host_off_the_allowlist_is_refused(host: HostProcess, e2e_
 def test_cancel_revokes_the_sas_and_ends_cancelled(
     host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
 ):
-    request_id = f"CANCEL-{uuid.uuid4().hex[:8]}"
+    request_id = f"CANCEL-{uuid.uuid4().hex[:8].upper()}"
     host.post("/exports", {"requestId": request_id, "user": _new_user(e2e_graph)})
     host.wait_for(request_id, {"exporting"})
     missing_reason = host.post(f"/exports/{request_id}/cancel", {})
@@ -203,7 +203,7 @@ def test_a_queue_message_becomes_a_dsr_with_its_callbacks(
     tls_files,
     receiver: HTTPServer,
 ):
-    request_id = f"QUEUE-{uuid.uuid4().hex[:8]}"
+    request_id = f"QUEUE-{uuid.uuid4().hex[:8].upper()}"
     message = json.dumps(
         {
             "requestId": request_id,
@@ -222,7 +222,7 @@ def test_a_queue_message_becomes_a_dsr_with_its_callbacks(
 def test_an_invalid_queue_message_is_rejected_once_with_its_reason(
     host: HostProcess, azurite: Azurite, tls_files
 ):
-    request_id = f"QBAD-{uuid.uuid4().hex[:8]}"
+    request_id = f"QBAD-{uuid.uuid4().hex[:8].upper()}"
     message = json.dumps({"requestId": request_id, "user": "not a user"})
     _queue(azurite, "dsr-requests", tls_files).send_message(
         base64.b64encode(message.encode()).decode()
@@ -245,7 +245,7 @@ def test_an_invalid_queue_message_is_rejected_once_with_its_reason(
 
 
 def test_listing_filters_by_phase(host: HostProcess, e2e_graph: GraphSimulator):
-    request_id = f"LIST-{uuid.uuid4().hex[:8]}"
+    request_id = f"LIST-{uuid.uuid4().hex[:8].upper()}"
     host.post("/exports", {"requestId": request_id, "user": _new_user(e2e_graph)})
     host.wait_for(request_id, TERMINAL)
     completed = host.get("/exports?phase=completed&top=200")

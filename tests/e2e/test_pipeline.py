@@ -13,7 +13,13 @@ import pytest
 
 from devhost.azurite import Azurite
 from devhost.graph import GraphSimulator
-from tests.e2e.conftest import TERMINAL, HostProcess, _identity, export_container, host_env
+from tests.e2e.host import (
+    TERMINAL,
+    HostProcess,
+    export_container,
+    host_env,
+    identity_with_roles,
+)
 from tests.secret_scan import SECRET
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
@@ -23,7 +29,7 @@ MEGAN = "48d31887-5fad-4d73-a9f5-3c356e68a038"
 
 
 def _rid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
 
 
 def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
@@ -113,7 +119,7 @@ def test_invalid_request_is_refused_with_the_fields_at_fault(host: HostProcess):
 def test_permission_missing_fails_naming_the_permission(
     tmp_path: Path, azurite: Azurite, e2e_graph: GraphSimulator, tls_files
 ):
-    with _identity(e2e_graph, ()) as no_roles:
+    with identity_with_roles(e2e_graph, ()) as no_roles:
         process = HostProcess(tmp_path / "host", host_env(azurite, no_roles, e2e_graph, tls_files))
         process.start()
         try:

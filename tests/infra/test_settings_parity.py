@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dsr_export.settings import PLATFORM_SETTINGS, SETTINGS
-from tests.infra.test_bicep import (
+from tests.infra.bicep_model import (
     MODES,
+    ROOT,
     Unresolved,
     app_settings,
     body,
@@ -27,7 +27,6 @@ from tests.infra.test_bicep import (
     template,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 LOCAL_EXAMPLE = ROOT / "local.settings.example.json"
 
 #: Identity-based host storage: `AzureWebJobsStorage__<property>` settings make up the one
@@ -38,6 +37,15 @@ HOST_STORAGE = "AzureWebJobsStorage"
 #: FUNCTIONS_WORKER_RUNTIME: the language is `functionAppConfig.runtime` (checked below), and
 #: Flex rejects it as an app setting.
 SET_BY_FLEX_CONFIG = {"FUNCTIONS_WORKER_RUNTIME"}
+
+#: Settings the platform sets when a feature is configured, never as app settings.
+#: WEBSITE_AUTH_ENABLED: App Service sets it when authentication (authsettingsV2) is on; an app
+#: setting of that name could claim authentication that is not there.
+SET_BY_PLATFORM = {"WEBSITE_AUTH_ENABLED"}
+
+#: Settings only the offline host may set: infra must not, and neither may a local copy of
+#: Azure's settings. CALLBACK_ALLOW_LOOPBACK_UNSAFE lets callbacks reach loopback receivers.
+OFFLINE_HOST_ONLY = {"CALLBACK_ALLOW_LOOPBACK_UNSAFE"}
 
 #: Settings the platform reads that infra must set, but that the registry does not list (yet).
 #: APPLICATIONINSIGHTS_AUTHENTICATION_STRING: the Functions host's Application Insights
@@ -93,7 +101,7 @@ def host_storage_properties(keys: set[str]) -> set[str]:
 @pytest.mark.parametrize("mode", MODES)
 def test_infra_provides_every_setting_the_code_reads(mode: str) -> None:
     provided = logical(set(app_settings(mode)))
-    required = read_by_app() - SET_BY_FLEX_CONFIG
+    required = read_by_app() - SET_BY_FLEX_CONFIG - SET_BY_PLATFORM - OFFLINE_HOST_ONLY
     if mode != "stored-policy":
         required -= STORED_POLICY_ONLY
     missing = required - provided
@@ -107,6 +115,8 @@ def test_infra_provides_nothing_the_code_does_not_read(mode: str) -> None:
     extra = provided - allowed
     assert not extra, f"{mode}: infra/ sets {sorted(extra)}, which nothing reads"
     assert not provided & SET_BY_FLEX_CONFIG, "Flex Consumption sets these elsewhere"
+    assert not provided & SET_BY_PLATFORM, "the platform sets these itself"
+    assert not provided & OFFLINE_HOST_ONLY, "never in Azure"
     if mode != "stored-policy":
         assert not provided & STORED_POLICY_ONLY, "no account key outside stored-policy mode"
 
@@ -138,7 +148,7 @@ def test_infra_host_storage_is_identity_based() -> None:
 
 def test_local_example_provides_every_setting_the_code_reads() -> None:
     provided = logical(set(local_values()))
-    required = read_by_app() - LOCAL_OMITS
+    required = read_by_app() - LOCAL_OMITS - SET_BY_PLATFORM - OFFLINE_HOST_ONLY
     missing = required - provided
     assert not missing, f"local.settings.example.json lacks {sorted(missing)}"
 
@@ -148,6 +158,7 @@ def test_local_example_provides_nothing_the_code_does_not_read() -> None:
     extra = provided - read_by_app()
     assert not extra, f"local.settings.example.json sets {sorted(extra)}, which nothing reads"
     assert not provided & LOCAL_OMITS
+    assert not provided & (SET_BY_PLATFORM | OFFLINE_HOST_ONLY)
 
 
 def test_local_example_uses_the_developer_identity_for_host_storage() -> None:

@@ -26,9 +26,10 @@ from typing import Any
 
 import pytest
 
+from dsr_export.domain import steps
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import Phase
-from tests.infra.test_bicep import (
+from tests.infra.bicep_model import (
     INFRA,
     MODULES,
     ROLE_ASSIGNMENT,
@@ -327,7 +328,7 @@ def test_graph_error_fields_come_out_of_a_real_line() -> None:
     line = _line(
         "graph_error",
         request_id="RITM0012345",
-        step="submit_export",
+        step=steps.SUBMIT_EXPORT.name,
         status=429,
         code="TooManyRequests",
         graph_request_id="5b0c7e4a-0000-4000-8000-000000000001",
@@ -337,7 +338,7 @@ def test_graph_error_fields_come_out_of_a_real_line() -> None:
     got = {column: _pull(pattern, line) for column, pattern in patterns.items()}
     assert got == {
         "RequestId": "RITM0012345",
-        "Step": "submit_export",
+        "Step": steps.SUBMIT_EXPORT.name,
         "HttpStatus": "429",
         "Code": "TooManyRequests",
         "GraphRequestId": "5b0c7e4a-0000-4000-8000-000000000001",

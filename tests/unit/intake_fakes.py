@@ -21,7 +21,6 @@ import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from dsr_export import settings
-from tests.replay import user_function
 
 SECRET_KEY = b"0123456789abcdef0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
@@ -131,6 +130,12 @@ class ListSink:
         self.records.append(dict(rejection))
 
 
+#: The function key a request carries (the host validated it before the function runs).
+FUNCTION_KEY = "unit-test-function-key"
+#: Every role for function-key callers: the tests of the routes' own behaviour.
+ALL_ROLES = "DSR.Submit,DSR.Read,DSR.Manage"
+
+
 def request(
     method: str,
     url: str,
@@ -139,9 +144,16 @@ def request(
     content_type: str | None = "application/json",
     route_params: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
+    key: str | None = FUNCTION_KEY,
+    headers: dict[str, str] | None = None,
 ) -> func.HttpRequest:
+    """A request as the host hands it over: a function key (the host checked it) by default."""
     raw = json.dumps(body).encode() if isinstance(body, dict) else (body or b"")
-    headers = {"content-type": content_type} if content_type else {}
+    headers = dict(headers or {})
+    if content_type:
+        headers["content-type"] = content_type
+    if key is not None:
+        headers["x-functions-key"] = key
     return func.HttpRequest(
         method=method,
         url=f"http://localhost/api/{url}",
@@ -152,9 +164,9 @@ def request(
     )
 
 
-def call(name: str, client: FakeDurableClient, **kwargs: Any) -> Any:
-    """Run a client function's own coroutine with the fake in place of the binding's client."""
-    entry = user_function(name)
+def call(entry: Any, client: FakeDurableClient, **kwargs: Any) -> Any:
+    """Run a client function's own coroutine (``entry`` is the function's user function, from
+    the ``user_function`` fixture) with the fake in place of the binding's client."""
     return asyncio.run(entry.client_function(client=client, **kwargs))
 
 

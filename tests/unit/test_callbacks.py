@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import requests
 from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug import Request, Response
@@ -92,7 +91,7 @@ ALLOW = frozenset({"tickets.example.com", "*.service-now.com", "10.0.0.5"})
     "url",
     [
         "https://tickets.example.com/cb",
-        "https://TICKETS.example.com:8443/cb?x=1",
+        "https://TICKETS.example.com:443/cb?x=1",
         "https://acme.service-now.com/api/now/cb",
         "https://a.b.service-now.com/",
         "https://10.0.0.5/cb",
@@ -116,6 +115,7 @@ def test_allowed_urls(url):
         ("https:///nohost", "host"),
         ("ftp://tickets.example.com/", "https"),
         ("https://[::1/", "valid URL"),
+        ("https://tickets.example.com:8443/cb", "port 443"),  # the port is pinned too
     ],
 )
 def test_refused_urls(url, why):
@@ -151,11 +151,10 @@ def receiver(tls_files: TlsFiles) -> Iterator[HTTPServer]:
 
 
 @pytest.fixture
-def http(tls_files: TlsFiles) -> requests.Session:
-    session = callbacks.session(backoff_factor=0)  # the production policy, minus the waits
-    session.trust_env = False  # REQUESTS_CA_BUNDLE would override the test certificate
-    session.verify = tls_files.ca_bundle
-    return session
+def sender(tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> callbacks.CallbackSender:
+    """The production sender minus the waits; loopback allowed (the receiver is local)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
+    return callbacks.CallbackSender(backoff_factor=0, allow_loopback=True)
 
 
 def _verifying_handler(seen: list[dict[str, object]]):
@@ -170,11 +169,10 @@ def _verifying_handler(seen: list[dict[str, object]]):
     return handle
 
 
-def test_a_receiver_verifies_the_delivered_signature(receiver, http):
+def test_a_receiver_verifies_the_delivered_signature(receiver, sender):
     seen: list[dict[str, object]] = []
     receiver.expect_request("/cb", method="POST").respond_with_handler(_verifying_handler(seen))
-    delivery = callbacks.deliver(
-        http,
+    delivery = sender.deliver(
         receiver.url_for("/cb"),
         SECRET_KEY,
         "msg_abc",
@@ -186,42 +184,36 @@ def test_a_receiver_verifies_the_delivered_signature(receiver, http):
     assert seen == [{"event": _event(), "id": "msg_abc"}]
 
 
-def test_a_refusing_receiver_is_a_permanent_failure(receiver, http):
+def test_a_refusing_receiver_is_a_permanent_failure(receiver, sender):
     receiver.expect_request("/cb").respond_with_data("no", status=404)
-    delivery = callbacks.deliver(
-        http, receiver.url_for("/cb"), SECRET_KEY, "m", b"{}", datetime.now(UTC)
-    )
+    delivery = sender.deliver(receiver.url_for("/cb"), SECRET_KEY, "m", b"{}", datetime.now(UTC))
     assert (delivery.delivered, delivery.permanent, delivery.status) == (False, True, 404)
 
 
-def test_redirects_are_not_followed(receiver, http):
+def test_redirects_are_not_followed(receiver, sender):
     receiver.expect_request("/cb").respond_with_data(
         "", status=307, headers={"Location": "https://169.254.169.254/"}
     )
-    delivery = callbacks.deliver(
-        http, receiver.url_for("/cb"), SECRET_KEY, "m", b"{}", datetime.now(UTC)
-    )
+    delivery = sender.deliver(receiver.url_for("/cb"), SECRET_KEY, "m", b"{}", datetime.now(UTC))
     assert delivery.permanent is True
     assert "redirect" in str(delivery.reason)
 
 
-def test_short_blips_are_retried_in_process(receiver, http):
+def test_short_blips_are_retried_in_process(receiver, sender):
     receiver.expect_ordered_request("/cb").respond_with_data("", status=503)
     receiver.expect_ordered_request("/cb").respond_with_data("", status=200)
-    delivery = callbacks.deliver(
-        http, receiver.url_for("/cb"), SECRET_KEY, "m", b"{}", datetime.now(UTC)
-    )
+    delivery = sender.deliver(receiver.url_for("/cb"), SECRET_KEY, "m", b"{}", datetime.now(UTC))
     assert delivery.delivered is True
     assert len(receiver.log) == 2
 
 
-def test_a_receiver_that_stays_down_raises_without_the_url(http):
+def test_a_receiver_that_stays_down_raises_without_the_url(sender):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"https://localhost:{port}/cb?token=ticket-secret"
     with pytest.raises(callbacks.CallbackDeliveryError) as caught:
-        callbacks.deliver(http, url, SECRET_KEY, "m", b"{}", datetime.now(UTC))
+        sender.deliver(url, SECRET_KEY, "m", b"{}", datetime.now(UTC))
     assert "ticket-secret" not in str(caught.value)
     assert "localhost" not in str(caught.value)
 
@@ -233,16 +225,24 @@ def _job(url: str) -> dict[str, object]:
     ).to_dict()
 
 
+def _delivery(result: object) -> steps.CallbackDelivery:
+    return steps.CallbackDelivery.from_dict(result)
+
+
 def test_activity_delivers_and_keeps_the_secret_out_of_result_and_logs(
-    receiver, http, swap, caplog
+    receiver, sender, swap, caplog
 ):
     caplog.set_level(logging.DEBUG)
     seen: list[dict[str, object]] = []
     receiver.expect_request("/cb", method="POST").respond_with_handler(_verifying_handler(seen))
-    swap(callback_http=http)
-    with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS="localhost"):
+    swap(callback_sender=sender)
+    with app_settings(
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_ALLOWED_HOSTS="localhost",
+        CALLBACK_ALLOW_LOOPBACK_UNSAFE="true",
+    ):
         result = callback_activity.send_callback(_job(receiver.url_for("/cb")))
-    assert result == {"delivered": True, "status": 204, "permanent": False, "reason": None}
+    assert result == steps.CallbackDelivery(delivered=True, status=204).to_dict()
     assert len(seen) == 1
     text = json.dumps(result) + " ".join(r.getMessage() for r in caplog.records)
     assert SECRET not in text
@@ -251,28 +251,36 @@ def test_activity_delivers_and_keeps_the_secret_out_of_result_and_logs(
 
 
 def test_activity_rechecks_the_allowlist_at_send_time(receiver):
-    with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS="other.example.com"):
-        result = callback_activity.send_callback(_job(receiver.url_for("/cb")))
-    assert result["delivered"] is False
-    assert result["permanent"] is True
-    assert "allowlist" in str(result["reason"])
+    with app_settings(
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_ALLOWED_HOSTS="other.example.com",
+        CALLBACK_ALLOW_LOOPBACK_UNSAFE="true",
+    ):
+        result = _delivery(callback_activity.send_callback(_job(receiver.url_for("/cb"))))
+    assert result.delivered is False
+    assert result.permanent is True
+    assert "allowlist" in str(result.reason)
     assert receiver.log == []
 
 
 def test_activity_without_a_secret_refuses_for_good():
     with app_settings(CALLBACK_SIGNING_SECRET="", CALLBACK_ALLOWED_HOSTS="localhost"):
-        result = callback_activity.send_callback(_job("https://localhost/cb"))
-    assert result["permanent"] is True
-    assert "CALLBACK_SIGNING_SECRET" in str(result["reason"])
+        result = _delivery(callback_activity.send_callback(_job("https://localhost/cb")))
+    assert result.permanent is True
+    assert "CALLBACK_SIGNING_SECRET" in str(result.reason)
 
 
-def test_activity_raises_for_a_receiver_that_is_down(http, swap):
-    swap(callback_http=http)
+def test_activity_raises_for_a_receiver_that_is_down(sender, swap):
+    swap(callback_sender=sender)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with (
-        app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS="localhost"),
+        app_settings(
+            CALLBACK_SIGNING_SECRET=SECRET,
+            CALLBACK_ALLOWED_HOSTS="localhost",
+            CALLBACK_ALLOW_LOOPBACK_UNSAFE="true",
+        ),
         pytest.raises(callbacks.CallbackDeliveryError),
     ):
         callback_activity.send_callback(_job(f"https://localhost:{port}/cb"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
@@ -12,7 +13,6 @@ from azure.core.credentials import AccessToken
 
 from dsr_export.adapters.health import missing_graph_roles
 from dsr_export.settings import GraphSettings
-from tests.replay import user_function
 
 KEY = base64.b64encode(b"an account key that must never be echoed").decode()
 GOOD = {
@@ -28,28 +28,34 @@ _NAMES = (
 )
 
 
-def _call(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    for name in _NAMES:
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    request = func.HttpRequest("GET", "http://localhost/api/health", body=b"", params={})
-    response = user_function("get_health")(req=request)
-    return response.status_code, json.loads(response.get_body())
+@pytest.fixture
+def health(
+    monkeypatch: pytest.MonkeyPatch, user_function: Callable[[str], Any]
+) -> Callable[[dict[str, str]], tuple[int, dict[str, Any]]]:
+    """``GET /api/health`` with exactly these settings: its status code and body."""
+
+    def call(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        for name in _NAMES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        request = func.HttpRequest("GET", "http://localhost/api/health", body=b"", params={})
+        response = user_function("get_health")(req=request)
+        return response.status_code, json.loads(response.get_body())
+
+    return call
 
 
-def test_missing_and_invalid_settings_are_each_named(monkeypatch):
-    status, body = _call(
-        monkeypatch, {"GRAPH_BASE_URL": "http://graph.example", "EXPORT_SAS_MODE": "x"}
-    )
+def test_missing_and_invalid_settings_are_each_named(health):
+    status, body = health({"GRAPH_BASE_URL": "http://graph.example", "EXPORT_SAS_MODE": "x"})
     assert status == 503
     pointers = {e["pointer"] for e in body["errors"]}
     assert pointers == {"/settings/GRAPH_BASE_URL", "/settings/EXPORT_SAS_MODE"}
     assert body["checks"]["settings"] == "failed"
 
 
-def test_a_good_configuration_is_described_without_its_secrets(monkeypatch):
-    status, body = _call(monkeypatch, GOOD)
+def test_a_good_configuration_is_described_without_its_secrets(health):
+    status, body = health(GOOD)
     assert status == 200
     assert body["configuration"]["sasMode"] == "stored-policy"
     assert body["configuration"]["exportAccount"] == "exportacct"

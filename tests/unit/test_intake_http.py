@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from tests.unit.intake_fakes import (
+    ALL_ROLES,
     ALLOWED,
     OTHER_ID,
     SECRET,
@@ -33,7 +35,10 @@ PROBLEM = "application/problem+json"
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
     with app_settings(
-        CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED, DEADLINE_WARNING_DAYS="7"
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_ALLOWED_HOSTS=ALLOWED,
+        DEADLINE_WARNING_DAYS="7",
+        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
     ):
         yield
 
@@ -43,9 +48,16 @@ def client() -> FakeDurableClient:
     return FakeDurableClient()
 
 
-def submit(client: FakeDurableClient, payload: object, **kwargs):
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    return call("submit_dsr", client, req=request("POST", "exports", raw, **kwargs))
+@pytest.fixture
+def submit(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Callable[..., Any]:
+    """``POST /api/exports`` with a payload (bytes as they are, anything else as JSON)."""
+
+    def post(payload: object, **kwargs: Any) -> Any:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        req = request("POST", "exports", raw, **kwargs)
+        return call(user_function("submit_dsr"), client, req=req)
+
+    return post
 
 
 def pointers(response) -> list[str]:
@@ -53,9 +65,8 @@ def pointers(response) -> list[str]:
 
 
 # -- POST /api/exports ------------------------------------------------------------------------
-def test_submit_starts_one_export_and_points_at_its_status(client):
+def test_submit_starts_one_export_and_points_at_its_status(submit, client):
     response = submit(
-        client,
         valid_payload(callbackUrl="https://acme.service-now.com/api/x/dsr?ticket=1"),
     )
     assert response.status_code == 202
@@ -77,16 +88,15 @@ def test_submit_starts_one_export_and_points_at_its_status(client):
     assert job["userId"] == USER_ID
 
 
-def test_upn_is_passed_on_for_the_activity_to_resolve(client):
-    submit(client, {"requestId": "R-2", "user": "ada@contoso.com"})
+def test_upn_is_passed_on_for_the_activity_to_resolve(submit, client):
+    submit({"requestId": "R-2", "user": "ada@contoso.com"})
     job = client.started[0][2]
     assert job["user"] == "ada@contoso.com"
     assert "userId" not in job, "the starter never resolves; resolve_user does"
 
 
-def test_ccpa_and_receipt_time_with_offset_set_the_deadline(client):
+def test_ccpa_and_receipt_time_with_offset_set_the_deadline(submit, client):
     response = submit(
-        client,
         valid_payload(regulation="ccpa", receivedAt="2026-02-20T23:30:00-05:00"),
     )
     assert body(response)["deadline"] == "2026-04-07T04:30:00+00:00"
@@ -94,11 +104,11 @@ def test_ccpa_and_receipt_time_with_offset_set_the_deadline(client):
     assert client.started[0][2]["receivedAt"] == "2026-02-20T23:30:00-05:00"
 
 
-def test_the_same_request_again_returns_the_existing_dsr_without_a_second_export(client):
-    first = submit(client, valid_payload())
+def test_the_same_request_again_returns_the_existing_dsr_without_a_second_export(submit, client):
+    first = submit(valid_payload())
     client.instances["RITM0001"]["runtime"] = "Running"
     client.instances["RITM0001"]["custom"] = {"phase": "exporting", "progress": 40}
-    again = submit(client, valid_payload())
+    again = submit(valid_payload())
     assert first.status_code == 202
     assert again.status_code == 202
     assert again.headers["Location"] == "/api/exports/RITM0001"
@@ -108,48 +118,47 @@ def test_the_same_request_again_returns_the_existing_dsr_without_a_second_export
     assert len(client.started) == 1
 
 
-def test_a_finished_dsr_is_not_started_again(client):
+def test_a_finished_dsr_is_not_started_again(submit, client):
     client.add("RITM0001", runtime="Completed", output={"phase": "completed"})
-    response = submit(client, valid_payload())
+    response = submit(valid_payload())
     assert response.status_code == 202
     assert body(response)["phase"] == "completed"
     assert "Retry-After" not in response.headers
     assert client.started == []
 
 
-def test_the_same_id_for_another_user_is_a_conflict(client):
-    submit(client, valid_payload())
-    response = submit(client, {"requestId": "RITM0001", "user": OTHER_ID})
+def test_the_same_id_for_another_user_is_a_conflict(submit, client):
+    submit(valid_payload())
+    response = submit({"requestId": "RITM0001", "user": OTHER_ID})
     assert response.status_code == 409
     assert response.mimetype == PROBLEM
     assert pointers(response) == ["/requestId"]
     assert len(client.started) == 1
 
 
-def test_a_resolved_upn_matches_its_object_id(client):
+def test_a_resolved_upn_matches_its_object_id(submit, client):
     client.add("R-3", input_={"requestId": "R-3", "user": "ada@contoso.com", "userId": USER_ID})
-    assert submit(client, {"requestId": "R-3", "user": USER_ID}).status_code == 202
-    assert submit(client, {"requestId": "R-3", "user": "ADA@contoso.com"}).status_code == 202
+    assert submit({"requestId": "R-3", "user": USER_ID}).status_code == 202
+    assert submit({"requestId": "R-3", "user": "ADA@contoso.com"}).status_code == 202
     assert client.started == []
 
 
-def test_losing_the_start_race_answers_like_a_duplicate(client):
+def test_losing_the_start_race_answers_like_a_duplicate(submit, client):
     client.race_with = {"requestId": "RITM0001", "user": USER_ID}
-    response = submit(client, valid_payload())
+    response = submit(valid_payload())
     assert response.status_code == 202
     assert client.started == []
 
 
-def test_losing_the_start_race_to_another_user_is_a_conflict(client):
+def test_losing_the_start_race_to_another_user_is_a_conflict(submit, client):
     client.race_with = {"requestId": "RITM0001", "user": OTHER_ID}
-    response = submit(client, valid_payload())
+    response = submit(valid_payload())
     assert response.status_code == 409
     assert client.started == []
 
 
-def test_every_invalid_field_is_named_at_once(client):
+def test_every_invalid_field_is_named_at_once(submit, client):
     response = submit(
-        client,
         {
             "requestId": "a b",
             "user": "not a user",
@@ -187,78 +196,84 @@ def test_every_invalid_field_is_named_at_once(client):
         ("/relative/path", "https"),
     ],
 )
-def test_callback_urls_outside_the_allowlist_are_refused(client, url, detail):
-    response = submit(client, valid_payload(callbackUrl=url))
+def test_callback_urls_outside_the_allowlist_are_refused(submit, client, url, detail):
+    response = submit(valid_payload(callbackUrl=url))
     assert response.status_code == 400
     assert pointers(response) == ["/callbackUrl"]
     assert detail in body(response)["errors"][0]["detail"]
     assert client.started == []
 
 
-def test_callbacks_are_refused_when_no_signing_secret_is_configured(client):
+def test_callbacks_are_refused_when_no_signing_secret_is_configured(submit):
     with app_settings(CALLBACK_SIGNING_SECRET=""):
-        response = submit(client, valid_payload(callbackUrl="https://tickets.example.com/cb"))
+        response = submit(valid_payload(callbackUrl="https://tickets.example.com/cb"))
         assert response.status_code == 400
         assert "not enabled" in body(response)["errors"][0]["detail"]
-        assert submit(client, valid_payload()).status_code == 202
+        assert submit(valid_payload()).status_code == 202
 
 
-def test_a_receipt_in_the_future_is_refused(client):
+def test_a_receipt_in_the_future_is_refused(submit):
     later = (T0 + timedelta(hours=1)).isoformat()
-    response = submit(client, valid_payload(receivedAt=later))
+    response = submit(valid_payload(receivedAt=later))
     assert pointers(response) == ["/receivedAt"]
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"\xff\xfe\x00", b"[" * 5000, b"nan"])
-def test_malformed_json_is_a_400(client, raw):
-    response = submit(client, raw)
+def test_malformed_json_is_a_400(submit, client, raw):
+    response = submit(raw)
     assert response.status_code == 400
     assert response.mimetype == PROBLEM
     assert client.started == []
 
 
 @pytest.mark.parametrize("payload", [[], "x", 1, None])
-def test_a_body_that_is_not_an_object_is_a_400(client, payload):
-    response = submit(client, payload)
+def test_a_body_that_is_not_an_object_is_a_400(submit, payload):
+    response = submit(payload)
     assert response.status_code == 400
     assert pointers(response) == [""]
 
 
-def test_a_large_body_is_a_413(client):
-    response = submit(client, valid_payload(note="x" * 20_000))
+def test_a_large_body_is_a_413(submit, client):
+    response = submit(valid_payload(note="x" * 20_000))
     assert response.status_code == 413
     assert response.mimetype == PROBLEM
     assert client.started == []
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_a_wrong_content_type_is_a_415(client, content_type):
-    response = submit(client, valid_payload(), content_type=content_type)
+def test_a_wrong_content_type_is_a_415(submit, client, content_type):
+    response = submit(valid_payload(), content_type=content_type)
     assert response.status_code == 415
     assert response.mimetype == PROBLEM
     assert client.started == []
 
 
-def test_a_charset_parameter_is_fine(client):
-    response = submit(client, valid_payload(), content_type="application/json; charset=utf-8")
+def test_a_charset_parameter_is_fine(submit):
+    response = submit(valid_payload(), content_type="application/json; charset=utf-8")
     assert response.status_code == 202
 
 
-def test_a_broken_setting_is_a_503_naming_it(client):
+def test_a_broken_setting_is_a_503_naming_it(submit, client):
     with app_settings(DEADLINE_WARNING_DAYS="soon"):
-        response = submit(client, valid_payload())
+        response = submit(valid_payload())
     assert response.status_code == 503
     assert "DEADLINE_WARNING_DAYS" in body(response)["detail"]
     assert client.started == []
 
 
 # -- GET /api/exports/{requestId} -------------------------------------------------------------
-def get(client: FakeDurableClient, request_id: str):
-    req = request("GET", f"exports/{request_id}", route_params={"requestId": request_id})
-    return call("get_dsr", client, req=req)
+@pytest.fixture
+def get(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Callable[..., Any]:
+    """``GET /api/exports/{requestId}``."""
+
+    def status(request_id: str) -> Any:
+        req = request("GET", f"exports/{request_id}", route_params={"requestId": request_id})
+        return call(user_function("get_dsr"), client, req=req)
+
+    return status
 
 
-def test_status_document_shows_progress_deadline_and_never_the_input(client):
+def test_status_document_shows_progress_deadline_and_never_the_input(get, client):
     client.add(
         "RITM0001",
         custom_status={
@@ -271,7 +286,7 @@ def test_status_document_shows_progress_deadline_and_never_the_input(client):
         },
         input_={"requestId": "RITM0001", "user": "ada@contoso.com", "callbackUrl": "https://x"},
     )
-    response = get(client, "RITM0001")
+    response = get("RITM0001")
     assert response.status_code == 200
     doc = body(response)
     assert doc["phase"] == "exporting"
@@ -284,19 +299,19 @@ def test_status_document_shows_progress_deadline_and_never_the_input(client):
     assert "statusQueryGetUri" not in text
 
 
-def test_a_pending_dsr_takes_its_deadline_from_the_input(client):
+def test_a_pending_dsr_takes_its_deadline_from_the_input(get, client):
     client.add(
         "R-9",
         runtime="Pending",
         input_={"requestId": "R-9", "user": USER_ID, "legalDeadline": "2026-02-28T09:00:00+00:00"},
     )
-    doc = body(get(client, "R-9"))
+    doc = body(get("R-9"))
     assert doc["phase"] == "accepted"
     assert doc["overdue"] is True
     assert doc["daysLeft"] == -1
 
 
-def test_a_finished_dsr_shows_its_manifest_and_no_running_clock(client):
+def test_a_finished_dsr_shows_its_manifest_and_no_running_clock(get, client):
     client.add(
         "R-4",
         runtime="Completed",
@@ -307,13 +322,13 @@ def test_a_finished_dsr_shows_its_manifest_and_no_running_clock(client):
             "deadline": "2026-02-01T00:00:00+00:00",
         },
     )
-    doc = body(get(client, "R-4"))
+    doc = body(get("R-4"))
     assert doc["terminal"] is True
     assert doc["manifest"]["blobCount"] == 3
     assert (doc["overdue"], doc["daysLeft"]) == (False, None), "delivered: the clock stopped"
 
 
-def test_a_failed_dsr_still_owes_an_answer(client):
+def test_a_failed_dsr_still_owes_an_answer(get, client):
     client.add(
         "R-5",
         runtime="Completed",
@@ -323,26 +338,33 @@ def test_a_failed_dsr_still_owes_an_answer(client):
             "deadline": "2026-02-01T00:00:00+00:00",
         },
     )
-    doc = body(get(client, "R-5"))
+    doc = body(get("R-5"))
     assert doc["error"]["code"] == "Forbidden"
     assert doc["overdue"] is True
 
 
-def test_unknown_dsr_is_a_404(client):
-    response = get(client, "NOPE-1")
+def test_unknown_dsr_is_a_404(get):
+    response = get("NOPE-1")
     assert response.status_code == 404
     assert response.mimetype == PROBLEM
 
 
-def test_an_unusable_id_in_the_path_is_a_400(client):
-    response = get(client, "a b")
+def test_an_unusable_id_in_the_path_is_a_400(get):
+    response = get("a b")
     assert response.status_code == 400
     assert pointers(response) == ["/requestId"]
 
 
 # -- GET /api/exports --------------------------------------------------------------------------
-def list_(client: FakeDurableClient, **params: str):
-    return call("list_dsrs", client, req=request("GET", "exports", params=params))
+@pytest.fixture
+def list_(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Callable[..., Any]:
+    """``GET /api/exports`` with these query parameters."""
+
+    def page(**params: str) -> Any:
+        req = request("GET", "exports", params=params)
+        return call(user_function("list_dsrs"), client, req=req)
+
+    return page
 
 
 def _fleet(client: FakeDurableClient) -> None:
@@ -356,12 +378,12 @@ def _fleet(client: FakeDurableClient) -> None:
     client.add("R-done", runtime="Completed", output={"phase": "completed"}, created=T0)
 
 
-def test_list_pages_oldest_first_with_a_continuation_token(client):
+def test_list_pages_oldest_first_with_a_continuation_token(list_, client):
     _fleet(client)
     seen, token, pages = [], None, 0
     while True:
         params = {"top": "2", **({"continuationToken": token} if token else {})}
-        page = body(list_(client, **params))
+        page = body(list_(**params))
         seen += [item["requestId"] for item in page["items"]]
         pages += 1
         token = page["continuationToken"]
@@ -371,13 +393,13 @@ def test_list_pages_oldest_first_with_a_continuation_token(client):
     assert pages == 3
 
 
-def test_list_filters_by_phase_and_overdue(client):
+def test_list_filters_by_phase_and_overdue(list_, client):
     _fleet(client)
-    overdue = body(list_(client, overdue="true"))["items"]
+    overdue = body(list_(overdue="true"))["items"]
     assert [i["requestId"] for i in overdue] == ["R-0", "R-1"]
-    done = body(list_(client, phase="completed"))["items"]
+    done = body(list_(phase="completed"))["items"]
     assert [i["requestId"] for i in done] == ["R-done"]
-    on_time = body(list_(client, phase="exporting", overdue="false"))["items"]
+    on_time = body(list_(phase="exporting", overdue="false"))["items"]
     assert [i["requestId"] for i in on_time] == ["R-2", "R-3", "R-4"]
 
 
@@ -393,49 +415,50 @@ def test_list_filters_by_phase_and_overdue(client):
         ({"continuationToken": "WzFd"}, "/continuationToken"),  # [1]
     ],
 )
-def test_list_refuses_bad_parameters(client, params, pointer):
-    response = list_(client, **params)
+def test_list_refuses_bad_parameters(list_, params, pointer):
+    response = list_(**params)
     assert response.status_code == 400
     assert pointers(response) == [pointer]
 
 
 # -- POST /api/exports/{requestId}/cancel ------------------------------------------------------
-def cancel(client: FakeDurableClient, request_id: str, payload: object, **kwargs):
-    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    req = request(
-        "POST",
-        f"exports/{request_id}/cancel",
-        raw,
-        route_params={"requestId": request_id},
-        **kwargs,
-    )
-    return call("cancel_dsr", client, req=req)
+@pytest.fixture
+def cancel(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Callable[..., Any]:
+    """``POST /api/exports/{requestId}/cancel`` with a payload (bytes as they are, else JSON)."""
+
+    def post(request_id: str, payload: object, **kwargs: Any) -> Any:
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        route = {"requestId": request_id}
+        req = request("POST", f"exports/{request_id}/cancel", raw, route_params=route, **kwargs)
+        return call(user_function("cancel_dsr"), client, req=req)
+
+    return post
 
 
-def test_cancel_sends_the_event_with_the_reason(client):
+def test_cancel_sends_the_event_with_the_reason(cancel, client):
     client.add("R-1", custom_status={"phase": "exporting"})
-    response = cancel(client, "R-1", {"reason": "withdrawn by the data subject"})
+    response = cancel("R-1", {"reason": "withdrawn by the data subject"})
     assert response.status_code == 202
     assert response.headers["Location"] == "/api/exports/R-1"
     assert client.events == [("R-1", "cancel", {"reason": "withdrawn by the data subject"})]
 
 
-def test_cancel_of_a_dsr_not_started_yet_is_accepted(client):
+def test_cancel_of_a_dsr_not_started_yet_is_accepted(cancel, client):
     client.add("R-1", runtime="Pending")
-    assert cancel(client, "R-1", {"reason": "duplicate ticket"}).status_code == 202
+    assert cancel("R-1", {"reason": "duplicate ticket"}).status_code == 202
 
 
 @pytest.mark.parametrize("payload", [{}, {"reason": ""}, {"reason": "  "}, {"reason": 3}, []])
-def test_cancel_needs_a_reason(client, payload):
+def test_cancel_needs_a_reason(cancel, client, payload):
     client.add("R-1")
-    response = cancel(client, "R-1", payload)
+    response = cancel("R-1", payload)
     assert response.status_code == 400
     assert pointers(response) == ["/reason"]
     assert client.events == []
 
 
-def test_cancel_of_an_unknown_dsr_is_a_404(client):
-    assert cancel(client, "R-404", {"reason": "x"}).status_code == 404
+def test_cancel_of_an_unknown_dsr_is_a_404(cancel):
+    assert cancel("R-404", {"reason": "x"}).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -447,34 +470,32 @@ def test_cancel_of_an_unknown_dsr_is_a_404(client):
         ("Running", "finalizing"),
     ],
 )
-def test_cancel_of_a_finished_dsr_is_a_409(client, runtime, phase):
+def test_cancel_of_a_finished_dsr_is_a_409(cancel, client, runtime, phase):
     client.add("R-1", runtime=runtime, custom_status={"phase": phase} if phase else None)
-    response = cancel(client, "R-1", {"reason": "x"})
+    response = cancel("R-1", {"reason": "x"})
     assert response.status_code == 409
     assert response.mimetype == PROBLEM
     assert client.events == []
 
 
-def test_cancel_racing_the_end_is_a_409(client):
+def test_cancel_racing_the_end_is_a_409(cancel, client):
     client.add("R-1")
 
     async def gone(*_args, **_kwargs):
         raise Exception("Instance with ID R-1 is gone: either completed or failed")
 
     client.raise_event = gone
-    assert cancel(client, "R-1", {"reason": "x"}).status_code == 409
+    assert cancel("R-1", {"reason": "x"}).status_code == 409
 
 
-def test_cancel_refuses_wrong_media_and_size(client):
+def test_cancel_refuses_wrong_media_and_size(cancel, client):
     client.add("R-1")
-    assert cancel(client, "R-1", {"reason": "x"}, content_type="text/plain").status_code == 415
-    assert cancel(client, "R-1", {"reason": "x" * 20_000}).status_code == 413
+    assert cancel("R-1", {"reason": "x"}, content_type="text/plain").status_code == 415
+    assert cancel("R-1", {"reason": "x" * 20_000}).status_code == 413
 
 
 # -- GET /api/openapi.json ---------------------------------------------------------------------
-def test_the_api_document_is_served():
-    from tests.replay import user_function
-
+def test_the_api_document_is_served(user_function):
     response = user_function("openapi_document")(req=request("GET", "openapi.json"))
     assert response.status_code == 200
     assert body(response)["openapi"].startswith("3.1")

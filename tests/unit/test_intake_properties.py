@@ -17,8 +17,8 @@ from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
 from dsr_export.domain.request import ExportRequest, InvalidRequest
 from dsr_export.settings import CallbackSettings
-from tests.replay import user_function
 from tests.unit.intake_fakes import (
+    ALL_ROLES,
     ALLOWED,
     SECRET,
     T0,
@@ -87,7 +87,11 @@ _BODIES = st.one_of(
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
+    with app_settings(
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_ALLOWED_HOSTS=ALLOWED,
+        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
+    ):
         yield
 
 
@@ -104,7 +108,7 @@ def _valid(raw: bytes) -> bool:
 
 @_SETTINGS
 @given(raw=_BODIES, content_type=st.sampled_from(["application/json", "text/plain"]))
-def test_http_submit_never_500s_and_starts_only_valid_requests(raw, content_type):
+def test_http_submit_never_500s_and_starts_only_valid_requests(user_function, raw, content_type):
     client = FakeDurableClient()
     entry = user_function("submit_dsr")
     req = request("POST", "exports", raw, content_type=content_type)
@@ -122,7 +126,7 @@ def test_http_submit_never_500s_and_starts_only_valid_requests(raw, content_type
 
 @_SETTINGS
 @given(raw=_BODIES)
-def test_queue_intake_never_raises_for_bad_input_and_records_each_refusal(raw):
+def test_queue_intake_never_raises_for_bad_input_and_records_each_refusal(user_function, raw):
     client, sink = FakeDurableClient(), ListSink()
     msg = WorkerQueueMessage(id="m-1", body=raw, dequeue_count=1)
     entry = user_function("intake_dsr_message")
@@ -139,7 +143,7 @@ def test_queue_intake_never_raises_for_bad_input_and_records_each_refusal(raw):
 
 @_SETTINGS
 @given(path_id=st.text(max_size=120), reason=_JSON)
-def test_cancel_and_get_never_500(path_id, reason):
+def test_cancel_and_get_never_500(user_function, path_id, reason):
     client = FakeDurableClient()
     client.add("RITM0001")
     params = {"requestId": path_id}

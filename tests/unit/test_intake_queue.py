@@ -10,13 +10,13 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from azure.functions.queue import QueueMessage as WorkerQueueMessage
 
 from dsr_export.adapters import rejections
 from intake import queue_intake
-from tests.replay import user_function
 from tests.unit.intake_fakes import (
     ALLOWED,
     OTHER_ID,
@@ -48,37 +48,41 @@ def client() -> FakeDurableClient:
     return FakeDurableClient()
 
 
-def deliver(
-    client: FakeDurableClient, body: bytes | dict[str, object], *, dequeue_count: int = 1
-) -> None:
-    raw = json.dumps(body).encode() if isinstance(body, dict) else body
-    msg = WorkerQueueMessage(
-        id="msg-42",
-        body=raw,
-        dequeue_count=dequeue_count,
-        insertion_time=datetime(2026, 3, 1, 8, 59, tzinfo=UTC),
-    )
-    entry = user_function("intake_dsr_message")
-    asyncio.run(entry.client_function(msg=msg, client=client))
+@pytest.fixture
+def deliver(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Callable[..., None]:
+    """Hand the queue intake one message (a dict is sent as JSON) as the worker does."""
+
+    def receive(body: bytes | dict[str, object], *, dequeue_count: int = 1) -> None:
+        raw = json.dumps(body).encode() if isinstance(body, dict) else body
+        msg = WorkerQueueMessage(
+            id="msg-42",
+            body=raw,
+            dequeue_count=dequeue_count,
+            insertion_time=datetime(2026, 3, 1, 8, 59, tzinfo=UTC),
+        )
+        entry = user_function("intake_dsr_message")
+        asyncio.run(entry.client_function(msg=msg, client=client))
+
+    return receive
 
 
-def test_a_valid_message_starts_the_export(client, sink):
-    deliver(client, valid_payload(regulation="ccpa"))
+def test_a_valid_message_starts_the_export(deliver, client, sink):
+    deliver(valid_payload(regulation="ccpa"))
     assert [s[1] for s in client.started] == ["RITM0001"]
     assert client.started[0][2]["legalDeadline"] == "2026-04-15T09:00:00+00:00"
     assert sink.records == []
 
 
-def test_a_duplicate_message_is_acknowledged_without_a_second_export(client, sink):
-    deliver(client, valid_payload())
-    deliver(client, valid_payload())
+def test_a_duplicate_message_is_acknowledged_without_a_second_export(deliver, client, sink):
+    deliver(valid_payload())
+    deliver(valid_payload())
     assert len(client.started) == 1
     assert sink.records == []
 
 
-def test_malformed_message_is_recorded_once_and_not_retried(client, sink, caplog):
+def test_malformed_message_is_recorded_once_and_not_retried(deliver, client, sink, caplog):
     caplog.set_level(logging.WARNING, logger="dsr_export")
-    deliver(client, b'{"requestId": "R-1", "user": "ada@contoso.com"')  # no closing brace
+    deliver(b'{"requestId": "R-1", "user": "ada@contoso.com"')  # no closing brace
     assert client.started == []
     [record] = sink.records
     assert record["reason"] == "malformed"
@@ -92,8 +96,8 @@ def test_malformed_message_is_recorded_once_and_not_retried(client, sink, caplog
     assert "ada@contoso.com" not in warning[0].getMessage()
 
 
-def test_invalid_fields_are_named_in_the_record(client, sink):
-    deliver(client, {"requestId": "R-1", "user": "nobody", "callbackUrl": "https://evil.test/"})
+def test_invalid_fields_are_named_in_the_record(deliver, client, sink):
+    deliver({"requestId": "R-1", "user": "nobody", "callbackUrl": "https://evil.test/"})
     [record] = sink.records
     assert record["reason"] == "invalid"
     assert record["requestId"] == "R-1"
@@ -101,37 +105,39 @@ def test_invalid_fields_are_named_in_the_record(client, sink):
     assert client.started == []
 
 
-def test_a_conflicting_message_is_recorded(client, sink):
-    deliver(client, valid_payload())
-    deliver(client, {"requestId": "RITM0001", "user": OTHER_ID})
+def test_a_conflicting_message_is_recorded(deliver, client, sink):
+    deliver(valid_payload())
+    deliver({"requestId": "RITM0001", "user": OTHER_ID})
     [record] = sink.records
     assert record["reason"] == "conflict"
     assert record["errors"][0]["pointer"] == "/requestId"
     assert len(client.started) == 1
 
 
-def test_a_transient_failure_raises_so_the_host_retries(client, sink):
+def test_a_transient_failure_raises_so_the_host_retries(deliver, client, sink):
     client.fail_with = ConnectionError("durable extension unreachable")
     with pytest.raises(ConnectionError):
-        deliver(client, valid_payload(), dequeue_count=1)
+        deliver(valid_payload(), dequeue_count=1)
     assert sink.records == []
 
 
-def test_the_last_attempt_logs_why_the_message_goes_to_the_poison_queue(client, sink, caplog):
+def test_the_last_attempt_logs_why_the_message_goes_to_the_poison_queue(
+    deliver, client, sink, caplog
+):
     caplog.set_level(logging.ERROR, logger="dsr_export")
     client.fail_with = ConnectionError("durable extension unreachable")
     with pytest.raises(ConnectionError):
-        deliver(client, valid_payload(), dequeue_count=queue_intake.MAX_DEQUEUE_COUNT)
+        deliver(valid_payload(), dequeue_count=queue_intake.MAX_DEQUEUE_COUNT)
     [line] = [r.getMessage() for r in caplog.records if "dsr_request_poisoned" in r.getMessage()]
     assert "message_id=msg-42" in line
     assert "queue=dsr-requests-poison" in line
     assert "durable extension unreachable" in line
 
 
-def test_a_rejection_that_cannot_be_recorded_is_retried_not_dropped(client, sink):
+def test_a_rejection_that_cannot_be_recorded_is_retried_not_dropped(deliver, sink):
     sink.fail = True
     with pytest.raises(ConnectionError):
-        deliver(client, b"not json")
+        deliver(b"not json")
 
 
 def test_the_rejected_queue_client_follows_the_host_storage_setting():

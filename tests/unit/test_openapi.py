@@ -3,7 +3,6 @@ equal to the one in docs/, and the intake's real answers valid against its schem
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,14 +12,19 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 
+from dsr_export.domain import steps
+from dsr_export.domain.job import ExportJob
 from intake import http_api
-from tests.replay import FUNCTIONS, user_function
+from tests import answers
+from tests.replay import Driver
 from tests.unit.intake_fakes import (
+    ALL_ROLES,
     ALLOWED,
     SECRET,
     T0,
     FakeDurableClient,
     app_settings,
+    call,
     request,
     valid_payload,
 )
@@ -28,9 +32,9 @@ from tests.unit.intake_fakes import (
 SPEC: dict[str, Any] = json.loads(http_api.OPENAPI_PATH.read_text(encoding="utf-8"))
 
 
-def _http_routes() -> set[tuple[str, str]]:
+def _http_routes(functions: tuple[Any, ...]) -> set[tuple[str, str]]:
     routes = set()
-    for function in FUNCTIONS:
+    for function in functions:
         trigger = function.get_trigger()
         if trigger.type != "httpTrigger":
             continue
@@ -48,8 +52,8 @@ def test_the_document_is_valid_openapi_3_1():
     validate(SPEC)
 
 
-def test_every_route_is_documented_and_every_documented_path_exists():
-    assert _http_routes() == _documented()
+def test_every_route_is_documented_and_every_documented_path_exists(app_functions):
+    assert _http_routes(app_functions) == _documented()
 
 
 def test_every_operation_documents_the_hosts_401():
@@ -72,19 +76,18 @@ def _validator(schema: str) -> Draft202012Validator:
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with app_settings(CALLBACK_SIGNING_SECRET=SECRET, CALLBACK_ALLOWED_HOSTS=ALLOWED):
+    with app_settings(
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_ALLOWED_HOSTS=ALLOWED,
+        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
+    ):
         yield
 
 
-def _call(name: str, client: FakeDurableClient, req) -> Any:
-    return asyncio.run(user_function(name).client_function(req=req, client=client))
-
-
-def test_real_answers_match_the_documented_schemas():
+def test_real_answers_match_the_documented_schemas(user_function):
     client = FakeDurableClient()
-    accepted = _call(
-        "submit_dsr", client, request("POST", "exports", valid_payload(regulation={"days": 30}))
-    )
+    submit = request("POST", "exports", valid_payload(regulation={"days": 30}))
+    accepted = call(user_function("submit_dsr"), client, req=submit)
     _validator("StatusDocument").validate(json.loads(accepted.get_body()))
     client.add(
         "R-done",
@@ -99,10 +102,10 @@ def test_real_answers_match_the_documented_schemas():
             "regulation": "gdpr",
         },
     )
-    page = _call("list_dsrs", client, request("GET", "exports"))
+    page = call(user_function("list_dsrs"), client, req=request("GET", "exports"))
     _validator("StatusPage").validate(json.loads(page.get_body()))
     assert len(json.loads(page.get_body())["items"]) == 2
-    refused = _call("submit_dsr", client, request("POST", "exports", {"user": 1}))
+    refused = call(user_function("submit_dsr"), client, req=request("POST", "exports", {"user": 1}))
     _validator("Problem").validate(json.loads(refused.get_body()))
 
 
@@ -115,9 +118,6 @@ def test_documented_examples_are_valid_requests():
 
 
 def test_the_orchestrators_callback_events_match_the_documented_schema():
-    from dsr_export.domain.job import ExportJob
-    from tests.replay import Driver
-
     job = ExportJob(
         request_id="RITM0001",
         user="6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b",
@@ -127,35 +127,23 @@ def test_the_orchestrators_callback_events_match_the_documented_schema():
         callback_url="https://tickets.example.com/cb",
     )
     d = Driver("export_personal_data", job.to_input())
-    delivered = {"delivered": True, "status": 204, "permanent": False, "reason": None}
+    delivered = answers.DELIVERED
+    callback = steps.SEND_CALLBACK.name
     d.episode()
-    d.complete(delivered, name="send_callback")
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 0})
-    d.complete(
-        {
-            "outcome": "accepted",
-            "operationId": "op-1",
-            "operationUrl": "https://graph.microsoft.com/beta/dataPolicyOperations/op-1",
-            "retryAfterSeconds": 3600,
-            "submittedAt": "2026-03-01T09:00:30+00:00",
-            "sasExpiresAt": "2026-04-30T09:00:00+00:00",
-        }
-    )
-    d.complete(delivered, name="send_callback")  # exporting
-    d.complete(delivered, name="send_callback")  # deadline warning (already due)
+    d.complete(delivered, name=callback)
+    d.complete(answers.prepared(settle_seconds=0))
+    d.complete(answers.accepted(retry_after=3600))
+    d.complete(delivered, name=callback)  # exporting
+    d.complete(delivered, name=callback)  # deadline warning (already due)
     d.fire_timer()  # clamped to the deadline
-    d.complete({"outcome": "ok", "status": "running", "progress": 50, "completedAt": None})
-    d.complete(delivered, name="send_callback")  # overdue, at the next round
+    d.complete(answers.checked("running", 50))
+    d.complete(delivered, name=callback)  # overdue, at the next round
     d.fire_timer()
-    d.complete({"outcome": "ok", "status": "complete", "progress": 100, "completedAt": None})
-    d.complete(
-        {
-            "manifest": {"blobCount": 1, "totalBytes": 2, "products": {}, "manifestBlob": "m"},
-            "sas": {"revoked": True, "expiresAt": None},
-        }
-    )
-    d.complete(delivered, name="send_callback")  # completed
-    events = [a.input["event"] for a in d.activities("send_callback")]
+    d.complete(answers.checked("complete", 100))
+    manifest = {"blobCount": 1, "totalBytes": 2, "products": {}, "manifestBlob": "m"}
+    d.complete(answers.finalized(manifest))
+    d.complete(delivered, name=callback)  # completed
+    events = [steps.SendCallback.from_dict(a.input).event for a in d.activities(callback)]
     assert [e["type"] for e in events] == [
         "dsr.accepted",
         "dsr.exporting",

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from dsr_export.domain.job import ExportJob, ExportPolicy
-from tests.replay import Driver
+from devhost.durable.replay import Ev
+from dsr_export.domain import steps
+from dsr_export.domain.errors import ErrorDoc
+from dsr_export.domain.job import Ending, ExportJob, ExportPolicy
+from dsr_export.domain.status import Phase
+from tests import answers
+from tests.replay import Action, Driver
 
 USER_ID = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"
-OP_URL = "https://graph.microsoft.com/beta/dataPolicyOperations/op-1"
+FINALIZED = answers.finalized()
 
 
 def _driver(**policy: int) -> Driver:
@@ -22,36 +28,26 @@ def _driver(**policy: int) -> Driver:
     return Driver("export_personal_data", job.to_input())
 
 
-def _accepted(retry_after: int = 60) -> dict[str, object]:
-    return {
-        "outcome": "accepted",
-        "operationId": "op-1",
-        "operationUrl": OP_URL,
-        "retryAfterSeconds": retry_after,
-        "submittedAt": "2026-03-01T09:00:30+00:00",
-        "sasExpiresAt": "2026-04-30T09:00:00+00:00",
-    }
-
-
 def _through_submit(d: Driver, retry_after: int = 60) -> dict[str, Any]:
     d.episode()
-    d.complete(
-        {"container": "dsr-ritm0001-x", "requestInfoExists": False, "settleSeconds": 30},
-        name="prepare_container",
-    )
+    d.complete(answers.prepared("dsr-ritm0001-x"), name=steps.PREPARE_CONTAINER.name)
     d.fire_timer()  # the stored access policy settles
-    return d.complete(_accepted(retry_after), name="submit_export")
+    return d.complete(answers.accepted(retry_after), name=steps.SUBMIT_EXPORT.name)
 
 
-def _running(progress: float = 10.0) -> dict[str, object]:
-    return {"outcome": "ok", "status": "running", "progress": progress, "completedAt": None}
+def _running(progress: float = 10.0) -> dict[str, Any]:
+    return answers.checked("running", progress)
+
+
+def _names(d: Driver) -> list[str | None]:
+    return [a.name for a in d.actions]
 
 
 def test_first_episode_prepares_the_container():
     d = _driver()
     reply = d.episode()
-    assert [a.name for a in d.actions] == ["prepare_container"]
-    assert d.actions[0].input == {"requestId": "RITM0001"}
+    assert _names(d) == [steps.PREPARE_CONTAINER.name]
+    assert d.actions[0].input == steps.PrepareContainer(request_id="RITM0001").to_dict()
     assert reply["customStatus"]["phase"] == "preparing_storage"
     assert reply["isDone"] is False
 
@@ -60,36 +56,36 @@ def test_upn_is_resolved_before_anything_touches_storage():
     job = ExportJob(request_id="R-2", user="ada@contoso.com")
     d = Driver("export_personal_data", job.to_input())
     reply = d.episode()
-    assert [a.name for a in d.actions] == ["resolve_user"]
+    assert _names(d) == [steps.RESOLVE_USER.name]
     assert reply["customStatus"]["phase"] == "resolving_user"
-    d.complete({"outcome": "ok", "userId": USER_ID})
-    assert d.actions[-1].name == "prepare_container"
+    d.complete(steps.UserResolved(user_id=USER_ID).to_dict())
+    assert d.actions[-1].name == steps.PREPARE_CONTAINER.name
 
 
 def test_user_lookup_waits_out_throttling_then_fails_if_graph_never_answers():
     job = ExportJob(request_id="R-3", user="ada@contoso.com")
     d = Driver("export_personal_data", job.to_input())
     d.episode()
-    throttled = {"outcome": "retry", "retryAfterSeconds": 90, "error": {"code": "TooManyRequests"}}
-    d.complete(throttled, name="resolve_user")
+    throttled = steps.UserResolved.retry(90, {"code": "TooManyRequests"}).to_dict()
+    d.complete(throttled, name=steps.RESOLVE_USER.name)
     timer = d.pending()
     assert timer.kind == "timer"
     assert timer.fire_at - d.now == timedelta(seconds=90)
     d.fire_timer()
-    d.complete({"outcome": "ok", "userId": USER_ID}, name="resolve_user")
-    assert d.pending().name == "prepare_container"
+    d.complete(steps.UserResolved(user_id=USER_ID).to_dict(), name=steps.RESOLVE_USER.name)
+    assert d.pending().name == steps.PREPARE_CONTAINER.name
 
     d = Driver("export_personal_data", job.to_input())
     d.episode()
     for _ in range(8):
-        reply = d.complete(throttled, name="resolve_user")
+        reply = d.complete(throttled, name=steps.RESOLVE_USER.name)
         if reply["isDone"]:
             break
         d.fire_timer()
     assert reply["isDone"] is True
     assert reply["output"]["phase"] == "failed"
     assert reply["output"]["error"]["code"] == "TooManyRequests"
-    assert [a.name for a in d.actions].count("resolve_user") == 8
+    assert _names(d).count(steps.RESOLVE_USER.name) == 8
 
 
 def test_first_poll_waits_the_submit_retry_after_on_the_replay_clock():
@@ -110,7 +106,7 @@ def test_poll_back_off_doubles_up_to_the_cap():
         timer = d.pending()
         waits.append(int((timer.fire_at - d.now).total_seconds()))
         d.fire_timer()
-        d.complete(_running(), name="check_export")
+        d.complete(_running(), name=steps.CHECK_EXPORT.name)
     assert waits == [60, 120, 240, 480, 600, 600]
 
 
@@ -118,7 +114,7 @@ def test_graph_retry_after_is_respected_even_above_the_cap():
     d = _driver(max_poll_interval_seconds=600)
     _through_submit(d)
     d.fire_timer()
-    d.complete({"outcome": "retry", "retryAfterSeconds": 900, "error": {"code": "TooManyRequests"}})
+    d.complete(steps.ExportChecked.retry(900, {"code": "TooManyRequests"}).to_dict())
     timer = d.pending()
     assert timer.fire_at - d.now == timedelta(seconds=900)
 
@@ -128,7 +124,7 @@ def test_continue_as_new_after_n_rounds_keeps_the_state():
     _through_submit(d)
     for progress in (10.0, 20.0, 30.0):
         d.fire_timer()
-        d.complete(_running(progress), name="check_export")
+        d.complete(_running(progress), name=steps.CHECK_EXPORT.name)
     last_call = d.pending()
     assert last_call.kind == "timer"
     assert last_call.fire_at == d.now, "a zero-length race lets a pending cancel in first"
@@ -136,7 +132,7 @@ def test_continue_as_new_after_n_rounds_keeps_the_state():
     assert d.actions[-1].kind == "continue_as_new"
     carried = ExportJob.from_input(d.actions[-1].input)
     assert carried.operation_id == "op-1"
-    assert carried.operation_url == OP_URL
+    assert carried.operation_url == answers.OPERATION_URL
     assert carried.poll_round == 3
     assert carried.progress == 30.0
     assert carried.wait_seconds == 480
@@ -145,7 +141,8 @@ def test_continue_as_new_after_n_rounds_keeps_the_state():
     assert reply.get("output") is None, "continue_as_new is not a terminal result"
 
     reply = d.continue_as_new()
-    assert [e["EventType"] for e in d.history] == [12, 0, 10], "fresh history: only the timer"
+    fresh = [Ev.ORCHESTRATOR_STARTED, Ev.EXECUTION_STARTED, Ev.TIMER_CREATED]
+    assert [e["EventType"] for e in d.history] == fresh, "fresh history: only the timer"
     timer = d.pending()
     assert timer.kind == "timer"
     assert timer.fire_at - d.now == timedelta(seconds=480)
@@ -156,17 +153,22 @@ def test_complete_writes_manifest_and_revokes():
     d = _driver()
     _through_submit(d)
     d.fire_timer()
-    d.complete({"outcome": "ok", "status": "complete", "progress": 100, "completedAt": None})
+    d.complete(answers.checked("complete", 100))
     finalize = d.pending()
-    assert finalize.name == "finalize_export"
-    assert finalize.input["writeManifest"] is True
-    audit = finalize.input["audit"]
-    assert audit["outcome"] == "completed"
-    assert audit["operationId"] == "op-1"
-    assert audit["acceptedAt"] == "2026-03-01T09:00:00+00:00"
-    assert audit["finishedAt"] == d.now.isoformat()
+    assert finalize.name == steps.FINALIZE_EXPORT.name
+    finalizing = steps.FinalizeExport.from_dict(finalize.input)
+    assert finalizing.write_manifest is True
+    # The audit record of a completed ending (finished now), as the domain writes one, of the
+    # job as it stands: accepted at the start, with Graph's operation.
+    job = dataclasses.replace(
+        ExportJob.from_input(d.input),
+        started_at="2026-03-01T09:00:00+00:00",
+        submitted_at="2026-03-01T09:00:30+00:00",
+        operation_id="op-1",
+    )
+    assert finalizing.audit == job.audit_record(Ending(Phase.COMPLETED), finished_at=d.now)
     manifest = {"blobCount": 3, "totalBytes": 42, "products": {"Exchange": 3}}
-    reply = d.complete({"manifest": manifest, "sas": {"revoked": True, "expiresAt": None}})
+    reply = d.complete(answers.finalized(manifest))
     assert reply["isDone"] is True
     assert reply["output"]["phase"] == "completed"
     assert reply["output"]["manifest"] == manifest
@@ -182,9 +184,9 @@ def test_graph_terminal_failure(graph_status, phase, code):
     d = _driver()
     _through_submit(d)
     d.fire_timer()
-    d.complete({"outcome": "ok", "status": graph_status, "progress": None, "completedAt": None})
-    assert d.pending().input["writeManifest"] is False
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    d.complete(answers.checked(graph_status))
+    assert steps.FinalizeExport.from_dict(d.pending().input).write_manifest is False
+    reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == phase
     assert reply["output"]["error"]["code"] == code
 
@@ -194,40 +196,45 @@ def test_pending_and_unknown_statuses_keep_waiting(graph_status):
     d = _driver()
     _through_submit(d)
     d.fire_timer()
-    d.complete({"outcome": "ok", "status": graph_status, "progress": None, "completedAt": None})
+    d.complete(answers.checked(graph_status))
     assert d.pending().kind == "timer"
 
 
 def test_permanent_submit_error_fails_without_retry():
     d = _driver()
     d.episode()
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 0})
-    error = {"status": 403, "code": "Forbidden", "message": "nope", "category": "configuration"}
-    d.complete({"outcome": "failed", "error": error}, name="submit_export")
-    assert d.pending().name == "finalize_export"
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    d.complete(answers.prepared(settle_seconds=0))
+    error: ErrorDoc = {
+        "status": 403,
+        "code": "Forbidden",
+        "message": "nope",
+        "category": "configuration",
+    }
+    d.complete(steps.ExportSubmitted.failed(error).to_dict(), name=steps.SUBMIT_EXPORT.name)
+    assert d.pending().name == steps.FINALIZE_EXPORT.name
+    reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "failed"
     assert reply["output"]["error"]["code"] == "Forbidden"
-    assert [a.name for a in d.actions].count("submit_export") == 1
+    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 1
 
 
 def test_throttled_submit_waits_and_tries_again():
     d = _driver()
     d.episode()
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 0})
-    d.complete({"outcome": "retry", "retryAfterSeconds": 300, "error": {"code": "TooMany"}})
+    d.complete(answers.prepared(settle_seconds=0))
+    d.complete(steps.ExportSubmitted.retry(300, {"code": "TooMany"}).to_dict())
     timer = d.pending()
     assert timer.fire_at - d.now == timedelta(seconds=300)
     d.fire_timer()
-    assert d.pending().name == "submit_export"
+    assert d.pending().name == steps.SUBMIT_EXPORT.name
 
 
 def test_existing_request_info_fails_as_ambiguous_instead_of_resubmitting():
     d = _driver()
     d.episode()
-    d.complete({"container": "c", "requestInfoExists": True, "settleSeconds": 0})
-    assert "submit_export" not in [a.name for a in d.actions]
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    d.complete(answers.prepared(settle_seconds=0, request_info_exists=True))
+    assert steps.SUBMIT_EXPORT.name not in _names(d)
+    reply = d.complete(FINALIZED)
     assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
 
 
@@ -235,14 +242,14 @@ def test_overall_timeout_ends_timed_out():
     d = _driver(timeout_days=1, max_poll_interval_seconds=24 * 3600, rounds_per_history=500)
     _through_submit(d)
     for _ in range(60):
-        if d.pending().kind == "activity" and d.pending().name == "finalize_export":
+        if d.pending().kind == "activity" and d.pending().name == steps.FINALIZE_EXPORT.name:
             break
         if d.pending().kind == "timer":
             d.fire_timer()
         else:
             d.complete(_running())
-    assert d.pending().name == "finalize_export"
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    assert d.pending().name == steps.FINALIZE_EXPORT.name
+    reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "timed_out"
     assert reply["output"]["error"]["code"] == "ExportTimedOut"
     assert d.now == datetime(2026, 3, 2, 9, 0, tzinfo=UTC), "the last timer is clamped to the limit"
@@ -252,8 +259,8 @@ def test_cancel_event_revokes_and_ends_cancelled():
     d = _driver()
     _through_submit(d)
     d.raise_event("cancel", {"reason": "withdrawn by the data subject"})
-    assert d.pending().name == "finalize_export"
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    assert d.pending().name == steps.FINALIZE_EXPORT.name
+    reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
     assert reply["output"]["error"]["message"] == "withdrawn by the data subject"
 
@@ -274,8 +281,8 @@ def test_no_custom_status_input_or_output_holds_a_sas():
     d = _driver()
     _through_submit(d)
     d.fire_timer()
-    d.complete({"outcome": "ok", "status": "complete", "progress": 100, "completedAt": None})
-    d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    d.complete(answers.checked("complete", 100))
+    d.complete(FINALIZED)
     text = json.dumps([d.replies, d.history, d.input])
     assert "sig=" not in text
     assert "?sv=" not in text
@@ -283,8 +290,7 @@ def test_no_custom_status_input_or_output_holds_a_sas():
 
 # -- callbacks, legal deadline, early cancel --
 CALLBACK = "https://acme.service-now.com/api/dsr/cb"
-DELIVERED = {"delivered": True, "status": 204, "permanent": False, "reason": None}
-FINALIZED = {"manifest": None, "sas": {"revoked": True, "expiresAt": None}}
+DELIVERED = answers.DELIVERED
 
 
 def _ticket_driver(
@@ -307,88 +313,97 @@ def _ticket_driver(
     return Driver("export_personal_data", job.to_input())
 
 
+def _callbacks(d: Driver) -> list[steps.SendCallback]:
+    """Every callback the orchestrator asked for, as its step input."""
+    return [steps.SendCallback.from_dict(a.input) for a in d.activities(steps.SEND_CALLBACK.name)]
+
+
+def _callback(action: Action) -> steps.SendCallback:
+    assert action.name == steps.SEND_CALLBACK.name, action
+    return steps.SendCallback.from_dict(action.input)
+
+
 def _event_types(d: Driver) -> list[str]:
-    return [a.input["event"]["type"] for a in d.activities("send_callback")]
+    return [c.event["type"] for c in _callbacks(d)]
 
 
 def _through_submit_with_callbacks(d: Driver) -> None:
     d.episode()
-    d.complete(DELIVERED, name="send_callback")  # accepted
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 30})
+    d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)  # accepted
+    d.complete(answers.prepared())
     d.fire_timer()
-    d.complete(_accepted(), name="submit_export")
-    d.complete(DELIVERED, name="send_callback")  # exporting
+    d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
+    d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)  # exporting
 
 
 def test_ticket_hears_accepted_exporting_and_completed_in_order():
     d = _ticket_driver()
     reply = d.episode()
-    accepted = d.pending()
-    assert accepted.name == "send_callback"
-    assert accepted.input["url"] == CALLBACK
-    assert accepted.input["messageId"].startswith("msg_")
-    event = accepted.input["event"]
+    accepted = _callback(d.pending())
+    assert accepted.url == CALLBACK
+    assert accepted.message_id.startswith("msg_")
+    event = accepted.event
     assert event["type"] == "dsr.accepted"
     assert event["data"]["requestId"] == "RITM0001"
     assert event["data"]["deadline"] == "2026-04-01T09:00:00+00:00"
     assert event["data"]["daysLeft"] == 31
-    assert "ada@contoso.com" not in json.dumps(accepted.input), "no UPN in a callback"
+    assert "ada@contoso.com" not in json.dumps(d.pending().input), "no UPN in a callback"
     assert reply["customStatus"]["deadline"] == "2026-04-01T09:00:00+00:00"
 
-    d.complete(DELIVERED, name="send_callback")
-    assert d.pending().name == "prepare_container", "the export goes on after the callback"
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 30})
+    d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)
+    assert d.pending().name == steps.PREPARE_CONTAINER.name, "the export goes on after the callback"
+    d.complete(answers.prepared())
     d.fire_timer()
-    d.complete(_accepted(), name="submit_export")
-    exporting = d.pending()
-    assert exporting.input["event"]["type"] == "dsr.exporting"
-    assert exporting.input["event"]["data"]["operationId"] == "op-1"
-    d.complete(DELIVERED, name="send_callback")
+    d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
+    exporting = _callback(d.pending()).event
+    assert exporting["type"] == "dsr.exporting"
+    assert exporting["data"]["operationId"] == "op-1"
+    d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)
     assert d.pending().kind == "timer"
 
     d.fire_timer()
-    d.complete({"outcome": "ok", "status": "complete", "progress": 100, "completedAt": None})
+    d.complete(answers.checked("complete", 100))
     manifest = {"blobCount": 3, "totalBytes": 42, "products": {"Exchange": 3}}
-    d.complete({"manifest": manifest, "sas": {"revoked": True, "expiresAt": None}})
-    completed = d.pending()
-    assert completed.input["event"]["type"] == "dsr.completed"
-    assert completed.input["event"]["data"]["manifest"] == manifest
-    reply = d.complete(DELIVERED, name="send_callback")
+    d.complete(answers.finalized(manifest))
+    completed = _callback(d.pending()).event
+    assert completed["type"] == "dsr.completed"
+    assert completed["data"]["manifest"] == manifest
+    reply = d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)
     assert reply["isDone"] is True
     assert reply["output"]["phase"] == "completed"
     assert reply["output"]["deadline"] == "2026-04-01T09:00:00+00:00"
     assert "callbacks" not in reply["output"]
     assert _event_types(d) == ["dsr.accepted", "dsr.exporting", "dsr.completed"]
-    ids = [a.input["messageId"] for a in d.activities("send_callback")]
+    ids = [c.message_id for c in _callbacks(d)]
     assert len(set(ids)) == 3
 
 
 def test_no_callback_url_means_no_callbacks():
     d = _driver()
     _through_submit(d)
-    assert d.activities("send_callback") == []
+    assert _callbacks(d) == []
 
 
 def test_a_callback_that_keeps_failing_backs_off_then_is_recorded_and_the_dsr_goes_on():
     d = _ticket_driver()
     d.episode()
-    first_id = d.pending().input["messageId"]
+    first_id = _callback(d.pending()).message_id
     waits = []
     for _ in range(3):
         d.fail("CallbackDeliveryError: callback not delivered: ConnectionError")
         timer = d.pending()
         waits.append(int((timer.fire_at - d.now).total_seconds()))
         d.fire_timer()
-        assert d.pending().input["messageId"] == first_id, "same webhook-id on every attempt"
+        assert _callback(d.pending()).message_id == first_id, "same webhook-id on every attempt"
     reply = d.fail("CallbackDeliveryError: callback not delivered: ConnectionError")
     assert waits == [30, 120, 600]
-    assert len(d.activities("send_callback")) == 4
-    assert d.pending().name == "prepare_container"
+    assert len(_callbacks(d)) == 4
+    assert d.pending().name == steps.PREPARE_CONTAINER.name
     assert reply["customStatus"]["callbacks"] == {"failed": ["dsr.accepted"]}
 
-    d.complete({"container": "c", "requestInfoExists": True, "settleSeconds": 0})
-    d.complete(FINALIZED, name="finalize_export")
-    reply = d.complete(DELIVERED, name="send_callback")  # the failure event gets through
+    d.complete(answers.prepared(settle_seconds=0, request_info_exists=True))
+    d.complete(FINALIZED, name=steps.FINALIZE_EXPORT.name)
+    reply = d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)  # the failure event gets through
     assert reply["output"]["phase"] == "failed"
     assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
     assert reply["output"]["callbacks"] == {"failed": ["dsr.accepted"]}
@@ -398,11 +413,12 @@ def test_a_callback_that_keeps_failing_backs_off_then_is_recorded_and_the_dsr_go
 def test_a_permanently_refused_callback_is_not_retried():
     d = _ticket_driver()
     d.episode()
-    reply = d.complete(
-        {"delivered": False, "status": 404, "permanent": True, "reason": "receiver answered 404"}
+    refused = steps.CallbackDelivery(
+        delivered=False, status=404, permanent=True, reason="receiver answered 404"
     )
-    assert d.pending().name == "prepare_container"
-    assert len(d.activities("send_callback")) == 1
+    reply = d.complete(refused.to_dict())
+    assert d.pending().name == steps.PREPARE_CONTAINER.name
+    assert len(_callbacks(d)) == 1
     assert reply["customStatus"]["callbacks"] == {"failed": ["dsr.accepted"]}
 
 
@@ -415,10 +431,10 @@ def _run_until_continue_as_new(d: Driver) -> None:
         action = d.pending()
         if action.kind == "timer":
             d.fire_timer()
-        elif action.name == "send_callback":
+        elif action.name == steps.SEND_CALLBACK.name:
             d.complete(DELIVERED)
         else:
-            d.complete(_running(), name="check_export")
+            d.complete(_running(), name=steps.CHECK_EXPORT.name)
     raise AssertionError("never continued as new")
 
 
@@ -429,11 +445,9 @@ def test_the_deadline_warning_is_sent_once_and_survives_continue_as_new(caplog):
     _through_submit_with_callbacks(d)
     _run_until_continue_as_new(d)
     assert _event_types(d).count("dsr.deadline_warning") == 1
-    warning = next(
-        a for a in d.activities("send_callback") if a.input["event"]["type"].endswith("warning")
-    )
-    assert warning.input["event"]["data"]["deadlineWarning"] is True
-    assert warning.input["event"]["data"]["daysLeft"] == 31
+    warning = next(c.event for c in _callbacks(d) if c.event["type"].endswith("warning"))
+    assert warning["data"]["deadlineWarning"] is True
+    assert warning["data"]["daysLeft"] == 31
     carried = ExportJob.from_input(d.actions[-1].input)
     assert carried.warned is True
     assert carried.legal_deadline == "2026-04-01T09:00:00+00:00"
@@ -441,7 +455,7 @@ def test_the_deadline_warning_is_sent_once_and_survives_continue_as_new(caplog):
 
     d.continue_as_new()
     _run_until_continue_as_new(d)
-    assert d.activities("send_callback") == [], "not warned again in the next execution"
+    assert _callbacks(d) == [], "not warned again in the next execution"
     lines = [r.getMessage() for r in caplog.records if "deadline_warning" in r.getMessage()]
     assert len(lines) == 1, "logged once, not on every replay"
     assert "request_id=RITM0001" in lines[0]
@@ -454,32 +468,32 @@ def test_a_poll_wakes_up_for_the_warning_moment():
     timer = d.pending()
     assert timer.fire_at - d.now == timedelta(seconds=60)  # the submit's Retry-After
     d.fire_timer()
-    d.complete(_running(), name="check_export")
+    d.complete(_running(), name=steps.CHECK_EXPORT.name)
     d.fire_timer()
-    d.complete(_running(), name="check_export")
+    d.complete(_running(), name=steps.CHECK_EXPORT.name)
     d.fire_timer()
-    d.complete(_running(), name="check_export")  # waits 60, 120, 240 s ...
+    d.complete(_running(), name=steps.CHECK_EXPORT.name)  # waits 60, 120, 240 s ...
     d.fire_timer()
-    d.complete(_running(), name="check_export")
+    d.complete(_running(), name=steps.CHECK_EXPORT.name)
     timer = d.pending()
     assert timer.fire_at == datetime(2026, 3, 1, 9, 20, tzinfo=UTC), "clamped to the warning"
     d.fire_timer()
-    d.complete(_running(), name="check_export")
-    assert d.pending().input["event"]["type"] == "dsr.deadline_warning"
+    d.complete(_running(), name=steps.CHECK_EXPORT.name)
+    assert _callback(d.pending()).event["type"] == "dsr.deadline_warning"
 
 
 def test_a_dsr_received_long_ago_is_reported_overdue_once_without_a_separate_warning(caplog):
     caplog.set_level("ERROR", logger="dsr_export")
     d = _ticket_driver(deadline="2026-02-28T09:00:00+00:00", warning="2026-02-21T09:00:00+00:00")
     _through_submit_with_callbacks(d)
-    overdue = d.pending()
-    assert overdue.input["event"]["type"] == "dsr.deadline_overdue"
-    assert overdue.input["event"]["data"]["overdue"] is True
-    assert overdue.input["event"]["data"]["daysLeft"] == -1
+    overdue = _callback(d.pending()).event
+    assert overdue["type"] == "dsr.deadline_overdue"
+    assert overdue["data"]["overdue"] is True
+    assert overdue["data"]["daysLeft"] == -1
     d.complete(DELIVERED)
     for _ in range(3):
         d.fire_timer()
-        d.complete(_running(), name="check_export")
+        d.complete(_running(), name=steps.CHECK_EXPORT.name)
     assert _event_types(d).count("dsr.deadline_overdue") == 1
     assert "dsr.deadline_warning" not in _event_types(d)
     assert sum("deadline_overdue" in r.getMessage() for r in caplog.records) == 1
@@ -490,13 +504,13 @@ def test_a_dsr_received_long_ago_is_reported_overdue_once_without_a_separate_war
 def test_a_cancel_before_the_submit_is_honoured_without_submitting():
     d = _ticket_driver()
     d.episode()
-    d.complete(DELIVERED, name="send_callback")
+    d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)
     d.raise_event("cancel", {"reason": "ticket withdrawn"})  # while storage is being prepared
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 30})
-    assert d.pending().name == "finalize_export", "the settle wait ends at once"
-    assert d.activities("submit_export") == []
+    d.complete(answers.prepared())
+    assert d.pending().name == steps.FINALIZE_EXPORT.name, "the settle wait ends at once"
+    assert d.activities(steps.SUBMIT_EXPORT.name) == []
     d.complete(FINALIZED)
-    reply = d.complete(DELIVERED, name="send_callback")
+    reply = d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)
     assert reply["output"]["phase"] == "cancelled"
     assert reply["output"]["error"]["message"] == "ticket withdrawn"
     assert _event_types(d)[-1] == "dsr.cancelled"
@@ -507,11 +521,11 @@ def test_a_cancel_before_the_submit_is_honoured_without_submitting():
 def test_a_cancel_buffered_during_the_submit_wins_the_first_poll_without_waiting():
     d = _driver()
     d.episode()
-    d.complete({"container": "c", "requestInfoExists": False, "settleSeconds": 0})
+    d.complete(answers.prepared(settle_seconds=0))
     d.raise_event("cancel", {"reason": "withdrawn"})  # arrives while submit_export runs
     started = d.now
-    d.complete(_accepted(), name="submit_export")
-    assert d.pending().name == "finalize_export"
+    d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
+    assert d.pending().name == steps.FINALIZE_EXPORT.name
     assert d.now == started, "no poll timer fired"
     reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
@@ -536,13 +550,13 @@ def test_cancel_arriving_during_a_later_poll_is_not_swallowed_by_an_old_waiter()
     _through_submit(d)
     for progress in (10.0, 20.0):
         d.fire_timer()  # the timer wins this round's race: its cancel waiter stays open
-        d.complete(_running(progress), name="check_export")
+        d.complete(_running(progress), name=steps.CHECK_EXPORT.name)
     d.fire_timer()
-    assert d.pending().name == "check_export"
+    assert d.pending().name == steps.CHECK_EXPORT.name
     d.raise_event("cancel", {"reason": "withdrawn mid-poll"})
-    d.complete(_running(30.0), name="check_export")
-    assert d.pending().name == "finalize_export"
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    d.complete(_running(30.0), name=steps.CHECK_EXPORT.name)
+    assert d.pending().name == steps.FINALIZE_EXPORT.name
+    reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
     assert reply["output"]["error"]["message"] == "withdrawn mid-poll"
 
@@ -551,24 +565,24 @@ def test_cancel_received_in_the_last_round_is_honoured_before_continue_as_new():
     d = _driver(rounds_per_history=2)
     _through_submit(d)
     d.fire_timer()
-    d.complete(_running(10.0), name="check_export")
+    d.complete(_running(10.0), name=steps.CHECK_EXPORT.name)
     d.fire_timer()
     d.raise_event("cancel", {"reason": "late"})  # arrives while the last check runs
-    d.complete(_running(20.0), name="check_export")
-    assert d.pending().name == "finalize_export", "not dropped by continue_as_new"
-    reply = d.complete({"manifest": None, "sas": {"revoked": True, "expiresAt": None}})
+    d.complete(_running(20.0), name=steps.CHECK_EXPORT.name)
+    assert d.pending().name == steps.FINALIZE_EXPORT.name, "not dropped by continue_as_new"
+    reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
 
 
 def test_storage_refusing_the_app_fails_at_once_with_the_fix():
     d = _driver()
     d.episode()
-    error = {"code": "StorageAccessDenied", "category": "configuration", "hint": "key"}
-    d.complete({"outcome": "failed", "error": error}, name="prepare_container")
+    error: ErrorDoc = {"code": "StorageAccessDenied", "category": "configuration", "hint": "key"}
+    d.complete(steps.ContainerPrepared.failed(error).to_dict(), name=steps.PREPARE_CONTAINER.name)
     reply = d.replies[-1]
     assert reply["isDone"] is True, "no container was made: nothing to revoke"
     assert reply["output"]["error"]["code"] == "StorageAccessDenied"
-    assert [a.name for a in d.actions].count("prepare_container") == 1
+    assert _names(d).count(steps.PREPARE_CONTAINER.name) == 1
 
 
 def test_terminal_status_is_complete_before_the_ticket_hears_of_it():
@@ -579,21 +593,20 @@ def test_terminal_status_is_complete_before_the_ticket_hears_of_it():
         callback_url="https://tickets.example/hooks/dsr",
     )
     d = Driver("export_personal_data", job.to_input())
-    answers = {
-        "send_callback": {"delivered": True, "permanent": False},
-        "prepare_container": {"container": "c", "requestInfoExists": False, "settleSeconds": 0},
-        "submit_export": _accepted(),
-        "check_export": {"outcome": "ok", "status": "complete", "progress": 100},
-        "finalize_export": {
-            "manifest": {"blobCount": 2, "totalBytes": 9, "products": {}},
-            "sas": {"revoked": True, "expiresAt": None},
-        },
+    results = {
+        steps.SEND_CALLBACK.name: DELIVERED,
+        steps.PREPARE_CONTAINER.name: answers.prepared(settle_seconds=0),
+        steps.SUBMIT_EXPORT.name: answers.accepted(),
+        steps.CHECK_EXPORT.name: answers.checked("complete", 100),
+        steps.FINALIZE_EXPORT.name: answers.finalized(
+            {"blobCount": 2, "totalBytes": 9, "products": {}}
+        ),
     }
     reply = d.episode()
-    while not (d.pending().name == "send_callback" and "sas" in reply["customStatus"]):
+    while not (d.pending().name == steps.SEND_CALLBACK.name and "sas" in reply["customStatus"]):
         action = d.pending()
-        reply = d.fire_timer() if action.kind == "timer" else d.complete(answers[str(action.name)])
-    assert d.pending().input["event"]["type"] == "dsr.completed"
+        reply = d.fire_timer() if action.kind == "timer" else d.complete(results[str(action.name)])
+    assert _callback(d.pending()).event["type"] == "dsr.completed"
     assert reply["customStatus"]["phase"] == "completed"
     assert reply["customStatus"]["manifest"]["blobCount"] == 2
     assert reply["customStatus"]["sas"]["revoked"] is True

@@ -1,0 +1,221 @@
+"""The Bicep in infra/, read without a Bicep compiler: pycep's parse trees and a small evaluator.
+
+There is no Bicep compiler or Azure here, so the templates are read with ``pycep-parser`` and a
+small evaluator for the expressions the templates use (variables, parameters, ``==``, ``!``,
+``?:``, ``??``, ``union``). The evaluator resolves a name only when it is a variable or a
+parameter given a value by the caller; anything else (``storage.id``, ``listKeys()``) stays as
+pycep's parse tree, so a check can still ask *what* it refers to. pycep spells an identifier and
+a string literal the same way (``allowSharedKeyAccess: isStoredPolicy`` parses to the string
+``"isStoredPolicy"``), which is why names are only resolved against the template's own
+variables and parameters.
+
+Shared by the infra tests (tests/infra/test_*.py); it holds no test itself.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pycep import BicepParser
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+MODULES = INFRA / "modules"
+
+#: Built-in Azure role definition ids, checked against Microsoft's built-in roles list.
+ROLE_IDS: dict[str, str] = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+ROLE_NAMES = {guid: name for name, guid in ROLE_IDS.items()}
+
+#: Microsoft Graph application permissions (app role ids), from Graph's permissions reference.
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_APP_ROLES = {
+    "405a51b5-8d8d-430b-9842-8be4b0e9f324": "User.Export.All",
+    "df021288-bdef-4463-88db-98f22de89214": "User.Read.All",
+}
+
+MODES = ("stored-policy", "user-delegation")
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+
+
+@functools.cache
+def _parser() -> BicepParser:
+    return BicepParser(cache=False)
+
+
+@functools.cache
+def template(path: str) -> dict[str, Any]:
+    """The pycep parse tree of one file (path relative to infra/)."""
+    return dict(_parser().parse(file_path=INFRA / path))
+
+
+def bicep_files() -> list[str]:
+    return sorted(str(p.relative_to(INFRA)) for p in INFRA.rglob("*.bicep"))
+
+
+def resources(doc: Mapping[str, Any], type_: str | None = None) -> dict[str, dict[str, Any]]:
+    """Resources of a template, by symbolic name, optionally of one type."""
+    found = doc.get("resources", {})
+    return {k: v for k, v in found.items() if type_ is None or v["type"] == type_}
+
+
+def body(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """A resource's or module's body, without the ``if (...)`` wrapper pycep adds."""
+    config = resource["config"]
+    return dict(config["config"]) if "condition" in config else dict(config)
+
+
+def condition(resource: Mapping[str, Any]) -> Any:
+    """The ``if (...)`` condition, or True when the resource is unconditional."""
+    return resource["config"].get("condition", True)
+
+
+class Unresolved(str):
+    """A name the evaluator could not resolve (a parameter the test gave no value)."""
+
+
+def evaluate(node: Any, doc: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Any:
+    """Evaluate the subset of Bicep expressions these templates use.
+
+    ``params`` gives values to parameters; a parameter without one evaluates to
+    :class:`Unresolved` with its name. Functions and property accessors other than ``union``
+    are returned as their parse tree.
+    """
+    params = params or {}
+    if node is None or isinstance(node, bool | int | float):
+        return node
+    if isinstance(node, str):
+        if node in params:
+            return params[node]
+        variables = doc.get("variables", {})
+        if node in variables:
+            return evaluate(variables[node]["value"], doc, params)
+        if node in doc.get("parameters", {}):
+            return Unresolved(node)
+        return node
+    if isinstance(node, list):
+        return [evaluate(item, doc, params) for item in node]
+    if "operator" in node:
+        op = node["operator"]
+        operands = op.get("operands", {})
+        kind = op["type"]
+        if kind == "equals":
+            left = evaluate(operands["operand_1"], doc, params)
+            right = evaluate(operands["operand_2"], doc, params)
+            return Unresolved(f"{left}=={right}") if _unresolved(left, right) else left == right
+        if kind == "not":
+            value = evaluate(operands["bool_value"], doc, params)
+            return value if isinstance(value, Unresolved) else not value
+        if kind == "conditional":
+            test = evaluate(operands["condition"], doc, params)
+            if isinstance(test, Unresolved):
+                return test
+            branch = operands["true_value"] if test else operands["false_value"]
+            return evaluate(branch, doc, params)
+        if kind == "coalesce":
+            first = evaluate(operands["operand_1"], doc, params)
+            return evaluate(operands["operand_2"], doc, params) if first is None else first
+        return node
+    if "function" in node:
+        fn = node["function"]
+        if fn["type"] == "union":
+            merged: dict[str, Any] = {}
+            for arg in fn["parameters"].values():
+                value = evaluate(arg, doc, params)
+                assert isinstance(value, dict), f"union of a non-object: {value!r}"
+                merged.update(value)
+            return merged
+        return node
+    # pycep keeps the quotes of quoted keys ('azd-service-name'); Bicep does not.
+    return {key.strip("'"): evaluate(value, doc, params) for key, value in node.items()}
+
+
+def _unresolved(*values: Any) -> bool:
+    return any(isinstance(v, Unresolved) for v in values)
+
+
+def accessor_path(node: Any) -> list[str]:
+    """``a.b.c`` (pycep's nested property accessors) as ``["a", "b", "c"]``; [] otherwise."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
+        operands = node["operator"]["operands"]
+        return accessor_path(operands["operand_1"]) + accessor_path(operands["operand_2"])
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "function_accessor":
+        operands = node["operator"]["operands"]
+        return [*accessor_path(operands["operand_1"]), f"{operands['func_name']}()"]
+    return []
+
+
+def contains_call(node: Any, name: str) -> bool:
+    """Whether an expression calls ``name`` (a function or a resource method) anywhere."""
+    if isinstance(node, dict):
+        op = node.get("operator", {})
+        if op.get("type") == "function_accessor" and op["operands"].get("func_name") == name:
+            return True
+        if node.get("function", {}).get("type") == name:
+            return True
+        return any(contains_call(v, name) for v in node.values())
+    if isinstance(node, list):
+        return any(contains_call(v, name) for v in node)
+    return False
+
+
+def param_default(doc: Mapping[str, Any], name: str) -> Any:
+    return doc["parameters"][name].get("default")
+
+
+def decorators(doc: Mapping[str, Any], name: str, section: str = "parameters") -> dict[str, Any]:
+    return {d["type"]: d.get("argument") for d in doc[section][name]["decorators"]}
+
+
+def module_file(doc: Mapping[str, Any], symbol: str) -> str:
+    return str(doc["modules"][symbol]["detail"]["path"])
+
+
+def module_params(doc: Mapping[str, Any], symbol: str) -> dict[str, Any]:
+    return dict(body(doc["modules"][symbol])["params"])
+
+
+def only(mapping: Mapping[str, Any]) -> Any:
+    assert len(mapping) == 1, f"expected exactly one, got {sorted(mapping)}"
+    return next(iter(mapping.values()))
+
+
+def role_assignments(path: str, mode: str) -> list[tuple[str, str, str]]:
+    """(role name, scope resource type, principal) of the grants a module makes in a SAS mode."""
+    doc = template(path)
+    grants = []
+    for symbol, resource in resources(doc, ROLE_ASSIGNMENT).items():
+        if evaluate(condition(resource), doc, {"sasMode": mode}) is not True:
+            continue
+        props = body(resource)["properties"]
+        role_fn = props["roleDefinitionId"]["function"]
+        assert role_fn["type"] == "subscription_resource_id", symbol
+        assert role_fn["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+        guid = evaluate(role_fn["parameters"]["resource_name_1"], doc)
+        assert guid in ROLE_NAMES, f"{path}:{symbol}: unknown role definition {guid}"
+        scope = body(resource).get("scope")
+        assert isinstance(scope, str), f"{path}:{symbol} has no resource scope"
+        assert scope in resources(doc), f"{path}:{symbol}: scope {scope} is not a resource here"
+        grants.append((ROLE_NAMES[guid], resources(doc)[scope]["type"], props["principalId"]))
+    return sorted(grants)
+
+
+def app_settings(mode: str) -> dict[str, Any]:
+    """The function app's app settings in one SAS mode (values partly unresolved)."""
+    doc = template("modules/function-app.bicep")
+    config = only(resources(doc, "Microsoft.Web/sites/config"))
+    assert body(config)["name"] == "appsettings"
+    settings = evaluate(body(config)["properties"], doc, {"sasMode": mode})
+    assert isinstance(settings, dict)
+    return settings
