@@ -87,7 +87,7 @@ async def start_or_get(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
 
-    existing = await find_dsr(client, request.request_id, show_input=True)
+    existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
     if existing is None:
         try:
             job = _job(request, now, caller)
@@ -123,7 +123,7 @@ async def start_or_get(
     if not _same_subject(stored, request):
         return Outcome(
             Admission.CONFLICT,
-            request.request_id,
+            existing.instance_id,
             errors=[FieldError("/requestId", "already used for a DSR of another user")],
             detail="this requestId belongs to a DSR for another user",
         )
@@ -131,15 +131,15 @@ async def start_or_get(
     if differing:
         return Outcome(
             Admission.CONFLICT,
-            request.request_id,
+            existing.instance_id,
             errors=[
                 FieldError(f"/{name}", "differs from the DSR already accepted under this id")
                 for name in differing
             ],
             detail="this requestId names a DSR accepted with other values",
         )
-    log_event("dsr_duplicate", request_id=request.request_id, source=source)
-    return Outcome(Admission.EXISTING, request.request_id, document(existing, now, stored))
+    log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
+    return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
 
 
 async def find_dsr(

@@ -135,6 +135,9 @@ class ExportRequest:
     requested_by: str | None = None
     #: The fields the caller sent: a resubmission is compared on these only.
     sent: frozenset[str] = frozenset()
+    #: The request id exactly as sent (``request_id`` is canonical): how a DSR started before
+    #: ids were canonical is found.
+    given_id: str | None = None
 
     @property
     def user_object_id(self) -> str | None:
@@ -160,9 +163,10 @@ class ExportRequest:
         if not isinstance(payload, Mapping):
             raise InvalidRequest([FieldError("", "the body must be a JSON object")])
         errors: list[FieldError] = []
-        request_id = ""
+        request_id = given_id = ""
         try:
-            request_id = canonical_request_id(validate_request_id(payload.get("requestId")))
+            given_id = validate_request_id(payload.get("requestId"))
+            request_id = canonical_request_id(given_id)
         except InvalidRequest as exc:
             errors.extend(exc.errors)
         user = payload.get("user")
@@ -196,6 +200,7 @@ class ExportRequest:
             regulation=regulation,
             requested_by=requested_by,
             sent=frozenset(key for key in payload if isinstance(key, str)),
+            given_id=given_id,
         )
 
 

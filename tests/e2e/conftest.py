@@ -23,6 +23,7 @@ from tests.e2e.host import (
     HostProcess,
     host_env,
     identity_with_roles,
+    personal_data_found,
 )
 
 
@@ -59,3 +60,13 @@ def host(
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_personal_data_outside_the_input() -> Iterator[None]:
+    """After the whole e2e session: no UPN it sent came back, anywhere a ticket or an operator
+    looks (answers, callbacks, custom status, outputs, the host log)."""
+    yield
+    found = personal_data_found()
+    if found:
+        pytest.fail("personal data where only ids belong:\n  " + "\n  ".join(found[:20]))

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -37,6 +38,53 @@ FUNCTION_KEY = "e2e-function-key"
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"e2e-callback-signing-key-32-bytes").decode()
 TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
 
+#: Everything the suite showed a ticket or an operator (HTTP answers, callbacks received).
+SEEN: list[str] = []
+#: Every UPN the suite sent, so the session can check none came back (see personal_data_found).
+PERSONAL: set[str] = set()
+#: Every host the session started: their task hubs and logs are scanned too.
+HOSTS: list[HostProcess] = []
+
+
+def note_personal(*upns: str) -> None:
+    """Remember UPNs the suite sends another way than through ``HostProcess.post``."""
+    PERSONAL.update(upn.lower() for upn in upns)
+
+
+def record_seen(text: str) -> None:
+    """Remember what a ticket saw that did not come through ``HostProcess`` (callbacks)."""
+    SEEN.append(text)
+
+
+def personal_data_found() -> list[str]:
+    """Where a UPN sent by the suite shows up outside the orchestration input and history.
+
+    Scanned: every HTTP answer and callback, and in every host's task hub each instance's
+    custom status and output (what status documents, lists and callbacks are built from), and
+    the host log. The orchestration input and the user lookup's activity input are allowed to
+    hold the UPN: the app needs it to resolve the user.
+    """
+    places: list[tuple[str, str]] = [(f"answer {i}", text) for i, text in enumerate(SEEN)]
+    for host in HOSTS:
+        db = Path(host.endpoints.get("taskHub", ""))
+        if db.is_file():
+            with sqlite3.connect(db) as connection:
+                rows = connection.execute(
+                    "SELECT instance_id, custom_status, output FROM instances"
+                ).fetchall()
+            for instance_id, custom, output in rows:
+                places.append(
+                    (f"{db.name}:{instance_id} custom status/output", f"{custom} {output}")
+                )
+        if host.log_path.exists():
+            places.append((str(host.log_path), host.log_path.read_text(errors="replace")))
+    return [
+        f"{where}: {upn}"
+        for where, text in places
+        for upn in sorted(PERSONAL)
+        if upn in text.lower()
+    ]
+
 
 class HostProcess:
     """``python -m devhost serve`` as a child process, with its own state directory."""
@@ -47,6 +95,7 @@ class HostProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoints: dict[str, Any] = {}
         self.log_path = state / "host.log"
+        HOSTS.append(self)
 
     def start(self, timeout: float = 60.0) -> HostProcess:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -90,12 +139,33 @@ class HostProcess:
 
     def post(self, path: str, body: object, **kwargs: Any) -> requests.Response:
         headers = {"x-functions-key": FUNCTION_KEY, **kwargs.pop("headers", {})}
-        return requests.post(f"{self.api}{path}", json=body, headers=headers, timeout=30, **kwargs)
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(
-            f"{self.api}{path}", headers={"x-functions-key": FUNCTION_KEY}, timeout=30
+        if isinstance(body, dict) and "@" in str(body.get("user", "")):
+            note_personal(str(body["user"]))
+        answer = requests.post(
+            f"{self.api}{path}", json=body, headers=headers, timeout=30, **kwargs
         )
+        SEEN.append(answer.text)
+        return answer
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
+        answer = requests.get(
+            f"{self.api}{path}",
+            headers={"x-functions-key": FUNCTION_KEY, **(headers or {})},
+            timeout=30,
+        )
+        SEEN.append(answer.text)
+        return answer
+
+    def token(self, roles: list[str], kind: str = "application", **extra: str) -> str:
+        """A caller token of the offline host's tenant (it plays App Service authentication)."""
+        answer = requests.post(
+            str(self.endpoints["tokenEndpoint"]),
+            json={"roles": roles, "kind": kind, **extra},
+            headers={"x-functions-key": FUNCTION_KEY},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
 
     def wait_for(self, request_id: str, phases: set[str], timeout: float = 90.0) -> dict[str, Any]:
         """Poll the status API until the DSR reaches one of ``phases``."""

@@ -23,7 +23,13 @@ from werkzeug import Response
 from devhost.azurite import Azurite
 from devhost.graph import GraphSimulator
 from devhost.tls import server_ssl_context
-from tests.e2e.host import CALLBACK_SECRET, TERMINAL, HostProcess, export_container
+from tests.e2e.host import (
+    CALLBACK_SECRET,
+    TERMINAL,
+    HostProcess,
+    export_container,
+    record_seen,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -105,6 +111,7 @@ def _verified_events(receiver: HTTPServer, last: str = "dsr.completed") -> list[
     verifier = Webhook(CALLBACK_SECRET)
     events = []
     for request, _ in receiver.log:
+        record_seen(request.get_data(as_text=True))
         headers = {k.lower(): v for k, v in request.headers.items()}
         events.append(verifier.verify(request.get_data(), headers))  # raises on a bad signature
     return events

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
-from dsr_export.domain.request import ExportRequest, InvalidRequest
+from dsr_export.domain.request import ExportRequest, InvalidRequest, decode_body
 from dsr_export.settings import CallbackSettings
 from tests.unit.intake_fakes import (
     ALL_ROLES,
@@ -54,9 +55,29 @@ _FIELD_VALUES = st.one_of(
             "https://tickets.example.com/cb",
             "http://tickets.example.com/cb",
             "https://169.254.169.254/",
+            # What the hostile review sent: dates at the calendar's ends, odd Unicode, bypasses.
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "1900-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-23:59",
+            {"days": 1},
+            {"days": 366},
+            "ada\u0000@contoso.com",
+            "ada\u200b@contoso.com",
+            "ada\u202e@contoso.com",
+            "ad\ud800a@contoso.com",
+            '"ada"@contoso.com',
+            "alice_contoso.com#EXT#@fabrikam.onmicrosoft.com",
+            "https://localhost\\.tickets.example.com/x",
+            "https://tickets.example.com\n.evil/x",
+            "https://tickets.example.com:8443/cb",
         ]
     ),
 )
+#: Dates anywhere in the calendar, with any offset: near datetime.min and max included.
+_DATES = st.datetimes(
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=12))])
+).map(lambda moment: moment.isoformat())
 #: Objects shaped like requests, with every field sometimes right, sometimes anything.
 _REQUESTS = st.dictionaries(
     st.sampled_from(
@@ -72,12 +93,16 @@ _NEAR_VALID = st.fixed_dictionaries(
     },
     optional={
         "callbackUrl": _FIELD_VALUES,
-        "receivedAt": _FIELD_VALUES,
+        "receivedAt": _FIELD_VALUES | _DATES,
         "regulation": _FIELD_VALUES,
+        "requestedBy": _FIELD_VALUES | st.text(),
     },
 )
 _BODIES = st.one_of(
     st.binary(max_size=300),
+    # Other encodings of valid-looking JSON, and a key given twice.
+    _NEAR_VALID.map(lambda v: json.dumps(v).encode("utf-16")),
+    _NEAR_VALID.map(lambda v: json.dumps(v)[:-1].encode() + b', "user": "x@contoso.com"}'),
     _JSON.map(lambda v: json.dumps(v).encode()),
     _REQUESTS.map(lambda v: json.dumps(v).encode()),
     _NEAR_VALID.map(lambda v: json.dumps(v).encode()),
@@ -96,12 +121,16 @@ def _configured(swap: Callable[..., None]) -> Iterator[None]:
 
 
 def _valid(raw: bytes) -> bool:
-    """The oracle: the core validation, applied to what the intake should have decoded."""
+    """The oracle: the core's strict decoding and validation, called directly.
+
+    Independently of both intakes' plumbing; also a second check that neither the decoder nor
+    the validation raises anything but InvalidRequest.
+    """
     try:
-        payload: Any = json.loads(raw)
+        payload: Any = decode_body(raw)
         hosts = CallbackSettings.from_env().allowed_hosts
         ExportRequest.parse(payload, now=T0, callback_check=lambda url: check_url(url, hosts))
-    except (ValueError, UnicodeDecodeError, RecursionError, InvalidRequest):
+    except InvalidRequest:
         return False
     return True
 
