@@ -42,7 +42,7 @@ def resolve_user(step: steps.ResolveUser) -> steps.UserResolved:
 @graph_activity(bp, steps.PREPARE_CONTAINER)
 def prepare_container(step: steps.PrepareContainer) -> steps.ContainerPrepared:
     """Create the DSR's own container; report whether a submit already reached Graph."""
-    storage, name = composition.export_storage(), container_name(step.request_id)
+    storage, name = composition.export_storage(), container_name(step.request_id, step.attempt)
     exists = storage.prepare(name, composition.now())
     log_event(
         "container_prepared",
@@ -63,9 +63,10 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
     """Mint the SAS here (it never leaves this function) and POST exportPersonalData."""
     storage, name = composition.export_storage(), step.container
     if storage.request_info_exists(name):
-        # An earlier attempt of this activity reached Graph (its answer was lost): submitting
-        # again would fail with StorageLocationAlreadyUsed or start a second export.
-        return steps.ExportSubmitted.failed(submit_outcome_unknown(name))
+        # An earlier attempt of this activity reached Graph (its answer was lost, or the worker
+        # died before the result was stored): submitting again would fail with
+        # StorageLocationAlreadyUsed or start a second export. The orchestrator recovers it.
+        return steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
     now = composition.now()
     sas_url, expires_at = storage.mint_graph_sas(name, now)
     if export_storage_settings().sas_mode is SasMode.USER_DELEGATION:
@@ -81,7 +82,7 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         submitted = composition.graph().submit_export(step.user_id, sas_url)
     except GraphError as exc:
         if exc.code == "StorageLocationAlreadyUsed":
-            return steps.ExportSubmitted.failed(submit_outcome_unknown(name))
+            return steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
         return _graph_failure(steps.SUBMIT_EXPORT, step.request_id, exc, subject="submit")
     finally:
         del sas_url
@@ -98,6 +99,55 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         retry_after_seconds=submitted.retry_after_seconds,
         submitted_at=now.isoformat(),
         sas_expires_at=expires_at.isoformat(),
+    )
+
+
+@graph_activity(bp, steps.RECOVER_SUBMIT)
+def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
+    """Look up the export behind Graph's receipt; never submits anything.
+
+    ``ok``: Graph knows the operation and it is this user's (carry on polling it); ``absent``:
+    Graph knows no operation of that id (the command was never posted); anything doubtful
+    fails the DSR as SubmitOutcomeUnknown rather than risk a second export.
+    """
+    storage, graph, name = composition.export_storage(), composition.graph(), step.container
+    receipt = storage.read_request_info(name)
+    command = str(receipt.get("CommandId") or "") if receipt else ""
+    if not command:
+        return steps.ExportRecovered.failed(submit_outcome_unknown(name))
+    url = graph.operation_url(command)
+    try:
+        operation = graph.get_operation(url)
+    except GraphError as exc:
+        if exc.code == "OperationNotFound":
+            if step.final:
+                storage.revoke(name)  # nothing writes there now; the SAS must not outlive it
+            log_event(
+                "submit_not_posted",
+                request_id=step.request_id,
+                phase="submitting",
+                container=name,
+                final=step.final,
+            )
+            return steps.ExportRecovered(outcome=Outcome.ABSENT)
+        return _graph_failure(steps.RECOVER_SUBMIT, step.request_id, exc, subject="poll")
+    if operation.user_id is not None and operation.user_id != step.user_id.lower():
+        return steps.ExportRecovered.failed(submit_outcome_unknown(name))
+    now = composition.now()
+    minted = operation.submitted_at or now
+    log_event(
+        "submit_recovered",
+        request_id=step.request_id,
+        phase="submitting",
+        operation_id=command,
+        container=name,
+    )
+    return steps.ExportRecovered(
+        operation_id=command,
+        operation_url=url,
+        submitted_at=minted.isoformat(),
+        sas_expires_at=storage.graph_sas_expiry(name, minted).isoformat(),
+        retry_after_seconds=60,
     )
 
 

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from dsr_export.domain import errors, events, steps
+from dsr_export.domain import errors, events, pacing, steps
 from dsr_export.domain.job import CANCEL_EVENT, Ending, ExportJob, next_wait
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import Phase
@@ -43,10 +43,11 @@ ACTIVITY_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=30_000, max_number_of_attempts=5
 )
 
-#: Graph throttling or outages before the export is submitted (user lookup, submit) are waited
-#: out this many times (about 2 hours with the doubling back-off); then the DSR fails and the
-#: ticket hears about it. Once submitted, polling waits them out until the overall time-out.
-GRAPH_STEP_ATTEMPTS = 8
+#: A submit Graph never posted (its receipt is in the container, the operation unknown) is
+#: tried again in a fresh container, at most this many submits in all.
+SUBMIT_ATTEMPTS = 3
+#: Waits between lookups of a lost submit's receipt: five lookups over about 15 minutes.
+RECOVERY_WAITS = (60, 120, 240, 480)
 
 #: Waits between callback attempts (a real back-off; the 1.x SDK's retry options have none):
 #: four attempts over about 12 minutes, short enough not to hold up the export for long.
@@ -61,6 +62,13 @@ _TERMINAL_EVENTS = {
 
 Flow = Generator[Any, Any, Any]
 R = TypeVar("R", bound=steps.Wire)
+
+
+class _Restart:
+    """Returned by a phase that wants a fresh execution (bounded history), state carried on."""
+
+
+RESTART = _Restart()
 
 
 @dataclass
@@ -82,20 +90,22 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
     # the losers open, and the SDK hands an arriving event to the newest open waiter: one whose
     # race is already over, so the cancel would be swallowed.
     cancel = context.wait_for_external_event(CANCEL_EVENT)
-    ending: Ending | None
+    ending: Ending | _Restart | None
     try:
         ending = None
         if latest.job.operation_id is None:
             ending = yield from _submit(context, latest, cancel)
-        if ending is None:
+        if ending is None and latest.job.operation_id is not None:
             ending = yield from _poll(context, latest, cancel)
     except Exception as exc:  # noqa: BLE001 - an activity failed all its attempts
         ending = Ending(Phase.FAILED, errors.activity_failed(exc))
-    if ending is None:
+    if ending is None or ending is RESTART:
         # Bounded history: a fresh execution carries the state on.
-        _status(context, latest.job, Phase.EXPORTING)
+        phase = Phase.EXPORTING if latest.job.operation_id else Phase.SUBMITTING
+        _status(context, latest.job, phase)
         context.continue_as_new(latest.job.to_input())
         return None
+    assert isinstance(ending, Ending)
     return (yield from _finish(context, latest.job, ending))
 
 
@@ -109,70 +119,155 @@ def _call(
 
 
 def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any) -> Flow:
-    """Resolve the user, prepare the container and submit; an Ending, or None to poll on."""
-    job = latest.job
-    if job.user_id is None:
-        _status(context, job, Phase.RESOLVING_USER)
+    """Resolve the user, prepare the container and submit, recovering a submit whose answer
+    was lost; returns an Ending, RESTART (continue as new), or None to poll on."""
+    if latest.job.user_id is None:
+        _status(context, latest.job, Phase.RESOLVING_USER)
         found = yield from _graph_step(
-            context, steps.RESOLVE_USER, steps.ResolveUser(job.request_id, job.user)
+            context,
+            latest,
+            cancel,
+            steps.RESOLVE_USER,
+            steps.ResolveUser(latest.job.request_id, latest.job.user),
         )
+        if not isinstance(found, steps.UserResolved):
+            return found
         if found.outcome is not Outcome.OK:
             return Ending(Phase.FAILED, found.error)
-        job = latest.job = job.replace(user_id=found.user_id)
+        latest.job = latest.job.replace(user_id=found.user_id)
 
-    _status(context, job, Phase.PREPARING_STORAGE)
-    prepared = yield from _call(
-        context, steps.PREPARE_CONTAINER, steps.PrepareContainer(job.request_id)
-    )
-    if prepared.outcome is Outcome.FAILED:
-        return Ending(Phase.FAILED, prepared.error)
-    job = latest.job = job.replace(container=prepared.container)
-    if prepared.request_info_exists:
-        return Ending(Phase.FAILED, errors.submit_outcome_unknown(prepared.container))
-    if prepared.settle_seconds:
-        # Also the last chance to honour a cancel before anything reaches Graph.
-        settled_at = _after(context, prepared.settle_seconds)
-        cancelled = yield from _wait_or_cancel(context, settled_at, cancel)
-        if cancelled is not None:
-            return Ending(Phase.CANCELLED, cancelled)
+    while True:
+        job = latest.job
+        _status(context, job, Phase.PREPARING_STORAGE)
+        prepared = yield from _call(
+            context,
+            steps.PREPARE_CONTAINER,
+            steps.PrepareContainer(job.request_id, attempt=job.submit_attempt),
+        )
+        if prepared.outcome is Outcome.FAILED:
+            return Ending(Phase.FAILED, prepared.error)
+        job = latest.job = job.replace(container=prepared.container)
+        assert job.user_id is not None and job.container is not None  # noqa: PT018
+        if not prepared.request_info_exists:
+            # The policy settles; a first submit is also held back a little, differently for
+            # each DSR, so a burst reaches Graph spread out. The last chance to cancel, too.
+            delay = prepared.settle_seconds
+            if job.submit_attempt == 1:
+                delay += pacing.first_submit_delay(job.request_id)
+            if delay:
+                cancelled = yield from _wait_or_cancel(context, _after(context, delay), cancel)
+                if cancelled is not None:
+                    return Ending(Phase.CANCELLED, cancelled)
+            _status(context, job, Phase.SUBMITTING)
+            submitted = yield from _graph_step(
+                context,
+                latest,
+                cancel,
+                steps.SUBMIT_EXPORT,
+                steps.SubmitExport(job.request_id, job.user_id, job.container),
+            )
+            if not isinstance(submitted, steps.ExportSubmitted):
+                return submitted
+            if submitted.outcome is Outcome.ACCEPTED:
+                return (yield from _exporting(context, latest, submitted, recovered=False))
+            if submitted.outcome is not Outcome.UNKNOWN:
+                return Ending(Phase.FAILED, submitted.error)
+        # Graph's receipt is in the container but we hold no operation id: find the export.
+        _status(context, latest.job, Phase.SUBMITTING)
+        recovered = yield from _recover(context, latest, cancel)
+        if not isinstance(recovered, steps.ExportRecovered):
+            return recovered
+        if recovered.outcome is Outcome.OK:
+            return (yield from _exporting(context, latest, recovered, recovered=True))
+        if recovered.outcome is Outcome.FAILED:
+            return Ending(Phase.FAILED, recovered.error)
+        # Graph's word: no such operation, the command was never posted. Once more, elsewhere.
+        if latest.job.submit_attempt >= SUBMIT_ATTEMPTS:
+            return Ending(Phase.FAILED, errors.submit_outcome_unknown(latest.job.container or ""))
+        _log(context, "submit_restarted", logging.WARNING, latest.job)
+        latest.job = latest.job.replace(
+            submit_attempt=latest.job.submit_attempt + 1, container=None
+        )
 
-    _status(context, job, Phase.SUBMITTING)
-    assert job.user_id is not None
-    assert job.container is not None
-    submitted = yield from _graph_step(
-        context,
-        steps.SUBMIT_EXPORT,
-        steps.SubmitExport(job.request_id, job.user_id, job.container),
+
+def _recover(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any) -> Flow:
+    """Look the lost submit up by its receipt, a few times over some minutes.
+
+    Graph may not show a command it has just accepted; only an answer of ``absent`` that
+    persists over every lookup counts as Graph's word that the export does not exist.
+    """
+    job = latest.job
+    assert job.user_id is not None and job.container is not None  # noqa: PT018
+    found: Any = None
+    for index, wait in enumerate((0, *RECOVERY_WAITS)):
+        if wait:
+            stretched = pacing.spread(wait, job.request_id, index, "recovery")
+            cancelled = yield from _wait_or_cancel(context, _after(context, stretched), cancel)
+            if cancelled is not None:
+                return Ending(Phase.CANCELLED, cancelled)
+        lookup = steps.RecoverSubmit(
+            job.request_id, job.user_id, job.container, final=index == len(RECOVERY_WAITS)
+        )
+        found = yield from _graph_step(context, latest, cancel, steps.RECOVER_SUBMIT, lookup)
+        if not isinstance(found, steps.ExportRecovered) or found.outcome is not Outcome.ABSENT:
+            return found
+    return found
+
+
+def _exporting(
+    context: df.DurableOrchestrationContext,
+    latest: _Latest,
+    answer: steps.ExportSubmitted | steps.ExportRecovered,
+    *,
+    recovered: bool,
+) -> Flow:
+    """The export is Graph's now: remember the operation, tell the ticket, poll on."""
+    job = latest.job.replace(
+        operation_id=answer.operation_id,
+        operation_url=answer.operation_url,
+        submitted_at=answer.submitted_at,
+        sas_expires_at=answer.sas_expires_at,
+        wait_seconds=answer.retry_after_seconds or 60,
+        submit_recovered=recovered,
     )
-    if submitted.outcome is not Outcome.ACCEPTED:
-        return Ending(Phase.FAILED, submitted.error)
-    job = job.replace(
-        operation_id=submitted.operation_id,
-        operation_url=submitted.operation_url,
-        submitted_at=submitted.submitted_at,
-        sas_expires_at=submitted.sas_expires_at,
-        wait_seconds=submitted.retry_after_seconds,
-    )
+    if recovered:
+        _log(context, "submit_recovered", logging.INFO, job, operation_id=job.operation_id)
     _status(context, job, Phase.EXPORTING)
     latest.job = yield from _notify(context, job, events.EXPORTING, Phase.EXPORTING)
     return None
 
 
 def _graph_step(
-    context: df.DurableOrchestrationContext, step: steps.Step[Any, R], payload: steps.Wire
+    context: df.DurableOrchestrationContext,
+    latest: _Latest,
+    cancel: Any,
+    step: steps.Step[Any, R],
+    payload: steps.Wire,
 ) -> Flow:
-    """Call a Graph step; wait out its ``retry`` answers on durable timers, boundedly.
+    """Call a Graph step; wait out its ``retry`` answers on durable timers until the DSR's own
+    time-out, with jittered back-off (Retry-After the minimum).
 
-    Returns the last answer: ``ok``/``accepted``, ``failed``, or ``retry`` (with its error)
-    when the attempts ran out.
+    Returns the answer (``ok``/``accepted``, ``failed``, ...), an Ending (cancelled, or timed
+    out while Graph kept refusing), or RESTART after a history's worth of retries.
     """
     answer = yield from _call(context, step, payload)
-    for attempt in range(1, GRAPH_STEP_ATTEMPTS):
-        if answer.outcome is not Outcome.RETRY:
-            break
-        wait = max(answer.retry_after_seconds or 0, 60 * 2 ** (attempt - 1))
-        yield context.create_timer(_after(context, wait))
+    rounds = 0
+    while answer.outcome is Outcome.RETRY:
+        job = latest.job
+        if context.current_utc_datetime >= job.give_up_at():
+            error = errors.gave_up_waiting(job.policy.timeout_days, answer.error)
+            return Ending(Phase.TIMED_OUT, error)
+        if rounds >= job.policy.rounds_per_history:
+            return RESTART
+        job = latest.job = job.replace(throttle_round=job.throttle_round + 1)
+        wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
+        fire_at = min(_after(context, wait), job.give_up_at())
+        cancelled = yield from _wait_or_cancel(context, fire_at, cancel)
+        if cancelled is not None:
+            return Ending(Phase.CANCELLED, cancelled)
         answer = yield from _call(context, step, payload)
+        rounds += 1
+    latest.job = latest.job.replace(throttle_round=0)
     return answer
 
 
@@ -206,6 +301,9 @@ def _poll(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any)
         match checked.outcome:
             case Outcome.RETRY:
                 wait = next_wait(job.wait_seconds, cap=cap, retry_after=checked.retry_after_seconds)
+                # Spread: after an outage every DSR gets its 503 at once; they must not all
+                # come back at once.
+                wait = pacing.spread(wait, job.request_id, job.poll_round, "poll")
                 job = latest.job = job.replace(wait_seconds=wait)
             case Outcome.FAILED:
                 latest.job = job

@@ -49,6 +49,9 @@ class Faults:
     slow_seconds: float = 0.0
     drop_next: int = 0
     drop_after_processing: bool = False  # True: the request takes effect, the answer is lost
+    #: Submits that write RequestInfo.json and then fail to post the command (a 500): no
+    #: operation exists, though the container looks used.
+    fail_before_posting_next: int = 0
     submit_limit_per_minute: int | None = None
     # Whether the service takes a user delegation SAS is not known (see the contract): this
     # answers StorageLocationInvalid for one (it has `skoid`), so both outcomes can be tested.

@@ -188,6 +188,10 @@ class GraphSimulator(Service):
             ca_bundle=self._ca_bundle,
             refuse_user_delegation_sas=self.faults.refuse_user_delegation_sas,
         )
+        if self._injector.take("submit", "fail_before_posting_next"):
+            raise GraphError(
+                500, "InternalServerError", "An internal server error occurred while posting."
+            )
         fails = self._directory.is_among(user_id, self.faults.failing_users)
         self._operations.accept(op_id, user_id, submitted, location, fails=fails)
         url = f"{self.base_url}/{version}/dataPolicyOperations/{op_id}"

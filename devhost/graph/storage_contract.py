@@ -46,15 +46,21 @@ def storage_location(body: bytes) -> str:
 
 
 def request_info(op_id: str, user_id: str, submitted: datetime) -> bytes:
-    """The content of ``RequestInfo.json``, the service's receipt in the container."""
+    """The content of ``RequestInfo.json``, the service's receipt in the container.
+
+    As in the service's own source: indented JSON, written while the SAS is validated and
+    before the command is posted; its ``CommandId`` is the id the export call returns and the
+    one ``dataPolicyOperations/{id}`` answers to.
+    """
     info = {
+        "Description": "Data export request",
         "CorrelationId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"correlation:{op_id}")),
-        "CommandId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"command:{op_id}")),
+        "CommandId": op_id,
         "Subject": user_id,
         "Timestamp": iso(submitted),
-        "RequestGuid": op_id,
+        "RequestGuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"request:{op_id}")),
     }
-    return json.dumps(info).encode()
+    return json.dumps(info, indent=2).encode()
 
 
 def validate_storage_location(

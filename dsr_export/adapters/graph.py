@@ -60,6 +60,7 @@ class DataPolicyOperation:
     progress: float | None
     submitted_at: datetime | None
     completed_at: datetime | None
+    user_id: str | None = None
 
 
 class _GraphRetry(Retry):
@@ -178,7 +179,12 @@ class GraphClient:
             progress=_number(body.get("progress")),
             submitted_at=_timestamp(body.get("submittedDateTime")),
             completed_at=_timestamp(body.get("completedDateTime")),
+            user_id=str(body["userId"]).lower() if body.get("userId") else None,
         )
+
+    def operation_url(self, operation_id: str) -> str:
+        """Where Graph answers for an operation id (``dataPolicyOperations/{id}``)."""
+        return self._url(f"dataPolicyOperations/{quote(operation_id, safe='')}")
 
     def resolve_user_id(self, user_principal_name: str) -> str:
         """The object id behind a UPN (exportPersonalData accepts object ids only)."""

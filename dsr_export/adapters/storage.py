@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from dsr_export.adapters import sas
@@ -98,6 +98,43 @@ class ExportStorage:
     def request_info_exists(self, name: str) -> bool:
         """True when Graph has accepted a SAS for this container before."""
         return bool(self.container(name).get_blob_client(REQUEST_INFO_BLOB).exists())
+
+    def read_request_info(self, name: str) -> dict[str, Any] | None:
+        """Graph's receipt in the container (``RequestInfo.json``), read with the app's own
+        access (the Graph SAS cannot read); None when absent or unreadable.
+
+        The service writes it while validating the SAS, before posting the command; its
+        ``CommandId`` is the operation id (docs/graph-contract.md).
+        """
+        blob = self.container(name).get_blob_client(REQUEST_INFO_BLOB)
+        try:
+            raw = blob.download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+        try:
+            info = json.loads(raw.decode("utf-8-sig"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+        return info if isinstance(info, dict) else None
+
+    def graph_sas_expiry(self, name: str, minted_at: datetime) -> datetime:
+        """When the SAS given to Graph for this container expires (stored-policy: the policy's
+        expiry; user-delegation: the latest it can, counted from ``minted_at``)."""
+        if self._settings.sas_mode is SasMode.STORED_POLICY:
+            identifiers = self.container(name).get_container_access_policy()["signed_identifiers"]
+            for identifier in identifiers:
+                if identifier.id == sas.POLICY_ID and identifier.access_policy is not None:
+                    expiry = identifier.access_policy.expiry
+                    if isinstance(expiry, datetime):
+                        return expiry
+                    if isinstance(expiry, str):
+                        return datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+        window = sas.validity(
+            minted_at,
+            self._settings.sas_lifetime,
+            user_delegation=self._settings.sas_mode is SasMode.USER_DELEGATION,
+        )
+        return window.expiry
 
     def mint_graph_sas(self, name: str, now: datetime) -> tuple[str, datetime]:
         """The SAS URL for Graph and when it expires. The URL must stay in the caller."""

@@ -173,6 +173,18 @@ def timed_out(days: int) -> ErrorDoc:
     }
 
 
+def gave_up_waiting(days: int, last: ErrorDoc | None) -> ErrorDoc:
+    """The error for a DSR whose Graph calls kept being refused (throttled, unavailable) until
+    its overall limit, before the export could even be submitted."""
+    code = (last or {}).get("code", "unknown")
+    return {
+        "code": "ExportTimedOut",
+        "category": "service",
+        "message": f"Graph kept refusing ({code}) for {days} days before the export started",
+        "hint": "Graph throttled or was unavailable the whole time; send the DSR again later.",
+    }
+
+
 def export_failed() -> ErrorDoc:
     """The error for an operation Graph itself reported as failed."""
     return {

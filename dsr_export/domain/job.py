@@ -55,6 +55,12 @@ class ExportJob:
     sas_expires_at: str | None = None
     poll_round: int = 0
     wait_seconds: int = 60
+    #: Which submit this is (a fresh container each); a submit Graph never posted is retried.
+    submit_attempt: int = 1
+    #: Throttled or failed tries of the current Graph step so far (the back-off's exponent).
+    throttle_round: int = 0
+    #: The operation was found from Graph's receipt after the submit's answer was lost.
+    submit_recovered: bool = False
     graph_status: str | None = None
     progress: float | None = None
     # The legal side, set by the starter (the orchestrator reads no settings and no clock).
@@ -163,6 +169,8 @@ class ExportJob:
             "acceptedAt": self.started_at,
             "submittedAt": self.submitted_at,
             "operationId": self.operation_id,
+            "submitRecovered": self.submit_recovered or None,
+            "submitAttempt": self.submit_attempt if self.submit_attempt > 1 else None,
             "finishedAt": finished_at.isoformat(),
             "error": {"code": error.get("code"), "category": error.get("category")}
             if error

@@ -105,17 +105,20 @@ def canonical_request_id(request_id: str) -> str:
     return request_id.upper()
 
 
-def container_name(request_id: str) -> str:
+def container_name(request_id: str, attempt: int = 1) -> str:
     """A valid, collision-safe container name for one DSR.
 
     Container names are lowercase, 3-63 characters, alphanumerics and single hyphens. A readable
     slug of the request id keeps the portal legible; a hash of the exact id keeps ``a.b`` and
     ``a-b`` in different containers. Ids arrive canonical (``PRIV-1`` and ``priv-1`` are one
     DSR, one container); a DSR started before ids were canonical keeps its exact id's container.
+    A submit that had to start over (``attempt`` > 1) gets a fresh container, ``-a2`` and on:
+    the first one holds Graph's receipt and cannot be used again.
     """
     slug = _CONTAINER_UNSAFE.sub("-", request_id.lower()).strip("-")[:36].strip("-")
     digest = hashlib.sha256(request_id.encode()).hexdigest()[:16]
-    return f"{CONTAINER_PREFIX}{slug}-{digest}" if slug else f"{CONTAINER_PREFIX}{digest}"
+    name = f"{CONTAINER_PREFIX}{slug}-{digest}" if slug else f"{CONTAINER_PREFIX}{digest}"
+    return name if attempt <= 1 else f"{name}-a{attempt}"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ unknown key is ignored, a missing optional one takes its default.
 
 Graph steps answer with an :class:`Outcome`: ``ok`` (``accepted`` for the submit), ``retry``
 (Graph throttled or was unavailable: wait ``retryAfterSeconds`` on a durable timer) or
-``failed`` (a permanent error with its fix). Anything an activity raises is unexpected and
-retried by the orchestrator's retry options.
+``failed`` (a permanent error with its fix); the submit may also answer ``unknown`` (the
+container holds Graph's receipt from an earlier attempt whose answer was lost) and the recovery
+lookup ``absent`` (Graph knows no operation for that receipt: the command was never posted).
+Anything an activity raises is unexpected and retried by the orchestrator's retry options.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class Outcome(enum.StrEnum):
     ACCEPTED = "accepted"
     RETRY = "retry"
     FAILED = "failed"
+    UNKNOWN = "unknown"
+    ABSENT = "absent"
 
 
 class Wire:
@@ -78,9 +82,11 @@ class ResolveUser(Wire):
 
 @dataclass(frozen=True)
 class PrepareContainer(Wire):
-    """Create the DSR's own container (and its stored access policy)."""
+    """Create the DSR's own container (and its stored access policy); ``attempt`` > 1 is a
+    fresh container for a submit that must start over (the old one holds Graph's receipt)."""
 
     request_id: str
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,20 @@ class SubmitExport(Wire):
     request_id: str
     user_id: str
     container: str
+
+
+@dataclass(frozen=True)
+class RecoverSubmit(Wire):
+    """Find the export an earlier submit into ``container`` started, from Graph's receipt.
+
+    ``final``: the last lookup; when Graph still knows no such operation, the container's SAS
+    is revoked (nothing may write there any more) before answering ``absent``.
+    """
+
+    request_id: str
+    user_id: str
+    container: str
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,16 @@ class ExportSubmitted(GraphStepResult):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExportRecovered(GraphStepResult):
+    """The export found behind Graph's receipt (``ok``), or ``absent``: never posted."""
+
+    operation_id: str | None = None
+    operation_url: str | None = None
+    submitted_at: str | None = None
+    sas_expires_at: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExportChecked(GraphStepResult):
     """The operation's status and progress as Graph reported them."""
 
@@ -213,6 +243,7 @@ class Step(Generic[In, Out]):
 RESOLVE_USER: Final = Step("resolve_user", ResolveUser, UserResolved)
 PREPARE_CONTAINER: Final = Step("prepare_container", PrepareContainer, ContainerPrepared)
 SUBMIT_EXPORT: Final = Step("submit_export", SubmitExport, ExportSubmitted)
+RECOVER_SUBMIT: Final = Step("recover_submit", RecoverSubmit, ExportRecovered)
 CHECK_EXPORT: Final = Step("check_export", CheckExport, ExportChecked)
 FINALIZE_EXPORT: Final = Step("finalize_export", FinalizeExport, ExportFinalized)
 SEND_CALLBACK: Final = Step("send_callback", SendCallback, CallbackDelivery)
@@ -224,6 +255,7 @@ STEPS: Final[dict[str, Step[Any, Any]]] = {
         RESOLVE_USER,
         PREPARE_CONTAINER,
         SUBMIT_EXPORT,
+        RECOVER_SUBMIT,
         CHECK_EXPORT,
         FINALIZE_EXPORT,
         SEND_CALLBACK,

@@ -345,7 +345,10 @@ def test_accepts_policy_bound_acw_sas_with_identity_token(
     assert response.headers["Retry-After"] == "60"
     info = container.get_blob_client("RequestInfo.json")
     assert info.get_blob_properties().blob_type == "AppendBlob"
-    assert json.loads(info.download_blob().readall())["RequestGuid"] == op_id
+    # As in the service's source: the operation id is the CommandId of the receipt.
+    receipt = json.loads(info.download_blob().readall())
+    assert receipt["CommandId"] == op_id
+    assert receipt["Subject"] == ADELE
     assert graph.sim.submissions_by_user() == {ADELE: 1}
     assert graph.sim.submissions_by_container() == {container.url: 1}
     [op] = graph.sim.operations()
@@ -462,6 +465,23 @@ def test_answer_lost_after_submit_still_started_the_export(
     with pytest.raises(requests.ConnectionError):
         graph.submit(ADELE, location)
     assert graph.sim.submissions_by_user() == {ADELE: 1}
+    assert error_code(graph.submit(ADELE, location)) == "StorageLocationAlreadyUsed"
+
+
+@pytest.mark.azurite
+def test_a_submit_can_fail_after_its_receipt_and_before_its_command(
+    graph: Graph, container: ContainerClient
+) -> None:
+    """The service writes RequestInfo.json while validating, then posts the command; when
+    posting fails the container looks used, but Graph knows no such operation."""
+    graph.sim.set_faults(fail_before_posting_next=1)
+    location = policy_sas(container)
+    assert graph.submit(ADELE, location).status_code == 500
+    receipt = json.loads(container.get_blob_client("RequestInfo.json").download_blob().readall())
+    assert graph.sim.operations() == []
+    lookup = graph.poll(receipt["CommandId"])
+    assert lookup.status_code == 400
+    assert error_code(lookup) == "OperationNotFound"
     assert error_code(graph.submit(ADELE, location)) == "StorageLocationAlreadyUsed"
 
 

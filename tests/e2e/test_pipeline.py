@@ -194,7 +194,7 @@ def test_a_sas_that_graph_refuses_fails_as_a_configuration_error(
     assert doc["sas"]["revoked"] is False, "a user delegation SAS can only expire"
 
 
-def test_a_submit_whose_answer_is_lost_never_becomes_a_second_export(
+def test_a_submit_whose_answer_is_lost_is_recovered_with_exactly_one_export(
     host: HostProcess, e2e_graph: GraphSimulator
 ):
     user = str(uuid.uuid4())
@@ -207,9 +207,27 @@ def test_a_submit_whose_answer_is_lost_never_becomes_a_second_export(
         doc = host.wait_for(request_id, TERMINAL)
     finally:
         e2e_graph.reset_faults()
-    assert doc["phase"] == "failed"
-    assert doc["error"]["code"] == "SubmitOutcomeUnknown"
-    assert doc["sas"]["revoked"] is True, "the lost export cannot write either"
+    assert doc["phase"] == "completed", doc.get("error")
+    assert e2e_graph.submissions_by_user()[user] == 1, "exactly one export reached Graph"
+    [operation] = [op for op in e2e_graph.operations() if op.user_id == user]
+    assert doc["operationId"] == operation.id, "the export found is the one Graph started"
+
+
+def test_a_submit_graph_never_posted_runs_once_more_in_a_fresh_container(
+    host: HostProcess, e2e_graph: GraphSimulator
+):
+    user = str(uuid.uuid4())
+    e2e_graph.add_user(f"unposted-{user[:8]}@contoso.example", user)
+    # The service writes its receipt, then fails to post the command: no export exists.
+    e2e_graph.set_faults(fail_before_posting_next=1, routes={"submit"})
+    try:
+        request_id = _rid("UNPOSTED")
+        host.post("/exports", {"requestId": request_id, "user": user})
+        doc = host.wait_for(request_id, TERMINAL, timeout=180)
+    finally:
+        e2e_graph.reset_faults()
+    assert doc["phase"] == "completed", doc.get("error")
+    assert doc["container"].endswith("-a2"), "the first container holds the unused receipt"
     assert e2e_graph.submissions_by_user()[user] == 1, "exactly one export reached Graph"
 
 

@@ -62,7 +62,7 @@ def test_upn_is_resolved_before_anything_touches_storage():
     assert d.actions[-1].name == steps.PREPARE_CONTAINER.name
 
 
-def test_user_lookup_waits_out_throttling_then_fails_if_graph_never_answers():
+def test_user_lookup_waits_out_throttling_until_the_dsrs_own_time_out():
     job = ExportJob(request_id="R-3", user="ada@contoso.com")
     d = Driver("export_personal_data", job.to_input())
     d.episode()
@@ -70,22 +70,54 @@ def test_user_lookup_waits_out_throttling_then_fails_if_graph_never_answers():
     d.complete(throttled, name=steps.RESOLVE_USER.name)
     timer = d.pending()
     assert timer.kind == "timer"
-    assert timer.fire_at - d.now == timedelta(seconds=90)
+    # Retry-After is the minimum; a jitter fixed for this DSR spreads it by up to half.
+    assert timedelta(seconds=90) <= timer.fire_at - d.now <= timedelta(seconds=135)
     d.fire_timer()
     d.complete(steps.UserResolved(user_id=USER_ID).to_dict(), name=steps.RESOLVE_USER.name)
     assert d.pending().name == steps.PREPARE_CONTAINER.name
 
+    job = ExportJob(
+        request_id="R-3",
+        user="ada@contoso.com",
+        policy=ExportPolicy(timeout_days=1, rounds_per_history=500),
+    )
     d = Driver("export_personal_data", job.to_input())
     d.episode()
-    for _ in range(8):
+    started, waits = d.now, []
+    for _ in range(200):
         reply = d.complete(throttled, name=steps.RESOLVE_USER.name)
-        if reply["isDone"]:
+        if reply["isDone"] or d.pending().name == steps.FINALIZE_EXPORT.name:
             break
+        waits.append((d.pending().fire_at - d.now).total_seconds())
         d.fire_timer()
     assert reply["isDone"] is True
-    assert reply["output"]["phase"] == "failed"
-    assert reply["output"]["error"]["code"] == "TooManyRequests"
-    assert _names(d).count(steps.RESOLVE_USER.name) == 8
+    assert reply["output"]["phase"] == "timed_out"
+    assert reply["output"]["error"]["code"] == "ExportTimedOut"
+    assert "TooManyRequests" in reply["output"]["error"]["message"]
+    assert d.now == started + timedelta(days=1), "the last wait is clamped to the limit"
+    assert max(waits) <= 3600 * 1.5, "the back-off is capped"
+    assert waits[:4] == sorted(waits[:4]), "and grows first"
+
+
+def test_a_long_throttled_lookup_continues_as_new_keeping_its_back_off():
+    job = ExportJob(
+        request_id="R-3b", user="ada@contoso.com", policy=ExportPolicy(rounds_per_history=3)
+    )
+    d = Driver("export_personal_data", job.to_input())
+    d.episode()
+    throttled = steps.UserResolved.retry(60, {"code": "TooManyRequests"}).to_dict()
+    for _ in range(4):
+        d.complete(throttled, name=steps.RESOLVE_USER.name)
+        if d.actions[-1].kind == "continue_as_new":
+            break
+        d.fire_timer()
+    assert d.actions[-1].kind == "continue_as_new"
+    carried = ExportJob.from_input(d.actions[-1].input)
+    assert carried.throttle_round == 3
+    assert carried.user_id is None
+    reply = d.continue_as_new()
+    assert reply["customStatus"]["phase"] == "resolving_user"
+    assert d.pending().name == steps.RESOLVE_USER.name
 
 
 def test_first_poll_waits_the_submit_retry_after_on_the_replay_clock():
@@ -116,7 +148,7 @@ def test_graph_retry_after_is_respected_even_above_the_cap():
     d.fire_timer()
     d.complete(steps.ExportChecked.retry(900, {"code": "TooManyRequests"}).to_dict())
     timer = d.pending()
-    assert timer.fire_at - d.now == timedelta(seconds=900)
+    assert timedelta(seconds=900) <= timer.fire_at - d.now <= timedelta(seconds=1350)
 
 
 def test_continue_as_new_after_n_rounds_keeps_the_state():
@@ -204,6 +236,7 @@ def test_permanent_submit_error_fails_without_retry():
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
+    d.fire_timer()  # the first submit is held back a little (pacing)
     error: ErrorDoc = {
         "status": 403,
         "code": "Forbidden",
@@ -218,24 +251,133 @@ def test_permanent_submit_error_fails_without_retry():
     assert _names(d).count(steps.SUBMIT_EXPORT.name) == 1
 
 
+def test_a_first_submit_is_held_back_by_a_jitter_fixed_per_dsr():
+    delays = set()
+    for request_id in ("RITM0001", "RITM0002", "RITM0003"):
+        job = ExportJob(request_id=request_id, user=USER_ID, user_id=USER_ID)
+        for _ in range(2):  # the same DSR waits the same: replay is deterministic
+            d = Driver("export_personal_data", job.to_input())
+            d.episode()
+            d.complete(answers.prepared(settle_seconds=30))
+            delays.add((request_id, (d.pending().fire_at - d.now).total_seconds()))
+    assert len(delays) == 3, "one delay per DSR, and different DSRs differ"
+    assert all(30 <= delay <= 30 + 120 for _, delay in delays)
+
+
 def test_throttled_submit_waits_and_tries_again():
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
+    d.fire_timer()
     d.complete(steps.ExportSubmitted.retry(300, {"code": "TooMany"}).to_dict())
     timer = d.pending()
-    assert timer.fire_at - d.now == timedelta(seconds=300)
+    assert timedelta(seconds=300) <= timer.fire_at - d.now <= timedelta(seconds=450)
     d.fire_timer()
     assert d.pending().name == steps.SUBMIT_EXPORT.name
 
 
-def test_existing_request_info_fails_as_ambiguous_instead_of_resubmitting():
+def _recovered() -> dict[str, Any]:
+    return steps.ExportRecovered(
+        operation_id="op-lost",
+        operation_url="https://graph.microsoft.com/beta/dataPolicyOperations/op-lost",
+        submitted_at="2026-03-01T09:00:30+00:00",
+        sas_expires_at="2026-04-30T09:00:00+00:00",
+        retry_after_seconds=60,
+    ).to_dict()
+
+
+ABSENT = steps.ExportRecovered(outcome=steps.Outcome.ABSENT).to_dict()
+
+
+def test_a_receipt_without_an_operation_id_is_recovered_not_resubmitted():
     d = _driver()
     d.episode()
-    d.complete(answers.prepared(settle_seconds=0, request_info_exists=True))
+    d.complete(answers.prepared("dsr-ritm0001-x", settle_seconds=0, request_info_exists=True))
+    lookup = steps.RecoverSubmit.from_dict(d.pending().input)
+    assert d.pending().name == steps.RECOVER_SUBMIT.name
+    assert (lookup.container, lookup.user_id, lookup.final) == ("dsr-ritm0001-x", USER_ID, False)
+    reply = d.complete(_recovered())
     assert steps.SUBMIT_EXPORT.name not in _names(d)
+    assert reply["customStatus"]["phase"] == "exporting"
+    assert reply["customStatus"]["operationId"] == "op-lost"
+    d.fire_timer()
+    d.complete(answers.checked("complete", 1.0), name=steps.CHECK_EXPORT.name)
+    audit = steps.FinalizeExport.from_dict(d.pending().input).audit
+    assert audit is not None
+    assert audit["submitRecovered"] is True
+
+
+def test_a_submit_whose_answer_was_lost_is_recovered():
+    d = _driver()
+    _through_submit_unknown(d)
+    assert d.pending().name == steps.RECOVER_SUBMIT.name
+    d.complete(_recovered())
+    assert d.pending().kind == "timer"
+    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 1
+
+
+def _through_submit_unknown(d: Driver) -> None:
+    d.episode()
+    d.complete(answers.prepared("dsr-ritm0001-x", settle_seconds=30))
+    d.fire_timer()
+    d.complete(steps.ExportSubmitted(outcome=steps.Outcome.UNKNOWN).to_dict())
+
+
+def test_graphs_word_that_a_submit_never_posted_gives_one_more_submit_in_a_fresh_container():
+    d = _driver()
+    _through_submit_unknown(d)
+    started, lookups = d.now, 0
+    while d.pending().kind == "timer" or d.pending().name == steps.RECOVER_SUBMIT.name:
+        if d.pending().kind == "timer":
+            d.fire_timer()
+            continue
+        lookups += 1
+        final = steps.RecoverSubmit.from_dict(d.pending().input).final
+        assert final is (lookups == 5), "only the last lookup revokes the old container's SAS"
+        d.complete(ABSENT)
+    assert lookups == 5
+    assert timedelta(minutes=15) <= d.now - started <= timedelta(minutes=23)
+    again = steps.PrepareContainer.from_dict(d.pending().input)
+    assert (d.pending().name, again.attempt) == (steps.PREPARE_CONTAINER.name, 2)
+    d.complete(answers.prepared("dsr-ritm0001-x-a2", settle_seconds=30))
+    d.fire_timer()
+    submit = steps.SubmitExport.from_dict(d.pending().input)
+    assert submit.container == "dsr-ritm0001-x-a2"
+    reply = d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
+    assert reply["customStatus"]["container"] == "dsr-ritm0001-x-a2"
+    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 2
+
+
+def test_a_receipt_that_is_not_this_users_fails_as_unknown_and_never_resubmits():
+    d = _driver()
+    _through_submit_unknown(d)
+    unknown = {"code": "SubmitOutcomeUnknown", "category": "operation", "message": "m"}
+    d.complete(steps.ExportRecovered.failed(unknown).to_dict())  # type: ignore[arg-type]
+    reply = d.complete(FINALIZED, name=steps.FINALIZE_EXPORT.name)
+    assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
+    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 1
+
+
+def test_submits_never_posted_are_tried_a_bounded_number_of_times():
+    d = _driver()
+    d.episode()
+    for _ in range(200):
+        pending = d.pending()
+        if pending.kind == "timer":
+            d.fire_timer()
+        elif pending.name == steps.PREPARE_CONTAINER.name:
+            attempt = steps.PrepareContainer.from_dict(pending.input).attempt
+            d.complete(answers.prepared(f"c-{attempt}", settle_seconds=0))
+        elif pending.name == steps.SUBMIT_EXPORT.name:
+            d.complete(steps.ExportSubmitted(outcome=steps.Outcome.UNKNOWN).to_dict())
+        elif pending.name == steps.RECOVER_SUBMIT.name:
+            d.complete(ABSENT)
+        else:
+            break
+    assert d.pending().name == steps.FINALIZE_EXPORT.name
     reply = d.complete(FINALIZED)
     assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
+    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 3
 
 
 def test_overall_timeout_ends_timed_out():
@@ -401,11 +543,14 @@ def test_a_callback_that_keeps_failing_backs_off_then_is_recorded_and_the_dsr_go
     assert d.pending().name == steps.PREPARE_CONTAINER.name
     assert reply["customStatus"]["callbacks"] == {"failed": ["dsr.accepted"]}
 
-    d.complete(answers.prepared(settle_seconds=0, request_info_exists=True))
+    d.complete(answers.prepared(settle_seconds=0))
+    d.fire_timer()
+    error: ErrorDoc = {"status": 403, "code": "Forbidden", "message": "m"}
+    d.complete(steps.ExportSubmitted.failed(error).to_dict(), name=steps.SUBMIT_EXPORT.name)
     d.complete(FINALIZED, name=steps.FINALIZE_EXPORT.name)
     reply = d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)  # the failure event gets through
     assert reply["output"]["phase"] == "failed"
-    assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
+    assert reply["output"]["error"]["code"] == "Forbidden"
     assert reply["output"]["callbacks"] == {"failed": ["dsr.accepted"]}
     assert _event_types(d)[-1] == "dsr.failed"
 
@@ -522,6 +667,7 @@ def test_a_cancel_buffered_during_the_submit_wins_the_first_poll_without_waiting
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
+    d.fire_timer()
     d.raise_event("cancel", {"reason": "withdrawn"})  # arrives while submit_export runs
     started = d.now
     d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)

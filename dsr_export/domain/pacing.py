@@ -1,0 +1,52 @@
+"""When to try Graph again: back-off with deterministic jitter, so a burst does not retry in step.
+
+A thousand DSRs arriving together and throttled together would, with plain doubling, come back
+together: every wave hits the limit again (a measured burst drew more throttled answers than
+submits). So every wait is spread by a jitter drawn from the request id and the attempt: the
+same DSR waits the same on every replay (orchestrators must be deterministic; no random), while
+different DSRs spread out. Graph's Retry-After is always the minimum: the jitter only adds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final
+
+#: The first wait after a throttled or failed call without Retry-After, doubled each time.
+BASE_SECONDS: Final = 60
+#: The longest wait between two tries before the export is submitted.
+CAP_SECONDS: Final = 3600
+#: Each wait is stretched by up to this share of itself.
+SPREAD: Final = 0.5
+#: The first submit of a DSR is delayed by up to this long, so a burst arrives spread out.
+FIRST_SUBMIT_SPREAD_SECONDS: Final = 120
+
+
+def fraction(request_id: str, attempt: int, purpose: str = "retry") -> float:
+    """A number in [0, 1), fixed for this DSR, attempt and purpose, evenly spread across DSRs."""
+    digest = hashlib.sha256(f"{purpose}:{request_id}:{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def retry_wait(
+    request_id: str,
+    attempt: int,
+    retry_after: int | None = None,
+    *,
+    base: int = BASE_SECONDS,
+    cap: int = CAP_SECONDS,
+) -> int:
+    """Seconds before try ``attempt + 1``: doubling from ``base`` up to ``cap``, at least
+    Retry-After, then stretched by up to :data:`SPREAD`."""
+    backoff = min(cap, base * 2 ** max(attempt - 1, 0))
+    return spread(max(backoff, retry_after or 0), request_id, attempt)
+
+
+def spread(seconds: int, request_id: str, attempt: int, purpose: str = "retry") -> int:
+    """``seconds`` stretched by up to :data:`SPREAD`, fixed for this DSR and attempt."""
+    return int(seconds * (1 + SPREAD * fraction(request_id, attempt, purpose)))
+
+
+def first_submit_delay(request_id: str, spread: int = FIRST_SUBMIT_SPREAD_SECONDS) -> int:
+    """Seconds to hold a DSR's first submit back: up to ``spread``, fixed per DSR."""
+    return int(spread * fraction(request_id, 0, "first-submit"))
