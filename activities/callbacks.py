@@ -44,7 +44,7 @@ def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
             key,
             step.message_id,
             events.encode(step.event),
-            composition.now(),
+            composition.real_now(),  # receivers check its freshness against their clock
         )
     except callbacks.CallbackDeliveryError as exc:
         log_event(

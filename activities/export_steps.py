@@ -43,7 +43,7 @@ def resolve_user(step: steps.ResolveUser) -> steps.UserResolved:
 def prepare_container(step: steps.PrepareContainer) -> steps.ContainerPrepared:
     """Create the DSR's own container; report whether a submit already reached Graph."""
     storage, name = composition.export_storage(), container_name(step.request_id, step.attempt)
-    exists = storage.prepare(name, composition.now())
+    exists = storage.prepare(name, composition.real_now())
     log_event(
         "container_prepared",
         request_id=step.request_id,
@@ -68,7 +68,7 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         # StorageLocationAlreadyUsed or start a second export. The orchestrator recovers it.
         return steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
     now = composition.now()
-    sas_url, expires_at = storage.mint_graph_sas(name, now)
+    sas_url, expires_at = storage.mint_graph_sas(name, composition.real_now())
     if export_storage_settings().sas_mode is SasMode.USER_DELEGATION:
         log_event(
             "sas_lifetime_limited",

@@ -61,6 +61,9 @@ class StackOptions:
     use_local_settings: bool = True
     #: Play App Service authentication (Entra ID) in front of the app, as the Bicep deploys it.
     platform_auth: bool = True
+    #: ``module:function`` the host calls with its clock after loading the app, so that the
+    #: app's own timestamps follow ``--speed`` (the orchestrations' do by replay); "" for none.
+    clock_seam: str = "dsr_export.composition:use_clock"
 
 
 class DevStack(Service):
@@ -143,6 +146,7 @@ class DevStack(Service):
             self.platform_auth = PlatformAuth()
             env.update(self.platform_auth.app_settings())
         self.functions = functions = _load_app(self.options.app_dir)
+        _install_clock(self.options.clock_seam, self.clock.now)
         self.engine = DurableEngine(
             functions,
             str(state / "taskhub.sqlite"),
@@ -245,6 +249,19 @@ class DevStack(Service):
         tmp.write_text(json.dumps(self.endpoints(), indent=2), encoding="utf-8")
         tmp.replace(path)
         self._stack.callback(lambda: path.unlink(missing_ok=True))
+
+
+def _install_clock(seam: str, clock: Any) -> None:
+    """Hand the app the host's clock through its seam, when the app has that seam."""
+    if not seam:
+        return
+    module_name, _, function = seam.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        _log.info("clock seam %s not in this app: its timestamps use real time", module_name)
+        return
+    getattr(module, function)(clock)
 
 
 def _load_app(app_dir: Path) -> list[Any]:

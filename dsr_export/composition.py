@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -22,11 +22,17 @@ from dsr_export import settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.durable_functions.models.DurableOrchestrationStatus import (
+        DurableOrchestrationStatus,
+    )
 
     from dsr_export.adapters.callbacks import CallbackSender
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
+
+#: Reads instances: ``(client, *, created_from, created_to, runtime_status) -> statuses``.
+TaskHubQuery = Callable[..., Awaitable[list["DurableOrchestrationStatus"]]]
 
 #: The parts :func:`override` can replace.
 PARTS: Final = (
@@ -35,16 +41,39 @@ PARTS: Final = (
     "export_storage",
     "callback_sender",
     "rejections",
+    "task_hub_query",
     "clock",
 )
 
 _overrides: dict[str, Any] = {}
+_clock: Callable[[], datetime] | None = None
 
 
 def now() -> datetime:
     """The current time (UTC): the one clock of activities and intake."""
+    clock: Callable[[], datetime] | None = _overrides.get("clock", _clock)
+    return clock() if clock is not None else datetime.now(UTC)
+
+
+def real_now() -> datetime:
+    """The time as other services judge it: SAS validity, webhook signature timestamps.
+
+    The same as :func:`now` in Azure. Under the offline host's fast clock the two differ, and
+    a credential or signature must hold in the time storage and ticket systems keep.
+    """
     clock: Callable[[], datetime] | None = _overrides.get("clock")
     return clock() if clock is not None else datetime.now(UTC)
+
+
+def use_clock(clock: Callable[[], datetime] | None) -> None:
+    """Run activities and intake on ``clock`` from now on (None: the system clock).
+
+    The offline host's fast clock is installed here (its ``--clock-seam``), so that every
+    timestamp in status, callbacks and logs agrees with the orchestration's replay clock under
+    ``--speed``. Nothing in Azure calls it.
+    """
+    global _clock
+    _clock = clock
 
 
 def credential() -> TokenCredential:
@@ -80,6 +109,15 @@ def rejections() -> RejectionSink:
     if "rejections" in _overrides:
         return _overrides["rejections"]  # type: ignore[no-any-return]
     return _rejections()
+
+
+def task_hub_query() -> TaskHubQuery:
+    """How the list endpoint reads the task hub's instances (every page of them)."""
+    if "task_hub_query" in _overrides:
+        return _overrides["task_hub_query"]  # type: ignore[no-any-return]
+    from dsr_export.adapters.task_hub import list_instances
+
+    return list_instances
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,6 +52,9 @@ MAX_REASON_LENGTH: Final = 500
 #: Served as it is; docs/openapi.json is a copy (a test keeps them identical). It lives next to
 #: the code so it is deployed with it (.funcignore drops docs/).
 OPENAPI_PATH: Final = Path(__file__).with_name("openapi.json")
+#: The list covers DSRs created this long ago at most: longer than any DSR runs, and the
+#: query stays bounded however long the task hub keeps history.
+LIST_WINDOW: Final = timedelta(days=400)
 #: Runtime states in which the orchestration can still take a cancel.
 _LIVE: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
@@ -112,10 +115,12 @@ async def list_dsrs(
             400, "Invalid query", "one or more parameters are invalid", "invalid-request", exc
         )
     now = composition.now()
-    if query.phase is None:
-        statuses = await client.get_status_all()
-    else:
-        statuses = await client.get_status_by(runtime_status=_runtime_filter(query.phase))
+    statuses = await composition.task_hub_query()(
+        client,
+        created_from=now - LIST_WINDOW,
+        created_to=now,
+        runtime_status=_runtime_filter(query.phase) if query.phase else (),
+    )
     rows = []
     for status in statuses:
         if status.name != ORCHESTRATOR or not status.runtime_status:
@@ -247,13 +252,13 @@ class _ListQuery:
         return cls(phase, overdue, top, after)
 
 
-def _runtime_filter(phase: str) -> list[df.OrchestrationRuntimeStatus]:
+def _runtime_filter(phase: str) -> list[str]:
     """Narrow the task hub query: the orchestrator ends every DSR itself (Completed), so a
     terminal phase lives in a finished instance and any other phase in a live one."""
     names: tuple[str, ...] = ("Completed", "Failed", "Terminated", "Canceled")
     if Phase(phase) not in TERMINAL_PHASES:
         names = tuple(_LIVE)
-    return [df.OrchestrationRuntimeStatus(name) for name in sorted(names)]
+    return sorted(names)
 
 
 def _sort_key(status: df.DurableOrchestrationStatus) -> tuple[str, str]:

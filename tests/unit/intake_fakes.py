@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import azure.durable_functions as df
 import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
@@ -39,6 +38,7 @@ class FakeDurableClient:
         self.started: list[tuple[str, str, Any]] = []
         self.events: list[tuple[str, str, Any]] = []
         self.get_status_calls = 0
+        self.queries: list[tuple[datetime, datetime, tuple[str, ...]]] = []
         #: Set to make the next start_new lose a race to a concurrent duplicate.
         self.race_with: dict[str, Any] | None = None
         self.fail_with: Exception | None = None
@@ -103,18 +103,26 @@ class FakeDurableClient:
             raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
         self.events.append((instance_id, event_name, event_data))
 
-    async def get_status_all(self) -> list[DurableOrchestrationStatus]:
-        return [self._status(i, False) for i in self.instances]
-
-    async def get_status_by(
-        self, runtime_status: list[df.OrchestrationRuntimeStatus] | None = None, **_: Any
+    async def query_instances(
+        self, *, created_from: datetime, created_to: datetime, runtime_status: Any = ()
     ) -> list[DurableOrchestrationStatus]:
-        wanted = {s.value for s in runtime_status or []}
+        """The extension's instance query (what the app pages through), with its filters."""
+        self.queries.append((created_from, created_to, tuple(runtime_status)))
+        wanted = set(runtime_status)
         return [
             self._status(i, False)
             for i, found in self.instances.items()
-            if not wanted or found["runtime"] in wanted
+            if (not wanted or found["runtime"] in wanted)
+            and created_from <= found["created"] <= created_to
         ]
+
+
+async def fake_task_hub_query(
+    client: FakeDurableClient, **query: Any
+) -> list[DurableOrchestrationStatus]:
+    """Stands in for :func:`dsr_export.adapters.task_hub.list_instances` (its own tests run
+    against the offline host's extension API, tests/devhost/test_task_hub_query.py)."""
+    return await client.query_instances(**query)
 
 
 class ListSink:

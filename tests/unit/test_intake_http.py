@@ -393,6 +393,18 @@ def test_list_pages_oldest_first_with_a_continuation_token(list_, client):
     assert pages == 3
 
 
+def test_list_queries_a_bounded_window_of_the_task_hub(list_, client):
+    _fleet(client)
+    client.add("R-ancient", custom_status={"phase": "exporting"}, created=T0 - timedelta(days=401))
+    listed = [item["requestId"] for item in body(list_(top="200"))["items"]]
+    assert "R-ancient" not in listed
+    assert len(listed) == 6
+    [(created_from, created_to, statuses)] = client.queries
+    assert (created_from, created_to, statuses) == (T0 - timedelta(days=400), T0, ())
+    body(list_(phase="completed"))
+    assert client.queries[-1][2] == ("Canceled", "Completed", "Failed", "Terminated")
+
+
 def test_list_filters_by_phase_and_overdue(list_, client):
     _fleet(client)
     overdue = body(list_(overdue="true"))["items"]

@@ -1,0 +1,14 @@
+"""The unit tests' fakes for the parts of the composition root that need a live host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.unit.intake_fakes import fake_task_hub_query
+
+
+@pytest.fixture(autouse=True)
+def _fake_task_hub_query(swap: Callable[..., None]) -> None:
+    swap(task_hub_query=fake_task_hub_query)
