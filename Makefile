@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 
-.PHONY: help venv node lint fmt test test-fast demo serve bench clean
+.PHONY: help venv node lint fmt test test-fast demo serve bench clean checkov
 
 help:
 	@echo "make demo   - run the whole pipeline offline (Azurite + Graph simulator + devhost)"
-	@echo "make test   - lint (ruff, mypy, import contracts) and every test (unit, Azurite integration, end-to-end)"
+	@echo "make test   - lint (ruff, mypy, import contracts), Checkov over infra/, and every test (unit, Azurite integration, end-to-end)"
 	@echo "make serve  - run the offline host for interactive use (see README)"
 	@echo "make bench  - benchmarks (counts and ratios)"
 
@@ -20,6 +20,20 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed
+
+# Checkov (infra/ security checks) lives in its own venv: its many pinned dependencies must not
+# touch the app's. The requirements file is the whole, pinned environment (see its header).
+CHECKOV_VENV := .venv-checkov
+
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (Python 3.11)"; exit 1; }
+	test -x $(CHECKOV_VENV)/bin/python || $(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-checkov.txt
+	touch $@
+
+# Every failed check must be fixed or listed with its reason in infra/checkov-skips.toml.
+checkov: $(CHECKOV_VENV)/.installed
+	$(CHECKOV_VENV)/bin/python infra/scripts/checkov.py
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -37,7 +51,7 @@ fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: venv node lint
+test: venv node lint checkov
 	$(BIN)/pytest
 
 test-fast: venv
@@ -53,4 +67,4 @@ bench: venv node
 	$(PYTHON) -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .devhost
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .devhost

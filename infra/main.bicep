@@ -5,9 +5,14 @@
 //   host-storage     AzureWebJobsStorage (identity only), task hub, dsr-requests queue, package
 //   keyvault         callback signing secret (and the export key, in stored-policy mode)
 //   export-storage   where Graph writes exports; lifecycle deletion; SAS-mode dependent access
-//   function-app     Flex Consumption app + every app setting the code reads
+//   function-app     Flex Consumption app + every app setting the code reads, App Service
+//                    authentication (Entra ID), access restrictions, its log to Log Analytics
+//   entra-app        the app's own Entra registration with the DSR.* app roles (Graph extension)
+//   network          networkIsolation only: VNet for the app, private endpoints and DNS zones
 //   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension)
 //   workbook         the operators' Azure Monitor workbook over the app's log lines
+// Key Vault, the export account's blob service and the app send their logs to the workspace.
+// The risks the defaults accept, and the parameter that closes each, are in docs/security.md.
 targetScope = 'subscription'
 
 // ---------- azd ----------
@@ -58,6 +63,13 @@ param exportSasLifetimeDays int?
 @maxValue(365)
 param exportTimeoutDays int = 45
 
+@description('Which export account key signs the SAS (stored-policy mode): the one written to Key Vault. Switch it to rotate keys without breaking exports in flight (docs/security.md, "Rotating the export account key").')
+@allowed([
+  'key1'
+  'key2'
+])
+param exportAccountKeyName string = 'key1'
+
 // ---------- callbacks and deadlines ----------
 
 @description('Comma-separated host names the app may send ticket callbacks to (SSRF guard), e.g. contoso.service-now.com,contoso.atlassian.net. Empty: no callbacks.')
@@ -80,6 +92,20 @@ param receivedAtMaxAgeDays int = 400
 
 @description('App roles of callers that send a function key and no Entra token (ticketing systems that can only send a static header); "none" requires Entra ID for every caller.')
 param functionKeyRoles string = 'DSR.Submit,DSR.Read'
+
+// ---------- callers: Entra ID in front of the app ----------
+
+@description('App Service authentication with Entra ID: callers may send a token for the app\'s registration, whose app roles (DSR.Submit, DSR.Read, DSR.Manage) the app checks. false: function keys only.')
+param enableEntraAuth bool = true
+
+@description('Client id of an app registration you created yourself (az ad app create, docs/deploy.md). Empty: the deployment creates it with the Microsoft Graph Bicep extension.')
+param entraAppClientId string = ''
+
+@description('Application ID URI (api://...) of that registration. Used only with entraAppClientId.')
+param entraAppIdentifierUri string = ''
+
+@description('Comma-separated IP ranges (CIDR) and Azure service tags allowed to call the app, e.g. 203.0.113.0/24,198.51.100.7/32. Empty: anyone may try (a function key or token is still needed). Include the range that runs azd deploy.')
+param appAllowedIpRanges string = ''
 
 // ---------- Graph ----------
 
@@ -111,8 +137,14 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
-@description('Key Vault purge protection. true for production; it blocks azd down --purge of the vault.')
-param keyVaultPurgeProtection bool = false
+@description('Key Vault purge protection (on by default): nobody can purge the vault or a secret before its 90-day soft-delete period ends. Irreversible once on; azd down --purge then cannot purge the vault. false only for throwaway environments.')
+param keyVaultPurgeProtection bool = true
+
+@description('Private networking: the app gets VNet integration, host storage, the export account and Key Vault private endpoints, and host storage and Key Vault close their public endpoints (the export account cannot: Graph writes to it). false (default): public endpoints, an accepted risk (docs/security.md).')
+param networkIsolation bool = false
+
+@description('Address space of the virtual network (networkIsolation only), a /23 or larger: its first /24 is the app subnet, the second the private endpoints.')
+param vnetAddressPrefix string = '10.90.0.0/23'
 
 @description('Days Log Analytics keeps telemetry.')
 @minValue(30)
@@ -131,9 +163,14 @@ var isUserDelegation = exportSasMode == 'user-delegation'
 // outlive an export that can take 30 days.
 var sasLifetimeDays = exportSasLifetimeDays ?? (isUserDelegation ? 7 : 60)
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
+// Entra ID registration: created here unless the caller brought one (entraAppClientId).
+var createEntraApp = enableEntraAuth && empty(entraAppClientId)
+// api://<tenant id>/<name>: a format Entra ID accepts for new registrations in every tenant.
+var entraIdentifierUri = 'api://${tenant().tenantId}/dsr-export-${resourceToken}'
+var allowedIpRanges = empty(appAllowedIpRanges) ? [] : split(replace(appAllowedIpRanges, ' ', ''), ',')
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
-  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
   location: location
   tags: tags
 }
@@ -171,6 +208,7 @@ module hostStorage 'modules/host-storage.bicep' = {
     appPrincipalId: identity.outputs.principalId
     deploymentContainerName: deploymentContainerName
     requestQueueName: 'dsr-requests'
+    networkIsolation: networkIsolation
   }
 }
 
@@ -184,6 +222,8 @@ module keyVault 'modules/keyvault.bicep' = {
     appPrincipalId: identity.outputs.principalId
     callbackSigningSecret: callbackSigningSecret
     purgeProtection: keyVaultPurgeProtection
+    networkIsolation: networkIsolation
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -199,8 +239,39 @@ module exportStorage 'modules/export-storage.bicep' = {
     retentionDays: exportRetentionDays
     softDeleteDays: exportSoftDeleteDays
     keyVaultName: keyVault.outputs.name
+    accountKeyName: exportAccountKeyName
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
+
+module network 'modules/network.bicep' = if (networkIsolation) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: 'vnet-dsr-${resourceToken}'
+    location: location
+    tags: tags
+    addressPrefix: vnetAddressPrefix
+    hostStorageId: hostStorage.outputs.id
+    exportStorageId: exportStorage.outputs.id
+    keyVaultId: keyVault.outputs.id
+  }
+}
+
+module entraApp 'modules/entra-app.bicep' = if (createEntraApp) {
+  name: 'entra-app'
+  scope: rg
+  params: {
+    uniqueName: 'dsr-export-${resourceToken}'
+    displayName: 'DSR export (${environmentName})'
+    identifierUri: entraIdentifierUri
+  }
+}
+
+// What App Service authentication validates tokens against: the registration made above, the
+// one the caller brought, or none (enableEntraAuth=false: function keys only).
+var apiAppId = enableEntraAuth ? (createEntraApp ? entraApp.outputs.appId : entraAppClientId) : ''
+var apiIdentifierUri = enableEntraAuth ? (createEntraApp ? entraApp.outputs.identifierUri : entraAppIdentifierUri) : ''
 
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
@@ -231,10 +302,18 @@ module functionApp 'modules/function-app.bicep' = {
     functionKeyRoles: functionKeyRoles
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    // networkIsolation: the app subnet, which network.bicep outputs once the private
+    // endpoints exist, so the app never starts while its storage is unreachable.
+    virtualNetworkSubnetId: networkIsolation ? network.outputs.appSubnetId : ''
+    allowedIpRanges: allowedIpRanges
+    authClientId: apiAppId
+    authAudience: apiIdentifierUri
   }
-  // No dependsOn needed: the params above read outputs of monitoring, hostStorage, keyVault and
-  // exportStorage, so ARM finishes those modules (with their role assignments) first and the
-  // app never starts before its identity can reach storage, secrets and telemetry.
+  // No dependsOn needed: the params above read outputs of monitoring, hostStorage, keyVault,
+  // exportStorage (and network, entraApp when deployed), so ARM finishes those modules (with
+  // their role assignments) first and the app never starts before its identity can reach
+  // storage, secrets and telemetry.
 }
 
 module graphAppRoles 'modules/graph-app-roles.bicep' = if (grantGraphAppRoles) {
@@ -271,4 +350,10 @@ output EXPORT_STORAGE_ACCOUNT_NAME string = exportStorage.outputs.name
 output EXPORT_SAS_MODE string = exportSasMode
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output GRAPH_APP_ROLES_GRANTED bool = grantGraphAppRoles
+output NETWORK_ISOLATION bool = networkIsolation
+output EXPORT_ACCOUNT_KEY_IN_USE string = isUserDelegation ? '' : exportAccountKeyName
+// The app's Entra registration (empty when enableEntraAuth=false). Named apart from the
+// entraApp* parameters' variables so that azd does not feed them back as "bring your own".
+output API_APP_ID string = apiAppId
+output API_IDENTIFIER_URI string = apiIdentifierUri
 output OPERATIONS_WORKBOOK_ID string = workbook.outputs.id

@@ -40,7 +40,19 @@ param keyVaultName string
 @description('Secret name for the account key in Key Vault.')
 param accountKeySecretName string = 'export-storage-account-key'
 
+@description('Which of the two account keys is written to Key Vault, and so signs every new SAS (stored-policy mode). Rotation switches it: docs/security.md, "Rotating the export account key".')
+@allowed([
+  'key1'
+  'key2'
+])
+param accountKeyName string = 'key1'
+
+@description('Log Analytics workspace that receives the blob service\'s read, write and delete log.')
+param logAnalyticsWorkspaceId string
+
 var isStoredPolicy = sasMode == 'stored-policy'
+// listKeys() returns key1 then key2.
+var accountKeyIndex = (accountKeyName == 'key2') ? 1 : 0
 
 // Built-in role definition ids (verified against the Azure built-in roles list):
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
@@ -71,9 +83,16 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowBlobPublicAccess: false
     // Exports must not be replicated into another tenant.
     allowCrossTenantReplication: false
-    // Graph writes from Microsoft's service addresses, which are not published as a range:
-    // the public endpoint must stay reachable. Access is by SAS (Graph) or identity (app).
+    // Graph writes from Microsoft's service addresses, which are not published as a range
+    // (and Graph is no trusted service a network rule could name): the public endpoint must
+    // stay reachable, even with networkIsolation=true, where the app itself uses a private
+    // endpoint. Access is by SAS (Graph: one container, add/create/write) or key/identity
+    // (the app). An accepted risk: docs/security.md.
     publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
     accessTier: 'Hot'
   }
 }
@@ -93,6 +112,38 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     }
     // No versioning: old versions would outlive the lifecycle rule's retention.
     isVersioningEnabled: false
+  }
+}
+
+// Who read, wrote or deleted what in the account that holds the exports: every request to the
+// blob service (Graph's writes through the SAS, the app's container, policy and manifest calls,
+// a person's download), with the caller's address, how it authenticated and a hash of the
+// credential (StorageBlobLogs.AuthenticationHash). Metrics (Transaction) show the volume.
+resource blobAccessLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'blob-access-to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'Transaction'
+        enabled: true
+      }
+    ]
   }
 }
 
@@ -163,8 +214,10 @@ resource accountKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (i
   parent: vault
   name: accountKeySecretName
   properties: {
-    value: storage.listKeys().keys[0].value
-    contentType: 'Azure Storage account key (key1) of ${storage.name}'
+    value: storage.listKeys().keys[accountKeyIndex].value
+    // Says which key is in use (readable without the value: `az resource show`, see the
+    // rotation procedure). The value is never an output, a setting or a log line.
+    contentType: 'Azure Storage account key ${accountKeyName}'
   }
 }
 

@@ -77,7 +77,34 @@ param maximumInstanceCount int
 @description('Instance memory size in MB.')
 param instanceMemoryMB int
 
+@description('Log Analytics workspace that receives the app\'s FunctionAppLogs.')
+param logAnalyticsWorkspaceId string
+
+@description('Subnet (delegated to Microsoft.App/environments) the app\'s outbound traffic goes through; empty: no VNet integration.')
+param virtualNetworkSubnetId string = ''
+
+@description('Who may call the app: IPv4/IPv6 ranges in CIDR notation, or Azure service tags (e.g. AzureCloud). Empty: no restriction (the default); otherwise everything else is refused with 403 before it reaches the app.')
+param allowedIpRanges array = []
+
+@description('Client (application) id of the app\'s Entra registration; empty: App Service authentication is off.')
+param authClientId string = ''
+
+@description('Application ID URI of that registration (api://...): the audience of v1.0 tokens.')
+param authAudience string = ''
+
 var isStoredPolicy = sasMode == 'stored-policy'
+var restrictAccess = !empty(allowedIpRanges)
+// One Allow rule per range or service tag, in the order given; whatever matches none is denied.
+var accessRules = [
+  for (range, i) in allowedIpRanges: {
+    name: 'allowed-${i}'
+    action: 'Allow'
+    priority: 100 + i
+    ipAddress: range
+    tag: contains(range, '/') ? 'Default' : 'ServiceTag'
+  }
+]
+var entraAuth = !empty(authClientId)
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -113,10 +140,20 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     // Key Vault references are resolved with the user-assigned identity (the default would
     // be a system-assigned identity, which this app does not have).
     keyVaultReferenceIdentity: identityId
+    // networkIsolation: outbound traffic leaves through the app subnet, so host storage, the
+    // export account and Key Vault are reached on their private endpoints (network.bicep).
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       // No FTP(S) deployment path: code arrives only through the deployment container.
       ftpsState: 'Disabled'
+      http20Enabled: true
+      // Access restrictions (allowedIpRanges): when set, only those ranges and service tags
+      // reach the app; the deployment endpoint (scm, used by `azd deploy`) follows the same
+      // list, so include the range of whatever deploys.
+      ipSecurityRestrictions: accessRules
+      ipSecurityRestrictionsDefaultAction: restrictAccess ? 'Deny' : 'Allow'
+      scmIpSecurityRestrictionsUseMain: true
     }
     functionAppConfig: {
       deployment: {
@@ -205,6 +242,73 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: union(platformSettings, appSettings, isStoredPolicy ? storedPolicySettings : {})
+}
+
+// App Service authentication (Entra ID) in front of the app. It validates a bearer token when
+// one is sent (issuer: this tenant; audience: the app's registration) and hands the app its
+// claims in X-MS-CLIENT-PRINCIPAL, removing any such header a client sent; the platform then
+// sets WEBSITE_AUTH_ENABLED, which is what makes the app trust that header (docs/security.md,
+// "Who may call"). Requests without a token still pass (AllowAnonymous): every HTTP route is
+// at function level, so the Functions host demands a key from them, and the app gives key
+// holders only the roles in AUTH_FUNCTION_KEY_ROLES. No token store, no login redirects, no
+// client secret: the app only validates tokens, it never signs anyone in.
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (entraAuth) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+      runtimeVersion: '~1'
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    httpSettings: {
+      requireHttps: true
+      forwardProxy: {
+        convention: 'NoProxy'
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          // Tokens of this tenant only.
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          // The Application ID URI (v1.0 tokens); the client id (v2.0 tokens, which the
+          // registration asks for) is always accepted as an audience as well.
+          allowedAudiences: empty(authAudience) ? [] : [
+            authAudience
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
+
+// The Functions host's and the app's own log (FunctionAppLogs) in Log Analytics, beside the
+// audit logs of Key Vault and the export account, so one workspace answers "who did what".
+resource appLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'app-to-log-analytics'
+  scope: site
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+  }
 }
 
 output name string = site.name

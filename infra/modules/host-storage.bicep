@@ -23,6 +23,9 @@ param deploymentContainerName string
 @description('Queue the ticketing intake writes DSR requests to (the queue trigger reads it).')
 param requestQueueName string = 'dsr-requests'
 
+@description('Close the public endpoint: the app reaches blob, queue and table through private endpoints (network.bicep) and nothing else reaches the account.')
+param networkIsolation bool = false
+
 // Built-in role definition ids (verified against the Azure built-in roles list):
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -48,9 +51,15 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     allowBlobPublicAccess: false
     // No cross-tenant object replication of task hub data.
     allowCrossTenantReplication: false
-    // Flex Consumption without VNet integration reaches storage over its public endpoint.
-    // Put the app in a VNet with private endpoints to close it (see docs/deploy.md).
-    publicNetworkAccess: 'Enabled'
+    // Flex Consumption without VNet integration reaches storage over its public endpoint, so
+    // it stays open by default (an accepted risk, docs/security.md; every caller still needs
+    // an Entra identity with a data role). networkIsolation=true closes it: the app uses the
+    // private endpoints, and no network rule lets anything else in.
+    publicNetworkAccess: networkIsolation ? 'Disabled' : 'Enabled'
+    networkAcls: {
+      defaultAction: networkIsolation ? 'Deny' : 'Allow'
+      bypass: networkIsolation ? 'None' : 'AzureServices'
+    }
     accessTier: 'Hot'
   }
 }

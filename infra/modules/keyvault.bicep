@@ -23,8 +23,14 @@ param callbackSigningSecret string
 @description('Secret name for the callback signing secret.')
 param callbackSecretName string = 'callback-signing-secret'
 
-@description('Turn on purge protection. Recommended for production; it also means a deleted vault keeps its name for the soft-delete period and cannot be purged by azd down --purge.')
-param purgeProtection bool = false
+@description('Purge protection: a deleted vault or secret cannot be purged before the soft-delete period ends, by anyone. On by default; it also means a deleted vault keeps its name for that period and azd down --purge cannot purge it. Irreversible once on.')
+param purgeProtection bool = true
+
+@description('Close the public endpoint: the vault is reached through its private endpoint only (network.bicep). App Service resolves the Key Vault references through the app\'s VNet integration then.')
+param networkIsolation bool = false
+
+@description('Log Analytics workspace that receives the vault\'s audit log (every secret read, write and delete, and every denied attempt).')
+param logAnalyticsWorkspaceId string
 
 // Key Vault Secrets User (built-in role, id verified against the Azure built-in roles list).
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
@@ -51,11 +57,14 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    // App Service resolves Key Vault references from shared platform addresses unless the
-    // app is VNet-integrated, so the public endpoint stays open; authorization is by role.
-    publicNetworkAccess: 'Enabled'
+    // Without VNet integration App Service resolves Key Vault references from shared platform
+    // addresses, so the public endpoint must stay open (authorization is by role, per secret):
+    // an accepted risk, docs/security.md. networkIsolation=true closes it; the app then reads
+    // through the private endpoint. Secrets written by a deployment go through Azure Resource
+    // Manager, not the data plane, so `azd provision` still works with the endpoint closed.
+    publicNetworkAccess: networkIsolation ? 'Disabled' : 'Enabled'
     networkAcls: {
-      defaultAction: 'Allow'
+      defaultAction: networkIsolation ? 'Deny' : 'Allow'
       bypass: 'AzureServices'
     }
   }
@@ -80,6 +89,23 @@ resource callbackSecretUser 'Microsoft.Authorization/roleAssignments@2022-04-01'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+// Key Vault's audit log (AuditEvent): who read, wrote or deleted which secret, when and from
+// where, including refused attempts. It is the only record of who read the export account
+// key or the callback signing secret.
+resource auditLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

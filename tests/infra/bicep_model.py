@@ -2,12 +2,18 @@
 
 There is no Bicep compiler or Azure here, so the templates are read with ``pycep-parser`` and a
 small evaluator for the expressions the templates use (variables, parameters, ``==``, ``!``,
-``?:``, ``??``, ``union``). The evaluator resolves a name only when it is a variable or a
-parameter given a value by the caller; anything else (``storage.id``, ``listKeys()``) stays as
-pycep's parse tree, so a check can still ask *what* it refers to. pycep spells an identifier and
-a string literal the same way (``allowSharedKeyAccess: isStoredPolicy`` parses to the string
-``"isStoredPolicy"``), which is why names are only resolved against the template's own
-variables and parameters.
+``&&``, ``||``, ``?:``, ``??``, ``union``, ``empty``, ``contains``, ``split``, ``replace``). The
+evaluator resolves a name only when it is a variable or a parameter given a value by the caller;
+anything else (``storage.id``, ``listKeys()``) stays as pycep's parse tree, so a check can still
+ask *what* it refers to. pycep spells an identifier and a string literal the same way
+(``allowSharedKeyAccess: isStoredPolicy`` parses to the string ``"isStoredPolicy"``), which is
+why names are only resolved against the template's own variables and parameters.
+
+pycep gets the precedence of ``?:`` wrong when the condition is a ``!`` or a comparison:
+``!a ? b : c`` parses as ``!(a ? b : c)``, and ``a == 'x' ? b : c`` as
+``a == ('x' ? b : c)``. Checkov reads Bicep with pycep too. So the templates write such a
+condition in parentheses, or turn it around (``empty(a) ? c : b``): Bicep means the same, and
+every reader agrees.
 
 Shared by the infra tests (tests/infra/test_*.py); it holds no test itself.
 """
@@ -124,23 +130,51 @@ def evaluate(node: Any, doc: Mapping[str, Any], params: Mapping[str, Any] | None
         if kind == "coalesce":
             first = evaluate(operands["operand_1"], doc, params)
             return evaluate(operands["operand_2"], doc, params) if first is None else first
+        if kind in ("and", "or"):
+            left = evaluate(operands["operand_1"], doc, params)
+            right = evaluate(operands["operand_2"], doc, params)
+            if _unresolved(left, right) or _parse_tree(left) or _parse_tree(right):
+                return Unresolved(f"{left} {kind} {right}")
+            return (left and right) if kind == "and" else (left or right)
         return node
     if "function" in node:
-        fn = node["function"]
-        if fn["type"] == "union":
-            merged: dict[str, Any] = {}
-            for arg in fn["parameters"].values():
-                value = evaluate(arg, doc, params)
-                assert isinstance(value, dict), f"union of a non-object: {value!r}"
-                merged.update(value)
-            return merged
-        return node
+        return _function(node, doc, params)
     # pycep keeps the quotes of quoted keys ('azd-service-name'); Bicep does not.
     return {key.strip("'"): evaluate(value, doc, params) for key, value in node.items()}
 
 
 def _unresolved(*values: Any) -> bool:
     return any(isinstance(v, Unresolved) for v in values)
+
+
+def _parse_tree(value: Any) -> bool:
+    """An expression the evaluator left as pycep's tree (a call, an accessor), not a value."""
+    return isinstance(value, dict) and ("function" in value or "operator" in value)
+
+
+def _function(node: dict[str, Any], doc: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    fn = node["function"]
+    args = fn["parameters"]
+    if fn["type"] == "union":
+        merged: dict[str, Any] = {}
+        for arg in args.values():
+            value = evaluate(arg, doc, params)
+            assert isinstance(value, dict), f"union of a non-object: {value!r}"
+            merged.update(value)
+        return merged
+    values = {name: evaluate(arg, doc, params) for name, arg in args.items()}
+    if any(_unresolved(v) or _parse_tree(v) for v in values.values()):
+        return node if fn["type"] not in ("empty", "contains") else Unresolved(fn["type"])
+    if fn["type"] == "empty":
+        return len(values["item_to_test"]) == 0
+    if fn["type"] == "contains":
+        return values["item_to_find"] in values["container"]
+    if fn["type"] == "split":
+        return str(values["input_string"]).split(str(values["delimiter"]))
+    if fn["type"] == "replace":
+        original = str(values["original_string"])
+        return original.replace(str(values["old_string"]), str(values["new_string"]))
+    return node
 
 
 def accessor_path(node: Any) -> list[str]:
@@ -214,8 +248,8 @@ def role_assignments(path: str, mode: str) -> list[tuple[str, str, str]]:
 def app_settings(mode: str) -> dict[str, Any]:
     """The function app's app settings in one SAS mode (values partly unresolved)."""
     doc = template("modules/function-app.bicep")
-    config = only(resources(doc, "Microsoft.Web/sites/config"))
-    assert body(config)["name"] == "appsettings"
+    configs = resources(doc, "Microsoft.Web/sites/config")
+    config = only({k: v for k, v in configs.items() if body(v)["name"] == "appsettings"})
     settings = evaluate(body(config)["properties"], doc, {"sasMode": mode})
     assert isinstance(settings, dict)
     return settings

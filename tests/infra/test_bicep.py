@@ -85,10 +85,37 @@ def test_main_uses_every_module_and_passes_valid_params() -> None:
         assert not missing, f"main.bicep does not pass required params {missing} to {path}"
 
 
+#: Resource types that have no generally available API version. Diagnostic settings: every
+#: version since 2016-09-01 (a legacy shape without log categories per destination) is a
+#: preview; 2021-05-01-preview is the one Microsoft's templates reference documents.
+PREVIEW_ONLY_TYPES = {"Microsoft.Insights/diagnosticSettings": "2021-05-01-preview"}
+
+
+#: `!a ? b : c` and `a == 'x' ? b : c`: pycep (and so Checkov) parses these as `!(a ? b : c)` and
+#: `a == ('x' ? b : c)`. Bicep does not, but every reader must agree (see bicep_model).
+_AMBIGUOUS_TERNARY = re.compile(
+    r"(?:^|[:=(,]\s*)(?:!\s*[\w.()]+|[\w.]+\s*(?:==|!=|<=|>=|<|>)\s*[\w.'-]+)\s*\?"
+)
+
+
+@pytest.mark.parametrize("path", bicep_files())
+def test_ternary_conditions_are_unambiguous(path: str) -> None:
+    for number, line in enumerate((INFRA / path).read_text().splitlines(), start=1):
+        code = line.split("//", 1)[0]
+        if code.lstrip().startswith("@"):
+            continue  # decorators hold prose
+        assert not _AMBIGUOUS_TERNARY.search(code), (
+            f"{path}:{number}: parenthesise the condition or turn it around: {line.strip()}"
+        )
+
+
 def test_no_preview_api_versions() -> None:
     for path in bicep_files():
         for symbol, resource in resources(template(path)).items():
             version = resource["api_version"]
+            if resource["type"] in PREVIEW_ONLY_TYPES:
+                assert version == PREVIEW_ONLY_TYPES[resource["type"]], f"{path}:{symbol}"
+                continue
             assert "preview" not in version, f"{path}:{symbol} uses {version}"
 
 
@@ -461,12 +488,22 @@ def test_graph_app_roles_module() -> None:
     assert param_default(main, "grantGraphAppRoles") is True
 
 
-def test_only_the_graph_module_uses_the_extension() -> None:
+#: The modules that talk to Entra ID through the Microsoft Graph Bicep extension; each is
+#: deployed behind its own switch (grantGraphAppRoles, enableEntraAuth) for tenants that
+#: cannot use the extension.
+GRAPH_EXTENSION_MODULES = {"modules/graph-app-roles.bicep", "modules/entra-app.bicep"}
+
+
+def test_only_the_graph_modules_use_the_extension() -> None:
     for path in bicep_files():
-        uses = bool(template(path).get("extensions")) or bool(
-            resources(template(path), "Microsoft.Graph/appRoleAssignedTo")
-        )
-        assert uses == (path == "modules/graph-app-roles.bicep"), path
+        doc = template(path)
+        graph_types = {r["type"] for r in resources(doc).values()} & {
+            "Microsoft.Graph/appRoleAssignedTo",
+            "Microsoft.Graph/applications",
+            "Microsoft.Graph/servicePrincipals",
+        }
+        uses = bool(doc.get("extensions")) or bool(graph_types)
+        assert uses == (path in GRAPH_EXTENSION_MODULES), path
 
 
 # ---------------------------------------------------------------------------------------------
