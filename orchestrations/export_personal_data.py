@@ -45,7 +45,7 @@ ACTIVITY_RETRY = df.RetryOptions(
 
 #: A submit Graph never posted (its receipt is in the container, the operation unknown) is
 #: tried again in a fresh container, at most this many submits in all.
-SUBMIT_ATTEMPTS = 3
+SUBMIT_ATTEMPTS = 5
 #: Waits between lookups of a lost submit's receipt: five lookups over about 15 minutes.
 RECOVERY_WAITS = (60, 120, 240, 480)
 
@@ -183,7 +183,7 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: An
             return Ending(Phase.FAILED, recovered.error)
         # Graph's word: no such operation, the command was never posted. Once more, elsewhere.
         if latest.job.submit_attempt >= SUBMIT_ATTEMPTS:
-            return Ending(Phase.FAILED, errors.submit_outcome_unknown(latest.job.container or ""))
+            return Ending(Phase.FAILED, errors.never_posted(SUBMIT_ATTEMPTS))
         _log(context, "submit_restarted", logging.WARNING, latest.job)
         latest.job = latest.job.replace(
             submit_attempt=latest.job.submit_attempt + 1, container=None

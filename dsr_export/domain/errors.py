@@ -141,6 +141,20 @@ def submit_outcome_unknown(container: str) -> ErrorDoc:
     }
 
 
+def never_posted(attempts: int) -> ErrorDoc:
+    """The error for a DSR whose submits Graph took in (its receipt is in each container) but
+    never turned into an export, each time by Graph's own word (OperationNotFound)."""
+    return {
+        "code": "SubmitNotPosted",
+        "category": "service",
+        "message": (
+            f"Graph accepted {attempts} submits into fresh containers but posted none of them "
+            "as an export (each operation unknown to Graph); no export of this person exists"
+        ),
+        "hint": "Graph's export service is failing; check its health, then send the DSR again.",
+    }
+
+
 def activity_failed(exc: BaseException) -> ErrorDoc:
     """The error for an activity that failed all its attempts (an unexpected exception)."""
     return {"code": "ActivityFailed", "category": "service", "message": _first_line(exc)}

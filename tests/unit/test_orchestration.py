@@ -376,8 +376,8 @@ def test_submits_never_posted_are_tried_a_bounded_number_of_times():
             break
     assert d.pending().name == steps.FINALIZE_EXPORT.name
     reply = d.complete(FINALIZED)
-    assert reply["output"]["error"]["code"] == "SubmitOutcomeUnknown"
-    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 3
+    assert reply["output"]["error"]["code"] == "SubmitNotPosted"
+    assert _names(d).count(steps.SUBMIT_EXPORT.name) == 5
 
 
 def test_overall_timeout_ends_timed_out():
