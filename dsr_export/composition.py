@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -44,6 +45,12 @@ PARTS: Final = (
     "task_hub_query",
     "clock",
 )
+
+#: The Azure SDK logs every HTTP request at INFO (headers included, redacted): thousands of
+#: lines a day of no use to an operator, each one paid for in Application Insights, drowning the
+#: app's own events. Kept at WARNING, in Azure as offline.
+SDK_HTTP_LOGGER: Final = "azure.core.pipeline.policies.http_logging_policy"
+logging.getLogger(SDK_HTTP_LOGGER).setLevel(logging.WARNING)
 
 _overrides: dict[str, Any] = {}
 _clock: Callable[[], datetime] | None = None

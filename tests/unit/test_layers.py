@@ -44,6 +44,17 @@ def test_importing_the_orchestrator_loads_no_io_library():
     assert "azure.durable_functions" in loaded  # the probe did import something real
 
 
+def test_the_sdks_per_request_http_log_is_kept_at_warning():
+    probe = (
+        "import logging, function_app\n"
+        "print(logging.getLogger('azure.core.pipeline.policies.http_logging_policy').level)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert int(out) == 30  # logging.WARNING
+
+
 def test_importing_the_app_loads_no_sdk_until_first_use_and_never_the_offline_host():
     loaded = _loaded_after("function_app")
     assert _offending(loaded, IO_MODULES) == []
