@@ -1,9 +1,10 @@
 """The HTTP face for ticketing systems: submit, read, list and cancel DSRs; the API document.
 
-Every route is function-level (the app's default): the host answers 401 without a key. Client
-functions must be ``async`` (see the Durable notes). Status comes from our own document, never
-Durable's built-in one: that embeds the system key in its URLs and echoes the orchestration
-input. Every refusal is an RFC 9457 problem naming each field at fault.
+Every route is function-level (the app's default): the host answers 401 without a key, and
+each route checks the caller's app role (:mod:`intake.auth`). Client functions must be
+``async`` (see the Durable notes). Status comes from our own document, never Durable's built-in
+one: that embeds the system key in its URLs and echoes the orchestration input. Every refusal
+the app makes is an RFC 9457 problem naming each field at fault (the host's own are bare).
 """
 
 from __future__ import annotations

@@ -2,8 +2,26 @@
 
 Behaviour follows the Functions host where the app can observe it: the `/api` route prefix from
 host.json, ASP.NET-style route templates, the function/admin key in `x-functions-key` or `code`,
-401 with an empty body for a missing key and a 500 with an empty body when the function raises
-(the exception text may carry personal data and must not reach the caller).
+and a 500 with an empty body when the function raises (the exception text may carry personal
+data and must not reach the caller).
+
+The host's own refusals come before the app and have empty bodies, no `Content-Type`, as the
+Functions host (azure-functions-host 4.x on Kestrel) answers them:
+
+- 401 for a missing or wrong key (the host's ``UnauthorizedResult``: no `WWW-Authenticate`).
+  The key is the `x-functions-key` header when that header is sent at all (even empty), else
+  the first `code` query value (``AuthenticationLevelHandler``).
+- 404 for a path no route matches, and for a method the matching route does not take: the
+  host maps each function with an ``HttpMethodRouteConstraint``, so a wrong method is no match
+  (never a 405; azure-functions-host#10098, #11625). Any method token reaches routing.
+- 414 for a request line (method, target, version) over Kestrel's ``MaxRequestLineSize``,
+  8 KiB; 431 for headers over ``MaxRequestHeadersTotalSize`` (32 KiB) or more than
+  ``MaxRequestHeaderCount`` (100; the stdlib's parser here already stops at 99); 400 for a
+  request that cannot be parsed. Kestrel closes the connection after these (`Connection: close`).
+- 500 for a body over the host's limit, 100 MB (``ScriptConstants.DefaultMaxRequestBodySize``,
+  or ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT``): Kestrel throws when the body is read, after routing
+  and the key check, and the host's exception handling turns that into a 500, not Kestrel's 413
+  (azure-functions-host#10519).
 """
 
 from __future__ import annotations
@@ -12,6 +30,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -30,9 +49,24 @@ from devhost.triggers.common import FunctionSpec, Invoker, log_invocation, new_i
 
 log = logging.getLogger("devhost.functions")
 
-#: The Functions host refuses larger request bodies with 413.
-MAX_BODY_BYTES = 100 * 1024 * 1024
-_ALL_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+#: The Functions host's request body limit (``ScriptConstants.DefaultMaxRequestBodySize``).
+MAX_BODY_BYTES = 104_857_600
+#: The app setting that changes it, as in the Functions host (a whole number of bytes).
+BODY_SIZE_LIMIT_SETTING = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"
+#: Kestrel's defaults, which the Functions host keeps: the request line including its CRLF, and
+#: the header section (each line with its CRLF).
+MAX_REQUEST_LINE_BYTES = 8192
+MAX_REQUEST_HEADERS_BYTES = 32_768
+FUNCTION_KEY_HEADER = "x-functions-key"
+FUNCTION_KEY_QUERY = "code"
+
+
+def body_size_limit(env: Mapping[str, str]) -> int:
+    """The body limit in force: ``FUNCTIONS_REQUEST_BODY_SIZE_LIMIT`` when it is a number."""
+    try:
+        return int(env.get(BODY_SIZE_LIMIT_SETTING, ""))
+    except ValueError:
+        return MAX_BODY_BYTES
 
 
 @dataclass(frozen=True)
@@ -284,7 +318,8 @@ class HttpTriggerServer:
         self._invoker = invoker
         self._key = function_key.encode()
         self._prefix = route_prefix.strip("/")
-        self._server = _Server((host, port), _make_handler(self._dispatch))
+        handler = _make_handler(self._dispatch, body_size_limit(os.environ))
+        self._server = _Server((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property
@@ -320,9 +355,10 @@ class HttpTriggerServer:
         params: dict[str, str] = {}
         for name, value in query:
             params[name] = f"{params[name]},{value}" if name in params else value
+        key = _presented_key(headers, query)
         if self._platform_auth is not None:
             if path.startswith("/.auth/"):
-                return self._auth_route(method, path, headers, params, read_body)
+                return self._auth_route(method, path, key, read_body)
             authorization = headers.get("authorization", "")
             if authorization.lower().startswith("bearer "):
                 try:
@@ -336,15 +372,17 @@ class HttpTriggerServer:
             if [s.lower() for s in segments[: len(prefix)]] != prefix:
                 return _Reply(HTTPStatus.NOT_FOUND)
             path = "/".join(segments[len(prefix) :])
-        matches = [(r, v) for r in self._routes if (v := r.template.match(path)) is not None]
+        # The method is part of the match: a route that does not take it is no route (404).
+        matches = [
+            (r, v)
+            for r in self._routes
+            if (r.methods is None or method in r.methods)
+            and (v := r.template.match(path)) is not None
+        ]
         if not matches:
             return _Reply(HTTPStatus.NOT_FOUND)
-        allowed = [(r, v) for r, v in matches if r.methods is None or method in r.methods]
-        if not allowed:
-            allow = sorted({m for r, _ in matches for m in (r.methods or _ALL_METHODS)})
-            return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", ", ".join(allow))])
-        route, route_params = allowed[0]
-        if route.auth_level != "anonymous" and not self._authorized(headers, params):
+        route, route_params = matches[0]
+        if route.auth_level != "anonymous" and not self._authorized(key):
             return _Reply(HTTPStatus.UNAUTHORIZED)
         body = read_body()
         invocation_id = new_invocation_id()
@@ -378,12 +416,7 @@ class HttpTriggerServer:
         return reply
 
     def _auth_route(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str],
-        params: Mapping[str, str],
-        read_body: Callable[[], bytes],
+        self, method: str, path: str, key: str | None, read_body: Callable[[], bytes]
     ) -> _Reply:
         """``POST /.auth/devhost/token``: a caller token of the local tenant (offline only).
 
@@ -394,7 +427,7 @@ class HttpTriggerServer:
             return _Reply(HTTPStatus.NOT_FOUND)
         if method != "POST":
             return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "POST")])
-        if not self._authorized(headers, params):
+        if not self._authorized(key):
             return _Reply(HTTPStatus.UNAUTHORIZED)
         try:
             asked = json.loads(read_body() or b"{}")
@@ -408,11 +441,15 @@ class HttpTriggerServer:
         answer = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
         return _Reply(200, [("Content-Type", "application/json")], json.dumps(answer).encode())
 
-    def _authorized(self, headers: Mapping[str, str], params: Mapping[str, str]) -> bool:
-        for candidate in (headers.get("x-functions-key"), params.get("code")):
-            if candidate is not None and hmac.compare_digest(candidate.encode(), self._key):
-                return True
-        return False
+    def _authorized(self, key: str | None) -> bool:
+        return bool(key) and hmac.compare_digest((key or "").encode(), self._key)
+
+
+def _presented_key(headers: Mapping[str, str], query: Sequence[tuple[str, str]]) -> str | None:
+    """The key the host checks: the header whenever it is sent, else the first ``code``."""
+    if FUNCTION_KEY_HEADER in headers:
+        return headers[FUNCTION_KEY_HEADER]
+    return next((value for name, value in query if name == FUNCTION_KEY_QUERY), None)
 
 
 def _to_reply(result: Any) -> _Reply:
@@ -437,11 +474,48 @@ _HOP_BY_HOP = frozenset({"content-length", "transfer-encoding", "connection", "k
 
 def _make_handler(
     dispatch: Callable[[str, str, Mapping[str, str], Callable[[], bytes]], _Reply],
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = 60  # idle keep-alive connections give their thread back
         server_version = "devhost-functions"
+
+        def parse_request(self) -> bool:
+            """Kestrel's request line and header limits on top of the stdlib's parsing."""
+            if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
+                self.requestline = self.command = self.request_version = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return False
+            if not super().parse_request():
+                return False
+            size = sum(len(name) + len(value) + 4 for name, value in self.headers.items())
+            if size > MAX_REQUEST_HEADERS_BYTES:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                return False
+            length = self.headers.get("content-length")
+            if length is not None and not (length.isascii() and length.strip().isdigit()):
+                self.send_error(HTTPStatus.BAD_REQUEST)
+                return False
+            return True
+
+        def send_error(
+            self, code: int, message: str | None = None, explain: str | None = None
+        ) -> None:
+            """A refusal of the HTTP layer itself, the way Kestrel writes one: the status, an
+            empty body, the connection closed (the stdlib would send an HTML page)."""
+            self.close_connection = True
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+
+        def __getattr__(self, name: str) -> Any:
+            # Kestrel takes any method token to routing (which answers 404 where none fits);
+            # the stdlib would answer 501 for a method without a do_ handler.
+            if name.startswith("do_"):
+                return self._handle
+            raise AttributeError(name)
 
         def _handle(self) -> None:
             headers: dict[str, str] = {}
@@ -486,8 +560,8 @@ def _make_handler(
                             pass  # trailers
                         return b"".join(chunks)
                     total += size
-                    if total > MAX_BODY_BYTES:
-                        raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                    if total > max_body_bytes:
+                        raise _BodyError(_BODY_TOO_LARGE)
                     chunks.append(self.rfile.read(size))
                     self.rfile.readline(1024)
             try:
@@ -496,8 +570,8 @@ def _make_handler(
                 raise _BodyError(HTTPStatus.BAD_REQUEST) from None
             if length < 0:
                 raise _BodyError(HTTPStatus.BAD_REQUEST)
-            if length > MAX_BODY_BYTES:
-                raise _BodyError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            if length > max_body_bytes:
+                raise _BodyError(_BODY_TOO_LARGE)
             return self.rfile.read(length) if length else b""
 
         def _write(self, reply: _Reply) -> None:
@@ -522,6 +596,10 @@ def _make_handler(
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
     return Handler
+
+
+#: What the Functions host answers for a body over its limit (azure-functions-host#10519).
+_BODY_TOO_LARGE = HTTPStatus.INTERNAL_SERVER_ERROR
 
 
 class _BodyError(Exception):

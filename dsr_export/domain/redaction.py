@@ -29,7 +29,9 @@ def redact(text: str) -> str:
 
 
 #: Anything shaped like an e-mail address or a UPN (guest UPNs with ``#EXT#`` included).
-_ADDRESS: Final = re.compile(r"[^\s'\"<>()\[\],;:@]+@[^\s'\"<>()\[\],;:@]+")
+#: Apostrophes belong to the match: Entra allows them in UPNs (o'neil@...), and a UPN quoted in
+#: Graph's text ('adele@...') then goes with its quotes, leaving nothing of it behind.
+_ADDRESS: Final = re.compile(r"[^\s\"<>()\[\],;:@]+@[^\s\"<>()\[\],;:@]+")
 PERSONAL_PLACEHOLDER: Final = "<user>"
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
 import logging
 import queue
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -16,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -26,7 +29,13 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.functions_host import FunctionsHost, UnsupportedFunctionError, connection_from_env
 from devhost.triggers.common import _worker_loop
-from devhost.triggers.http import compile_route
+from devhost.triggers.http import (
+    BODY_SIZE_LIMIT_SETTING,
+    MAX_BODY_BYTES,
+    MAX_REQUEST_LINE_BYTES,
+    body_size_limit,
+    compile_route,
+)
 from devhost.triggers.queue import QueueOptions
 from devhost.triggers.timer import parse_schedule
 from tests.devhost.host_toy_app import CLIENT_QUEUE, LEAKY_TEXT, QUEUE, Recorder, build_app
@@ -98,10 +107,28 @@ def test_anonymous_route_with_constraint(api: str) -> None:
     assert requests.get(f"{api}/hello/w0rld", timeout=10).status_code == 404  # {name:alpha}
 
 
+def _assert_bare(response: requests.Response, status: int) -> None:
+    """A refusal of the Functions host itself: the status, no body, no content type."""
+    assert response.status_code == status
+    assert response.content == b""
+    assert "Content-Type" not in response.headers
+    for header in ("Allow", "WWW-Authenticate"):
+        assert header not in response.headers
+
+
+def _raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is on a fresh connection: status, headers, body."""
+    parts = urlsplit(base_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+
+
 def test_function_and_admin_levels_need_the_key(api: str) -> None:
     missing = requests.get(f"{api}/items/5", timeout=10)
-    assert missing.status_code == 401
-    assert missing.content == b""
+    _assert_bare(missing, 401)
     assert requests.get(f"{api}/items/5?code=wrong", timeout=10).status_code == 401
     header = requests.get(f"{api}/items/5", headers={"x-functions-key": KEY}, timeout=10)
     assert header.status_code == 201
@@ -141,13 +168,117 @@ def test_chunked_request_body(api: str) -> None:
     assert response.json()["body"] == "abcd"
 
 
-def test_unknown_routes_404_and_wrong_methods_405(api: str, http_host: FunctionsHost) -> None:
-    assert requests.get(f"{api}/nope", timeout=10).status_code == 404
-    assert requests.get(f"{http_host.base_url}/hello/bob", timeout=10).status_code == 404
-    assert requests.get(f"{api}/items/abc", params={"code": KEY}, timeout=10).status_code == 404
-    wrong = requests.delete(f"{api}/hello/bob", timeout=10)
-    assert wrong.status_code == 405
-    assert wrong.headers["Allow"] == "GET"
+def test_the_key_header_is_the_key_whenever_it_is_sent(api: str) -> None:
+    # As the host's AuthenticationLevelHandler: the header if present (even empty), else the
+    # first `code`; a wrong key is the same 401 as none.
+    for headers, query in [
+        ({"x-functions-key": "wrong"}, f"code={KEY}"),
+        ({"x-functions-key": ""}, f"code={KEY}"),
+        ({}, f"code=wrong&code={KEY}"),
+        ({}, "code="),
+    ]:
+        _assert_bare(requests.get(f"{api}/items/5?{query}", headers=headers, timeout=10), 401)
+    first = requests.get(f"{api}/items/5?code={KEY}&code=wrong", timeout=10)
+    assert first.status_code == 201
+
+
+def test_unknown_routes_and_wrong_methods_are_a_bare_404(
+    api: str, http_host: FunctionsHost
+) -> None:
+    _assert_bare(requests.get(f"{api}/nope", timeout=10), 404)
+    _assert_bare(requests.get(f"{http_host.base_url}/hello/bob", timeout=10), 404)
+    _assert_bare(requests.get(f"{api}/items/abc", params={"code": KEY}, timeout=10), 404)
+    # A method the route does not take is no match (HttpMethodRouteConstraint): 404, not 405,
+    # before the key is looked at; HEAD is not GET; any method token reaches routing.
+    _assert_bare(requests.delete(f"{api}/hello/bob", timeout=10), 404)
+    _assert_bare(requests.head(f"{api}/hello/bob", timeout=10), 404)
+    _assert_bare(requests.request("PROPFIND", f"{api}/hello/bob", timeout=10), 404)
+    _assert_bare(requests.put(f"{api}/items/5", data=b"{}", timeout=10), 404)
+    assert requests.request("PROPFIND", f"{api}/admin/ping", timeout=10).status_code == 401
+
+
+def test_a_request_line_over_8_kib_is_a_bare_414(http_host: FunctionsHost) -> None:
+    def line_of(size: int) -> bytes:
+        head, tail = b"GET /api/hello/", b" HTTP/1.1\r\n"
+        return head + b"a" * (size - len(head) - len(tail)) + tail
+
+    request_end = b"Host: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    status, _, _ = _raw(http_host.base_url, line_of(MAX_REQUEST_LINE_BYTES) + request_end)
+    assert status == 200  # Kestrel's MaxRequestLineSize counts the line with its CRLF
+    status, headers, body = _raw(
+        http_host.base_url, line_of(MAX_REQUEST_LINE_BYTES + 1) + request_end
+    )
+    assert (status, body) == (414, b"")
+    assert headers["content-length"] == "0"
+    assert headers["connection"] == "close"
+    assert "content-type" not in headers
+    status, headers, body = _raw(http_host.base_url, line_of(70_000) + request_end)
+    assert (status, body, headers.get("content-type")) == (414, b"", None)
+
+
+def test_headers_over_kestrels_limits_are_a_bare_431(http_host: FunctionsHost) -> None:
+    def get(headers: list[tuple[str, str]]) -> tuple[int, dict[str, str], bytes]:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        return _raw(http_host.base_url, f"GET /api/hello/bob HTTP/1.1\r\n{lines}\r\n".encode())
+
+    host = [("Host", "x"), ("Connection", "close")]
+    assert get(host + [(f"x-h{i}", "v") for i in range(90)])[0] == 200
+    # More than MaxRequestHeaderCount (100); the stdlib's parser stops one header short of it.
+    status, headers, body = get(host + [(f"x-h{i}", "v") for i in range(100)])
+    assert (status, body, headers["connection"]) == (431, b"", "close")
+    # MaxRequestHeadersTotalSize, 32 KiB: each line with its CRLF.
+    used = sum(len(name) + len(value) + 4 for name, value in host)
+    filler = ("x-big", "v" * (32_768 - used - len("x-big") - 4))
+    assert get([*host, filler])[0] == 200
+    status, headers, body = get([*host, (filler[0], filler[1] + "v")])
+    assert (status, body, headers.get("content-type")) == (431, b"", None)
+
+
+def test_a_malformed_content_length_is_a_bare_400(http_host: FunctionsHost) -> None:
+    request = b"POST /api/nope HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n"
+    status, headers, body = _raw(http_host.base_url, request)
+    assert (status, body, headers["connection"]) == (400, b"", "close")
+    assert "content-type" not in headers
+
+
+def test_the_hosts_body_limit_is_100_mb_unless_the_setting_says_otherwise() -> None:
+    assert body_size_limit({}) == MAX_BODY_BYTES == 100 * 1024 * 1024
+    assert body_size_limit({BODY_SIZE_LIMIT_SETTING: "2048"}) == 2048
+    assert body_size_limit({BODY_SIZE_LIMIT_SETTING: "lots"}) == MAX_BODY_BYTES
+
+
+def test_a_body_over_the_hosts_limit_is_a_bare_500_after_routing_and_the_key(
+    rec: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BODY_SIZE_LIMIT_SETTING, "16")
+    host = FunctionsHost(
+        build_app(rec).get_functions(),
+        function_key=KEY,
+        client_binding=None,
+        host_json={"functions": ["echo"]},
+    )
+    with host:
+        api, key = f"{host.base_url}/api", {"x-functions-key": KEY}
+        assert (
+            requests.post(f"{api}/items/1", data=b"x" * 16, headers=key, timeout=10).status_code
+            == 201
+        )
+        # Kestrel throws when the body is read, and the host's exception handling answers 500
+        # (azure-functions-host#10519): not 413, and only once routing and the key passed.
+        too_large = requests.post(f"{api}/items/1", data=b"x" * 17, headers=key, timeout=10)
+        _assert_bare(too_large, 500)
+        chunked = requests.post(
+            f"{api}/items/1", data=iter([b"x" * 10] * 2), headers=key, timeout=10
+        )
+        _assert_bare(chunked, 500)
+        _assert_bare(requests.post(f"{api}/items/1", data=b"x" * 17, timeout=10), 401)
+        _assert_bare(requests.post(f"{api}/nope", data=b"x" * 17, headers=key, timeout=10), 404)
+        status, _, body = _raw(
+            host.base_url,
+            f"POST /api/items/1 HTTP/1.1\r\nHost: x\r\nx-functions-key: {KEY}\r\n"
+            "Content-Length: 1000000000000\r\n\r\n".encode(),
+        )
+        assert (status, body) == (500, b"")
 
 
 def test_unhandled_exception_is_a_bare_500(api: str, caplog: pytest.LogCaptureFixture) -> None:

@@ -1,5 +1,7 @@
 """The OpenAPI document: valid 3.1, the same routes as the app (both ways), the deployed copy
-equal to the one in docs/, and the intake's real answers valid against its schemas."""
+equal to the one in docs/, its examples true (each request example is accepted by the real
+route, each response example fits its schema), the app roles it names the ones the routes
+demand, and the intake's real answers valid against its schemas."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 
 from dsr_export.domain import steps
-from dsr_export.domain.job import ExportJob
+from dsr_export.domain.callers import Role
+from dsr_export.domain.job import CANCEL_EVENT, ExportJob
 from intake import http_api
 from tests import answers
 from tests.replay import Driver
@@ -22,14 +26,43 @@ from tests.unit.intake_fakes import (
     ALLOWED,
     SECRET,
     T0,
+    USER_ID,
     FakeDurableClient,
     app_settings,
+    body,
     call,
     request,
     valid_payload,
 )
 
 SPEC: dict[str, Any] = json.loads(http_api.OPENAPI_PATH.read_text(encoding="utf-8"))
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+#: The app function behind each operation, and a request that reaches its role check.
+ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
+    "submitDsr": ("submit_dsr", True, lambda: request("POST", "exports", valid_payload())),
+    "listDsrs": ("list_dsrs", True, lambda: request("GET", "exports")),
+    "getDsr": (
+        "get_dsr",
+        True,
+        lambda: request("GET", "exports/R-1", route_params={"requestId": "R-1"}),
+    ),
+    "cancelDsr": (
+        "cancel_dsr",
+        True,
+        lambda: request(
+            "POST", "exports/R-1/cancel", {"reason": "withdrawn"}, route_params={"requestId": "R-1"}
+        ),
+    ),
+    "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
+    "getHealth": ("get_health", False, lambda: request("GET", "health")),
+}
+
+
+def _operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in SPEC["paths"].items():
+        for method, operation in item.items():
+            if method in METHODS:
+                yield path, method, operation
 
 
 def _http_routes(functions: tuple[Any, ...]) -> set[tuple[str, str]]:
@@ -44,7 +77,17 @@ def _http_routes(functions: tuple[Any, ...]) -> set[tuple[str, str]]:
 
 
 def _documented() -> set[tuple[str, str]]:
-    return {(path, method) for path, item in SPEC["paths"].items() for method in item}
+    return {(path, method) for path, method, _ in _operations()}
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """A ``#/components/...`` reference followed (responses are shared that way)."""
+    while "$ref" in node:
+        target: Any = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
 
 
 def test_the_document_is_valid_openapi_3_1():
@@ -54,12 +97,30 @@ def test_the_document_is_valid_openapi_3_1():
 
 def test_every_route_is_documented_and_every_documented_path_exists(app_functions):
     assert _http_routes(app_functions) == _documented()
+    assert set(ROUTES) == {operation["operationId"] for _, _, operation in _operations()}
 
 
 def test_every_operation_documents_the_hosts_401():
-    for path, item in SPEC["paths"].items():
-        for method, operation in item.items():
-            assert "401" in operation["responses"], f"{method} {path}"
+    for path, method, operation in _operations():
+        assert "401" in operation["responses"], f"{method} {path}"
+
+
+def test_every_role_guarded_operation_names_its_role_and_documents_403():
+    roles = {role.value for role in Role}
+    for path, method, operation in _operations():
+        role = operation.get("x-required-role")
+        if not ROUTES[operation["operationId"]][1]:
+            assert role is None, f"{method} {path} checks no role"
+            continue
+        assert role in roles, f"{method} {path}"
+        assert "403" in operation["responses"], f"{method} {path}"
+        assert role in operation["description"], f"{method} {path}"
+        named = {
+            tuple(scopes)
+            for requirement in operation["security"]
+            for scopes in requirement.values()
+        }
+        assert named == {(), (role,)}, f"{method} {path}: {named}"
 
 
 def test_docs_holds_the_served_document():
@@ -68,8 +129,10 @@ def test_docs_holds_the_served_document():
     )
 
 
-def _validator(schema: str) -> Draft202012Validator:
-    root = {"$ref": f"#/components/schemas/{schema}", "components": SPEC["components"]}
+def _validator(schema: dict[str, Any] | str) -> Draft202012Validator:
+    if isinstance(schema, str):
+        schema = {"$ref": f"#/components/schemas/{schema}"}
+    root = {**schema, "components": SPEC["components"]}
     return Draft202012Validator(root, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
@@ -84,13 +147,106 @@ def _configured(swap: Callable[..., None]) -> Iterator[None]:
         yield
 
 
+def _answer(user_function: Callable[[str], Any], operation_id: str, client: Any = None) -> Any:
+    name, durable, build = ROUTES[operation_id]
+    entry = user_function(name)
+    if durable:
+        return call(entry, client or FakeDurableClient(), req=build())
+    return entry(req=build())
+
+
+@pytest.mark.parametrize("operation_id", [op for op, (_, guarded, _) in ROUTES.items() if guarded])
+def test_the_documented_role_is_the_one_the_route_demands(user_function, operation_id):
+    operation = next(op for _, _, op in _operations() if op["operationId"] == operation_id)
+    role = operation["x-required-role"]
+    others = ",".join(r.value for r in Role if r.value != role)
+    with app_settings(AUTH_FUNCTION_KEY_ROLES=others):
+        refused = _answer(user_function, operation_id)
+    assert refused.status_code == 403
+    assert role in body(refused)["detail"]
+    media = operation["responses"]["403"]["content"]["application/problem+json"]
+    _validator(media["schema"]).validate(body(refused))
+    with app_settings(AUTH_FUNCTION_KEY_ROLES=role):
+        allowed = _answer(user_function, operation_id)
+    assert allowed.status_code not in (401, 403), body(allowed)
+
+
+@pytest.mark.parametrize("operation_id", ["getOpenApi", "getHealth"])
+def test_operations_without_a_role_take_any_key(user_function, operation_id):
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="none"):
+        assert _answer(user_function, operation_id).status_code not in (401, 403)
+
+
+def _request_examples(operation: dict[str, Any]) -> list[tuple[str, Any]]:
+    media = operation["requestBody"]["content"]["application/json"]
+    named = [(name, example["value"]) for name, example in media.get("examples", {}).items()]
+    return named + ([("example", media["example"])] if "example" in media else [])
+
+
+SUBMIT_EXAMPLES = _request_examples(SPEC["paths"]["/exports"]["post"])
+
+
+@pytest.mark.parametrize(("name", "example"), SUBMIT_EXAMPLES, ids=[n for n, _ in SUBMIT_EXAMPLES])
+def test_each_documented_request_example_is_accepted_by_the_submit_route(
+    user_function, name, example
+):
+    _validator("ExportRequest").validate(example)
+    client = FakeDurableClient()
+    answer = call(user_function("submit_dsr"), client, req=request("POST", "exports", example))
+    assert answer.status_code == 202, body(answer)
+    _validator("StatusDocument").validate(body(answer))
+    assert [started[1] for started in client.started] == [example["requestId"].upper()]
+
+
+def test_the_documented_cancel_example_is_accepted_by_the_cancel_route(user_function):
+    (_, example), *_ = _request_examples(SPEC["paths"]["/exports/{requestId}/cancel"]["post"])
+    _validator("CancelRequest").validate(example)
+    client = FakeDurableClient()
+    client.add("RITM0012345", custom_status={"phase": "exporting"})
+    cancel = request(
+        "POST", "exports/RITM0012345/cancel", example, route_params={"requestId": "RITM0012345"}
+    )
+    answer = call(user_function("cancel_dsr"), client, req=cancel)
+    assert answer.status_code == 202, body(answer)
+    assert client.events == [("RITM0012345", CANCEL_EVENT, {"reason": example["reason"]})]
+
+
+def _response_examples() -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """Every example of every documented response, with the schema it claims to fit."""
+    responses = [
+        (f"{method} {path} {status}", _resolve(response))
+        for path, method, operation in _operations()
+        for status, response in operation["responses"].items()
+    ]
+    for where, response in responses:
+        for media_type, media in response.get("content", {}).items():
+            examples = [("example", media["example"])] if "example" in media else []
+            examples += [(n, e["value"]) for n, e in media.get("examples", {}).items()]
+            for name, example in examples:
+                yield f"{where} {media_type} {name}", media["schema"], example
+
+
+RESPONSE_EXAMPLES = list(_response_examples())
+
+
+def test_responses_carry_examples():
+    assert len(RESPONSE_EXAMPLES) >= 20
+
+
+@pytest.mark.parametrize(
+    ("where", "schema", "example"), RESPONSE_EXAMPLES, ids=[w for w, _, _ in RESPONSE_EXAMPLES]
+)
+def test_each_documented_response_example_fits_its_schema(where, schema, example):
+    _validator(schema).validate(example)
+
+
 def test_real_answers_match_the_documented_schemas(user_function):
     client = FakeDurableClient()
     submit = request("POST", "exports", valid_payload(regulation={"days": 30}))
     accepted = call(user_function("submit_dsr"), client, req=submit)
-    _validator("StatusDocument").validate(json.loads(accepted.get_body()))
+    _validator("StatusDocument").validate(body(accepted))
     client.add(
-        "R-done",
+        "R-DONE",
         runtime="Completed",
         output={
             "phase": "completed",
@@ -100,49 +256,96 @@ def test_real_answers_match_the_documented_schemas(user_function):
             "callbacks": {"failed": ["dsr.accepted"]},
             "deadline": "2026-04-01T09:00:00+00:00",
             "regulation": "gdpr",
+            "submittedBy": {"kind": "functionKey", "id": "sha256:0123456789abcdef"},
         },
     )
     page = call(user_function("list_dsrs"), client, req=request("GET", "exports"))
-    _validator("StatusPage").validate(json.loads(page.get_body()))
-    assert len(json.loads(page.get_body())["items"]) == 2
+    _validator("StatusPage").validate(body(page))
+    assert len(body(page)["items"]) == 2
     refused = call(user_function("submit_dsr"), client, req=request("POST", "exports", {"user": 1}))
-    _validator("Problem").validate(json.loads(refused.get_body()))
+    _validator("Problem").validate(body(refused))
+    again = valid_payload(regulation="ccpa", callbackUrl="https://tickets.example.com/cb")
+    conflict = call(user_function("submit_dsr"), client, req=request("POST", "exports", again))
+    assert conflict.status_code == 409
+    _validator("Problem").validate(body(conflict))
+    assert {e["pointer"] for e in body(conflict)["errors"]} == {"/regulation", "/callbackUrl"}
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="none"):
+        forbidden = call(user_function("list_dsrs"), client, req=request("GET", "exports"))
+    assert forbidden.status_code == 403
+    _validator("Problem").validate(body(forbidden))
+
+
+def test_the_health_answer_matches_the_documented_schema(user_function, monkeypatch):
+    for name in ("EXPORT_STORAGE_ACCOUNT_KEY", "GRAPH_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(
+        "EXPORT_STORAGE_BLOB_ENDPOINT", "https://stdsrexport01.blob.core.windows.net"
+    )
+    monkeypatch.setenv("EXPORT_SAS_MODE", "user-delegation")
+    answer = user_function("get_health")(req=request("GET", "health"))
+    assert answer.status_code == 200, body(answer)
+    _validator("Health").validate(body(answer))
+    assert set(body(answer)["configuration"]) == set(
+        SPEC["components"]["schemas"]["Health"]["properties"]["configuration"]["properties"]
+    )
+    monkeypatch.setenv("EXPORT_SAS_MODE", "nonsense")
+    failed = user_function("get_health")(req=request("GET", "health"))
+    assert failed.status_code == 503
+    _validator("HealthProblem").validate(body(failed))
 
 
 def test_documented_examples_are_valid_requests():
-    examples = SPEC["paths"]["/exports"]["post"]["requestBody"]["content"]["application/json"]
-    for example in examples["examples"].values():
-        _validator("ExportRequest").validate(example["value"])
+    for path, method, operation in _operations():
+        if "requestBody" not in operation:
+            continue
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        for name, example in _request_examples(operation):
+            assert _validator(schema).is_valid(example), f"{method} {path} {name}"
     event = SPEC["webhooks"]["dsrEvent"]["post"]["requestBody"]["content"]["application/json"]
     _validator("CallbackEvent").validate(event["example"])
+
+
+def _answer_each_step(d: Driver, manifest: dict[str, Any]) -> None:
+    """Run the orchestration to its end: every callback delivered, Graph slow to finish (one
+    running poll, past the deadline), timers fired as they come."""
+    polls = 0
+    for _ in range(200):
+        action = d.pending()
+        if action.kind == "timer":
+            reply = d.fire_timer()
+        elif action.name == steps.SEND_CALLBACK.name:
+            reply = d.complete(answers.DELIVERED)
+        elif action.name == steps.PREPARE_CONTAINER.name:
+            reply = d.complete(answers.prepared(settle_seconds=0))
+        elif action.name == steps.SUBMIT_EXPORT.name:
+            reply = d.complete(answers.accepted(retry_after=3600))
+        elif action.name == steps.CHECK_EXPORT.name:
+            polls += 1
+            reply = d.complete(
+                answers.checked(*(("running", 50) if polls == 1 else ("complete", 100)))
+            )
+        elif action.name == steps.FINALIZE_EXPORT.name:
+            reply = d.complete(answers.finalized(manifest))
+        else:
+            raise AssertionError(f"unexpected step {action}")
+        if reply["isDone"]:
+            return
+    raise AssertionError("the orchestration did not end")
 
 
 def test_the_orchestrators_callback_events_match_the_documented_schema():
     job = ExportJob(
         request_id="RITM0001",
-        user="6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b",
-        user_id="6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b",
+        user=USER_ID,
+        user_id=USER_ID,
         legal_deadline="2026-03-01T09:30:00+00:00",
         warning_at="2026-02-22T09:30:00+00:00",
         callback_url="https://tickets.example.com/cb",
     )
     d = Driver("export_personal_data", job.to_input())
-    delivered = answers.DELIVERED
-    callback = steps.SEND_CALLBACK.name
     d.episode()
-    d.complete(delivered, name=callback)
-    d.complete(answers.prepared(settle_seconds=0))
-    d.complete(answers.accepted(retry_after=3600))
-    d.complete(delivered, name=callback)  # exporting
-    d.complete(delivered, name=callback)  # deadline warning (already due)
-    d.fire_timer()  # clamped to the deadline
-    d.complete(answers.checked("running", 50))
-    d.complete(delivered, name=callback)  # overdue, at the next round
-    d.fire_timer()
-    d.complete(answers.checked("complete", 100))
-    manifest = {"blobCount": 1, "totalBytes": 2, "products": {}, "manifestBlob": "m"}
-    d.complete(answers.finalized(manifest))
-    d.complete(delivered, name=callback)  # completed
+    _answer_each_step(d, {"blobCount": 1, "totalBytes": 2, "products": {}, "manifestBlob": "m"})
+    callback = steps.SEND_CALLBACK.name
     events = [steps.SendCallback.from_dict(a.input).event for a in d.activities(callback)]
     assert [e["type"] for e in events] == [
         "dsr.accepted",
