@@ -1,5 +1,7 @@
-"""``make bench``: what a long export costs in replays (counts), and what a cold start costs
-over the SDK floor (a ratio of medians). Nothing here is a test: nothing asserts a timing.
+"""``make bench``: what a long export costs in replays (counts), how a burst of DSRs paces
+itself against Graph's submit limit (counts and ratios, in virtual time), and what a cold
+start costs over the SDK floor (a ratio of medians). Nothing here is a test: nothing asserts
+a timing.
 
 ``python -m bench [--runs N]``: N fresh interpreters per cold-start median (default 15).
 """
@@ -9,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import cold_start, replay_cost
+from bench import burst, cold_start, replay_cost
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=cold_start.RUNS, help="cold-start samples")
     args = parser.parse_args(argv)
     replay_cost.main()
+    print()
+    burst.main()
     print()
     cold_start.main(args.runs)
     return 0

@@ -96,7 +96,7 @@ def test_user_lookup_waits_out_throttling_until_the_dsrs_own_time_out():
     assert "TooManyRequests" in reply["output"]["error"]["message"]
     assert d.now == started + timedelta(days=1), "the last wait is clamped to the limit"
     assert max(waits) <= 3600 * 1.5, "the back-off is capped"
-    assert waits[:4] == sorted(waits[:4]), "and grows first"
+    assert waits[5] >= 960 > 2 * waits[0], "and grows first (doubling from 30 s)"
 
 
 def test_a_long_throttled_lookup_continues_as_new_keeping_its_back_off():
@@ -261,7 +261,7 @@ def test_a_first_submit_is_held_back_by_a_jitter_fixed_per_dsr():
             d.complete(answers.prepared(settle_seconds=30))
             delays.add((request_id, (d.pending().fire_at - d.now).total_seconds()))
     assert len(delays) == 3, "one delay per DSR, and different DSRs differ"
-    assert all(30 <= delay <= 30 + 120 for _, delay in delays)
+    assert all(30 <= delay <= 30 + 210 for _, delay in delays)
 
 
 def test_throttled_submit_waits_and_tries_again():
