@@ -47,12 +47,23 @@ SETTINGS: Final[dict[str, str]] = {
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
 PLATFORM_SETTINGS: Final[dict[str, str]] = {
-    "AzureWebJobsStorage": "host storage: task hub and the dsr-requests queue",
+    "AzureWebJobsStorage": "host storage: dsr-requests queue, host blobs, Azure Storage task hub",
     "FUNCTIONS_WORKER_RUNTIME": "python",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra authentication for telemetry",
     "AZURE_CLIENT_ID": "selects the user-assigned managed identity for azure-identity",
     "WEBSITE_AUTH_ENABLED": "set by App Service when its authentication (Entra ID) is on",
+    # durableBackend=durableTaskScheduler only (infra/): app-setting overrides of host.json.
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type": (
+        "task hub backend: azureManaged (the Durable Task Scheduler) instead of Azure Storage"
+    ),
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName": (
+        "which setting holds the scheduler connection string"
+    ),
+    "AzureFunctionsJobHost__extensions__durableTask__hubName": "the task hub on the scheduler",
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING": (
+        "scheduler endpoint and the managed identity that signs in to it (no key)"
+    ),
 }
 
 

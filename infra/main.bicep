@@ -3,12 +3,15 @@
 //   identity         user-assigned managed identity (the app's only identity)
 //   monitoring       Log Analytics + Application Insights (Entra-only ingestion)
 //   host-storage     AzureWebJobsStorage (identity only), task hub, dsr-requests queue, package
+//   durable-task-scheduler  durableBackend=durableTaskScheduler only: the managed task hub
+//                    backend (scheduler, task hub, retention, the app's data role)
 //   keyvault         callback signing secret (and the export key, in stored-policy mode)
 //   export-storage   where Graph writes exports; lifecycle deletion; SAS-mode dependent access
 //   function-app     Flex Consumption app + every app setting the code reads, App Service
 //                    authentication (Entra ID), access restrictions, its log to Log Analytics
 //   entra-app        the app's own Entra registration with the DSR.* app roles (Graph extension)
 //   network          networkIsolation only: VNet for the app, private endpoints and DNS zones
+//                    (the scheduler's too, when there is one)
 //   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension)
 //   workbook         the operators' Azure Monitor workbook over the app's log lines
 // Key Vault, the export account's blob service and the app send their logs to the workspace.
@@ -146,6 +149,22 @@ param networkIsolation bool = false
 @description('Address space of the virtual network (networkIsolation only), a /23 or larger: its first /24 is the app subnet, the second the private endpoints.')
 param vnetAddressPrefix string = '10.90.0.0/23'
 
+// ---------- Durable Functions task hub ----------
+
+@description('Where Durable Functions keeps every DSR\'s orchestration state (the task hub). azureStorage: tables, queues and blobs in the host storage account. durableTaskScheduler: the managed Durable Task Scheduler, Microsoft\'s recommended backend, with its dashboard. Host storage is deployed in both modes (the Functions host, the dsr-requests queue, the deployment package). Switch only with no DSR in flight: the two backends do not share state (docs/deploy.md).')
+@allowed([
+  'azureStorage'
+  'durableTaskScheduler'
+])
+param durableBackend string = 'azureStorage'
+
+@description('Durable Task Scheduler SKU (durableBackend=durableTaskScheduler only). dedicated: 1 capacity unit, billed per month, finished DSRs kept 90 days. consumption: billed per action, finished DSRs kept 30 days at most (docs/deploy.md, "Choosing the task hub backend").')
+@allowed([
+  'dedicated'
+  'consumption'
+])
+param durableTaskSchedulerSku string = 'dedicated'
+
 @description('Days Log Analytics keeps telemetry.')
 @minValue(30)
 @maxValue(730)
@@ -168,6 +187,9 @@ var createEntraApp = enableEntraAuth && empty(entraAppClientId)
 // api://<tenant id>/<name>: a format Entra ID accepts for new registrations in every tenant.
 var entraIdentifierUri = 'api://${tenant().tenantId}/dsr-export-${resourceToken}'
 var allowedIpRanges = empty(appAllowedIpRanges) ? [] : split(replace(appAllowedIpRanges, ' ', ''), ',')
+var useScheduler = durableBackend == 'durableTaskScheduler'
+// host.json's hubName: the same task hub name on either backend.
+var taskHubName = 'dsrexport'
 
 resource rg 'Microsoft.Resources/resourceGroups@2022-09-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -244,6 +266,21 @@ module exportStorage 'modules/export-storage.bicep' = {
   }
 }
 
+module durableTaskScheduler 'modules/durable-task-scheduler.bicep' = if (useScheduler) {
+  name: 'durable-task-scheduler'
+  scope: rg
+  params: {
+    name: 'dts-dsr-${resourceToken}'
+    location: location
+    tags: tags
+    taskHubName: taskHubName
+    sku: durableTaskSchedulerSku
+    appPrincipalId: identity.outputs.principalId
+    networkIsolation: networkIsolation
+    privateAddressPrefix: vnetAddressPrefix
+  }
+}
+
 module network 'modules/network.bicep' = if (networkIsolation) {
   name: 'network'
   scope: rg
@@ -255,6 +292,7 @@ module network 'modules/network.bicep' = if (networkIsolation) {
     hostStorageId: hostStorage.outputs.id
     exportStorageId: exportStorage.outputs.id
     keyVaultId: keyVault.outputs.id
+    schedulerId: useScheduler ? durableTaskScheduler.outputs.id : ''
   }
 }
 
@@ -309,11 +347,16 @@ module functionApp 'modules/function-app.bicep' = {
     allowedIpRanges: allowedIpRanges
     authClientId: apiAppId
     authAudience: apiIdentifierUri
+    durableBackend: durableBackend
+    // The scheduler's endpoint and task hub: read from the module's outputs, so the app waits
+    // for the task hub and the identity's role on it.
+    durableTaskSchedulerEndpoint: useScheduler ? durableTaskScheduler.outputs.endpoint : ''
+    durableTaskHubName: useScheduler ? durableTaskScheduler.outputs.taskHubName : ''
   }
   // No dependsOn needed: the params above read outputs of monitoring, hostStorage, keyVault,
-  // exportStorage (and network, entraApp when deployed), so ARM finishes those modules (with
-  // their role assignments) first and the app never starts before its identity can reach
-  // storage, secrets and telemetry.
+  // exportStorage (and network, entraApp, durableTaskScheduler when deployed), so ARM finishes
+  // those modules (with their role assignments) first and the app never starts before its
+  // identity can reach storage, secrets, the task hub and telemetry.
 }
 
 module graphAppRoles 'modules/graph-app-roles.bicep' = if (grantGraphAppRoles) {
@@ -357,3 +400,9 @@ output EXPORT_ACCOUNT_KEY_IN_USE string = isUserDelegation ? '' : exportAccountK
 output API_APP_ID string = apiAppId
 output API_IDENTIFIER_URI string = apiIdentifierUri
 output OPERATIONS_WORKBOOK_ID string = workbook.outputs.id
+// The task hub backend; with the scheduler, its name and the task hub's dashboard
+// (docs/operations.md, "Durable Task Scheduler"). Empty with durableBackend=azureStorage.
+output DURABLE_BACKEND string = durableBackend
+output DURABLE_TASK_SCHEDULER_NAME string = useScheduler ? durableTaskScheduler.outputs.name : ''
+output DURABLE_TASK_HUB_NAME string = taskHubName
+output DURABLE_TASK_DASHBOARD_URL string = useScheduler ? durableTaskScheduler.outputs.dashboardUrl : ''

@@ -86,6 +86,19 @@ param virtualNetworkSubnetId string = ''
 @description('Who may call the app: IPv4/IPv6 ranges in CIDR notation, or Azure service tags (e.g. AzureCloud). Empty: no restriction (the default); otherwise everything else is refused with 403 before it reaches the app.')
 param allowedIpRanges array = []
 
+@description('Where the task hub lives: azureStorage (host storage, host.json as it is) or durableTaskScheduler (app settings override host.json\'s storage provider and hub name).')
+@allowed([
+  'azureStorage'
+  'durableTaskScheduler'
+])
+param durableBackend string = 'azureStorage'
+
+@description('Durable Task Scheduler endpoint (https://...durabletask.io); durableTaskScheduler backend only.')
+param durableTaskSchedulerEndpoint string = ''
+
+@description('Task hub name on that scheduler; durableTaskScheduler backend only.')
+param durableTaskHubName string = ''
+
 @description('Client (application) id of the app\'s Entra registration; empty: App Service authentication is off.')
 param authClientId string = ''
 
@@ -93,6 +106,7 @@ param authClientId string = ''
 param authAudience string = ''
 
 var isStoredPolicy = sasMode == 'stored-policy'
+var useScheduler = durableBackend == 'durableTaskScheduler'
 var restrictAccess = !empty(allowedIpRanges)
 // One Allow rule per range or service tag, in the order given; whatever matches none is denied.
 var accessRules = [
@@ -238,10 +252,28 @@ var storedPolicySettings = {
   EXPORT_STORAGE_ACCOUNT_KEY: '@Microsoft.KeyVault(SecretUri=${exportAccountKeySecretUri})'
 }
 
+// durableTaskScheduler backend only: the Functions host reads these on the app's behalf
+// (dsr_export.settings.PLATFORM_SETTINGS). AzureFunctionsJobHost__<path> overrides that path of
+// host.json, so the same package runs on either backend and host.json keeps Azure Storage for
+// the default mode and the offline host. The connection string holds no secret: the endpoint,
+// and which managed identity signs in (the app's, by client id); the grant is the identity's
+// Durable Task Data Contributor role on the task hub (durable-task-scheduler.bicep).
+var schedulerSettings = {
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__type: 'azureManaged'
+  AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName: 'DURABLE_TASK_SCHEDULER_CONNECTION_STRING'
+  AzureFunctionsJobHost__extensions__durableTask__hubName: durableTaskHubName
+  DURABLE_TASK_SCHEDULER_CONNECTION_STRING: 'Endpoint=${durableTaskSchedulerEndpoint};Authentication=ManagedIdentity;ClientID=${identityClientId}'
+}
+
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: union(platformSettings, appSettings, isStoredPolicy ? storedPolicySettings : {})
+  properties: union(
+    platformSettings,
+    appSettings,
+    isStoredPolicy ? storedPolicySettings : {},
+    useScheduler ? schedulerSettings : {}
+  )
 }
 
 // App Service authentication (Entra ID) in front of the app. It validates a bearer token when

@@ -1,10 +1,12 @@
 // networkIsolation=true only: a virtual network for the function app's outbound traffic, and
-// private endpoints, so that the app reaches host storage, the export account and Key Vault on
-// private addresses only, and host storage and Key Vault can close their public endpoints.
+// private endpoints, so that the app reaches host storage, the export account and Key Vault (and
+// the Durable Task Scheduler, with durableBackend=durableTaskScheduler) on private addresses
+// only, and host storage, Key Vault and the scheduler can close their public endpoints.
 // The same layout as Microsoft's Flex Consumption azd quickstarts (VNET_ENABLED).
 //
 //   snet-app  delegated to Microsoft.App/environments (Flex Consumption VNet integration)
-//   snet-pe   the private endpoints: host storage blob/queue/table, export blob, Key Vault
+//   snet-pe   the private endpoints: host storage blob/queue/table, export blob, Key Vault,
+//             and the scheduler when there is one
 //
 // Private DNS zones linked to the virtual network make the accounts' and the vault's usual
 // host names resolve to the private endpoints from inside it (the app needs no other setting).
@@ -33,6 +35,9 @@ param exportStorageId string
 @description('Resource id of the Key Vault.')
 param keyVaultId string
 
+@description('Resource id of the Durable Task Scheduler; empty: there is none (durableBackend=azureStorage).')
+param schedulerId string = ''
+
 var appSubnetName = 'snet-app'
 var privateEndpointSubnetName = 'snet-pe'
 
@@ -44,17 +49,22 @@ var zoneNames = {
   queue: 'privatelink.queue.${storageSuffix}'
   table: 'privatelink.table.${storageSuffix}'
   vault: 'privatelink${replace(environment().suffixes.keyvaultDns, 'vault', 'vaultcore')}'
+  // The scheduler's endpoint is <name>-<suffix>.<region>.durabletask.io. The zone name is the
+  // public cloud's; environment() has no suffix for it, so national clouds are not covered.
+  scheduler: 'privatelink.durabletask.io'
 }
-var zones = [
+var useScheduler = !empty(schedulerId)
+var storageAndVaultZones = [
   'blob'
   'queue'
   'table'
   'vault'
 ]
+var zones = concat(storageAndVaultZones, useScheduler ? ['scheduler'] : [])
 
 // What each private endpoint connects to: the resource, its sub-resource (group id) and the
 // DNS zone its address is registered in.
-var endpoints = [
+var storageAndVaultEndpoints = [
   {
     name: 'host-blob'
     target: hostStorageId
@@ -81,6 +91,13 @@ var endpoints = [
     groupId: 'vault'
   }
 ]
+// The scheduler's private link sub-resource is 'scheduler'.
+var schedulerEndpoint = {
+  name: 'scheduler'
+  target: schedulerId
+  groupId: 'scheduler'
+}
+var endpoints = concat(storageAndVaultEndpoints, useScheduler ? [schedulerEndpoint] : [])
 
 // Inbound: nothing but the platform's own defaults; the app subnet only sends, and the
 // private endpoints answer the virtual network.

@@ -2,7 +2,8 @@
 
 There is no Bicep compiler or Azure here, so the templates are read with ``pycep-parser`` and a
 small evaluator for the expressions the templates use (variables, parameters, ``==``, ``!``,
-``&&``, ``||``, ``?:``, ``??``, ``union``, ``empty``, ``contains``, ``split``, ``replace``). The
+``&&``, ``||``, ``?:``, ``??``, ``union``, ``concat``, ``empty``, ``contains``, ``split``,
+``replace``). The
 evaluator resolves a name only when it is a variable or a parameter given a value by the caller;
 anything else (``storage.id``, ``listKeys()``) stays as pycep's parse tree, so a check can still
 ask *what* it refers to. pycep spells an identifier and a string literal the same way
@@ -39,6 +40,7 @@ ROLE_IDS: dict[str, str] = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Durable Task Data Contributor": "0ad04412-c4d5-4796-b79c-f76d14c8d402",
 }
 ROLE_NAMES = {guid: name for name, guid in ROLE_IDS.items()}
 
@@ -50,6 +52,8 @@ GRAPH_APP_ROLES = {
 }
 
 MODES = ("stored-policy", "user-delegation")
+#: Where the task hub lives (main.bicep ``durableBackend``); the first is the default.
+BACKENDS = ("azureStorage", "durableTaskScheduler")
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 
 
@@ -162,6 +166,11 @@ def _function(node: dict[str, Any], doc: Mapping[str, Any], params: Mapping[str,
             assert isinstance(value, dict), f"union of a non-object: {value!r}"
             merged.update(value)
         return merged
+    if fn["type"] == "concat":
+        items = [evaluate(arg, doc, params) for arg in args.values()]
+        if all(isinstance(item, list) for item in items):
+            return [element for item in items for element in item]
+        return node
     values = {name: evaluate(arg, doc, params) for name, arg in args.items()}
     if any(_unresolved(v) or _parse_tree(v) for v in values.values()):
         return node if fn["type"] not in ("empty", "contains") else Unresolved(fn["type"])
@@ -245,11 +254,13 @@ def role_assignments(path: str, mode: str) -> list[tuple[str, str, str]]:
     return sorted(grants)
 
 
-def app_settings(mode: str) -> dict[str, Any]:
-    """The function app's app settings in one SAS mode (values partly unresolved)."""
+def app_settings(mode: str, backend: str = BACKENDS[0]) -> dict[str, Any]:
+    """The function app's app settings in one SAS mode and task hub backend (values partly
+    unresolved)."""
     doc = template("modules/function-app.bicep")
     configs = resources(doc, "Microsoft.Web/sites/config")
     config = only({k: v for k, v in configs.items() if body(v)["name"] == "appsettings"})
-    settings = evaluate(body(config)["properties"], doc, {"sasMode": mode})
+    params = {"sasMode": mode, "durableBackend": backend}
+    settings = evaluate(body(config)["properties"], doc, params)
     assert isinstance(settings, dict)
     return settings

@@ -18,6 +18,7 @@ import pytest
 
 from dsr_export.domain.callers import Role
 from tests.infra.bicep_model import (
+    BACKENDS,
     INFRA,
     MODES,
     ROOT,
@@ -182,10 +183,16 @@ def test_the_export_account_stays_reachable_for_graph() -> None:
     assert "Graph" in risks
 
 
-def test_network_module_has_a_private_endpoint_for_every_data_path() -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_network_module_has_a_private_endpoint_for_every_data_path(backend: str) -> None:
+    """The scheduler (durableBackend=durableTaskScheduler) is a data path of its own: the task
+    hub. tests/infra/test_durable_task_scheduler.py checks how main.bicep wires it."""
     doc = template("modules/network.bicep")
+    with_scheduler = backend == "durableTaskScheduler"
+    given = {"schedulerId": "/subscriptions/x/schedulers/dts" if with_scheduler else ""}
     endpoints = {
-        (item["target"], item["groupId"]) for item in doc["variables"]["endpoints"]["value"]
+        (item["target"], item["groupId"])
+        for item in evaluate(doc["variables"]["endpoints"]["value"], doc, given)
     }
     assert endpoints == {
         ("hostStorageId", "blob"),
@@ -193,7 +200,7 @@ def test_network_module_has_a_private_endpoint_for_every_data_path() -> None:
         ("hostStorageId", "table"),
         ("exportStorageId", "blob"),
         ("keyVaultId", "vault"),
-    }
+    } | ({("/subscriptions/x/schedulers/dts", "scheduler")} if with_scheduler else set())
     endpoint = body(only(resources(doc, "Microsoft.Network/privateEndpoints")))
     assert doc["resources"]["endpoint"]["config"]["loop_type"]["detail"]["array_name"] == (
         "endpoints"
@@ -202,8 +209,9 @@ def test_network_module_has_a_private_endpoint_for_every_data_path() -> None:
     assert accessor_path(connection["privateLinkServiceId"]) == ["item", "target"]
     # Each endpoint's address is registered in the DNS zone of its sub-resource, and every
     # zone is linked to the virtual network, so the usual host names resolve privately.
-    zones = set(doc["variables"]["zones"]["value"])
+    zones = set(evaluate(doc["variables"]["zones"]["value"], doc, given))
     assert zones == {group for _, group in endpoints}
+    assert zones <= set(evaluate(doc["variables"]["zoneNames"]["value"], doc))
     assert resources(doc, "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
     link = body(only(resources(doc, "Microsoft.Network/privateDnsZones/virtualNetworkLinks")))
     assert link["properties"]["registrationEnabled"] is False

@@ -4,7 +4,8 @@ nothing reads.
 
 "What the code reads" is ``dsr_export.settings.SETTINGS`` (our code) plus ``PLATFORM_SETTINGS``
 (what the Functions host and SDKs read for us). The only exceptions are spelled out below, each
-with its reason; everything else is strict in both directions.
+with its reason; everything else is strict in both directions, in every SAS mode and on both
+task hub backends (``durableBackend``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 
 from dsr_export.settings import PLATFORM_SETTINGS, SETTINGS
 from tests.infra.bicep_model import (
+    BACKENDS,
     MODES,
     ROOT,
     Unresolved,
@@ -72,6 +74,21 @@ SECRETS = {"EXPORT_STORAGE_ACCOUNT_KEY", "CALLBACK_SIGNING_SECRET"}
 #: Setting that exists only in stored-policy mode (the key signs the stored-policy SAS).
 STORED_POLICY_ONLY = {"EXPORT_STORAGE_ACCOUNT_KEY"}
 
+#: Settings that exist only with durableBackend=durableTaskScheduler: the host.json overrides
+#: that move the task hub to the scheduler, and the connection string they name. With the
+#: default backend they are absent, so host.json's Azure Storage task hub is used. Locally too:
+#: the offline host keeps its own durable engine (devhost/durable/), and the scheduler's
+#: emulator is a Docker image only.
+SCHEDULER_ONLY = {
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type",
+    "AzureFunctionsJobHost__extensions__durableTask__storageProvider__connectionStringName",
+    "AzureFunctionsJobHost__extensions__durableTask__hubName",
+    "DURABLE_TASK_SCHEDULER_CONNECTION_STRING",
+}
+
+#: Every (SAS mode, task hub backend) pair infra/ can be deployed with.
+COMBINATIONS = [(mode, backend) for mode in MODES for backend in BACKENDS]
+
 
 def logical(keys: set[str]) -> set[str]:
     """`AzureWebJobsStorage__blobServiceUri` etc. count as `AzureWebJobsStorage`."""
@@ -98,27 +115,43 @@ def host_storage_properties(keys: set[str]) -> set[str]:
 # Azure (infra/)
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_infra_provides_every_setting_the_code_reads(mode: str) -> None:
-    provided = logical(set(app_settings(mode)))
+@pytest.mark.parametrize(("mode", "backend"), COMBINATIONS)
+def test_infra_provides_every_setting_the_code_reads(mode: str, backend: str) -> None:
+    provided = logical(set(app_settings(mode, backend)))
     required = read_by_app() - SET_BY_FLEX_CONFIG - SET_BY_PLATFORM - OFFLINE_HOST_ONLY
     if mode != "stored-policy":
         required -= STORED_POLICY_ONLY
+    if backend != "durableTaskScheduler":
+        required -= SCHEDULER_ONLY
     missing = required - provided
-    assert not missing, f"{mode}: infra/ does not set {sorted(missing)}"
+    assert not missing, f"{mode}, {backend}: infra/ does not set {sorted(missing)}"
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_infra_provides_nothing_the_code_does_not_read(mode: str) -> None:
-    provided = logical(set(app_settings(mode)))
+@pytest.mark.parametrize(("mode", "backend"), COMBINATIONS)
+def test_infra_provides_nothing_the_code_does_not_read(mode: str, backend: str) -> None:
+    provided = logical(set(app_settings(mode, backend)))
     allowed = read_by_app() | set(NOT_YET_IN_REGISTRY)
     extra = provided - allowed
-    assert not extra, f"{mode}: infra/ sets {sorted(extra)}, which nothing reads"
+    assert not extra, f"{mode}, {backend}: infra/ sets {sorted(extra)}, which nothing reads"
     assert not provided & SET_BY_FLEX_CONFIG, "Flex Consumption sets these elsewhere"
     assert not provided & SET_BY_PLATFORM, "the platform sets these itself"
     assert not provided & OFFLINE_HOST_ONLY, "never in Azure"
     if mode != "stored-policy":
         assert not provided & STORED_POLICY_ONLY, "no account key outside stored-policy mode"
+    if backend != "durableTaskScheduler":
+        assert not provided & SCHEDULER_ONLY, "host.json's Azure Storage task hub stays in use"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_scheduler_adds_exactly_its_own_settings(mode: str) -> None:
+    """The backend changes nothing but the scheduler's settings: host storage, telemetry and
+    every setting of the code are the same on both."""
+    on_storage = app_settings(mode, "azureStorage")
+    on_scheduler = app_settings(mode, "durableTaskScheduler")
+    assert set(on_scheduler) - set(on_storage) == SCHEDULER_ONLY
+    assert set(on_storage) <= set(on_scheduler)
+    assert {k: on_scheduler[k] for k in on_storage} == on_storage
+    assert set(PLATFORM_SETTINGS) >= SCHEDULER_ONLY, "the registry lists what the host reads"
 
 
 def test_flex_platform_settings_are_in_function_app_config() -> None:
@@ -130,8 +163,11 @@ def test_flex_platform_settings_are_in_function_app_config() -> None:
     assert runtime["name"] == PLATFORM_SETTINGS["FUNCTIONS_WORKER_RUNTIME"] == "python"
 
 
-def test_infra_host_storage_is_identity_based() -> None:
-    keys = set(app_settings("stored-policy"))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infra_host_storage_is_identity_based(backend: str) -> None:
+    """Host storage is kept on both backends: the host, the dsr-requests queue and the
+    deployment package need it even when the task hub is on the scheduler."""
+    keys = set(app_settings("stored-policy", backend))
     assert HOST_STORAGE not in keys, "a connection string would need the (disabled) key"
     assert host_storage_properties(keys) == {
         "blobServiceUri",
@@ -148,7 +184,7 @@ def test_infra_host_storage_is_identity_based() -> None:
 
 def test_local_example_provides_every_setting_the_code_reads() -> None:
     provided = logical(set(local_values()))
-    required = read_by_app() - LOCAL_OMITS - SET_BY_PLATFORM - OFFLINE_HOST_ONLY
+    required = read_by_app() - LOCAL_OMITS - SET_BY_PLATFORM - OFFLINE_HOST_ONLY - SCHEDULER_ONLY
     missing = required - provided
     assert not missing, f"local.settings.example.json lacks {sorted(missing)}"
 
@@ -159,6 +195,8 @@ def test_local_example_provides_nothing_the_code_does_not_read() -> None:
     assert not extra, f"local.settings.example.json sets {sorted(extra)}, which nothing reads"
     assert not provided & LOCAL_OMITS
     assert not provided & (SET_BY_PLATFORM | OFFLINE_HOST_ONLY)
+    # Locally the task hub is Azure Storage (Azurite or the account): host.json as it is.
+    assert not provided & SCHEDULER_ONLY
 
 
 def test_local_example_uses_the_developer_identity_for_host_storage() -> None:
