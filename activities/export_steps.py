@@ -18,6 +18,7 @@ from dsr_export import composition
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain import steps
 from dsr_export.domain.errors import Subject, classify, submit_outcome_unknown
+from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import container_name
 from dsr_export.domain.steps import GraphStepResult, Outcome
@@ -92,6 +93,16 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         phase="submitting",
         operation_id=submitted.operation_id,
     )
+    _evidence(
+        step.request_id,
+        Kind.SUBMITTED,
+        f"submitted:{name}",
+        operationId=submitted.operation_id,
+        container=name,
+        sasMode=export_storage_settings().sas_mode.value,
+        sasExpiry=expires_at.isoformat(),
+        userObjectId=step.user_id,
+    )
     return steps.ExportSubmitted(
         outcome=Outcome.ACCEPTED,
         operation_id=submitted.operation_id,
@@ -142,6 +153,13 @@ def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
         operation_id=command,
         container=name,
     )
+    _evidence(
+        step.request_id,
+        Kind.SUBMIT_RECOVERED,
+        f"recovered:{name}",
+        operationId=command,
+        container=name,
+    )
     return steps.ExportRecovered(
         operation_id=command,
         operation_url=url,
@@ -165,6 +183,15 @@ def check_export(step: steps.CheckExport) -> steps.ExportChecked:
         graph_status=operation.status,
         progress=operation.progress,
     )
+    if operation.status != step.last_status:
+        _evidence(
+            step.request_id,
+            Kind.GRAPH_STATUS,
+            f"graph:{operation.id or step.operation_url.rsplit('/', 1)[-1]}:{operation.status}",
+            operationId=operation.id or None,
+            graphStatus=operation.status,
+            previousStatus=step.last_status,
+        )
     return steps.ExportChecked(status=operation.status, progress=operation.progress)
 
 
@@ -186,7 +213,54 @@ def finalize_export(step: steps.FinalizeExport) -> steps.ExportFinalized:
         sas_revoked=revoked,
         blobs=manifest["blobCount"] if manifest else None,
     )
+    _record_ending(step, name, manifest, sas)
     return steps.ExportFinalized(manifest=manifest, sas=sas)
+
+
+def _record_ending(
+    step: steps.FinalizeExport,
+    container: str,
+    manifest: dict[str, Any] | None,
+    sas: dict[str, Any],
+) -> None:
+    """The DSR's last records: what was exported, what became of the SAS, how it ended."""
+    if manifest is not None:
+        _evidence(
+            step.request_id,
+            Kind.COMPLETED,
+            "completed",
+            operationId=step.operation_id,
+            container=container,
+            blobCount=manifest["blobCount"],
+            totalBytes=manifest["totalBytes"],
+            products=manifest["products"],
+        )
+    _evidence(
+        step.request_id,
+        Kind.SAS_REVOKED,
+        "sas_revoked",
+        container=container,
+        sasMode=export_storage_settings().sas_mode.value,
+        revoked=bool(sas["revoked"]),
+        sasExpiry=sas.get("expiresAt"),
+    )
+    if step.ending in {"failed", "timed_out", "cancelled"}:
+        _evidence(
+            step.request_id,
+            Kind.FINISHED,
+            "finished",
+            phase=step.ending,
+            errorCode=step.error_code,
+            errorCategory=step.error_category,
+            operationId=step.operation_id,
+        )
+
+
+def _evidence(request_id: str, kind: Kind, event_id: str, **data: object) -> None:
+    """Append one record to the DSR's evidence; a retry of the activity appends nothing twice."""
+    composition.evidence_log().append(
+        request_id, kind, composition.now(), {EVENT_ID: event_id, **data}
+    )
 
 
 def _graph_failure(

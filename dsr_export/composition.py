@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
 
     from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
@@ -43,6 +44,7 @@ PARTS: Final = (
     "callback_sender",
     "rejections",
     "task_hub_query",
+    "evidence_log",
     "clock",
 )
 
@@ -118,6 +120,13 @@ def rejections() -> RejectionSink:
     return _rejections()
 
 
+def evidence_log() -> EvidenceLog:
+    """Where each DSR's hash-chained evidence is appended (``dsr-evidence``)."""
+    if "evidence_log" in _overrides:
+        return _overrides["evidence_log"]  # type: ignore[no-any-return]
+    return _evidence_log()
+
+
 def task_hub_query() -> TaskHubQuery:
     """How the list endpoint reads the task hub's instances (every page of them)."""
     if "task_hub_query" in _overrides:
@@ -147,7 +156,14 @@ def override(**parts: Any) -> Iterator[None]:
 
 def reset() -> None:
     """Forget every built part and every setting read, so the next use reads them anew."""
-    for cached in (_credential, _graph, _export_storage, _callback_sender, _rejections):
+    for cached in (
+        _credential,
+        _graph,
+        _export_storage,
+        _callback_sender,
+        _rejections,
+        _evidence_log,
+    ):
         cached.cache_clear()
     settings.clear_cache()
 
@@ -178,6 +194,13 @@ def _callback_sender() -> CallbackSender:
     from dsr_export.adapters.callbacks import CallbackSender
 
     return CallbackSender(allow_loopback=settings.callback_settings().allow_loopback)
+
+
+@functools.cache
+def _evidence_log() -> EvidenceLog:
+    from dsr_export.adapters.evidence_log import EvidenceLog
+
+    return EvidenceLog(export_storage().service)
 
 
 @functools.cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -22,12 +23,14 @@ import azure.functions as func
 from dsr_export import composition
 from dsr_export.domain import problems
 from dsr_export.domain.callers import Caller, Role
+from dsr_export.domain.evidence import evidence_document
 from dsr_export.domain.job import CANCEL_EVENT
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
     MAX_BODY_BYTES,
     FieldError,
     InvalidRequest,
+    canonical_request_id,
     decode_body,
     validate_request_id,
 )
@@ -82,6 +85,22 @@ async def submit_dsr(
         )
     except SettingsError as exc:
         return _misconfigured(exc)
+    except Exception as exc:  # noqa: BLE001 - storage or task hub down: nothing was started
+        from dsr_export.adapters.failures import setup_error
+
+        found = setup_error(exc)
+        log_event(
+            "intake_unavailable",
+            level=logging.ERROR,
+            reason=type(exc).__name__,
+            code=found["code"] if found else None,
+        )
+        if found is not None:  # the export account refuses the app: say what to fix, now
+            detail = str(found.get("hint") or found["message"])
+            return _problem(503, "Service misconfigured", detail, "misconfigured")
+        return _problem(
+            503, "Temporarily unavailable", "send the request again later", "unavailable"
+        )
     match outcome.verdict:
         case Admission.INVALID:
             return _problem(
@@ -158,6 +177,25 @@ async def get_dsr(
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
     return _json(document(existing, composition.now(), stored_job(existing)), 200)
+
+
+@bp.route(route="exports/{requestId}/evidence", methods=["GET"])
+@bp.durable_client_input(client_name="client")
+async def get_evidence(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """The DSR's evidence records, as stored, and whether their hash chain verifies."""
+    caller = _authorized(req, Role.READ)
+    if isinstance(caller, func.HttpResponse):
+        return caller
+    try:
+        request_id = validate_request_id(req.route_params.get("requestId"))
+    except InvalidRequest as exc:
+        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
+    lines = composition.evidence_log().read(canonical_request_id(request_id))
+    if not lines:
+        return _problem(404, "Unknown DSR", f"no evidence for requestId {request_id}", "not-found")
+    return _json(evidence_document(request_id, lines), 200)
 
 
 @bp.route(route="exports/{requestId}/cancel", methods=["POST"])

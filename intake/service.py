@@ -18,9 +18,11 @@ from typing import Any, Final
 
 import azure.durable_functions as df
 
+from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
 from dsr_export.domain.callers import Caller
 from dsr_export.domain.deadlines import deadline, warning_at
+from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -94,6 +96,9 @@ async def start_or_get(
         except OverflowError:  # a deadline beyond the calendar: no real request gets here
             error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
             return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
+        # The evidence opens before the DSR starts: a DSR never runs without its first record
+        # (a retried delivery finds the record written and appends nothing).
+        _record_received(job, request, caller, source, now)
         try:
             await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
         except Exception as exc:  # the SDK raises a bare Exception
@@ -140,6 +145,29 @@ async def start_or_get(
         )
     log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
     return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
+
+
+def _record_received(
+    job: ExportJob, request: ExportRequest, caller: Caller, source: str, now: datetime
+) -> None:
+    regulation = request.regulation
+    composition.evidence_log().append(
+        job.request_id,
+        Kind.RECEIVED,
+        now,
+        {
+            EVENT_ID: "received",
+            "source": source,
+            "regulation": regulation.name,
+            "regulationDays": regulation.days,
+            "receivedAt": job.received_at,
+            "deadline": job.legal_deadline,
+            "submitterKind": caller.kind,
+            "submitterId": caller.id,
+            "submitterTenantId": caller.tenant_id,
+            "userObjectId": request.user_object_id,
+        },
+    )
 
 
 async def find_dsr(

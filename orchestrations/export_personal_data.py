@@ -294,7 +294,9 @@ def _poll(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any)
 
         assert job.operation_url is not None
         checked = yield from _call(
-            context, steps.CHECK_EXPORT, steps.CheckExport(job.request_id, job.operation_url)
+            context,
+            steps.CHECK_EXPORT,
+            steps.CheckExport(job.request_id, job.operation_url, last_status=job.graph_status),
         )
         cap = job.policy.max_poll_interval_seconds
         job = job.replace(poll_round=job.poll_round + 1)
@@ -341,6 +343,10 @@ def _finish(context: df.DurableOrchestrationContext, job: ExportJob, ending: End
             write_manifest=ending.phase is Phase.COMPLETED,
             sas_expires_at=job.sas_expires_at,
             audit=job.audit_record(ending, context.current_utc_datetime),
+            ending=ending.phase.value,
+            error_code=(ending.error or {}).get("code"),
+            error_category=(ending.error or {}).get("category"),
+            operation_id=job.operation_id,
         )
         try:
             finalized = yield from _call(context, steps.FINALIZE_EXPORT, finalize)

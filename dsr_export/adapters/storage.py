@@ -64,6 +64,11 @@ class ExportStorage:
             blob_credential = credential
         self._service = BlobServiceClient(settings.blob_endpoint, credential=blob_credential)
 
+    @property
+    def service(self) -> BlobServiceClient:
+        """The account's client, as the app reaches it (the evidence log lives there too)."""
+        return self._service
+
     def probe(self) -> None:
         """A harmless read that needs the same access as the export (for the health check)."""
         listing = self._service.list_containers(

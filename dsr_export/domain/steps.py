@@ -114,10 +114,12 @@ class RecoverSubmit(Wire):
 
 @dataclass(frozen=True)
 class CheckExport(Wire):
-    """GET the dataPolicyOperation at ``operation_url`` once."""
+    """GET the dataPolicyOperation at ``operation_url`` once; ``last_status`` is what Graph said
+    before (a change goes to the evidence)."""
 
     request_id: str
     operation_url: str
+    last_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,11 @@ class FinalizeExport(Wire):
     write_manifest: bool
     sas_expires_at: str | None = None
     audit: dict[str, Any] | None = None
+    #: How the DSR ends (its phase and error code and category), for the evidence.
+    ending: str | None = None
+    error_code: str | None = None
+    error_category: str | None = None
+    operation_id: str | None = None
 
 
 @dataclass(frozen=True)

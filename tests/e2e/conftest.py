@@ -16,11 +16,15 @@ from devhost.durable import FastClock
 from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
+from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
+from dsr_export.domain import evidence
 from tests.e2e.host import (
     EXPORT_DURATION,
     GRAPH_ROLES,
+    PERSONAL,
     SPEED,
     HostProcess,
+    export_container,
     host_env,
     identity_with_roles,
     personal_data_found,
@@ -70,3 +74,23 @@ def no_personal_data_outside_the_input() -> Iterator[None]:
     found = personal_data_found()
     if found:
         pytest.fail("personal data where only ids belong:\n  " + "\n  ".join(found[:20]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_evidence_chain_verifies(azurite: Azurite, tls_files: TlsFiles) -> Iterator[None]:
+    """After the whole e2e session: the evidence log of every DSR that ran verifies, holds no
+    UPN the suite sent, and starts with the DSR's receipt."""
+    yield
+    logs = export_container(azurite, tls_files, EVIDENCE_CONTAINER)
+    broken, checked = [], 0
+    for blob in logs.list_blobs():
+        text = logs.download_blob(blob.name).readall().decode()
+        verification = evidence.verify(text.splitlines())
+        checked += 1
+        if not verification.ok:
+            broken.append(f"{blob.name}: {verification.summary()}")
+        elif verification.records and verification.records[0].kind is not evidence.Kind.RECEIVED:
+            broken.append(f"{blob.name}: does not start with its receipt")
+        broken += [f"{blob.name}: holds {upn}" for upn in PERSONAL if upn in text.lower()]
+    if broken or checked == 0:
+        pytest.fail("evidence: " + ("; ".join(broken[:20]) or "no evidence log was written"))

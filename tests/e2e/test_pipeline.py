@@ -165,15 +165,24 @@ def _run_one(process: HostProcess, user: str) -> dict[str, Any]:
         process.stop()
 
 
-def test_a_wrong_account_key_fails_at_once_naming_the_setting(
+def test_a_wrong_account_key_is_refused_at_intake_naming_the_setting(
     tmp_path: Path, azurite: Azurite, e2e_identity, e2e_graph: GraphSimulator, tls_files
 ):
+    # The evidence opens before a DSR starts, in the export account: a key the account
+    # refuses is found at the first request, and nothing starts that could not be recorded.
     env = host_env(azurite, e2e_identity, e2e_graph, tls_files)
     env["EXPORT_STORAGE_ACCOUNT_KEY"] = base64.b64encode(b"a rotated key, not this one").decode()
-    doc = _run_one(HostProcess(tmp_path / "host", env), ADELE)
-    assert doc["phase"] == "failed"
-    assert doc["error"]["code"] == "StorageAccessDenied"
-    assert "EXPORT_STORAGE_ACCOUNT_KEY" in doc["error"]["hint"]
+    process = HostProcess(tmp_path / "host", env).start()
+    try:
+        request_id = _rid("MISCONF")
+        answer = process.post("/exports", {"requestId": request_id, "user": ADELE})
+        status = process.get(f"/exports/{request_id}").status_code
+    finally:
+        process.stop()
+    assert answer.status_code == 503
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    assert "EXPORT_STORAGE_ACCOUNT_KEY" in answer.json()["detail"]
+    assert status == 404, "no DSR was started"
 
 
 def test_a_sas_that_graph_refuses_fails_as_a_configuration_error(

@@ -6,9 +6,17 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.unit.intake_fakes import fake_task_hub_query
+from tests.unit.intake_fakes import MemoryEvidence, fake_task_hub_query
 
 
 @pytest.fixture(autouse=True)
 def _fake_task_hub_query(swap: Callable[..., None]) -> None:
     swap(task_hub_query=fake_task_hub_query)
+
+
+@pytest.fixture(autouse=True)
+def evidence_log(swap: Callable[..., None]) -> MemoryEvidence:
+    """Each unit test's evidence, in memory (tests/integration covers the real log)."""
+    log = MemoryEvidence()
+    swap(evidence_log=log)
+    return log

@@ -20,6 +20,8 @@ import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from dsr_export import settings
+from dsr_export.domain import evidence
+from dsr_export.domain.request import canonical_request_id
 
 SECRET_KEY = b"0123456789abcdef0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
@@ -209,3 +211,27 @@ def valid_payload(request_id: str = "RITM0001", **extra: Any) -> dict[str, Any]:
 
 def hours(n: float) -> timedelta:
     return timedelta(hours=n)
+
+
+class MemoryEvidence:
+    """The evidence log in memory: the domain's own chaining, no storage."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, list[evidence.EvidenceRecord]] = {}
+
+    def append(
+        self, request_id: str, kind: Any, at: datetime, data: Mapping[str, object]
+    ) -> evidence.EvidenceRecord:
+        chain = self.records.setdefault(canonical_request_id(request_id), [])
+        event_id = data.get(evidence.EVENT_ID)
+        if isinstance(event_id, str):
+            earlier = evidence.find_event(chain, event_id)
+            if earlier is not None:
+                return earlier
+        record = evidence.chain(chain[-1] if chain else None, kind, at, request_id, data)
+        chain.append(record)
+        return record
+
+    def read(self, request_id: str) -> list[str]:
+        chain = self.records.get(canonical_request_id(request_id), [])
+        return [record.to_line().decode() for record in chain]

@@ -304,3 +304,26 @@ def test_no_token_and_no_key_is_unauthenticated(post, client):
     response = post({"requestId": "R-13", "user": USER_ID}, key=None)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+# -- the evidence opens with the receipt -------------------------------------------------------
+def test_a_started_dsr_has_its_receipt_in_the_evidence_first(post, client, evidence_log):
+    response = post({"requestId": "r-20", "user": UPN, "regulation": "ccpa"})
+    assert response.status_code == 202
+    [record] = [json.loads(line) for line in evidence_log.read("R-20")]
+    assert (record["kind"], record["seq"], record["requestId"]) == ("received", 0, "R-20")
+    assert record["data"]["regulation"] == "ccpa"
+    assert record["data"]["submitterKind"] == "functionKey"
+    assert UPN not in json.dumps(record), "the UPN stays in the orchestration input"
+    assert post({"requestId": "R-20", "user": UPN, "regulation": "ccpa"}).status_code == 202
+    assert len(evidence_log.read("R-20")) == 1, "a duplicate delivery appends nothing"
+
+
+def test_the_evidence_route_verifies_the_chain(post, client, user_function, evidence_log):
+    post({"requestId": "R-21", "user": USER_ID})
+    req = request("GET", "exports/r-21/evidence", route_params={"requestId": "r-21"})
+    answer = body(call(user_function("get_evidence"), client, req=req))
+    assert answer["verification"]["ok"] is True
+    assert [r["kind"] for r in answer["records"]] == ["received"]
+    missing = request("GET", "exports/R-404/evidence", route_params={"requestId": "R-404"})
+    assert call(user_function("get_evidence"), client, req=missing).status_code == 404

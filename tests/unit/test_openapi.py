@@ -53,6 +53,11 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
             "POST", "exports/R-1/cancel", {"reason": "withdrawn"}, route_params={"requestId": "R-1"}
         ),
     ),
+    "getEvidence": (
+        "get_evidence",
+        True,
+        lambda: request("GET", "exports/R-1/evidence", route_params={"requestId": "R-1"}),
+    ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
 }
