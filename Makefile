@@ -60,8 +60,10 @@ test-fast: venv
 demo: venv node
 	$(PYTHON) -m devhost demo
 
+# make serve ARGS="--speed 1000": the README's curl lines use the key devkey; another key with
+# DEVHOST_FUNCTION_KEY=... in the environment, or --function-key in ARGS.
 serve: venv node
-	$(PYTHON) -m devhost serve
+	$(PYTHON) -m devhost serve --function-key "$${DEVHOST_FUNCTION_KEY:-devkey}" $(ARGS)
 
 bench: venv node
 	$(PYTHON) -m bench

@@ -1,4 +1,4 @@
-"""``python -m devhost serve|demo``: the offline host's command line."""
+"""``python -m devhost serve|demo|queue``: the offline host's command line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import shlex
 import signal
 import sys
 import tempfile
@@ -13,8 +14,19 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from devhost._state import PortInUseError, StateFileError, StateInUseError
 from devhost.demo import run_demo
+from devhost.queue_cli import DEFAULT_QUEUE, QueueToolError, peek_messages, send_message
 from devhost.stack import REPO_ROOT, DevStack, StackOptions
+
+DEFAULT_STATE = REPO_ROOT / ".devhost"
+#: A user the Graph simulator's directory holds (Adele Vance), for the printed curl line.
+SAMPLE_USER = "6e7b768e-07e2-4810-8459-485f84f8f204"
+#: Loggers that write a line per HTTP request or token: WARNING unless ``serve --verbose``.
+#: (The app keeps the first at WARNING itself, in Azure as here; the host does it too, so that
+#: its own SDK calls, the Graph simulator's storage calls among them, stay quiet as well.)
+QUIET_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity")
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--state",
         type=Path,
-        default=REPO_ROOT / ".devhost",
-        help="task hub, Azurite data and certificates (default .devhost/)",
+        default=DEFAULT_STATE,
+        help="task hub, Azurite data, the simulator's operations, ports, clock and "
+        "certificates (default .devhost/)",
     )
     serve.add_argument("--settings", type=Path, help="local.settings.json to read")
     serve.add_argument("--sas-mode", choices=["stored-policy", "user-delegation"])
@@ -40,21 +53,61 @@ def main(argv: list[str] | None = None) -> int:
         default=3.0,
         help="how long a simulated export takes, in Graph days (default 3)",
     )
+    serve.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also log every Graph request, orchestration episode, token and SDK HTTP call",
+    )
 
     demo = commands.add_parser("demo", help="run several DSRs end to end and report")
     demo.add_argument("--state", type=Path, help="state directory (default: a fresh temp dir)")
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.command == "serve" else logging.ERROR,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    queue = commands.add_parser("queue", help="send a message to the running host's queue")
+    queue_commands = queue.add_subparsers(dest="queue_command", required=True)
+    send = queue_commands.add_parser(
+        "send", help="put FILE's content on a queue, encoded as host.json says (base64)"
     )
+    send.add_argument("file", help="the message body, sent as it is ('-': standard input)")
+    send.add_argument(
+        "--raw",
+        action="store_true",
+        help="send it unencoded, as a producer that forgot the base64 (it gets poisoned)",
+    )
+    peek = queue_commands.add_parser("peek", help="print the messages on a queue, decoded")
+    peek.add_argument("--count", type=int, default=32, help="at most this many (max 32)")
+    for sub in (send, peek):
+        sub.add_argument("--queue", default=DEFAULT_QUEUE, help=f"(default {DEFAULT_QUEUE})")
+        sub.add_argument(
+            "--state",
+            type=Path,
+            default=DEFAULT_STATE,
+            help="the running host's state directory (default .devhost/)",
+        )
+
+    args = parser.parse_args(argv)
+    _configure_logging(args.command, verbose=getattr(args, "verbose", False))
     if args.command == "demo":
         if args.state:
             return run_demo(args.state)
         with tempfile.TemporaryDirectory(prefix="dsr-demo-") as state:
             return run_demo(Path(state))
+    if args.command == "queue":
+        return _queue(args)
     return _serve(args)
+
+
+def _configure_logging(command: str, *, verbose: bool) -> None:
+    """``serve`` logs at INFO, without the per-request lines unless ``--verbose``; the other
+    commands only errors."""
+    if command != "serve":
+        logging.basicConfig(level=logging.ERROR, format=_FORMAT)
+        return
+    logging.basicConfig(level=logging.INFO, format=_FORMAT)
+    if verbose:
+        logging.getLogger("devhost").setLevel(logging.DEBUG)
+        return
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -70,17 +123,72 @@ def _serve(args: argparse.Namespace) -> int:
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    with DevStack(options) as stack:
-        print("DEVHOST READY " + json.dumps(stack.endpoints()), flush=True)
-        print(
-            f"\n  curl -H 'x-functions-key: {stack.function_key}' {stack.api_url}/exports/<id>\n"
-            "  Ctrl-C stops the host; state stays in "
-            f"{options.state_dir} and in-flight DSRs resume on the next start.\n",
-            file=sys.stderr,
-            flush=True,
-        )
-        with contextlib.suppress(KeyboardInterrupt):
-            stopped.wait()
+    try:
+        with DevStack(options) as stack:
+            sys.stderr.flush()  # the start-up log first: the banner is the last thing printed
+            print(banner(stack), flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                stopped.wait()
+    except (StateFileError, StateInUseError, PortInUseError) as error:
+        print(f"devhost: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def banner(stack: DevStack) -> str:
+    """``DEVHOST READY {endpoints}``, then what a person needs, curl lines that work included."""
+    endpoints = stack.endpoints()
+    api = stack.api_url
+    header = shlex.quote(f"x-functions-key: {stack.function_key}")
+    body = shlex.quote(json.dumps({"requestId": "LOCAL-1", "user": SAMPLE_USER}))
+    state = "" if stack.state_dir == DEFAULT_STATE.resolve() else f" --state {stack.state_dir}"
+    graph = endpoints["graph"]
+    if stack.graph is not None:
+        graph = f"{graph} (simulator; admin API {graph}/_sim/operations, /_sim/stats)"
+    return "\n".join(
+        [
+            "DEVHOST READY " + json.dumps(endpoints),
+            "",
+            f"  API           {api}",
+            f"  host key      {stack.function_key}  (x-functions-key or ?code=; every function)",
+            f"  master key    {stack.keys.master_key if stack.keys else '-'}  (admin API:"
+            f" {api.removesuffix('/api')}/admin/host/keys, /admin/functions/NAME/keys)",
+            f"  Graph         {graph}",
+            f"  state         {stack.state_dir}",
+            "",
+            "  Submit a DSR, then read its status:",
+            f"    curl -sS -X POST {api}/exports -H {header} \\",
+            "         -H 'content-type: application/json' \\",
+            f"         -d {body}",
+            f"    curl -sS {api}/exports/LOCAL-1 -H {header}",
+            "  Or put a message on the dsr-requests queue:",
+            f"    {_python()} -m devhost queue send FILE{state}",
+            "",
+            "  Ctrl-C stops the host; start the same command again and in-flight DSRs resume.",
+        ]
+    )
+
+
+def _python() -> str:
+    """This interpreter, as short as it can be said from here (``.venv/bin/python``)."""
+    executable = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        return shlex.quote(str(executable.relative_to(Path.cwd())))
+    return shlex.quote(str(executable))
+
+
+def _queue(args: argparse.Namespace) -> int:
+    try:
+        if args.queue_command == "send":
+            body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+            message_id = send_message(args.state, body, args.queue, raw=args.raw)
+            print(f"sent message {message_id} to queue {args.queue} ({len(body)} bytes)")
+        else:
+            for text in peek_messages(args.state, args.queue, args.count):
+                print(text)
+    except (OSError, StateFileError, QueueToolError) as error:
+        print(f"devhost queue: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -17,10 +18,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Self
 
 from devhost._service import Service
+from devhost._state import PortInUseError, write_atomically
 from devhost.tls import TlsFiles
 
 __all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError"]
@@ -39,6 +42,9 @@ _LISTENING = re.compile(
 # Azurite's access log prints request URLs, and with them any SAS signature.
 _SIG = re.compile(r"(?i)\bsig=[^&\s\"']*")
 _LOG_NAME = "azurite.log"
+_PRELOAD = Path(__file__).with_name("azurite_preload.js")
+_PID_NAME = "azurite.pid"
+_IN_USE = re.compile(r"EADDRINUSE[^\n]*?:(\d+)\b")
 
 
 class AzuriteError(RuntimeError):
@@ -46,11 +52,17 @@ class AzuriteError(RuntimeError):
 
 
 class Azurite(Service):
-    """One Azurite process (blob, queue, table) on OS-chosen loopback ports.
+    """One Azurite process (blob, queue, table) on loopback ports.
 
     Ports are passed as ``0`` so the OS picks them without a bind-then-release race; the real
-    ports are read from Azurite's own "listening at" lines. Azurite runs in its own process
-    group so ``stop()`` can end it and anything it spawned in one go.
+    ports are read from Azurite's own "listening at" lines. ``ports`` asks for given ones
+    instead (a restart keeps the account's endpoints, as an Azure account's never change); one
+    that is taken raises ``PortInUseError``. Azurite runs in its own process group so ``stop()``
+    can end it and anything it spawned in one go.
+
+    With a kept ``location``, Azurite's process id is written there; a start finds an Azurite
+    left running on that same location by a host that was killed (it runs in its own session,
+    so it outlives a SIGKILL of its parent) and ends it first: one location, one Azurite.
     """
 
     def __init__(
@@ -61,9 +73,14 @@ class Azurite(Service):
         keep_location: bool = False,
         start_timeout: float = 30.0,
         executable: Path | None = None,
+        ports: Mapping[str, int] | None = None,
     ) -> None:
+        unknown = set(ports or {}) - set(_SERVICES)
+        if unknown:
+            raise ValueError(f"ports: unknown services {sorted(unknown)}")
         self._tls = tls
-        self._given_location = location
+        self._wanted_ports = dict(ports or {})
+        self._given_location = location.resolve() if location is not None else None
         self._keep_location = keep_location or location is not None
         self._start_timeout = start_timeout
         self._executable = executable or _REPO_ROOT / "node_modules" / ".bin" / "azurite"
@@ -82,6 +99,8 @@ class Azurite(Service):
             raise AzuriteError(f"{self._executable} not found: run `make node` (npm ci)")
         self._location = self._given_location or Path(tempfile.mkdtemp(prefix="azurite-"))
         self._location.mkdir(parents=True, exist_ok=True)
+        if self._given_location is not None:
+            _end_leftover(self._location)
         log = (self._location / _LOG_NAME).open("ab")
         self._process = subprocess.Popen(
             self._command(self._location),
@@ -89,6 +108,7 @@ class Azurite(Service):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=self._location,
+            env=_node_env(),
             start_new_session=True,
         )
         assert self._process.stdout is not None
@@ -97,6 +117,9 @@ class Azurite(Service):
         )
         self._pump.start()
         atexit.register(self.stop)  # a crashed test run must not leave Azurite behind
+        if self._given_location is not None:
+            owner = f"{self._process.pid} {os.getpid()}"  # Azurite's pid, and its owner's
+            write_atomically(self._location / _PID_NAME, owner)
         try:
             self._wait_ready()
         except BaseException:
@@ -151,6 +174,13 @@ class Azurite(Service):
         return self._endpoint("table")
 
     @property
+    def ports(self) -> dict[str, int]:
+        """The port of each service (blob, queue, table), as it listens now."""
+        self._running()
+        with self._ports_lock:
+            return dict(self._ports)
+
+    @property
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT_NAME};"
@@ -164,7 +194,8 @@ class Azurite(Service):
         command = [str(self._executable), "--skipApiVersionCheck", "--disableTelemetry"]
         command += ["--location", str(location)]
         for service in _SERVICES:
-            command += [f"--{service}Host", "127.0.0.1", f"--{service}Port", "0"]
+            port = str(self._wanted_ports.get(service, 0))
+            command += [f"--{service}Host", "127.0.0.1", f"--{service}Port", port]
         if self._tls is not None:
             command += ["--cert", str(self._tls.cert_path), "--key", str(self._tls.key_path)]
             command += ["--oauth", "basic"]
@@ -189,7 +220,13 @@ class Azurite(Service):
             if process.poll() is not None:
                 if self._pump is not None:
                     self._pump.join(timeout=2)  # let the last lines reach the log
-                raise AzuriteError(f"Azurite exited with {process.returncode}: {self._log_tail()}")
+                tail = self._log_tail()
+                in_use = _IN_USE.search(tail)
+                if in_use and int(in_use.group(1)) in self._wanted_ports.values():
+                    port = int(in_use.group(1))
+                    service = next(k for k, v in self._wanted_ports.items() if v == port)
+                    raise PortInUseError(port, f"Azurite {service} port {port} is in use")
+                raise AzuriteError(f"Azurite exited with {process.returncode}: {tail}")
             with self._ports_lock:
                 ports = dict(self._ports)
             if len(ports) == len(_SERVICES) and all(_accepts(p) for p in ports.values()):
@@ -213,6 +250,45 @@ class Azurite(Service):
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return "(no log)"
+
+
+def _node_env() -> dict[str, str]:
+    """The environment, with the preload that keeps Azurite alive (and its data) when the
+    host that reads its output is killed (see azurite_preload.js)."""
+    env = dict(os.environ)
+    preload = f"--require {json.dumps(str(_PRELOAD))}"
+    env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} {preload}".strip()
+    return env
+
+
+def _end_leftover(location: Path) -> None:
+    """End the Azurite a killed host left running on ``location``, if its pid file names one.
+
+    Only a process whose command line is Azurite's on this very location is touched (a
+    recycled pid belonging to anything else is left alone), and only once its owner is gone:
+    one still owned by a live process is in use, and that is an error.
+    """
+    try:
+        pid, owner = (int(n) for n in (location / _PID_NAME).read_text("ascii").split())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return
+    mine = str(location).encode()
+    if not any(arg.endswith(b"azurite") for arg in argv) or mine not in argv:
+        return
+    if parent == owner:
+        raise AzuriteError(
+            f"Azurite (pid {pid}) of process {owner}, still running, uses {location}: "
+            "one location, one Azurite"
+        )
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while _group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def _accepts(port: int) -> bool:

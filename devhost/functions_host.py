@@ -5,12 +5,17 @@ HTTP, queue and timer triggers, calling each function's worker entry point
 (`get_user_function()`) with the arguments the Python worker would build from the raw bindings.
 Orchestrators and activities are left to the durable engine (`devhost/durable/`).
 
+Keys follow Azure's model (``devhost/keys.py``): pass ``keys=`` a ``KeyRing`` (master key, host
+keys, per-function keys; ``KeyRing.load_or_create`` keeps one in the state directory), or
+``function_key=`` alone, which becomes the ``default`` host key of a ring in memory (valid for
+every function; the master key is then random, read it from ``host.keys.master_key``).
+
 Usage::
 
     functions = app.get_functions()          # once per app object
     with FunctionsHost(
         functions,
-        function_key="dev-key",
+        function_key="dev-key",                 # or keys=KeyRing.load_or_create(...)
         client_binding=engine.client_binding,
         queue_connection=connection_from_env,   # the default: app settings, as in Azure
         host_json=json.loads(Path("host.json").read_text()),
@@ -27,6 +32,7 @@ from typing import Any
 from azure.functions.decorators.function_app import Function
 
 from devhost._service import Service
+from devhost.keys import KeyRing, key_ring
 from devhost.platform_auth import PlatformAuth
 from devhost.triggers.common import (
     ClientBinding,
@@ -59,22 +65,24 @@ class FunctionsHost(Service):
         self,
         functions: Sequence[Function],
         *,
-        function_key: str,
+        function_key: str | None = None,
+        keys: KeyRing | None = None,
         client_binding: ClientBinding | None,
         queue_connection: Callable[[str], str] | None = None,
         host_json: Mapping[str, Any] | None = None,
         port: int = 0,
         platform_auth: PlatformAuth | None = None,
     ) -> None:
-        if not function_key:
-            raise ValueError("function_key must not be empty")
+        ring = key_ring(function_key, keys)
         host_json = host_json or {}
         specs = [s for f in functions if (s := FunctionSpec.from_function(f)) is not None]
+        names = [str(f.get_function_name()) for f in functions]
         selected = host_json.get("functions")
         if selected is not None:
             specs = [s for s in specs if s.name in set(selected)]
-        names = [s.name for s in specs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+            names = [n for n in names if n in set(selected)]
+        spec_names = [s.name for s in specs]
+        duplicates = sorted({n for n in spec_names if spec_names.count(n) > 1})
         if duplicates:
             raise UnsupportedFunctionError(f"duplicate function names: {duplicates}")
         invoker = Invoker(client_binding)
@@ -85,10 +93,11 @@ class FunctionsHost(Service):
         self._http = HttpTriggerServer(
             routes_for(specs),
             invoker,
-            function_key=function_key,
+            keys=ring,
             route_prefix=route_prefix,
             port=port,
             platform_auth=platform_auth,
+            function_names=names,
         )
         options = QueueOptions.from_host_json(host_json)
         self._queues = [
@@ -104,6 +113,11 @@ class FunctionsHost(Service):
     def base_url(self) -> str:
         """`http://127.0.0.1:<port>`, without the route prefix."""
         return self._http.base_url
+
+    @property
+    def keys(self) -> KeyRing:
+        """The master key, host keys and function keys the HTTP routes check."""
+        return self._http.keys
 
     def start(self) -> None:
         if self._started:

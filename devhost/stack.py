@@ -7,6 +7,14 @@ Graph in the test process and restart only the host, as Azure restarts a worker.
 
 Settings reach the app the way the Functions host delivers them: as process environment, from
 ``local.settings.json`` ``Values`` first, never overriding what the environment already says.
+
+A restart on the same state directory is a restart of the Functions host only: what Azure's
+services would still hold is kept there and taken back. The fast clock's virtual time
+(``clock.json``), the ports of the services the stack starts (``ports.json``: the export SAS
+URLs Graph holds name Azurite's blob port, the operation URLs in the task hub name Graph's),
+Azurite's data, and the Graph simulator's operations (``graph-simulator.json``). Each file is
+written atomically, and one that cannot be read stops the start: silently starting afresh
+would fail every DSR in flight.
 """
 
 from __future__ import annotations
@@ -16,28 +24,43 @@ import importlib
 import json
 import logging
 import os
-import secrets
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
 from devhost._service import Service
+from devhost._state import (
+    LockHeldError,
+    PortInUseError,
+    StateInUseError,
+    hold_lock,
+    read_json,
+    release_lock,
+    unreadable,
+    write_atomically,
+)
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
 from devhost.functions_host import FunctionsHost
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
+from devhost.keys import KEYS_FILE, KeyRing
 from devhost.local_settings import load_local_settings
 from devhost.platform_auth import PlatformAuth
 from devhost.tls import TlsFiles, make_tls_files
+from devhost.triggers.queue import QueueOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENDPOINTS_FILE = "endpoints.json"
-_CLOCK_FILE = "clock.json"
+CLOCK_FILE = "clock.json"
+PORTS_FILE = "ports.json"
+LOCK_FILE = "host.lock"
+GRAPH_STATE_FILE = "graph-simulator.json"
+_CLOCK_SAVE_INTERVAL_S = 0.5
 _log = logging.getLogger("devhost")
 
 
@@ -83,9 +106,11 @@ class DevStack(Service):
         self.clock: FastClock | None = None
         self.functions: list[Any] = []
         self.platform_auth: PlatformAuth | None = None
+        self.keys: KeyRing | None = None
         self._rpc: RpcServer | None = None
         self._stack = contextlib.ExitStack()
-        self._stop_saving = threading.Event()
+        self._queue_options = QueueOptions()
+        self.state_dir = options.state_dir.resolve()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -98,26 +123,44 @@ class DevStack(Service):
         return self
 
     def _start(self) -> None:
-        state = self.options.state_dir
+        state = self.state_dir
         state.mkdir(parents=True, exist_ok=True)
+        # One host per state directory: a second would take the first's Azurite for the
+        # leftover of a killed host. Released by the kernel however this process ends.
+        try:
+            self._stack.callback(release_lock, hold_lock(state / LOCK_FILE))
+        except LockHeldError as error:
+            raise StateInUseError(
+                f"another offline host (pid {error.holder}) is running on {state}: stop it "
+                "first, or give this one another --state"
+            ) from None
         env = self.environ
         if self.options.use_local_settings:
             settings_file = (
                 self.options.settings_file or self.options.app_dir / "local.settings.json"
             )
             load_local_settings(settings_file, environ=env)
-        # The key: --function-key, else DEVHOST_FUNCTION_KEY (environment or local.settings.json
-        # Values), else a random one that `serve` prints.
-        self.function_key = (
-            self.function_key or env.get("DEVHOST_FUNCTION_KEY") or secrets.token_urlsafe(18)
-        )
+        # Azure's key model: a master key, host keys (``default`` valid for every function) and
+        # per-function keys, kept in the state dir across restarts. --function-key (else
+        # DEVHOST_FUNCTION_KEY) sets the default host key; without either the stored one stays.
+        given = self.function_key or env.get("DEVHOST_FUNCTION_KEY") or None
+        self.keys = KeyRing.load_or_create(state / KEYS_FILE, default_host_key=given)
+        self.function_key = self.keys.default_host_key
         if self.options.sas_mode:
             env["EXPORT_SAS_MODE"] = self.options.sas_mode
+        host_json = json.loads((self.options.app_dir / "host.json").read_text(encoding="utf-8"))
+        self._queue_options = QueueOptions.from_host_json(host_json)
         tls = self._tls(state)
-        self.clock = FastClock(self.options.speed, start=self._resume_clock(state))
+        self.clock = FastClock(self.options.speed, start=resume_clock(state / CLOCK_FILE))
+        self._keep_clock(state / CLOCK_FILE, self.clock)
+        ports = _load_ports(state / PORTS_FILE)
 
         if "AzureWebJobsStorage" not in env:
-            self.azurite = self._enter(Azurite(tls, location=state / "azurite"))
+            azurite = Azurite(tls, location=state / "azurite", ports=ports.get("azurite"))
+            with self._same_port("Azurite", "the export SAS URLs Graph holds point"):
+                self.azurite = self._enter(azurite)
+            ports["azurite"] = self.azurite.ports
+            _save_ports(state / PORTS_FILE, ports)
             env["AzureWebJobsStorage"] = self.azurite.connection_string
             env.setdefault("EXPORT_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
             if env.get("EXPORT_SAS_MODE", "stored-policy") == "stored-policy":
@@ -125,14 +168,18 @@ class DevStack(Service):
         if self.options.graph_url:
             env["GRAPH_BASE_URL"] = self.options.graph_url
         elif "GRAPH_BASE_URL" not in env:
-            self.graph = self._enter(
-                GraphSimulator(
-                    tls,
-                    clock=self.clock.now,
-                    export_duration=self.options.export_duration,
-                    seed=self.options.seed,
-                )
+            simulator = GraphSimulator(
+                tls,
+                clock=self.clock.now,
+                export_duration=self.options.export_duration,
+                seed=self.options.seed,
+                port=ports.get("graphSimulator", 0),
+                state_file=state / GRAPH_STATE_FILE,
             )
+            with self._same_port("the Graph simulator", "the operation URLs in the task hub point"):
+                self.graph = self._enter(simulator)
+            ports["graphSimulator"] = self.graph.port
+            _save_ports(state / PORTS_FILE, ports)
             env["GRAPH_BASE_URL"] = self.graph.base_url
         if "IDENTITY_ENDPOINT" not in env:
             # Admin consent, as it shows in app-only tokens: the Graph app roles, for whatever
@@ -156,11 +203,10 @@ class DevStack(Service):
         self.engine.start()
         self._stack.callback(self.engine.stop)
         self._rpc = self._enter(RpcServer(self.engine))
-        host_json = json.loads((self.options.app_dir / "host.json").read_text(encoding="utf-8"))
         self.host = self._enter(
             FunctionsHost(
                 functions,
-                function_key=self.function_key,
+                keys=self.keys,
                 client_binding=self._rpc.client_binding,
                 queue_connection=lambda name: env[name],
                 host_json=host_json,
@@ -168,9 +214,6 @@ class DevStack(Service):
                 platform_auth=self.platform_auth,
             )
         )
-        saver = threading.Thread(target=self._save_clock, args=(state,), daemon=True)
-        saver.start()
-        self._stack.callback(self._stop_saving.set)
         self._write_endpoints(state)
 
     def stop(self) -> None:
@@ -190,12 +233,21 @@ class DevStack(Service):
         return {
             "api": self.api_url,
             "functionKey": self.function_key,
+            "masterKey": self.keys.master_key if self.keys else None,
+            "hostKeys": self.keys.host_keys() if self.keys else {},
+            "functionKeys": (
+                {name: self.keys.function_keys(name) for name in self.keys.functions()}
+                if self.keys
+                else {}
+            ),
             "graph": self.environ.get("GRAPH_BASE_URL"),
             "graphSimulator": self.graph.base_url if self.graph else None,
             "blob": self.environ.get("EXPORT_STORAGE_BLOB_ENDPOINT"),
             "storageConnection": self.environ.get("AzureWebJobsStorage"),
             "caBundle": self.environ.get("REQUESTS_CA_BUNDLE"),
-            "taskHub": str(self.options.state_dir / "taskhub.sqlite"),
+            "queueMessageEncoding": self._queue_options.message_encoding,
+            "state": str(self.state_dir),
+            "taskHub": str(self.state_dir / "taskhub.sqlite"),
             "tokenEndpoint": (
                 f"{self.host.base_url}/.auth/devhost/token"
                 if self.host and self.platform_auth
@@ -229,26 +281,121 @@ class DevStack(Service):
         self.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
         return tls
 
-    def _resume_clock(self, state: Path) -> datetime | None:
-        """Virtual time never runs backwards across a restart of the host."""
-        try:
-            saved = json.loads((state / _CLOCK_FILE).read_text(encoding="utf-8"))["now"]
-        except (OSError, ValueError, KeyError):
-            return None
-        return max(datetime.now(UTC), datetime.fromisoformat(saved))
+    def _keep_clock(self, path: Path, clock: FastClock) -> None:
+        """Save virtual time every half second, and once more when the stack has stopped.
 
-    def _save_clock(self, state: Path) -> None:
-        while not self._stop_saving.wait(0.5):
-            assert self.clock is not None
-            payload = json.dumps({"now": self.clock.now().isoformat()})
-            (state / _CLOCK_FILE).write_text(payload, encoding="utf-8")
+        Each periodic save also says how far virtual time gets before the next one is due, with
+        a half-second's slack (``upTo``): after a kill the clock resumes there, not behind a
+        timestamp the engine or the simulator wrote just before it died. The
+        last save is registered before anything else starts, so it runs after everything else
+        stopped, and it is exact: no timestamp the engine or the simulator wrote lies beyond it.
+        """
+        stop = threading.Event()
+        ahead = timedelta(seconds=_CLOCK_SAVE_INTERVAL_S * 2 * clock.speed)
+
+        def keep() -> None:
+            failing = False
+            while not stop.wait(_CLOCK_SAVE_INTERVAL_S):
+                try:
+                    now = clock.now()
+                    save_clock(path, now, up_to=now + ahead)
+                    failing = False
+                except OSError as error:
+                    if not failing:
+                        _log.warning("could not save the fast clock to %s: %s", path, error)
+                    failing = True
+
+        saver = threading.Thread(target=keep, name="devhost-clock-saver", daemon=True)
+        saver.start()
+
+        def last_save() -> None:
+            stop.set()
+            saver.join(timeout=5)
+            save_clock(path, clock.now())
+
+        self._stack.callback(last_save)
+
+    @contextlib.contextmanager
+    def _same_port(self, service: str, why: str) -> Iterator[None]:
+        """Turn a taken port into the message a person needs."""
+        try:
+            yield
+        except PortInUseError as error:
+            state = self.state_dir
+            raise PortInUseError(
+                error.port,
+                f"{service} must come back on port {error.port}, where {why}, but the port is "
+                f"in use. Is another `python -m devhost serve --state {state}` still running, or "
+                "has another program taken the port? Stop it and start again. (The port is kept in "
+                f"{state / PORTS_FILE}; deleting that file moves the service to a new port and "
+                "fails the DSRs in flight.)",
+            ) from None
 
     def _write_endpoints(self, state: Path) -> None:
         path = state / ENDPOINTS_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.endpoints(), indent=2), encoding="utf-8")
-        tmp.replace(path)
+        # The function key and the storage connection are in it: owner-only.
+        write_atomically(path, json.dumps(self.endpoints(), indent=2), private=True)
         self._stack.callback(lambda: path.unlink(missing_ok=True))
+
+
+def save_clock(path: Path, now: datetime, *, up_to: datetime | None = None) -> None:
+    """Write virtual ``now`` to ``path`` in one step: a kill leaves the old time or the new.
+
+    ``up_to``: the furthest virtual time can get before the next save (a kill in between
+    resumes there); ``now`` when this is the last save of a host that stops.
+    """
+    up_to = max(now, up_to or now)
+    write_atomically(path, json.dumps({"now": now.isoformat(), "upTo": up_to.isoformat()}))
+
+
+def resume_clock(path: Path) -> datetime | None:
+    """Where virtual time resumes, None on a first start (no file).
+
+    The saved ``upTo`` (else ``now``), never before real time: virtual time does not run
+    backwards across a restart, nor (within the saver's slack) across a kill. A file that is
+    there but unreadable (empty, torn, not a time) raises StateFileError: falling back to real
+    time would put every durable timer in the task hub days ahead, without a word.
+    """
+    what = "the fast clock's virtual time, which the task hub's durable timers are set in"
+    data = read_json(path, what=what)
+    if data is None:
+        return None
+    try:
+        saved = [datetime.fromisoformat(data[key]) for key in ("now", "upTo") if key in data]
+        if "now" not in data:
+            raise KeyError("now")
+        if any(value.tzinfo is None for value in saved):
+            raise ValueError("a time without a time zone")
+    except (KeyError, TypeError, ValueError) as error:
+        raise unreadable(path, what, f"{type(error).__name__}: {error}") from None
+    return max(datetime.now(UTC), *saved)
+
+
+def _load_ports(path: Path) -> dict[str, Any]:
+    """The ports the stack's services had: ``{"azurite": {...}, "graphSimulator": N}``."""
+    what = "the ports of Azurite and the Graph simulator, which URLs in flight point at"
+    data = read_json(path, what=what)
+    if data is None:
+        return {}
+    azurite = data.get("azurite", {}) if isinstance(data, dict) else None
+    graph = data.get("graphSimulator", 0) if isinstance(data, dict) else None
+    valid = (
+        isinstance(azurite, dict)
+        and all(isinstance(k, str) and _is_port(v) for k, v in azurite.items())
+        and (graph == 0 or _is_port(graph))
+    )
+    if not valid:
+        raise unreadable(path, what, "not a map of service names to port numbers")
+    assert isinstance(data, dict)
+    return data
+
+
+def _save_ports(path: Path, ports: dict[str, Any]) -> None:
+    write_atomically(path, json.dumps(ports, indent=2, sort_keys=True))
+
+
+def _is_port(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def _install_clock(seam: str, clock: Any) -> None:

@@ -52,7 +52,10 @@ PARTS: Final = (
 #: lines a day of no use to an operator, each one paid for in Application Insights, drowning the
 #: app's own events. Kept at WARNING, in Azure as offline.
 SDK_HTTP_LOGGER: Final = "azure.core.pipeline.policies.http_logging_policy"
-logging.getLogger(SDK_HTTP_LOGGER).setLevel(logging.WARNING)
+#: azure-identity logs every token it gets at INFO: the same cost, no use to an operator.
+SDK_IDENTITY_LOGGER: Final = "azure.identity"
+for _sdk_logger in (SDK_HTTP_LOGGER, SDK_IDENTITY_LOGGER):
+    logging.getLogger(_sdk_logger).setLevel(logging.WARNING)
 
 _overrides: dict[str, Any] = {}
 _clock: Callable[[], datetime] | None = None

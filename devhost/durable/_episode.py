@@ -124,8 +124,15 @@ def replay(
         _complete(ep, now, outcome.output)
     else:
         ep.events.append(p.event(p.Ev.ORCHESTRATOR_COMPLETED, now))
-    log.info(
-        "instance %s of %s: %s -> %s", inst.instance_id, inst.name, _name(new[-1]), inst.status
+    # Like DurableTask.Core's own lines (host.json keeps them at Warning): each episode only at
+    # DEBUG; the end of an instance at INFO.
+    log.log(
+        logging.INFO if inst.status in TERMINAL else logging.DEBUG,
+        "instance %s of %s: %s -> %s",
+        inst.instance_id,
+        inst.name,
+        _name(new[-1]),
+        inst.status,
     )
     return ep
 

@@ -323,7 +323,7 @@ class DurableEngine(Service):
                 result = asyncio.run(_await(result))
             encoded = ActivityTriggerConverter.encode(result, expected_type=None).value
             body = p.event(p.Ev.TASK_COMPLETED, now, TaskScheduledId=item.task_id, Result=encoded)
-            log.info("activity %s for %s completed", item.name, item.instance_id)
+            log.debug("activity %s for %s completed", item.name, item.instance_id)
         except Exception as exc:  # noqa: BLE001 - any activity error becomes TaskFailed, as in Azure
             # The extension's wording around the worker's "Type: message"
             body = p.event(

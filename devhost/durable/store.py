@@ -9,15 +9,16 @@ transaction; the engine never sees a half-applied episode.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from devhost._state import LockHeldError, hold_lock, release_lock
 
 TERMINAL = frozenset({"Completed", "Failed", "Terminated"})
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -168,7 +169,7 @@ class Store:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
         except BaseException:
-            _release_file_lock(self._lock_fd)
+            release_lock(self._lock_fd)
             raise
         self._closed = False
 
@@ -178,7 +179,7 @@ class Store:
                 return
             self._closed = True
             self._conn.close()
-            _release_file_lock(self._lock_fd)
+            release_lock(self._lock_fd)
 
     @property
     def closed(self) -> bool:
@@ -397,26 +398,14 @@ class Store:
 
 
 def _acquire_file_lock(lock_path: str) -> int:
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
+        return hold_lock(Path(lock_path))
+    except LockHeldError as error:
         raise StoreLockedError(
             f"durable store {lock_path[: -len('.lock')]!r} is already used by another engine "
-            f"(holder pid {holder}); two engines on one SQLite file would run every "
+            f"(holder pid {error.holder}); two engines on one SQLite file would run every "
             "orchestration twice"
         ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-def _release_file_lock(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
 
 
 def _row_to_instance(row: sqlite3.Row) -> Instance:

@@ -37,6 +37,19 @@ class Directory:
             self._users[upn.lower()] = oid
         return oid
 
+    def users(self) -> dict[str, str]:
+        """UPN -> object id of everyone in the directory (a copy)."""
+        with self._lock:
+            return dict(self._users)
+
+    def replace(self, users: Mapping[str, str]) -> None:
+        """Make the directory exactly ``users`` (a restored simulator's)."""
+        folded = {str(upn).lower(): str(oid).lower() for upn, oid in users.items()}
+        if not all(GUID.match(oid) for oid in folded.values()):
+            raise ValueError("every object id must be a GUID")
+        with self._lock:
+            self._users = folded
+
     def lookup(self, user: str, hidden: Iterable[str]) -> tuple[str, str] | None:
         """(object id, UPN) of a user named by either, unless absent or named in ``hidden``."""
         key = user.lower()

@@ -5,6 +5,11 @@ product files arrive in the container a few at a time, and ends ``complete`` (or
 halfway, for a failing user, or when the SAS is revoked or the container deleted under it).
 Time comes from the injected clock, so a three-day export can pass in seconds; an operation
 moves only when polled or ticked, and then straight to where the clock says it is.
+
+Graph outlives any one client, so the operations can be written out (``snapshot``) and read
+back (``restore``) by a simulator that restarts: status, progress, the files already written,
+and the SAS of an unfinished export (the service holds it until the export ends, then forgets
+it; so does the snapshot).
 """
 
 from __future__ import annotations
@@ -137,6 +142,55 @@ class Operations:
         for op in ops:
             self._drive(op)
 
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every operation as JSON-ready data, the SAS of unfinished ones included.
+
+        Read without each operation's lock (a drive may hold it across storage calls): fields
+        are read one by one, so a snapshot taken mid-drive can lag a field behind another,
+        and every drive is followed by a snapshot of its own, which is the one that stays.
+        """
+        with self._lock:
+            ops = list(self._operations.values())
+        return [
+            {
+                "id": op.id,
+                "userId": op.user_id,
+                "storageLocation": op.storage_location,
+                "submitted": op.submitted.isoformat(),
+                "fails": op.fails,
+                "sasUrl": op.sas_url,
+                "status": op.status,
+                "completed": op.completed.isoformat() if op.completed else None,
+                "progress": op.progress,
+                "written": op.written,
+            }
+            for op in ops
+        ]
+
+    def restore(self, items: list[dict[str, Any]]) -> None:
+        """Take back what ``snapshot`` wrote, replacing every operation held now."""
+        operations: dict[str, _Operation] = {}
+        for item in items:
+            user_id = str(item["userId"])
+            completed = item.get("completed")
+            operations[str(item["id"])] = _Operation(
+                id=str(item["id"]),
+                user_id=user_id,
+                storage_location=str(item["storageLocation"]),
+                submitted=_aware(str(item["submitted"])),
+                manifest=manifest(self._seed, user_id),
+                fails=bool(item["fails"]),
+                sas_url=str(item.get("sasUrl") or ""),
+                status=str(item["status"]),
+                completed=_aware(str(completed)) if completed else None,
+                progress=float(item["progress"]),
+                written=int(item["written"]),
+            )
+        with self._lock:
+            self._operations = operations
+            self._by_user = Counter(op.user_id for op in operations.values())
+            self._by_container = Counter(op.storage_location for op in operations.values())
+
     def views(self) -> list[OperationView]:
         with self._lock:
             return [op.view() for op in self._operations.values()]
@@ -185,7 +239,8 @@ class Operations:
                 self._finish(op, "complete", op.submitted + self._duration)
             else:
                 op.status = "running"
-                op.progress = min(99.9, round(fraction * 100, 1))
+                # Never backwards, even when a restarted host's clock resumes a little earlier.
+                op.progress = max(op.progress, min(99.9, round(fraction * 100, 1)))
 
     def _fraction(self, op: _Operation, now: datetime) -> float | None:
         """None while notStarted, else how far through the running phase ``now`` is."""
@@ -218,3 +273,10 @@ class Operations:
         if status == "complete":
             op.progress = 100.0
         op.sas_url = ""  # nothing left to write: forget the secret
+
+
+def _aware(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"timestamp without a time zone: {text!r}")
+    return value

@@ -99,7 +99,9 @@ class Router:
         record = RequestRecord(method, parts.path, route, status, request_id, client_request_id)
         with self._lock:
             self._requests.append(record)
-        log.info(redact(f"{method} {parts.path} -> {status} request-id={request_id}"))
+        # Graph's own access log, not something a Graph client sees: DEBUG (``serve --verbose``).
+        # The same records are served at /_sim/requests.
+        log.debug(redact(f"{method} {parts.path} -> {status} request-id={request_id}"))
         return reply
 
     def _graph(

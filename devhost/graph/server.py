@@ -9,6 +9,7 @@ it hands each request to a ``Handle`` and writes back the ``Reply``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import ssl
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+from devhost._state import PortInUseError
 from devhost.tls import TlsFiles, server_ssl_context
 
 from .replies import Reply
@@ -25,10 +27,19 @@ Handle = Callable[[str, str, dict[str, str], bytes], Reply]
 
 
 class HttpsServer:
-    """Serves ``handle`` on a free loopback port, in a background thread, until stopped."""
+    """Serves ``handle`` on a loopback port, in a background thread, until stopped.
 
-    def __init__(self, tls: TlsFiles, handle: Handle) -> None:
-        self._server = _TlsServer(server_ssl_context(tls), _handler_for(handle))
+    ``port=0`` takes a free one; a given port that is taken raises ``PortInUseError`` (a
+    restarted simulator must come back where its operation URLs point, or not at all).
+    """
+
+    def __init__(self, tls: TlsFiles, handle: Handle, *, port: int = 0) -> None:
+        try:
+            self._server = _TlsServer(server_ssl_context(tls), _handler_for(handle), port)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUseError(port, f"port {port} is in use") from None
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="graph-sim", daemon=True
         )
@@ -53,8 +64,10 @@ class _TlsServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, context: ssl.SSLContext, handler: type[BaseHTTPRequestHandler]) -> None:
-        super().__init__(("127.0.0.1", 0), handler)
+    def __init__(
+        self, context: ssl.SSLContext, handler: type[BaseHTTPRequestHandler], port: int
+    ) -> None:
+        super().__init__(("127.0.0.1", port), handler)
         self._context = context
 
     def finish_request(self, request: Any, client_address: Any) -> None:

@@ -4,11 +4,19 @@ Submitting is where the service's rules meet, in its order: the permission, the 
 an object id that exists, a ``storageLocation`` that passes every SAS check (which leaves
 ``RequestInfo.json`` behind), and only then an operation; the call is not idempotent, so a
 second submit for the same user is a second export. Polling an unknown operation is a 400.
+
+Graph outlives the host that calls it. Given a ``state_file``, the simulator keeps there what
+the service would keep (every operation with its progress and the files written, the
+directory, the position of its seeded id generator, so that no id is handed out twice) and
+takes it back on start; given a ``port``, it comes back on that port or not at all, so the
+operation URLs its clients persisted stay valid. Faults, the request log and the submit rate
+window are test instruments and start afresh.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import random
 import threading
 import uuid
@@ -19,6 +27,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs
 
 from devhost._service import Service
+from devhost._state import read_json, unreadable, write_atomically
 from devhost.tls import TlsFiles
 
 from .admin import admin_reply
@@ -32,6 +41,8 @@ from .server import HttpsServer
 from .storage_contract import request_info, storage_location, validate_storage_location
 from .tokens import EXPORT_ROLE, GRAPH_RESOURCE, READ_ROLE, authenticate, require
 
+_STATE_VERSION = 1
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -44,6 +55,9 @@ class GraphSimulator(Service):
     fields, DELETE resets), ``GET /_sim/operations``, ``GET /_sim/operations/{id}/files``,
     ``GET /_sim/stats``, ``GET /_sim/requests``, ``POST /_sim/users`` (``{"upn", "id"?}``),
     ``POST /_sim/tick``.
+
+    ``port`` (0: a free one) and ``state_file`` (None: nothing kept) make it restart-safe;
+    the state file holds the SAS of unfinished exports, so it is written owner-only.
     """
 
     def __init__(
@@ -57,6 +71,8 @@ class GraphSimulator(Service):
         ca_bundle: str | Path | None = None,
         graph_resource: str = GRAPH_RESOURCE,
         tick_interval: float | None = 0.5,
+        port: int = 0,
+        state_file: Path | None = None,
     ) -> None:
         if export_duration <= timedelta(0):
             raise ValueError("export_duration must be positive")
@@ -78,7 +94,12 @@ class GraphSimulator(Service):
             clock=clock,
         )
         self._lock = threading.RLock()  # one id and one submit time, taken together
+        self._seed = seed
         self._ids = random.Random(seed)  # noqa: S311 - deterministic ids are the point
+        self._port = port
+        self._state_file = state_file
+        self._persist_lock = threading.Lock()
+        self._persisted: str | None = None
         self._server: HttpsServer | None = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -90,7 +111,9 @@ class GraphSimulator(Service):
             raise RuntimeError("simulator already started")
         guard_urllib3()
         self._stopping.clear()
-        self._server = HttpsServer(self._tls, self._router.handle).start()
+        self._restore()
+        self._server = HttpsServer(self._tls, self._router.handle, port=self._port).start()
+        self._persist()
         if self._tick_interval is not None:
             self._ticker = threading.Thread(
                 target=self._tick_forever,
@@ -109,12 +132,18 @@ class GraphSimulator(Service):
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.join(timeout=10)
+        if server is not None:
+            self._persist()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator is not running")
+        return self._server.port
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("simulator is not running")
-        return f"https://127.0.0.1:{self._server.port}"
+        return f"https://127.0.0.1:{self.port}"
 
     # -- directory and faults --------------------------------------------------------------
 
@@ -128,7 +157,9 @@ class GraphSimulator(Service):
 
     def add_user(self, upn: str, object_id: str | None = None) -> str:
         """Add a user to the directory; returns the object id (made up if not given)."""
-        return self._directory.add(upn, object_id or self._new_guid())
+        added = self._directory.add(upn, object_id or self._new_guid())
+        self._persist()
+        return added
 
     def set_faults(self, **changes: Any) -> Faults:
         """Change some knobs at once (the admin route uses this); unknown names are refused."""
@@ -162,7 +193,10 @@ class GraphSimulator(Service):
 
     def tick(self) -> None:
         """Advance every unfinished operation to the clock's present (writing files)."""
-        self._operations.tick()
+        try:
+            self._operations.tick()
+        finally:
+            self._persist()
 
     # -- the Graph calls -------------------------------------------------------------------
 
@@ -182,6 +216,9 @@ class GraphSimulator(Service):
         with self._lock:
             op_id = self._new_guid()
             submitted = self._clock()
+        # The id is spent even if the submit fails from here on (RequestInfo.json may already
+        # name it): keep the generator's position before anything else can happen.
+        self._persist()
         validate_storage_location(
             location,
             request_info(op_id, user_id, submitted),
@@ -194,6 +231,7 @@ class GraphSimulator(Service):
             )
         fails = self._directory.is_among(user_id, self.faults.failing_users)
         self._operations.accept(op_id, user_id, submitted, location, fails=fails)
+        self._persist()  # accepted means kept: written before the 202 goes out
         url = f"{self.base_url}/{version}/dataPolicyOperations/{op_id}"
         return Reply(
             202,
@@ -202,7 +240,10 @@ class GraphSimulator(Service):
 
     def _poll(self, version: str, op_id: str, claims: Mapping[str, Any]) -> Reply:
         require(claims, READ_ROLE)
-        view = self._operations.advance(op_id)
+        try:
+            view = self._operations.advance(op_id)
+        finally:
+            self._persist()
         if view is None:
             raise GraphError(
                 400, "OperationNotFound", f"The operation '{op_id}' could not be found."
@@ -228,6 +269,51 @@ class GraphSimulator(Service):
         return json_reply(200, payload)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        """Take back what the state file holds, if there is one (a restart)."""
+        if self._state_file is None:
+            return
+        what = "the Graph simulator's operations, directory and id generator"
+        data = read_json(self._state_file, what=what)
+        if data is None:
+            return
+        try:
+            if data.get("version") != _STATE_VERSION:
+                raise ValueError(f"version {data.get('version')!r}, expected {_STATE_VERSION}")
+            if data["seed"] != self._seed:
+                raise ValueError(f"written with seed {data['seed']}, started with {self._seed}")
+            version, internal, gauss = data["ids"]
+            self._directory.replace(data["directory"])
+            self._operations.restore(data["operations"])
+            with self._lock:
+                self._ids.setstate((version, tuple(internal), gauss))
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise unreadable(self._state_file, what, f"{type(error).__name__}: {error}") from None
+        log.info(
+            "graph simulator: %d operations restored from %s",
+            len(data["operations"]),
+            self._state_file,
+        )
+
+    def _persist(self) -> None:
+        """Write the state file if anything changed; one writer at a time, newest last."""
+        if self._state_file is None:
+            return
+        with self._persist_lock:
+            with self._lock:
+                ids = self._ids.getstate()
+            state = {
+                "version": _STATE_VERSION,
+                "seed": self._seed,
+                "ids": [ids[0], list(ids[1]), ids[2]],
+                "directory": self._directory.users(),
+                "operations": self._operations.snapshot(),
+            }
+            text = json.dumps(state, sort_keys=True)
+            if text != self._persisted:
+                write_atomically(self._state_file, text, private=True)
+                self._persisted = text
 
     def _new_guid(self) -> str:
         """Seeded, so that the same run of requests gets the same ids."""

@@ -1,9 +1,19 @@
 """HTTP triggers: route templates, auth levels and a threaded loopback server.
 
 Behaviour follows the Functions host where the app can observe it: the `/api` route prefix from
-host.json, ASP.NET-style route templates, the function/admin key in `x-functions-key` or `code`,
-and a 500 with an empty body when the function raises (the exception text may carry personal
-data and must not reach the caller).
+host.json, ASP.NET-style route templates, the access key in `x-functions-key` or `code`, and a
+500 with an empty body when the function raises (the exception text may carry personal data and
+must not reach the caller).
+
+Keys follow Azure's model (``devhost/keys.py``): a `function`-level route takes any host key, a
+key of that function, or the master key; an `admin`-level route the master key only; another
+function's key is a wrong key. The runtime's key API is served as the host serves it, outside the
+route prefix and for the master key only (``KeysController``): `GET /admin/host/keys` (the host
+keys; the master key is `GET /admin/host/systemkeys/_master`), `GET /admin/functions/{name}/keys`,
+one key at `.../keys/{keyName}`, which `POST` (a generated value) or `PUT` (`{"name": "…",
+"value": "…"}`) creates or replaces: 201 when created, 200 when replaced. Without a valid key the
+answer is 401; with a valid key that is not the master key, 403 (ASP.NET Core's policy
+evaluation: authenticated, not authorized).
 
 The host's own refusals come before the app and have empty bodies, no `Content-Type`, as the
 Functions host (azure-functions-host 4.x on Kestrel) answers them:
@@ -26,7 +36,6 @@ Functions host (azure-functions-host 4.x on Kestrel) answers them:
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
@@ -44,6 +53,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from devhost.keys import MASTER_KEY_NAME, KeyRing, KeyRingError, key_ring
 from devhost.platform_auth import InvalidToken, PlatformAuth, strip_principal
 from devhost.triggers.common import FunctionSpec, Invoker, log_invocation, new_invocation_id
 
@@ -307,16 +317,25 @@ class HttpTriggerServer:
         routes: Sequence[HttpRoute],
         invoker: Invoker,
         *,
-        function_key: str,
+        function_key: str | None = None,
+        keys: KeyRing | None = None,
         route_prefix: str,
         host: str = "127.0.0.1",
         port: int = 0,
         platform_auth: PlatformAuth | None = None,
+        function_names: Iterable[str] = (),
     ) -> None:
+        """``keys`` is the key ring; ``function_key`` instead makes one in memory with that as
+        its ``default`` host key. ``function_names`` are the app's other functions (queue,
+        timer, durable), whose keys the admin API also serves."""
+        self._keys = key_ring(function_key, keys)
         self._routes = sorted(routes, key=lambda r: r.template.precedence)
+        self._keys.ensure_functions(r.spec.name for r in self._routes)
+        self._functions = {n.lower() for n in function_names} | {
+            r.spec.name.lower() for r in self._routes
+        }
         self._platform_auth = platform_auth
         self._invoker = invoker
-        self._key = function_key.encode()
         self._prefix = route_prefix.strip("/")
         handler = _make_handler(self._dispatch, body_size_limit(os.environ))
         self._server = _Server((host, port), handler)
@@ -326,6 +345,10 @@ class HttpTriggerServer:
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    @property
+    def keys(self) -> KeyRing:
+        return self._keys
 
     def start(self) -> None:
         self._thread = threading.Thread(
@@ -366,6 +389,9 @@ class HttpTriggerServer:
                 except InvalidToken:
                     challenge = 'Bearer error="invalid_token"'
                     return _Reply(HTTPStatus.UNAUTHORIZED, [("WWW-Authenticate", challenge)])
+        admin = _admin_target(path)
+        if admin is not None:
+            return self._admin_route(method, admin, key, headers, read_body)
         if self._prefix:
             prefix = self._prefix.lower().split("/")
             segments = path.strip("/").split("/")
@@ -382,7 +408,7 @@ class HttpTriggerServer:
         if not matches:
             return _Reply(HTTPStatus.NOT_FOUND)
         route, route_params = matches[0]
-        if route.auth_level != "anonymous" and not self._authorized(key):
+        if not self._keys.authorizes(route.auth_level, route.spec.name, key):
             return _Reply(HTTPStatus.UNAUTHORIZED)
         body = read_body()
         invocation_id = new_invocation_id()
@@ -420,14 +446,15 @@ class HttpTriggerServer:
     ) -> _Reply:
         """``POST /.auth/devhost/token``: a caller token of the local tenant (offline only).
 
-        Guarded by a function key, as anyone able to call the app could also mint a token.
+        Guarded by a host key (or the master key), as anyone able to call every function could
+        also mint a token; a function key, good for one function only, is not enough.
         """
         assert self._platform_auth is not None
         if path.rstrip("/") != "/.auth/devhost/token":
             return _Reply(HTTPStatus.NOT_FOUND)
         if method != "POST":
             return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "POST")])
-        if not self._authorized(key):
+        if self._keys.match(key) is None:
             return _Reply(HTTPStatus.UNAUTHORIZED)
         try:
             asked = json.loads(read_body() or b"{}")
@@ -441,8 +468,111 @@ class HttpTriggerServer:
         answer = {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
         return _Reply(200, [("Content-Type", "application/json")], json.dumps(answer).encode())
 
-    def _authorized(self, key: str | None) -> bool:
-        return bool(key) and hmac.compare_digest((key or "").encode(), self._key)
+    def _admin_route(
+        self,
+        method: str,
+        target: _AdminTarget,
+        key: str | None,
+        headers: Mapping[str, str],
+        read_body: Callable[[], bytes],
+    ) -> _Reply:
+        """The runtime's key API (``KeysController``), for the master key only."""
+        found = self._keys.match(key)
+        if found is None:
+            return _Reply(HTTPStatus.UNAUTHORIZED)
+        if found.scope != "master":
+            return _Reply(HTTPStatus.FORBIDDEN)
+        allowed = ("GET", "POST", "PUT") if target.key_name is not None else ("GET",)
+        if method not in allowed:
+            return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", ", ".join(allowed))])
+        if target.function is not None and target.function.lower() not in self._functions:
+            return _Reply(HTTPStatus.NOT_FOUND)
+        base = f"http://{headers.get('host') or self.base_url.removeprefix('http://')}"
+        link = {"links": [{"rel": "self", "href": base + target.path}]}
+        if method == "GET":
+            keys = self._admin_keys(target)
+            if target.key_name is None:
+                listed = [{"name": n, "value": v} for n, v in keys.items()]
+                return _json_reply(HTTPStatus.OK, {"keys": listed, **link})
+            value = keys.get(target.key_name)
+            if value is None:
+                return _Reply(HTTPStatus.NOT_FOUND)
+            return _json_reply(HTTPStatus.OK, {"name": target.key_name, "value": value, **link})
+        assert target.key_name is not None
+        value_given: str | None = None
+        if method == "PUT":
+            try:
+                body = json.loads(read_body() or b"null")
+            except ValueError:
+                body = None
+            value_given = body.get("value") if isinstance(body, dict) else None
+            if not isinstance(value_given, str):
+                return _text_reply(HTTPStatus.BAD_REQUEST, "Invalid key value")
+        try:
+            if target.function is None and target.key_name.lower() == MASTER_KEY_NAME:
+                # As the host: the master key is set through either host scope, by its name.
+                value, created = self._keys.set_master_key(value_given), value_given is None
+            elif target.function is not None:
+                value, created = self._keys.set_function_key(
+                    target.function, target.key_name, value_given
+                )
+            elif target.scope == "systemkeys":
+                return _Reply(HTTPStatus.NOT_FOUND)  # extensions own system keys; none here
+            else:
+                value, created = self._keys.set_host_key(target.key_name, value_given)
+        except KeyRingError as error:
+            return _text_reply(HTTPStatus.BAD_REQUEST, str(error))
+        answer = {"name": target.key_name, "value": value, **link}
+        if created:
+            return _json_reply(HTTPStatus.CREATED, answer, [("Location", base + "/")])
+        return _json_reply(HTTPStatus.OK, answer)
+
+    def _admin_keys(self, target: _AdminTarget) -> dict[str, str]:
+        if target.function is not None:
+            return self._keys.function_keys(target.function)
+        if target.scope == "systemkeys":
+            # No extension keys offline; one key by name only, as the host: the master key.
+            return {MASTER_KEY_NAME: self._keys.master_key} if target.key_name else {}
+        return self._keys.host_keys()
+
+
+@dataclass(frozen=True)
+class _AdminTarget:
+    """A path of the key API: host keys (``scope``) or a function's, and maybe one key."""
+
+    path: str
+    scope: str | None = None
+    function: str | None = None
+    key_name: str | None = None
+
+
+_HOST_KEY_SCOPES = frozenset({"keys", "functionkeys", "systemkeys"})
+
+
+def _admin_target(path: str) -> _AdminTarget | None:
+    """The key API route ``path`` names (matched case-insensitively, as ASP.NET routes), or
+    None: any other path, ``/admin/...`` included, goes on to the function routes."""
+    segments = [unquote(s) for s in path.strip("/").split("/")]
+    lowered = [s.lower() for s in segments]
+    host = lowered[:2] == ["admin", "host"] and len(segments) in (3, 4)
+    if host and lowered[2] in _HOST_KEY_SCOPES:
+        # `keys` is the same scope as `functionkeys` (the host keys).
+        scope = "functionkeys" if lowered[2] == "keys" else lowered[2]
+        name = segments[3] if len(segments) == 4 else None
+        return _AdminTarget(path, scope=scope, key_name=name)
+    if lowered[:2] == ["admin", "functions"] and len(segments) in (4, 5) and lowered[3] == "keys":
+        name = segments[4] if len(segments) == 5 else None
+        return _AdminTarget(path, function=segments[2], key_name=name)
+    return None
+
+
+def _json_reply(status: int, body: Any, headers: Sequence[tuple[str, str]] = ()) -> _Reply:
+    content = [("Content-Type", "application/json; charset=utf-8"), *headers]
+    return _Reply(status, content, json.dumps(body).encode())
+
+
+def _text_reply(status: int, text: str) -> _Reply:
+    return _Reply(status, [("Content-Type", "text/plain; charset=utf-8")], text.encode())
 
 
 def _presented_key(headers: Mapping[str, str], query: Sequence[tuple[str, str]]) -> str | None:

@@ -2,8 +2,29 @@
 
 What the app can observe is reproduced: base64 message bodies unless host.json says `none`, the
 dequeue count growing with each failed delivery, `visibilityTimeout` between retries, deletion on
-success and a move to `<queue>-poison` after `maxDequeueCount` failures. Polling backs off when
-the queue is empty, capped at a couple of seconds so local runs stay quick.
+success and a move to `<queue>-poison` after `maxDequeueCount` failures. A body that is not
+base64 (under `base64`) never reaches the function: it is moved to `<queue>-poison` on its first
+delivery, as the Storage Queues extension does. Polling backs off when the queue is empty, capped
+at a couple of seconds so local runs stay quick.
+
+What an operator sees is reproduced too: each move to the poison queue logs the extension's own
+warning, word for word and under its category (the logger name), so an alert on that line in
+Application Insights can be tried offline:
+
+    Microsoft.Azure.WebJobs.Host.Queues.QueueProcessor  WARNING
+    Message has reached MaxDequeueCount of 5. Moving message to queue 'dsr-requests-poison'.
+
+and, before it, for a body that could not be decoded:
+
+    Azure.Storage.Queues.QueueServiceClient  WARNING
+    Message decoding has failed! Check MessageEncoding settings. MessageId=<id>.
+
+(Azure/azure-sdk-for-net, sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/
+Shared/Queues/QueueProcessor.cs `CopyMessageToPoisonQueueAsync`, whose logger is
+`ILogger<QueueProcessor>` since PR #22362 (before it: `Host.Triggers.Queue`), and
+sdk/storage/Microsoft.Azure.WebJobs.Extensions.Storage.Queues/src/QueueServiceClientProvider.cs.)
+The first line says "reached MaxDequeueCount" even for an undecodable message moved on its first
+delivery: that is the extension's text, kept as it is.
 """
 
 from __future__ import annotations
@@ -35,6 +56,9 @@ from devhost.triggers.common import (
 )
 
 log = logging.getLogger("devhost.functions")
+#: The Functions host's categories for these lines (see the module docstring).
+poison_log = logging.getLogger("Microsoft.Azure.WebJobs.Host.Queues.QueueProcessor")
+decoding_log = logging.getLogger("Azure.Storage.Queues.QueueServiceClient")
 
 #: Upper bound on the empty-queue back-off: the host's default (1 min) would make dev runs slow.
 DEV_MAX_POLLING_CAP_S = 2.0
@@ -189,6 +213,15 @@ class QueueListener:
             return
         try:
             body = self._decode(str(message.content or ""))
+        except ValueError:
+            decoding_log.warning(
+                "Message decoding has failed! Check MessageEncoding settings. MessageId=%s.",
+                message.id,
+            )
+            self._to_poison(message)
+            self._log(message, "poisoned", started, invocation_id)
+            return
+        try:
             trigger_value = FuncQueueMessage(  # type: ignore[no-untyped-call]
                 id=message.id,
                 body=body,
@@ -231,14 +264,20 @@ class QueueListener:
             ) from error
 
     def _to_poison(self, message: QueueMessage) -> None:
+        """Copy the message, unchanged, to `<queue>-poison` and delete it, as the host does."""
+        poison_log.warning(
+            "Message has reached MaxDequeueCount of %d. Moving message to queue '%s'.",
+            self._options.max_dequeue_count,
+            self._poison.queue_name,
+        )
         with contextlib.suppress(ResourceExistsError):
             self._poison.create_queue()
         self._poison.send_message(str(message.content or ""))
         self._settle(lambda: self._client.delete_message(message))
         log.warning(
-            "message %s moved to %s-poison after %s deliveries",
+            "message %s moved to %s after %s deliveries",
             message.id,
-            self.queue_name,
+            self._poison.queue_name,
             message.dequeue_count,
         )
 

@@ -28,6 +28,8 @@ from azure.durable_functions.models.utils import http_utils
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.functions_host import FunctionsHost, UnsupportedFunctionError, connection_from_env
+from devhost.keys import KeyRing
+from devhost.platform_auth import PlatformAuth
 from devhost.triggers.common import _worker_loop
 from devhost.triggers.http import (
     BODY_SIZE_LIMIT_SETTING,
@@ -126,7 +128,7 @@ def _raw(base_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
         return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
 
 
-def test_function_and_admin_levels_need_the_key(api: str) -> None:
+def test_function_and_admin_levels_need_the_key(api: str, http_host: FunctionsHost) -> None:
     missing = requests.get(f"{api}/items/5", timeout=10)
     _assert_bare(missing, 401)
     assert requests.get(f"{api}/items/5?code=wrong", timeout=10).status_code == 401
@@ -134,7 +136,11 @@ def test_function_and_admin_levels_need_the_key(api: str) -> None:
     assert header.status_code == 201
     assert requests.get(f"{api}/items/5", params={"code": KEY}, timeout=10).status_code == 201
     assert requests.get(f"{api}/admin/ping", timeout=10).status_code == 401
-    admin = requests.get(f"{api}/admin/ping", headers={"x-functions-key": KEY}, timeout=10)
+    # `function_key=` is the default *host* key: function level everywhere, not admin level.
+    hosted = requests.get(f"{api}/admin/ping", headers={"x-functions-key": KEY}, timeout=10)
+    _assert_bare(hosted, 401)
+    master = {"x-functions-key": http_host.keys.master_key}
+    admin = requests.get(f"{api}/admin/ping", headers=master, timeout=10)
     assert (admin.status_code, admin.text) == (200, "pong")
 
 
@@ -450,6 +456,205 @@ def test_multi_segment_route_prefix(rec: Recorder) -> None:
     )
     with bare:
         assert requests.get(f"{bare.base_url}/hello/y", timeout=10).text == "hello y"
+
+
+# --- keys: Azure's model (host keys, per-function keys, the master key) ---------------------
+
+
+def _keys_app(app: df.DFApp) -> None:
+    """Two function-level routes like the app's, an admin one, an anonymous one, a durable one."""
+
+    @app.route(route="exports", methods=["POST"])
+    def submit_dsr(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("submitted", status_code=202)
+
+    @app.route(route="exports/{requestId}", methods=["GET"])
+    def get_dsr(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(req.route_params["requestId"])
+
+    @app.route(route="ping", auth_level=func.AuthLevel.ADMIN)
+    def admin_only(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("pong")
+
+    @app.route(route="health", auth_level=func.AuthLevel.ANONYMOUS)
+    def get_health(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("ok")
+
+    @app.orchestration_trigger(context_name="context")
+    def export_personal_data(context: df.DurableOrchestrationContext) -> Any:
+        return (yield context.call_activity("nothing", 1))
+
+
+@pytest.fixture(scope="module")
+def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys") / "keys.json"
+
+
+@pytest.fixture(scope="module")
+def keys_host(keys_file: Path) -> Iterator[FunctionsHost]:
+    ring = KeyRing.load_or_create(keys_file, default_host_key=None)
+    host = FunctionsHost(
+        _plain_app(_keys_app), keys=ring, client_binding=None, platform_auth=PlatformAuth()
+    )
+    with host:
+        yield host
+
+
+def _get(host: FunctionsHost, path: str, key: str | None = None, **kwargs: Any) -> Any:
+    headers = {"x-functions-key": key} if key is not None else {}
+    return requests.get(f"{host.base_url}{path}", headers=headers, timeout=10, **kwargs)
+
+
+def _submit(host: FunctionsHost, key: str | None, **kwargs: Any) -> Any:
+    headers = {"x-functions-key": key} if key is not None else {}
+    return requests.post(f"{host.base_url}/api/exports", headers=headers, timeout=10, **kwargs)
+
+
+def test_every_http_function_has_its_own_default_key(keys_host: FunctionsHost) -> None:
+    ring = keys_host.keys
+    submit, get = ring.function_keys("submit_dsr"), ring.function_keys("get_dsr")
+    assert set(submit) == set(get) == {"default"}
+    assert len({submit["default"], get["default"], ring.default_host_key, ring.master_key}) == 4
+
+
+def test_another_functions_key_is_a_wrong_key(keys_host: FunctionsHost) -> None:
+    submit_key = keys_host.keys.function_keys("submit_dsr")["default"]
+    get_key = keys_host.keys.function_keys("get_dsr")["default"]
+    assert _submit(keys_host, submit_key).status_code == 202
+    assert _get(keys_host, "/api/exports/T-1", get_key).text == "T-1"
+    # The deploy guide's old mistake: submit_dsr's key on get_dsr. Azure answers 401.
+    _assert_bare(_get(keys_host, "/api/exports/T-1", submit_key), 401)
+    _assert_bare(_submit(keys_host, get_key), 401)
+    _assert_bare(_get(keys_host, "/api/ping", submit_key), 401)
+
+
+def test_a_host_key_opens_every_function_level_route(keys_host: FunctionsHost) -> None:
+    servicenow, _ = keys_host.keys.set_host_key("servicenow")
+    for key in (keys_host.keys.default_host_key, servicenow):
+        assert _submit(keys_host, key).status_code == 202
+        assert _get(keys_host, "/api/exports/T-2", key).status_code == 200
+        _assert_bare(_get(keys_host, "/api/ping", key), 401)  # admin level: the master key only
+
+
+def test_the_master_key_opens_every_route_and_the_admin_api(keys_host: FunctionsHost) -> None:
+    master = keys_host.keys.master_key
+    assert _submit(keys_host, master).status_code == 202
+    assert _get(keys_host, "/api/exports/T-3", master).status_code == 200
+    assert _get(keys_host, "/api/ping", master).text == "pong"
+    assert _get(keys_host, "/admin/host/keys", master).status_code == 200
+
+
+def test_the_code_parameter_and_the_header_that_wins_over_it(keys_host: FunctionsHost) -> None:
+    submit_key = keys_host.keys.function_keys("submit_dsr")["default"]
+    get_key = keys_host.keys.function_keys("get_dsr")["default"]
+    assert _get(keys_host, "/api/exports/T-4", params={"code": get_key}).status_code == 200
+    assert _get(keys_host, "/api/exports/T-4", params={"code": submit_key}).status_code == 401
+    # The header is the key whenever it is sent, even when `code` holds a good one.
+    _assert_bare(_get(keys_host, "/api/exports/T-4", submit_key, params={"code": get_key}), 401)
+    assert _get(keys_host, "/api/exports/T-4", get_key, params={"code": "wrong"}).ok
+
+
+def test_an_anonymous_route_needs_no_key(keys_host: FunctionsHost) -> None:
+    assert _get(keys_host, "/api/health").text == "ok"
+    assert _get(keys_host, "/api/health", "wrong").text == "ok"  # a wrong key is no key
+
+
+def test_listing_keys_needs_the_master_key(keys_host: FunctionsHost) -> None:
+    ring = keys_host.keys
+    submit_key = ring.function_keys("submit_dsr")["default"]
+    for path in ("/admin/host/keys", "/admin/functions/submit_dsr/keys"):
+        _assert_bare(_get(keys_host, path), 401)
+        _assert_bare(_get(keys_host, path, "wrong"), 401)
+        # The admin API knows no function, so no function key matches there: 401. A host key
+        # is a valid key of too low a level: authenticated, not authorized, 403.
+        _assert_bare(_get(keys_host, path, submit_key), 401)
+        _assert_bare(_get(keys_host, path, ring.default_host_key), 403)
+        assert _get(keys_host, path, params={"code": ring.master_key}).status_code == 200
+
+
+def test_the_admin_api_lists_keys_like_the_functions_host(keys_host: FunctionsHost) -> None:
+    ring, master = keys_host.keys, keys_host.keys.master_key
+    hosts = _get(keys_host, "/admin/host/keys", master)
+    assert hosts.headers["Content-Type"].startswith("application/json")
+    listed = {k["name"]: k["value"] for k in hosts.json()["keys"]}
+    assert listed == ring.host_keys()
+    assert master not in listed.values()  # the master key is not a host key in the listing
+    assert hosts.json()["links"][0]["rel"] == "self"
+    assert (
+        _get(keys_host, "/admin/host/functionkeys", master).json()["keys"] == (hosts.json()["keys"])
+    )
+    one = _get(keys_host, "/admin/host/keys/default", master).json()
+    assert (one["name"], one["value"]) == ("default", ring.default_host_key)
+    assert _get(keys_host, "/admin/host/systemkeys/_master", master).json()["value"] == master
+    assert _get(keys_host, "/admin/host/systemkeys", master).json()["keys"] == []
+    functions = _get(keys_host, "/admin/functions/get_dsr/keys", master).json()["keys"]
+    assert functions == [{"name": "default", "value": ring.function_keys("get_dsr")["default"]}]
+    # A function without an HTTP trigger gets its default key on first use, as in Azure.
+    durable = _get(keys_host, "/ADMIN/Functions/export_personal_data/keys", master)
+    assert [k["name"] for k in durable.json()["keys"]] == ["default"]
+    _assert_bare(_get(keys_host, "/admin/functions/nope/keys", master), 404)
+    _assert_bare(_get(keys_host, "/admin/host/keys/nope", master), 404)
+    _assert_bare(_get(keys_host, "/admin/host/nope", master), 404)  # not the key API: routing
+
+
+def test_the_admin_api_creates_and_replaces_keys(keys_host: FunctionsHost, keys_file: Path) -> None:
+    base, master = keys_host.base_url, {"x-functions-key": keys_host.keys.master_key}
+    created = requests.post(f"{base}/admin/host/keys/jira", headers=master, timeout=10)
+    assert created.status_code == 201
+    jira = created.json()["value"]
+    assert created.json()["name"] == "jira"
+    assert _submit(keys_host, jira).status_code == 202
+    assert _get(keys_host, "/api/exports/T-5", jira).status_code == 200
+    renewed = requests.post(f"{base}/admin/host/keys/jira", headers=master, timeout=10)
+    assert renewed.status_code == 200
+    assert _submit(keys_host, jira).status_code == 401  # the old value is gone
+    assert _submit(keys_host, renewed.json()["value"]).status_code == 202
+
+    url = f"{base}/admin/functions/get_dsr/keys/poller"
+    chosen = "poller-key-0123456789"
+    put = requests.put(url, json={"name": "poller", "value": chosen}, headers=master, timeout=10)
+    assert (put.status_code, put.json()["value"]) == (201, chosen)
+    assert _get(keys_host, "/api/exports/T-6", chosen).status_code == 200
+    assert _submit(keys_host, chosen).status_code == 401  # a function key: get_dsr only
+    assert requests.put(url, json={}, headers=master, timeout=10).status_code == 400
+    bad_name = requests.post(f"{base}/admin/host/keys/_nope", headers=master, timeout=10)
+    assert bad_name.status_code == 400
+    deleted = requests.delete(url, headers=master, timeout=10)
+    assert (deleted.status_code, deleted.headers["Allow"]) == (405, "GET, POST, PUT")
+    host_key = {"x-functions-key": keys_host.keys.default_host_key}
+    assert requests.post(url, headers=host_key, timeout=10).status_code == 403
+
+    saved = KeyRing.load_or_create(keys_file, default_host_key=None)  # what a restart reads
+    assert saved.host_keys()["jira"] == renewed.json()["value"]
+    assert saved.function_keys("get_dsr")["poller"] == chosen
+
+
+def test_the_token_endpoint_takes_a_host_key_not_a_function_key(
+    keys_host: FunctionsHost,
+) -> None:
+    url = f"{keys_host.base_url}/.auth/devhost/token"
+    submit_key = keys_host.keys.function_keys("submit_dsr")["default"]
+    for key, status in [
+        (keys_host.keys.default_host_key, 200),
+        (keys_host.keys.master_key, 200),
+        (submit_key, 401),
+        ("wrong", 401),
+    ]:
+        answer = requests.post(
+            url, json={"roles": []}, headers={"x-functions-key": key}, timeout=10
+        )
+        assert answer.status_code == status
+
+
+def test_function_key_and_keys_are_one_or_the_other() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        FunctionsHost(
+            _plain_app(_keys_app), function_key=KEY, keys=KeyRing.generate(), client_binding=None
+        )
+    with pytest.raises(ValueError, match="must not be empty"):
+        FunctionsHost(_plain_app(_keys_app), function_key="", client_binding=None)
+    with pytest.raises(ValueError, match="must not be empty"):
+        FunctionsHost(_plain_app(_keys_app), client_binding=None)
 
 
 # --- queues (Azurite) ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
@@ -26,6 +27,7 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
+from devhost._state import PortInUseError, StateFileError
 from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from devhost.graph import DEMO_DIRECTORY, GRAPH_RESOURCE, GraphSimulator
 from devhost.tls import TlsFiles
@@ -610,3 +612,84 @@ def test_no_signature_in_logs_or_inspection(
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- restarts: Graph outlives the host -----------------------------------------------------------
+
+
+def _restartable(
+    tls_files: TlsFiles, clock: ManualClock, state: Path, port: int = 0
+) -> GraphSimulator:
+    return GraphSimulator(tls_files, clock=clock, tick_interval=None, port=port, state_file=state)
+
+
+@pytest.mark.azurite
+def test_a_restarted_simulator_keeps_its_port_operations_directory_and_ids(
+    tls_files: TlsFiles, blob_service: BlobServiceClient, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    state = tmp_path / "graph-simulator.json"
+    first_container = blob_service.create_container(f"dsr-{uuid.uuid4().hex[:12]}")
+    with _restartable(tls_files, clock, state) as sim:
+        port = sim.port
+        graph = Graph(sim, tls_files.ca_bundle, make_token())
+        carol = sim.add_user("carol@contoso.example")
+        op_id = op_id_of(graph.submit(carol, policy_sas(first_container)))
+        clock.advance(DAY)
+        before = graph.poll(op_id).json()
+        written = sim.operation(op_id).files_written
+    assert before["status"] == "running"
+    assert 0 < written < len(sim.expected_files(op_id))
+    assert state.stat().st_mode & 0o777 == 0o600  # it holds the SAS of a running export
+
+    with _restartable(tls_files, clock, state, port=port) as again:
+        assert again.base_url == f"https://127.0.0.1:{port}"
+        graph = Graph(again, tls_files.ca_bundle, make_token())
+        assert graph.poll(op_id).json() == before  # the same URL answers the same
+        assert again.operation(op_id).files_written == written
+        assert graph.resolve("carol@contoso.example").json()["id"] == carol
+        clock.advance(2 * DAY)
+        assert graph.poll(op_id).json()["status"] == "complete"  # through the SAS it kept
+        assert blobs(first_container).keys() == {"RequestInfo.json", *again.expected_files(op_id)}
+        second = blob_service.create_container(f"dsr-{uuid.uuid4().hex[:12]}")
+        next_id = op_id_of(graph.submit(ADELE, policy_sas(second)))
+        assert again.submissions_by_user() == {carol: 1, ADELE: 1}
+    kept = {op["id"]: op for op in json.loads(state.read_text())["operations"]}
+    assert kept[op_id]["sasUrl"] == ""  # a finished export's SAS is forgotten
+    assert "sig=" in kept[next_id]["sasUrl"]  # a running one's is needed to go on writing
+
+    # The id generator went on where it stopped: the ids an uninterrupted simulator hands out.
+    with GraphSimulator(tls_files, clock=clock, tick_interval=None) as straight:
+        graph = Graph(straight, tls_files.ca_bundle, make_token())
+        assert straight.add_user("carol@contoso.example") == carol
+        ids = [
+            op_id_of(graph.submit(ADELE, policy_sas(blob_service.create_container(name))))
+            for name in (f"dsr-{uuid.uuid4().hex[:12]}", f"dsr-{uuid.uuid4().hex[:12]}")
+        ]
+    assert ids == [op_id, next_id]
+
+
+def test_a_restarted_simulator_refuses_a_taken_port(tls_files: TlsFiles, tmp_path: Path) -> None:
+    with GraphSimulator(tls_files, tick_interval=None) as holder:
+        again = _restartable(tls_files, ManualClock(), tmp_path / "s.json", port=holder.port)
+        with pytest.raises(PortInUseError, match=f"port {holder.port} is in use"):
+            again.start()
+
+
+@pytest.mark.parametrize("content", ["", "{", "[]", '{"version": 1}', '{"version": 2, "seed": 0}'])
+def test_an_unreadable_state_file_stops_the_start(
+    tls_files: TlsFiles, tmp_path: Path, content: str
+) -> None:
+    state = tmp_path / "graph-simulator.json"
+    state.write_text(content)
+    with pytest.raises(StateFileError, match="Graph simulator's operations"):
+        _restartable(tls_files, ManualClock(), state).start()
+    assert state.read_text() == content
+
+
+def test_a_state_file_of_another_seed_stops_the_start(tls_files: TlsFiles, tmp_path: Path) -> None:
+    state = tmp_path / "graph-simulator.json"
+    with _restartable(tls_files, ManualClock(), state):
+        pass
+    with pytest.raises(StateFileError, match="seed"):
+        GraphSimulator(tls_files, tick_interval=None, seed=7, state_file=state).start()

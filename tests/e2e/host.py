@@ -102,11 +102,8 @@ class HostProcess:
         ready = self.state / "endpoints.json"
         ready.unlink(missing_ok=True)
         log = self.log_path.open("ab")
-        command = [sys.executable, "-m", "devhost", "serve", "--port", "0"]
-        command += ["--function-key", FUNCTION_KEY, "--speed", str(SPEED)]
-        command += ["--graph", self.env["GRAPH_BASE_URL"], "--state", str(self.state)]
         self.process = subprocess.Popen(
-            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            self.command(), cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while not ready.exists():
@@ -117,6 +114,13 @@ class HostProcess:
             time.sleep(0.05)
         self.endpoints = json.loads(ready.read_text())
         return self
+
+    def command(self) -> list[str]:
+        """``serve`` wired to the test process's Graph (the other services come from env)."""
+        command = [sys.executable, "-m", "devhost", "serve", "--port", "0"]
+        command += ["--function-key", FUNCTION_KEY, "--speed", str(SPEED)]
+        command += ["--graph", self.env["GRAPH_BASE_URL"], "--state", str(self.state)]
+        return command
 
     def kill(self) -> None:
         """Die mid-work, as a recycled worker does: no clean-up at all."""
@@ -179,6 +183,41 @@ class HostProcess:
                     return doc
             time.sleep(0.1)
         raise AssertionError(f"{request_id} never reached {phases}; last status: {doc}")
+
+
+class ServeProcess(HostProcess):
+    """``python -m devhost serve ARGS`` as a person starts it: the stack brings up its own
+    Azurite, identity endpoint and Graph simulator, in the host's process (see user_env)."""
+
+    def __init__(self, state: Path, env: dict[str, str], args: list[str]) -> None:
+        super().__init__(state, env)
+        self.args = list(args)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "devhost", "serve", *self.args]
+
+    @property
+    def graph(self) -> str:
+        """The Graph simulator the host started (its admin API is under ``/_sim/``)."""
+        return str(self.endpoints["graphSimulator"])
+
+    def sim(self, path: str) -> Any:
+        """GET the simulator's admin API: ``host.sim("stats")``."""
+        answer = requests.get(
+            f"{self.graph}/_sim/{path}", verify=str(self.endpoints["caBundle"]), timeout=30
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+
+def user_env() -> dict[str, str]:
+    """This process's environment without a setting that would point the host at a service
+    (storage, identity, Graph, Azure credentials): what a developer's shell has."""
+    prefixes: tuple[str, ...] = ("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "AzureWebJobs")
+    prefixes += ("GRAPH_", "EXPORT_", "CALLBACK_", "AUTH_", "DEVHOST_", "APPLICATIONINSIGHTS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def export_container(azurite: Azurite, tls: TlsFiles, name: str) -> ContainerClient:
