@@ -165,13 +165,9 @@ async def get_dsr(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """The DSR's status document (never Durable's URLs, never the input)."""
-    caller = _authorized(req, Role.READ)
-    if isinstance(caller, func.HttpResponse):
-        return caller
-    try:
-        request_id = validate_request_id(req.route_params.get("requestId"))
-    except InvalidRequest as exc:
-        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
+    request_id = _route_request_id(req, Role.READ)
+    if isinstance(request_id, func.HttpResponse):
+        return request_id
     # The input is read only to lend a not-yet-started DSR its deadline.
     existing = await find_dsr(client, request_id, show_input=True)
     if existing is None:
@@ -185,13 +181,9 @@ async def get_evidence(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """The DSR's evidence records, as stored, and whether their hash chain verifies."""
-    caller = _authorized(req, Role.READ)
-    if isinstance(caller, func.HttpResponse):
-        return caller
-    try:
-        request_id = validate_request_id(req.route_params.get("requestId"))
-    except InvalidRequest as exc:
-        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
+    request_id = _route_request_id(req, Role.READ)
+    if isinstance(request_id, func.HttpResponse):
+        return request_id
     lines = composition.evidence_log().read(canonical_request_id(request_id))
     if not lines:
         return _problem(404, "Unknown DSR", f"no evidence for requestId {request_id}", "not-found")
@@ -207,10 +199,9 @@ async def cancel_dsr(
     caller = _authorized(req, Role.MANAGE)
     if isinstance(caller, func.HttpResponse):
         return caller
-    try:
-        request_id = validate_request_id(req.route_params.get("requestId"))
-    except InvalidRequest as exc:
-        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
+    request_id = _valid_route_id(req)
+    if isinstance(request_id, func.HttpResponse):
+        return request_id
     refused = _refuse_body(req)
     if refused is not None:
         return refused
@@ -355,6 +346,19 @@ def _json(body: dict[str, Any], status: int, *, location: str | None = None) -> 
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype="application/json", headers=headers
     )
+
+
+def _route_request_id(req: func.HttpRequest, role: Role) -> str | func.HttpResponse:
+    """The ``{requestId}`` of a route that needs ``role``, or the refusal to send."""
+    caller = _authorized(req, role)
+    return caller if isinstance(caller, func.HttpResponse) else _valid_route_id(req)
+
+
+def _valid_route_id(req: func.HttpRequest) -> str | func.HttpResponse:
+    try:
+        return validate_request_id(req.route_params.get("requestId"))
+    except InvalidRequest as exc:
+        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
 
 
 def _authorized(req: func.HttpRequest, role: Role) -> Caller | func.HttpResponse:

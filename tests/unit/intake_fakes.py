@@ -12,7 +12,7 @@ import base64
 import json
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -203,6 +203,16 @@ def app_settings(**values: str) -> Iterator[None]:
 
 def _clear() -> None:
     settings.clear_cache()
+
+
+def intake_settings(**extra: str) -> AbstractContextManager[None]:
+    """The intake tests' settings: callbacks on, every role for function-key callers."""
+    return app_settings(
+        CALLBACK_SIGNING_SECRET=SECRET,
+        CALLBACK_ALLOWED_HOSTS=ALLOWED,
+        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
+        **extra,
+    )
 
 
 def valid_payload(request_id: str = "RITM0001", **extra: Any) -> dict[str, Any]:

@@ -19,9 +19,6 @@ from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain.errors import classify
 from dsr_export.domain.job import ExportJob
 from tests.unit.intake_fakes import (
-    ALL_ROLES,
-    ALLOWED,
-    SECRET,
     T0,
     USER_ID,
     FakeDurableClient,
@@ -29,6 +26,7 @@ from tests.unit.intake_fakes import (
     app_settings,
     body,
     call,
+    intake_settings,
     request,
 )
 
@@ -38,12 +36,7 @@ UPN = "adele.vance@contoso.example"
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with app_settings(
-        CALLBACK_SIGNING_SECRET=SECRET,
-        CALLBACK_ALLOWED_HOSTS=ALLOWED,
-        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
-        WEBSITE_AUTH_ENABLED="",
-    ):
+    with intake_settings(WEBSITE_AUTH_ENABLED=""):
         yield
 
 

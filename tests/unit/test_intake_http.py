@@ -14,16 +14,14 @@ from typing import Any
 import pytest
 
 from tests.unit.intake_fakes import (
-    ALL_ROLES,
-    ALLOWED,
     OTHER_ID,
-    SECRET,
     T0,
     USER_ID,
     FakeDurableClient,
     app_settings,
     body,
     call,
+    intake_settings,
     request,
     valid_payload,
 )
@@ -34,12 +32,7 @@ PROBLEM = "application/problem+json"
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with app_settings(
-        CALLBACK_SIGNING_SECRET=SECRET,
-        CALLBACK_ALLOWED_HOSTS=ALLOWED,
-        DEADLINE_WARNING_DAYS="7",
-        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
-    ):
+    with intake_settings(DEADLINE_WARNING_DAYS="7"):
         yield
 
 

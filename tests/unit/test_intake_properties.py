@@ -19,14 +19,11 @@ from dsr_export.adapters.outbound import check_url
 from dsr_export.domain.request import ExportRequest, InvalidRequest, decode_body
 from dsr_export.settings import CallbackSettings
 from tests.unit.intake_fakes import (
-    ALL_ROLES,
-    ALLOWED,
-    SECRET,
     T0,
     USER_ID,
     FakeDurableClient,
     ListSink,
-    app_settings,
+    intake_settings,
     request,
 )
 
@@ -112,11 +109,7 @@ _BODIES = st.one_of(
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with app_settings(
-        CALLBACK_SIGNING_SECRET=SECRET,
-        CALLBACK_ALLOWED_HOSTS=ALLOWED,
-        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
-    ):
+    with intake_settings():
         yield
 
 

@@ -22,15 +22,13 @@ from intake import http_api
 from tests import answers
 from tests.replay import Driver
 from tests.unit.intake_fakes import (
-    ALL_ROLES,
-    ALLOWED,
-    SECRET,
     T0,
     USER_ID,
     FakeDurableClient,
     app_settings,
     body,
     call,
+    intake_settings,
     request,
     valid_payload,
 )
@@ -144,11 +142,7 @@ def _validator(schema: dict[str, Any] | str) -> Draft202012Validator:
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with app_settings(
-        CALLBACK_SIGNING_SECRET=SECRET,
-        CALLBACK_ALLOWED_HOSTS=ALLOWED,
-        AUTH_FUNCTION_KEY_ROLES=ALL_ROLES,
-    ):
+    with intake_settings():
         yield
 
 
