@@ -197,15 +197,13 @@ def check_export(step: steps.CheckExport) -> steps.ExportChecked:
 
 @activity(bp, steps.FINALIZE_EXPORT)
 def finalize_export(step: steps.FinalizeExport) -> steps.ExportFinalized:
-    """Write the manifest (completed exports only), revoke the SAS, store the audit record."""
+    """Write the manifest (completed exports only), revoke the SAS, record how it ended."""
     storage, name = composition.export_storage(), step.container
     manifest = None
     if step.write_manifest:
         manifest = storage.write_manifest(name, step.request_id, composition.now()).to_dict()
     revoked = storage.revoke(name)
     sas = {"revoked": revoked, "expiresAt": None if revoked else step.sas_expires_at}
-    if step.audit is not None:
-        storage.write_audit(name, {**step.audit, "manifest": manifest, "sas": sas})
     log_event(
         "export_finalized",
         request_id=step.request_id,
@@ -234,6 +232,7 @@ def _record_ending(
             blobCount=manifest["blobCount"],
             totalBytes=manifest["totalBytes"],
             products=manifest["products"],
+            manifestSha256=manifest.get("manifestSha256"),
         )
     _evidence(
         step.request_id,
@@ -254,6 +253,28 @@ def _record_ending(
             errorCategory=step.error_category,
             operationId=step.operation_id,
         )
+
+
+@activity(bp, steps.RECORD_EXTENSION)
+def record_extension(step: steps.RecordExtension) -> steps.Recorded:
+    """The extension the orchestrator applied, in the DSR's evidence (once per number)."""
+    record = composition.evidence_log().append(
+        step.request_id,
+        Kind.EXTENDED,
+        composition.now(),
+        {
+            EVENT_ID: f"extended-{step.number}",
+            "previousDeadline": step.previous_deadline,
+            "deadline": step.deadline,
+            "originalDeadline": step.original_deadline,
+            "extensionDays": step.extension_days,
+            "reasonCode": step.reason_code,
+            "reasonSha256": step.reason_sha256,
+            "actorKind": step.actor_kind,
+            "actorId": step.actor_id,
+        },
+    )
+    return steps.Recorded(seq=record.seq)
 
 
 def _evidence(request_id: str, kind: Kind, event_id: str, **data: object) -> None:

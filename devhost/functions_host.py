@@ -98,6 +98,7 @@ class FunctionsHost(Service):
             port=port,
             platform_auth=platform_auth,
             function_names=names,
+            run_function=self._run_now,
         )
         options = QueueOptions.from_host_json(host_json)
         self._queues = [
@@ -108,6 +109,15 @@ class FunctionsHost(Service):
         self._timers = [TimerRunner(s, invoker) for s in specs if s.trigger_type == "timerTrigger"]
         self._started = False
         self._stopped = False
+
+    def _run_now(self, name: str) -> bool:
+        """Run a timer function now, as the admin API's ``POST /admin/functions/{name}`` does
+        in Azure; False when no such timer function exists."""
+        for timer in self._timers:
+            if timer.spec.name.lower() == name.lower():
+                timer.run_now()
+                return True
+        return False
 
     @property
     def base_url(self) -> str:

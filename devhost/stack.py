@@ -163,6 +163,8 @@ class DevStack(Service):
             _save_ports(state / PORTS_FILE, ports)
             env["AzureWebJobsStorage"] = self.azurite.connection_string
             env.setdefault("EXPORT_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
+            # One emulator account offline; its own (identity-only) account in Azure.
+            env.setdefault("EVIDENCE_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
             if env.get("EXPORT_SAS_MODE", "stored-policy") == "stored-policy":
                 env.setdefault("EXPORT_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
         if self.options.graph_url:

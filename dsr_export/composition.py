@@ -203,7 +203,10 @@ def _callback_sender() -> CallbackSender:
 def _evidence_log() -> EvidenceLog:
     from dsr_export.adapters.evidence_log import EvidenceLog
 
-    return EvidenceLog(export_storage().service)
+    endpoint = settings.lifecycle_settings().evidence_blob_endpoint
+    if endpoint is None:
+        return EvidenceLog(export_storage().service)
+    return EvidenceLog.for_account(endpoint, credential())
 
 
 @functools.cache

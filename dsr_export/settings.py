@@ -43,6 +43,11 @@ SETTINGS: Final[dict[str, str]] = {
     "RECEIVED_AT_MAX_AGE_DAYS": "how far in the past a request's receivedAt may lie",
     "CALLBACK_ALLOW_LOOPBACK_UNSAFE": "offline host only: callbacks may go to loopback receivers",
     "AUTH_FUNCTION_KEY_ROLES": "app roles of callers with a function key and no Entra token",
+    "EVIDENCE_STORAGE_BLOB_ENDPOINT": "blob endpoint of the evidence account (immutable, https)",
+    "DOWNLOAD_LINK_MINUTES": "how long a delivery link lives (at most 1440)",
+    "EXPORT_RETENTION_DAYS": "days after a DSR ended before its exported data is deleted",
+    "HISTORY_RETENTION_DAYS": "days after a DSR ended before its durable history is purged",
+    "CUSTOM_EXTENSION_MAX_DAYS": "days a {days: N} regulation's deadline may be extended by",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -296,6 +301,45 @@ class DeadlineSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    """What happens to a DSR after its export: delivery links, extensions, retention.
+
+    The evidence account is kept apart from the export account (whose lifecycle rule deletes
+    everything, as a backstop); without ``EVIDENCE_STORAGE_BLOB_ENDPOINT`` the logs go to the
+    export account's endpoint, which the health check reports.
+    """
+
+    evidence_blob_endpoint: str | None = None
+    download_link_minutes: int = 60
+    export_retention_days: int = 30
+    history_retention_days: int = 90
+    custom_extension_max_days: int = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> LifecycleSettings:
+        endpoint = (
+            _https_url(env, "EVIDENCE_STORAGE_BLOB_ENDPOINT")
+            if _get(env, "EVIDENCE_STORAGE_BLOB_ENDPOINT", "")
+            else None
+        )
+        export_days = _int(env, "EXPORT_RETENTION_DAYS", 30, low=1, high=3650)
+        history_days = _int(env, "HISTORY_RETENTION_DAYS", 90, low=1, high=3650)
+        if history_days < export_days:
+            # The history is what finds the data: purged first, the data would never be deleted.
+            raise SettingsError(
+                "HISTORY_RETENTION_DAYS",
+                f"must be at least EXPORT_RETENTION_DAYS ({export_days}), got {history_days}",
+            )
+        return cls(
+            evidence_blob_endpoint=endpoint,
+            download_link_minutes=_int(env, "DOWNLOAD_LINK_MINUTES", 60, low=1, high=24 * 60),
+            export_retention_days=export_days,
+            history_retention_days=history_days,
+            custom_extension_max_days=_int(env, "CUSTOM_EXTENSION_MAX_DAYS", 0, low=0, high=366),
+        )
+
+
+@dataclass(frozen=True)
 class AuthSettings:
     """Who may call the HTTP API, and as what.
 
@@ -320,6 +364,12 @@ class AuthSettings:
                 raise SettingsError("AUTH_FUNCTION_KEY_ROLES", f"{exc}, or none") from None
         enabled = env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
         return cls(platform_auth=enabled, function_key_roles=roles)
+
+
+@functools.cache
+def lifecycle_settings() -> LifecycleSettings:
+    """The process-wide lifecycle settings, read on first use."""
+    return LifecycleSettings.from_env()
 
 
 @functools.cache
@@ -362,6 +412,7 @@ def clear_cache() -> None:
     """Forget every setting read, so the next use reads the environment again (tests)."""
     for reader in (
         auth_settings,
+        lifecycle_settings,
         graph_settings,
         export_storage_settings,
         export_policy,

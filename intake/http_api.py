@@ -21,22 +21,28 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
-from dsr_export.domain import problems
-from dsr_export.domain.callers import Caller, Role
+from dsr_export.domain import lifecycle
+from dsr_export.domain.callers import Role
 from dsr_export.domain.evidence import evidence_document
 from dsr_export.domain.job import CANCEL_EVENT
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
-    MAX_BODY_BYTES,
     FieldError,
     InvalidRequest,
     canonical_request_id,
     decode_body,
-    validate_request_id,
 )
 from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.settings import SettingsError
-from intake.auth import caller_or_refusal
+from intake.lifecycle import records as lifecycle_records
+from intake.responses import authorized as _authorized
+from intake.responses import json_answer as _json
+from intake.responses import misconfigured as _misconfigured
+from intake.responses import problem as _problem
+from intake.responses import reason as _reason
+from intake.responses import refuse_body as _refuse_body
+from intake.responses import route_request_id as _route_request_id
+from intake.responses import valid_route_id as _valid_route_id
 from intake.service import (
     ORCHESTRATOR,
     Admission,
@@ -48,11 +54,8 @@ from intake.service import (
 
 bp = df.Blueprint()
 
-#: Seconds a ticketing system should wait before reading the status again.
-STATUS_RETRY_AFTER: Final = "60"
 DEFAULT_PAGE: Final = 50
 MAX_PAGE: Final = 200
-MAX_REASON_LENGTH: Final = 500
 #: Served as it is; docs/openapi.json is a copy (a test keeps them identical). It lives next to
 #: the code so it is deployed with it (.funcignore drops docs/).
 OPENAPI_PATH: Final = Path(__file__).with_name("openapi.json")
@@ -170,9 +173,17 @@ async def get_dsr(
         return request_id
     # The input is read only to lend a not-yet-started DSR its deadline.
     existing = await find_dsr(client, request_id, show_input=True)
+    records = lifecycle_records(request_id)
     if existing is None:
+        # Purged on schedule: the evidence still answers (phase, dates, outcome, the data).
+        purged = lifecycle.purged_status(records) if records else None
+        if purged is not None:
+            return _json(purged, 200)
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    return _json(document(existing, composition.now(), stored_job(existing)), 200)
+    doc = document(existing, composition.now(), stored_job(existing))
+    if doc["terminal"] and records:
+        doc["data"] = lifecycle.data_state(records)
+    return _json(doc, 200)
 
 
 @bp.route(route="exports/{requestId}/evidence", methods=["GET"])
@@ -310,80 +321,8 @@ def _untoken(token: str) -> tuple[str, str]:
     return (raw[0], raw[1])
 
 
-def _reason(payload: object) -> str:
-    reason = payload.get("reason") if isinstance(payload, dict) else None
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_LENGTH:
-        raise InvalidRequest(
-            [FieldError("/reason", f"is required: a string of 1-{MAX_REASON_LENGTH} characters")]
-        )
-    return reason.strip()
-
-
 def _finished(status: df.DurableOrchestrationStatus, doc: dict[str, Any]) -> bool:
     runtime = status.runtime_status.name if status.runtime_status else ""
     return (
         runtime not in _LIVE or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING
-    )
-
-
-def _refuse_body(req: func.HttpRequest) -> func.HttpResponse | None:
-    if len(req.get_body() or b"") > MAX_BODY_BYTES:
-        return _problem(
-            413, "Request body too large", f"at most {MAX_BODY_BYTES} bytes", "too-large"
-        )
-    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        return _problem(415, "Unsupported media type", "send application/json", "media-type")
-    return None
-
-
-def _json(body: dict[str, Any], status: int, *, location: str | None = None) -> func.HttpResponse:
-    headers = {}
-    if location is not None:
-        headers["Location"] = location
-        if not body.get("terminal"):
-            headers["Retry-After"] = STATUS_RETRY_AFTER
-    return func.HttpResponse(
-        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
-    )
-
-
-def _route_request_id(req: func.HttpRequest, role: Role) -> str | func.HttpResponse:
-    """The ``{requestId}`` of a route that needs ``role``, or the refusal to send."""
-    caller = _authorized(req, role)
-    return caller if isinstance(caller, func.HttpResponse) else _valid_route_id(req)
-
-
-def _valid_route_id(req: func.HttpRequest) -> str | func.HttpResponse:
-    try:
-        return validate_request_id(req.route_params.get("requestId"))
-    except InvalidRequest as exc:
-        return _problem(400, "Invalid request id", str(exc), "invalid-request", exc)
-
-
-def _authorized(req: func.HttpRequest, role: Role) -> Caller | func.HttpResponse:
-    try:
-        return caller_or_refusal(req, role)
-    except SettingsError as exc:
-        return _misconfigured(exc)
-
-
-def _misconfigured(exc: SettingsError) -> func.HttpResponse:
-    log_event("intake_misconfigured", setting=exc.setting)
-    return _problem(
-        503, "Service misconfigured", f"setting {exc.setting} is invalid", "misconfigured"
-    )
-
-
-def _problem(
-    status: int,
-    title: str,
-    detail: str,
-    slug: str,
-    errors: InvalidRequest | list[FieldError] | None = None,
-) -> func.HttpResponse:
-    listed = errors.errors if isinstance(errors, InvalidRequest) else (errors or [])
-    body = problems.problem(status, title, detail, slug=slug, errors=listed)
-    return func.HttpResponse(
-        problems.dumps(body), status_code=status, mimetype=problems.CONTENT_TYPE
     )

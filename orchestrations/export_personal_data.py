@@ -30,10 +30,12 @@ from typing import Any, TypeVar
 import azure.durable_functions as df
 
 from dsr_export.domain import errors, events, pacing, steps
-from dsr_export.domain.job import CANCEL_EVENT, Ending, ExportJob, next_wait
+from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
+from dsr_export.domain.job import CANCEL_EVENT, EXTEND_EVENT, Ending, ExportJob, next_wait
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import Outcome
+from orchestrations.callbacks import deliver
 
 bp = df.Blueprint()
 
@@ -49,9 +51,6 @@ SUBMIT_ATTEMPTS = 5
 #: Waits between lookups of a lost submit's receipt: five lookups over about 15 minutes.
 RECOVERY_WAITS = (60, 120, 240, 480)
 
-#: Waits between callback attempts (a real back-off; the 1.x SDK's retry options have none):
-#: four attempts over about 12 minutes, short enough not to hold up the export for long.
-CALLBACK_BACKOFF_SECONDS = (30, 120, 600)
 
 _TERMINAL_EVENTS = {
     Phase.COMPLETED: events.COMPLETED,
@@ -73,9 +72,17 @@ RESTART = _Restart()
 
 @dataclass
 class _Latest:
-    """The latest job, so an ending reached by an exception still knows the container."""
+    """The latest job, so an ending reached by an exception still knows the container; and the
+    external events it waits for, raced against every timer.
+
+    One cancel waiter per execution: a fresh waiter per timer would leave the losers open, and
+    the SDK hands an arriving event to the newest open waiter (one whose race is already over,
+    so the cancel would be swallowed). The extend waiter is replaced only once it has won.
+    """
 
     job: ExportJob
+    cancel: Any = None
+    extend: Any = None
 
 
 @bp.orchestration_trigger(context_name="context")
@@ -85,18 +92,20 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
     if latest.job.started_at is None:
         latest.job = latest.job.replace(started_at=context.current_utc_datetime.isoformat())
         _status(context, latest.job, Phase.ACCEPTED)
-        latest.job = yield from _notify(context, latest.job, events.ACCEPTED, Phase.ACCEPTED)
-    # One waiter per execution, raced against every timer. A fresh waiter per timer would leave
-    # the losers open, and the SDK hands an arriving event to the newest open waiter: one whose
-    # race is already over, so the cancel would be swallowed.
-    cancel = context.wait_for_external_event(CANCEL_EVENT)
+        # A retried DSR tells the ticket it runs again, not that it was accepted anew.
+        first = events.ACCEPTED if latest.job.attempt == 1 else events.RETRIED
+        latest.job = yield from _notify(
+            context, latest.job, first, Phase.ACCEPTED, attempt=latest.job.attempt
+        )
+    latest.cancel = context.wait_for_external_event(CANCEL_EVENT)
+    latest.extend = context.wait_for_external_event(EXTEND_EVENT)
     ending: Ending | _Restart | None
     try:
         ending = None
         if latest.job.operation_id is None:
-            ending = yield from _submit(context, latest, cancel)
+            ending = yield from _submit(context, latest)
         if ending is None and latest.job.operation_id is not None:
-            ending = yield from _poll(context, latest, cancel)
+            ending = yield from _poll(context, latest)
     except Exception as exc:  # noqa: BLE001 - an activity failed all its attempts
         ending = Ending(Phase.FAILED, errors.activity_failed(exc))
     if ending is None or ending is RESTART:
@@ -118,7 +127,7 @@ def _call(
     return result
 
 
-def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any) -> Flow:
+def _submit(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
     """Resolve the user, prepare the container and submit, recovering a submit whose answer
     was lost; returns an Ending, RESTART (continue as new), or None to poll on."""
     if latest.job.user_id is None:
@@ -126,7 +135,6 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: An
         found = yield from _graph_step(
             context,
             latest,
-            cancel,
             steps.RESOLVE_USER,
             steps.ResolveUser(latest.job.request_id, latest.job.user),
         )
@@ -155,14 +163,13 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: An
             if job.submit_attempt == 1:
                 delay += pacing.first_submit_delay(job.request_id)
             if delay:
-                cancelled = yield from _wait_or_cancel(context, _after(context, delay), cancel)
+                cancelled = yield from _wait_or_cancel(context, _after(context, delay), latest)
                 if cancelled is not None:
                     return Ending(Phase.CANCELLED, cancelled)
             _status(context, job, Phase.SUBMITTING)
             submitted = yield from _graph_step(
                 context,
                 latest,
-                cancel,
                 steps.SUBMIT_EXPORT,
                 steps.SubmitExport(job.request_id, job.user_id, job.container),
             )
@@ -174,7 +181,7 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: An
                 return Ending(Phase.FAILED, submitted.error)
         # Graph's receipt is in the container but we hold no operation id: find the export.
         _status(context, latest.job, Phase.SUBMITTING)
-        recovered = yield from _recover(context, latest, cancel)
+        recovered = yield from _recover(context, latest)
         if not isinstance(recovered, steps.ExportRecovered):
             return recovered
         if recovered.outcome is Outcome.OK:
@@ -182,7 +189,7 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: An
         if recovered.outcome is Outcome.FAILED:
             return Ending(Phase.FAILED, recovered.error)
         # Graph's word: no such operation, the command was never posted. Once more, elsewhere.
-        if latest.job.submit_attempt >= SUBMIT_ATTEMPTS:
+        if latest.job.submit_attempt - latest.job.submit_base >= SUBMIT_ATTEMPTS:
             return Ending(Phase.FAILED, errors.never_posted(SUBMIT_ATTEMPTS))
         _log(context, "submit_restarted", logging.WARNING, latest.job)
         latest.job = latest.job.replace(
@@ -190,7 +197,7 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest, cancel: An
         )
 
 
-def _recover(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any) -> Flow:
+def _recover(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
     """Look the lost submit up by its receipt, a few times over some minutes.
 
     Graph may not show a command it has just accepted; only an answer of ``absent`` that
@@ -202,13 +209,13 @@ def _recover(context: df.DurableOrchestrationContext, latest: _Latest, cancel: A
     for index, wait in enumerate((0, *RECOVERY_WAITS)):
         if wait:
             stretched = pacing.spread(wait, job.request_id, index, "recovery")
-            cancelled = yield from _wait_or_cancel(context, _after(context, stretched), cancel)
+            cancelled = yield from _wait_or_cancel(context, _after(context, stretched), latest)
             if cancelled is not None:
                 return Ending(Phase.CANCELLED, cancelled)
         lookup = steps.RecoverSubmit(
             job.request_id, job.user_id, job.container, final=index == len(RECOVERY_WAITS)
         )
-        found = yield from _graph_step(context, latest, cancel, steps.RECOVER_SUBMIT, lookup)
+        found = yield from _graph_step(context, latest, steps.RECOVER_SUBMIT, lookup)
         if not isinstance(found, steps.ExportRecovered) or found.outcome is not Outcome.ABSENT:
             return found
     return found
@@ -240,7 +247,6 @@ def _exporting(
 def _graph_step(
     context: df.DurableOrchestrationContext,
     latest: _Latest,
-    cancel: Any,
     step: steps.Step[Any, R],
     payload: steps.Wire,
 ) -> Flow:
@@ -262,7 +268,7 @@ def _graph_step(
         job = latest.job = job.replace(throttle_round=job.throttle_round + 1)
         wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
         fire_at = min(_after(context, wait), job.give_up_at())
-        cancelled = yield from _wait_or_cancel(context, fire_at, cancel)
+        cancelled = yield from _wait_or_cancel(context, fire_at, latest)
         if cancelled is not None:
             return Ending(Phase.CANCELLED, cancelled)
         answer = yield from _call(context, step, payload)
@@ -271,7 +277,7 @@ def _graph_step(
     return answer
 
 
-def _poll(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any) -> Flow:
+def _poll(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
     """Wait with durable timers and check the operation, until it ends or time runs out.
 
     Returns an Ending, or None after ``rounds_per_history`` rounds (continue as new).
@@ -288,9 +294,10 @@ def _poll(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any)
             fire_at = min(fire_at, legal_moment)
         _status(context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
         # A cancel raised earlier (even before the submit) is buffered and wins at once.
-        cancelled = yield from _wait_or_cancel(context, fire_at, cancel)
+        cancelled = yield from _wait_or_cancel(context, fire_at, latest)
         if cancelled is not None:
             return Ending(Phase.CANCELLED, cancelled)
+        job = latest.job  # an extension may have arrived during the wait
 
         assert job.operation_url is not None
         checked = yield from _call(
@@ -322,7 +329,7 @@ def _poll(context: df.DurableOrchestrationContext, latest: _Latest, cancel: Any)
                     return Ending(Phase.FAILED, errors.export_failed())
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).
-    cancelled = yield from _wait_or_cancel(context, context.current_utc_datetime, cancel)
+    cancelled = yield from _wait_or_cancel(context, context.current_utc_datetime, latest)
     if cancelled is not None:
         return Ending(Phase.CANCELLED, cancelled)
     return None
@@ -342,7 +349,6 @@ def _finish(context: df.DurableOrchestrationContext, job: ExportJob, ending: End
             container=job.container,
             write_manifest=ending.phase is Phase.COMPLETED,
             sas_expires_at=job.sas_expires_at,
-            audit=job.audit_record(ending, context.current_utc_datetime),
             ending=ending.phase.value,
             error_code=(ending.error or {}).get("code"),
             error_category=(ending.error or {}).get("category"),
@@ -389,19 +395,78 @@ def _finish(context: df.DurableOrchestrationContext, job: ExportJob, ending: End
 
 
 def _wait_or_cancel(
-    context: df.DurableOrchestrationContext, fire_at: datetime, cancel: Any
+    context: df.DurableOrchestrationContext, fire_at: datetime, latest: _Latest
 ) -> Flow:
-    """Wait until ``fire_at`` unless a cancel comes first; returns the cancel's error or None."""
+    """Wait until ``fire_at`` unless a cancel comes first; returns the cancel's error or None.
+
+    An extension of the legal deadline that arrives meanwhile is applied (recorded, shown, the
+    ticket told) and the wait goes on to the same timer.
+    """
     timer = context.create_timer(fire_at)
-    winner = yield context.task_any([timer, cancel])
-    if winner != cancel:
-        return None
-    data = cancel.result
+    while True:
+        winner = yield context.task_any([timer, latest.cancel, latest.extend])
+        if winner == latest.extend:
+            data = _event_data(latest.extend.result)
+            latest.extend = context.wait_for_external_event(EXTEND_EVENT)
+            yield from _extend(context, latest, data)
+            continue
+        if winner != latest.cancel:
+            return None
+        data = _event_data(latest.cancel.result)
+        return errors.cancelled(data.get("reason") if isinstance(data, dict) else None)
+
+
+def _event_data(data: Any) -> Any:
     if isinstance(data, str):
         # The extension stores event data as the JSON text it was sent (SDK issue #295).
         with contextlib.suppress(ValueError):
             data = json.loads(data)
-    return errors.cancelled(data.get("reason") if isinstance(data, dict) else None)
+    return data
+
+
+def _extend(context: df.DurableOrchestrationContext, latest: _Latest, data: Any) -> Flow:
+    """Apply one extension the API accepted: the domain checks it again against the job (two
+    extensions sent at once are judged in turn), then evidence, status and the ticket."""
+    data = data if isinstance(data, dict) else {}
+    before = latest.job
+    try:
+        job = before.extended_by(
+            ExtensionAsk.from_dict(data.get("ask")),
+            context.current_utc_datetime,
+            custom_max_days=int(data.get("customMaxDays") or 0),
+        )
+    except (ExtensionRefused, TypeError, ValueError):
+        _log(context, "extension_refused", logging.WARNING, before)
+        return None
+    latest.job = job
+    applied = job.extensions[-1]
+    actor = data.get("actor") if isinstance(data.get("actor"), dict) else {}
+    record = steps.RecordExtension(
+        request_id=job.request_id,
+        number=len(job.extensions),
+        previous_deadline=applied["previousDeadline"],
+        deadline=applied["deadline"],
+        original_deadline=job.original_deadline or applied["previousDeadline"],
+        extension_days=applied["days"],
+        reason_code=applied["reasonCode"],
+        reason_sha256=ExtensionAsk.from_dict(data.get("ask")).reason_sha256,
+        actor_kind=actor.get("kind"),
+        actor_id=actor.get("id"),
+    )
+    yield from _call(context, steps.RECORD_EXTENSION, record)
+    phase = Phase.EXPORTING if job.operation_id else Phase.SUBMITTING
+    _status(context, job, phase)
+    _log(context, "deadline_extended", logging.INFO, job)
+    latest.job = yield from _notify(
+        context,
+        job,
+        events.DEADLINE_EXTENDED,
+        phase,
+        previousDeadline=applied["previousDeadline"],
+        originalDeadline=job.original_deadline,
+        extensionDays=applied["days"],
+    )
+    return None
 
 
 def _legal_clock(context: df.DurableOrchestrationContext, job: ExportJob) -> Flow:
@@ -440,16 +505,7 @@ def _notify(
         message_id=f"msg_{context.new_uuid()}",
         event=events.build_event(event_type, now, {**job.event_data(phase, now), **data}),
     )
-    outcome = steps.CallbackDelivery(delivered=False, status=None)
-    for delay in (*CALLBACK_BACKOFF_SECONDS, None):
-        try:
-            raw = yield context.call_activity(steps.SEND_CALLBACK.name, payload.to_dict())
-            outcome = steps.CallbackDelivery.from_dict(raw)
-        except Exception:  # noqa: BLE001 - the activity raises only for retryable failures
-            outcome = steps.CallbackDelivery(delivered=False, status=None)
-        if outcome.delivered or outcome.permanent or delay is None:
-            break
-        yield context.create_timer(_after(context, delay))
+    outcome = yield from deliver(context, payload)
     if outcome.delivered:
         return job
     _log(context, "callback_failed", logging.WARNING, job, event_type=event_type)

@@ -324,6 +324,7 @@ class HttpTriggerServer:
         port: int = 0,
         platform_auth: PlatformAuth | None = None,
         function_names: Iterable[str] = (),
+        run_function: Callable[[str], bool] | None = None,
     ) -> None:
         """``keys`` is the key ring; ``function_key`` instead makes one in memory with that as
         its ``default`` host key. ``function_names`` are the app's other functions (queue,
@@ -335,6 +336,7 @@ class HttpTriggerServer:
             r.spec.name.lower() for r in self._routes
         }
         self._platform_auth = platform_auth
+        self._run_function = run_function
         self._invoker = invoker
         self._prefix = route_prefix.strip("/")
         handler = _make_handler(self._dispatch, body_size_limit(os.environ))
@@ -389,6 +391,9 @@ class HttpTriggerServer:
                 except InvalidToken:
                     challenge = 'Bearer error="invalid_token"'
                     return _Reply(HTTPStatus.UNAUTHORIZED, [("WWW-Authenticate", challenge)])
+        run = _run_target(path)
+        if run is not None and method == "POST":
+            return self._run_route(run, key)
         admin = _admin_target(path)
         if admin is not None:
             return self._admin_route(method, admin, key, headers, read_body)
@@ -527,6 +532,18 @@ class HttpTriggerServer:
             return _json_reply(HTTPStatus.CREATED, answer, [("Location", base + "/")])
         return _json_reply(HTTPStatus.OK, answer)
 
+    def _run_route(self, name: str, key: str | None) -> _Reply:
+        """``POST /admin/functions/{name}``: run a non-HTTP function now (master key only);
+        202 at once, the function runs in the background, as in Azure."""
+        found = self._keys.match(key)
+        if found is None:
+            return _Reply(HTTPStatus.UNAUTHORIZED)
+        if found.scope != "master":
+            return _Reply(HTTPStatus.FORBIDDEN)
+        if self._run_function is None or not self._run_function(name):
+            return _Reply(HTTPStatus.NOT_FOUND)
+        return _Reply(HTTPStatus.ACCEPTED)
+
     def _admin_keys(self, target: _AdminTarget) -> dict[str, str]:
         if target.function is not None:
             return self._keys.function_keys(target.function)
@@ -547,6 +564,14 @@ class _AdminTarget:
 
 
 _HOST_KEY_SCOPES = frozenset({"keys", "functionkeys", "systemkeys"})
+
+
+def _run_target(path: str) -> str | None:
+    """The function ``/admin/functions/{name}`` names (the admin API's manual run), or None."""
+    segments = [unquote(s) for s in path.strip("/").split("/")]
+    if len(segments) == 3 and [s.lower() for s in segments[:2]] == ["admin", "functions"]:
+        return segments[2]
+    return None
 
 
 def _admin_target(path: str) -> _AdminTarget | None:

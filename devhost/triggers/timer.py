@@ -163,12 +163,23 @@ class TimerRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last: datetime | None = None
+        self._running = threading.Lock()
 
     def start(self) -> None:
         self._thread = threading.Thread(
             target=self._run, name=f"devhost-timer-{self.spec.name}", daemon=True
         )
         self._thread.start()
+
+    def run_now(self) -> None:
+        """Fire once now, on a thread of its own, never overlapping a scheduled run (the admin
+        API's manual run: it answers at once, the function runs in the background)."""
+        threading.Thread(
+            target=self._fire_manually, name=f"devhost-timer-{self.spec.name}-manual", daemon=True
+        ).start()
+
+    def _fire_manually(self) -> None:
+        self._fire(datetime.now(UTC), past_due=False)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self._stop.set()
@@ -198,6 +209,10 @@ class TimerRunner:
                 caught_up = False
 
     def _fire(self, scheduled: datetime, *, past_due: bool) -> None:
+        with self._running:  # the host never runs one timer function twice at once
+            self._fire_once(scheduled, past_due=past_due)
+
+    def _fire_once(self, scheduled: datetime, *, past_due: bool) -> None:
         invocation_id = new_invocation_id()
         now = datetime.now(UTC)
         request = TimerRequest(

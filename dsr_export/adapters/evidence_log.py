@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Final
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     HttpResponseError,
     ResourceExistsError,
@@ -82,6 +83,12 @@ class EvidenceLog:
         self._lock = threading.Lock()
         self._tails: dict[str, _Tail] = {}
         self._container_ready = False
+
+    @classmethod
+    def for_account(cls, blob_endpoint: str, credential: TokenCredential) -> EvidenceLog:
+        """The logs in their own account, reached with the app's identity (that account allows
+        no shared key: the identity's role can append and read, never delete)."""
+        return cls(BlobServiceClient(blob_endpoint, credential=credential))
 
     @property
     def container_name(self) -> str:

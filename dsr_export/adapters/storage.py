@@ -8,27 +8,35 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import (
+    BlobServiceClient,
+    ContainerClient,
+    ContainerSasPermissions,
+    ContentSettings,
+    generate_container_sas,
+)
 
 from dsr_export.adapters import sas
-from dsr_export.domain.request import CONTAINER_PREFIX
+from dsr_export.domain.request import CONTAINER_PREFIX, container_name
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
 REQUEST_INFO_BLOB: Final = "RequestInfo.json"
 MANIFEST_BLOB: Final = "manifest.json"
-#: The DSR's audit record: what was asked, when, by which ticket, and how it ended.
-AUDIT_BLOB: Final = "audit.json"
+#: The audit record containers of earlier versions hold (the evidence log replaced it).
+LEGACY_AUDIT_BLOB: Final = "audit.json"
 #: Written by the app, not by Graph: never listed in the manifest.
-_APP_BLOBS: Final = frozenset({MANIFEST_BLOB, AUDIT_BLOB})
+_APP_BLOBS: Final = frozenset({MANIFEST_BLOB, LEGACY_AUDIT_BLOB})
 
 
 @dataclass(frozen=True)
@@ -38,15 +46,37 @@ class ManifestSummary:
     blob_count: int
     total_bytes: int
     products: dict[str, int]
+    #: SHA-256 of ``manifest.json`` as stored: the evidence and every receipt name it.
+    sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form used in activity results and status documents."""
-        return {
+        body: dict[str, Any] = {
             "blobCount": self.blob_count,
             "totalBytes": self.total_bytes,
             "products": self.products,
             "manifestBlob": MANIFEST_BLOB,
         }
+        if self.sha256:
+            body["manifestSha256"] = self.sha256
+        return body
+
+
+@dataclass(frozen=True)
+class DeletedData:
+    """What a deletion removed: every container of one DSR (its attempts), as counted just
+    before deleting them. The deletion receipt is made of it."""
+
+    containers: tuple[str, ...]
+    blob_count: int
+    total_bytes: int
+    manifest_sha256: str | None
+
+
+#: Permissions of a delivery link: read the blobs and list the container; nothing else.
+DOWNLOAD_PERMISSIONS: Final = ContainerSasPermissions(read=True, list=True)
+#: A delivery link starts this far back (clock skew); short, the link lives an hour or so.
+DOWNLOAD_SKEW: Final = timedelta(minutes=5)
 
 
 class ExportStorage:
@@ -54,6 +84,7 @@ class ExportStorage:
 
     def __init__(self, settings: ExportStorageSettings, credential: TokenCredential) -> None:
         self._settings = settings
+        self._credential = credential
         blob_credential: Any
         if settings.sas_mode is SasMode.STORED_POLICY:
             blob_credential = {
@@ -162,8 +193,78 @@ class ExportStorage:
             sas.revoke_graph_policy(container)
         return True
 
+    # -- after the export: delivery and deletion -------------------------------------------------
+
+    @functools.cached_property
+    def _identity_service(self) -> BlobServiceClient:
+        """The account as the app's identity (OAuth): user delegation keys need it, whatever
+        signs the Graph SAS."""
+        if self._settings.sas_mode is SasMode.USER_DELEGATION:
+            return self._service
+        return BlobServiceClient(self._settings.blob_endpoint, credential=self._credential)
+
+    def has_data(self, name: str) -> bool:
+        """True when the container exists and holds its manifest (a completed export's data)."""
+        return bool(self.container(name).get_blob_client(MANIFEST_BLOB).exists())
+
+    def download_link(self, name: str, now: datetime, lifetime: timedelta) -> tuple[str, datetime]:
+        """A read + list SAS URL for one container, HTTPS only, signed with a user delegation
+        key (no account key involved), living ``lifetime``. The URL must stay in the caller."""
+        start, expiry = now - DOWNLOAD_SKEW, now + lifetime
+        key = self._identity_service.get_user_delegation_key(start, expiry)
+        container = self.container(name)
+        token = generate_container_sas(
+            account_name=container.account_name or self._settings.account_name,
+            container_name=name,
+            user_delegation_key=key,
+            permission=DOWNLOAD_PERMISSIONS,
+            start=start,
+            expiry=expiry,
+            protocol="https",
+        )
+        return f"{container.url}?{token}", expiry
+
+    def containers_of(self, request_id: str) -> list[str]:
+        """Every container of a DSR: its first and each fresh one of a retried submit or DSR."""
+        base = container_name(request_id)
+        found = self._service.list_containers(name_starts_with=base)
+        return sorted(
+            item.name for item in found if item.name == base or item.name.startswith(f"{base}-a")
+        )
+
+    def delete_data(self, request_id: str) -> DeletedData:
+        """Delete every container of the DSR; what they held is counted first (the receipt).
+
+        Idempotent: a container already gone is not counted, and a second call deletes nothing.
+        """
+        names, blobs, size, digest = [], 0, 0, None
+        for name in self.containers_of(request_id):
+            container = self.container(name)
+            try:
+                for blob in container.list_blobs():
+                    if blob.name == MANIFEST_BLOB:
+                        digest = self._sha256(name, MANIFEST_BLOB) or digest
+                    elif blob.name not in _APP_BLOBS:
+                        blobs, size = blobs + 1, size + int(blob.size or 0)
+                container.delete_container()
+            except ResourceNotFoundError:
+                continue  # deleted meanwhile (a concurrent run): nothing of ours to count
+            names.append(name)
+        return DeletedData(tuple(names), blobs, size, digest)
+
+    def _sha256(self, name: str, blob: str) -> str | None:
+        try:
+            content = self.container(name).get_blob_client(blob).download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+        return hashlib.sha256(content).hexdigest()
+
     def write_manifest(self, name: str, request_id: str, now: datetime) -> ManifestSummary:
-        """List what Graph wrote and store ``manifest.json`` beside it (overwriting)."""
+        """List what Graph wrote and store ``manifest.json`` beside it.
+
+        A manifest already there that lists the same blobs is kept as it is (a finalisation
+        run twice): the hash the evidence recorded stays the hash of the stored manifest.
+        """
         container = self.container(name)
         entries: list[dict[str, Any]] = []
         for blob in container.list_blobs():
@@ -182,30 +283,42 @@ class ExportStorage:
             entry["name"].split("/", 1)[0] if "/" in entry["name"] else "(root)"
             for entry in entries
         )
-        summary = ManifestSummary(
-            blob_count=len(entries),
-            total_bytes=sum(int(entry["size"] or 0) for entry in entries),
-            products=dict(sorted(products.items())),
-        )
+        blob_count = len(entries)
+        total_bytes = sum(int(entry["size"] or 0) for entry in entries)
         document = {
             "requestId": request_id,
             "container": name,
             "generatedAt": now.isoformat(),
-            "blobCount": summary.blob_count,
-            "totalBytes": summary.total_bytes,
+            "blobCount": blob_count,
+            "totalBytes": total_bytes,
             "blobs": entries,
         }
-        self._write_json(name, MANIFEST_BLOB, document)
-        return summary
+        content = self._existing_manifest(name, entries) or self._write_json(
+            name, MANIFEST_BLOB, document
+        )
+        return ManifestSummary(
+            blob_count=blob_count,
+            total_bytes=total_bytes,
+            products=dict(sorted(products.items())),
+            sha256=hashlib.sha256(content).hexdigest(),
+        )
 
-    def write_audit(self, name: str, record: dict[str, Any]) -> None:
-        """Store the DSR's audit record beside its data (overwriting: finalize may run twice)."""
-        self._write_json(name, AUDIT_BLOB, record)
+    def _existing_manifest(self, name: str, entries: list[dict[str, Any]]) -> bytes | None:
+        try:
+            content = bytes(
+                self.container(name).get_blob_client(MANIFEST_BLOB).download_blob().readall()
+            )
+            stored = json.loads(content)
+        except (ResourceNotFoundError, ValueError):
+            return None
+        return content if isinstance(stored, dict) and stored.get("blobs") == entries else None
 
-    def _write_json(self, name: str, blob: str, document: dict[str, Any]) -> None:
+    def _write_json(self, name: str, blob: str, document: dict[str, Any]) -> bytes:
+        content = json.dumps(document, indent=2).encode()
         self.container(name).upload_blob(
             blob,
-            json.dumps(document, indent=2).encode(),
+            content,
             overwrite=True,
             content_settings=ContentSettings(content_type="application/json"),
         )
+        return content

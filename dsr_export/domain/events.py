@@ -28,6 +28,11 @@ FAILED: Final = "dsr.failed"
 CANCELLED: Final = "dsr.cancelled"
 DEADLINE_WARNING: Final = "dsr.deadline_warning"
 DEADLINE_OVERDUE: Final = "dsr.deadline_overdue"
+# After the export (docs/ticketing.md): the lifecycle's own events.
+DEADLINE_EXTENDED: Final = "deadline.extended"
+RETRIED: Final = "export.retried"
+DELIVERED: Final = "export.delivered"
+ERASED: Final = "export.erased"
 
 #: Data fields an event may carry; everything else given to :func:`build_event` is dropped.
 _DATA_FIELDS: Final = (
@@ -44,6 +49,13 @@ _DATA_FIELDS: Final = (
     "overdue",
     "manifest",
     "errorCode",
+    "originalDeadline",
+    "previousDeadline",
+    "extensionDays",
+    "attempt",
+    "expiresAt",
+    "receiptId",
+    "deletedAt",
 )
 
 

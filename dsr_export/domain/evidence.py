@@ -79,6 +79,13 @@ _BLOBS: Final[Mapping[str, FieldType]] = {
     "manifestSha256": str,
 }
 
+#: A deletion receipt: what was deleted (every container of the DSR), under which receipt.
+_DELETION: Final[Mapping[str, FieldType]] = {
+    **_BLOBS,
+    "containerCount": int,
+    "receiptId": str,
+}
+
 #: The fields each kind may carry (besides :data:`EVENT_ID`, which any may), and their types.
 FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
     Kind.RECEIVED: {
@@ -130,13 +137,17 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "container": str,
         "channel": str,
         "manifestSha256": str,
+        "expiresAt": str,
+        "permissions": str,
         **_ACTOR,
     },
     Kind.EXTENDED: {
         "previousDeadline": str,
         "deadline": str,
+        "originalDeadline": str,
         "extensionDays": int,
         "reasonCode": str,
+        "reasonSha256": str,
         **_ACTOR,
     },
     Kind.RETRIED: {
@@ -144,6 +155,7 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "previousPhase": str,
         "previousErrorCode": str,
         "container": str,
+        "reasonSha256": str,
         **_ACTOR,
     },
     Kind.CALLBACK: {
@@ -154,9 +166,9 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "accepted": bool,
         "errorCode": str,
     },
-    Kind.ERASED: {**_BLOBS, "receiptId": str, **_ACTOR},
-    Kind.RETENTION_DELETED: {**_BLOBS, "receiptId": str, "retentionDays": int},
-    Kind.HISTORY_PURGED: {"instancesDeleted": int, **_ACTOR},
+    Kind.ERASED: {**_DELETION, "reasonSha256": str, **_ACTOR},
+    Kind.RETENTION_DELETED: {**_DELETION, "retentionDays": int, "endedAt": str, **_ACTOR},
+    Kind.HISTORY_PURGED: {"instancesDeleted": int, "retentionDays": int, **_ACTOR},
 }
 
 #: What no string value may contain: an address (UPN, e-mail), a URL, a SAS signature.

@@ -2,23 +2,27 @@
 
 It is the orchestration input and travels through ``continue_as_new``, so it holds only
 non-secret facts. Persisted in the task hub: no SAS, no token, ever. The projections below
-(status body, legal body, callback data, audit record, result) are the only places that decide
+(status body, legal body, callback data, result) are the only places that decide
 which of its facts each document shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from dsr_export.domain.deadlines import view
+from dsr_export.domain.deadlines import parse_regulation, view
 from dsr_export.domain.errors import ErrorDoc
+from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
 from dsr_export.domain.status import Phase
 
 #: Name of the external event that cancels a DSR.
 CANCEL_EVENT = "cancel"
+#: Name of the external event that extends a DSR's legal deadline.
+EXTEND_EVENT = "extend"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,17 @@ class ExportJob:
     warned: bool = False
     overdue_noted: bool = False
     failed_callbacks: tuple[str, ...] = ()
+    # After the export: the deadline's extensions and the DSR's earlier attempts.
+    #: The deadline before any extension (None: never extended).
+    original_deadline: str | None = None
+    #: Each extension applied: previousDeadline, deadline, days, reasonCode, extendedAt.
+    extensions: tuple[dict[str, Any], ...] = ()
+    #: Which attempt of the DSR this is: a failed DSR retried runs again under the same id.
+    attempt: int = 1
+    #: The attempts before this one: attempt, phase, errorCode, container, endedAt.
+    earlier_attempts: tuple[dict[str, Any], ...] = ()
+    #: Submits (containers) the earlier attempts used: this attempt's containers come after.
+    submit_base: int = 0
 
     def replace(self, **changes: Any) -> ExportJob:
         """A copy with ``changes`` applied (the job is immutable)."""
@@ -109,16 +124,105 @@ class ExportJob:
         ahead = [moment for moment in moments if moment > now]
         return min(ahead) if ahead else None
 
+    # -- after the export ---------------------------------------------------------------------
+    def extended_by(self, ask: ExtensionAsk, now: datetime, *, custom_max_days: int) -> ExportJob:
+        """The job with its deadline extended as ``ask`` says, the warning moved by as much and
+        the warning and overdue notices re-armed for the new moments still ahead.
+
+        Raises :class:`~dsr_export.domain.extensions.ExtensionRefused` beyond the regulation's
+        cap, or when the DSR has no legal deadline.
+        """
+        current, received = self.legal_deadline_at(), self.received_at
+        if current is None or received is None:
+            raise ExtensionRefused("/days", "this DSR has no legal deadline to extend")
+        original = datetime.fromisoformat(self.original_deadline or self.legal_deadline or "")
+        new = extended(
+            ask,
+            regulation=parse_regulation(self.regulation),
+            received_at=datetime.fromisoformat(received),
+            original=original,
+            current=current,
+            earlier=self.extensions,
+            custom_max_days=custom_max_days,
+        )
+        warn_at = self.warning_due_at()
+        new_warning = new - (current - warn_at) if warn_at is not None else None
+        record = {
+            "previousDeadline": current.isoformat(),
+            "deadline": new.isoformat(),
+            "days": whole_days(current, new),
+            "reasonCode": ask.reason_code,
+            "extendedAt": now.isoformat(),
+        }
+        return self.replace(
+            original_deadline=self.original_deadline or self.legal_deadline,
+            legal_deadline=new.isoformat(),
+            warning_at=new_warning.isoformat() if new_warning is not None else None,
+            # A notice already sent for a moment that has moved ahead is owed again.
+            warned=self.warned and (new_warning is None or now >= new_warning),
+            overdue_noted=self.overdue_noted and now >= new,
+            extensions=(*self.extensions, record),
+        )
+
+    def next_attempt(self, ended: Mapping[str, Any]) -> ExportJob:
+        """The job that runs this DSR again after the attempt whose result is ``ended``.
+
+        Same request, user, legal deadline (extensions included) and ticket; a fresh container
+        (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
+        """
+        used = ended.get("submitAttempt")
+        submits = (
+            used if isinstance(used, int) and used >= self.submit_attempt else self.submit_attempt
+        )
+        error = ended.get("error") if isinstance(ended.get("error"), Mapping) else {}
+        attempt = int(ended.get("attempt") or self.attempt)
+        earlier = {
+            "attempt": attempt,
+            "phase": ended.get("phase"),
+            "errorCode": (error or {}).get("code"),
+            "container": ended.get("container"),
+            "endedAt": ended.get("completedAt"),
+        }
+        legal = {key: ended[key] for key in ("deadline", "warningAt") if ended.get(key)}
+        return ExportJob(
+            request_id=self.request_id,
+            user=self.user,
+            user_id=self.user_id,
+            policy=self.policy,
+            received_at=self.received_at,
+            regulation=self.regulation,
+            legal_deadline=legal.get("deadline", self.legal_deadline),
+            warning_at=legal.get("warningAt", self.warning_at),
+            original_deadline=ended.get("originalDeadline") or self.original_deadline,
+            extensions=tuple(ended.get("extensions") or self.extensions),
+            callback_url=self.callback_url,
+            requested_by=self.requested_by,
+            submitted_by=self.submitted_by,
+            attempt=attempt + 1,
+            earlier_attempts=(
+                *tuple(ended.get("attempts") or self.earlier_attempts),
+                {key: value for key, value in earlier.items() if value is not None},
+            ),
+            submit_attempt=submits + 1,
+            submit_base=submits,
+        )
+
     # -- the documents ------------------------------------------------------------------------
     def legal_body(self) -> dict[str, Any]:
-        """The legal facts every document repeats, and the callbacks that failed."""
+        """The legal facts every document repeats, the attempts, and the callbacks that failed."""
         body: dict[str, Any] = {
             "receivedAt": self.received_at,
             "regulation": self.regulation,
             "deadline": self.legal_deadline,
             "warningAt": self.warning_at,
             "submittedBy": self.submitted_by,
+            "originalDeadline": self.original_deadline,
         }
+        if self.extensions:
+            body["extensions"] = [dict(extension) for extension in self.extensions]
+        if self.attempt > 1 or self.earlier_attempts:
+            body["attempt"] = self.attempt
+            body["attempts"] = [dict(earlier) for earlier in self.earlier_attempts]
         if self.failed_callbacks:
             body["callbacks"] = {"failed": list(self.failed_callbacks)}
         return body
@@ -154,29 +258,6 @@ class ExportJob:
             data.update(view(due, self.warning_due_at(), now).to_dict())
         return data
 
-    def audit_record(self, ending: Ending, finished_at: datetime) -> dict[str, Any]:
-        """What the privacy team keeps as evidence: the ticket, the legal clock, the timeline
-        and the outcome (finalisation adds the manifest summary and the SAS revocation)."""
-        error = ending.error
-        return {
-            "requestId": self.request_id,
-            "outcome": ending.phase.value,
-            "regulation": self.regulation,
-            "receivedAt": self.received_at,
-            "deadline": self.legal_deadline,
-            "requestedBy": self.requested_by,
-            "submittedBy": self.submitted_by,
-            "acceptedAt": self.started_at,
-            "submittedAt": self.submitted_at,
-            "operationId": self.operation_id,
-            "submitRecovered": self.submit_recovered or None,
-            "submitAttempt": self.submit_attempt if self.submit_attempt > 1 else None,
-            "finishedAt": finished_at.isoformat(),
-            "error": {"code": error.get("code"), "category": error.get("category")}
-            if error
-            else None,
-        }
-
     def result(
         self,
         ending: Ending,
@@ -198,6 +279,8 @@ class ExportJob:
             "manifest": manifest,
             "sas": sas,
             "completedAt": completed_at.isoformat(),
+            # Which containers this DSR has used: a retry continues after them.
+            "submitAttempt": self.submit_attempt,
             **self.legal_body(),
         }
         return {key: value for key, value in result.items() if value is not None}
@@ -220,7 +303,8 @@ class ExportJob:
         knobs = {f.name for f in dataclasses.fields(ExportPolicy)}
         policy = {_snake(k): v for k, v in (data.get("policy") or {}).items()}
         data["policy"] = ExportPolicy(**{k: v for k, v in policy.items() if k in knobs})
-        data["failed_callbacks"] = tuple(data.get("failed_callbacks", ()))
+        for name in ("failed_callbacks", "extensions", "earlier_attempts"):
+            data[name] = tuple(data.get(name) or ())
         return cls(**data)
 
 

@@ -52,6 +52,10 @@ _COPIED = (
     "regulation",
     "callbacks",
     "submittedBy",
+    "originalDeadline",
+    "extensions",
+    "attempt",
+    "attempts",
 )
 
 

@@ -124,13 +124,16 @@ class CheckExport(Wire):
 
 @dataclass(frozen=True)
 class FinalizeExport(Wire):
-    """Manifest (when ``write_manifest``), SAS revocation and the audit record."""
+    """Manifest (when ``write_manifest``), SAS revocation and the evidence of the ending.
+
+    (Histories of earlier versions also carry ``audit``, the record they wrote as
+    ``audit.json``; reading ignores it.)
+    """
 
     request_id: str
     container: str
     write_manifest: bool
     sas_expires_at: str | None = None
-    audit: dict[str, Any] | None = None
     #: How the DSR ends (its phase and error code and category), for the evidence.
     ending: str | None = None
     error_code: str | None = None
@@ -146,6 +149,23 @@ class SendCallback(Wire):
     url: str
     message_id: str
     event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RecordExtension(Wire):
+    """Write an applied extension of the legal deadline to the DSR's evidence (``number``: the
+    how-manieth extension, its idempotency key)."""
+
+    request_id: str
+    number: int
+    previous_deadline: str
+    deadline: str
+    original_deadline: str
+    extension_days: int
+    reason_code: str
+    reason_sha256: str | None = None
+    actor_kind: str | None = None
+    actor_id: str | None = None
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -224,6 +244,13 @@ class ExportFinalized(Wire):
 
 
 @dataclass(frozen=True)
+class Recorded(Wire):
+    """An evidence record written (or found written by an earlier try): its number."""
+
+    seq: int
+
+
+@dataclass(frozen=True)
 class CallbackDelivery(Wire):
     """What became of one delivery; ``permanent`` failures are not worth retrying."""
 
@@ -254,6 +281,7 @@ RECOVER_SUBMIT: Final = Step("recover_submit", RecoverSubmit, ExportRecovered)
 CHECK_EXPORT: Final = Step("check_export", CheckExport, ExportChecked)
 FINALIZE_EXPORT: Final = Step("finalize_export", FinalizeExport, ExportFinalized)
 SEND_CALLBACK: Final = Step("send_callback", SendCallback, CallbackDelivery)
+RECORD_EXTENSION: Final = Step("record_extension", RecordExtension, Recorded)
 
 #: Every activity of the app, by name.
 STEPS: Final[dict[str, Step[Any, Any]]] = {
@@ -266,5 +294,6 @@ STEPS: Final[dict[str, Step[Any, Any]]] = {
         CHECK_EXPORT,
         FINALIZE_EXPORT,
         SEND_CALLBACK,
+        RECORD_EXTENSION,
     )
 }

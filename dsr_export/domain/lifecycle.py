@@ -1,0 +1,162 @@
+"""A DSR after its export, as its evidence tells it: deletion receipts, what became of the data,
+and the status of a DSR whose durable history was purged.
+
+The evidence log outlives both the data and the task hub's history, so it is where a ticket's
+question is answered once they are gone. Every shape here is built from evidence records only
+(pseudonymous ids, no free text), so none of them can carry personal data.
+
+Pure: records and moments are passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from dsr_export.domain.evidence import EvidenceRecord, Kind
+from dsr_export.domain.status import Phase
+
+#: Why data was deleted, as a receipt says it.
+ERASURE: Final = "erasure_request"
+RETENTION: Final = "retention"
+_DELETIONS: Final = {Kind.ERASED: ERASURE, Kind.RETENTION_DELETED: RETENTION}
+
+
+def receipt_id(request_id: str, containers: Sequence[str]) -> str:
+    """The receipt's id: the same deletion (these containers of this DSR) always gets the same
+    one, so a retried deletion is recorded once."""
+    digest = hashlib.sha256("\n".join([request_id, *sorted(containers)]).encode()).hexdigest()
+    return f"rcpt_{digest[:24]}"
+
+
+def receipt(record: EvidenceRecord) -> dict[str, Any]:
+    """The deletion receipt a record of kind ``erased`` or ``retention_deleted`` attests."""
+    if record.kind not in _DELETIONS:
+        raise ValueError(f"a {record.kind.value!r} record is not a deletion receipt")
+    data = record.data
+    by = (
+        {"kind": data.get("actorKind"), "id": data.get("actorId")}
+        if data.get("actorKind")
+        else None
+    )
+    body = {
+        "receiptId": data.get("receiptId"),
+        "requestId": record.request_id,
+        "reason": _DELETIONS[record.kind],
+        "deletedAt": record.at,
+        "deletedBy": by,
+        "container": data.get("container"),
+        "containerCount": data.get("containerCount"),
+        "blobCount": data.get("blobCount"),
+        "totalBytes": data.get("totalBytes"),
+        "manifestSha256": data.get("manifestSha256"),
+        "retentionDays": data.get("retentionDays"),
+        "evidence": {"seq": record.seq, "hash": record.hash},
+    }
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def last_deletion(records: Iterable[EvidenceRecord]) -> EvidenceRecord | None:
+    """The deletion receipt written after the DSR's last export, if any: data exported again by
+    a retried attempt after an erasure is not deleted yet."""
+    found: EvidenceRecord | None = None
+    for record in records:
+        if record.kind in _DELETIONS:
+            found = record
+        elif record.kind in {Kind.COMPLETED, Kind.RETRIED}:
+            found = None
+    return found
+
+
+def data_state(records: Sequence[EvidenceRecord]) -> dict[str, Any]:
+    """What the status document says of the data after the export: ``deleted`` (with the
+    receipt) or the deliveries made so far."""
+    deletion = last_deletion(records)
+    deliveries = sum(1 for record in records if record.kind is Kind.EXPORT_DELIVERED)
+    state: dict[str, Any] = {"deliveries": deliveries}
+    if deletion is not None:
+        state.update(
+            state="deleted",
+            reason=_DELETIONS[deletion.kind],
+            deletedAt=deletion.at,
+            receiptId=deletion.data.get("receiptId"),
+        )
+    return state
+
+
+def _ended(records: Sequence[EvidenceRecord]) -> tuple[str | None, str | None, str | None]:
+    """The last attempt's outcome: phase, when, and the error code (None while running)."""
+    phase = at = code = None
+    for record in records:
+        if record.kind is Kind.RETRIED:
+            phase = at = code = None
+        elif record.kind is Kind.COMPLETED:
+            phase, at, code = Phase.COMPLETED.value, record.at, None
+        elif record.kind is Kind.FINISHED:
+            raw = record.data.get("phase")
+            phase, at = (str(raw) if raw else Phase.FAILED.value), record.at
+            error = record.data.get("errorCode")
+            code = str(error) if error else None
+    return phase, at, code
+
+
+def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
+    """The status document of a DSR whose durable history was purged, from its evidence: its
+    phase, dates and outcome, the deadline as received (extensions included) and the data's
+    fate. None when the evidence does not say the history was purged."""
+    if not any(record.kind is Kind.HISTORY_PURGED for record in records):
+        return None
+    received = next((r for r in records if r.kind is Kind.RECEIVED), None)
+    phase, ended_at, code = _ended(records)
+    deadline = received.data.get("deadline") if received else None
+    for record in records:
+        if record.kind is Kind.EXTENDED and record.data.get("deadline"):
+            deadline = record.data["deadline"]
+    operation = next(
+        (r.data.get("operationId") for r in reversed(records) if r.data.get("operationId")),
+        None,
+    )
+    doc: dict[str, Any] = {
+        "requestId": records[0].request_id,
+        "phase": phase or Phase.FAILED.value,
+        "terminal": True,
+        "historyPurged": True,
+        "acceptedAt": received.at if received else None,
+        "completedAt": ended_at,
+        "receivedAt": received.data.get("receivedAt") if received else None,
+        "deadline": deadline,
+        "daysLeft": None,
+        "deadlineWarning": False,
+        "overdue": False,
+        "operationId": operation,
+        "error": {"code": code} if code else None,
+        "data": data_state(records),
+        "source": "evidence",
+    }
+    return {key: value for key, value in doc.items() if value is not None}
+
+
+def evidence_complete(records: Sequence[EvidenceRecord]) -> bool:
+    """Whether the evidence says how the DSR's last attempt ended (received, then completed
+    with the SAS revoked, or finished): only then may the history that backs it be purged."""
+    if not records or records[0].kind is not Kind.RECEIVED:
+        return False
+    phase, _, _ = _ended(records)
+    if phase is None:
+        return False
+    if phase == Phase.COMPLETED.value:
+        return any(record.kind is Kind.SAS_REVOKED for record in records)
+    return True
+
+
+def ended_at(output: object, fallback: datetime | None) -> datetime | None:
+    """When a DSR ended, from its orchestration output (``completedAt``, the orchestrator's own
+    clock), else ``fallback`` (the task hub's last update)."""
+    if isinstance(output, Mapping) and isinstance(output.get("completedAt"), str):
+        try:
+            return datetime.fromisoformat(output["completedAt"])
+        except ValueError:
+            pass
+    return fallback

@@ -1,0 +1,156 @@
+"""The DSR after its export, shared by the lifecycle routes and the retention run: what the
+evidence says of a DSR, deleting its data with a receipt, purging its history, and telling the
+ticket of what happened after the DSR's own orchestration ended.
+
+Every action here is recorded in the DSR's evidence before it is answered, idempotently (the
+same deletion has the same receipt id; a retried route appends nothing twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import azure.durable_functions as df
+
+from dsr_export import composition
+from dsr_export.domain import events, lifecycle
+from dsr_export.domain.callers import Caller
+from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, Kind, parse_record
+from dsr_export.domain.job import ExportJob
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.request import canonical_request_id
+from dsr_export.domain.steps import SendCallback
+from intake.service import stored_job
+
+#: The notice orchestration (orchestrations/deliver_notice.py), by name: the intake starts it
+#: through the task hub, as it starts a DSR, without importing the orchestration.
+NOTICE_ORCHESTRATOR: Final = "deliver_notice"
+#: Who deletes data on schedule, as the evidence names it.
+RETENTION_ACTOR: Final = Caller("system", "retention", frozenset())
+
+
+def records(request_id: str) -> list[EvidenceRecord]:
+    """The DSR's evidence records that parse (a broken one is the verifier's to name)."""
+    kept = []
+    for line in composition.evidence_log().read(canonical_request_id(request_id)):
+        try:
+            kept.append(parse_record(line))
+        except BrokenRecord:
+            continue
+    return kept
+
+
+def output_of(status: df.DurableOrchestrationStatus) -> dict[str, Any]:
+    """The orchestration's output as a dict (the SDK hands it over as text or decoded)."""
+    raw = status.output
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def reason_sha256(reason: str) -> str:
+    """The evidence keeps the hash of an operator's reason; the ticket keeps its words."""
+    return hashlib.sha256(reason.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """A deletion done and recorded: its receipt, and whether anything was there to delete."""
+
+    receipt: dict[str, Any]
+    deleted: bool
+
+
+def delete_data(
+    request_id: str,
+    *,
+    now: datetime,
+    kind: Kind,
+    actor: Caller,
+    reason: str | None = None,
+    retention_days: int | None = None,
+    ended_at: str | None = None,
+) -> Deletion | None:
+    """Delete every container of the DSR and write the deletion receipt to its evidence.
+
+    None when the DSR has no container left (nothing to delete, nothing recorded).
+    """
+    removed = composition.export_storage().delete_data(request_id)
+    if not removed.containers:
+        return None
+    receipt_id = lifecycle.receipt_id(canonical_request_id(request_id), removed.containers)
+    record = composition.evidence_log().append(
+        request_id,
+        kind,
+        now,
+        {
+            EVENT_ID: receipt_id,
+            "receiptId": receipt_id,
+            "container": removed.containers[-1],
+            "containerCount": len(removed.containers),
+            "blobCount": removed.blob_count,
+            "totalBytes": removed.total_bytes,
+            "manifestSha256": removed.manifest_sha256,
+            "reasonSha256": reason_sha256(reason) if reason and kind is Kind.ERASED else None,
+            "retentionDays": retention_days,
+            "endedAt": ended_at if kind is Kind.RETENTION_DELETED else None,
+            "actorKind": actor.kind,
+            "actorId": actor.id,
+        },
+    )
+    doc = lifecycle.receipt(record)
+    doc["containers"] = list(removed.containers)
+    return Deletion(doc, deleted=True)
+
+
+async def notify(
+    client: df.DurableOrchestrationClient,
+    job: ExportJob | None,
+    event_type: str,
+    now: datetime,
+    data: dict[str, Any],
+) -> None:
+    """Tell the ticket (when the DSR named a callback URL) through a notice orchestration: the
+    same signing and back-off as the DSR's own callbacks, and nothing lost when it fails."""
+    if job is None or job.callback_url is None:
+        return
+    event = events.build_event(event_type, now, {"requestId": job.request_id, **data})
+    key = json.dumps([job.request_id, event_type, data], sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    payload = SendCallback(
+        request_id=job.request_id,
+        url=job.callback_url,
+        message_id=f"msg_{digest}",
+        event=event,
+    )
+    try:
+        await client.start_new(NOTICE_ORCHESTRATOR, f"notice-{digest}", payload.to_dict())
+    except Exception as exc:  # the SDK raises a bare Exception
+        if "already exists" not in str(exc):
+            raise
+    log_event("callback_queued", request_id=job.request_id, event_type=event_type)
+
+
+def job_of(status: df.DurableOrchestrationStatus) -> ExportJob | None:
+    """The DSR's job as it stands: the input, with the legal facts of the latest status (an
+    extension moves the deadline after the start)."""
+    job = stored_job(status)
+    if job is None:
+        return None
+    for source in (status.custom_status, output_of(status)):
+        if isinstance(source, dict) and source.get("deadline"):
+            job = job.replace(
+                legal_deadline=source.get("deadline"),
+                warning_at=source.get("warningAt", job.warning_at),
+                original_deadline=source.get("originalDeadline", job.original_deadline),
+                extensions=tuple(source.get("extensions") or job.extensions),
+                attempt=int(source.get("attempt") or job.attempt),
+            )
+    return job

@@ -1,0 +1,361 @@
+"""The DSR's life after the export: deliver the data, extend the deadline, retry a failed DSR,
+erase the data. Reading needs ``DSR.Read``; each of these needs ``DSR.Manage``.
+
+Each route checks the DSR is in the state its action needs (409 otherwise, saying which state
+it is in and what to do), records what it did in the DSR's evidence (who, when, what; never a
+URL, a SAS or free text: an operator's reason is kept as its hash) and tells the ticket.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Final
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from dsr_export import composition
+from dsr_export.domain import events, lifecycle
+from dsr_export.domain.callers import Caller, Role
+from dsr_export.domain.deadlines import view
+from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
+from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
+from dsr_export.domain.job import EXTEND_EVENT
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.request import FieldError, InvalidRequest, decode_body
+from dsr_export.domain.status import TERMINAL_PHASES, Phase
+from dsr_export.settings import SettingsError, export_policy, lifecycle_settings
+from intake import lifecycle as life
+from intake.responses import (
+    authorized,
+    json_answer,
+    misconfigured,
+    problem,
+    reason,
+    refuse_body,
+    valid_route_id,
+)
+from intake.service import ORCHESTRATOR, document, find, find_dsr, stored_job
+
+bp = df.Blueprint()
+
+#: Phases a failed DSR may be retried from.
+RETRYABLE: Final = frozenset({Phase.FAILED.value, Phase.TIMED_OUT.value})
+#: Phases whose data may be erased: the DSR's orchestration has ended.
+ENDED: Final = frozenset(phase.value for phase in TERMINAL_PHASES)
+_LIVE: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+
+
+@bp.route(route="exports/{requestId}/download", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def download_export(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """A short-lived read + list link to a completed DSR's data; returned once, never stored."""
+    target = await _target(req, client)
+    if isinstance(target, func.HttpResponse):
+        return target
+    caller, status, doc, recs = target
+    if doc["phase"] != Phase.COMPLETED.value:
+        return _conflict(f"the DSR is {doc['phase']}: only a completed DSR has data to deliver")
+    deleted = lifecycle.last_deletion(recs)
+    if deleted is not None:
+        return _conflict(
+            f"the data was deleted ({lifecycle.receipt(deleted)['reason']}, receipt "
+            f"{deleted.data.get('receiptId')})"
+        )
+    container = doc.get("container")
+    storage = composition.export_storage()
+    if not isinstance(container, str) or not storage.has_data(container):
+        return _conflict("the exported data no longer exists")
+    minutes = lifecycle_settings().download_link_minutes
+    url, expires = storage.download_link(
+        container, composition.real_now(), timedelta(minutes=minutes)
+    )
+    now = composition.now()
+    manifest = doc.get("manifest") if isinstance(doc.get("manifest"), dict) else {}
+    composition.evidence_log().append(
+        status.instance_id,
+        Kind.EXPORT_DELIVERED,
+        now,
+        {
+            EVENT_ID: f"delivered-{sum(1 for r in recs if r.kind is Kind.EXPORT_DELIVERED) + 1}-"
+            f"{expires.isoformat()}",
+            "container": container,
+            "channel": "download-link",
+            "permissions": "read,list",
+            "expiresAt": expires.isoformat(),
+            "manifestSha256": (manifest or {}).get("manifestSha256"),
+            "actorKind": caller.kind,
+            "actorId": caller.id,
+        },
+    )
+    log_event(
+        "dsr_delivered",
+        request_id=status.instance_id,
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+        expires_at=expires.isoformat(),
+    )
+    await life.notify(
+        client, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires.isoformat()}
+    )
+    body = {
+        "requestId": status.instance_id,
+        "url": url,
+        "expiresAt": expires.isoformat(),
+        "container": container,
+        "permissions": ["read", "list"],
+        "manifestBlob": "manifest.json",
+    }
+    answer = json_answer(body, 201)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
+
+
+@bp.route(route="exports/{requestId}/extend", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def extend_deadline(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Move the legal deadline within the regulation's cap; the DSR applies it, re-arms its
+    warning and overdue notices and tells the ticket (``deadline.extended``)."""
+    payload = _body(req)
+    if isinstance(payload, func.HttpResponse):
+        return payload
+    try:
+        why = reason(payload)
+        ask = ExtensionAsk.parse({**payload, "reason": why})
+    except InvalidRequest as exc:
+        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+    except ExtensionRefused as exc:
+        return _invalid(exc)
+    target = await _target(req, client, payload_checked=True)
+    if isinstance(target, func.HttpResponse):
+        return target
+    caller, status, doc, _ = target
+    if doc["phase"] in ENDED or doc["phase"] == Phase.FINALIZING.value or not _live(status):
+        hint = " (retry it first)" if doc["phase"] in RETRYABLE else ""
+        return _conflict(f"the DSR is {doc['phase']}: only a running DSR is extended{hint}")
+    job = life.job_of(status)
+    if job is None:
+        return _conflict("the DSR's state cannot be read")
+    now = composition.now()
+    custom = lifecycle_settings().custom_extension_max_days
+    try:
+        extended = job.extended_by(ask, now, custom_max_days=custom)
+    except ExtensionRefused as exc:
+        return _invalid(exc)
+    await client.raise_event(
+        status.instance_id,
+        EXTEND_EVENT,
+        {"ask": ask.to_dict(), "customMaxDays": custom, "actor": caller.to_dict()},
+    )
+    applied = extended.extensions[-1]
+    log_event(
+        "dsr_extended",
+        request_id=status.instance_id,
+        previous_deadline=applied["previousDeadline"],
+        deadline=applied["deadline"],
+        extension_days=applied["days"],
+        reason_code=ask.reason_code,
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    # The answer shows the deadline as it will stand once the DSR applied the extension.
+    due = extended.legal_deadline_at()
+    assert due is not None
+    doc.update(extended.legal_body())
+    doc.update(view(due, extended.warning_due_at(), now).to_dict())
+    doc.pop("warningAt", None)
+    return json_answer(doc, 202, location=f"/api/exports/{status.instance_id}")
+
+
+@bp.route(route="exports/{requestId}/retry", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+async def retry_dsr(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Run a failed or timed-out DSR again under the same id and legal deadline, in a fresh
+    container; the same call twice starts one attempt."""
+    payload = _body(req)
+    if isinstance(payload, func.HttpResponse):
+        return payload
+    try:
+        why = reason(payload)
+    except InvalidRequest as exc:
+        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+    target = await _target(req, client, payload_checked=True)
+    if isinstance(target, func.HttpResponse):
+        return target
+    caller, status, doc, _ = target
+    if doc["phase"] not in RETRYABLE or _live(status):
+        if _live(status) and int(doc.get("attempt") or 1) > 1:
+            # Already retried (this call, sent twice): the attempt under way is the answer.
+            return json_answer(doc, 202, location=f"/api/exports/{status.instance_id}")
+        return _conflict(f"the DSR is {doc['phase']}: only a failed or timed-out DSR is retried")
+    job = life.job_of(status)
+    if job is None:
+        return _conflict("the DSR's state cannot be read")
+    ended = life.output_of(status)
+    try:
+        attempt = job.next_attempt(ended).replace(policy=export_policy())
+    except SettingsError as exc:
+        return misconfigured(exc)
+    now = composition.now()
+    error = ended.get("error") if isinstance(ended.get("error"), dict) else {}
+    composition.evidence_log().append(
+        status.instance_id,
+        Kind.RETRIED,
+        now,
+        {
+            EVENT_ID: f"retried-{attempt.attempt}",
+            "attempt": attempt.attempt,
+            "previousPhase": doc["phase"],
+            "previousErrorCode": (error or {}).get("code"),
+            "container": ended.get("container"),
+            "reasonSha256": life.reason_sha256(why),
+            "actorKind": caller.kind,
+            "actorId": caller.id,
+        },
+    )
+    try:
+        await client.start_new(ORCHESTRATOR, status.instance_id, attempt.to_input())
+    except Exception as exc:  # the SDK raises a bare Exception
+        if "already exists" not in str(exc):
+            raise
+    else:
+        log_event(
+            "dsr_retried",
+            request_id=status.instance_id,
+            attempt=attempt.attempt,
+            previous_phase=doc["phase"],
+            previous_code=(error or {}).get("code"),
+            caller_kind=caller.kind,
+            caller_id=caller.id,
+        )
+    started = await find(client, status.instance_id, show_input=True)
+    if started is None:  # gone between two calls: transient
+        raise RuntimeError(f"instance {status.instance_id} vanished after a retry")
+    answer = document(started, now, attempt)
+    answer.update({k: v for k, v in attempt.legal_body().items() if k not in answer})
+    return json_answer(answer, 202, location=f"/api/exports/{status.instance_id}")
+
+
+@bp.route(route="exports/{requestId}/data", methods=["DELETE"])
+@bp.durable_client_input(client_name="client")
+async def erase_data(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Delete the DSR's exported data now and answer with the deletion receipt."""
+    payload = _body(req)
+    if isinstance(payload, func.HttpResponse):
+        return payload
+    try:
+        why = reason(payload)
+    except InvalidRequest as exc:
+        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+    target = await _target(req, client, payload_checked=True, allow_purged=True)
+    if isinstance(target, func.HttpResponse):
+        return target
+    caller, status, doc, recs = target
+    if doc["phase"] not in ENDED or (status is not None and _live(status)):
+        return _conflict(f"the DSR is {doc['phase']}: cancel it first, or wait until it ends")
+    request_id = doc["requestId"]
+    now = composition.now()
+    done = life.delete_data(request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why)
+    if done is None:
+        earlier = lifecycle.last_deletion(recs)
+        detail = "the DSR has no exported data"
+        if earlier is not None:
+            detail += f" (deleted before: receipt {earlier.data.get('receiptId')})"
+        return _conflict(detail)
+    receipt = done.receipt
+    log_event(
+        "dsr_erased",
+        request_id=request_id,
+        receipt_id=receipt["receiptId"],
+        blob_count=receipt.get("blobCount"),
+        total_bytes=receipt.get("totalBytes"),
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    if status is not None:
+        await life.notify(
+            client,
+            life.job_of(status),
+            events.ERASED,
+            now,
+            {"receiptId": receipt["receiptId"], "deletedAt": receipt["deletedAt"]},
+        )
+    return json_answer(receipt, 200)
+
+
+# -- the prologue every route shares ----------------------------------------------------------
+
+Target = tuple[Caller, Any, dict[str, Any], list[EvidenceRecord]]
+
+
+async def _target(
+    req: func.HttpRequest,
+    client: df.DurableOrchestrationClient,
+    *,
+    payload_checked: bool = False,
+    allow_purged: bool = False,
+) -> Target | func.HttpResponse:
+    """The caller (``DSR.Manage``), the DSR's instance, its status document and its evidence;
+    or the refusal to send. A DSR whose history was purged is found by its evidence when
+    ``allow_purged`` (its instance is then None)."""
+    caller = authorized(req, Role.MANAGE)
+    if isinstance(caller, func.HttpResponse):
+        return caller
+    request_id = valid_route_id(req)
+    if isinstance(request_id, func.HttpResponse):
+        return request_id
+    if not payload_checked:
+        body = req.get_body() or b""
+        if body.strip():
+            refused = refuse_body(req)
+            if refused is not None:
+                return refused
+    status = await find_dsr(client, request_id, show_input=True)
+    recs = life.records(request_id)
+    if status is None:
+        purged = lifecycle.purged_status(recs) if recs else None
+        if purged is not None and allow_purged:
+            return caller, None, purged, recs
+        if purged is not None:
+            return _conflict("the DSR's history was purged; only its evidence remains")
+        return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
+    now = composition.now()
+    return caller, status, document(status, now, stored_job(status)), recs
+
+
+def _body(req: func.HttpRequest) -> dict[str, Any] | func.HttpResponse:
+    refused = refuse_body(req)
+    if refused is not None:
+        return refused
+    try:
+        payload = decode_body(req.get_body() or b"")
+    except InvalidRequest as exc:
+        return problem(400, "Malformed JSON", "the body is not valid JSON", "invalid-request", exc)
+    if not isinstance(payload, dict):
+        error = FieldError("", "must be a JSON object")
+        return problem(
+            400, "Invalid request", "the body must be an object", "invalid-request", [error]
+        )
+    return payload
+
+
+def _live(status: df.DurableOrchestrationStatus) -> bool:
+    runtime = status.runtime_status.name if status.runtime_status else ""
+    return runtime in _LIVE
+
+
+def _conflict(detail: str) -> func.HttpResponse:
+    return problem(409, "DSR in the wrong state", detail, "conflict")
+
+
+def _invalid(exc: ExtensionRefused) -> func.HttpResponse:
+    error = FieldError(exc.pointer, exc.detail)
+    return problem(400, "Extension not allowed", exc.detail, "invalid-request", [error])

@@ -1,0 +1,165 @@
+"""Retention, unattended: exported data and durable history do not outlive their purpose.
+
+Daily (and on demand: ``POST /admin/functions/retention_sweep`` with the master key, in Azure as
+on the offline host), for every DSR that has ended:
+
+* ``EXPORT_RETENTION_DAYS`` after it ended, every container of the DSR is deleted and a
+  deletion receipt written to its evidence (what, how much, the manifest's hash, when, why, by
+  whom). The export account's lifecycle rule stays as a later backstop, not the mechanism.
+* ``HISTORY_RETENTION_DAYS`` after it ended, its durable history (which holds the UPN) is
+  purged, once its evidence says how it ended; the status stays answerable from the evidence.
+
+Nothing is deleted early: the age is counted from the DSR's own end (its output's
+``completedAt``). A DSR that cannot be handled (storage down, evidence incomplete) is counted
+and logged, and the next run tries again; one bad DSR never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from dsr_export import composition
+from dsr_export.domain import lifecycle
+from dsr_export.domain.evidence import EVENT_ID, Kind
+from dsr_export.domain.logs import log_event
+from dsr_export.settings import LifecycleSettings, lifecycle_settings
+from intake import lifecycle as life
+from intake.service import ORCHESTRATOR
+
+bp = df.Blueprint()
+
+#: NCRONTAB (seconds first), UTC: daily at 02:30, away from the top of the hour.
+SCHEDULE: Final = "0 30 2 * * *"
+#: How far back the run looks for ended DSRs: longer than any retention setting allows.
+LOOKBACK: Final = timedelta(days=3700)
+_ENDED_STATES: Final = ("Completed", "Failed", "Terminated")
+
+
+@dataclass
+class RunCounts:
+    """What one run did: DSRs past the export retention (``due``), data deleted, histories
+    purged, DSRs skipped (evidence incomplete) and failed (tried again next run)."""
+
+    due: int = 0
+    deleted: int = 0
+    purged: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+@bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False)
+@bp.durable_client_input(client_name="client")
+async def retention_sweep(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """The daily retention run."""
+    await sweep(client, composition.now())
+
+
+async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCounts:
+    """Delete the data and purge the history that are due at ``now``."""
+    settings = lifecycle_settings()
+    export_age = timedelta(days=settings.export_retention_days)
+    history_age = timedelta(days=settings.history_retention_days)
+    statuses = await composition.task_hub_query()(
+        client,
+        created_from=now - LOOKBACK,
+        created_to=now,
+        runtime_status=list(_ENDED_STATES),
+    )
+    counts = RunCounts()
+    for status in statuses:
+        ended = lifecycle.ended_at(life.output_of(status), status.last_updated_time)
+        if ended is None or now - ended < export_age:
+            continue
+        try:
+            if status.name == life.NOTICE_ORCHESTRATOR:
+                if now - ended >= history_age:
+                    await client.purge_instance_history(status.instance_id)
+                continue
+            if status.name != ORCHESTRATOR:
+                continue
+            counts.due += 1
+            if _delete(status.instance_id, now, ended, settings.export_retention_days):
+                counts.deleted += 1
+            if now - ended >= history_age:
+                purged = await _purge(client, status.instance_id, now, ended, settings)
+                counts.purged += purged is True
+                counts.skipped += purged is False
+        except Exception as exc:  # noqa: BLE001 - one DSR's trouble must not stop the run
+            counts.failed += 1
+            log_event(
+                "retention_failed",
+                level=logging.ERROR,
+                request_id=status.instance_id,
+                reason=type(exc).__name__,
+            )
+    log_event(
+        "retention_run",
+        level=logging.WARNING if counts.failed else logging.INFO,
+        due=counts.due,
+        deleted=counts.deleted,
+        purged=counts.purged,
+        skipped=counts.skipped,
+        failed=counts.failed,
+    )
+    return counts
+
+
+def _delete(request_id: str, now: datetime, ended: datetime, days: int) -> bool:
+    done = life.delete_data(
+        request_id,
+        now=now,
+        kind=Kind.RETENTION_DELETED,
+        actor=life.RETENTION_ACTOR,
+        retention_days=days,
+        ended_at=ended.isoformat(),
+    )
+    if done is None:
+        return False
+    log_event(
+        "retention_deleted",
+        request_id=request_id,
+        receipt_id=done.receipt["receiptId"],
+        blob_count=done.receipt.get("blobCount"),
+        total_bytes=done.receipt.get("totalBytes"),
+        retention_days=days,
+    )
+    return True
+
+
+async def _purge(
+    client: df.DurableOrchestrationClient,
+    request_id: str,
+    now: datetime,
+    ended: datetime,
+    settings: LifecycleSettings,
+) -> bool:
+    """Purge the DSR's history once its evidence is complete; False when it is not (kept).
+
+    The record comes first: a purge that then fails leaves the instance (which still answers
+    for the DSR) and the next run purges it, its record already written; the other order could
+    leave a purged DSR whose evidence does not say so, and so no status at all.
+    """
+    if not lifecycle.evidence_complete(life.records(request_id)):
+        log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
+        return False
+    composition.evidence_log().append(
+        request_id,
+        Kind.HISTORY_PURGED,
+        now,
+        {
+            EVENT_ID: f"history-purged-{ended.isoformat()}",
+            "retentionDays": settings.history_retention_days,
+            "actorKind": life.RETENTION_ACTOR.kind,
+            "actorId": life.RETENTION_ACTOR.id,
+        },
+    )
+    result = await client.purge_instance_history(request_id)
+    deleted = int(getattr(result, "instances_deleted", 0) or 0)
+    log_event("history_purged", request_id=request_id, instances=deleted)
+    return True
