@@ -54,7 +54,7 @@ fmt: venv
 test: venv node lint checkov
 	$(BIN)/pytest
 
-test-fast: venv
+test-fast: venv node
 	$(BIN)/pytest -m "not e2e and not azurite"
 
 demo: venv node

@@ -6,7 +6,10 @@
 //   durable-task-scheduler  durableBackend=durableTaskScheduler only: the managed task hub
 //                    backend (scheduler, task hub, retention, the app's data role)
 //   keyvault         callback signing secret (and the export key, in stored-policy mode)
-//   export-storage   where Graph writes exports; lifecycle deletion; SAS-mode dependent access
+//   export-storage   where Graph writes exports; backstop lifecycle deletion (the app deletes
+//                    first, EXPORT_RETENTION_DAYS after a DSR ended); SAS-mode dependent access
+//   evidence-storage the DSR evidence logs: append-only, version-level immutability (WORM) for
+//                    evidenceRetentionDays, no shared key; the app's custom role can append only
 //   function-app     Flex Consumption app + every app setting the code reads, App Service
 //                    authentication (Entra ID), access restrictions, its log to Log Analytics
 //   entra-app        the app's own Entra registration with the DSR.* app roles (Graph extension)
@@ -14,7 +17,9 @@
 //                    (the scheduler's too, when there is one)
 //   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension)
 //   workbook         the operators' Azure Monitor workbook over the app's log lines
-// Key Vault, the export account's blob service and the app send their logs to the workspace.
+//   alerts           scheduled log alert rules over the same lines (+ action group)
+// Key Vault, the export and evidence accounts' blob services and the app send their logs to the
+// workspace.
 // The risks the defaults accept, and the parameter that closes each, are in docs/security.md.
 targetScope = 'subscription'
 
@@ -46,10 +51,47 @@ param resourceGroupName string = ''
 ])
 param exportSasMode string = 'stored-policy'
 
-@description('Days after creation when export data is deleted by the lifecycle rule. Keep it above exportTimeoutDays plus your delivery window.')
-@minValue(2)
+@description('Days after a DSR ended before the app deletes its export data (a daily timer). Give the privacy team that long to deliver it.')
+@minValue(1)
+@maxValue(3650)
+param exportRetentionDays int = 30
+
+@description('Margin in days of the export account\'s lifecycle rule, the backstop behind the app\'s own deletion: it deletes any export blob exportTimeoutDays + exportRetentionDays + this many days after the blob was created.')
+@minValue(1)
 @maxValue(365)
-param exportRetentionDays int = 60
+param exportBackstopMarginDays int = 14
+
+@description('Days after a DSR ended before the app purges its durable history (status, task hub). At least exportRetentionDays: the history is what finds the data to delete.')
+@minValue(1)
+@maxValue(3650)
+param historyRetentionDays int = 90
+
+@description('Minutes a delivery (download) link lives: a read+list SAS on the DSR\'s export container, signed with a user delegation key.')
+@minValue(1)
+@maxValue(1440)
+param downloadLinkMinutes int = 60
+
+@description('Days a custom regulation ({days: N}) deadline may be extended by. 0: no extension.')
+@minValue(0)
+@maxValue(366)
+param customExtensionMaxDays int = 0
+
+@description('Days each DSR\'s evidence log is immutable (cannot be overwritten or deleted, by anyone) from its creation. 2192 = 6 years.')
+@minValue(1)
+@maxValue(146000)
+param evidenceRetentionDays int = 2192
+
+@description('Lock the evidence account\'s retention policy. Irreversible: it can then only be extended, and the account cannot be deleted before the last log\'s retention ends. Set it only on a later provision (an account is created Unlocked), docs/security.md.')
+param evidenceImmutabilityLocked bool = false
+
+@description('Redundancy of the evidence account, which keeps its logs for years: Standard_LRS (one datacenter), Standard_ZRS (three zones, where offered), Standard_GRS or Standard_GZRS (a copy in the paired region).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param evidenceStorageSku string = 'Standard_LRS'
 
 @description('Days a deleted export blob/container stays recoverable (blob soft delete).')
 @minValue(1)
@@ -143,7 +185,7 @@ param instanceMemoryMB int = 2048
 @description('Key Vault purge protection (on by default): nobody can purge the vault or a secret before its 90-day soft-delete period ends. Irreversible once on; azd down --purge then cannot purge the vault. false only for throwaway environments.')
 param keyVaultPurgeProtection bool = true
 
-@description('Private networking: the app gets VNet integration, host storage, the export account and Key Vault private endpoints, and host storage and Key Vault close their public endpoints (the export account cannot: Graph writes to it). false (default): public endpoints, an accepted risk (docs/security.md).')
+@description('Private networking: the app gets VNet integration, host storage, the export account, the evidence account and Key Vault private endpoints, and host storage, the evidence account and Key Vault close their public endpoints (the export account cannot: Graph writes to it). false (default): public endpoints, an accepted risk (docs/security.md).')
 param networkIsolation bool = false
 
 @description('Address space of the virtual network (networkIsolation only), a /23 or larger: its first /24 is the app subnet, the second the private endpoints.')
@@ -170,6 +212,17 @@ param durableTaskSchedulerSku string = 'dedicated'
 @maxValue(730)
 param logRetentionDays int = 30
 
+@description('E-mail (a team mailbox) the DSR alert rules notify through an action group created for them. Empty, with no alertActionGroupId: the rules fire in the portal only (docs/operations.md, Alerts).')
+param alertEmailAddress string = ''
+
+@description('Resource id of an existing action group for the DSR alert rules; overrides alertEmailAddress.')
+param alertActionGroupId string = ''
+
+@description('Hours without progress after which a DSR in flight raises the dsr-stalled alert.')
+@minValue(2)
+@maxValue(36)
+param alertStalledAfterHours int = 6
+
 // ---------- names ----------
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -181,6 +234,10 @@ var isUserDelegation = exportSasMode == 'user-delegation'
 // A user delegation key, and so its SAS, lives 7 days at most; the stored-policy SAS must
 // outlive an export that can take 30 days.
 var sasLifetimeDays = exportSasLifetimeDays ?? (isUserDelegation ? 7 : 60)
+// The export account's lifecycle rule (a backstop) counts from a blob's creation, the app's
+// retention from the DSR's end, which comes up to exportTimeoutDays later: so the rule waits for
+// both, plus a margin, and never deletes data the app still keeps.
+var exportBackstopDays = exportTimeoutDays + exportRetentionDays + exportBackstopMarginDays
 var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 // Entra ID registration: created here unless the caller brought one (entraAppClientId).
 var createEntraApp = enableEntraAuth && empty(entraAppClientId)
@@ -258,10 +315,26 @@ module exportStorage 'modules/export-storage.bicep' = {
     tags: tags
     appPrincipalId: identity.outputs.principalId
     sasMode: exportSasMode
-    retentionDays: exportRetentionDays
+    backstopDays: exportBackstopDays
     softDeleteDays: exportSoftDeleteDays
     keyVaultName: keyVault.outputs.name
     accountKeyName: exportAccountKeyName
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module evidenceStorage 'modules/evidence-storage.bicep' = {
+  name: 'evidence-storage'
+  scope: rg
+  params: {
+    name: 'stevd${resourceToken}'
+    location: location
+    tags: tags
+    appPrincipalId: identity.outputs.principalId
+    retentionDays: evidenceRetentionDays
+    lockRetentionPolicy: evidenceImmutabilityLocked
+    skuName: evidenceStorageSku
+    networkIsolation: networkIsolation
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -291,6 +364,7 @@ module network 'modules/network.bicep' = if (networkIsolation) {
     addressPrefix: vnetAddressPrefix
     hostStorageId: hostStorage.outputs.id
     exportStorageId: exportStorage.outputs.id
+    evidenceStorageId: evidenceStorage.outputs.id
     keyVaultId: keyVault.outputs.id
     schedulerId: useScheduler ? durableTaskScheduler.outputs.id : ''
   }
@@ -327,6 +401,11 @@ module functionApp 'modules/function-app.bicep' = {
     deploymentContainerUrl: hostStorage.outputs.deploymentContainerUrl
     appInsightsConnectionString: monitoring.outputs.connectionString
     exportBlobEndpoint: exportStorage.outputs.blobEndpoint
+    evidenceBlobEndpoint: evidenceStorage.outputs.blobEndpoint
+    exportRetentionDays: exportRetentionDays
+    historyRetentionDays: historyRetentionDays
+    downloadLinkMinutes: downloadLinkMinutes
+    customExtensionMaxDays: customExtensionMaxDays
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri
     callbackSecretUri: keyVault.outputs.callbackSecretUri
@@ -354,9 +433,10 @@ module functionApp 'modules/function-app.bicep' = {
     durableTaskHubName: useScheduler ? durableTaskScheduler.outputs.taskHubName : ''
   }
   // No dependsOn needed: the params above read outputs of monitoring, hostStorage, keyVault,
-  // exportStorage (and network, entraApp, durableTaskScheduler when deployed), so ARM finishes
-  // those modules (with their role assignments) first and the app never starts before its
-  // identity can reach storage, secrets, the task hub and telemetry.
+  // exportStorage, evidenceStorage (and network, entraApp, durableTaskScheduler when deployed),
+  // so ARM finishes those modules (with their role assignments) first and the app never starts
+  // before its identity can reach storage, the evidence logs, secrets, the task hub and
+  // telemetry.
 }
 
 module graphAppRoles 'modules/graph-app-roles.bicep' = if (grantGraphAppRoles) {
@@ -379,6 +459,21 @@ module workbook 'modules/workbook.bicep' = {
   }
 }
 
+// Scheduled log alert rules over the same log lines, each with a runbook entry in
+// docs/operations.md; they read telemetry only (no identity, no role).
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    location: location
+    tags: tags
+    actionGroupId: alertActionGroupId
+    alertEmailAddress: alertEmailAddress
+    stalledAfterHours: alertStalledAfterHours
+  }
+}
+
 // Outputs become azd environment values (.azure/<env>/.env): names and ids only, no secrets.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -390,6 +485,7 @@ output APP_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output HOST_STORAGE_ACCOUNT_NAME string = hostStorage.outputs.name
 output DSR_REQUEST_QUEUE_NAME string = hostStorage.outputs.requestQueueName
 output EXPORT_STORAGE_ACCOUNT_NAME string = exportStorage.outputs.name
+output EVIDENCE_STORAGE_ACCOUNT_NAME string = evidenceStorage.outputs.name
 output EXPORT_SAS_MODE string = exportSasMode
 output KEY_VAULT_NAME string = keyVault.outputs.name
 output GRAPH_APP_ROLES_GRANTED bool = grantGraphAppRoles

@@ -23,7 +23,7 @@ import azure.functions as func
 from dsr_export import composition
 from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Role
-from dsr_export.domain.evidence import evidence_document
+from dsr_export.domain.evidence import EvidenceRecord, evidence_document
 from dsr_export.domain.job import CANCEL_EVENT
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -173,17 +173,34 @@ async def get_dsr(
         return request_id
     # The input is read only to lend a not-yet-started DSR its deadline.
     existing = await find_dsr(client, request_id, show_input=True)
-    records = lifecycle_records(request_id)
     if existing is None:
         # Purged on schedule: the evidence still answers (phase, dates, outcome, the data).
+        records = _evidence_or_none(request_id)
         purged = lifecycle.purged_status(records) if records else None
         if purged is not None:
             return _json(purged, 200)
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
     doc = document(existing, composition.now(), stored_job(existing))
-    if doc["terminal"] and records:
-        doc["data"] = lifecycle.data_state(records)
+    if doc["terminal"]:
+        records = _evidence_or_none(request_id)
+        if records:
+            doc["data"] = lifecycle.data_state(records)
     return _json(doc, 200)
+
+
+def _evidence_or_none(request_id: str) -> list[EvidenceRecord] | None:
+    """The evidence, to say what became of the data; None when it cannot be read now (the
+    status the task hub holds is still the answer, without that part)."""
+    try:
+        return lifecycle_records(request_id)
+    except Exception as exc:  # noqa: BLE001 - storage trouble must not hide the status
+        log_event(
+            "evidence_unreadable",
+            level=logging.WARNING,
+            request_id=request_id,
+            reason=type(exc).__name__,
+        )
+        return None
 
 
 @bp.route(route="exports/{requestId}/evidence", methods=["GET"])

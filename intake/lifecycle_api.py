@@ -52,7 +52,10 @@ async def download_export(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """A short-lived read + list link to a completed DSR's data; returned once, never stored."""
-    target = await _target(req, client)
+    given = _prologue(req, with_body=False)
+    if isinstance(given, func.HttpResponse):
+        return given
+    target = await _target(client, given[0], given[1])
     if isinstance(target, func.HttpResponse):
         return target
     caller, status, doc, recs = target
@@ -120,9 +123,10 @@ async def extend_deadline(
 ) -> func.HttpResponse:
     """Move the legal deadline within the regulation's cap; the DSR applies it, re-arms its
     warning and overdue notices and tells the ticket (``deadline.extended``)."""
-    payload = _body(req)
-    if isinstance(payload, func.HttpResponse):
-        return payload
+    given = _prologue(req, with_body=True)
+    if isinstance(given, func.HttpResponse):
+        return given
+    caller, request_id, payload = given
     try:
         why = reason(payload)
         ask = ExtensionAsk.parse({**payload, "reason": why})
@@ -130,10 +134,10 @@ async def extend_deadline(
         return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
     except ExtensionRefused as exc:
         return _invalid(exc)
-    target = await _target(req, client, payload_checked=True)
+    target = await _target(client, caller, request_id)
     if isinstance(target, func.HttpResponse):
         return target
-    caller, status, doc, _ = target
+    _, status, doc, _ = target
     if doc["phase"] in ENDED or doc["phase"] == Phase.FINALIZING.value or not _live(status):
         hint = " (retry it first)" if doc["phase"] in RETRYABLE else ""
         return _conflict(f"the DSR is {doc['phase']}: only a running DSR is extended{hint}")
@@ -178,17 +182,18 @@ async def retry_dsr(
 ) -> func.HttpResponse:
     """Run a failed or timed-out DSR again under the same id and legal deadline, in a fresh
     container; the same call twice starts one attempt."""
-    payload = _body(req)
-    if isinstance(payload, func.HttpResponse):
-        return payload
+    given = _prologue(req, with_body=True)
+    if isinstance(given, func.HttpResponse):
+        return given
+    caller, request_id, payload = given
     try:
         why = reason(payload)
     except InvalidRequest as exc:
         return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
-    target = await _target(req, client, payload_checked=True)
+    target = await _target(client, caller, request_id)
     if isinstance(target, func.HttpResponse):
         return target
-    caller, status, doc, _ = target
+    _, status, doc, _ = target
     if doc["phase"] not in RETRYABLE or _live(status):
         if _live(status) and int(doc.get("attempt") or 1) > 1:
             # Already retried (this call, sent twice): the attempt under way is the answer.
@@ -248,20 +253,21 @@ async def erase_data(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Delete the DSR's exported data now and answer with the deletion receipt."""
-    payload = _body(req)
-    if isinstance(payload, func.HttpResponse):
-        return payload
+    given = _prologue(req, with_body=True)
+    if isinstance(given, func.HttpResponse):
+        return given
+    caller, request_id, payload = given
     try:
         why = reason(payload)
     except InvalidRequest as exc:
         return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
-    target = await _target(req, client, payload_checked=True, allow_purged=True)
+    target = await _target(client, caller, request_id, allow_purged=True)
     if isinstance(target, func.HttpResponse):
         return target
-    caller, status, doc, recs = target
+    _, status, doc, recs = target
     if doc["phase"] not in ENDED or (status is not None and _live(status)):
         return _conflict(f"the DSR is {doc['phase']}: cancel it first, or wait until it ends")
-    request_id = doc["requestId"]
+    request_id = str(doc["requestId"])
     now = composition.now()
     done = life.delete_data(request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why)
     if done is None:
@@ -296,28 +302,35 @@ async def erase_data(
 Target = tuple[Caller, Any, dict[str, Any], list[EvidenceRecord]]
 
 
-async def _target(
-    req: func.HttpRequest,
-    client: df.DurableOrchestrationClient,
-    *,
-    payload_checked: bool = False,
-    allow_purged: bool = False,
-) -> Target | func.HttpResponse:
-    """The caller (``DSR.Manage``), the DSR's instance, its status document and its evidence;
-    or the refusal to send. A DSR whose history was purged is found by its evidence when
-    ``allow_purged`` (its instance is then None)."""
+def _prologue(
+    req: func.HttpRequest, *, with_body: bool
+) -> tuple[Caller, str, dict[str, Any]] | func.HttpResponse:
+    """The caller (``DSR.Manage``), the route's request id and the body (an object; none for
+    a route that takes none), checked in that order; or the refusal to send."""
     caller = authorized(req, Role.MANAGE)
     if isinstance(caller, func.HttpResponse):
         return caller
     request_id = valid_route_id(req)
     if isinstance(request_id, func.HttpResponse):
         return request_id
-    if not payload_checked:
-        body = req.get_body() or b""
-        if body.strip():
-            refused = refuse_body(req)
-            if refused is not None:
-                return refused
+    if not with_body and not (req.get_body() or b"").strip():
+        return caller, request_id, {}
+    payload = _body(req)
+    if isinstance(payload, func.HttpResponse):
+        return payload
+    return caller, request_id, payload
+
+
+async def _target(
+    client: df.DurableOrchestrationClient,
+    caller: Caller,
+    request_id: str,
+    *,
+    allow_purged: bool = False,
+) -> Target | func.HttpResponse:
+    """The DSR's instance, its status document and its evidence; or the refusal to send. A DSR
+    whose history was purged is found by its evidence when ``allow_purged`` (its instance is
+    then None)."""
     status = await find_dsr(client, request_id, show_input=True)
     recs = life.records(request_id)
     if status is None:

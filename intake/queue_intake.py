@@ -49,6 +49,7 @@ async def intake_dsr_message(msg: func.QueueMessage, client: df.DurableOrchestra
             log_event(
                 "dsr_request_poisoned",
                 level=logging.ERROR,
+                request_id=_message_request_id(msg),
                 message_id=msg.id,
                 dequeue_count=msg.dequeue_count,
                 queue=f"{QUEUE}-poison",
@@ -109,6 +110,14 @@ def _request_id(payload: object) -> str | None:
         return None
     try:
         return validate_request_id(payload.get("requestId"))
+    except InvalidRequest:
+        return None
+
+
+def _message_request_id(msg: func.QueueMessage) -> str | None:
+    """The message's valid requestId, if it has one: the poisoned line then names the DSR."""
+    try:
+        return _request_id(decode_body(msg.get_body() or b""))
     except InvalidRequest:
         return None
 

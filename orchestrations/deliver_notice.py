@@ -30,6 +30,5 @@ def deliver_notice(context: df.DurableOrchestrationContext) -> Generator[Any, An
     return {
         "requestId": payload.request_id,
         "type": payload.event.get("type"),
-        "delivered": outcome.delivered,
-        "status": outcome.status,
+        "callback": outcome.to_dict(),
     }

@@ -20,7 +20,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -37,6 +37,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 
 from dsr_export.domain import evidence
 from dsr_export.domain.evidence import EvidenceRecord, Kind, Verification
+from dsr_export.domain.logs import log_event
 
 #: The evidence container's default name. It can never be an export container's name (those end
 #: in a hash of the request id), but it shares their ``dsr-`` prefix: keep the logs in an account
@@ -124,6 +125,12 @@ class EvidenceLog:
             line = record.to_line()
             if self._append_at(name, tail.length, line):
                 self._remember(name, _Tail(tail.length + len(line), [*tail.records, record]))
+                log_event(
+                    "evidence_recorded",
+                    request_id=record.request_id,
+                    kind=record.kind.value,
+                    seq=record.seq,
+                )
                 return record
             tail = self._read_tail(name)
             if any(written.hash == record.hash for written in tail.records):
@@ -138,7 +145,7 @@ class EvidenceLog:
         """Append ``line`` if the log is still ``position`` bytes long; False if it is not."""
         blob = self._container.get_blob_client(name)
         if position == 0:
-            with contextlib.suppress(ResourceExistsError, ResourceModifiedError):
+            with _made_already():
                 blob.create_append_blob(
                     content_settings=ContentSettings(content_type=evidence.MEDIA_TYPE),
                     match_condition=MatchConditions.IfMissing,  # If-None-Match: *
@@ -178,7 +185,10 @@ class EvidenceLog:
     def _ensure_container(self) -> None:
         if self._container_ready:
             return
-        with contextlib.suppress(ResourceExistsError):
+        # In Azure the container is the deployment's (infra/), and the app's role may not
+        # create containers: a refusal means "made by someone else", and the append says
+        # whether the log can be written.
+        with _made_already():
             self._container.create_container(metadata={"purpose": "dsr-evidence"})
         self._container_ready = True
 
@@ -198,6 +208,20 @@ class EvidenceLog:
     def verify(self, request_id: str) -> Verification:
         """Read the DSR's log and check its chain (see :func:`evidence.verify`)."""
         return evidence.verify(self.read(request_id), request_id=request_id)
+
+
+@contextlib.contextmanager
+def _made_already() -> Iterator[None]:
+    """Creating what exists is no error here: ``409``/``412`` (it exists), or ``403`` (a role
+    that may append but not create, in Azure where the deployment made it); the append that
+    follows says whether the log can be written."""
+    try:
+        yield
+    except (ResourceExistsError, ResourceModifiedError):
+        return
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise
 
 
 def _same_kind(record: EvidenceRecord, kind: Kind | str) -> EvidenceRecord:

@@ -25,6 +25,7 @@ from dsr_export.settings import (
     DeadlineSettings,
     ExportStorageSettings,
     GraphSettings,
+    LifecycleSettings,
     SettingsError,
     export_policy_from_env,
 )
@@ -38,6 +39,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     export_policy_from_env,
     CallbackSettings.from_env,
     DeadlineSettings.from_env,
+    LifecycleSettings.from_env,
 )
 
 
@@ -58,6 +60,7 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
     storage = ExportStorageSettings.from_env(env)
     callbacks = CallbackSettings.from_env(env)
     auth = AuthSettings.from_env(env)
+    lifecycle = LifecycleSettings.from_env(env)
     return {
         "graph": f"{graph.base_url}/{graph.api_version}",
         "sasMode": storage.sas_mode.value,
@@ -66,6 +69,10 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
         "callbacks": callbacks.enabled,
         "platformAuthentication": auth.platform_auth,
         "functionKeyRoles": sorted(role.value for role in auth.function_key_roles),
+        "exportRetentionDays": lifecycle.export_retention_days,
+        "historyRetentionDays": lifecycle.history_retention_days,
+        "downloadLinkMinutes": lifecycle.download_link_minutes,
+        "evidenceApart": lifecycle.evidence_blob_endpoint not in (None, storage.blob_endpoint),
     }
 
 
@@ -76,6 +83,13 @@ def warnings(env: Mapping[str, str]) -> list[str]:
         found.append(
             "CALLBACK_ALLOW_LOOPBACK_UNSAFE is on: callbacks may reach loopback addresses. "
             "Only the offline host's tests may set it; remove it from this deployment."
+        )
+    lifecycle = LifecycleSettings.from_env(env)
+    if lifecycle.evidence_blob_endpoint is None:
+        found.append(
+            "EVIDENCE_STORAGE_BLOB_ENDPOINT is not set: the evidence logs are in the export "
+            "account, where its lifecycle rule can delete them. Point it at the evidence "
+            "account (infra/ sets it)."
         )
     return found
 

@@ -56,16 +56,12 @@ class ExtensionAsk:
     @classmethod
     def parse(cls, payload: Mapping[str, Any]) -> ExtensionAsk:
         """From the request body; :class:`ExtensionRefused` naming the field otherwise."""
-        days, months = payload.get("days"), payload.get("months")
+        days = _whole(payload.get("days"), "days")
+        months = _whole(payload.get("months"), "months")
         if (days is None) == (months is None):
             raise ExtensionRefused("/days", "give exactly one of days or months")
-        for name, value in (("days", days), ("months", months)):
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 366
-            ):
-                raise ExtensionRefused(f"/{name}", "must be a whole number from 1 to 366")
         code = payload.get("reasonCode", "other")
-        if code not in REASON_CODES:
+        if not isinstance(code, str) or code not in REASON_CODES:
             raise ExtensionRefused(
                 "/reasonCode", f"must be one of {', '.join(sorted(REASON_CODES))}"
             )
@@ -93,6 +89,17 @@ class ExtensionAsk:
             reason_code=str(data.get("reasonCode", "other")),
             reason_sha256=data.get("reasonSha256"),
         )
+
+
+def _whole(value: object, name: str) -> int | None:
+    """A whole number from 1 to 366, as JSON has it (``30`` or ``30.0``; ``true`` is not one)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 366:
+        raise ExtensionRefused(f"/{name}", "must be a whole number from 1 to 366")
+    return value
 
 
 def add_months(moment: datetime, months: int) -> datetime:

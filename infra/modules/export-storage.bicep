@@ -1,7 +1,9 @@
 // The export account: Microsoft Graph writes each data subject's export into one container
 // here, through a container SAS the app mints. It holds personal data, so it is a separate
-// account from host storage (separate keys, separate access, separate retention), and
-// everything in it is deleted automatically after a fixed number of days.
+// account from host storage (separate keys, separate access, separate retention). The app
+// deletes each DSR's container itself EXPORT_RETENTION_DAYS after the DSR ended; a lifecycle
+// rule deletes whatever is left later, as a backstop. The evidence logs are not here: they
+// live in their own, immutable account (evidence-storage.bicep), out of the rule's reach.
 
 @description('Storage account name (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -24,10 +26,10 @@ param appPrincipalId string
 ])
 param sasMode string
 
-@description('Days after creation when export blobs are deleted. Must exceed EXPORT_TIMEOUT_DAYS plus the time you need to deliver the export.')
+@description('Backstop: days after creation when the lifecycle rule deletes any export blob the app has not deleted itself. Must exceed the longest an export can run (EXPORT_TIMEOUT_DAYS) plus EXPORT_RETENTION_DAYS, or it would delete data the app still keeps.')
 @minValue(2)
-@maxValue(365)
-param retentionDays int
+@maxValue(36500)
+param backstopDays int
 
 @description('Days a deleted blob or container stays recoverable. Deleted data is retained this much longer.')
 @minValue(1)
@@ -147,10 +149,13 @@ resource blobAccessLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview
   }
 }
 
-// Export data must not outlive its purpose (GDPR storage limitation): every blob, block or
-// append (Graph writes RequestInfo.json as an append blob), is deleted N days after it was
-// created, whatever happens to the DSR. With soft delete on, a deleted blob stays
-// recoverable for softDeleteDays more, then is gone.
+// Export data must not outlive its purpose (GDPR storage limitation). The mechanism is the
+// app: a daily timer deletes each DSR's container EXPORT_RETENTION_DAYS after the DSR ended.
+// This rule is the backstop for whatever the app missed (a failed run, a container the app no
+// longer knows of): every blob, block or append (Graph writes RequestInfo.json as an append
+// blob) is deleted backstopDays after it was created, whatever happens to the DSR. It has no
+// prefix filter, so nothing that must be kept may live in this account (the evidence logs have
+// their own). With soft delete on, a deleted blob stays recoverable for softDeleteDays more.
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -158,7 +163,7 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
     policy: {
       rules: [
         {
-          name: 'delete-exports-after-retention'
+          name: 'backstop-delete-exports'
           enabled: true
           type: 'Lifecycle'
           definition: {
@@ -171,12 +176,12 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             actions: {
               baseBlob: {
                 delete: {
-                  daysAfterCreationGreaterThan: retentionDays
+                  daysAfterCreationGreaterThan: backstopDays
                 }
               }
               snapshot: {
                 delete: {
-                  daysAfterCreationGreaterThan: retentionDays
+                  daysAfterCreationGreaterThan: backstopDays
                 }
               }
             }
@@ -187,13 +192,17 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
   }
 }
 
-// user-delegation mode only. Why Storage Blob Data Contributor: the app creates one container
-// per DSR, lists it to build the manifest and writes the manifest blob; the role also carries
-// generateUserDelegationKey/action, which signs the SAS for Graph. Scope: this account,
-// because containers are created per request at run time (a container scope cannot exist
-// before the container does). In stored-policy mode the app does all of this with the
-// account key, so no data role is granted at all.
-resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!isStoredPolicy) {
+// Why Storage Blob Data Contributor, in both SAS modes: the app deletes export containers
+// (erasure, and the retention timer EXPORT_RETENTION_DAYS after a DSR ended), and mints the
+// delivery link: a read+list SAS signed with a user delegation key, never the account key. The
+// role carries generateUserDelegationKey/action (all that Storage Blob Delegator holds), and a
+// user delegation SAS grants at most what its signer's roles allow, so the link needs the
+// role's read and list as well. In user-delegation mode it also creates the container per DSR,
+// lists it for the manifest and writes the manifest, and signs Graph's SAS. In stored-policy
+// mode the app holds the account key too (it signs Graph's SAS), so this role grants the
+// identity nothing the key does not. Scope: this account, because containers are created per
+// request at run time (a container scope cannot exist before the container does).
+resource blobDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, appPrincipalId, storageBlobDataContributorRoleId)
   scope: storage
   properties: {

@@ -34,6 +34,21 @@ param appInsightsConnectionString string
 @description('Blob endpoint of the export account.')
 param exportBlobEndpoint string
 
+@description('Blob endpoint of the evidence account (the immutable, append-only DSR logs).')
+param evidenceBlobEndpoint string
+
+@description('Days after a DSR ended before the app deletes its exported data.')
+param exportRetentionDays int
+
+@description('Days after a DSR ended before the app purges its durable history.')
+param historyRetentionDays int
+
+@description('Minutes a delivery (download) link lives.')
+param downloadLinkMinutes int
+
+@description('Days a custom {days: N} regulation\'s deadline may be extended by (0: none).')
+param customExtensionMaxDays int
+
 @description('stored-policy or user-delegation.')
 @allowed([
   'stored-policy'
@@ -155,7 +170,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     // be a system-assigned identity, which this app does not have).
     keyVaultReferenceIdentity: identityId
     // networkIsolation: outbound traffic leaves through the app subnet, so host storage, the
-    // export account and Key Vault are reached on their private endpoints (network.bicep).
+    // export and evidence accounts and Key Vault are reached on their private endpoints
+    // (network.bicep).
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
@@ -243,6 +259,14 @@ var appSettings = {
   DEADLINE_WARNING_DAYS: string(deadlineWarningDays)
   RECEIVED_AT_MAX_AGE_DAYS: string(receivedAtMaxAgeDays)
   AUTH_FUNCTION_KEY_ROLES: functionKeyRoles
+  // The evidence logs' own account (immutable); the app's role there can append, not delete.
+  EVIDENCE_STORAGE_BLOB_ENDPOINT: evidenceBlobEndpoint
+  // Retention is the app's job (a daily timer); the export account's lifecycle rule is only a
+  // later backstop (export-storage.bicep).
+  EXPORT_RETENTION_DAYS: string(exportRetentionDays)
+  HISTORY_RETENTION_DAYS: string(historyRetentionDays)
+  DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
+  CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
   // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }
 

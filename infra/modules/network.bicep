@@ -1,12 +1,13 @@
 // networkIsolation=true only: a virtual network for the function app's outbound traffic, and
-// private endpoints, so that the app reaches host storage, the export account and Key Vault (and
-// the Durable Task Scheduler, with durableBackend=durableTaskScheduler) on private addresses
-// only, and host storage, Key Vault and the scheduler can close their public endpoints.
+// private endpoints, so that the app reaches host storage, the export account, the evidence
+// account and Key Vault (and the Durable Task Scheduler, with durableBackend=durableTaskScheduler)
+// on private addresses only, and host storage, the evidence account, Key Vault and the scheduler
+// can close their public endpoints.
 // The same layout as Microsoft's Flex Consumption azd quickstarts (VNET_ENABLED).
 //
 //   snet-app  delegated to Microsoft.App/environments (Flex Consumption VNet integration)
-//   snet-pe   the private endpoints: host storage blob/queue/table, export blob, Key Vault,
-//             and the scheduler when there is one
+//   snet-pe   the private endpoints: host storage blob/queue/table, export blob, evidence
+//             blob, Key Vault, and the scheduler when there is one
 //
 // Private DNS zones linked to the virtual network make the accounts' and the vault's usual
 // host names resolve to the private endpoints from inside it (the app needs no other setting).
@@ -31,6 +32,9 @@ param hostStorageId string
 
 @description('Resource id of the export storage account.')
 param exportStorageId string
+
+@description('Resource id of the evidence storage account.')
+param evidenceStorageId string
 
 @description('Resource id of the Key Vault.')
 param keyVaultId string
@@ -83,6 +87,11 @@ var storageAndVaultEndpoints = [
   {
     name: 'export-blob'
     target: exportStorageId
+    groupId: 'blob'
+  }
+  {
+    name: 'evidence-blob'
+    target: evidenceStorageId
     groupId: 'blob'
   }
   {

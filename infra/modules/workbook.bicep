@@ -1,12 +1,16 @@
 // The operators' workbook (Azure portal > Application Insights appi-dsr-… > Workbooks, or Azure
-// Monitor > Workbooks): DSR intake, phases, outcomes, Graph errors and throttling, legal
-// deadlines, callbacks, queue rejections and SAS lifetime, all read from the app's structured
-// log lines (`event key=value …`) in the component's `traces` table. docs/operations.md
-// explains every panel and has the same queries to paste into Logs.
+// Monitor > Workbooks): the whole DSR life, from intake, phases in flight, deadlines at risk and
+// overdue, failures by code with the fix, Graph errors and throttling, callbacks, retries,
+// extensions and deliveries to retention, erasure and the evidence written, all read with
+// `parse-kv` from the app's structured log lines (`event key=value key="quoted" …`) in the
+// component's `traces` table. docs/operations.md explains every panel and has the same queries
+// to paste into Logs; the alert rules over the same lines are alerts.bicep.
 //
 // The content lives in workbook.json next to this file so that it stays readable and diffable;
-// tests/infra/test_workbook.py checks that its queries name only events the code logs. It reads
-// telemetry only: no identity, no role assignment, no secret.
+// `make test` runs Kusto's own analyzer over its queries (tests/ops) and
+// tests/infra/test_workbook.py checks that they read only declared events and fields
+// (dsr_export/domain/log_events.py). It reads telemetry only: no identity, no role assignment,
+// no secret.
 
 @description('Application Insights component the workbook belongs to and queries.')
 param applicationInsightsName string

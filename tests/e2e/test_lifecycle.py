@@ -41,7 +41,9 @@ def _user(graph: GraphSimulator, prefix: str) -> str:
     return user
 
 
-def _completed(host: HostProcess, graph: GraphSimulator, prefix: str, **extra: Any) -> dict:
+def _completed(
+    host: HostProcess, graph: GraphSimulator, prefix: str, **extra: Any
+) -> dict[str, Any]:
     request_id = _rid(prefix)
     answer = host.post("/exports", {"requestId": request_id, "user": _user(graph, prefix), **extra})
     assert answer.status_code == 202, answer.text

@@ -46,6 +46,8 @@ from tests.infra.bicep_model import (
     template,
 )
 
+ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
+
 # ---------------------------------------------------------------------------------------------
 # Parsing and structure
 
@@ -63,6 +65,7 @@ def test_the_expected_files_exist() -> None:
         "modules/monitoring.bicep",
         "modules/host-storage.bicep",
         "modules/export-storage.bicep",
+        "modules/evidence-storage.bicep",
         "modules/keyvault.bicep",
         "modules/function-app.bicep",
         "modules/graph-app-roles.bicep",
@@ -233,7 +236,9 @@ def test_export_storage_has_blob_soft_delete_and_no_versioning() -> None:
     assert decorators(doc, "softDeleteDays")["min_value"] >= 1
 
 
-def test_export_lifecycle_deletes_every_blob_n_days_after_creation() -> None:
+def test_export_lifecycle_is_a_backstop_that_deletes_every_blob_n_days_after_creation() -> None:
+    """The app deletes export data itself (EXPORT_RETENTION_DAYS after a DSR ended); the rule
+    deletes whatever is left later. It has no prefix filter: nothing kept may live here."""
     doc = template("modules/export-storage.bicep")
     policy = body(only(resources(doc, "Microsoft.Storage/storageAccounts/managementPolicies")))
     rules = policy["properties"]["policy"]["rules"]
@@ -246,19 +251,55 @@ def test_export_lifecycle_deletes_every_blob_n_days_after_creation() -> None:
     assert set(definition["filters"]["blobTypes"]) == {"blockBlob", "appendBlob"}
     assert "prefixMatch" not in definition["filters"], "the rule must cover every container"
     delete = definition["actions"]["baseBlob"]["delete"]
-    assert delete == {"daysAfterCreationGreaterThan": "retentionDays"}
-    assert "retentionDays" in doc["parameters"]
+    assert delete == {"daysAfterCreationGreaterThan": "backstopDays"}
+    assert definition["actions"]["snapshot"]["delete"] == delete
+    assert "backstopDays" in doc["parameters"]
     main = template("main.bicep")
-    assert module_params(main, "exportStorage")["retentionDays"] == "exportRetentionDays"
+    assert module_params(main, "exportStorage")["backstopDays"] == "exportBackstopDays"
 
 
-def test_retention_outlasts_the_export_timeout_by_default() -> None:
-    """Blobs written on day 1 of a 45-day export must still exist when it completes."""
+def _sum_of_params(node: Any) -> list[str]:
+    """``a + b + c`` (pycep's nested ``add`` operators) as ``["a", "b", "c"]``."""
+    if isinstance(node, str):
+        return [node]
+    op = node["operator"]
+    assert op["type"] == "add", node
+    operands = op["operands"]
+    return _sum_of_params(operands["operand_1"]) + _sum_of_params(operands["operand_2"])
+
+
+def test_the_backstop_waits_for_the_longest_export_and_the_apps_retention() -> None:
+    """The rule counts from a blob's creation, the app's retention from the DSR's end, which
+    comes up to exportTimeoutDays later: blobs written on day 1 of a 45-day export must still be
+    there when the app's retention ends, so the rule waits for both plus a margin."""
     main = template("main.bicep")
-    retention = param_default(main, "exportRetentionDays")
-    timeout = param_default(main, "exportTimeoutDays")
-    assert retention > timeout
-    assert decorators(main, "exportRetentionDays")["max_value"] <= 365
+    terms = _sum_of_params(main["variables"]["exportBackstopDays"]["value"])
+    assert sorted(terms) == sorted(
+        ["exportTimeoutDays", "exportRetentionDays", "exportBackstopMarginDays"]
+    )
+    defaults = {name: param_default(main, name) for name in terms}
+    assert defaults == {
+        "exportTimeoutDays": 45,
+        "exportRetentionDays": 30,
+        "exportBackstopMarginDays": 14,
+    }
+    backstop = sum(defaults.values())
+    assert backstop > defaults["exportRetentionDays"] + defaults["exportTimeoutDays"]
+    # Every margin the parameter allows keeps it so, and the module accepts the largest sum.
+    assert decorators(main, "exportBackstopMarginDays")["min_value"] >= 1
+    largest = sum(decorators(main, name)["max_value"] for name in terms)
+    export = template("modules/export-storage.bicep")
+    assert decorators(export, "backstopDays")["max_value"] >= largest
+    assert decorators(export, "backstopDays")["min_value"] <= sum(
+        decorators(main, name)["min_value"] for name in terms
+    )
+
+
+_EXPORT_DATA_ROLE = (
+    "Storage Blob Data Contributor",
+    "Microsoft.Storage/storageAccounts",
+    "appPrincipalId",
+)
 
 
 @pytest.mark.parametrize(
@@ -266,22 +307,22 @@ def test_retention_outlasts_the_export_timeout_by_default() -> None:
     [
         (
             "stored-policy",
-            [("Key Vault Secrets User", "Microsoft.KeyVault/vaults/secrets", "appPrincipalId")],
-        ),
-        (
-            "user-delegation",
             [
-                (
-                    "Storage Blob Data Contributor",
-                    "Microsoft.Storage/storageAccounts",
-                    "appPrincipalId",
-                )
+                ("Key Vault Secrets User", "Microsoft.KeyVault/vaults/secrets", "appPrincipalId"),
+                _EXPORT_DATA_ROLE,
             ],
         ),
+        ("user-delegation", [_EXPORT_DATA_ROLE]),
     ],
 )
 def test_export_roles_follow_the_sas_mode(mode: str, expected: list[tuple[str, str, str]]) -> None:
+    """Blob Data Contributor in both modes: the delivery link is a user delegation SAS (its
+    key: generateUserDelegationKey, all that Storage Blob Delegator holds; its reach: at most
+    the signer's read and list), and erasure and retention delete export containers."""
     assert role_assignments("modules/export-storage.bicep", mode) == expected
+    doc = template("modules/export-storage.bicep")
+    grant = resources(doc, ROLE_ASSIGNMENT)["blobDataContributor"]
+    assert condition(grant) is True, "the data role must not depend on the SAS mode"
 
 
 def test_account_key_goes_to_key_vault_only_in_stored_policy_mode() -> None:
@@ -443,14 +484,26 @@ def test_role_variables_name_their_role() -> None:
                 assert role in name.lower(), f"{path}: {name} holds the id of {ROLE_NAMES[value]}"
 
 
+#: Modules that define a custom role (and assign it): test_evidence_storage.py checks them.
+CUSTOM_ROLE_MODULES = {"modules/evidence-storage.bicep"}
+
+
 def test_no_broad_roles_anywhere() -> None:
+    custom = {path for path in bicep_files() if resources(template(path), ROLE_DEFINITION)}
+    assert custom == CUSTOM_ROLE_MODULES
     granted = {
         grant[0]
-        for path in bicep_files()
+        for path in sorted(set(bicep_files()) - custom)
         for mode in MODES
         for grant in role_assignments(path, mode)
     }
     assert granted <= set(ROLE_IDS)
+    for path in custom:
+        for symbol, definition in resources(template(path), ROLE_DEFINITION).items():
+            for permission in body(definition)["properties"]["permissions"]:
+                for key in ("actions", "dataActions"):
+                    actions = evaluate(permission[key], template(path))
+                    assert not any("*" in action for action in actions), f"{path}:{symbol}"
     texts = "".join((INFRA / p).read_text() for p in bicep_files())
     for broad in (
         "8e3af657-bb00-4899-acbc-f0f7f5db61aa",  # Owner
@@ -617,7 +670,7 @@ def test_function_app_waits_for_the_modules_that_grant_its_access() -> None:
         for value in module_params(main, "functionApp").values()
         if len(path := accessor_path(value)) > 2 and path[1] == "outputs"
     }
-    assert used >= {"monitoring", "hostStorage", "keyVault", "exportStorage"}
+    assert used >= {"monitoring", "hostStorage", "keyVault", "exportStorage", "evidenceStorage"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -77,6 +77,11 @@ def _diagnostics(path: str) -> dict[str, tuple[str, dict[str, Any]]]:
             "Microsoft.Storage/storageAccounts/blobServices",
             {"StorageRead", "StorageWrite", "StorageDelete"},
         ),
+        (
+            "modules/evidence-storage.bicep",
+            "Microsoft.Storage/storageAccounts/blobServices",
+            {"StorageRead", "StorageWrite", "StorageDelete"},
+        ),
         ("modules/function-app.bicep", "Microsoft.Web/sites", {"FunctionAppLogs"}),
     ],
 )
@@ -93,7 +98,7 @@ def test_audit_logs_go_to_the_workspace(path: str, scope_type: str, categories: 
 
 def test_every_audited_module_gets_the_one_workspace() -> None:
     main = template("main.bicep")
-    for symbol in ("keyVault", "exportStorage", "functionApp"):
+    for symbol in ("keyVault", "exportStorage", "evidenceStorage", "functionApp"):
         workspace = module_params(main, symbol)["logAnalyticsWorkspaceId"]
         assert accessor_path(workspace) == ["monitoring", "outputs", "workspaceId"], symbol
     monitoring = template("modules/monitoring.bicep")
@@ -142,16 +147,17 @@ def test_network_isolation_is_a_parameter_off_by_default() -> None:
     assert _env_default("networkIsolation") == "false"
     assert condition(main["modules"]["network"]) == "networkIsolation"
     assert module_file(main, "network") == "modules/network.bicep"
-    for symbol in ("hostStorage", "keyVault"):
+    for symbol in ("hostStorage", "evidenceStorage", "keyVault"):
         assert module_params(main, symbol)["networkIsolation"] == "networkIsolation", symbol
 
 
 @pytest.mark.parametrize("isolated", [True, False])
-def test_host_storage_and_key_vault_close_their_public_endpoints(isolated: bool) -> None:
+def test_host_storage_evidence_and_key_vault_close_their_public_endpoints(isolated: bool) -> None:
     expected_access = "Disabled" if isolated else "Enabled"
     expected_action = "Deny" if isolated else "Allow"
     for path, type_ in (
         ("modules/host-storage.bicep", "Microsoft.Storage/storageAccounts"),
+        ("modules/evidence-storage.bicep", "Microsoft.Storage/storageAccounts"),
         ("modules/keyvault.bicep", "Microsoft.KeyVault/vaults"),
     ):
         doc = template(path)
@@ -160,14 +166,15 @@ def test_host_storage_and_key_vault_close_their_public_endpoints(isolated: bool)
         props = evaluate(config, doc, {"networkIsolation": isolated, "purgeProtection": True})
         assert props["publicNetworkAccess"] == expected_access, path
         assert props["networkAcls"]["defaultAction"] == expected_action, path
-    host = template("modules/host-storage.bicep")
-    host_props = evaluate(
-        body(only(resources(host, "Microsoft.Storage/storageAccounts")))["properties"],
-        host,
-        {"networkIsolation": isolated},
-    )
-    # Isolated, nothing may come in around the private endpoints, trusted services included.
-    assert host_props["networkAcls"]["bypass"] == ("None" if isolated else "AzureServices")
+    for path in ("modules/host-storage.bicep", "modules/evidence-storage.bicep"):
+        doc = template(path)
+        props = evaluate(
+            body(only(resources(doc, "Microsoft.Storage/storageAccounts")))["properties"],
+            doc,
+            {"networkIsolation": isolated},
+        )
+        # Isolated, nothing may come in around the private endpoints, trusted services included.
+        assert props["networkAcls"]["bypass"] == ("None" if isolated else "AzureServices"), path
 
 
 def test_the_export_account_stays_reachable_for_graph() -> None:
@@ -199,6 +206,7 @@ def test_network_module_has_a_private_endpoint_for_every_data_path(backend: str)
         ("hostStorageId", "queue"),
         ("hostStorageId", "table"),
         ("exportStorageId", "blob"),
+        ("evidenceStorageId", "blob"),
         ("keyVaultId", "vault"),
     } | ({("/subscriptions/x/schedulers/dts", "scheduler")} if with_scheduler else set())
     endpoint = body(only(resources(doc, "Microsoft.Network/privateEndpoints")))
@@ -220,6 +228,7 @@ def test_network_module_has_a_private_endpoint_for_every_data_path(backend: str)
     for name, module in (
         ("hostStorageId", "hostStorage"),
         ("exportStorageId", "exportStorage"),
+        ("evidenceStorageId", "evidenceStorage"),
         ("keyVaultId", "keyVault"),
     ):
         assert accessor_path(params[name]) == [module, "outputs", "id"], name

@@ -7,6 +7,7 @@ stored-policy SAS is dead after revocation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,13 @@ from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from dsr_export.adapters import sas
-from dsr_export.adapters.storage import AUDIT_BLOB, MANIFEST_BLOB, REQUEST_INFO_BLOB, ExportStorage
+from dsr_export.adapters.storage import (
+    DOWNLOAD_SKEW,
+    LEGACY_AUDIT_BLOB,
+    MANIFEST_BLOB,
+    REQUEST_INFO_BLOB,
+    ExportStorage,
+)
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 pytestmark = pytest.mark.azurite
@@ -111,11 +118,83 @@ def test_manifest_lists_what_was_written(storage: ExportStorage):
     document = json.loads(storage.container(name).download_blob(MANIFEST_BLOB).readall())
     assert {b["name"] for b in document["blobs"]} == set(files)
     assert all(b["md5"] for b in document["blobs"]), "Azurite computes MD5 for single-shot uploads"
-    storage.write_audit(name, {"requestId": "RITM1", "outcome": "completed"})
-    again = storage.write_manifest(name, "RITM1", now)
+    stored = storage.container(name).download_blob(MANIFEST_BLOB).readall()
+    assert summary.sha256 == hashlib.sha256(stored).hexdigest()
+    # An older version's audit record is not Graph's data; a second finalisation keeps the
+    # manifest as it is, so the hash the evidence recorded stays true.
+    storage.container(name).upload_blob(LEGACY_AUDIT_BLOB, b"{}")
+    again = storage.write_manifest(name, "RITM1", now + timedelta(minutes=5))
     assert again.blob_count == 3, "the manifest lists neither itself nor the audit record"
-    audit = json.loads(storage.container(name).download_blob(AUDIT_BLOB).readall())
-    assert audit == {"requestId": "RITM1", "outcome": "completed"}
+    assert again.sha256 == summary.sha256
+    assert storage.container(name).download_blob(MANIFEST_BLOB).readall() == stored
+
+
+def _export_with_data(storage: ExportStorage, request_id: str, attempt: int = 1) -> str:
+    from dsr_export.domain.request import container_name
+
+    name, now = container_name(request_id, attempt), datetime.now(UTC)
+    storage.prepare(name, now)
+    url, _ = storage.mint_graph_sas(name, now)
+    _graph_side(url).upload_blob("Exchange/mail.json", b"0123456789")
+    storage.write_manifest(name, request_id, now)
+    return name
+
+
+def test_a_delivery_link_reads_and_lists_one_container_and_nothing_else(storage: ExportStorage):
+    request_id = f"DELIVER-{uuid.uuid4().hex[:8].upper()}"
+    name = _export_with_data(storage, request_id)
+    other = _export_with_data(storage, f"OTHER-{uuid.uuid4().hex[:8].upper()}")
+    url, expiry = storage.download_link(name, datetime.now(UTC), timedelta(minutes=60))
+    query = parse_qs(urlsplit(url).query)
+    assert query["sp"] == ["rl"]
+    assert query["spr"] == ["https"]
+    assert "skoid" in query, "signed with a user delegation key, not the account key"
+    assert "si" not in query
+    assert expiry - datetime.now(UTC) <= timedelta(minutes=60)
+    link = ContainerClient.from_container_url(url)
+    assert {b.name for b in link.list_blobs()} == {"Exchange/mail.json", MANIFEST_BLOB}
+    assert link.download_blob("Exchange/mail.json").readall() == b"0123456789"
+    _denied(lambda: link.upload_blob("planted.json", b"{}"))
+    _denied(lambda: link.delete_blob("Exchange/mail.json"))
+    elsewhere = ContainerClient.from_container_url(url.replace(name, other))
+    _denied(lambda: list(elsewhere.list_blobs()))
+
+
+def test_a_delivery_link_is_dead_after_its_expiry(storage: ExportStorage):
+    name = _export_with_data(storage, f"EXPIRED-{uuid.uuid4().hex[:8].upper()}")
+    # Minted two hours ago for one hour: expired an hour ago (no waiting in the test).
+    minted = datetime.now(UTC) - timedelta(hours=2)
+    assert timedelta(hours=1) > DOWNLOAD_SKEW
+    url, expiry = storage.download_link(name, minted, timedelta(hours=1))
+    assert expiry < datetime.now(UTC)
+    link = ContainerClient.from_container_url(url)
+    _denied(lambda: list(link.list_blobs()))
+    _denied(lambda: link.download_blob(MANIFEST_BLOB).readall())
+
+
+def test_deleting_a_dsrs_data_removes_every_attempt_and_counts_it(storage: ExportStorage):
+    request_id = f"ERASE-{uuid.uuid4().hex[:8].upper()}"
+    first = _export_with_data(storage, request_id)
+    second = _export_with_data(storage, request_id, attempt=2)
+    neighbour = _export_with_data(storage, f"{request_id}X")
+    assert storage.containers_of(request_id) == sorted([first, second])
+    deleted = storage.delete_data(request_id)
+    assert deleted.containers == tuple(sorted([first, second]))
+    assert deleted.blob_count == 2
+    assert deleted.total_bytes == 20
+    assert deleted.manifest_sha256 is not None
+    assert not storage.container(first).exists()
+    assert not storage.container(second).exists()
+    assert storage.container(neighbour).exists(), "another DSR's data is not touched"
+    assert storage.delete_data(request_id).containers == (), "a second deletion deletes nothing"
+
+
+def test_a_delivery_link_is_refused_once_the_data_is_gone(storage: ExportStorage):
+    request_id = f"GONE-{uuid.uuid4().hex[:8].upper()}"
+    name = _export_with_data(storage, request_id)
+    assert storage.has_data(name)
+    storage.delete_data(request_id)
+    assert not storage.has_data(name)
 
 
 def test_stored_policy_sas_dies_on_revocation(storage: ExportStorage):

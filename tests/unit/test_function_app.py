@@ -22,7 +22,12 @@ def _by_trigger(functions: tuple[Any, ...], kind: str) -> dict[str, dict[str, An
 
 
 def test_the_orchestrator_and_every_step_of_the_contract_are_registered(app_functions):
-    assert set(_by_trigger(app_functions, "orchestrationTrigger")) == {"export_personal_data"}
+    from intake.lifecycle import NOTICE_ORCHESTRATOR
+    from intake.service import ORCHESTRATOR
+
+    orchestrators = set(_by_trigger(app_functions, "orchestrationTrigger"))
+    # The names the intake starts them by (it does not import the orchestrations).
+    assert orchestrators == {ORCHESTRATOR, NOTICE_ORCHESTRATOR}
     assert set(_by_trigger(app_functions, "activityTrigger")) == set(steps.STEPS)
 
 
@@ -40,6 +45,12 @@ def test_the_queue_intake_listens_on_dsr_requests_in_host_storage(app_functions)
     assert [(q["queueName"], q["connection"]) for q in queues.values()] == [
         ("dsr-requests", "AzureWebJobsStorage")
     ]
+
+
+def test_the_retention_run_is_daily_and_not_on_startup(app_functions):
+    [timer] = _by_trigger(app_functions, "timerTrigger").values()
+    assert timer["schedule"] == "0 30 2 * * *"
+    assert timer.get("runOnStartup") in (None, False), "a restart must not delete anything"
 
 
 def test_the_health_check_is_there_for_the_smoke_test(app_functions):

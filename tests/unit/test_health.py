@@ -107,3 +107,17 @@ def test_an_unreachable_export_account_is_reported_not_raised():
     assert problem is not None
     assert problem["code"] == "StorageUnreachable"
     assert storage_problem(lambda: None) is None
+
+
+def test_evidence_in_the_export_account_is_a_warning_and_apart_it_is_not():
+    from dsr_export.adapters import health
+
+    env = {
+        "EXPORT_STORAGE_BLOB_ENDPOINT": "https://stexport.blob.core.windows.net",
+        "EXPORT_STORAGE_ACCOUNT_KEY": "a2V5",
+    }
+    assert any("EVIDENCE_STORAGE_BLOB_ENDPOINT" in w for w in health.warnings(env))
+    apart = {**env, "EVIDENCE_STORAGE_BLOB_ENDPOINT": "https://stevd.blob.core.windows.net"}
+    assert not any("EVIDENCE_STORAGE_BLOB_ENDPOINT" in w for w in health.warnings(apart))
+    assert health.configuration(apart)["evidenceApart"] is True
+    assert health.configuration(env)["evidenceApart"] is False

@@ -89,12 +89,6 @@ STEP_ONLY_KEYS = {
 SCANNED = ("orchestrations", "activities", "intake", "dsr_export", "bench", "tests", "devhost")
 #: The contract itself, and this test.
 EXEMPT = {Path("dsr_export/domain/steps.py"), Path("tests/unit/test_layers.py")}
-#: The audit record (audit.json) has an ``outcome`` of its own: where it is written and read.
-AUDIT_OUTCOME = {
-    Path("dsr_export/domain/job.py"),
-    Path("tests/e2e/test_pipeline.py"),
-    Path("tests/integration/test_export_storage.py"),
-}
 
 
 def test_the_key_list_is_a_subset_of_the_contract():
@@ -132,7 +126,7 @@ def _sources() -> list[Path]:
 @pytest.mark.parametrize("relative", _sources(), ids=str)
 def test_no_activity_name_or_step_key_is_spelled_outside_the_contract(relative: Path):
     names = set(steps.STEPS)
-    keys = STEP_ONLY_KEYS - ({"outcome"} if relative in AUDIT_OUTCOME else set())
+    keys = STEP_ONLY_KEYS
     spelled = [
         f"{relative}:{line}: {value!r}"
         for line, value in _literals(ROOT / relative)

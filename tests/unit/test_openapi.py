@@ -56,6 +56,35 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         True,
         lambda: request("GET", "exports/R-1/evidence", route_params={"requestId": "R-1"}),
     ),
+    "downloadExport": (
+        "download_export",
+        True,
+        lambda: request("POST", "exports/R-1/download", route_params={"requestId": "R-1"}),
+    ),
+    "extendDeadline": (
+        "extend_deadline",
+        True,
+        lambda: request(
+            "POST",
+            "exports/R-1/extend",
+            {"reason": "complex", "days": 10},
+            route_params={"requestId": "R-1"},
+        ),
+    ),
+    "retryDsr": (
+        "retry_dsr",
+        True,
+        lambda: request(
+            "POST", "exports/R-1/retry", {"reason": "fixed"}, route_params={"requestId": "R-1"}
+        ),
+    ),
+    "eraseData": (
+        "erase_data",
+        True,
+        lambda: request(
+            "DELETE", "exports/R-1/data", {"reason": "done"}, route_params={"requestId": "R-1"}
+        ),
+    ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
 }

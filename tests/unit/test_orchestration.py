@@ -747,3 +747,74 @@ def test_terminal_status_is_complete_before_the_ticket_hears_of_it():
     assert reply["customStatus"]["phase"] == "completed"
     assert reply["customStatus"]["manifest"]["blobCount"] == 2
     assert reply["customStatus"]["sas"]["revoked"] is True
+
+
+def _extend_event(**ask: Any) -> dict[str, Any]:
+    return {"ask": ask, "customMaxDays": 0, "actor": {"kind": "user", "id": "oid-privacy-officer"}}
+
+
+def test_an_extension_during_a_wait_is_recorded_told_and_rearms_the_overdue_notice():
+    d = _ticket_driver(deadline="2026-02-28T09:00:00+00:00", warning="2026-02-21T09:00:00+00:00")
+    _through_submit_with_callbacks(d)
+    assert _callback(d.pending()).event["type"] == "dsr.deadline_overdue"
+    d.complete(DELIVERED)
+    waiting = d.pending()
+    assert waiting.kind == "timer"
+
+    reply = d.raise_event("extend", _extend_event(months=1, reasonCode="complexity"))
+    recorded = steps.RecordExtension.from_dict(d.pending().input)
+    assert d.pending().name == steps.RECORD_EXTENSION.name
+    assert (recorded.number, recorded.previous_deadline, recorded.deadline) == (
+        1,
+        "2026-02-28T09:00:00+00:00",
+        "2026-03-28T09:00:00+00:00",
+    )
+    assert (recorded.actor_kind, recorded.actor_id) == ("user", "oid-privacy-officer")
+    reply = d.complete(steps.Recorded(seq=7).to_dict())
+    assert reply["customStatus"]["deadline"] == "2026-03-28T09:00:00+00:00"
+    assert reply["customStatus"]["originalDeadline"] == "2026-02-28T09:00:00+00:00"
+    told = _callback(d.pending()).event
+    assert told["type"] == "deadline.extended"
+    assert told["data"]["previousDeadline"] == "2026-02-28T09:00:00+00:00"
+    assert told["data"]["overdue"] is False
+    d.complete(DELIVERED)
+    assert d.pending().seq == waiting.seq, "the wait goes on to the same timer"
+
+    d.fire_timer()
+    d.complete(_running(), name=steps.CHECK_EXPORT.name)
+    assert "dsr.deadline_overdue" not in _event_types(d)[3:], "not overdue any more"
+    timer = d.pending()
+    assert timer.fire_at <= datetime(2026, 3, 21, 9, tzinfo=UTC), "wakes for the new warning"
+
+
+def test_an_extension_beyond_the_cap_that_slipped_past_the_api_is_ignored(caplog):
+    caplog.set_level("WARNING", logger="dsr_export")
+    d = _ticket_driver()
+    _through_submit_with_callbacks(d)
+    waiting = d.pending()
+    d.raise_event("extend", _extend_event(months=3))
+    assert d.pending().seq == waiting.seq, "nothing recorded, nothing told"
+    assert not d.activities(steps.RECORD_EXTENSION.name)
+    assert any("extension_refused" in r.getMessage() for r in caplog.records)
+
+
+def test_a_retried_dsr_tells_the_ticket_it_runs_again_and_uses_a_fresh_container():
+    job = ExportJob(
+        request_id="RITM0001",
+        user=USER_ID,
+        user_id=USER_ID,
+        callback_url=CALLBACK,
+        attempt=2,
+        submit_attempt=3,
+        submit_base=2,
+        earlier_attempts=({"attempt": 1, "phase": "failed"},),
+    )
+    d = Driver("export_personal_data", job.to_input())
+    reply = d.episode()
+    first = _callback(d.pending()).event
+    assert first["type"] == "export.retried"
+    assert first["data"]["attempt"] == 2
+    assert reply["customStatus"]["attempt"] == 2
+    assert reply["customStatus"]["attempts"] == [{"attempt": 1, "phase": "failed"}]
+    d.complete(DELIVERED)
+    assert steps.PrepareContainer.from_dict(d.pending().input).attempt == 3

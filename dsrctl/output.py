@@ -1,0 +1,161 @@
+"""What the CLI prints, and how: rich on a terminal, plain lines everywhere else.
+
+On a terminal (stdout a TTY, ``TERM`` not ``dumb``) tables and progress bars are rich's; without
+one (CI, a pipe, a file) every display falls back to plain lines, one per fact or change, that
+grep and diff well. ``--json`` prints the API's JSON as it came, for scripts. Errors go to
+standard error, one line per field at fault; exit statuses are listed here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dsrctl.client import ApiError
+
+EXIT_OK: Final = 0
+#: The API refused, a DSR failed, a verification broke, a CSV row was refused.
+EXIT_FAILED: Final = 1
+#: Wrong usage (click's own).
+EXIT_USAGE: Final = 2
+#: The service (or storage) could not be reached, or no token could be had.
+EXIT_UNREACHABLE: Final = 3
+#: ``watch`` gave up waiting: some DSR was still running at its deadline.
+EXIT_STILL_RUNNING: Final = 4
+
+
+def is_interactive(stream: Any = None) -> bool:
+    """True when live displays make sense: a TTY that is not ``TERM=dumb``."""
+    stream = stream if stream is not None else sys.stdout
+    if os.environ.get("TERM", "").lower() == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+class Output:
+    """The one place the commands print through."""
+
+    def __init__(self, *, json_mode: bool = False, interactive: bool | None = None) -> None:
+        self.json_mode = json_mode
+        self.interactive = is_interactive() if interactive is None else interactive
+        # Created now, on the streams of now (a test runner swaps them per invocation).
+        self.console = Console(highlight=False, force_terminal=self.interactive or None)
+        self.err_console = Console(stderr=True, highlight=False)
+
+    def line(self, text: str = "") -> None:
+        """One plain line on standard output (never rich markup)."""
+        click.echo(text)
+
+    def info(self, text: str) -> None:
+        """A note for people, on standard error (kept out of ``--json`` output)."""
+        click.echo(text, err=True)
+
+    def error(self, text: str) -> None:
+        click.echo(f"error: {text}", err=True)
+
+    def warning(self, text: str) -> None:
+        click.echo(f"warning: {text}", err=True)
+
+    def json(self, document: object) -> None:
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+    def refusal(self, exc: ApiError) -> None:
+        """An API refusal: one line, then one per field; with ``--json`` the problem too."""
+        lines = exc.lines()
+        self.error(lines[0])
+        for rest in lines[1:]:
+            click.echo(rest, err=True)
+        if self.json_mode:
+            self.json(exc.body if exc.body is not None else {"status": exc.status})
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A table: rich's on a terminal, aligned plain columns elsewhere."""
+        if self.interactive:
+            table = Table(*headers, header_style="bold", show_edge=False, pad_edge=False)
+            for row in rows:
+                table.add_row(*row)
+            self.console.print(table)
+            return
+        widths = [len(h) for h in headers]
+        for row in rows:
+            widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+        for row in [list(headers), *rows]:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+            self.line("  ".join(cells).rstrip())
+
+    def pairs(self, items: Sequence[tuple[str, str]]) -> None:
+        """``name: value`` lines, names aligned."""
+        width = max((len(name) for name, _ in items), default=0)
+        for name, value in items:
+            self.line(f"{name + ':':<{width + 1}} {value}")
+
+
+# -- formatting the API's values ---------------------------------------------------------------
+def moment(value: object) -> str:
+    """An ISO timestamp as ``2026-12-31 09:00 UTC`` (``-`` for none)."""
+    if not value:
+        return "-"
+    try:
+        at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    offset = at.utcoffset()
+    if offset is None:
+        return at.strftime("%Y-%m-%d %H:%M")
+    zone = "UTC" if offset.total_seconds() == 0 else at.strftime("%z")
+    return f"{at.strftime('%Y-%m-%d %H:%M')} {zone}"
+
+
+def days_left(doc: Mapping[str, Any]) -> str:
+    """Days to the deadline, ``OVERDUE`` past it, ``-`` once it no longer runs."""
+    if doc.get("overdue"):
+        return "OVERDUE"
+    value = doc.get("daysLeft")
+    if value is None:
+        return "-"
+    return f"{value}!" if doc.get("deadlineWarning") else str(value)
+
+
+def graph(doc: Mapping[str, Any]) -> str:
+    """Graph's status and progress: ``running 40%`` (``-`` before the export is submitted)."""
+    status = doc.get("graphStatus")
+    progress = doc.get("progress")
+    parts = [str(status)] if status else []
+    if isinstance(progress, int | float) and not isinstance(progress, bool):
+        parts.append(f"{progress:g}%")
+    return " ".join(parts) or "-"
+
+
+def size(count: object) -> str:
+    """Bytes in a readable unit."""
+    if not isinstance(count, int | float) or isinstance(count, bool):
+        return "-"
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover - the loop returns
+
+
+def compact(value: object) -> str:
+    """A nested value in one line."""
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)

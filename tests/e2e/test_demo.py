@@ -1,0 +1,65 @@
+"""``make demo`` as CI runs it (no terminal): what it shows is what the portal will show."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.host import REPO, user_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+
+@pytest.fixture(scope="module")
+def demo() -> subprocess.CompletedProcess[str]:
+    env = {**user_env(), "TERM": "dumb", "CI": "1"}
+    env.pop("EXPORT_RETENTION_DAYS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "devhost", "demo"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def test_the_demo_ends_as_expected_in_plain_lines(demo):
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "\x1b[" not in demo.stdout, "plain lines without a terminal"
+    assert "every DSR ended as expected" in demo.stdout
+
+
+def test_each_dsr_shows_its_deadline_its_manifest_and_the_sas_revoked(demo):
+    out = demo.stdout
+    assert re.search(r"DEMO-1001 +exporting .* due \d{4}-\d\d-\d\d \(\d+ days left\)", out)
+    assert re.search(r"DEMO-1001 +completed +\d+ +[\d.]+ KiB +revoked +\d{4}-\d\d-\d\d", out)
+    assert re.search(r"manifest: dsr-demo-1001-[0-9a-f]{16}/manifest\.json", out)
+    assert "(root) = Graph's receipt" in out, "the products are explained"
+    assert "same person as DEMO-1002" in out
+
+
+def test_the_throttling_and_the_failure_are_visible_with_the_fix(demo):
+    out = demo.stdout
+    assert "Graph throttled a status poll (429" in out
+    assert re.search(r"DEMO-1005 +failed", out)
+    assert "fix: " in out
+    assert "@contoso.example" not in out, "no UPN echoed, not even in Graph's error"
+
+
+def test_the_demo_ends_with_the_evidence_verified_and_the_deletion_receipt(demo):
+    out = demo.stdout
+    assert re.search(r"evidence: OK: \d+ records \(received > .* > retention_deleted\)", out)
+    assert re.search(r"deletion receipt rcpt_[0-9a-f]{24}: \d+ blobs", out)
+    assert "what the workbook shows of this run" in out
+    assert re.search(r"retention_deleted +\d+", out)
+    assert re.search(r"dsr_delivered +1", out)
+
+
+def test_no_secret_in_what_the_demo_prints(demo):
+    assert "sig=" not in demo.stdout + demo.stderr

@@ -1,0 +1,331 @@
+"""``dsrctl download``: every blob into the folder, each checked against manifest.json, the link
+never shown; against a fake container, and once against Azurite with a real read+list SAS."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from pytest_httpserver import HTTPServer
+
+from dsrctl import download, output
+from dsrctl.commands import cli
+from dsrctl.download import BlobCheck, RemoteBlob
+
+SECRET_URL = "https://acct.blob.core.windows.net/dsr-ritm1?sv=2024&sp=rl&sig=TOPSECRETsig%3D"
+
+
+def md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def manifest(blobs: dict[str, bytes], *, md5s: bool = True, **override) -> bytes:
+    entries = [
+        {"name": name, "size": len(data), "md5": md5(data) if md5s else None}
+        for name, data in blobs.items()
+    ]
+    return json.dumps({"requestId": "RITM1", "blobs": entries, **override}).encode()
+
+
+class FakeContainer:
+    """A container listing and its blobs, served in small chunks."""
+
+    def __init__(self, blobs: dict[str, bytes], *, listed_md5: bool = True) -> None:
+        self.blobs = blobs
+        self.listed_md5 = listed_md5
+        self.downloads: list[str] = []
+
+    def list(self) -> list[RemoteBlob]:
+        return [
+            RemoteBlob(name, len(data), md5(data) if self.listed_md5 else None)
+            for name, data in self.blobs.items()
+        ]
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        self.downloads.append(name)
+        data = self.blobs[name]
+        for start in range(0, len(data), 7):
+            yield data[start : start + 7]
+
+
+EXPORT = {
+    "Exchange/mail-1.json": b'{"subject": "hello"}' * 20,
+    "OneDrive/files/report.docx": b"\x00\x01binary" * 50,
+    "RequestInfo.json": b'{"requestId": "op-1"}',
+}
+
+
+def full_container(**changes: bytes) -> FakeContainer:
+    blobs = {**EXPORT, "manifest.json": manifest(EXPORT), "audit.json": b"{}"}
+    blobs.update(changes)
+    return FakeContainer(blobs)
+
+
+# -- the verification ---------------------------------------------------------------------------
+def test_every_blob_is_downloaded_and_verified(tmp_path: Path):
+    source = full_container()
+    seen_bytes: list[int] = []
+    report = download.download_all(source, tmp_path / "out", on_bytes=seen_bytes.append)
+    assert report.ok, report.checks
+    assert (tmp_path / "out/OneDrive/files/report.docx").read_bytes() == EXPORT[
+        "OneDrive/files/report.docx"
+    ]
+    assert source.downloads[0] == "manifest.json"
+    assert sorted(c.name for c in report.checks) == sorted(source.blobs)
+    assert sum(seen_bytes) == sum(len(data) for data in source.blobs.values())
+    assert not list((tmp_path / "out").rglob("*.part"))
+    assert report.summary().startswith("verified against manifest.json: 5 files")
+
+
+def test_running_it_again_keeps_what_is_already_there(tmp_path: Path):
+    download.download_all(full_container(), tmp_path)
+    again = full_container()
+    report = download.download_all(again, tmp_path)
+    assert report.ok
+    assert again.downloads == []
+    assert all(check.kept for check in report.checks)
+
+
+def test_a_blob_that_differs_from_the_manifest_fails(tmp_path: Path):
+    source = full_container(**{"Exchange/mail-1.json": b'{"subject": "HELLO"}' * 20})
+    report = download.download_all(source, tmp_path)
+    assert not report.ok
+    bad = [check for check in report.checks if not check.ok]
+    assert [check.name for check in bad] == ["Exchange/mail-1.json"]
+    assert str(bad[0].problem).startswith("MD5 ")
+    assert "NOT VERIFIED: 1 of 5 file(s) do not match manifest.json" in report.summary()
+
+
+def test_without_md5_the_size_is_checked(tmp_path: Path):
+    blobs = {**EXPORT, "manifest.json": manifest(EXPORT, md5s=False)}
+    blobs["RequestInfo.json"] = b'{"requestId": "op-1"} plus'
+    source = FakeContainer(blobs, listed_md5=False)
+    report = download.download_all(source, tmp_path)
+    sizes = len(blobs["RequestInfo.json"]), len(EXPORT["RequestInfo.json"])
+    assert [c.problem for c in report.checks if not c.ok] == [
+        f"size {sizes[0]}, the manifest says {sizes[1]}"
+    ]
+
+
+def test_missing_and_unlisted_blobs_fail(tmp_path: Path):
+    source = full_container(**{"Teams/chat.json": b"{}"})
+    del source.blobs["RequestInfo.json"]
+    report = download.download_all(source, tmp_path)
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert problems == {
+        "Teams/chat.json": "not listed in manifest.json (unverified)",
+        "RequestInfo.json": "in the manifest but not in the container",
+    }
+
+
+def test_no_manifest_means_not_verified(tmp_path: Path):
+    source = FakeContainer(dict(EXPORT))
+    report = download.download_all(source, tmp_path)
+    assert not report.ok
+    assert "no manifest.json" in report.summary()
+    assert (tmp_path / "RequestInfo.json").exists()
+
+
+def test_a_manifest_that_is_not_one(tmp_path: Path):
+    report = download.download_all(full_container(**{"manifest.json": b"[1, 2]"}), tmp_path)
+    assert not report.ok
+    assert report.manifest_problem == "manifest.json has no list of blobs"
+
+
+@pytest.mark.parametrize("name", ["../escape.json", "/abs.json", "a/../../b", "a\\b", "x.part"])
+def test_a_blob_name_that_would_leave_the_folder_is_not_written(tmp_path: Path, name: str):
+    blobs = {name: b"evil"}
+    source = FakeContainer({**blobs, "manifest.json": manifest(blobs)})
+    report = download.download_all(source, tmp_path / "out")
+    assert not report.ok
+    assert [c.problem for c in report.checks if not c.ok] == [
+        "a blob name that would leave the folder: not written"
+    ]
+    assert not (tmp_path / "escape.json").exists()
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["manifest.json"]
+
+
+# -- the command ------------------------------------------------------------------------------
+GRANT = {
+    "url": SECRET_URL,
+    "expiresAt": "2026-12-01T11:00:00+00:00",
+    "container": "dsr-ritm1-0123",
+}
+
+
+@pytest.fixture
+def granted(httpserver: HTTPServer) -> HTTPServer:
+    httpserver.expect_request("/api/exports/RITM1/download", method="POST").respond_with_json(
+        GRANT, status=201
+    )
+    return httpserver
+
+
+def dsrctl(server: HTTPServer, *args: str):
+    base = ["--url", server.url_for("/"), "--function-key", "k"]
+    return CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
+
+
+def no_secret_anywhere(text: str, folder: Path) -> None:
+    assert "TOPSECRET" not in text
+    assert "sig=" not in text
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert b"TOPSECRET" not in path.read_bytes()
+
+
+def test_download_command_plain_lines_and_summary(
+    granted: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    opened: list[str] = []
+
+    def fake_open(url: str, *, verify: bool | str = True) -> FakeContainer:
+        opened.append(url)
+        return full_container()
+
+    monkeypatch.setattr(download, "open_container", fake_open)
+    folder = tmp_path / "RITM1"
+    result = dsrctl(granted, "download", "RITM1", "--to", str(folder))
+    assert result.exit_code == 0, result.output
+    assert opened == [SECRET_URL]
+    assert "container dsr-ritm1-0123, link valid until 2026-12-01 11:00 UTC" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["ok", "manifest.json", str(len(manifest(EXPORT))), "B"]
+    assert lines[-1].startswith("verified against manifest.json: 5 files")
+    no_secret_anywhere(result.output, folder)
+    as_json = dsrctl(granted, "--json", "download", "RITM1", "--to", str(folder))
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is True
+    assert report["container"] == "dsr-ritm1-0123"
+    assert "url" not in report
+    assert all(entry["kept"] for entry in report["files"])
+    no_secret_anywhere(as_json.output, folder)
+
+
+def test_download_command_fails_on_a_mismatch(
+    granted: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(
+        download,
+        "open_container",
+        lambda url, verify=True: full_container(**{"RequestInfo.json": b"changed"}),
+    )
+    result = dsrctl(granted, "download", "RITM1", "--to", str(tmp_path))
+    assert result.exit_code == 1
+    assert "FAILED RequestInfo.json: size 7, the manifest says" in result.stdout
+    assert "NOT VERIFIED" in result.stdout
+
+
+def test_download_on_a_terminal_shows_a_byte_progress_bar(
+    granted: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(output, "is_interactive", lambda stream=None: True)
+    monkeypatch.setattr(download, "open_container", lambda url, verify=True: full_container())
+    result = dsrctl(granted, "download", "RITM1", "--to", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "downloading" in result.stdout
+    assert "5/5 files" in result.stdout
+    no_secret_anywhere(result.output, tmp_path)
+
+
+def test_a_storage_error_is_scrubbed(granted: HTTPServer, tmp_path: Path, monkeypatch):
+    from azure.core.exceptions import ServiceRequestError
+
+    class Failing(FakeContainer):
+        def list(self) -> list[RemoteBlob]:
+            with download._StorageErrors(SECRET_URL):
+                raise ServiceRequestError(f"Max retries exceeded with url: {SECRET_URL}")
+
+    monkeypatch.setattr(download, "open_container", lambda url, verify=True: Failing({}))
+    result = dsrctl(granted, "download", "RITM1", "--to", str(tmp_path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == "error: cannot reach the export storage"
+    no_secret_anywhere(result.output, tmp_path)
+
+
+def test_download_refused_by_the_api(httpserver: HTTPServer, tmp_path: Path):
+    httpserver.expect_request("/api/exports/RITM1/download", method="POST").respond_with_json(
+        {"title": "Export not available", "status": 409, "detail": "the DSR is exporting"},
+        status=409,
+        content_type="application/problem+json",
+    )
+    result = dsrctl(httpserver, "download", "RITM1", "--to", str(tmp_path / "x"))
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: 409 Export not available: the DSR is exporting"
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_check_reads_as_json():
+    assert BlobCheck("a", 3, "bad").to_dict() == {
+        "name": "a",
+        "size": 3,
+        "ok": False,
+        "problem": "bad",
+    }
+
+
+# -- against Azurite: the real SDK with a real read+list SAS --------------------------------
+@pytest.mark.azurite
+def test_download_from_azurite_through_a_container_sas(
+    azurite, tls_files, httpserver: HTTPServer, tmp_path: Path
+):
+    from azure.storage.blob import (
+        BlobServiceClient,
+        ContainerSasPermissions,
+        ContentSettings,
+        generate_container_sas,
+    )
+
+    from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME
+
+    service = BlobServiceClient(
+        azurite.blob_endpoint,
+        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
+        connection_verify=tls_files.ca_bundle,
+    )
+    name = f"dsr-cli-{uuid.uuid4().hex[:10]}"
+    container = service.create_container(name)
+    for blob, data in EXPORT.items():
+        container.upload_blob(
+            blob,
+            data,
+            content_settings=ContentSettings(
+                content_md5=bytearray(hashlib.md5(data, usedforsecurity=False).digest())
+            ),
+        )
+    container.upload_blob("manifest.json", manifest(EXPORT))
+    sas = generate_container_sas(
+        ACCOUNT_NAME,
+        name,
+        account_key=ACCOUNT_KEY,
+        permission=ContainerSasPermissions(read=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(minutes=10),
+    )
+    grant = {"url": f"{azurite.blob_endpoint}/{name}?{sas}", "expiresAt": "x", "container": name}
+    httpserver.expect_request("/api/exports/RITM1/download", method="POST").respond_with_json(
+        grant, status=201
+    )
+    base = ["--url", httpserver.url_for("/"), "--ca-bundle", tls_files.ca_bundle]
+    folder = tmp_path / "RITM1"
+    result = CliRunner().invoke(cli, [*base, "download", "RITM1", "--to", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "Exchange/mail-1.json").read_bytes() == EXPORT["Exchange/mail-1.json"]
+    assert result.stdout.splitlines()[-1].startswith("verified against manifest.json: 4 files")
+    assert sas.split("sig=")[1][:10] not in result.output
+    # Changed in storage after the manifest was written: caught.
+    container.upload_blob("Exchange/mail-1.json", b"tampered", overwrite=True)
+    tampered = CliRunner().invoke(cli, [*base, "download", "RITM1", "--to", str(tmp_path / "t")])
+    assert tampered.exit_code == 1
+    assert "FAILED Exchange/mail-1.json" in tampered.stdout
+    container.delete_container()
+    gone = CliRunner().invoke(cli, [*base, "download", "RITM1", "--to", str(tmp_path / "g")])
+    assert gone.exit_code == 1
+    assert "no longer in storage" in gone.stderr
+    assert "sig=" not in gone.output

@@ -1,0 +1,249 @@
+"""The lifecycle routes' refusals and the retention run's decisions, against the fake task hub
+and the in-memory evidence: each action only in the state it needs, and nothing early."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from dsr_export.adapters.storage import DeletedData
+from dsr_export.domain import lifecycle
+from dsr_export.domain.evidence import Kind
+from intake import retention
+from tests.unit.intake_fakes import (
+    T0,
+    USER_ID,
+    FakeDurableClient,
+    MemoryEvidence,
+    app_settings,
+    body,
+    call,
+    intake_settings,
+    request,
+)
+
+
+class FakeStorage:
+    """The export account's deletions, counted."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, list[str]] = {}
+        self.deleted: list[str] = []
+
+    def delete_data(self, request_id: str) -> DeletedData:
+        containers = tuple(self.held.pop(request_id, []))
+        self.deleted += containers
+        return DeletedData(containers, len(containers) * 3, len(containers) * 300, "a" * 64)
+
+    def has_data(self, name: str) -> bool:
+        return any(name in names for names in self.held.values())
+
+
+@pytest.fixture
+def storage(swap: Callable[..., None]) -> FakeStorage:
+    fake = FakeStorage()
+    swap(export_storage=fake, clock=lambda: T0)
+    return fake
+
+
+@pytest.fixture(autouse=True)
+def _settings() -> Iterator[None]:
+    with intake_settings():
+        yield
+
+
+def _route(
+    user_function, name: str, client: FakeDurableClient, method: str, path: str, payload=None
+):
+    req = request(method, path, payload, route_params={"requestId": "R-1"})
+    return call(user_function(name), client, req=req)
+
+
+def _ended(phase: str, *, ended_at=T0, **extra: Any) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "requestId": "R-1",
+        "container": "dsr-r-1-abc",
+        "completedAt": ended_at.isoformat(),
+        "deadline": (T0 + timedelta(days=30)).isoformat(),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "payload", "runtime", "phase", "says"),
+    [
+        (
+            "download_export",
+            "POST",
+            "exports/R-1/download",
+            None,
+            "Running",
+            "exporting",
+            "completed",
+        ),
+        (
+            "extend_deadline",
+            "POST",
+            "exports/R-1/extend",
+            {"reason": "x", "days": 3},
+            "Completed",
+            "failed",
+            "retry it first",
+        ),
+        (
+            "retry_dsr",
+            "POST",
+            "exports/R-1/retry",
+            {"reason": "x"},
+            "Completed",
+            "completed",
+            "failed or timed-out",
+        ),
+        (
+            "erase_data",
+            "DELETE",
+            "exports/R-1/data",
+            {"reason": "x"},
+            "Running",
+            "exporting",
+            "cancel it first",
+        ),
+    ],
+)
+def test_each_action_is_refused_in_the_wrong_state_saying_what_to_do(
+    user_function, storage, name, method, path, payload, runtime, phase, says
+):
+    client = FakeDurableClient()
+    state = _ended(phase) if runtime == "Completed" else {"phase": phase, "requestId": "R-1"}
+    client.add(
+        "R-1",
+        runtime=runtime,
+        custom_status=state,
+        output=state if runtime == "Completed" else None,
+    )
+    answer = _route(user_function, name, client, method, path, payload)
+    assert answer.status_code == 409, body(answer)
+    assert says in body(answer)["detail"]
+    assert client.started == [], "nothing started"
+    assert storage.deleted == [], "nothing deleted"
+
+
+@pytest.mark.parametrize(
+    ("payload", "pointer"),
+    [
+        ({"days": 3}, "/reason"),
+        ({"reason": "x"}, "/days"),
+        ({"reason": "x", "days": 3, "months": 1}, "/days"),
+        ({"reason": "x", "months": 3}, "/months"),
+    ],
+)
+def test_an_extension_the_law_does_not_allow_is_refused_naming_the_field(
+    user_function, storage, payload, pointer
+):
+    client = FakeDurableClient()
+    job = {
+        "requestId": "R-1",
+        "user": USER_ID,
+        "receivedAt": T0.isoformat(),
+        "regulation": "gdpr",
+        "legalDeadline": (T0 + timedelta(days=31)).isoformat(),
+        "warningAt": (T0 + timedelta(days=24)).isoformat(),
+    }
+    client.add("R-1", custom_status={"phase": "exporting"}, input_=job)
+    answer = _route(user_function, "extend_deadline", client, "POST", "exports/R-1/extend", payload)
+    assert answer.status_code == 400, body(answer)
+    assert body(answer)["errors"][0]["pointer"] == pointer
+    assert client.events == [], "nothing raised to the DSR"
+
+
+def test_an_erasure_answers_the_receipt_once_and_records_it(
+    user_function, storage, evidence_log: MemoryEvidence
+):
+    client = FakeDurableClient()
+    client.add(
+        "R-1", runtime="Completed", custom_status=_ended("completed"), output=_ended("completed")
+    )
+    storage.held["R-1"] = ["dsr-r-1-abc"]
+    first = _route(
+        user_function, "erase_data", client, "DELETE", "exports/R-1/data", {"reason": "Ada asked"}
+    )
+    assert first.status_code == 200, body(first)
+    receipt = body(first)
+    assert receipt["reason"] == "erasure_request"
+    assert receipt["receiptId"] == lifecycle.receipt_id("R-1", ["dsr-r-1-abc"])
+    [record] = [r for r in evidence_log.records["R-1"] if r.kind is Kind.ERASED]
+    assert "Ada" not in record.to_line().decode(), "the reason is kept as its hash"
+    again = _route(
+        user_function, "erase_data", client, "DELETE", "exports/R-1/data", {"reason": "again"}
+    )
+    assert again.status_code == 409
+    assert receipt["receiptId"] in body(again)["detail"]
+
+
+def _run(client: FakeDurableClient, now) -> retention.RunCounts:
+    return asyncio.run(retention.sweep(client, now))
+
+
+def test_retention_deletes_only_what_is_due_and_purges_only_complete_evidence(
+    storage, evidence_log: MemoryEvidence
+):
+    client = FakeDurableClient()
+    purged: list[str] = []
+
+    async def purge(instance_id: str) -> Any:
+        purged.append(instance_id)
+        client.instances.pop(instance_id, None)
+
+    client.purge_instance_history = purge  # type: ignore[attr-defined]
+    for request_id, days_ago in (("OLD", 100), ("MID", 40), ("NEW", 10)):
+        ended = T0 - timedelta(days=days_ago)
+        client.add(
+            request_id,
+            runtime="Completed",
+            output=_ended("completed", ended_at=ended),
+            created=ended,
+        )
+        storage.held[request_id] = [f"dsr-{request_id.lower()}-abc"]
+    evidence_log.append("OLD", Kind.RECEIVED, T0 - timedelta(days=101), {"source": "http"})
+    evidence_log.append("OLD", Kind.COMPLETED, T0 - timedelta(days=100), {"blobCount": 1})
+    evidence_log.append("OLD", Kind.SAS_REVOKED, T0 - timedelta(days=100), {"revoked": True})
+    evidence_log.append("MID", Kind.RECEIVED, T0 - timedelta(days=41), {"source": "http"})
+
+    counts = _run(client, T0)
+    assert sorted(storage.deleted) == ["dsr-mid-abc", "dsr-old-abc"], "NEW is not due yet"
+    assert purged == ["OLD"], "MID's history is younger than 90 days"
+    assert (counts.due, counts.deleted, counts.purged, counts.failed) == (2, 2, 1, 0)
+    kinds = [r.kind for r in evidence_log.records["OLD"]]
+    assert kinds[-2:] == [Kind.RETENTION_DELETED, Kind.HISTORY_PURGED], (
+        "the record before the purge"
+    )
+
+    # A second run the same day deletes nothing twice and writes no second receipt.
+    again = _run(client, T0)
+    assert (again.deleted, again.purged) == (0, 0)
+    assert [r.kind for r in evidence_log.records["MID"]].count(Kind.RETENTION_DELETED) == 1
+
+
+def test_a_history_whose_evidence_is_incomplete_is_kept(storage, evidence_log: MemoryEvidence):
+    client = FakeDurableClient()
+    client.purge_instance_history = lambda _: pytest.fail("purged")  # type: ignore[attr-defined]
+    ended = T0 - timedelta(days=100)
+    client.add(
+        "GAP", runtime="Completed", output=_ended("completed", ended_at=ended), created=ended
+    )
+    counts = _run(client, T0)
+    assert counts.skipped == 1
+
+
+def test_the_retention_settings_refuse_a_history_purged_before_its_data():
+    from dsr_export.settings import LifecycleSettings, SettingsError
+
+    with pytest.raises(SettingsError, match="HISTORY_RETENTION_DAYS"):
+        LifecycleSettings.from_env({"EXPORT_RETENTION_DAYS": "30", "HISTORY_RETENTION_DAYS": "7"})
+    with app_settings(DOWNLOAD_LINK_MINUTES="1441"), pytest.raises(SettingsError):
+        LifecycleSettings.from_env()
