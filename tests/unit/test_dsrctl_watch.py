@@ -166,6 +166,9 @@ def test_on_a_terminal_the_live_display_ends_with_a_line_per_dsr(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setattr(output, "is_interactive", lambda stream=None: True)
+    # A terminal that draws (CI runs the suite with TERM=dumb, where rich draws plainly).
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
     play(httpserver, {"R-1": LIFE, "R-2": FAILED})
     result = dsrctl(httpserver, "watch", "R-1", "R-2", "--interval", "0.01")
     assert result.exit_code == output.EXIT_FAILED
