@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -132,9 +133,18 @@ async def notify(
     )
     try:
         await client.start_new(NOTICE_ORCHESTRATOR, f"notice-{digest}", payload.to_dict())
-    except Exception as exc:  # the SDK raises a bare Exception
+    except Exception as exc:  # noqa: BLE001 - the SDK raises a bare Exception
         if "already exists" not in str(exc):
-            raise
+            # What the route did is done and recorded (the evidence has it, the answer says
+            # it): a ticket callback that could not be queued must not turn that into a 500.
+            log_event(
+                "callback_queue_failed",
+                level=logging.WARNING,
+                request_id=job.request_id,
+                event_type=event_type,
+                reason=type(exc).__name__,
+            )
+            return
     log_event("callback_queued", request_id=job.request_id, event_type=event_type)
 
 

@@ -108,6 +108,7 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("dsr_delivered", ("request_id", *CALLER_FIELDS, "expires_at")),
     # A ticket callback handed to the DSR's orchestration by the API (delivery, extension...).
     LogEvent("callback_queued", ("request_id", "event_type")),
+    LogEvent("callback_queue_failed", ("request_id", "event_type", "reason")),
     LogEvent(
         "dsr_extended",
         (

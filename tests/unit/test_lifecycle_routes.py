@@ -247,3 +247,23 @@ def test_the_retention_settings_refuse_a_history_purged_before_its_data():
         LifecycleSettings.from_env({"EXPORT_RETENTION_DAYS": "30", "HISTORY_RETENTION_DAYS": "7"})
     with app_settings(DOWNLOAD_LINK_MINUTES="1441"), pytest.raises(SettingsError):
         LifecycleSettings.from_env()
+
+
+def test_an_erasure_whose_ticket_callback_cannot_be_queued_still_answers_its_receipt(
+    user_function, storage, evidence_log: MemoryEvidence, caplog
+):
+    class Unqueueable(FakeDurableClient):
+        async def start_new(self, name: str, instance_id: str, client_input: Any) -> str:
+            raise Exception("The task hub is unavailable")  # the SDK raises a bare Exception
+
+    client = Unqueueable()
+    ended = _ended("completed")
+    job = {"requestId": "R-1", "user": USER_ID, "callbackUrl": "https://acme.service-now.com/cb"}
+    client.add("R-1", runtime="Completed", custom_status=ended, output=ended, input_=job)
+    storage.held["R-1"] = ["dsr-r-1-abc"]
+    answer = _route(
+        user_function, "erase_data", client, "DELETE", "exports/R-1/data", {"reason": "x"}
+    )
+    assert answer.status_code == 200, body(answer)
+    assert [r.kind for r in evidence_log.records["R-1"]] == [Kind.ERASED]
+    assert any("callback_queue_failed" in r.getMessage() for r in caplog.records)
