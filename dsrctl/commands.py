@@ -19,22 +19,13 @@ from typing import Any, TypeVar
 
 import click
 
+from dsr_export.domain.status import Phase
 from dsrctl import csv_import, download, evidence, output, watch
 from dsrctl.client import ApiClient, ApiError, CredentialError, NetworkError, TokenSource
 from dsrctl.output import is_interactive
 
-PHASES = (
-    "accepted",
-    "resolving_user",
-    "preparing_storage",
-    "submitting",
-    "exporting",
-    "finalizing",
-    "completed",
-    "failed",
-    "timed_out",
-    "cancelled",
-)
+#: The phases a DSR can be in, as the API names them (the ``--phase`` filter's choices).
+PHASES = tuple(phase.value for phase in Phase)
 #: The status document's fields in the order ``show`` prints them (the rest follow).
 SHOW_ORDER = (
     "requestId",
@@ -461,7 +452,9 @@ def watch_(
 
 
 # -- acting --------------------------------------------------------------------------------
-_REASON = click.option("--reason", required=True, help="Why (kept in the DSR's audit trail).")
+_REASON = click.option(
+    "--reason", required=True, help="Why (sent with the action; see docs/dsrctl.md)."
+)
 
 
 @cli.command()

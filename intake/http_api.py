@@ -44,10 +44,12 @@ from intake.responses import refuse_body as _refuse_body
 from intake.responses import route_request_id as _route_request_id
 from intake.responses import valid_route_id as _valid_route_id
 from intake.service import (
+    LIVE_STATES,
     ORCHESTRATOR,
     Admission,
     document,
     find_dsr,
+    is_live,
     start_or_get,
     stored_job,
 )
@@ -62,8 +64,6 @@ OPENAPI_PATH: Final = Path(__file__).with_name("openapi.json")
 #: The list covers DSRs created this long ago at most: longer than any DSR runs, and the
 #: query stays bounded however long the task hub keeps history.
 LIST_WINDOW: Final = timedelta(days=400)
-#: Runtime states in which the orchestration can still take a cancel.
-_LIVE: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
 
 @bp.route(route="exports", methods=["POST"])
@@ -315,7 +315,7 @@ def _runtime_filter(phase: str) -> list[str]:
     terminal phase lives in a finished instance and any other phase in a live one."""
     names: tuple[str, ...] = ("Completed", "Failed", "Terminated", "Canceled")
     if Phase(phase) not in TERMINAL_PHASES:
-        names = tuple(_LIVE)
+        names = tuple(LIVE_STATES)
     return sorted(names)
 
 
@@ -339,7 +339,6 @@ def _untoken(token: str) -> tuple[str, str]:
 
 
 def _finished(status: df.DurableOrchestrationStatus, doc: dict[str, Any]) -> bool:
-    runtime = status.runtime_status.name if status.runtime_status else ""
     return (
-        runtime not in _LIVE or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING
+        not is_live(status) or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING
     )

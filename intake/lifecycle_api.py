@@ -8,6 +8,7 @@ URL, a SAS or free text: an operator's reason is kept as its hash) and tells the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
@@ -35,7 +36,7 @@ from intake.responses import (
     refuse_body,
     valid_route_id,
 )
-from intake.service import ORCHESTRATOR, document, find, find_dsr, stored_job
+from intake.service import ORCHESTRATOR, document, find, find_dsr, is_live, stored_job
 
 bp = df.Blueprint()
 
@@ -43,7 +44,6 @@ bp = df.Blueprint()
 RETRYABLE: Final = frozenset({Phase.FAILED.value, Phase.TIMED_OUT.value})
 #: Phases whose data may be erased: the DSR's orchestration has ended.
 ENDED: Final = frozenset(phase.value for phase in TERMINAL_PHASES)
-_LIVE: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
 
 @bp.route(route="exports/{requestId}/download", methods=["POST"])
@@ -55,10 +55,12 @@ async def download_export(
     given = _prologue(req, with_body=False)
     if isinstance(given, func.HttpResponse):
         return given
-    target = await _target(client, given[0], given[1])
-    if isinstance(target, func.HttpResponse):
-        return target
-    caller, status, doc, recs = target
+    caller, request_id, _ = given
+    found = await _find(client, request_id)
+    if isinstance(found, func.HttpResponse):
+        return found
+    status, doc, recs = found.status, found.doc, found.records()
+    assert status is not None
     if doc["phase"] != Phase.COMPLETED.value:
         return _conflict(f"the DSR is {doc['phase']}: only a completed DSR has data to deliver")
     deleted = lifecycle.last_deletion(recs)
@@ -123,22 +125,20 @@ async def extend_deadline(
 ) -> func.HttpResponse:
     """Move the legal deadline within the regulation's cap; the DSR applies it, re-arms its
     warning and overdue notices and tells the ticket (``deadline.extended``)."""
-    given = _prologue(req, with_body=True)
+    given = _reasoned(req)
     if isinstance(given, func.HttpResponse):
         return given
-    caller, request_id, payload = given
+    caller, request_id, payload, why = given
     try:
-        why = reason(payload)
         ask = ExtensionAsk.parse({**payload, "reason": why})
-    except InvalidRequest as exc:
-        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
     except ExtensionRefused as exc:
         return _invalid(exc)
-    target = await _target(client, caller, request_id)
-    if isinstance(target, func.HttpResponse):
-        return target
-    _, status, doc, _ = target
-    if doc["phase"] in ENDED or doc["phase"] == Phase.FINALIZING.value or not _live(status):
+    found = await _find(client, request_id)
+    if isinstance(found, func.HttpResponse):
+        return found
+    status, doc = found.status, found.doc
+    assert status is not None
+    if doc["phase"] in ENDED or doc["phase"] == Phase.FINALIZING.value or not is_live(status):
         hint = " (retry it first)" if doc["phase"] in RETRYABLE else ""
         return _conflict(f"the DSR is {doc['phase']}: only a running DSR is extended{hint}")
     job = life.job_of(status)
@@ -182,20 +182,17 @@ async def retry_dsr(
 ) -> func.HttpResponse:
     """Run a failed or timed-out DSR again under the same id and legal deadline, in a fresh
     container; the same call twice starts one attempt."""
-    given = _prologue(req, with_body=True)
+    given = _reasoned(req)
     if isinstance(given, func.HttpResponse):
         return given
-    caller, request_id, payload = given
-    try:
-        why = reason(payload)
-    except InvalidRequest as exc:
-        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
-    target = await _target(client, caller, request_id)
-    if isinstance(target, func.HttpResponse):
-        return target
-    _, status, doc, _ = target
-    if doc["phase"] not in RETRYABLE or _live(status):
-        if _live(status) and int(doc.get("attempt") or 1) > 1:
+    caller, request_id, _, why = given
+    found = await _find(client, request_id)
+    if isinstance(found, func.HttpResponse):
+        return found
+    status, doc = found.status, found.doc
+    assert status is not None
+    if doc["phase"] not in RETRYABLE or is_live(status):
+        if is_live(status) and int(doc.get("attempt") or 1) > 1:
             # Already retried (this call, sent twice): the attempt under way is the answer.
             return json_answer(doc, 202, location=f"/api/exports/{status.instance_id}")
         return _conflict(f"the DSR is {doc['phase']}: only a failed or timed-out DSR is retried")
@@ -253,25 +250,21 @@ async def erase_data(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Delete the DSR's exported data now and answer with the deletion receipt."""
-    given = _prologue(req, with_body=True)
+    given = _reasoned(req)
     if isinstance(given, func.HttpResponse):
         return given
-    caller, request_id, payload = given
-    try:
-        why = reason(payload)
-    except InvalidRequest as exc:
-        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
-    target = await _target(client, caller, request_id, allow_purged=True)
-    if isinstance(target, func.HttpResponse):
-        return target
-    _, status, doc, recs = target
-    if doc["phase"] not in ENDED or (status is not None and _live(status)):
+    caller, request_id, _, why = given
+    found = await _find(client, request_id, allow_purged=True)
+    if isinstance(found, func.HttpResponse):
+        return found
+    status, doc = found.status, found.doc
+    if doc["phase"] not in ENDED or (status is not None and is_live(status)):
         return _conflict(f"the DSR is {doc['phase']}: cancel it first, or wait until it ends")
     request_id = str(doc["requestId"])
     now = composition.now()
     done = life.delete_data(request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why)
     if done is None:
-        earlier = lifecycle.last_deletion(recs)
+        earlier = lifecycle.last_deletion(found.records())
         detail = "the DSR has no exported data"
         if earlier is not None:
             detail += f" (deleted before: receipt {earlier.data.get('receiptId')})"
@@ -299,7 +292,21 @@ async def erase_data(
 
 # -- the prologue every route shares ----------------------------------------------------------
 
-Target = tuple[Caller, Any, dict[str, Any], list[EvidenceRecord]]
+
+@dataclass
+class _Found:
+    """The DSR a route acts on: its instance (None once purged), its status document, and its
+    evidence, read only by the routes that need it, once."""
+
+    request_id: str
+    status: df.DurableOrchestrationStatus | None
+    doc: dict[str, Any]
+    _records: list[EvidenceRecord] | None = None
+
+    def records(self) -> list[EvidenceRecord]:
+        if self._records is None:
+            self._records = life.records(self.request_id)
+        return self._records
 
 
 def _prologue(
@@ -321,27 +328,36 @@ def _prologue(
     return caller, request_id, payload
 
 
-async def _target(
-    client: df.DurableOrchestrationClient,
-    caller: Caller,
-    request_id: str,
-    *,
-    allow_purged: bool = False,
-) -> Target | func.HttpResponse:
-    """The DSR's instance, its status document and its evidence; or the refusal to send. A DSR
-    whose history was purged is found by its evidence when ``allow_purged`` (its instance is
-    then None)."""
+def _reasoned(
+    req: func.HttpRequest,
+) -> tuple[Caller, str, dict[str, Any], str] | func.HttpResponse:
+    """:func:`_prologue` for the routes whose body must give a ``reason``: and that reason."""
+    given = _prologue(req, with_body=True)
+    if isinstance(given, func.HttpResponse):
+        return given
+    caller, request_id, payload = given
+    try:
+        return caller, request_id, payload, reason(payload)
+    except InvalidRequest as exc:
+        return problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+
+
+async def _find(
+    client: df.DurableOrchestrationClient, request_id: str, *, allow_purged: bool = False
+) -> _Found | func.HttpResponse:
+    """The DSR, or the refusal to send. A DSR whose history was purged is found by its
+    evidence when ``allow_purged``."""
     status = await find_dsr(client, request_id, show_input=True)
-    recs = life.records(request_id)
-    if status is None:
-        purged = lifecycle.purged_status(recs) if recs else None
-        if purged is not None and allow_purged:
-            return caller, None, purged, recs
-        if purged is not None:
-            return _conflict("the DSR's history was purged; only its evidence remains")
-        return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    now = composition.now()
-    return caller, status, document(status, now, stored_job(status)), recs
+    if status is not None:
+        return _Found(request_id, status, document(status, composition.now(), stored_job(status)))
+    found = _Found(request_id, None, {})
+    purged = lifecycle.purged_status(found.records()) if found.records() else None
+    if purged is not None and allow_purged:
+        found.doc = purged
+        return found
+    if purged is not None:
+        return _conflict("the DSR's history was purged; only its evidence remains")
+    return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
 
 
 def _body(req: func.HttpRequest) -> dict[str, Any] | func.HttpResponse:
@@ -358,11 +374,6 @@ def _body(req: func.HttpRequest) -> dict[str, Any] | func.HttpResponse:
             400, "Invalid request", "the body must be an object", "invalid-request", [error]
         )
     return payload
-
-
-def _live(status: df.DurableOrchestrationStatus) -> bool:
-    runtime = status.runtime_status.name if status.runtime_status else ""
-    return runtime in _LIVE
 
 
 def _conflict(detail: str) -> func.HttpResponse:

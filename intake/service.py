@@ -35,6 +35,8 @@ from dsr_export.domain.status import status_document
 from dsr_export.settings import callback_settings, deadline_settings, export_policy
 
 ORCHESTRATOR: Final = "export_personal_data"
+#: Runtime states in which an orchestration still runs (and can take an event).
+LIVE_STATES: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 
 
 class Admission(enum.Enum):
@@ -286,3 +288,9 @@ def _same_subject(job: ExportJob | None, request: ExportRequest) -> bool:
         return False
     known = {str(value).lower() for value in (job.user, job.user_id) if value}
     return request.user.lower() in known
+
+
+def is_live(status: df.DurableOrchestrationStatus) -> bool:
+    """Whether the instance still runs (its runtime state, not the phase it reports)."""
+    runtime = status.runtime_status.name if status.runtime_status else ""
+    return runtime in LIVE_STATES

@@ -428,10 +428,10 @@ def _extend(context: df.DurableOrchestrationContext, latest: _Latest, data: Any)
     """Apply one extension the API accepted: the domain checks it again against the job (two
     extensions sent at once are judged in turn), then evidence, status and the ticket."""
     data = data if isinstance(data, dict) else {}
-    before = latest.job
+    before, ask = latest.job, ExtensionAsk.from_dict(data.get("ask"))
     try:
         job = before.extended_by(
-            ExtensionAsk.from_dict(data.get("ask")),
+            ask,
             context.current_utc_datetime,
             custom_max_days=int(data.get("customMaxDays") or 0),
         )
@@ -449,7 +449,7 @@ def _extend(context: df.DurableOrchestrationContext, latest: _Latest, data: Any)
         original_deadline=job.original_deadline or applied["previousDeadline"],
         extension_days=applied["days"],
         reason_code=applied["reasonCode"],
-        reason_sha256=ExtensionAsk.from_dict(data.get("ask")).reason_sha256,
+        reason_sha256=ask.reason_sha256,
         actor_kind=actor.get("kind"),
         actor_id=actor.get("id"),
     )

@@ -135,7 +135,9 @@ class ExportJob:
         current, received = self.legal_deadline_at(), self.received_at
         if current is None or received is None:
             raise ExtensionRefused("/days", "this DSR has no legal deadline to extend")
-        original = datetime.fromisoformat(self.original_deadline or self.legal_deadline or "")
+        original = (
+            datetime.fromisoformat(self.original_deadline) if self.original_deadline else current
+        )
         new = extended(
             ask,
             regulation=parse_regulation(self.regulation),

@@ -17,7 +17,6 @@ what can still drift silently is checked here:
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
 import logging
@@ -44,14 +43,13 @@ from tests.infra.bicep_model import (
     resources,
     template,
 )
+from tests.ops.log_calls import calls
 from tests.ops.logfmt import event_of, parse_kv
 
 WORKBOOK_BICEP = "modules/workbook.bicep"
 WORKBOOK_JSON = MODULES / "workbook.json"
 OPERATIONS_DOC = ROOT / "docs" / "operations.md"
 #: Where log lines are written; everything the Functions host runs of ours.
-SOURCE_DIRS = ("activities", "orchestrations", "intake", "dsr_export")
-SOURCE_FILES = ("function_app.py",)
 #: What operators must be able to see, per the operations brief (each needs a panel).
 WATCHED_EVENTS = {
     "dsr_accepted",
@@ -81,9 +79,6 @@ WATCHED_EVENTS = {
     "retention_failed",
     "evidence_recorded",
 }
-#: Declared (and read by a panel) but logged by no code yet: another change adds the line.
-#: Listed so that the day it is logged, this test asks for the entry to go.
-NOT_YET_LOGGED: set[str] = set()
 #: ``parse-kv message as (key: type, ...)``: the keys a query reads.
 _PARSE_KV = re.compile(r"parse-kv message as \(([^)]*)\)")
 #: KQL string literals: verbatim (@"...") or plain ("..." with backslash escapes).
@@ -97,83 +92,19 @@ _KQL_LITERAL = re.compile(
 # What the code logs
 
 
-def _source_files() -> list[Path]:
-    files = [ROOT / name for name in SOURCE_FILES]
-    for folder in SOURCE_DIRS:
-        files.extend(sorted((ROOT / folder).rglob("*.py")))
-    return [f for f in files if f.exists()]
-
-
-def _literal_strings(node: ast.expr) -> list[str] | None:
-    """The event names an argument can be: a literal, or either branch of ``a if c else b``."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return [node.value]
-    if isinstance(node, ast.IfExp):
-        branches = [_literal_strings(node.body), _literal_strings(node.orelse)]
-        if any(b is None for b in branches):
-            return None
-        return [name for branch in branches if branch is not None for name in branch]
-    return None
-
-
-def _called_name(call: ast.Call) -> str | None:
-    if isinstance(call.func, ast.Name):
-        return call.func.id
-    if isinstance(call.func, ast.Attribute):
-        return call.func.attr
-    return None
-
-
-@functools.cache
 def logged() -> tuple[frozenset[str], frozenset[str]]:
-    """(event names, field names) of every structured log line in the source.
-
-    Calls of ``log_event`` give both. A function that passes one of its own parameters on as the
-    event (the orchestrator's ``_log(context, event, ...)``) is a wrapper: its calls are read
-    the same way, at that parameter's position. An event that is neither a literal nor a
-    wrapper's parameter cannot be checked, and fails the test instead of passing unseen.
-    """
-    trees = [(path, ast.parse(path.read_text(), str(path))) for path in _source_files()]
-    # name -> position of the event argument
-    emitters: dict[str, int] = {"log_event": 0}
-    forwarding: set[ast.Call] = set()
-    for _, tree in trees:
-        for fn in ast.walk(tree):
-            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
-            for call in ast.walk(fn):
-                if isinstance(call, ast.Call) and _called_name(call) == "log_event" and call.args:
-                    first = call.args[0]
-                    if isinstance(first, ast.Name) and first.id in params:
-                        emitters[fn.name] = params.index(first.id)
-                        forwarding.add(call)
-    events: set[str] = set()
-    fields: set[str] = set()
-    for path, tree in trees:
-        for call in ast.walk(tree):
-            if not isinstance(call, ast.Call):
-                continue
-            name = _called_name(call)
-            if name not in emitters:
-                continue
-            fields.update(k.arg for k in call.keywords if k.arg not in (None, "level", "logger"))
-            position = emitters[name]
-            if len(call.args) <= position:
-                continue
-            arg = call.args[position]
-            names = _literal_strings(arg)
-            if names is None:
-                assert call in forwarding, f"{path}:{call.lineno}: event name is not a literal"
-                continue
-            events.update(names)
-    return frozenset(events), frozenset(fields)
+    """(event names, field names) of every structured log line in the source."""
+    found = calls()
+    return (
+        frozenset(event for call in found for event in call.events),
+        frozenset(field for call in found for field in call.fields),
+    )
 
 
 def test_the_source_scan_finds_the_events_and_fields() -> None:
     """Guard the scanner itself: an empty or partial scan would make the checks below vacuous."""
     events, fields = logged()
-    assert events >= (WATCHED_EVENTS - NOT_YET_LOGGED) | {
+    assert events >= WATCHED_EVENTS | {
         "user_resolved",
         "callback_sent",
         "dsr_cancel_requested",
@@ -267,12 +198,10 @@ def test_queries_name_only_events_the_code_logs() -> None:
 
     Every lower-case identifier-like string literal in a query must be a declared event or a DSR
     phase (the in-flight panel labels DSRs with them); labels of our own are written with
-    capitals or spaces so they cannot be mistaken for either. The code must log each event, but
-    for those :data:`NOT_YET_LOGGED` lists.
+    capitals or spaces so they cannot be mistaken for either. The code must log each event.
     """
     events, _ = logged()
-    assert events >= set(EVENTS) - NOT_YET_LOGGED
-    assert not (NOT_YET_LOGGED & events), "logged now: remove it from NOT_YET_LOGGED"
+    assert events >= set(EVENTS)
     phases = {p.value for p in Phase}
     for name, query in queries().items():
         for text, verbatim in kql_literals(query):
@@ -303,10 +232,8 @@ def test_queries_parse_only_fields_the_code_logs() -> None:
         assert keys, f"{name} parses no field"
         assert keys <= declared, f"{name} parses undeclared fields: {sorted(keys - declared)}"
         assert "extract(" not in query, f"{name}: read fields with parse-kv, not regexes"
-    # Fields of events no code logs yet are exempt from "the code logs it".
-    pending = {f for e in NOT_YET_LOGGED for f in EVENTS[e].fields}
     every = {k for query in queries().values() for k in parsed_keys(query)}
-    assert every - pending <= fields
+    assert every <= fields
 
 
 def test_every_watched_event_has_a_panel() -> None:

@@ -22,6 +22,7 @@ from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrc
 from dsr_export import settings
 from dsr_export.domain import evidence
 from dsr_export.domain.request import canonical_request_id
+from intake.service import LIVE_STATES
 
 SECRET_KEY = b"0123456789abcdef0123456789abcdef"
 SECRET = "whsec_" + base64.b64encode(SECRET_KEY).decode()
@@ -29,7 +30,7 @@ ALLOWED = "tickets.example.com,*.service-now.com"
 USER_ID = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"
 OTHER_ID = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-_LIVE = {"Pending", "Running", "ContinuedAsNew", "Suspended"}
+_LIVE = LIVE_STATES
 
 
 class FakeDurableClient:
