@@ -43,3 +43,22 @@ def setup_error(exc: BaseException) -> ErrorDoc | None:
             "hint": _STORAGE_HINT,
         }
     return None
+
+
+def storage_unanswered(exc: BaseException) -> str | None:
+    """Why storage did not answer (``connection``, ``timeout``, ``busy``), or None when it did.
+
+    An outage, not a refusal: no connection, no reply in time, or the service saying it is
+    unavailable (5xx, 408, 429). A 403 or 404 is an answer; :func:`setup_error` judges those.
+    """
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, ServiceRequestError):
+        return "connection"
+    if isinstance(exc, ServiceResponseError):
+        return "timeout"
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        if status >= 500 or status in (408, 429):
+            return "busy"
+    return None
