@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from dsr_export.adapters.failures import setup_error, storage_unanswered
+from dsr_export.adapters.failures import in_step, setup_error, storage_unanswered
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.steps import GraphStepResult, Step, Wire
 
@@ -32,7 +32,8 @@ def activity(bp: df.Blueprint, step: Step[In, Out]) -> Callable[[Callable[[In], 
     def register(body: Callable[[In], Out]) -> Any:
         def run(payload: Payload) -> Payload:
             try:
-                return body(step.input_type.from_dict(payload)).to_dict()
+                with in_step(payload.get("requestId"), step.name):
+                    return body(step.input_type.from_dict(payload)).to_dict()
             except Exception as exc:
                 _note_outage(step, payload, exc)
                 raise
@@ -51,7 +52,8 @@ def graph_activity(
         def run(payload: Payload) -> Payload:
             step_input = step.input_type.from_dict(payload)
             try:
-                return body(step_input).to_dict()
+                with in_step(payload.get("requestId"), step.name):
+                    return body(step_input).to_dict()
             except Exception as exc:
                 error = setup_error(exc)
                 if error is None:

@@ -27,7 +27,7 @@ from azure.storage.blob import (
 )
 
 from dsr_export.adapters import sas
-from dsr_export.adapters.failures import storage_unanswered
+from dsr_export.adapters.failures import logged_retry, storage_unanswered
 from dsr_export.domain.request import CONTAINER_PREFIX, container_name
 from dsr_export.settings import ExportStorageSettings, SasMode
 
@@ -99,7 +99,9 @@ class ExportStorage:
         else:
             blob_credential = credential
         self._blob_credential = blob_credential
-        self._service = BlobServiceClient(settings.blob_endpoint, credential=blob_credential)
+        self._service = BlobServiceClient(
+            settings.blob_endpoint, credential=blob_credential, retry_policy=logged_retry("export")
+        )
 
     @property
     def service(self) -> BlobServiceClient:
@@ -233,7 +235,11 @@ class ExportStorage:
         signs the Graph SAS."""
         if self._settings.sas_mode is SasMode.USER_DELEGATION:
             return self._service
-        return BlobServiceClient(self._settings.blob_endpoint, credential=self._credential)
+        return BlobServiceClient(
+            self._settings.blob_endpoint,
+            credential=self._credential,
+            retry_policy=logged_retry("export"),
+        )
 
     def has_data(self, name: str) -> bool:
         """True when the container exists and holds its manifest (a completed export's data)."""

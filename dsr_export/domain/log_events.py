@@ -95,6 +95,12 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("callback_refused", ("request_id", "event_type", "message_id", "status", "reason")),
     LogEvent("callback_attempt_failed", ("request_id", "event_type", "message_id", "reason")),
     LogEvent("evidence_recorded", ("request_id", "kind", "seq")),
+    # The storage SDK waits to try a call again (no answer, or 5xx): which account, for what.
+    LogEvent(
+        "storage_retry",
+        ("request_id", "step", "account", "reason", "attempt", "retry_in_seconds"),
+        request_scoped=False,
+    ),
     # Storage (export or evidence account) did not answer an activity: what it waits for.
     LogEvent(
         "storage_unavailable",

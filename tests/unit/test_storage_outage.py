@@ -5,7 +5,7 @@ not answer the app either, the DSR waits and submits again into a fresh containe
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,7 +62,7 @@ class _Graph:
 
 
 @pytest.fixture
-def export_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def export_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from dsr_export import settings
 
     monkeypatch.setenv("EXPORT_STORAGE_BLOB_ENDPOINT", "https://acct.blob.core.windows.net")
@@ -224,3 +224,26 @@ def test_storage_resubmits_do_not_use_up_the_never_posted_budget():
     reply = d.complete(answers.finalized(), name=steps.FINALIZE_EXPORT.name)
     assert reply["output"]["error"]["code"] == "SubmitNotPosted"
     assert never_posted + 1 == 5, "five submits Graph never posted, besides the spoilt one"
+
+
+def test_each_wait_of_the_storage_sdk_says_for_which_dsr_step_and_account(caplog):
+    from types import SimpleNamespace
+
+    from azure.core.exceptions import ServiceRequestError
+
+    from dsr_export.adapters.failures import in_step, logged_retry
+
+    slept: list[float] = []
+    transport = SimpleNamespace(sleep=slept.append)
+    refused = SimpleNamespace(error=ServiceRequestError("refused"), http_response=None)
+    settings = {"count": 1, "history": [refused], "hook": None}
+    with caplog.at_level(logging.INFO), in_step("RITM0001", "finalize_export"):
+        logged_retry("evidence").sleep(settings, transport)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("storage_retry")]
+    assert "request_id=RITM0001" in line
+    assert "step=finalize_export" in line
+    assert "account=evidence" in line
+    assert "reason=connection" in line
+    [waited] = slept
+    assert 15 <= waited <= 21, "the SDK's own back-off, unchanged"
+    assert f"retry_in_seconds={round(slept[0], 1)}" in line
