@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,7 +27,7 @@ from devhost._service import Service
 from devhost._state import PortInUseError, write_atomically
 from devhost.tls import TlsFiles
 
-__all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError"]
+__all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError", "outage_ports"]
 
 ACCOUNT_NAME = "devstoreaccount1"
 # The published, well-known development key (it is in Microsoft's docs; not a secret).
@@ -119,19 +120,32 @@ class Azurite(Service):
             self._pump.join(timeout=5)
             self._pump = None
 
-    def resume(self) -> Self:
-        """End an outage: Azurite again, on the same location and ports, with its data."""
+    def resume(self, timeout: float = 15.0) -> Self:
+        """End an outage: Azurite again, on the same location and ports, with its data.
+
+        A port the OS lent meanwhile to someone's outgoing connection is waited for (those are
+        short-lived); start it with :func:`outage_ports` to keep out of that range at all.
+        """
         if self._interrupted is None or self._location is None:
             raise RuntimeError("Azurite is not interrupted")
         ports, self._interrupted = self._interrupted, None
-        return self._launch(ports)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._launch(ports, keep_on_failure=True)
+            except PortInUseError:
+                if time.monotonic() > deadline:
+                    self._interrupted = None
+                    self.stop()
+                    raise
+                time.sleep(0.2)
 
     @property
     def interrupted(self) -> bool:
         """True during an outage made by :meth:`interrupt`."""
         return self._interrupted is not None
 
-    def _launch(self, ports: Mapping[str, int]) -> Self:
+    def _launch(self, ports: Mapping[str, int], *, keep_on_failure: bool = False) -> Self:
         assert self._location is not None
         log = (self._location / _LOG_NAME).open("ab")
         self._process = subprocess.Popen(
@@ -154,6 +168,18 @@ class Azurite(Service):
             write_atomically(self._location / _PID_NAME, owner)
         try:
             self._wait_ready(ports)
+        except PortInUseError:
+            if not keep_on_failure:
+                self.stop()
+                raise
+            process, self._process = self._process, None  # try again on the same location
+            if process is not None:
+                atexit.unregister(self.stop)
+                _kill_group(process)
+            if self._pump is not None:
+                self._pump.join(timeout=5)
+                self._pump = None
+            raise
         except BaseException:
             self.stop()
             raise
@@ -284,6 +310,29 @@ class Azurite(Service):
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return "(no log)"
+
+
+def outage_ports() -> dict[str, int]:
+    """Free ports for blob, queue and table below the OS's ephemeral range, for an Azurite that
+    will be interrupted and resumed: the ephemeral ports it would get from the OS may be lent to
+    an outgoing connection while it is down, and then it cannot come back on its address."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()  # noqa: S311 - spreading, not secrecy
+    chosen: dict[str, int] = {}
+    while len(chosen) < len(_SERVICES):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in chosen.values():
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen[_SERVICES[len(chosen)]] = port
+    return chosen
 
 
 def _node_env() -> dict[str, str]:

@@ -20,6 +20,7 @@ import random
 import re
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -28,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from devhost.azurite import Azurite
+from devhost.azurite import Azurite, outage_ports
 from devhost.durable import FastClock
 from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
@@ -153,7 +154,9 @@ def _schedule(plan: Plan, rng: random.Random) -> list[tuple[float, str, float]]:
     """(real second, action, fast seconds) sorted; outages never overlap."""
     low, high = plan.outage_fast_seconds
     events: list[tuple[float, str, float]] = []
-    starts = sorted(rng.uniform(0.05 * plan.span, plan.span) for _ in range(plan.outages))
+    # The first while DSRs are accepted (evidence of their receipt), the others anywhere.
+    starts = [rng.uniform(0.0, 0.1 * plan.span)]
+    starts += sorted(rng.uniform(0.1 * plan.span, plan.span) for _ in range(plan.outages - 1))
     free_from = 0.0
     for start in starts:
         fast = math.exp(rng.uniform(math.log(low), math.log(high)))
@@ -163,6 +166,42 @@ def _schedule(plan: Plan, rng: random.Random) -> list[tuple[float, str, float]]:
         free_from = end + 1.0
     events += [(rng.uniform(0.1 * plan.span, plan.span), "kill", 0.0) for _ in range(plan.kills)]
     return sorted(events)
+
+
+def _chaos(
+    plan: Plan,
+    rng: random.Random,
+    host: HostProcess,
+    azurite: Azurite,
+    report: Report,
+    say: Any,
+    trouble: list[BaseException],
+) -> None:
+    """Play the schedule: storage down and up, host killed and started again."""
+    try:
+        pending_start, down_at, clock0 = False, 0.0, time.monotonic()
+        for at, action, fast in _schedule(plan, rng):
+            time.sleep(max(0.0, clock0 + at - time.monotonic()))
+            if action == "down":
+                azurite.interrupt()
+                down_at = time.monotonic()
+                say(f"  {at:6.1f} s storage down for {fast / 3600:.2f} h of the fast clock")
+            elif action == "up":
+                azurite.resume()
+                report.outages.append((time.monotonic() - down_at, fast))
+                say(f"  {time.monotonic() - clock0:6.1f} s storage up")
+                if pending_start:
+                    pending_start = False
+                    host.start(timeout=120)
+            else:
+                host.kill()
+                report.kills += 1
+                say(f"  {at:6.1f} s host killed")
+                pending_start = not _restart(host, azurite)
+        if pending_start:
+            host.start(timeout=120)
+    except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+        trouble.append(exc)
 
 
 def _restart(host: HostProcess, azurite: Azurite) -> bool:
@@ -245,36 +284,23 @@ def run(
     users = [graph.add_user(f"storm{tag}-{n}@contoso.example") for n in range(plan.dsrs)]
     ids = [f"STORM-{tag.upper()}-{n:04d}" for n in range(plan.dsrs)]
     host = HostProcess(state, host_env(azurite, identity, graph, tls), speed=plan.speed)
-    pending_start = False
     report = Report(dsrs=plan.dsrs, speed=plan.speed)
     docs: dict[str, dict[str, Any]] = {}
     host.start()
     try:
         if plan.graph_faults:
             _graph_faults(graph, plan.dsrs)
-        _submit_all(host, ids, users, time.monotonic() + 300)
-        say(f"{plan.dsrs} DSRs accepted; chaos for {plan.span:.0f} s")
-        clock0 = time.monotonic()
-        for at, action, fast in _schedule(plan, rng):
-            time.sleep(max(0.0, clock0 + at - time.monotonic()))
-            if action == "down":
-                azurite.interrupt()
-                down_at = time.monotonic()
-                say(f"  {at:6.1f} s storage down for {fast / 3600:.2f} h of the fast clock")
-            elif action == "up":
-                azurite.resume()
-                report.outages.append((time.monotonic() - down_at, fast))
-                say(f"  {time.monotonic() - clock0:6.1f} s storage up")
-                if pending_start:
-                    pending_start = False
-                    host.start(timeout=120)
-            else:
-                host.kill()
-                report.kills += 1
-                say(f"  {at:6.1f} s host killed")
-                pending_start = not _restart(host, azurite)
-        if pending_start:
-            host.start(timeout=120)
+        # The chaos starts with the intake: the ticket system keeps sending meanwhile.
+        trouble: list[BaseException] = []
+        chaos = threading.Thread(
+            target=_chaos, args=(plan, rng, host, azurite, report, say, trouble), daemon=True
+        )
+        chaos.start()
+        _submit_all(host, ids, users, time.monotonic() + 600)
+        say(f"{plan.dsrs} DSRs accepted")
+        chaos.join()
+        if trouble:
+            raise trouble[0]
         deadline = time.monotonic() + plan.settle
         while time.monotonic() < deadline:
             for request_id in ids:
@@ -328,16 +354,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsrs", type=int, default=200)
     parser.add_argument("--outages", type=int, default=6)
     parser.add_argument("--kills", type=int, default=6)
-    parser.add_argument("--speed", type=float, default=1000.0)
-    parser.add_argument("--span", type=float, default=150.0, help="real seconds of chaos")
+    # Slow enough that an outage can be minutes of the fast clock: stopping and starting
+    # Azurite takes a few real seconds (at 300: a one-day export takes about 5 minutes).
+    parser.add_argument("--speed", type=float, default=300.0)
+    parser.add_argument("--span", type=float, default=330.0, help="real seconds of chaos")
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args(argv)
     plan = Plan(
         dsrs=args.dsrs,
         outages=args.outages,
         kills=args.kills,
-        # Two minutes to four and a half hours of the fast clock.
-        outage_fast_seconds=(120.0, 4.5 * 3600),
+        # Ten minutes to four and a half hours of the fast clock (as planned: stopping and
+        # starting Azurite adds its few real seconds; the report shows them as they were).
+        outage_fast_seconds=(600.0, 4.5 * 3600),
         span=args.span,
         seed=args.seed,
         speed=args.speed,
@@ -348,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         tls = make_tls_files(root / "tls")
         clock = FastClock(plan.speed)
         with (
-            Azurite(tls) as azurite,
+            Azurite(tls, ports=outage_ports()) as azurite,
             GraphSimulator(
                 tls, clock=clock.now, export_duration=timedelta(days=1), seed=11, tick_interval=0.2
             ) as graph,

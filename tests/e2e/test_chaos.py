@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from devhost.azurite import Azurite
+from devhost.azurite import Azurite, outage_ports
 from devhost.durable import FastClock
 from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
@@ -120,7 +120,7 @@ def test_every_dsr_completes_once_through_faults_and_two_host_kills(
 @pytest.fixture
 def own_azurite(tls_files: TlsFiles) -> Iterator[Azurite]:
     """Storage of the test's own, to stop and start: the session's serves every other test."""
-    with Azurite(tls_files) as storage:
+    with Azurite(tls_files, ports=outage_ports()) as storage:
         yield storage
 
 
@@ -182,7 +182,7 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
         outages=3,
         kills=2,
         outage_fast_seconds=(20 * 60, 3 * 3600),
-        span=20.0,
+        span=30.0,
         seed=7,
         speed=4000.0,
         settle=240.0,

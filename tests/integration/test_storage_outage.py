@@ -19,7 +19,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.identity import ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
 
-from devhost.azurite import ACCOUNT_KEY, Azurite
+from devhost.azurite import ACCOUNT_KEY, Azurite, outage_ports
 from devhost.graph import GraphSimulator
 from devhost.tls import TlsFiles
 from dsr_export.adapters.storage import ExportStorage
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.azurite
 @pytest.fixture
 def own_azurite(tls_files: TlsFiles) -> Iterator[Azurite]:
     """An Azurite of this test's own, to stop: the session's serves everyone else."""
-    with Azurite(tls_files) as instance:
+    with Azurite(tls_files, ports=outage_ports()) as instance:
         yield instance
 
 
