@@ -62,6 +62,11 @@ class Plan:
     #: Real seconds to wait, after the last event, for every DSR to end.
     settle: float
     graph_faults: bool = True
+    #: Of the outages, how many begin at the very moment Graph checks a SAS (the first submit
+    #: after their scheduled time): the moment that used to fail DSRs as misconfigured.
+    at_submit: int = 0
+    #: Real seconds over which the DSRs arrive (a ticket system sends them one by one).
+    intake_span: float = 0.0
 
 
 @dataclass
@@ -77,6 +82,8 @@ class Report:
     chains_verified: int = 0
     outages: list[tuple[float, float]] = field(default_factory=list)
     kills: int = 0
+    #: Outages that began at the very moment Graph checked a SAS.
+    at_submit: int = 0
     storage_retry_lines: int = 0
     storage_unavailable_lines: int = 0
     submit_waits_lines: int = 0
@@ -127,7 +134,8 @@ class Report:
             f"no export:        {len(self.without_export)} (completed without one)",
             f"chains verified:  {self.chains_verified} of {self.dsrs}"
             + (f"; broken: {self.broken_chains[:5]}" if self.broken_chains else ""),
-            f"storage outages:  {len(self.outages)} (fast clock: {outage_text})",
+            f"storage outages:  {len(self.outages)} (fast clock: {outage_text}); "
+            f"{self.at_submit} began as Graph checked a SAS",
             f"host kills:       {self.kills}",
             f"host log:         storage_retry x{self.storage_retry_lines}, "
             f"storage_unavailable x{self.storage_unavailable_lines}, "
@@ -151,18 +159,26 @@ def _graph_faults(graph: GraphSimulator, dsrs: int) -> None:
 
 
 def _schedule(plan: Plan, rng: random.Random) -> list[tuple[float, str, float]]:
-    """(real second, action, fast seconds) sorted; outages never overlap."""
+    """(real second, action, fast seconds) sorted; outages never overlap. ``down@submit``
+    arms an outage that begins at the next SAS check by Graph."""
     low, high = plan.outage_fast_seconds
     events: list[tuple[float, str, float]] = []
-    # The first while DSRs are accepted (evidence of their receipt), the others anywhere.
-    starts = [rng.uniform(0.0, 0.1 * plan.span)]
-    starts += sorted(rng.uniform(0.1 * plan.span, plan.span) for _ in range(plan.outages - 1))
+    # The first while DSRs are accepted (evidence of their receipt), the others anywhere; those
+    # at a submit while DSRs still arrive (each DSR submits moments after it is accepted).
+    intake = max(plan.intake_span, 0.1 * plan.span)
+    starts = [(rng.uniform(0.0, 0.1 * plan.span), "down")]
+    starts += [(rng.uniform(0.0, 0.9 * intake), "down@submit") for _ in range(plan.at_submit)]
+    starts += [
+        (rng.uniform(0.1 * plan.span, plan.span), "down")
+        for _ in range(plan.outages - 1 - plan.at_submit)
+    ]
     free_from = 0.0
-    for start in starts:
+    for start, action in sorted(starts):
         fast = math.exp(rng.uniform(math.log(low), math.log(high)))
         begin = max(start, free_from)
-        end = begin + fast / plan.speed
-        events += [(begin, "down", fast), (end, "up", fast)]
+        # An outage at a submit may begin a little later than armed: keep room for that.
+        end = begin + fast / plan.speed + (_SUBMIT_WAIT if action == "down@submit" else 0.0)
+        events += [(begin, action, fast), (end, "up", fast)]
         free_from = end + 1.0
     events += [(rng.uniform(0.1 * plan.span, plan.span), "kill", 0.0) for _ in range(plan.kills)]
     return sorted(events)
@@ -173,6 +189,7 @@ def _chaos(
     rng: random.Random,
     host: HostProcess,
     azurite: Azurite,
+    graph: GraphSimulator,
     report: Report,
     say: Any,
     trouble: list[BaseException],
@@ -181,12 +198,20 @@ def _chaos(
     try:
         pending_start, down_at, clock0 = False, 0.0, time.monotonic()
         for at, action, fast in _schedule(plan, rng):
-            time.sleep(max(0.0, clock0 + at - time.monotonic()))
+            if action != "up":  # an outage lasts its length from when it began
+                time.sleep(max(0.0, clock0 + at - time.monotonic()))
             if action == "down":
                 azurite.interrupt()
                 down_at = time.monotonic()
                 say(f"  {at:6.1f} s storage down for {fast / 3600:.2f} h of the fast clock")
+            elif action == "down@submit":
+                hit = _down_at_next_submit(graph, azurite)
+                down_at = time.monotonic()
+                report.at_submit += hit
+                where = "at a submit" if hit else "(no submit came)"
+                say(f"  {down_at - clock0:6.1f} s storage down {where} for {fast / 3600:.2f} h")
             elif action == "up":
+                time.sleep(max(0.0, down_at + fast / plan.speed - time.monotonic()))
                 azurite.resume()
                 report.outages.append((time.monotonic() - down_at, fast))
                 say(f"  {time.monotonic() - clock0:6.1f} s storage up")
@@ -202,6 +227,32 @@ def _chaos(
             host.start(timeout=120)
     except BaseException as exc:  # noqa: BLE001 - handed to the main thread
         trouble.append(exc)
+
+
+#: Real seconds an outage armed for a submit waits for one before it begins anyway.
+_SUBMIT_WAIT = 20.0
+
+
+def _down_at_next_submit(graph: GraphSimulator, azurite: Azurite) -> bool:
+    """Stop the storage the moment Graph is about to check a SAS; True when a submit came
+    (otherwise it is stopped after ``_SUBMIT_WAIT`` all the same)."""
+    struck = threading.Event()
+    once = threading.Lock()
+
+    def strike(user_id: str) -> None:
+        if once.acquire(blocking=False):
+            azurite.interrupt()
+            struck.set()
+
+    graph.before_storage_check = strike
+    try:
+        came = struck.wait(_SUBMIT_WAIT)
+    finally:
+        graph.before_storage_check = None
+    if not came and once.acquire(blocking=False):
+        azurite.interrupt()
+    struck.wait(1.0)
+    return came
 
 
 def _restart(host: HostProcess, azurite: Azurite) -> bool:
@@ -224,18 +275,25 @@ def _status(host: HostProcess, request_id: str) -> dict[str, Any] | None:
     return answer.json() if answer.status_code == 200 else None
 
 
-def _submit_all(host: HostProcess, ids: list[str], users: list[str], deadline: float) -> None:
-    """Send every DSR as a ticket system does: again until it is accepted (a 503 while the
-    evidence account is down, a connection refused while the host restarts)."""
+def _submit_all(
+    host: HostProcess, ids: list[str], users: list[str], deadline: float, pace: float
+) -> None:
+    """Send every DSR as a ticket system does, one every ``pace`` seconds, and again until it is
+    accepted (a 503 while the evidence account is down, a connection refused while the host
+    restarts)."""
     waiting = dict(zip(ids, users, strict=True))
+    first = True
     while waiting and time.monotonic() < deadline:
         for request_id, user in list(waiting.items()):
+            if first:
+                time.sleep(pace)
             try:
                 answer = host.post("/exports", {"requestId": request_id, "user": user})
             except OSError:
                 continue
             if answer.status_code in (200, 202):
                 del waiting[request_id]
+        first = False
         if waiting:
             time.sleep(0.2)
     if waiting:
@@ -293,10 +351,12 @@ def run(
         # The chaos starts with the intake: the ticket system keeps sending meanwhile.
         trouble: list[BaseException] = []
         chaos = threading.Thread(
-            target=_chaos, args=(plan, rng, host, azurite, report, say, trouble), daemon=True
+            target=_chaos,
+            args=(plan, rng, host, azurite, graph, report, say, trouble),
+            daemon=True,
         )
         chaos.start()
-        _submit_all(host, ids, users, time.monotonic() + 600)
+        _submit_all(host, ids, users, time.monotonic() + 600, plan.intake_span / plan.dsrs)
         say(f"{plan.dsrs} DSRs accepted")
         chaos.join()
         if trouble:
@@ -371,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         speed=args.speed,
         settle=900.0,
+        at_submit=2,
+        intake_span=120.0,
     )
     with tempfile.TemporaryDirectory(prefix="storage-chaos-") as tmp:
         root = Path(tmp)

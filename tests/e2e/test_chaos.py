@@ -175,8 +175,8 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
     tmp_path: Path, own_azurite: Azurite, tls_files: TlsFiles
 ):
     """A small, seeded ``make chaos``: the storage down for minutes to hours of the fast clock,
-    three times at random moments, and the host killed twice, while DSRs are accepted, submit,
-    poll, write their evidence and finish."""
+    three times at random moments (one of them as Graph checks a SAS), and the host killed
+    twice, while DSRs are accepted, submit, poll, write their evidence and finish."""
     plan = storage_chaos.Plan(
         dsrs=16,
         outages=3,
@@ -186,6 +186,9 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
         seed=7,
         speed=4000.0,
         settle=240.0,
+        at_submit=1,
+        intake_span=15.0,
+        graph_faults=False,  # the test above has them; here a struck submit must resubmit
     )
     clock = FastClock(plan.speed)
     with (
@@ -209,3 +212,6 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
     assert report.chains_verified == plan.dsrs, (summary, report.broken_chains)
     assert (len(report.outages), report.kills) == (plan.outages, plan.kills), summary
     assert report.storage_retry_lines > 0, "the host's log says what it waited for"
+    assert report.at_submit == plan.at_submit, summary
+    assert report.resubmitted >= 1, "the submit the outage struck went to a fresh container"
+    assert report.submit_waits_lines >= 1, summary
