@@ -342,10 +342,9 @@ class PackageBuilder:
         self,
         service: BlobServiceClient,
         organisation: OrganisationProfile,
-        signer: ReceiptSigner,
         options: PackageOptions = PackageOptions(),
     ) -> None:
-        self._service, self._organisation, self._signer = service, organisation, signer
+        self._service, self._organisation = service, organisation
         self._options = options
 
     def find(self, request_id: str) -> PackageResult | None:
@@ -362,9 +361,16 @@ class PackageBuilder:
         return PackageResult.from_dict(raw, reused=True)
 
     def build(
-        self, job: PackageJob, *, now: datetime, completed_at: str | None, evidence_head: str | None
+        self,
+        job: PackageJob,
+        signer: ReceiptSigner,
+        *,
+        now: datetime,
+        completed_at: str | None,
+        evidence_head: str | None,
     ) -> PackageResult:
-        """Build the package (or answer the one already built from the same export)."""
+        """Build the package, sealed by ``signer`` (or answer the one already built from the
+        same export; nothing is signed then)."""
         export = self._service.get_container_client(job.container)
         export_manifest, export_sha = self._export_manifest(export)
         found = self.find(job.request_id)
@@ -412,7 +418,7 @@ class PackageBuilder:
             issued_at=now,
             issuer=self._options.issuer,
         )
-        receipt = self._signer.sign_receipt(claims).encode("ascii")
+        receipt = signer.sign_receipt(claims).encode("ascii")
         parts.add(MANIFEST_MEMBER, manifest_bytes, "application/json")
         parts.add(RECEIPT_MEMBER, receipt, "application/jose")
         parts.close()

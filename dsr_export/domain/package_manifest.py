@@ -36,6 +36,8 @@ SINGLE_PART: Final = "package.zip"
 #: What ``product`` is for a file at the export's root (RequestInfo.json has its own).
 ROOT_PRODUCT: Final = "(root)"
 REQUEST_INFO: Final = "RequestInfo.json"
+#: Languages the package is rendered in (a message catalogue each; English is the source).
+PACKAGE_LANGUAGES: Final = ("en", "de")
 
 Role = Literal["data", "index", "page", "readme"]
 ROLES: Final[frozenset[str]] = frozenset({"data", "index", "page", "readme"})
@@ -320,3 +322,14 @@ def delivery_container(request_id: str) -> str:
     from dsr_export.domain.request import container_name
 
     return container_name(request_id) + DELIVERY_SUFFIX
+
+
+#: The package orchestration and its instance ids: ``package~{requestId}`` (``~`` never occurs
+#: in a request id, so a package's instance is never taken for a DSR's).
+PACKAGE_ORCHESTRATOR: Final = "package_export"
+PACKAGE_INSTANCE_PREFIX: Final = "package~"
+
+
+def package_instance_id(request_id: str) -> str:
+    """The package orchestration's instance id for a DSR (its canonical id)."""
+    return PACKAGE_INSTANCE_PREFIX + request_id

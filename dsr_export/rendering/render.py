@@ -34,12 +34,13 @@ from dsr_export.domain.export_catalog import explain_product, reference
 from dsr_export.domain.organisation import PROCESSING_FIELDS, OrganisationProfile
 from dsr_export.domain.package_manifest import (
     INDEX_MEMBER,
+    PACKAGE_LANGUAGES,
     PAGES_DIR,
 )
 from dsr_export.rendering.views import FileView
 
 #: Languages with a catalogue (English is the source text).
-LANGUAGES: Final = ("en", "de")
+LANGUAGES: Final = PACKAGE_LANGUAGES
 DEFAULT_LANGUAGE: Final = "en"
 _SIZE_UNITS: Final = (
     (1000**3, "digital-gigabyte"),

@@ -82,13 +82,19 @@ def _job(request_id: str, name: str, language: str = "en") -> PackageJob:
     return PackageJob(request_id, name, language, Facts(request_id, NOW, completed_at=NOW))
 
 
-def _builder(service: BlobServiceClient, signer: TestSigner, **options: Any) -> PackageBuilder:
-    return PackageBuilder(
-        service,
-        OrganisationProfile.parse(PROFILE),
-        signer,
-        PackageOptions(**options),
-    )
+def _builder(service: BlobServiceClient, signer: TestSigner, **options: Any) -> _Bound:
+    builder = PackageBuilder(service, OrganisationProfile.parse(PROFILE), PackageOptions(**options))
+    return _Bound(builder, signer)
+
+
+class _Bound:
+    """A builder and the signer its builds are sealed with."""
+
+    def __init__(self, builder: PackageBuilder, signer: TestSigner) -> None:
+        self.builder, self.signer = builder, signer
+
+    def build(self, job: PackageJob, **kwargs: Any) -> Any:
+        return self.builder.build(job, self.signer, **kwargs)
 
 
 def _zip(service: BlobServiceClient, request_id: str, part: str) -> zipfile.ZipFile:
