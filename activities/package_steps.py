@@ -14,7 +14,7 @@ from activities.contract import activity, graph_activity
 from dsr_export import composition
 from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
-from dsr_export.domain.evidence import EVENT_ID, Kind
+from dsr_export.domain.evidence import EVENT_ID, Kind, verify
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.steps import Outcome
 
@@ -56,7 +56,7 @@ def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
             regulation=step.regulation,
         ),
     )
-    head = composition.evidence_log().verify(step.request_id).head
+    head = verify(composition.evidence_log().read(step.request_id)).head
     try:
         result = builder.build(
             job,
@@ -102,7 +102,7 @@ def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
 @activity(bp, steps.RECORD_PACKAGE)
 def record_package(step: steps.RecordPackage) -> steps.Recorded:
     """``packaged`` (once per package hash) or ``package_refused`` in the DSR's evidence."""
-    if step.outcome == "packaged" and step.package is not None:
+    if step.ending == "packaged" and step.package is not None:
         package = step.package
         record = composition.evidence_log().append(
             step.request_id,

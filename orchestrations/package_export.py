@@ -39,7 +39,7 @@ def package_export(context: df.DurableOrchestrationContext) -> Generator[Any, An
         if built.changed is not None:
             refused = steps.RecordPackage(
                 request_id=ask.request_id,
-                outcome="refused",
+                ending="refused",
                 changed=built.changed,
                 export_manifest_sha256=built.export_manifest_sha256,
                 actor_kind=actor.get("kind"),
@@ -51,7 +51,7 @@ def package_export(context: df.DurableOrchestrationContext) -> Generator[Any, An
         return {"state": "failed", "error": built.error}
     record = steps.RecordPackage(
         request_id=ask.request_id,
-        outcome="packaged",
+        ending="packaged",
         package=built.package,
         actor_kind=actor.get("kind"),
         actor_id=actor.get("id"),

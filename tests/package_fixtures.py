@@ -64,17 +64,35 @@ def nested_zip() -> bytes:
     """An agent's zip: a JSON file, a traversal name, an encrypted-flag member, a zip in it."""
     inner = io.BytesIO()
     with zipfile.ZipFile(inner, "w") as z:
-        z.writestr("inner.json", '{"a": 1}')
+        z.writestr(zipfile.ZipInfo("inner.json", date_time=_FIXED), '{"a": 1}')
     outer = io.BytesIO()
     with zipfile.ZipFile(outer, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("events.json", json.dumps([{"at": "2026-01-01", "what": "sign-in"}]))
-        z.writestr("../../escape.txt", "x")
-        info = zipfile.ZipInfo("secret.bin")
-        info.flag_bits |= 0x1
-        z.writestr(info, b"not really encrypted")
-        z.writestr("nested.zip", inner.getvalue())
-        z.writestr("bomb.txt", b"0" * 2_000_000)
-    return outer.getvalue()
+        for name, content in (
+            ("events.json", json.dumps([{"at": "2026-01-01", "what": "sign-in"}])),
+            ("../../escape.txt", "x"),
+        ):
+            z.writestr(zipfile.ZipInfo(name, date_time=_FIXED), content, zipfile.ZIP_DEFLATED)
+        z.writestr(zipfile.ZipInfo("secret.bin", date_time=_FIXED), b"not really encrypted")
+        z.writestr(zipfile.ZipInfo("nested.zip", date_time=_FIXED), inner.getvalue())
+        bomb = zipfile.ZipInfo("bomb.txt", date_time=_FIXED)
+        z.writestr(bomb, b"0" * 2_000_000, zipfile.ZIP_DEFLATED)
+    return _mark_encrypted(outer.getvalue(), b"secret.bin")
+
+
+_FIXED = (2026, 1, 1, 0, 0, 0)
+
+
+def _mark_encrypted(content: bytes, name: bytes) -> bytes:
+    """Set the "encrypted" flag of one member in the central directory (zipfile cannot write
+    encrypted members; readers take the flag from there)."""
+    data = bytearray(content)
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        length = int.from_bytes(data[at + 28 : at + 30], "little")
+        if bytes(data[at + 46 : at + 46 + length]) == name:
+            data[at + 8] |= 0x01
+        at = data.find(b"PK\x01\x02", at + 4)
+    return bytes(data)
 
 
 HOSTILE_NAME = "Exchange/<script>document.title='pwned'</script>.json"

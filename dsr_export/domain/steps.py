@@ -184,11 +184,11 @@ class BuildPackage(Wire):
 
 @dataclass(frozen=True)
 class RecordPackage(Wire):
-    """Write the package's outcome to the DSR's evidence: ``packaged`` (with ``package``, the
+    """Write how packaging ended to the DSR's evidence: ``packaged`` (with ``package``, the
     builder's state document) or ``refused`` (the export changed: ``changed`` counts)."""
 
     request_id: str
-    outcome: str
+    ending: str
     package: dict[str, Any] | None = None
     changed: dict[str, int] | None = None
     export_manifest_sha256: str | None = None
