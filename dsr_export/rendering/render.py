@@ -197,7 +197,7 @@ class Renderer:
                 return format_unit(
                     value / factor, unit, length="short", format="#,##0.#", locale=self._locale
                 )
-        return format_unit(value, "digital-byte", length="short", locale=self._locale)
+        return f"{format_decimal(value, locale=self._locale)}\u00a0B"
 
     def _gettext(self, message: str) -> str:
         return translations(self.language).gettext(message)
