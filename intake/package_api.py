@@ -12,6 +12,8 @@ The build runs in its own orchestration (``package_export``), since an export ma
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Any, Final
 
 import azure.durable_functions as df
@@ -82,17 +84,21 @@ async def export_package(
         return misconfigured(exc)
     if found is not None:
         return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
-    instance = await find(client, package_instance_id(request_id))
+    instance = await find(client, package_instance_id(request_id), show_input=True)
+    ended = False
     if instance is not None and instance.runtime_status is not None:
-        state = instance.runtime_status.name
-        if state in _BUSY:
+        if instance.runtime_status.name in _BUSY:
             return _answer(request_id, 202, {"state": "building"})
-        output = life.output_of(instance)
-        error = output.get("error") if isinstance(output.get("error"), dict) else None
-        if error and error.get("code") == "ExportChangedAfterCompletion":
-            return _conflict(f"the export changed after it completed: {error.get('message')}")
+        ended = True
+        refused = _refusal(instance, doc.get("container"))
+        if refused is not None and (not building or refused.startswith("the export changed")):
+            return _conflict(refused)
     if not building:
         return problem(404, "No package", f"no package was built for {request_id}", "not-found")
+    if ended:
+        # An earlier build ended without a package (a key that could not sign, a setting):
+        # once fixed, asking again builds from scratch under the same instance id.
+        await client.purge_instance_history(package_instance_id(request_id))
     ask = BuildPackage(
         request_id=request_id,
         container=str(doc.get("container") or ""),
@@ -123,6 +129,27 @@ async def _start(
     except Exception as exc:  # the SDK raises a bare Exception
         if "already exists" not in str(exc):
             raise
+
+
+def _refusal(instance: df.DurableOrchestrationStatus, container: object) -> str | None:
+    """Why the last build of this DSR's current container ended without a package, if it did."""
+    output = life.output_of(instance)
+    error = output.get("error") if isinstance(output.get("error"), dict) else None
+    if instance.runtime_status is not None and instance.runtime_status.name != "Completed":
+        return "the last build of the package failed; ask again to rebuild it"
+    if error is None:
+        return None
+    raw = instance.input_
+    given = raw if isinstance(raw, dict) else {}
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            given = json.loads(raw)
+    built_from = (given.get("build") or {}).get("container") if isinstance(given, dict) else None
+    if built_from not in (None, container):
+        return None  # an earlier attempt's container: the DSR was retried since
+    if error.get("code") == "ExportChangedAfterCompletion":
+        return f"the export changed after it completed: {error.get('message')}"
+    return f"the last build of the package failed ({error.get('code')}); ask again to rebuild it"
 
 
 def _regulation(value: object) -> str | None:

@@ -153,3 +153,32 @@ def test_an_unknown_dsr_is_a_404_and_get_starts_nothing(user_function, builder):
     _completed(client)
     assert _post(user_function, client, method="GET").status_code == 404
     assert client.started == []
+
+
+def test_a_build_that_failed_is_named_by_get_and_rebuilt_by_post(user_function, builder):
+    client = FakeDurableClient()
+    _completed(client)
+    client.add(
+        package_instance_id("R-1"),
+        runtime="Completed",
+        output={"state": "failed", "error": {"code": "Misconfigured", "message": "no key"}},
+        input_={"build": {"container": "dsr-r-1-abc"}},
+    )
+    shown = _post(user_function, client, method="GET")
+    assert shown.status_code == 409
+    assert "Misconfigured" in body(shown)["detail"]
+    again = _post(user_function, client)
+    assert again.status_code == 202
+    assert len(client.started) == 1
+
+
+def test_a_refusal_from_an_earlier_attempts_container_does_not_block(user_function, builder):
+    client = FakeDurableClient()
+    _completed(client)
+    client.add(
+        package_instance_id("R-1"),
+        runtime="Completed",
+        output={"state": "failed", "error": {"code": "ExportChangedAfterCompletion"}},
+        input_={"build": {"container": "dsr-r-1-old"}},
+    )
+    assert _post(user_function, client).status_code == 202
