@@ -98,10 +98,6 @@ class FakeDurableClient:
         self.add(instance_id, runtime="Pending", input_=client_input)
         return instance_id
 
-    async def purge_instance_history(self, instance_id: str) -> None:
-        self.instances.pop(instance_id, None)
-        self.purged = [*getattr(self, "purged", []), instance_id]
-
     async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:
         found = self.instances.get(instance_id)
         if found is None:

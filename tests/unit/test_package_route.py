@@ -36,6 +36,18 @@ RESULT = PackageResult(
 )
 
 
+class Client(FakeDurableClient):
+    """The fake task hub, with the purge the route does before rebuilding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.purged: list[str] = []
+
+    async def purge_instance_history(self, instance_id: str) -> None:
+        self.instances.pop(instance_id, None)
+        self.purged.append(instance_id)
+
+
 class FakeBuilder:
     def __init__(self) -> None:
         self.built: PackageResult | None = None
@@ -77,7 +89,7 @@ def _post(user_function, client: FakeDurableClient, payload: Any = None, method:
 
 
 def test_a_completed_dsr_starts_one_build_then_answers_the_package(user_function, builder):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client)
     first = _post(user_function, client, {"language": "de"})
     assert first.status_code == 202
@@ -98,7 +110,7 @@ def test_a_completed_dsr_starts_one_build_then_answers_the_package(user_function
 
 @pytest.mark.parametrize("phase", ["exporting", "failed", "cancelled"])
 def test_a_dsr_that_did_not_complete_is_a_409_naming_its_phase(user_function, builder, phase):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client, phase)
     answer = _post(user_function, client)
     assert answer.status_code == 409
@@ -109,7 +121,7 @@ def test_a_dsr_that_did_not_complete_is_a_409_naming_its_phase(user_function, bu
 def test_erased_data_is_a_409_naming_the_receipt(
     user_function, builder, evidence_log: MemoryEvidence
 ):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client)
     evidence_log.append(
         "R-1",
@@ -124,7 +136,7 @@ def test_erased_data_is_a_409_naming_the_receipt(
 
 
 def test_an_export_that_changed_is_a_409_saying_so(user_function, builder):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client)
     client.add(
         package_instance_id("R-1"),
@@ -140,7 +152,7 @@ def test_an_export_that_changed_is_a_409_saying_so(user_function, builder):
 
 
 def test_a_language_without_a_catalogue_is_a_400_naming_the_field(user_function, builder):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client)
     answer = _post(user_function, client, {"language": "fr"})
     assert answer.status_code == 400
@@ -148,7 +160,7 @@ def test_a_language_without_a_catalogue_is_a_400_naming_the_field(user_function,
 
 
 def test_an_unknown_dsr_is_a_404_and_get_starts_nothing(user_function, builder):
-    client = FakeDurableClient()
+    client = Client()
     assert _post(user_function, client).status_code == 404
     _completed(client)
     assert _post(user_function, client, method="GET").status_code == 404
@@ -156,7 +168,7 @@ def test_an_unknown_dsr_is_a_404_and_get_starts_nothing(user_function, builder):
 
 
 def test_a_build_that_failed_is_named_by_get_and_rebuilt_by_post(user_function, builder):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client)
     client.add(
         package_instance_id("R-1"),
@@ -170,10 +182,11 @@ def test_a_build_that_failed_is_named_by_get_and_rebuilt_by_post(user_function, 
     again = _post(user_function, client)
     assert again.status_code == 202
     assert len(client.started) == 1
+    assert client.purged == [package_instance_id("R-1")]
 
 
 def test_a_refusal_from_an_earlier_attempts_container_does_not_block(user_function, builder):
-    client = FakeDurableClient()
+    client = Client()
     _completed(client)
     client.add(
         package_instance_id("R-1"),
