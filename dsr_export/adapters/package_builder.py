@@ -63,6 +63,8 @@ from dsr_export.rendering.views import FileView, view_of
 
 #: Blocks staged per upload call: large enough for throughput, small enough for memory.
 BLOCK_BYTES: Final = 4 * 1024 * 1024
+#: Each blob of the export is read in ranges of this size.
+READ_BYTES: Final = 1024 * 1024
 #: Ranged reads of a zip's directory are cached in blocks of this size.
 RANGE_BYTES: Final = 256 * 1024
 
@@ -179,15 +181,17 @@ class BlockBlobWriter:
         self.sha256 = hashlib.sha256()
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        chunk = bytes(data)
-        self._buffer += chunk
-        self._position += len(chunk)
-        self.sha256.update(chunk)
-        self._package_hash.update(chunk)
+        size = len(data)
+        self._buffer += data
+        self._position += size
+        self.sha256.update(data)
+        self._package_hash.update(data)
         while len(self._buffer) >= self._block_bytes:
-            self._stage(bytes(self._buffer[: self._block_bytes]))
+            with memoryview(self._buffer) as view:
+                block = bytes(view[: self._block_bytes])
             del self._buffer[: self._block_bytes]
-        return len(chunk)
+            self._stage(block)
+        return size
 
     def tell(self) -> int:
         return self._position
@@ -532,7 +536,7 @@ class PackageBuilder:
         kept = bytearray() if keep else None
         written = 0
         with self.open_member(parts, member, item.size, mtype) as handle:
-            for chunk in _chunks(blob, item.etag):
+            for chunk in _chunks(blob, item.size, item.etag):
                 handle.write(chunk)
                 digest.update(chunk)
                 written += len(chunk)
@@ -557,12 +561,19 @@ class PackageBuilder:
         return view_of(mtype, kept)
 
 
-def _chunks(blob: BlobClient, etag: str | None) -> Iterator[bytes]:
-    kwargs: dict[str, Any] = {"max_concurrency": 1}
+def _chunks(blob: BlobClient, size: int, etag: str | None) -> Iterator[bytes]:
+    """The blob in ranged reads of :data:`READ_BYTES`, each pinned to the listed ETag.
+
+    Ranged, not ``download_blob().chunks()``: the SDK's downloader fetches its first 32 MiB in
+    one piece (``max_single_get_size``), which is what this must never hold.
+    """
+    kwargs: dict[str, Any] = {}
     if etag:
         kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
     try:
-        yield from blob.download_blob(**kwargs).chunks()
+        for offset in range(0, size, READ_BYTES):
+            length = min(READ_BYTES, size - offset)
+            yield blob.download_blob(offset=offset, length=length, **kwargs).readall()
     except ResourceModifiedError:
         raise ExportChanged(0, 0, 1) from None
 
