@@ -30,11 +30,17 @@ from babel.units import format_unit
 from markupsafe import Markup
 
 from dsr_export.domain import archive
-from dsr_export.domain.export_catalog import explain_product, reference
+from dsr_export.domain.export_catalog import (
+    catalog,
+    explain_product,
+    explain_request_info_field,
+    reference,
+)
 from dsr_export.domain.organisation import PROCESSING_FIELDS, OrganisationProfile
 from dsr_export.domain.package_manifest import (
     INDEX_MEMBER,
     PACKAGE_LANGUAGES,
+    REQUEST_INFO,
     PAGES_DIR,
 )
 from dsr_export.rendering.views import FileView
@@ -255,7 +261,13 @@ class Renderer:
             "product_href": quote(product_page_name(entry.product), safe="/"),
             "data_href": entry.data_href,
         }
-        return self._render("file.html", file=file, view=view)
+        notes: list[tuple[str, str]] = []
+        if entry.blob_name == REQUEST_INFO:
+            for name in catalog()["requestInfoFields"]:
+                explained = explain_request_info_field(name, self.language)
+                if explained is not None:
+                    notes.append((name, explained.text))
+        return self._render("file.html", file=file, view=view, notes=notes)
 
     def product_page(self, product: ProductEntry) -> bytes:
         """The page of one section."""

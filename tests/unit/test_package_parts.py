@@ -243,3 +243,19 @@ def test_json_csv_text_and_unreadable_files_each_get_their_view():
     assert view_of("application/json", b"\xff\xfe\x00").problem == "unreadable"
     assert view_of("application/octet-stream", bytes(range(256))).mode == "none"
     assert view_of("application/json", None).problem == "too-large"
+
+
+def test_request_info_fields_are_explained_on_its_page():
+    entry = FileEntry(
+        "RequestInfo.json",
+        "data/RequestInfo.json",
+        10,
+        "a" * 64,
+        "application/json",
+        "RequestInfo",
+        file_page("RequestInfo.json"),
+    )
+    page = _renderer("de").file_page(entry, view_of("application/json", b'{"CommandId": "x"}'))
+    text = page.decode()
+    assert "Was die Felder bedeuten" in text
+    assert "Vorgangs-ID" in text
