@@ -40,8 +40,8 @@ from dsr_export.domain.organisation import PROCESSING_FIELDS, OrganisationProfil
 from dsr_export.domain.package_manifest import (
     INDEX_MEMBER,
     PACKAGE_LANGUAGES,
-    REQUEST_INFO,
     PAGES_DIR,
+    REQUEST_INFO,
 )
 from dsr_export.rendering.views import FileView
 
