@@ -399,7 +399,9 @@ class PackageBuilder:
                 )
             )
         ordered = sorted(products.values(), key=lambda p: (p.name == "RequestInfo", p.name.lower()))
-        used_names = names[: len(parts.done) + 1]
+        # The index, README, manifest and receipt go into the part being written: no more parts.
+        parts.names = names[: len(parts.done) + 1]
+        used_names = list(parts.names)
         files.append(
             _role(
                 parts.add(INDEX_MEMBER, renderer.index(ordered, used_names), "text/html"), "index"
