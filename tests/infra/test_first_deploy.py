@@ -14,9 +14,10 @@ in dependsOn, starts after it has finished.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from tests.infra.bicep_model import accessor_path, body, template
+from tests.infra.bicep_model import ROOT, accessor_path, body, template
 
 
 def _references(node: Any) -> set[str]:
@@ -82,3 +83,30 @@ def test_the_graph_grants_come_last() -> None:
     }
     assert waiting == set()
     assert not any("graphAppRoles" in str(o["value"]) for o in main["outputs"].values())
+
+
+def test_the_deploy_guide_names_each_rule_its_source_and_its_guard() -> None:
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    start = text.index("## What Azure can refuse and why")
+    section = text[start : text.index("\n## ", start + 1)]
+    for source in (
+        "#flex-consumption-plan-deprecations",
+        "msgraph-bicep-types/issues/193",
+        "bicep-types-az/issues/1317",
+        "azure-dev/pull/5383",
+        "deployment-modes",
+    ):
+        assert source in section, source
+    for guard in (
+        "tests/infra/test_flex_consumption.py",
+        "tests/infra/test_rest_models.py",
+        "tests/infra/test_first_deploy.py",
+        "tests/infra/test_deployment_package.py",
+        "infra/rules/flex-consumption-refused.toml",
+        "infra/rules/rest-models.toml",
+        "infra/checkov-skips.toml",
+    ):
+        assert guard in section, guard
+    # Every file the section names exists.
+    for path in re.findall(r"`((?:tests|infra)/[\w./-]+?)(?:::\w+)?`", section):
+        assert (ROOT / path).exists(), path
