@@ -137,6 +137,17 @@ def test_graph_types_are_the_pinned_extension_version() -> None:
     assert "a8ec1acdb295198618783efc6753e1f3a2e04a43" in (folder / "README.md").read_text()
 
 
+def test_make_test_installs_the_model_venv_from_its_pins() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    test_target = re.search(r"^test:(.*)$", makefile, flags=re.M)
+    assert test_target
+    assert "azmodels" in test_target.group(1).split()
+    assert "AZMODELS_VENV := .venv-azmodels" in makefile
+    assert "--no-deps -r requirements-azmodels.txt" in makefile
+    assert "requirements-azmodels-overlays.txt" in makefile
+    assert '--target "$(AZMODELS_VENV)/overlays/$${req/==/-}"' in makefile
+
+
 def test_the_package_holds_no_rest_model_venv() -> None:
     """.venv-azmodels is a development environment: never committed, never deployed."""
     assert ".venv-azmodels/" in (ROOT / ".gitignore").read_text().splitlines()
