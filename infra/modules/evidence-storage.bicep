@@ -59,7 +59,6 @@ param logAnalyticsWorkspaceId string
 @description('Resource id of the custom role "DSR evidence appender" (evidence-role.bicep): read and append, nothing else. Created at the start of the deployment, assigned here minutes later, so the definition has replicated when the assignment names it.')
 param appenderRoleId string
 
-
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
