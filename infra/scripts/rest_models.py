@@ -349,8 +349,8 @@ class BicepTypes:
 # Finding the model of a declaration
 
 
-def load_rules() -> dict[str, Any]:
-    return tomllib.loads(RULES.read_text())
+def load_rules(path: Path = RULES) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())
 
 
 def _overlay_module(requirement: str, module: str) -> types.ModuleType:
@@ -387,8 +387,9 @@ def _module_source(module: types.ModuleType) -> str:
 class Catalogue:
     """The schema of each type@apiVersion named in rest-models.toml."""
 
-    def __init__(self, rules: Mapping[str, Any]) -> None:
+    def __init__(self, rules: Mapping[str, Any], folder: Path = RULES_DIR) -> None:
         self.rules = rules
+        self.folder = folder
         self._loaders: dict[str, MsrestModels | TypeSpecModels] = {}
         self._bicep_types: dict[str, BicepTypes] = {}
 
@@ -411,7 +412,7 @@ class Catalogue:
         """Why the model cannot be trusted for this API version, or None."""
         entry = self.rules["models"][type_version]
         if "bicep_types" in entry:
-            folder = RULES_DIR / str(entry["bicep_types"])
+            folder = self.folder / str(entry["bicep_types"])
             if type_version not in BicepTypes(folder).resources:
                 return f"{folder.name} does not describe {type_version}"
             return None
@@ -431,7 +432,7 @@ class Catalogue:
         if "bicep_types" in entry:
             folder = str(entry["bicep_types"])
             if folder not in self._bicep_types:
-                self._bicep_types[folder] = BicepTypes(RULES_DIR / folder)
+                self._bicep_types[folder] = BicepTypes(self.folder / folder)
             return self._bicep_types[folder].resource(type_version)
         model = entry.get("model")
         if "by_name" in entry:
@@ -515,10 +516,13 @@ class Checker:
             if parent is None:
                 continue  # its parent was already reported
             step, problem = self._step(parent, path, paths)
+            excepted = (type_version, ".".join(path)) in self.exceptions
             if problem:
-                if (type_version, ".".join(path)) not in self.exceptions:
+                if not excepted:
                     found.append(finding(path, problem))
                 continue
+            if excepted:
+                found.append(finding(path, "the model has it now: remove its exception"))
             assert step is not None
             steps[path] = step
             if step.field is not None and step.field.readonly:
@@ -654,10 +658,12 @@ def _fields(node: Node, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[st
 # Entry point
 
 
-def check_all(declarations: Iterable[Mapping[str, Any]]) -> tuple[list[Finding], int, int]:
+def check_all(
+    declarations: Iterable[Mapping[str, Any]], rules_file: Path = RULES
+) -> tuple[list[Finding], int, int]:
     """(findings, declarations checked, paths checked)."""
-    rules = load_rules()
-    checker = Checker(Catalogue(rules), rules.get("exception", []))
+    rules = load_rules(rules_file)
+    checker = Checker(Catalogue(rules, rules_file.parent), rules.get("exception", []))
     found: list[Finding] = []
     count = paths = 0
     for declaration in declarations:
@@ -671,10 +677,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", help="declarations JSON (default: stdin)")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    parser.add_argument("--rules", type=Path, default=RULES, help="default: %(default)s")
     args = parser.parse_args(argv)
     text = Path(args.input).read_text() if args.input else sys.stdin.read()
     declarations = json.loads(text)["declarations"]
-    found, count, paths = check_all(declarations)
+    found, count, paths = check_all(declarations, args.rules)
     if args.json:
         print(
             json.dumps(

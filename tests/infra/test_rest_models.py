@@ -50,7 +50,7 @@ def _requirements(path: Path) -> dict[str, str]:
     return pins
 
 
-def run_check(found: list[Declaration]) -> dict[str, Any]:
+def run_check(found: list[Declaration], rules: Path = RULES) -> dict[str, Any]:
     """The REST-model check's verdict on some declarations (JSON: findings, counts)."""
     if not AZMODELS_PYTHON.exists():
         message = f"{AZMODELS_PYTHON} is missing: `make azmodels` installs it (make test does)"
@@ -59,7 +59,7 @@ def run_check(found: list[Declaration]) -> dict[str, Any]:
         pytest.skip(message)
     payload = json.dumps({"declarations": [d.as_json() for d in found]})
     done = subprocess.run(
-        [str(AZMODELS_PYTHON), str(SCRIPT), "--json"],
+        [str(AZMODELS_PYTHON), str(SCRIPT), "--json", "--rules", str(rules)],
         input=payload,
         capture_output=True,
         text=True,
@@ -317,3 +317,24 @@ def test_a_planted_graph_property_is_checked_against_the_extension_types(
 
 def test_a_type_without_a_model_fails(planted: dict[str, list[str]]) -> None:
     assert planted["no-model"] == ["plan : no REST model known for it: add it to rest-models.toml"]
+
+
+def test_an_exception_the_model_no_longer_needs_fails(tmp_path: Path) -> None:
+    """An exception is for what the model lacks: once it has the property, the exception must
+    go (so the list stays the platform's real departures from its models)."""
+    rules = tmp_path / "rest-models.toml"
+    shutil.copytree(INFRA / "rules", tmp_path, dirs_exist_ok=True)
+    rules.write_text(
+        RULES.read_text()
+        + """
+[[exception]]
+type = "Microsoft.Web/sites@2024-04-01"
+path = "properties.httpsOnly"
+reason = "planted by the test"
+sources = ["the test"]
+"""
+    )
+    verdict = run_check(declarations(FUNCTION_APP), rules)
+    assert _problems(verdict) == [
+        "site properties.httpsOnly: the model has it now: remove its exception"
+    ]
