@@ -58,7 +58,10 @@ class ContainerSource:
     def __init__(self, url: str, *, verify: bool | str = True) -> None:
         from azure.storage.blob import ContainerClient
 
-        self._client = ContainerClient.from_container_url(url, connection_verify=verify)
+        # No redirects: the storage never sends one, and the link's signature stays with it.
+        self._client = ContainerClient.from_container_url(
+            url, connection_verify=verify, permit_redirects=False
+        )
         self._url = url
 
     def list(self) -> list[RemoteBlob]:
@@ -106,6 +109,8 @@ class _StorageErrors:
             why = "cannot reach the export storage"
         elif isinstance(exc, HttpResponseError) and exc.status_code == 403:
             why = "storage refused the download link (expired? run download again)"
+        elif isinstance(exc, HttpResponseError) and 300 <= (exc.status_code or 0) < 400:
+            why = f"the export storage answered a redirect ({exc.status_code}): not followed"
         else:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             why = f"storage error: {first}"
