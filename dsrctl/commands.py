@@ -8,11 +8,11 @@ per field at fault and exits 1; a service out of reach exits 3 (see :mod:`dsrctl
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
 import logging
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,7 +131,40 @@ def _handled(function: Callable[..., int | None]) -> Callable[..., None]:
     return run
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The command group, whose usage errors (they quote the command line: a bad ``--phase``,
+    an unknown command) are escaped like everything else the CLI prints."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _escaped_usage():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _escaped_usage():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _escaped_usage() -> Iterator[None]:
+    try:
+        yield
+    except click.ClickException as exc:
+        # click's message attributes are Final; what it prints is format_message()'s.
+        escaped = output.printable(exc.format_message())
+        exc.format_message = lambda: escaped  # type: ignore[method-assign]
+        raise
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option("--url", envvar="DSRCTL_URL", help="The app's base URL, e.g. http://127.0.0.1:7071.")
 @click.option(
     "--function-key",
@@ -630,7 +663,7 @@ def evidence_(
     (GET /api/exports/{id}/evidence); non-zero if it is broken."""
     document = settings.client().evidence(request_id)
     if out_file is not None:
-        out_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        out_file.write_text(output.json_text(document) + "\n")
     result = evidence.check(document, request_id, head=head)
     if out.json_mode:
         out.json(document)
@@ -655,7 +688,9 @@ def erase(settings: Settings, out: output.Output, request_id: str, reason: str, 
     if not yes:
         if not out.interactive or not is_interactive(sys.stdin):
             raise click.UsageError("erase deletes the exported data for good: add --yes")
-        click.confirm(f"Delete the exported data of {request_id} for good?", abort=True)
+        click.confirm(
+            f"Delete the exported data of {output.printable(request_id)} for good?", abort=True
+        )
     receipt = settings.client().erase(request_id, reason)
     if out.json_mode:
         out.json(receipt)
