@@ -8,11 +8,10 @@ per field at fault and exits 1; a service out of reach exits 3 (see :mod:`dsrctl
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -131,40 +130,7 @@ def _handled(function: Callable[..., int | None]) -> Callable[..., None]:
     return run
 
 
-class _Group(click.Group):
-    """The command group, whose usage errors (they quote the command line: a bad ``--phase``,
-    an unknown command) are escaped like everything else the CLI prints."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        with _escaped_usage():
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with _escaped_usage():
-            return super().invoke(ctx)
-
-
-@contextlib.contextmanager
-def _escaped_usage() -> Iterator[None]:
-    try:
-        yield
-    except click.ClickException as exc:
-        # click's message attributes are Final; what it prints is format_message()'s.
-        escaped = output.printable(exc.format_message())
-        exc.format_message = lambda: escaped  # type: ignore[method-assign]
-        raise
-
-
-@click.group(
-    cls=_Group,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--url", envvar="DSRCTL_URL", help="The app's base URL, e.g. http://127.0.0.1:7071.")
 @click.option(
     "--function-key",

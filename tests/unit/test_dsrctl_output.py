@@ -98,7 +98,8 @@ def test_a_table_on_a_terminal_shows_markup_and_controls_as_text(monkeypatch):
     assert "[red]x[/red]" in text
     assert "[bold red]markup[/]" in text
     assert "\x1b]0;pwned" not in text
-    assert "\x9b" not in text and "\u202e" not in text and "\r" not in text
+    for raw in ("\x9b", "\u202e", "\r"):
+        assert raw not in text
 
 
 def test_ls_on_a_terminal_does_not_render_the_services_markup_or_codes(
@@ -114,7 +115,8 @@ def test_ls_on_a_terminal_does_not_render_the_services_markup_or_codes(
     assert result.exit_code == 0, result.output
     assert "[blink]R-1[/blink]" in result.stdout
     assert "\x1b]0;pwned" not in result.stdout
-    assert "\x9b" not in result.stdout and "\u202e" not in result.stdout
+    for raw in ("\x9b", "\u202e"):
+        assert raw not in result.stdout
 
 
 @pytest.mark.parametrize("where", ["show", "refusal", "json"])
@@ -137,6 +139,7 @@ def test_what_the_service_answers_is_printed_inert(httpserver: HTTPServer, where
 
 
 def test_a_usage_error_does_not_echo_controls_from_the_command_line():
+    """click quotes a bad value with repr() (escaped) in its usage errors; kept so."""
     result = CliRunner().invoke(cli, ["--url", "http://x", "ls", "--phase", HOSTILE])
     assert result.exit_code == 2
     assert "--phase" in result.stderr
