@@ -45,6 +45,8 @@ from devhost._state import (
 )
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
+from devhost.entra import KEYS_FILE as ENTRA_KEYS_FILE
+from devhost.entra import EntraTenant
 from devhost.functions_host import FunctionsHost
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
@@ -82,7 +84,8 @@ class StackOptions:
     #: Read ``local.settings.json`` like Core Tools; the demo doesn't (it must never reach a
     #: real tenant configured there).
     use_local_settings: bool = True
-    #: Play App Service authentication (Entra ID) in front of the app, as the Bicep deploys it.
+    #: Play App Service authentication (Entra ID) in front of the app, as the Bicep deploys it
+    #: (a second wall: the app validates callers' tokens itself, with or without it).
     platform_auth: bool = True
     #: ``module:function`` the host calls with its clock after loading the app, so that the
     #: app's own timestamps follow ``--speed`` (the orchestrations' do by replay); "" for none.
@@ -106,6 +109,7 @@ class DevStack(Service):
         self.clock: FastClock | None = None
         self.functions: list[Any] = []
         self.platform_auth: PlatformAuth | None = None
+        self.tenant: EntraTenant | None = None
         self.keys: KeyRing | None = None
         self._rpc: RpcServer | None = None
         self._stack = contextlib.ExitStack()
@@ -191,8 +195,19 @@ class DevStack(Service):
             self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
             env.update(self.identity.env())
 
-        if self.options.platform_auth:
-            self.platform_auth = PlatformAuth()
+        if "AUTH_CLIENT_ID" not in env:
+            # Entra ID for the callers: the app reads its tenant's OpenID metadata and keys at
+            # the authority its settings name, here the local tenant's, over the same TLS.
+            tenant = EntraTenant(
+                tls, port=ports.get("entra", 0), state_file=state / ENTRA_KEYS_FILE
+            )
+            with self._same_port("the local Entra tenant", "the tokens callers hold name"):
+                self.tenant = self._enter(tenant)
+            ports["entra"] = self.tenant.port
+            _save_ports(state / PORTS_FILE, ports)
+            env.update(self.tenant.app_settings())
+        if self.options.platform_auth and self.tenant is not None:
+            self.platform_auth = PlatformAuth(self.tenant)
             env.update(self.platform_auth.app_settings())
         self.functions = functions = _load_app(self.options.app_dir)
         _install_clock(self.options.clock_seam, self.clock.now)
@@ -214,6 +229,7 @@ class DevStack(Service):
                 host_json=host_json,
                 port=self.options.port,
                 platform_auth=self.platform_auth,
+                tenant=self.tenant,
             )
         )
         self._write_endpoints(state)
@@ -251,10 +267,13 @@ class DevStack(Service):
             "state": str(self.state_dir),
             "taskHub": str(self.state_dir / "taskhub.sqlite"),
             "tokenEndpoint": (
-                f"{self.host.base_url}/.auth/devhost/token"
-                if self.host and self.platform_auth
-                else None
+                f"{self.host.base_url}/.auth/devhost/token" if self.host and self.tenant else None
             ),
+            "rotateEndpoint": (
+                f"{self.host.base_url}/.auth/devhost/rotate" if self.host and self.tenant else None
+            ),
+            "authority": self.environ.get("AUTH_AUTHORITY_HOST"),
+            "platformAuth": self.platform_auth is not None,
             "speed": self.options.speed,
             "pid": os.getpid(),
         }
