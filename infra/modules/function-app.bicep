@@ -267,6 +267,13 @@ var appSettings = {
   HISTORY_RETENTION_DAYS: string(historyRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
+  // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
+  // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no
+  // registration) means function keys only.
+  AUTH_AUTHORITY_HOST: environment().authentication.loginEndpoint
+  AUTH_TENANT_ID: tenant().tenantId
+  AUTH_CLIENT_ID: authClientId
+  AUTH_APP_ID_URI: authAudience
   // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }
 
