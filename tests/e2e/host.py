@@ -172,17 +172,6 @@ class HostProcess:
         answer.raise_for_status()
         return str(answer.json()["access_token"])
 
-    def rotate_signing_key(self, *, keep_previous: bool) -> str:
-        """The local tenant signs with a new key from now on (the master key's hook)."""
-        answer = requests.post(
-            str(self.endpoints["rotateEndpoint"]),
-            json={"keepPrevious": keep_previous},
-            headers={"x-functions-key": str(self.endpoints["masterKey"])},
-            timeout=30,
-        )
-        answer.raise_for_status()
-        return str(answer.json()["kid"])
-
     def wait_for(self, request_id: str, phases: set[str], timeout: float = 90.0) -> dict[str, Any]:
         """Poll the status API until the DSR reaches one of ``phases``."""
         deadline = time.monotonic() + timeout

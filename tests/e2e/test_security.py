@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,7 +181,16 @@ def test_after_a_key_rotation_new_tokens_work_and_tokens_of_the_dropped_key_do_n
 ):
     old = strict_host.token(["DSR.Read"])
     assert strict_host.get("/exports", headers=_bearer(old)).status_code == 200
-    strict_host.rotate_signing_key(keep_previous=False)
+    command = [sys.executable, "-m", "devhost", "rotate-key", "--drop-previous"]
+    rotated = subprocess.run(
+        [*command, "--state", str(strict_host.state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.startswith("signing key ")
     new = strict_host.token(["DSR.Read"])
     assert strict_host.get("/exports", headers=_bearer(new)).status_code == 200, "refetched"
     stale = strict_host.get("/exports", headers=_bearer(old))

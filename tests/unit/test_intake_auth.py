@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import azure.functions as func
 import jwt
 import pytest
 
@@ -56,8 +57,6 @@ def submit(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Ca
 
 
 def _with_url(req: Any, url: str) -> Any:
-    import azure.functions as func
-
     return func.HttpRequest(
         method=req.method,
         url=url,
@@ -89,7 +88,7 @@ def _bad_tokens(tenant: EntraTenant) -> dict[str, str]:
         "wrong tenant": tenant.mint(["DSR.Submit"], claims={"tid": OTHER_TENANT}),
         "expired": tenant.mint(["DSR.Submit"], now=now - timedelta(hours=3)),
         "not yet valid": tenant.mint(["DSR.Submit"], now=now + timedelta(hours=1)),
-        "alg none": jwt.encode(good, key=None, algorithm="none", headers={"kid": "k"}),
+        "alg none": jwt.encode(good, key="", algorithm="none", headers={"kid": "k"}),
         "not a bearer token": "",
     }
 
@@ -127,7 +126,11 @@ def test_a_valid_token_without_the_role_is_a_403_problem(submit, client, entra_t
 def test_a_valid_token_with_the_role_submits_as_its_application(submit, client, entra_tokens):
     response = submit(headers=_bearer(entra_tokens.mint(["DSR.Submit"], subject_id="sn")))
     assert response.status_code == 202
-    assert ExportJob.from_input(client.started[0][2]).submitted_by["id"] == "sn"
+    assert ExportJob.from_input(client.started[0][2]).submitted_by == {
+        "kind": "application",
+        "id": "sn",
+        "tenantId": entra_tokens.tenant_id,
+    }
 
 
 def test_a_token_signed_with_a_rotated_key_is_accepted_after_one_refetch(
@@ -185,4 +188,4 @@ def test_the_header_wins_over_code_as_it_does_for_the_host(submit, client):
     response = submit(params={"code": "other"}, url="exports?code=other")
     assert response.status_code == 202
     submitted = ExportJob.from_input(client.started[0][2]).submitted_by
-    assert submitted["id"] == _fingerprint(FUNCTION_KEY)
+    assert submitted == {"kind": "functionKey", "id": _fingerprint(FUNCTION_KEY)}
