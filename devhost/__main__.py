@@ -203,8 +203,8 @@ def banner(stack: DevStack) -> str:
             f"  master key    {stack.keys.master_key if stack.keys else '-'}  (admin API:"
             f" {api.removesuffix('/api')}/admin/host/keys, /admin/functions/NAME/keys)",
             f"  Graph         {graph}",
-            f"  Entra tenant  {endpoints['authority'] or '-'}  (caller tokens: POST"
-            f" {endpoints['tokenEndpoint'] or '-'}; new signing key: {_python()} -m devhost"
+            f"  Entra tenant  {endpoints.get('authority') or '-'}  (caller tokens: POST"
+            f" {endpoints.get('tokenEndpoint') or '-'}; new signing key: {_python()} -m devhost"
             f" rotate-key{state})",
             f"  state         {stack.state_dir}",
             "",
