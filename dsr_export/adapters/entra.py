@@ -118,6 +118,15 @@ class SigningKeys:
         self._refetched_at: float | None = None
         self._failed_at: float | None = None
 
+    def ready(self) -> int:
+        """How many keys the cache holds, fetching them first if it holds none fresh (the deep
+        health check: can this deployment judge a token at all?)."""
+        with self._lock:
+            now = self._clock()
+            if self._fetched_at is None or now - self._fetched_at >= KEYS_MAX_AGE:
+                self._refresh(now, reason="expired" if self._fetched_at else "first_use")
+            return len(self._keys)
+
     def key_for(self, kid: str) -> jwt.PyJWK:
         """The key ``kid`` names; :class:`TokenRefused` if the tenant does not publish it."""
         with self._lock:
@@ -191,6 +200,10 @@ class TokenValidator:
     def __init__(self, settings: EntraSettings, keys: SigningKeys | None = None) -> None:
         self._settings = settings
         self._keys = keys or SigningKeys(settings)
+
+    @property
+    def signing_keys(self) -> SigningKeys:
+        return self._keys
 
     def caller(self, token: str) -> Caller:
         """The caller a valid token names, with its app roles."""
