@@ -21,8 +21,14 @@ cached for :data:`KEYS_MAX_AGE` at most, size-bounded (:data:`MAX_DOCUMENT_BYTES
 :data:`MAX_KEYS`), and fetched again before that only when a token names a ``kid`` the cache
 does not hold (Entra rolls its keys over), at most once per :data:`REFETCH_INTERVAL`, so a
 stream of tokens with made-up ``kid`` values cannot turn the app into a load on Entra.
-PyJWT's own ``PyJWKClient`` is not used: it refetches on every unknown ``kid`` with no rate
-limit, follows redirects to any origin (urllib) and does not judge ``jwks_uri``.
+PyJWT's own ``PyJWKClient`` was checked against these rules and is not used. In 2.15 it
+follows no redirect and waits 30 seconds after a successful fetch before refetching for an
+unknown ``kid``, but: its cooldown counts from the last *successful* fetch, so while the tenant
+is out of reach every token with a made-up ``kid`` fetches again; it reads a document of any
+size; it trusts TLS through its own ``ssl_context`` rather than the ``requests`` stack the app's
+other calls use (``REQUESTS_CA_BUNDLE``); it knows nothing of the OpenID configuration, whose
+``jwks_uri`` must be judged anyway; and releases the requirement range allows (before 2.13)
+followed redirects and had no cooldown at all. What it would save is a few lines.
 """
 
 from __future__ import annotations
