@@ -36,7 +36,7 @@ UPN = "adele.vance@contoso.example"
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with intake_settings(WEBSITE_AUTH_ENABLED=""):
+    with intake_settings():
         yield
 
 
