@@ -3,8 +3,8 @@
 Without ``deep`` it checks every setting (no I/O). With ``?deep=true`` it also asks the managed
 identity for a Graph token and checks the app roles in it (admin consent), makes one
 harmless call to the export account, and (with an Entra registration configured) fetches the
-tenant's signing keys the app judges callers' tokens with. A failure answers 503 with a problem document naming each
-setting or permission to fix; nothing secret is ever echoed.
+tenant's signing keys the app judges callers' tokens with. A failure answers 503 with a
+problem document naming each setting or permission to fix; nothing secret is ever echoed.
 """
 
 from __future__ import annotations
