@@ -44,6 +44,7 @@ from devhost._state import read_json, write_atomically
 from devhost.graph.replies import Reply
 from devhost.graph.server import HttpsServer
 from devhost.tls import TlsFiles
+from dsr_export.domain.callers import CALLER_ID
 
 __all__ = ["APP_ID_URI", "CLIENT_ID", "TENANT_ID", "EntraTenant"]
 
@@ -204,6 +205,10 @@ class EntraTenant(Service):
         """
         issued = now or datetime.now(UTC)
         subject = subject_id or str(uuid.uuid4())
+        if not isinstance(subject, str) or not CALLER_ID.fullmatch(subject):
+            # Entra issues GUIDs; an id with an address in it would only be refused later, by
+            # the app, as a caller it cannot record (review note I-6).
+            raise ValueError("id must be letters, digits and . _ - (an Entra id is a GUID)")
         body: dict[str, Any] = {
             "aud": self.client_id if version == "2.0" else self.app_id_uri,
             "iss": self.issuer_v2 if version == "2.0" else self.issuer_v1,

@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+#: What a caller's id (and tenant id) may look like: a GUID, or a plain name of letters, digits
+#: and ``. _ -`` (the offline host's test callers); never an address.
+CALLER_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Role(enum.StrEnum):
@@ -88,13 +93,23 @@ def from_claims(claims: Mapping[str, Any]) -> Caller:
     object_id = _text(claims.get("oid"))
     app_id = _text(claims.get("appid")) or _text(claims.get("azp"))
     delegated = _text(claims.get("scp")) is not None
+    tenant = _recordable(tenant) if tenant else None
     if delegated:
         if object_id:
-            return Caller("user", object_id, roles, tenant)
+            return Caller("user", _recordable(object_id), roles, tenant)
         raise NotAuthenticated("the token names no user object id")
     if app_id:
-        return Caller("application", app_id, roles, tenant)
+        return Caller("application", _recordable(app_id), roles, tenant)
     raise NotAuthenticated("the token names no application id")
+
+
+def _recordable(caller_id: str) -> str:
+    """An id the DSR's submitter record and its evidence can carry: Entra's object and
+    application ids are GUIDs, so an id with an address, a URL or a space in it is no caller of
+    this tenant (refused here, not found out as a 503 when the evidence refuses it)."""
+    if not CALLER_ID.fullmatch(caller_id):
+        raise NotAuthenticated("the token's caller id is not an Entra object or application id")
+    return caller_id
 
 
 def from_function_key(key: str, roles: Iterable[Role]) -> Caller:

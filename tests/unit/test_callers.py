@@ -77,3 +77,25 @@ def test_the_offline_platform_vouches_for_its_tenants_tokens_and_nothing_else(te
         platform.principal_headers("Basic abc")
     forged = {"X-MS-CLIENT-PRINCIPAL": "forged", "x-ms-client-principal-id": "x", "a": "b"}
     assert strip_principal(forged) == {"a": "b"}
+
+
+@pytest.mark.parametrize("subject", ["ada@contoso.example", "https://evil", "a b", " "])
+def test_the_offline_issuer_refuses_to_mint_an_id_no_entra_tenant_issues(tenants, subject):
+    """I-6: a minted id carrying ``@`` made a submit answer 503 (the evidence refused it)."""
+    tenant, _ = tenants
+    for kind in ("application", "user"):
+        with pytest.raises(ValueError, match="id must be"):
+            tenant.mint(["DSR.Submit"], kind=kind, subject_id=subject)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"appid": "ada@contoso.example"},
+        {"oid": "ada@contoso.example", "scp": "x"},
+        {"azp": "app-1", "tid": "https://x"},
+    ],
+)
+def test_claims_whose_id_is_an_address_are_not_a_caller(claims):
+    with pytest.raises(NotAuthenticated, match="not an Entra"):
+        from_claims(claims)
