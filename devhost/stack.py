@@ -198,11 +198,8 @@ class DevStack(Service):
         if "AUTH_CLIENT_ID" not in env:
             # Entra ID for the callers: the app reads its tenant's OpenID metadata and keys at
             # the authority its settings name, here the local tenant's, over the same TLS.
-            tenant = EntraTenant(
-                tls, port=ports.get("entra", 0), state_file=state / ENTRA_KEYS_FILE
-            )
-            with self._same_port("the local Entra tenant", "the tokens callers hold name"):
-                self.tenant = self._enter(tenant)
+            self.tenant = start_tenant(tls, ports.get("entra", 0), state / ENTRA_KEYS_FILE)
+            self._stack.callback(self.tenant.stop)
             ports["entra"] = self.tenant.port
             _save_ports(state / PORTS_FILE, ports)
             env.update(self.tenant.app_settings())
@@ -390,6 +387,19 @@ def resume_clock(path: Path) -> datetime | None:
     except (KeyError, TypeError, ValueError) as error:
         raise unreadable(path, what, f"{type(error).__name__}: {error}") from None
     return max(datetime.now(UTC), *saved)
+
+
+def start_tenant(tls: TlsFiles, port: int, keys_file: Path) -> EntraTenant:
+    """The local Entra tenant, started on ``port`` if it is free, else on another one.
+
+    The same port as before keeps tokens minted before a restart valid (their issuer names it);
+    nothing durable depends on it, so unlike Graph's a taken port costs only those tokens.
+    """
+    try:
+        return EntraTenant(tls, port=port, state_file=keys_file).start()
+    except PortInUseError:
+        _log.warning("the local Entra tenant's port %s is taken; tokens minted before fail", port)
+        return EntraTenant(tls, state_file=keys_file).start()
 
 
 def _load_ports(path: Path) -> dict[str, Any]:
