@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
 
     from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.package_builder import PackageBuilder, ReceiptSigner
@@ -48,6 +49,7 @@ PARTS: Final = (
     "evidence_log",
     "package_builder",
     "receipt_signer",
+    "token_validator",
     "clock",
 )
 
@@ -152,6 +154,13 @@ def package_builder() -> PackageBuilder:
     return _package_builder()
 
 
+def token_validator() -> TokenValidator:
+    """What judges callers' Entra tokens (its signing keys cached across requests)."""
+    if "token_validator" in _overrides:
+        return _overrides["token_validator"]  # type: ignore[no-any-return]
+    return _token_validator()
+
+
 def task_hub_query() -> TaskHubQuery:
     """How the list endpoint reads the task hub's instances (every page of them)."""
     if "task_hub_query" in _overrides:
@@ -190,6 +199,7 @@ def reset() -> None:
         _evidence_log,
         _receipt_signer,
         _package_builder,
+        _token_validator,
     ):
         cached.cache_clear()
     settings.clear_cache()
@@ -266,3 +276,13 @@ def _package_builder() -> PackageBuilder:
         )
     options = PackageOptions(part_bytes=chosen.part_max_bytes, issuer=chosen.issuer)
     return PackageBuilder(export_storage().service, chosen.organisation, options)
+
+
+@functools.cache
+def _token_validator() -> TokenValidator:
+    from dsr_export.adapters.entra import TokenValidator
+
+    entra = settings.auth_settings().entra
+    if entra is None:
+        raise settings.SettingsError("AUTH_CLIENT_ID", "is not set: no Entra tokens are accepted")
+    return TokenValidator(entra)
