@@ -237,7 +237,7 @@ def test_each_wait_of_the_storage_sdk_says_for_which_dsr_step_and_account(caplog
     transport = SimpleNamespace(sleep=slept.append)
     refused = SimpleNamespace(error=ServiceRequestError("refused"), http_response=None)
     settings = {"count": 1, "history": [refused], "hook": None}
-    with caplog.at_level(logging.INFO), in_step("RITM0001", "finalize_export"):
+    with caplog.at_level(logging.INFO), in_step("RITM0001", steps.FINALIZE_EXPORT.name):
         logged_retry("evidence").sleep(settings, transport)
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("storage_retry")]
     assert "request_id=RITM0001" in line
