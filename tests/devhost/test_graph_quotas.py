@@ -207,3 +207,14 @@ def test_quotas_and_their_counters_survive_a_restart(
     with simulator() as older:
         assert older.quotas == Quotas()
         assert older.quota_usage()["submits"] == 0
+
+
+def test_both_api_versions_are_one_service_with_one_quota(graph: Graph) -> None:
+    graph.sim.set_quotas(submits_per_subject_per_day=1, polls_per_hour=1)
+    assert error_code(graph.submit(ADELE, None, version="beta")) == "StorageLocationInvalid"
+    assert _refused_on_quota(graph.submit(ADELE, None, version="v1.0"))
+    poll = f"{graph.sim.base_url}/v1.0/dataPolicyOperations/x"
+    assert error_code(graph.session.get(poll, headers=graph.headers(), timeout=30)) == (
+        "OperationNotFound"
+    )
+    assert _refused_on_quota(graph.poll("x"))  # beta, after one v1.0 poll
