@@ -26,6 +26,7 @@ from dsr_export.settings import (
     ExportStorageSettings,
     GraphSettings,
     LifecycleSettings,
+    PackageSettings,
     SettingsError,
     export_policy_from_env,
 )
@@ -40,6 +41,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     CallbackSettings.from_env,
     DeadlineSettings.from_env,
     LifecycleSettings.from_env,
+    PackageSettings.from_env,
 )
 
 
@@ -67,7 +69,7 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
         "sasLifetimeDays": storage.sas_lifetime.days,
         "exportAccount": storage.account_name,
         "callbacks": callbacks.enabled,
-        "platformAuthentication": auth.platform_auth,
+        "entraTokens": auth.entra is not None,
         "functionKeyRoles": sorted(role.value for role in auth.function_key_roles),
         "exportRetentionDays": lifecycle.export_retention_days,
         "historyRetentionDays": lifecycle.history_retention_days,

@@ -63,6 +63,8 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("intake_unavailable", ("request_id", "reason", "code"), request_scoped=False),
     LogEvent("intake_misconfigured", ("request_id", "setting"), request_scoped=False),
+    LogEvent("signing_keys_fetched", ("keys", "reason"), request_scoped=False),
+    LogEvent("signing_keys_unavailable", ("reason",), request_scoped=False),
     LogEvent(
         "dsr_request_rejected",
         ("request_id", "message_id", "reason", "fields", "recorded_in"),
@@ -133,6 +135,12 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "receipt_id", "blob_count", "total_bytes", "retention_days"),
     ),
     LogEvent("history_purged", ("request_id", "instances")),
+    LogEvent("package_requested", ("request_id", "language", "state", *CALLER_FIELDS)),
+    LogEvent(
+        "package_built",
+        ("request_id", "parts", "file_count", "total_bytes", "package_sha256", "reused"),
+    ),
+    LogEvent("package_refused", ("request_id", "code", "added", "removed", "altered")),
     LogEvent(
         "retention_run", ("due", "deleted", "purged", "failed", "skipped"), request_scoped=False
     ),

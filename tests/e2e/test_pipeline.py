@@ -99,6 +99,7 @@ def test_the_health_check_passes_on_a_working_deployment(app: HostProcess):
         "settings": "ok",
         "graphRoles": "ok",
         "exportStorage": "ok",
+        "entraKeys": "ok",
     }
 
 
