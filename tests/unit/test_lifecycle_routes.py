@@ -229,15 +229,36 @@ def test_retention_deletes_only_what_is_due_and_purges_only_complete_evidence(
     assert [r.kind for r in evidence_log.records["MID"]].count(Kind.RETENTION_DELETED) == 1
 
 
-def test_a_history_whose_evidence_is_incomplete_is_kept(storage, evidence_log: MemoryEvidence):
+def test_a_dsr_whose_output_says_it_ended_is_purged_even_with_short_evidence(
+    storage, evidence_log: MemoryEvidence
+):
+    """F-3: a DSR that failed before it had a container never wrote ``finished``; its
+    history (which holds the UPN) is purged all the same, and the record says why."""
     client = FakeDurableClient()
-    client.purge_instance_history = lambda _: pytest.fail("purged")  # type: ignore[attr-defined]
+    purged: list[str] = []
+
+    async def purge(instance_id: str) -> Any:
+        purged.append(instance_id)
+        client.instances.pop(instance_id, None)
+
+    client.purge_instance_history = purge  # type: ignore[attr-defined]
     ended = T0 - timedelta(days=100)
-    client.add(
-        "GAP", runtime="Completed", output=_ended("completed", ended_at=ended), created=ended
-    )
+    output = _ended("failed", ended_at=ended, error={"code": "UserNotFound"})
+    client.add("GAP", runtime="Completed", output=output, created=ended)
+    evidence_log.append("GAP", Kind.RECEIVED, ended, {"source": "http"})
+    client.add("ODD", runtime="Terminated", output="stopped by hand", created=ended)
+
     counts = _run(client, T0)
-    assert counts.skipped == 1
+    assert purged == ["GAP"], "no output's word for ODD: kept, tried again next run"
+    assert (counts.purged, counts.skipped) == (1, 1)
+    record = evidence_log.records["GAP"][-1]
+    assert record.kind is Kind.HISTORY_PURGED
+    assert record.data["evidence"] is False
+    assert (record.data["endedPhase"], record.data["errorCode"]) == ("failed", "UserNotFound")
+    status = lifecycle.purged_status(evidence_log.records["GAP"])
+    assert status is not None
+    assert (status["phase"], status["error"]) == ("failed", {"code": "UserNotFound"})
+    assert status["completedAt"] == ended.isoformat()
 
 
 def test_the_retention_settings_refuse_a_history_purged_before_its_data():
