@@ -210,3 +210,22 @@ def test_a_dsr_ends_even_when_its_ending_cannot_be_recorded():
         reply = d.fail_attempt("evidence account unreachable")
     assert reply["isDone"] is True
     assert reply["output"]["error"]["code"] == "UserNotFound", "the ending stays what it was"
+
+
+def test_an_ask_that_lands_during_the_last_check_is_applied_before_the_dsr_ends():
+    asks = Asks()
+    d = _driver()
+    _exporting(d)
+    d.fire_timer()
+    assert d.pending().name == steps.CHECK_EXPORT.name
+    _nudge(d, asks.add("ask_late", days=2))  # the extend waiter is open: it fires now
+    d.complete(answers.checked("complete", 100), name=steps.CHECK_EXPORT.name)
+    read = d.pending()
+    assert read.name == steps.READ_EXTENSION_ASKS.name, "before finalising"
+    d.complete(asks.read(-1))
+    d.complete(steps.Recorded(seq=12).to_dict(), name=steps.RECORD_EXTENSION.name)
+    finalize = steps.FinalizeExport.from_dict(d.pending().input)
+    assert finalize.ending == "completed"
+    reply = d.complete(answers.finalized({"blobCount": 1, "totalBytes": 2, "products": {}}))
+    assert reply["output"]["deadline"] == _plus_days(2)
+    assert [e["askId"] for e in reply["output"]["extensions"]] == ["ask_late"]
