@@ -480,11 +480,18 @@ def _take_asks(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow
     events that announced them."""
     while True:
         cursor = latest.job.ask_cursor
-        read = yield from _call(
-            context,
-            steps.READ_EXTENSION_ASKS,
-            steps.ReadExtensionAsks(latest.job.request_id, after_seq=cursor),
-        )
+        try:
+            read = yield from _call(
+                context,
+                steps.READ_EXTENSION_ASKS,
+                steps.ReadExtensionAsks(latest.job.request_id, after_seq=cursor),
+            )
+        except Exception:  # noqa: BLE001 - every attempt failed: the asks wait, the DSR goes on
+            # The asks stay in the evidence after the cursor: a later read (the next
+            # execution's first) applies them. An unreadable evidence account must not end
+            # the export.
+            _log(context, "extensions_unread", logging.WARNING, latest.job)
+            return None
         for raw in read.asks:
             yield from _apply_ask(context, latest, raw, read.custom_max_days)
         if len(read.asks) < steps.ASKS_PER_READ or latest.job.ask_cursor <= cursor:

@@ -106,6 +106,7 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         (*ORCHESTRATOR_FIELDS, "ask_id", "previous_deadline", "extension_days"),
     ),
     LogEvent("extension_refused", (*ORCHESTRATOR_FIELDS, "ask_id")),
+    LogEvent("extensions_unread", ORCHESTRATOR_FIELDS),
     LogEvent("callback_failed", (*ORCHESTRATOR_FIELDS, "event_type")),
     # --- lifecycle after the export: delivery, extension, retry, erasure, retention
     LogEvent("dsr_delivered", ("request_id", *CALLER_FIELDS, "expires_at")),

@@ -229,3 +229,23 @@ def test_an_ask_that_lands_during_the_last_check_is_applied_before_the_dsr_ends(
     reply = d.complete(answers.finalized({"blobCount": 1, "totalBytes": 2, "products": {}}))
     assert reply["output"]["deadline"] == _plus_days(2)
     assert [e["askId"] for e in reply["output"]["extensions"]] == ["ask_late"]
+
+
+def test_asks_that_cannot_be_read_wait_for_a_later_read_and_the_export_goes_on(caplog):
+    caplog.set_level("WARNING", logger="dsr_export")
+    asks = Asks()
+    d = _driver()
+    _exporting(d)
+    _nudge(d, asks.add("ask_1", days=1))
+    for _ in range(5):
+        d.fail_attempt("evidence account unreachable")
+    assert any("extensions_unread" in r.getMessage() for r in caplog.records)
+    d.fire_timer()  # the zero-length race for a cancel: then a fresh execution
+    d.continue_as_new()
+    d.complete(asks.read(-1), name=steps.READ_EXTENSION_ASKS.name)  # its first read
+    assert steps.RecordExtension.from_dict(d.pending().input).ask_id == "ask_1"
+    d.complete(steps.Recorded(seq=1).to_dict(), name=steps.RECORD_EXTENSION.name)
+    if d.pending().kind == Kind.TIMER:  # the poll that was due: at once, its moment is past
+        d.fire_timer()
+    d.complete(answers.checked("complete", 100), name=steps.CHECK_EXPORT.name)
+    assert d.pending().name == steps.FINALIZE_EXPORT.name, "the export went on"
