@@ -109,7 +109,10 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
     try:
         ending = None
         if continued and latest.job.legal_deadline is not None:
-            # An ask whose nudge was dropped with the last execution is in the evidence.
+            # The status carries on from the last execution while the asks are read (a fresh
+            # execution starts with none, which would read as "accepted").
+            _status(context, latest.job, _running_phase(latest.job))
+            # An ask whose event was dropped with the last execution is in the evidence.
             yield from _take_asks(context, latest)
         if latest.job.operation_id is None:
             ending = yield from _submit(context, latest)
@@ -119,12 +122,18 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
         ending = Ending(Phase.FAILED, errors.activity_failed(exc))
     if ending is None or ending is RESTART:
         # Bounded history: a fresh execution carries the state on.
-        phase = Phase.EXPORTING if latest.job.operation_id else Phase.SUBMITTING
-        _status(context, latest.job, phase)
+        _status(context, latest.job, _running_phase(latest.job))
         context.continue_as_new(latest.job.to_input())
         return None
     assert isinstance(ending, Ending)
     return (yield from _finish(context, latest, ending))
+
+
+def _running_phase(job: ExportJob) -> Phase:
+    """The phase a running DSR shows between steps: what it waits for."""
+    if job.operation_id:
+        return Phase.EXPORTING
+    return Phase.SUBMITTING if job.user_id else Phase.RESOLVING_USER
 
 
 def _call(
@@ -520,7 +529,7 @@ def _apply_ask(
         )
     except (ExtensionRefused, TypeError, ValueError):
         latest.job = before.replace(refused_extensions=(*before.refused_extensions, ask_id))
-        _status(context, latest.job, Phase.EXPORTING if before.operation_id else Phase.SUBMITTING)
+        _status(context, latest.job, _running_phase(before))
         _log(context, "extension_refused", logging.WARNING, before, ask_id=ask_id)
         return None
     latest.job = job
@@ -540,7 +549,7 @@ def _apply_ask(
         ask_id=ask_id,
     )
     yield from _call(context, steps.RECORD_EXTENSION, record)
-    phase = Phase.EXPORTING if job.operation_id else Phase.SUBMITTING
+    phase = _running_phase(job)
     _status(context, job, phase)
     _log(
         context,

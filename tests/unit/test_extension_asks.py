@@ -164,6 +164,10 @@ def test_an_ask_whose_event_was_dropped_is_applied_by_the_next_execution():
     for _ in range(2):
         d.fire_timer()
         d.complete(answers.checked("running", 10), name=steps.CHECK_EXPORT.name)
+    d.fire_timer()  # the zero-length race for a late cancel
+    reply = d.continue_as_new()
+    assert d.pending().name == steps.READ_EXTENSION_ASKS.name, "read first"
+    assert reply["customStatus"]["phase"] == "exporting", "not 'accepted' while it reads"
     _settle(d, asks)
     assert [r.ask_id for r in _recorded(asks)] == ["ask_lost"]
     assert _deadline(d) == "2026-05-01T09:00:00+00:00"
