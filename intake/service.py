@@ -93,8 +93,12 @@ async def start_or_get(
         )
 
     existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
+    earlier = None if existing is not None else lifecycle.earlier_dsr(_evidence(request.request_id))
+    if earlier is not None:
+        # A concurrent duplicate may have started the DSR (and it written evidence) since the
+        # first look: the task hub decides between "under way" and "purged".
+        existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
     if existing is None:
-        earlier = lifecycle.earlier_dsr(_evidence(request.request_id))
         if earlier is not None:
             # The task hub forgot the DSR (purged); its evidence did not. A second DSR under
             # the id would export into the same container and collide with every record.

@@ -540,3 +540,25 @@ def test_an_id_with_only_its_receipt_recorded_still_starts(submit, client, evide
     response = submit(valid_payload())
     assert response.status_code == 202, body(response)
     assert len(client.started) == 1
+
+
+def test_a_duplicate_racing_a_dsr_that_already_wrote_evidence_is_a_duplicate(
+    submit, client, evidence_log, monkeypatch
+):
+    """The first look finds no instance; by the evidence read a concurrent duplicate started
+    the DSR and it recorded more than its receipt: a duplicate (202), not an earlier DSR."""
+    from intake import service
+
+    evidence_log.append("RITM0001", Kind.RECEIVED, T0, {EVENT_ID: "received"})
+    evidence_log.append("RITM0001", Kind.SUBMITTED, T0, {EVENT_ID: "submitted:c"})
+    read = service._evidence
+
+    def racing(request_id: str):
+        client.add("RITM0001", runtime="Running", custom_status={"phase": "exporting"})
+        return read(request_id)
+
+    monkeypatch.setattr(service, "_evidence", racing)
+    response = submit(valid_payload())
+    assert response.status_code == 202, body(response)
+    assert body(response)["phase"] == "exporting"
+    assert client.started == []
