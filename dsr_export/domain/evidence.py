@@ -63,6 +63,10 @@ class Kind(enum.StrEnum):
     ERASED = "erased"
     RETENTION_DELETED = "retention_deleted"
     HISTORY_PURGED = "history_purged"
+    #: The subject's package was built (its zip's and manifest's SHA-256).
+    PACKAGED = "packaged"
+    #: Packaging stopped: the export no longer matches what completed (counts only).
+    PACKAGE_REFUSED = "package_refused"
 
 
 class _Counts:
@@ -188,6 +192,26 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "endedPhase": frozenset({"completed", "failed", "timed_out", "cancelled"}),
         "endedAt": str,
         "errorCode": str,
+        **_ACTOR,
+    },
+    Kind.PACKAGED: {
+        "container": str,
+        "packageSha256": str,
+        "manifestSha256": str,
+        "exportManifestSha256": str,
+        "partCount": int,
+        "fileCount": int,
+        "totalBytes": int,
+        "generation": int,
+        "language": str,
+        **_ACTOR,
+    },
+    Kind.PACKAGE_REFUSED: {
+        "reasonCode": frozenset({"EXPORT_CHANGED"}),
+        "added": int,
+        "removed": int,
+        "altered": int,
+        "exportManifestSha256": str,
         **_ACTOR,
     },
 }
