@@ -18,7 +18,9 @@ from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
 from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
 from dsr_export.domain import evidence
+from tests.e2e import host as e2e_host
 from tests.e2e.host import (
+    API_VERSIONS,
     EXPORT_DURATION,
     GRAPH_ROLES,
     PERSONAL,
@@ -28,7 +30,20 @@ from tests.e2e.host import (
     host_env,
     identity_with_roles,
     personal_data_found,
+    purged_personal_data_found,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every host of the session runs the GRAPH_API_VERSION asked for (beta by default)."""
+    e2e_host.API_VERSION = config.getoption("--graph-api-version")
+
+
+@pytest.fixture(scope="session")
+def other_api_version() -> str:
+    """The Graph API version the session does not run by default (v1.0 unless asked)."""
+    [other] = [v for v in API_VERSIONS if v != e2e_host.API_VERSION]
+    return other
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +81,23 @@ def host(
     process.stop()
 
 
+@pytest.fixture(scope="session")
+def other_version_host(
+    tmp_path_factory: pytest.TempPathFactory,
+    azurite: Azurite,
+    e2e_identity: ManagedIdentityEndpoint,
+    e2e_graph: GraphSimulator,
+    tls_files: TlsFiles,
+    other_api_version: str,
+) -> Iterator[HostProcess]:
+    """A second shared host, on the other Graph API version (started only if a test asks)."""
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files, api_version=other_api_version)
+    process = HostProcess(tmp_path_factory.mktemp("host-other-version"), env)
+    process.start()
+    yield process
+    process.stop()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_personal_data_outside_the_input() -> Iterator[None]:
     """After the whole e2e session: no UPN it sent came back, anywhere a ticket or an operator
@@ -79,12 +111,13 @@ def no_personal_data_outside_the_input() -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def every_evidence_chain_verifies(azurite: Azurite, tls_files: TlsFiles) -> Iterator[None]:
     """After the whole e2e session: the evidence log of every DSR that ran verifies, holds no
-    UPN the suite sent, and starts with the DSR's receipt."""
+    UPN the suite sent, and starts with the DSR's receipt; and no task hub holds anything of a
+    DSR whose history the retention run purged, nor a UPN in a row of an instance gone."""
     yield
     logs = export_container(azurite, tls_files, EVIDENCE_CONTAINER)
     if not logs.exists():  # no DSR ran in this session's storage (one module run alone)
         return
-    broken, checked = [], 0
+    broken, checked, purged = [], 0, set()
     for blob in logs.list_blobs():
         text = logs.download_blob(blob.name).readall().decode()
         verification = evidence.verify(text.splitlines())
@@ -94,5 +127,11 @@ def every_evidence_chain_verifies(azurite: Azurite, tls_files: TlsFiles) -> Iter
         elif verification.records and verification.records[0].kind is not evidence.Kind.RECEIVED:
             broken.append(f"{blob.name}: does not start with its receipt")
         broken += [f"{blob.name}: holds {upn}" for upn in PERSONAL if upn in text.lower()]
+        purged |= {
+            record.request_id
+            for record in verification.records
+            if record.kind is evidence.Kind.HISTORY_PURGED
+        }
+    broken += purged_personal_data_found(purged)
     if broken:
         pytest.fail(f"evidence ({checked} logs): " + "; ".join(broken[:20]))

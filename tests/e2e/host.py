@@ -37,6 +37,11 @@ FUNCTION_KEY = "e2e-function-key"
 #: A Standard Webhooks secret for the tests' callback receiver (not a real secret).
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"e2e-callback-signing-key-32-bytes").decode()
 TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
+#: Both Graph API versions the app supports (GRAPH_API_VERSION).
+API_VERSIONS = ("beta", "v1.0")
+#: The version every host of the session gets unless a test says otherwise: pytest's
+#: ``--graph-api-version`` (tests/conftest.py), set by tests/e2e/conftest.py at start-up.
+API_VERSION = "beta"
 
 #: Everything the suite showed a ticket or an operator (HTTP answers, callbacks received).
 SEEN: list[str] = []
@@ -84,6 +89,51 @@ def personal_data_found() -> list[str]:
         for upn in sorted(PERSONAL)
         if upn in text.lower()
     ]
+
+
+#: The task hub's tables and the columns that may hold what the app was sent.
+_TASK_HUB_TEXT = {
+    "instances": ("input", "output", "custom_status"),
+    "history": ("event",),
+    "messages": ("body",),
+    "activities": ("input",),
+}
+
+
+def task_hub_rows(instance_ids: set[str] | None = None) -> list[tuple[str, str, str]]:
+    """Every row of every host's task hub as (where, instance id, text), all tables: the
+    instances, their histories, queued messages and activity work items (only those of
+    ``instance_ids`` when given)."""
+    rows: list[tuple[str, str, str]] = []
+    for host in HOSTS:
+        db = Path(host.endpoints.get("taskHub", ""))
+        if not db.is_file():
+            continue
+        with sqlite3.connect(db) as connection:
+            for table, columns in _TASK_HUB_TEXT.items():
+                query = f"SELECT instance_id, {', '.join(columns)} FROM {table}"  # noqa: S608
+                for instance_id, *texts in connection.execute(query).fetchall():
+                    if instance_ids is None or instance_id in instance_ids:
+                        text = " ".join(str(t) for t in texts if t is not None)
+                        rows.append((f"{db.name}:{table}", instance_id, text))
+    return rows
+
+
+def purged_personal_data_found(purged: set[str]) -> list[str]:
+    """What the task hubs still hold after the retention run: any row of a DSR whose history
+    was purged (its evidence says so), and any UPN the suite sent in a row of an instance that
+    no longer exists (orphaned history, messages or work items)."""
+    found = [
+        f"{where}: a row of {instance_id}, whose history was purged"
+        for where, instance_id, _ in task_hub_rows(purged)
+    ]
+    existing = {instance_id for where, instance_id, _ in task_hub_rows() if "instances" in where}
+    for where, instance_id, text in task_hub_rows():
+        if instance_id in existing:
+            continue
+        lowered = text.lower()
+        found += [f"{where}:{instance_id}: {upn}" for upn in sorted(PERSONAL) if upn in lowered]
+    return found
 
 
 class HostProcess:
@@ -226,6 +276,7 @@ def user_env() -> dict[str, str]:
     prefixes += ("GRAPH_", "EXPORT_", "CALLBACK_", "AUTH_", "DEVHOST_", "APPLICATIONINSIGHTS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONUNBUFFERED"] = "1"
+    env["GRAPH_API_VERSION"] = API_VERSION  # the session's version, not a Graph of its own
     return env
 
 
@@ -244,9 +295,15 @@ def identity_with_roles(graph: GraphSimulator, roles: tuple[str, ...]) -> Manage
 
 
 def host_env(
-    azurite: Azurite, identity: ManagedIdentityEndpoint, graph: GraphSimulator, tls: TlsFiles
+    azurite: Azurite,
+    identity: ManagedIdentityEndpoint,
+    graph: GraphSimulator,
+    tls: TlsFiles,
+    *,
+    api_version: str | None = None,
 ) -> dict[str, str]:
-    """The app settings of a host wired to these services, as Azure would set them."""
+    """The app settings of a host wired to these services, as Azure would set them
+    (``api_version``: GRAPH_API_VERSION, the session's own by default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
     env.update(identity.env())
     env.update(
@@ -256,6 +313,7 @@ def host_env(
             "EXPORT_SAS_MODE": "stored-policy",
             "EXPORT_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY,
             "GRAPH_BASE_URL": graph.base_url,
+            "GRAPH_API_VERSION": api_version or API_VERSION,
             "REQUESTS_CA_BUNDLE": tls.ca_bundle,
             "EXPORT_POLL_MAX_INTERVAL_SECONDS": "3600",
             "CALLBACK_SIGNING_SECRET": CALLBACK_SECRET,
