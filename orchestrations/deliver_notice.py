@@ -14,7 +14,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from dsr_export.domain import steps
-from orchestrations.callbacks import deliver
+from orchestrations.callback_delivery import deliver
 
 bp = df.Blueprint()
 

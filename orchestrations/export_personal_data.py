@@ -4,13 +4,17 @@ Deterministic by construction: no I/O, no clock but ``context.current_utc_dateti
 environment; it imports the pure domain layer only (``make lint`` checks). Every step that
 touches the world is an activity, called through the step contract
 (:mod:`dsr_export.domain.steps`); every wait is a durable timer. Its input and output, its
-custom status and every activity result it sees are non-secret.
+custom status and every activity result it sees are non-secret. Every wait and back-off is
+:mod:`dsr_export.domain.pacing`'s.
 
-One way out: each phase either carries on (returns the job) or returns an :class:`Ending`, and
-:func:`_finish` runs once, outside the ``try``, for every ending there is, an activity that
-failed all its attempts included. So whatever happens after the submit, the SAS is revoked (or
-its expiry recorded) and the ticket hears. Outcomes: ``completed``, ``failed`` (with Graph's
-error), ``timed_out`` or ``cancelled``.
+The job flows through the phases by value: each phase takes the job and returns the job it
+leaves. A phase that cannot go on raises :class:`_PhaseEnd`, the one way out, carrying the job
+as it stands and either an :class:`Ending` or none (continue as new: a history's worth of
+rounds, or extension asks applied). :func:`_phases` is the one place that catches it, and an
+activity that failed all its attempts arrives there as a ``failed`` ending too (:func:`_call`).
+:func:`_finish` then runs once, outside, for every ending there is: whatever happens after the
+submit, the SAS is revoked (or its expiry recorded) and the ticket hears. Outcomes:
+``completed``, ``failed`` (with Graph's error), ``timed_out`` or ``cancelled``.
 
 When the request named a ``callbackUrl``, the ticket hears of it (accepted, exporting, the
 outcome, the legal deadline's warning and overdue) through ``send_callback``; a callback that
@@ -31,26 +35,20 @@ import azure.durable_functions as df
 
 from dsr_export.domain import errors, events, pacing, steps
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
-from dsr_export.domain.job import CANCEL_EVENT, EXTEND_EVENT, Ending, ExportJob, next_wait
+from dsr_export.domain.job import CANCEL_EVENT, EXTEND_EVENT, Ending, ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import Outcome
-from orchestrations.callbacks import deliver
+from orchestrations.callback_delivery import deliver
 
 bp = df.Blueprint()
 
 #: Activities raise only on unexpected, presumably transient trouble (storage hiccup, worker
 #: recycled); Graph's answers come back as results the orchestrator decides on.
 ACTIVITY_RETRY = df.RetryOptions(
-    first_retry_interval_in_milliseconds=30_000, max_number_of_attempts=5
+    first_retry_interval_in_milliseconds=pacing.ACTIVITY_FIRST_RETRY_SECONDS * 1000,
+    max_number_of_attempts=pacing.ACTIVITY_ATTEMPTS,
 )
-
-#: A submit Graph never posted (its receipt is in the container, the operation unknown) is
-#: tried again in a fresh container, at most this many submits in all.
-SUBMIT_ATTEMPTS = 5
-#: Waits between lookups of a lost submit's receipt: five lookups over about 15 minutes.
-RECOVERY_WAITS = (60, 120, 240, 480)
-
 
 _TERMINAL_EVENTS = {
     Phase.COMPLETED: events.COMPLETED,
@@ -63,17 +61,21 @@ Flow = Generator[Any, Any, Any]
 R = TypeVar("R", bound=steps.Wire)
 
 
-class _Restart:
-    """Returned by a phase that wants a fresh execution (bounded history), state carried on."""
+class _PhaseEnd(Exception):
+    """A phase's one way out: the DSR ends with ``ending``, or, with none, this execution
+    continues as new with ``job`` (bounded history; or extension asks applied, so a fresh
+    execution waits for the next ask)."""
 
-
-RESTART = _Restart()
+    def __init__(self, job: ExportJob, ending: Ending | None = None) -> None:
+        super().__init__(ending.phase.value if ending else "continue-as-new")
+        self.job = job
+        self.ending = ending
 
 
 @dataclass
-class _Latest:
-    """The latest job, so an ending reached by an exception still knows the container; and the
-    external events it waits for, raced against every timer.
+class _Run:
+    """One execution's context and the external events it waits for, raced against every
+    timer.
 
     One waiter per event name per execution, never made again: the SDK keeps an event that
     arrives while no waiter of its name is open in one slot per name, and that slot completes
@@ -84,49 +86,60 @@ class _Latest:
     waiter (``extend_spent``).
     """
 
-    job: ExportJob
-    cancel: Any = None
-    extend: Any = None
+    context: df.DurableOrchestrationContext
+    cancel: Any
+    extend: Any
     extend_spent: bool = False
 
 
 @bp.orchestration_trigger(context_name="context")
 def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
     """One DSR, from an accepted request to a terminal result."""
-    latest = _Latest(ExportJob.from_input(context.get_input()))
-    continued = latest.job.started_at is not None
+    job = ExportJob.from_input(context.get_input())
+    continued = job.started_at is not None
     if not continued:
-        latest.job = latest.job.replace(started_at=context.current_utc_datetime.isoformat())
-        _status(context, latest.job, Phase.ACCEPTED)
-        # A retried DSR tells the ticket it runs again, not that it was accepted anew.
-        first = events.ACCEPTED if latest.job.attempt == 1 else events.RETRIED
-        latest.job = yield from _notify(
-            context, latest.job, first, Phase.ACCEPTED, attempt=latest.job.attempt
-        )
-    latest.cancel = context.wait_for_external_event(CANCEL_EVENT)
-    latest.extend = context.wait_for_external_event(EXTEND_EVENT)
-    ending: Ending | _Restart | None
+        job = yield from _accept(context, job)
+    run = _Run(
+        context,
+        cancel=context.wait_for_external_event(CANCEL_EVENT),
+        extend=context.wait_for_external_event(EXTEND_EVENT),
+    )
+    end = yield from _phases(run, job, continued=continued)
+    if end.ending is not None:
+        return (yield from _finish(run, end.job, end.ending))
+    # Bounded history: a fresh execution carries the state on.
+    _status(context, end.job, _running_phase(end.job))
+    context.continue_as_new(end.job.to_input())
+    return None
+
+
+def _accept(context: df.DurableOrchestrationContext, job: ExportJob) -> Flow:
+    """The first execution: the DSR started, shown accepted, the ticket told."""
+    job = job.replace(started_at=context.current_utc_datetime.isoformat())
+    _status(context, job, Phase.ACCEPTED)
+    # A retried DSR tells the ticket it runs again, not that it was accepted anew.
+    first = events.ACCEPTED if job.attempt == 1 else events.RETRIED
+    return (yield from _notify(context, job, first, Phase.ACCEPTED, attempt=job.attempt))
+
+
+def _phases(run: _Run, job: ExportJob, *, continued: bool) -> Flow:
+    """Submit (unless Graph has the export already), then poll; returns the
+    :class:`_PhaseEnd` that stopped them, the one place one is caught."""
     try:
-        ending = None
-        if continued and latest.job.legal_deadline is not None:
+        if continued and job.legal_deadline is not None:
             # The status carries on from the last execution while the asks are read (a fresh
             # execution starts with none, which would read as "accepted").
-            _status(context, latest.job, _running_phase(latest.job))
+            _status(run.context, job, _running_phase(job))
             # An ask whose event was dropped with the last execution is in the evidence.
-            yield from _take_asks(context, latest)
-        if latest.job.operation_id is None:
-            ending = yield from _submit(context, latest)
-        if ending is None and latest.job.operation_id is not None:
-            ending = yield from _poll(context, latest)
-    except Exception as exc:  # noqa: BLE001 - an activity failed all its attempts
-        ending = Ending(Phase.FAILED, errors.activity_failed(exc))
-    if ending is None or ending is RESTART:
-        # Bounded history: a fresh execution carries the state on.
-        _status(context, latest.job, _running_phase(latest.job))
-        context.continue_as_new(latest.job.to_input())
-        return None
-    assert isinstance(ending, Ending)
-    return (yield from _finish(context, latest, ending))
+            job = yield from _take_asks(run, job)
+        if job.operation_id is None:
+            job = yield from _submit(run, job)
+        yield from _poll(run, job)
+    except _PhaseEnd as end:
+        return end
+    except Exception as exc:  # noqa: BLE001 - unforeseen; an activity's failure is a _PhaseEnd
+        return _PhaseEnd(job, Ending(Phase.FAILED, errors.activity_failed(exc)))
+    raise AssertionError("_poll ends by _PhaseEnd")  # pragma: no cover
 
 
 def _running_phase(job: ExportJob) -> Phase:
@@ -136,274 +149,259 @@ def _running_phase(job: ExportJob) -> Phase:
     return Phase.SUBMITTING if job.user_id else Phase.RESOLVING_USER
 
 
-def _call(
-    context: df.DurableOrchestrationContext, step: steps.Step[Any, R], payload: steps.Wire
-) -> Flow:
-    """Call ``step`` with the standard retry options; returns its typed result."""
-    raw = yield context.call_activity_with_retry(step.name, ACTIVITY_RETRY, payload.to_dict())
-    result: R = step.result_type.from_dict(raw)
+def _call(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: steps.Wire) -> Flow:
+    """Call ``step`` with the standard retry options; returns its typed result. An activity
+    that failed all its attempts ends the DSR failed, with ``job`` as it stands."""
+    try:
+        raw = yield run.context.call_activity_with_retry(
+            step.name, ACTIVITY_RETRY, payload.to_dict()
+        )
+        result: R = step.result_type.from_dict(raw)
+    except Exception as exc:
+        raise _PhaseEnd(job, Ending(Phase.FAILED, errors.activity_failed(exc))) from exc
     return result
 
 
-def _submit(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
-    """Resolve the user, prepare the container and submit, recovering a submit whose answer
-    was lost; returns an Ending, RESTART (continue as new), or None to poll on."""
-    if latest.job.user_id is None:
-        _status(context, latest.job, Phase.RESOLVING_USER)
-        found = yield from _graph_step(
-            context,
-            latest,
-            steps.RESOLVE_USER,
-            steps.ResolveUser(latest.job.request_id, latest.job.user),
-        )
-        if not isinstance(found, steps.UserResolved):
-            return found
-        if found.outcome is not Outcome.OK:
-            return Ending(Phase.FAILED, found.error)
-        latest.job = latest.job.replace(user_id=found.user_id)
+def _fail(job: ExportJob, error: errors.ErrorDoc | None) -> _PhaseEnd:
+    return _PhaseEnd(job, Ending(Phase.FAILED, error))
 
-    while True:
-        job = latest.job
-        _status(context, job, Phase.PREPARING_STORAGE)
-        prepared = yield from _call(
-            context,
-            steps.PREPARE_CONTAINER,
-            steps.PrepareContainer(job.request_id, attempt=job.submit_attempt),
-        )
-        if prepared.outcome is Outcome.FAILED:
-            return Ending(Phase.FAILED, prepared.error)
-        job = latest.job = job.replace(container=prepared.container)
-        assert job.user_id is not None and job.container is not None  # noqa: PT018
-        if not prepared.request_info_exists:
-            # The policy settles; a first submit is also held back a little, differently for
-            # each DSR, so a burst reaches Graph spread out. The last chance to cancel, too.
-            delay = prepared.settle_seconds
-            if job.submit_attempt == 1:
-                delay += pacing.first_submit_delay(job.request_id)
-            if delay:
-                waited = yield from _wait_or_cancel(context, _after(context, delay), latest)
-                if waited is not None:
-                    return _interrupted(waited)
-            _status(context, job, Phase.SUBMITTING)
-            submitted = yield from _graph_step(
-                context,
-                latest,
-                steps.SUBMIT_EXPORT,
-                steps.SubmitExport(job.request_id, job.user_id, job.container),
-            )
-            if not isinstance(submitted, steps.ExportSubmitted):
-                return submitted
-            if submitted.outcome is Outcome.ACCEPTED:
-                return (yield from _exporting(context, latest, submitted, recovered=False))
-            if submitted.outcome is Outcome.RESUBMIT:
-                waited = yield from _wait_for_storage(context, latest, submitted.error)
-                if waited is not None:
-                    return waited
-                continue
-            if submitted.outcome is not Outcome.UNKNOWN:
-                return Ending(Phase.FAILED, submitted.error)
+
+def _submit(run: _Run, job: ExportJob) -> Flow:
+    """Resolve the user, then submit (in a fresh container each time Graph never got the
+    command) until Graph has the export; returns the job that knows its operation."""
+    if job.user_id is None:
+        job = yield from _resolve_user(run, job)
+    while job.operation_id is None:
+        job = yield from _submit_into_container(run, job)
+    return job
+
+
+def _resolve_user(run: _Run, job: ExportJob) -> Flow:
+    """The subject's Entra object id, which the export is submitted for."""
+    _status(run.context, job, Phase.RESOLVING_USER)
+    lookup = steps.ResolveUser(job.request_id, job.user)
+    job, found = yield from _graph_step(run, job, steps.RESOLVE_USER, lookup)
+    if found.outcome is not Outcome.OK:
+        raise _fail(job, found.error)
+    return job.replace(user_id=found.user_id)
+
+
+def _submit_into_container(run: _Run, job: ExportJob) -> Flow:
+    """Prepare this attempt's container and submit into it; returns the job with the
+    operation, or, for another attempt, without a container."""
+    _status(run.context, job, Phase.PREPARING_STORAGE)
+    prepare = steps.PrepareContainer(job.request_id, attempt=job.submit_attempt)
+    prepared = yield from _call(run, job, steps.PREPARE_CONTAINER, prepare)
+    if prepared.outcome is Outcome.FAILED:
+        raise _fail(job, prepared.error)
+    job = job.replace(container=prepared.container)
+    if prepared.request_info_exists:
         # Graph's receipt is in the container but we hold no operation id: find the export.
-        _status(context, latest.job, Phase.SUBMITTING)
-        recovered = yield from _recover(context, latest)
-        if not isinstance(recovered, steps.ExportRecovered):
-            return recovered
-        if recovered.outcome is Outcome.OK:
-            return (yield from _exporting(context, latest, recovered, recovered=True))
-        if recovered.outcome is Outcome.FAILED:
-            return Ending(Phase.FAILED, recovered.error)
-        # Graph's word: no such operation, the command was never posted. Once more, elsewhere.
-        job = latest.job
-        if job.submit_attempt - job.submit_base - job.storage_resubmits >= SUBMIT_ATTEMPTS:
-            return Ending(Phase.FAILED, errors.never_posted(SUBMIT_ATTEMPTS))
-        _log(context, "submit_restarted", logging.WARNING, latest.job)
-        latest.job = latest.job.replace(
-            submit_attempt=latest.job.submit_attempt + 1, container=None
-        )
+        return (yield from _recover_lost_submit(run, job))
+    job, submitted = yield from _settle_and_submit(run, job, prepared.settle_seconds)
+    match submitted.outcome:
+        case Outcome.ACCEPTED:
+            return (yield from _exporting(run, job, submitted, recovered=False))
+        case Outcome.RESUBMIT:
+            return (yield from _wait_for_storage(run, job, submitted.error))
+        case Outcome.UNKNOWN:
+            return (yield from _recover_lost_submit(run, job))
+        case _:
+            raise _fail(job, submitted.error)
 
 
-def _wait_for_storage(
-    context: df.DurableOrchestrationContext, latest: _Latest, error: errors.ErrorDoc | None
-) -> Flow:
+def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
+    """Let the policy settle, then submit; returns ``(job, answer)``.
+
+    A first submit is also held back a little, differently for each DSR, so a burst reaches
+    Graph spread out. The last chance to cancel, too.
+    """
+    delay = settle_seconds
+    if job.submit_attempt == 1:
+        delay += pacing.first_submit_delay(job.request_id)
+    if delay:
+        job = yield from _wait(run, job, _after(run.context, delay))
+    _status(run.context, job, Phase.SUBMITTING)
+    assert job.user_id is not None and job.container is not None  # noqa: PT018
+    submit = steps.SubmitExport(job.request_id, job.user_id, job.container)
+    return (yield from _graph_step(run, job, steps.SUBMIT_EXPORT, submit))
+
+
+def _wait_for_storage(run: _Run, job: ExportJob, error: errors.ErrorDoc | None) -> Flow:
     """The export storage was down when Graph checked the SAS (and the app could not reach it
     either): wait, doubling, then submit again into a fresh container (Graph may have left a
-    partial receipt in this one). Returns an Ending after the last allowed wait, or a cancel."""
-    job = latest.job
+    partial receipt in this one). Fails after the last allowed wait."""
     resubmit = job.storage_resubmits + 1
     if resubmit > pacing.STORAGE_RESUBMITS:
-        return Ending(Phase.FAILED, errors.storage_unavailable(job.storage_resubmits, error))
+        raise _fail(job, errors.storage_unavailable(job.storage_resubmits, error))
     wait = pacing.storage_wait(job.request_id, resubmit)
     _log(
-        context,
+        run.context,
         "submit_waits_for_storage",
         logging.WARNING,
         job,
         resubmit=resubmit,
         wait_seconds=wait,
     )
-    fire_at = _after(context, wait)
-    _status(context, job, Phase.SUBMITTING, nextCheckAt=fire_at.isoformat())
-    cancelled = yield from _wait_or_cancel(context, fire_at, latest)
-    if cancelled is not None:
-        return Ending(Phase.CANCELLED, cancelled)
-    latest.job = latest.job.replace(
-        submit_attempt=latest.job.submit_attempt + 1, container=None, storage_resubmits=resubmit
+    fire_at = _after(run.context, wait)
+    _status(run.context, job, Phase.SUBMITTING, nextCheckAt=fire_at.isoformat())
+    job = yield from _wait(run, job, fire_at)
+    return job.replace(
+        submit_attempt=job.submit_attempt + 1, container=None, storage_resubmits=resubmit
     )
-    return None
 
 
-def _recover(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
-    """Look the lost submit up by its receipt, a few times over some minutes.
+def _recover_lost_submit(run: _Run, job: ExportJob) -> Flow:
+    """Find the export a submit whose answer was lost started; returns the job with the
+    operation, or, when Graph says it never got the command, the job for a fresh container."""
+    _status(run.context, job, Phase.SUBMITTING)
+    job, recovered = yield from _look_up_submit(run, job)
+    if recovered.outcome is Outcome.OK:
+        return (yield from _exporting(run, job, recovered, recovered=True))
+    if recovered.outcome is Outcome.FAILED:
+        raise _fail(job, recovered.error)
+    # Graph's word: no such operation, the command was never posted. Once more, elsewhere.
+    if job.submit_attempt - job.submit_base - job.storage_resubmits >= pacing.SUBMIT_ATTEMPTS:
+        raise _fail(job, errors.never_posted(pacing.SUBMIT_ATTEMPTS))
+    _log(run.context, "submit_restarted", logging.WARNING, job)
+    return job.replace(submit_attempt=job.submit_attempt + 1, container=None)
+
+
+def _look_up_submit(run: _Run, job: ExportJob) -> Flow:
+    """Look the lost submit up by its receipt, a few times over some minutes; returns
+    ``(job, answer)``.
 
     Graph may not show a command it has just accepted; only an answer of ``absent`` that
     persists over every lookup counts as Graph's word that the export does not exist.
     """
-    job = latest.job
-    assert job.user_id is not None and job.container is not None  # noqa: PT018
+    user_id, container = job.user_id, job.container
+    assert user_id is not None and container is not None  # noqa: PT018
     found: Any = None
-    for index, wait in enumerate((0, *RECOVERY_WAITS)):
-        if wait:
-            stretched = pacing.spread(wait, job.request_id, index, "recovery")
-            waited = yield from _wait_or_cancel(context, _after(context, stretched), latest)
-            if waited is not None:
-                return _interrupted(waited)
+    for index in range(len(pacing.RECOVERY_WAITS) + 1):
+        if index:
+            wait = pacing.recovery_wait(job.request_id, index)
+            job = yield from _wait(run, job, _after(run.context, wait))
         lookup = steps.RecoverSubmit(
-            job.request_id, job.user_id, job.container, final=index == len(RECOVERY_WAITS)
+            job.request_id,
+            user_id,
+            container,
+            final=index == len(pacing.RECOVERY_WAITS),
         )
-        found = yield from _graph_step(context, latest, steps.RECOVER_SUBMIT, lookup)
-        if not isinstance(found, steps.ExportRecovered) or found.outcome is not Outcome.ABSENT:
-            return found
-    return found
+        job, found = yield from _graph_step(run, job, steps.RECOVER_SUBMIT, lookup)
+        if found.outcome is not Outcome.ABSENT:
+            break
+    return job, found
 
 
 def _exporting(
-    context: df.DurableOrchestrationContext,
-    latest: _Latest,
+    run: _Run,
+    job: ExportJob,
     answer: steps.ExportSubmitted | steps.ExportRecovered,
     *,
     recovered: bool,
 ) -> Flow:
     """The export is Graph's now: remember the operation, tell the ticket, poll on."""
-    job = latest.job.replace(
+    job = job.replace(
         operation_id=answer.operation_id,
         operation_url=answer.operation_url,
         submitted_at=answer.submitted_at,
         sas_expires_at=answer.sas_expires_at,
-        wait_seconds=answer.retry_after_seconds or 60,
+        wait_seconds=answer.retry_after_seconds or pacing.FIRST_POLL_SECONDS,
         submit_recovered=recovered,
     )
     if recovered:
-        _log(context, "submit_recovered", logging.INFO, job, operation_id=job.operation_id)
-    _status(context, job, Phase.EXPORTING)
-    latest.job = yield from _notify(context, job, events.EXPORTING, Phase.EXPORTING)
-    return None
+        _log(run.context, "submit_recovered", logging.INFO, job, operation_id=job.operation_id)
+    _status(run.context, job, Phase.EXPORTING)
+    return (yield from _notify(run.context, job, events.EXPORTING, Phase.EXPORTING))
 
 
-def _graph_step(
-    context: df.DurableOrchestrationContext,
-    latest: _Latest,
-    step: steps.Step[Any, R],
-    payload: steps.Wire,
-) -> Flow:
+def _graph_step(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: steps.Wire) -> Flow:
     """Call a Graph step; wait out its ``retry`` answers on durable timers until the DSR's own
-    time-out, with jittered back-off (Retry-After the minimum).
-
-    Returns the answer (``ok``/``accepted``, ``failed``, ...), an Ending (cancelled, or timed
-    out while Graph kept refusing), or RESTART after a history's worth of retries.
-    """
-    answer = yield from _call(context, step, payload)
+    time-out, with jittered back-off (Retry-After the minimum). Returns ``(job, answer)``
+    (``ok``/``accepted``, ``failed``, ...); times out while Graph keeps refusing, or continues
+    as new after a history's worth of retries."""
+    answer = yield from _call(run, job, step, payload)
     rounds = 0
     while answer.outcome is Outcome.RETRY:
-        job = latest.job
-        if context.current_utc_datetime >= job.give_up_at():
+        if run.context.current_utc_datetime >= job.give_up_at():
             error = errors.gave_up_waiting(job.policy.timeout_days, answer.error)
-            return Ending(Phase.TIMED_OUT, error)
+            raise _PhaseEnd(job, Ending(Phase.TIMED_OUT, error))
         if rounds >= job.policy.rounds_per_history:
-            return RESTART
-        job = latest.job = job.replace(throttle_round=job.throttle_round + 1)
+            raise _PhaseEnd(job)
+        job = job.replace(throttle_round=job.throttle_round + 1)
         wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
-        fire_at = min(_after(context, wait), job.give_up_at())
-        waited = yield from _wait_or_cancel(context, fire_at, latest)
-        if waited is not None:
-            return _interrupted(waited)
-        answer = yield from _call(context, step, payload)
+        job = yield from _wait(run, job, min(_after(run.context, wait), job.give_up_at()))
+        answer = yield from _call(run, job, step, payload)
         rounds += 1
-    latest.job = latest.job.replace(throttle_round=0)
-    return answer
+    return job.replace(throttle_round=0), answer
 
 
-def _poll(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
-    """Wait with durable timers and check the operation, until it ends or time runs out.
-
-    Returns an Ending, or None after ``rounds_per_history`` rounds (continue as new).
-    """
-    job = latest.job
+def _poll(run: _Run, job: ExportJob) -> Flow:
+    """Wait with durable timers and check the operation until it ends or time runs out;
+    continues as new after ``rounds_per_history`` rounds."""
     for _ in range(job.policy.rounds_per_history):
-        job = latest.job = yield from _legal_clock(context, job)
-        now = context.current_utc_datetime
-        if now >= job.give_up_at():
-            return Ending(Phase.TIMED_OUT, errors.timed_out(job.policy.timeout_days))
-        fire_at = min(now + timedelta(seconds=job.wait_seconds), job.give_up_at())
-        if job.next_check_at is not None:  # the wait an extension interrupted goes on
-            fire_at = min(datetime.fromisoformat(job.next_check_at), job.give_up_at())
-            job = latest.job = job.replace(next_check_at=None)
-        legal_moment = job.next_legal_moment(now)
-        if legal_moment is not None:
-            fire_at = min(fire_at, legal_moment)
-        _status(context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
-        # A cancel raised earlier (even before the submit) is buffered and wins at once.
-        waited = yield from _wait_or_cancel(context, fire_at, latest)
-        if waited is RESTART:
-            latest.job = latest.job.replace(next_check_at=fire_at.isoformat())
-            return RESTART
-        if waited is not None:
-            return _interrupted(waited)
-        job = latest.job
-
-        assert job.operation_url is not None
-        checked = yield from _call(
-            context,
-            steps.CHECK_EXPORT,
-            steps.CheckExport(job.request_id, job.operation_url, last_status=job.graph_status),
-        )
-        cap = job.policy.max_poll_interval_seconds
-        job = job.replace(poll_round=job.poll_round + 1)
-        match checked.outcome:
-            case Outcome.RETRY:
-                wait = next_wait(job.wait_seconds, cap=cap, retry_after=checked.retry_after_seconds)
-                # Spread: after an outage every DSR gets its 503 at once; they must not all
-                # come back at once.
-                wait = pacing.spread(wait, job.request_id, job.poll_round, "poll")
-                job = latest.job = job.replace(wait_seconds=wait)
-            case Outcome.FAILED:
-                latest.job = job
-                return Ending(Phase.FAILED, checked.error)
-            case _:
-                job = latest.job = job.replace(
-                    graph_status=checked.status,
-                    progress=checked.progress,
-                    wait_seconds=next_wait(job.wait_seconds, cap=cap),
-                )
-                if checked.status == "complete":
-                    return Ending(Phase.COMPLETED)
-                if checked.status == "failed":
-                    return Ending(Phase.FAILED, errors.export_failed())
+        job = yield from _poll_once(run, job)
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).
-    waited = yield from _wait_or_cancel(context, context.current_utc_datetime, latest)
-    if waited is not None and waited is not RESTART:
-        return _interrupted(waited)
-    return None
+    job = yield from _wait(run, job, run.context.current_utc_datetime)
+    raise _PhaseEnd(job)
 
 
-def _interrupted(waited: errors.ErrorDoc | _Restart) -> Ending | _Restart:
-    """What a wait that did not simply run out means for the phase: cancelled, or RESTART
-    (extensions applied; the next execution waits for the next ask)."""
-    if isinstance(waited, _Restart):
-        return waited
-    return Ending(Phase.CANCELLED, waited)
+def _poll_once(run: _Run, job: ExportJob) -> Flow:
+    """One round: the legal clock, a wait, a check of the operation; returns the job."""
+    job = yield from _legal_clock(run.context, job)
+    now = run.context.current_utc_datetime
+    if now >= job.give_up_at():
+        raise _PhaseEnd(job, Ending(Phase.TIMED_OUT, errors.timed_out(job.policy.timeout_days)))
+    fire_at = _next_check_at(job, now)
+    job = job.replace(next_check_at=None)
+    _status(run.context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
+    # A cancel raised earlier (even before the submit) is buffered and wins at once.
+    job = yield from _wait(run, job, fire_at, resumable=True)
+    assert job.operation_url is not None
+    check = steps.CheckExport(job.request_id, job.operation_url, last_status=job.graph_status)
+    checked = yield from _call(run, job, steps.CHECK_EXPORT, check)
+    return _checked(job, checked)
 
 
-def _finish(context: df.DurableOrchestrationContext, latest: _Latest, ending: Ending) -> Flow:
+def _next_check_at(job: ExportJob, now: datetime) -> datetime:
+    """When to check the operation next: after the current wait (or the rest of the wait an
+    extension interrupted), never after the time-out or the next legal-clock moment."""
+    fire_at = min(now + timedelta(seconds=job.wait_seconds), job.give_up_at())
+    if job.next_check_at is not None:  # the wait an extension interrupted goes on
+        fire_at = min(datetime.fromisoformat(job.next_check_at), job.give_up_at())
+    legal_moment = job.next_legal_moment(now)
+    if legal_moment is not None:
+        fire_at = min(fire_at, legal_moment)
+    return fire_at
+
+
+def _checked(job: ExportJob, checked: steps.ExportChecked) -> ExportJob:
+    """The job after one check of the operation; ends the DSR when the operation ended."""
+    cap = job.policy.max_poll_interval_seconds
+    job = job.replace(poll_round=job.poll_round + 1)
+    match checked.outcome:
+        case Outcome.RETRY:
+            wait = pacing.poll_retry_wait(
+                job.request_id, job.poll_round, job.wait_seconds, cap, checked.retry_after_seconds
+            )
+            return job.replace(wait_seconds=wait)
+        case Outcome.FAILED:
+            raise _fail(job, checked.error)
+        case _:
+            job = job.replace(
+                graph_status=checked.status,
+                progress=checked.progress,
+                wait_seconds=pacing.poll_wait(job.wait_seconds, cap=cap),
+            )
+    if checked.status == "complete":
+        raise _PhaseEnd(job, Ending(Phase.COMPLETED))
+    if checked.status == "failed":
+        raise _fail(job, errors.export_failed())
+    return job
+
+
+def _finish(run: _Run, job: ExportJob, ending: Ending) -> Flow:
     """Manifest (on success), revoke the SAS, tell the ticket: the terminal result.
 
     A finalisation that fails all its attempts ends the DSR failed with that error: the DSR
@@ -411,62 +409,20 @@ def _finish(context: df.DurableOrchestrationContext, latest: _Latest, ending: En
     container still records how it ended (``record_finished``): every DSR that ends says so in
     its evidence.
     """
-    job = latest.job
-    if latest.extend is not None and not latest.extend_spent and latest.extend.is_completed:
-        # An ask that came while the last step ran is applied before the DSR ends.
-        latest.extend_spent = True
-        with contextlib.suppress(Exception):
-            yield from _take_asks(context, latest)
-        job = latest.job
-    finalized: steps.ExportFinalized | None = None
+    context = run.context
+    job = yield from _late_asks(run, job)
     _status(context, job, Phase.FINALIZING)
     if job.container is None:
-        finished = steps.RecordFinished(
-            request_id=job.request_id,
-            phase=ending.phase.value,
-            error_code=(ending.error or {}).get("code"),
-            error_category=(ending.error or {}).get("category"),
-            operation_id=job.operation_id,
-            attempt=job.attempt,
-        )
-        # Not recording it must not turn the ending into another one; the retention run
-        # purges a DSR whose output says it ended even when its evidence is short.
-        with contextlib.suppress(Exception):
-            yield from _call(context, steps.RECORD_FINISHED, finished)
+        yield from _record_finished(run, job, ending)
+        finalized = None
     else:
-        finalize = steps.FinalizeExport(
-            request_id=job.request_id,
-            container=job.container,
-            write_manifest=ending.phase is Phase.COMPLETED,
-            sas_expires_at=job.sas_expires_at,
-            ending=ending.phase.value,
-            error_code=(ending.error or {}).get("code"),
-            error_category=(ending.error or {}).get("category"),
-            operation_id=job.operation_id,
-            attempt=job.attempt,
-        )
-        try:
-            finalized = yield from _call(context, steps.FINALIZE_EXPORT, finalize)
-        except Exception as exc:  # noqa: BLE001 - every attempt failed; recorded, not raised
-            ending = Ending(Phase.FAILED, errors.finalize_failed(exc, ending.phase.value))
-            finalized = steps.ExportFinalized(
-                manifest=None, sas={"revoked": False, "expiresAt": job.sas_expires_at}
-            )
+        ending, finalized = yield from _finalize(run, job, ending)
     completed_at = context.current_utc_datetime
     manifest = finalized.manifest if finalized else None
     sas = finalized.sas if finalized else None
     # The terminal status is complete before the ticket's callback goes out: a ticket that
     # reads the status when it hears "completed" finds the manifest and the SAS state there.
-    terminal = {
-        key: value
-        for key, value in (
-            ("manifest", manifest),
-            ("sas", sas),
-            ("error", ending.error),
-            ("completedAt", completed_at.isoformat()),
-        )
-        if value
-    }
+    terminal = _terminal_fields(manifest=manifest, sas=sas, ending=ending, at=completed_at)
     context.set_custom_status(job.status_body(ending.phase, **terminal))
     code = (ending.error or {}).get("code")
     level = logging.INFO if ending.phase is Phase.COMPLETED else logging.WARNING
@@ -485,30 +441,93 @@ def _finish(context: df.DurableOrchestrationContext, latest: _Latest, ending: En
     return job.result(ending, completed_at, manifest=manifest, sas=sas)
 
 
-def _wait_or_cancel(
-    context: df.DurableOrchestrationContext, fire_at: datetime, latest: _Latest
-) -> Flow:
-    """Wait until ``fire_at`` unless a cancel or an extension ask comes first.
+def _late_asks(run: _Run, job: ExportJob) -> Flow:
+    """An ask that came while the last step ran is applied before the DSR ends."""
+    if run.extend_spent or not run.extend.is_completed:
+        return job
+    run.extend_spent = True
+    try:
+        return (yield from _take_asks(run, job))
+    except _PhaseEnd as end:  # a record that failed: the ending stays the one it was
+        return end.job
 
-    Returns None when the time came, the cancel's error, or RESTART: an ask arrived, the asks
-    in the evidence were applied (recorded, shown, the ticket told) and this execution's one
-    extend waiter is spent, so a fresh execution must wait for the next (never a second waiter
-    here: see :class:`_Latest`).
+
+def _record_finished(run: _Run, job: ExportJob, ending: Ending) -> Flow:
+    """Record how a DSR that never had a container ended. Not recording it must not turn the
+    ending into another one; the retention run purges a DSR whose output says it ended even
+    when its evidence is short."""
+    finished = steps.RecordFinished(
+        request_id=job.request_id,
+        phase=ending.phase.value,
+        error_code=(ending.error or {}).get("code"),
+        error_category=(ending.error or {}).get("category"),
+        operation_id=job.operation_id,
+        attempt=job.attempt,
+    )
+    with contextlib.suppress(_PhaseEnd):
+        yield from _call(run, job, steps.RECORD_FINISHED, finished)
+
+
+def _finalize(run: _Run, job: ExportJob, ending: Ending) -> Flow:
+    """Write the manifest (on success) and revoke the SAS; returns ``(ending, finalized)``, the
+    ending turned ``failed`` when every attempt failed."""
+    assert job.container is not None
+    finalize = steps.FinalizeExport(
+        request_id=job.request_id,
+        container=job.container,
+        write_manifest=ending.phase is Phase.COMPLETED,
+        sas_expires_at=job.sas_expires_at,
+        ending=ending.phase.value,
+        error_code=(ending.error or {}).get("code"),
+        error_category=(ending.error or {}).get("category"),
+        operation_id=job.operation_id,
+        attempt=job.attempt,
+    )
+    try:
+        finalized = yield from _call(run, job, steps.FINALIZE_EXPORT, finalize)
+    except _PhaseEnd as end:  # every attempt failed; recorded, not raised
+        cause = end.__cause__ if end.__cause__ is not None else end
+        failed = Ending(Phase.FAILED, errors.finalize_failed(cause, ending.phase.value))
+        unrevoked = {"revoked": False, "expiresAt": job.sas_expires_at}
+        return failed, steps.ExportFinalized(manifest=None, sas=unrevoked)
+    return ending, finalized
+
+
+def _terminal_fields(*, manifest: Any, sas: Any, ending: Ending, at: datetime) -> dict[str, Any]:
+    """The terminal status's own fields, those that have a value."""
+    fields = (
+        ("manifest", manifest),
+        ("sas", sas),
+        ("error", ending.error),
+        ("completedAt", at.isoformat()),
+    )
+    return {key: value for key, value in fields if value}
+
+
+def _wait(run: _Run, job: ExportJob, fire_at: datetime, *, resumable: bool = False) -> Flow:
+    """Wait until ``fire_at`` unless a cancel or an extension ask comes first; returns the job
+    when the time came.
+
+    A cancel ends the DSR. An ask: the asks in the evidence are applied (recorded, shown, the
+    ticket told) and this execution's one extend waiter is spent, so the DSR continues as new
+    to wait for the next (never a second waiter here: see :class:`_Run`); a ``resumable``
+    wait goes on there until ``fire_at``.
     """
-    racing = [context.create_timer(fire_at), latest.cancel]
-    if not latest.extend_spent:
-        racing.append(latest.extend)
-    winner = yield context.task_any(racing)
-    if winner == latest.cancel:
-        data = _event_data(latest.cancel.result)
-        return errors.cancelled(data.get("reason") if isinstance(data, dict) else None)
-    if latest.extend_spent or winner != latest.extend:
-        return None
-    latest.extend_spent = True
-    yield from _take_asks(context, latest)
+    racing = [run.context.create_timer(fire_at), run.cancel]
+    if not run.extend_spent:
+        racing.append(run.extend)
+    winner = yield run.context.task_any(racing)
+    if winner == run.cancel:
+        data = _event_data(run.cancel.result)
+        reason = data.get("reason") if isinstance(data, dict) else None
+        raise _PhaseEnd(job, Ending(Phase.CANCELLED, errors.cancelled(reason)))
+    if run.extend_spent or winner != run.extend:
+        return job
+    run.extend_spent = True
+    job = yield from _take_asks(run, job)
     # A cancel that came while the asks were applied would be dropped with this execution.
-    cancelled = yield from _wait_or_cancel(context, context.current_utc_datetime, latest)
-    return cancelled if cancelled is not None else RESTART
+    job = yield from _wait(run, job, run.context.current_utc_datetime)
+    raise _PhaseEnd(job.replace(next_check_at=fire_at.isoformat()) if resumable else job)
 
 
 def _event_data(data: Any) -> Any:
@@ -519,58 +538,58 @@ def _event_data(data: Any) -> Any:
     return data
 
 
-def _take_asks(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
+def _take_asks(run: _Run, job: ExportJob) -> Flow:
     """Read the extension asks the API recorded since the last read and apply each new one
     once, in the order they arrived (the evidence's order), whatever repeats or drops the
-    events that announced them."""
+    events that announced them; returns the job."""
     while True:
-        cursor = latest.job.ask_cursor
+        cursor = job.ask_cursor
         try:
             read = yield from _call(
-                context,
+                run,
+                job,
                 steps.READ_EXTENSION_ASKS,
-                steps.ReadExtensionAsks(latest.job.request_id, after_seq=cursor),
+                steps.ReadExtensionAsks(job.request_id, after_seq=cursor),
             )
-        except Exception:  # noqa: BLE001 - every attempt failed: the asks wait, the DSR goes on
+        except _PhaseEnd:  # every attempt failed: the asks wait, the DSR goes on
             # The asks stay in the evidence after the cursor: a later read (the next
             # execution's first) applies them. An unreadable evidence account must not end
             # the export.
-            _log(context, "extensions_unread", logging.WARNING, latest.job)
-            return None
+            _log(run.context, "extensions_unread", logging.WARNING, job)
+            return job
         for raw in read.asks:
-            yield from _apply_ask(context, latest, raw, read.custom_max_days)
-        if len(read.asks) < steps.ASKS_PER_READ or latest.job.ask_cursor <= cursor:
-            return None
+            job = yield from _apply_ask(run, job, raw, read.custom_max_days)
+        if len(read.asks) < steps.ASKS_PER_READ or job.ask_cursor <= cursor:
+            return job
 
 
-def _apply_ask(
-    context: df.DurableOrchestrationContext,
-    latest: _Latest,
-    raw: Any,
-    custom_max_days: int,
-) -> Flow:
+def _apply_ask(run: _Run, job: ExportJob, raw: Any, custom_max_days: int) -> Flow:
     """Apply one ask the API accepted: the domain judges it again against the job (asks sent
-    at once are judged in turn), then evidence, status and the ticket."""
+    at once are judged in turn), then evidence, status and the ticket; returns the job."""
     raw = raw if isinstance(raw, dict) else {}
     ask_id, seq = raw.get("askId"), raw.get("seq")
-    before = latest.job
-    if isinstance(seq, int) and seq > before.ask_cursor:
-        before = latest.job = before.replace(ask_cursor=seq)
-    if not isinstance(ask_id, str) or ask_id in before.handled_asks():
-        return None  # applied or refused already: an ask counts once
+    if isinstance(seq, int) and seq > job.ask_cursor:
+        job = job.replace(ask_cursor=seq)
+    if not isinstance(ask_id, str) or ask_id in job.handled_asks():
+        return job  # applied or refused already: an ask counts once
     ask = ExtensionAsk.from_dict(raw.get("ask"))
+    now = run.context.current_utc_datetime
     try:
-        job = before.extended_by(
-            ask, context.current_utc_datetime, custom_max_days=custom_max_days, ask_id=ask_id
-        )
+        extended = job.extended_by(ask, now, custom_max_days=custom_max_days, ask_id=ask_id)
     except (ExtensionRefused, TypeError, ValueError):
-        latest.job = before.replace(refused_extensions=(*before.refused_extensions, ask_id))
-        _status(context, latest.job, _running_phase(before))
-        _log(context, "extension_refused", logging.WARNING, before, ask_id=ask_id)
-        return None
-    latest.job = job
-    applied = job.extensions[-1]
+        refused = job.replace(refused_extensions=(*job.refused_extensions, ask_id))
+        _status(run.context, refused, _running_phase(job))
+        _log(run.context, "extension_refused", logging.WARNING, job, ask_id=ask_id)
+        return refused
     actor = raw.get("actor") if isinstance(raw.get("actor"), dict) else {}
+    return (yield from _extended(run, extended, ask, ask_id, actor))
+
+
+def _extended(
+    run: _Run, job: ExportJob, ask: ExtensionAsk, ask_id: str, actor: dict[str, Any]
+) -> Flow:
+    """An extension applied: record it in the evidence, show it, tell the ticket."""
+    applied = job.extensions[-1]
     record = steps.RecordExtension(
         request_id=job.request_id,
         number=len(job.extensions),
@@ -584,28 +603,30 @@ def _apply_ask(
         actor_id=actor.get("id"),
         ask_id=ask_id,
     )
-    yield from _call(context, steps.RECORD_EXTENSION, record)
+    yield from _call(run, job, steps.RECORD_EXTENSION, record)
     phase = _running_phase(job)
-    _status(context, job, phase)
+    _status(run.context, job, phase)
+    previous, days = applied["previousDeadline"], applied["days"]
     _log(
-        context,
+        run.context,
         "deadline_extended",
         logging.INFO,
         job,
         ask_id=ask_id,
-        previous_deadline=applied["previousDeadline"],
-        extension_days=applied["days"],
+        previous_deadline=previous,
+        extension_days=days,
     )
-    latest.job = yield from _notify(
-        context,
-        job,
-        events.DEADLINE_EXTENDED,
-        phase,
-        previousDeadline=applied["previousDeadline"],
-        originalDeadline=job.original_deadline,
-        extensionDays=applied["days"],
+    return (
+        yield from _notify(
+            run.context,
+            job,
+            events.DEADLINE_EXTENDED,
+            phase,
+            previousDeadline=previous,
+            originalDeadline=job.original_deadline,
+            extensionDays=days,
+        )
     )
-    return None
 
 
 def _legal_clock(context: df.DurableOrchestrationContext, job: ExportJob) -> Flow:

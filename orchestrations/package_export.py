@@ -13,15 +13,16 @@ from typing import Any, Final
 
 import azure.durable_functions as df
 
-from dsr_export.domain import steps
+from dsr_export.domain import pacing, steps
 from dsr_export.domain.steps import Outcome
 
 bp = df.Blueprint()
 
 #: A build raises only for unexpected, presumably transient trouble (storage hiccup, worker
-#: recycled): tried three times, each try from scratch.
+#: recycled): tried again from scratch (:mod:`dsr_export.domain.pacing`).
 RETRY: Final = df.RetryOptions(
-    first_retry_interval_in_milliseconds=15_000, max_number_of_attempts=3
+    first_retry_interval_in_milliseconds=pacing.PACKAGE_FIRST_RETRY_SECONDS * 1000,
+    max_number_of_attempts=pacing.PACKAGE_ATTEMPTS,
 )
 
 

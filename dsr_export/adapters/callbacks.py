@@ -18,7 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from dsr_export.adapters import outbound
-from dsr_export.domain import events
+from dsr_export.domain import events, pacing
 from dsr_export.domain.errors import CallbackRefused
 from dsr_export.domain.steps import CallbackDelivery
 
@@ -57,7 +57,7 @@ class CallbackSender:
     def __init__(
         self,
         *,
-        backoff_factor: float = 0.5,
+        backoff_factor: float = pacing.CALLBACK_INLINE_BACKOFF_FACTOR,
         allow_loopback: bool = False,
         resolver: outbound.Resolver | None = None,
     ) -> None:

@@ -26,14 +26,15 @@ from urllib3.util.retry import Retry
 
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.adapters.outbound import UrlRefused, same_origin
+from dsr_export.domain import pacing
 from dsr_export.domain.redaction import redact, redact_personal, strip_query
 from dsr_export.settings import GraphSettings
 
 GRAPH_SCOPE_SUFFIX: Final = "/.default"
 #: Default wait before the first poll when the service sends no Retry-After.
-DEFAULT_RETRY_AFTER_SECONDS: Final = 60
+DEFAULT_RETRY_AFTER_SECONDS: Final = pacing.DEFAULT_RETRY_AFTER_SECONDS
 #: Longest Retry-After we sleep on inside an activity; longer waits become durable timers.
-INLINE_WAIT_MAX_SECONDS: Final = 30.0
+INLINE_WAIT_MAX_SECONDS: Final = pacing.INLINE_WAIT_MAX_SECONDS
 
 
 class TokenProvider(Protocol):
@@ -142,7 +143,11 @@ class GraphClient:
     to the configured Graph host."""
 
     def __init__(
-        self, settings: GraphSettings, credential: TokenProvider, *, backoff_factor: float = 2.0
+        self,
+        settings: GraphSettings,
+        credential: TokenProvider,
+        *,
+        backoff_factor: float = pacing.GRAPH_INLINE_BACKOFF_FACTOR,
     ) -> None:
         """``backoff_factor`` spaces inline retries (0 in tests); Retry-After always wins."""
         self._settings = settings

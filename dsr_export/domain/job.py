@@ -345,15 +345,3 @@ def _camel(name: str) -> str:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
-
-
-def next_wait(previous: int, *, cap: int, retry_after: int | None = None) -> int:
-    """Seconds until the next poll: double the last wait up to ``cap``.
-
-    A Retry-After from Graph is always honoured as the minimum, even above the cap: the service
-    asked for it.
-    """
-    wait = min(cap, max(previous * 2, 1))
-    if retry_after is not None:
-        wait = max(wait, retry_after)
-    return wait

@@ -1,4 +1,9 @@
-"""When to try Graph again: back-off with deterministic jitter, so a burst does not retry in step.
+"""When to try again: every back-off, spread and attempt budget of the app, in one place.
+
+Graph's throttling, the operation's polls, a lost submit's lookups, the storage outage at
+submit, the ticket's callbacks, the activities' own retries and the adapters' inline retries
+all take their waits from here (each pinned by tests/unit/test_pacing.py), so a change to one
+policy is made, and reviewed, here.
 
 A thousand DSRs arriving together and throttled together would, with plain doubling, come back
 together: every wave hits the limit again (a measured burst drew more throttled answers than
@@ -48,6 +53,12 @@ def fraction(request_id: str, attempt: int, purpose: str = "retry") -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def _doubling(base: int, cap: int, attempt: int) -> int:
+    """``base`` doubled for each attempt after the first, at most ``cap``."""
+    doubled: int = base * 2 ** max(attempt - 1, 0)
+    return min(cap, doubled)
+
+
 def retry_wait(
     request_id: str,
     attempt: int,
@@ -58,7 +69,7 @@ def retry_wait(
 ) -> int:
     """Seconds before try ``attempt + 1``: doubling from ``base`` up to ``cap``, at least
     Retry-After, then stretched by up to :data:`SPREAD`."""
-    backoff = min(cap, base * 2 ** max(attempt - 1, 0))
+    backoff = _doubling(base, cap, attempt)
     return spread(max(backoff, retry_after or 0), request_id, attempt)
 
 
@@ -92,7 +103,69 @@ def storage_outage_ridden_out(request_id: str = "") -> int:
     sum when ``request_id`` is empty)."""
     if not request_id:
         return sum(
-            min(STORAGE_CAP_SECONDS, STORAGE_BASE_SECONDS * 2 ** (n - 1))
+            _doubling(STORAGE_BASE_SECONDS, STORAGE_CAP_SECONDS, n)
             for n in range(1, STORAGE_RESUBMITS + 1)
         )
     return sum(storage_wait(request_id, n) for n in range(1, STORAGE_RESUBMITS + 1))
+
+
+#: Activities raise only on unexpected, presumably transient trouble (storage hiccup, worker
+#: recycled): the orchestrator's retry options for them, first wait and attempts in all.
+ACTIVITY_FIRST_RETRY_SECONDS: Final = 30
+ACTIVITY_ATTEMPTS: Final = 5
+#: A package build is tried three times, each try from scratch.
+PACKAGE_FIRST_RETRY_SECONDS: Final = 15
+PACKAGE_ATTEMPTS: Final = 3
+
+#: A submit Graph never posted (its receipt is in the container, the operation unknown) is
+#: tried again in a fresh container, at most this many submits in all.
+SUBMIT_ATTEMPTS: Final = 5
+#: Waits between lookups of a lost submit's receipt: five lookups over about 15 minutes.
+RECOVERY_WAITS: Final = (60, 120, 240, 480)
+
+
+def recovery_wait(request_id: str, lookup: int) -> int:
+    """Seconds before lookup number ``lookup`` (from 1 after the first) of a lost submit."""
+    return spread(RECOVERY_WAITS[lookup - 1], request_id, lookup, "recovery")
+
+
+#: The first poll of an accepted export, when Graph sent no Retry-After.
+FIRST_POLL_SECONDS: Final = 60
+
+
+def poll_wait(previous: int, *, cap: int, retry_after: int | None = None) -> int:
+    """Seconds until the next poll: double the last wait up to ``cap``.
+
+    A Retry-After from Graph is always honoured as the minimum, even above the cap: the service
+    asked for it.
+    """
+    wait = min(cap, max(previous * 2, 1))
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return wait
+
+
+def poll_retry_wait(
+    request_id: str, poll_round: int, previous: int, cap: int, retry_after: int | None
+) -> int:
+    """Seconds until the next poll after Graph refused a check: :func:`poll_wait`, spread,
+    because after an outage every DSR gets its 503 at once and they must not all come back at
+    once."""
+    return spread(
+        poll_wait(previous, cap=cap, retry_after=retry_after), request_id, poll_round, "poll"
+    )
+
+
+#: Waits between ticket callback attempts: four attempts over about 12 minutes, short enough
+#: not to hold up the export for long. (The 1.x SDK's retry options have no back-off
+#: coefficient, so these are durable timers of the orchestrator's own.)
+CALLBACK_WAITS: Final = (30, 120, 600)
+#: urllib3's ``backoff_factor`` for a callback's inline retries on one address (0.5 s, 1 s).
+CALLBACK_INLINE_BACKOFF_FACTOR: Final = 0.5
+
+#: urllib3's ``backoff_factor`` for Graph's inline retries inside an activity (jitter: half).
+GRAPH_INLINE_BACKOFF_FACTOR: Final = 2.0
+#: Longest Retry-After slept on inside an activity; longer waits become durable timers.
+INLINE_WAIT_MAX_SECONDS: Final = 30.0
+#: The wait assumed when Graph throttles without a Retry-After.
+DEFAULT_RETRY_AFTER_SECONDS: Final = 60

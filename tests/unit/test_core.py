@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dsr_export.domain.job import ExportJob, ExportPolicy, next_wait
+from dsr_export.domain.job import ExportJob, ExportPolicy
+from dsr_export.domain.pacing import poll_wait as next_wait
 from dsr_export.domain.redaction import redact
 from dsr_export.domain.request import (
     ExportRequest,

@@ -2,7 +2,8 @@
 
 Shared by the DSR's own orchestration and :mod:`orchestrations.deliver_notice` (the events an
 API route raises after the DSR ended: the data delivered or erased). The 1.x SDK's retry
-options have no back-off coefficient, so the waits are durable timers of our own.
+options have no back-off coefficient, so the waits are durable timers of our own
+(:data:`dsr_export.domain.pacing.CALLBACK_WAITS`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from dsr_export.domain import steps
-
-#: Waits between callback attempts: four attempts over about 12 minutes, short enough not to
-#: hold up the export for long.
-CALLBACK_BACKOFF_SECONDS = (30, 120, 600)
+from dsr_export.domain import pacing, steps
 
 
 def deliver(
@@ -26,7 +23,7 @@ def deliver(
     """Send ``payload`` until it is delivered, refused for good, or the back-off is spent; the
     outcome is returned, never raised."""
     outcome = steps.CallbackDelivery(delivered=False, status=None)
-    for delay in (*CALLBACK_BACKOFF_SECONDS, None):
+    for delay in (*pacing.CALLBACK_WAITS, None):
         try:
             raw = yield context.call_activity(steps.SEND_CALLBACK.name, payload.to_dict())
             outcome = steps.CallbackDelivery.from_dict(raw)
