@@ -26,9 +26,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import azure.durable_functions as df
@@ -230,7 +231,7 @@ def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
 def _wait_for_storage(run: _Run, job: ExportJob, error: errors.ErrorDoc | None) -> Flow:
     """The export storage was down when Graph checked the SAS (and the app could not reach it
     either): wait, doubling, then submit again into a fresh container (Graph may have left a
-    partial receipt in this one). Fails after the last allowed wait."""
+    partial receipt in this one); returns the job for it. Fails after the last allowed wait."""
     resubmit = job.storage_resubmits + 1
     if resubmit > pacing.STORAGE_RESUBMITS:
         raise _fail(job, errors.storage_unavailable(job.storage_resubmits, error))
@@ -245,7 +246,13 @@ def _wait_for_storage(run: _Run, job: ExportJob, error: errors.ErrorDoc | None) 
     )
     fire_at = _after(run.context, wait)
     _status(run.context, job, Phase.SUBMITTING, nextCheckAt=fire_at.isoformat())
-    job = yield from _wait(run, job, fire_at)
+    # An extension cuts the wait short: the next execution submits into the fresh container.
+    fresh = partial(_fresh_container_after_outage, resubmit=resubmit)
+    job = yield from _wait(run, job, fire_at, restart_as=fresh)
+    return fresh(job)
+
+
+def _fresh_container_after_outage(job: ExportJob, *, resubmit: int) -> ExportJob:
     return job.replace(
         submit_attempt=job.submit_attempt + 1, container=None, storage_resubmits=resubmit
     )
@@ -357,7 +364,9 @@ def _poll_once(run: _Run, job: ExportJob) -> Flow:
     job = job.replace(next_check_at=None)
     _status(run.context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
     # A cancel raised earlier (even before the submit) is buffered and wins at once.
-    job = yield from _wait(run, job, fire_at, resumable=True)
+    # An extension cuts the wait short: the next execution waits on until ``fire_at``.
+    resume = fire_at.isoformat()
+    job = yield from _wait(run, job, fire_at, restart_as=lambda j: j.replace(next_check_at=resume))
     assert job.operation_url is not None
     check = steps.CheckExport(job.request_id, job.operation_url, last_status=job.graph_status)
     checked = yield from _call(run, job, steps.CHECK_EXPORT, check)
@@ -504,14 +513,20 @@ def _terminal_fields(*, manifest: Any, sas: Any, ending: Ending, at: datetime) -
     return {key: value for key, value in fields if value}
 
 
-def _wait(run: _Run, job: ExportJob, fire_at: datetime, *, resumable: bool = False) -> Flow:
+def _wait(
+    run: _Run,
+    job: ExportJob,
+    fire_at: datetime,
+    *,
+    restart_as: Callable[[ExportJob], ExportJob] | None = None,
+) -> Flow:
     """Wait until ``fire_at`` unless a cancel or an extension ask comes first; returns the job
     when the time came.
 
     A cancel ends the DSR. An ask: the asks in the evidence are applied (recorded, shown, the
     ticket told) and this execution's one extend waiter is spent, so the DSR continues as new
-    to wait for the next (never a second waiter here: see :class:`_Run`); a ``resumable``
-    wait goes on there until ``fire_at``.
+    to wait for the next (never a second waiter here: see :class:`_Run`), with the job
+    ``restart_as`` makes of it (what the wait was for, done or kept for the next execution).
     """
     racing = [run.context.create_timer(fire_at), run.cancel]
     if not run.extend_spent:
@@ -527,7 +542,7 @@ def _wait(run: _Run, job: ExportJob, fire_at: datetime, *, resumable: bool = Fal
     job = yield from _take_asks(run, job)
     # A cancel that came while the asks were applied would be dropped with this execution.
     job = yield from _wait(run, job, run.context.current_utc_datetime)
-    raise _PhaseEnd(job.replace(next_check_at=fire_at.isoformat()) if resumable else job)
+    raise _PhaseEnd(restart_as(job) if restart_as is not None else job)
 
 
 def _event_data(data: Any) -> Any:

@@ -253,3 +253,36 @@ def test_asks_that_cannot_be_read_wait_for_a_later_read_and_the_export_goes_on(c
         d.fire_timer()
     d.complete(answers.checked("complete", 100), name=steps.CHECK_EXPORT.name)
     assert d.pending().name == steps.FINALIZE_EXPORT.name, "the export went on"
+
+
+def test_an_ask_during_a_storage_outage_wait_applies_and_the_dsr_submits_again():
+    """An ask whose event ends the wait for the export storage is applied, and the next
+    execution submits into a fresh container: the DSR is neither cancelled nor broken."""
+    asks = Asks()
+    d = _driver()
+    d.episode()
+    d.complete(answers.prepared("dsr-ritm0017-x", settle_seconds=0))
+    d.fire_timer()  # the first submit is held back
+    error = {"code": "StorageLocationInvalid", "category": "storage", "message": "m"}
+    resubmit = steps.ExportSubmitted.resubmit(300, error)  # type: ignore[arg-type]
+    d.complete(resubmit.to_dict(), name=steps.SUBMIT_EXPORT.name)
+    assert d.pending().kind == Kind.TIMER, "waiting for the storage"
+    _nudge(d, asks.add("ask_1", days=1, reasonCode="complexity"))
+    for _ in range(20):
+        if d.actions and d.actions[-1].kind == Kind.CONTINUE_AS_NEW:
+            d.continue_as_new()
+        elif d.pending().kind == Kind.TIMER and d.pending().fire_at <= d.now:
+            d.fire_timer()  # the zero-length race for a cancel
+        elif d.pending().name == steps.READ_EXTENSION_ASKS.name:
+            read = steps.ReadExtensionAsks.from_dict(d.pending().input)
+            d.complete(asks.read(read.after_seq))
+        elif d.pending().name == steps.RECORD_EXTENSION.name:
+            asks.extended.append(steps.RecordExtension.from_dict(d.pending().input))
+            d.complete(steps.Recorded(seq=99).to_dict())
+        else:
+            break
+    assert [r.ask_id for r in _recorded(asks)] == ["ask_1"]
+    assert _deadline(d) == _plus_days(1)
+    assert d.replies[-1]["customStatus"]["phase"] == "preparing_storage"
+    again = steps.PrepareContainer.from_dict(d.pending().input)
+    assert (d.pending().name, again.attempt) == (steps.PREPARE_CONTAINER.name, 2)
