@@ -18,8 +18,8 @@ import azure.durable_functions as df
 from activities.contract import activity
 from dsr_export import composition
 from dsr_export.domain import events, steps
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.errors import CallbackRefused
-from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.settings import SettingsError, callback_settings
 
@@ -59,18 +59,14 @@ def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
         raise
     finally:
         del key
-    composition.evidence_log().append(
-        step.request_id,
-        Kind.CALLBACK,
-        composition.now(),
-        {
-            EVENT_ID: f"callback:{step.message_id}",
-            "eventType": event_type,
-            "webhookId": step.message_id,
-            "httpStatus": delivery.status,
-            "accepted": delivery.delivered,
-        },
+    sent = entries.CallbackSent(
+        event_id=f"callback:{step.message_id}",
+        event_type=event_type,
+        webhook_id=step.message_id,
+        http_status=delivery.status,
+        accepted=delivery.delivered,
     )
+    composition.evidence_log().append(step.request_id, sent.KIND, composition.now(), sent.data())
     log_event(
         "callback_sent" if delivery.delivered else "callback_refused",
         level=logging.INFO if delivery.delivered else logging.WARNING,

@@ -17,6 +17,7 @@ from activities.contract import activity, graph_activity
 from dsr_export import composition
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain import errors, pacing, steps
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.errors import (
     STORAGE_LOCATION_INVALID,
     Subject,
@@ -24,8 +25,8 @@ from dsr_export.domain.errors import (
     submit_outcome_unknown,
 )
 from dsr_export.domain.evidence import (
-    EVENT_ID,
     BrokenRecord,
+    EvidenceRecord,
     Kind,
     generation_event_id,
     parse_record,
@@ -114,13 +115,14 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
     )
     _evidence(
         step.request_id,
-        Kind.SUBMITTED,
-        f"submitted:{name}",
-        operationId=submitted.operation_id,
-        container=name,
-        sasMode=export_storage_settings().sas_mode.value,
-        sasExpiry=expires_at.isoformat(),
-        userObjectId=step.user_id,
+        entries.Submitted(
+            event_id=f"submitted:{name}",
+            operation_id=submitted.operation_id,
+            container=name,
+            sas_mode=export_storage_settings().sas_mode.value,
+            sas_expiry=expires_at.isoformat(),
+            user_object_id=step.user_id,
+        ),
     )
     return steps.ExportSubmitted(
         outcome=Outcome.ACCEPTED,
@@ -198,10 +200,7 @@ def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
     )
     _evidence(
         step.request_id,
-        Kind.SUBMIT_RECOVERED,
-        f"recovered:{name}",
-        operationId=command,
-        container=name,
+        entries.SubmitRecovered(event_id=f"recovered:{name}", operation_id=command, container=name),
     )
     return steps.ExportRecovered(
         operation_id=command,
@@ -227,13 +226,15 @@ def check_export(step: steps.CheckExport) -> steps.ExportChecked:
         progress=operation.progress,
     )
     if operation.status != step.last_status:
+        operation_id = operation.id or step.operation_url.rsplit("/", 1)[-1]
         _evidence(
             step.request_id,
-            Kind.GRAPH_STATUS,
-            f"graph:{operation.id or step.operation_url.rsplit('/', 1)[-1]}:{operation.status}",
-            operationId=operation.id or None,
-            graphStatus=operation.status,
-            previousStatus=step.last_status,
+            entries.GraphStatusChanged(
+                event_id=f"graph:{operation_id}:{operation.status}",
+                operation_id=operation.id or None,
+                graph_status=operation.status,
+                previous_status=step.last_status,
+            ),
         )
     return steps.ExportChecked(status=operation.status, progress=operation.progress)
 
@@ -262,17 +263,15 @@ def finalize_export(step: steps.FinalizeExport) -> steps.ExportFinalized:
 def record_finished(step: steps.RecordFinished) -> steps.Recorded:
     """How a DSR that never had a container ended (the user lookup failed, a cancel before
     storage was ready...): without it the retention run could not tell the DSR ended."""
-    record = composition.evidence_log().append(
+    record = _evidence(
         step.request_id,
-        Kind.FINISHED,
-        composition.now(),
-        {
-            EVENT_ID: generation_event_id("finished", step.attempt),
-            "phase": step.phase,
-            "errorCode": step.error_code,
-            "errorCategory": step.error_category,
-            "operationId": step.operation_id,
-        },
+        entries.Finished(
+            event_id=generation_event_id("finished", step.attempt),
+            phase=step.phase,
+            error_code=step.error_code,
+            error_category=step.error_category,
+            operation_id=step.operation_id,
+        ),
     )
     return steps.Recorded(seq=record.seq)
 
@@ -285,58 +284,53 @@ def _record_ending(
 ) -> None:
     """The DSR's last records: what was exported, what became of the SAS, how it ended."""
     if manifest is not None:
-        _evidence(
-            step.request_id,
-            Kind.COMPLETED,
-            generation_event_id("completed", step.attempt),
-            operationId=step.operation_id,
+        completed = entries.Completed(
+            event_id=generation_event_id("completed", step.attempt),
+            operation_id=step.operation_id,
             container=container,
-            blobCount=manifest["blobCount"],
-            totalBytes=manifest["totalBytes"],
+            blob_count=manifest["blobCount"],
+            total_bytes=manifest["totalBytes"],
             products=manifest["products"],
-            manifestSha256=manifest.get("manifestSha256"),
+            manifest_sha256=manifest.get("manifestSha256"),
         )
-    _evidence(
-        step.request_id,
-        Kind.SAS_REVOKED,
-        generation_event_id("sas_revoked", step.attempt),
+        _evidence(step.request_id, completed)
+    revoked = entries.SasRevoked(
+        event_id=generation_event_id("sas_revoked", step.attempt),
         container=container,
-        sasMode=export_storage_settings().sas_mode.value,
+        sas_mode=export_storage_settings().sas_mode.value,
         revoked=bool(sas["revoked"]),
-        sasExpiry=sas.get("expiresAt"),
+        sas_expiry=sas.get("expiresAt"),
     )
+    _evidence(step.request_id, revoked)
     if step.ending in {"failed", "timed_out", "cancelled"}:
-        _evidence(
-            step.request_id,
-            Kind.FINISHED,
-            generation_event_id("finished", step.attempt),
+        finished = entries.Finished(
+            event_id=generation_event_id("finished", step.attempt),
             phase=step.ending,
-            errorCode=step.error_code,
-            errorCategory=step.error_category,
-            operationId=step.operation_id,
+            error_code=step.error_code,
+            error_category=step.error_category,
+            operation_id=step.operation_id,
         )
+        _evidence(step.request_id, finished)
 
 
 @activity(bp, steps.RECORD_EXTENSION)
 def record_extension(step: steps.RecordExtension) -> steps.Recorded:
     """The extension the orchestrator applied, in the DSR's evidence (once per ask)."""
-    record = composition.evidence_log().append(
+    record = _evidence(
         step.request_id,
-        Kind.EXTENDED,
-        composition.now(),
-        {
+        entries.Extended(
             # Histories of earlier versions carry no ask id: their key was the number.
-            EVENT_ID: f"extended:{step.ask_id}" if step.ask_id else f"extended-{step.number}",
-            "askId": step.ask_id,
-            "previousDeadline": step.previous_deadline,
-            "deadline": step.deadline,
-            "originalDeadline": step.original_deadline,
-            "extensionDays": step.extension_days,
-            "reasonCode": step.reason_code,
-            "reasonSha256": step.reason_sha256,
-            "actorKind": step.actor_kind,
-            "actorId": step.actor_id,
-        },
+            event_id=f"extended:{step.ask_id}" if step.ask_id else f"extended-{step.number}",
+            ask_id=step.ask_id,
+            previous_deadline=step.previous_deadline,
+            deadline=step.deadline,
+            original_deadline=step.original_deadline,
+            extension_days=step.extension_days,
+            reason_code=step.reason_code,
+            reason_sha256=step.reason_sha256,
+            actor_kind=step.actor_kind,
+            actor_id=step.actor_id,
+        ),
     )
     return steps.Recorded(seq=record.seq)
 
@@ -369,10 +363,11 @@ def read_extension_asks(step: steps.ReadExtensionAsks) -> steps.ExtensionAsks:
     return steps.ExtensionAsks(asks=asks, custom_max_days=limit)
 
 
-def _evidence(request_id: str, kind: Kind, event_id: str, **data: object) -> None:
-    """Append one record to the DSR's evidence; a retry of the activity appends nothing twice."""
-    composition.evidence_log().append(
-        request_id, kind, composition.now(), {EVENT_ID: event_id, **data}
+def _evidence(request_id: str, entry: entries.Entry) -> EvidenceRecord:
+    """Append one record to the DSR's evidence; a retry of the activity appends nothing twice
+    (the entry's event id)."""
+    return composition.evidence_log().append(
+        request_id, entry.KIND, composition.now(), entry.data()
     )
 
 

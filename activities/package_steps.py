@@ -12,9 +12,10 @@ import azure.durable_functions as df
 
 from activities.contract import activity, graph_activity
 from dsr_export import composition
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
-from dsr_export.domain.evidence import EVENT_ID, Kind, verify
+from dsr_export.domain.evidence import verify
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.steps import Outcome
 
@@ -104,44 +105,41 @@ def record_package(step: steps.RecordPackage) -> steps.Recorded:
     """``packaged`` (once per package hash) or ``package_refused`` in the DSR's evidence."""
     if step.ending == "packaged" and step.package is not None:
         package = step.package
-        record = composition.evidence_log().append(
-            step.request_id,
-            Kind.PACKAGED,
-            composition.now(),
-            {
-                EVENT_ID: f"packaged-{package['packageSha256'][:32]}",
-                "container": package["container"],
-                "packageSha256": package["packageSha256"],
-                "manifestSha256": package["manifestSha256"],
-                "exportManifestSha256": package["exportManifestSha256"],
-                "partCount": len(package["parts"]),
-                "fileCount": package["fileCount"],
-                "totalBytes": package["totalBytes"],
-                "generation": package.get("generation"),
-                "language": package.get("language"),
-                "actorKind": step.actor_kind,
-                "actorId": step.actor_id,
-            },
+        packaged = entries.Packaged(
+            event_id=f"packaged-{package['packageSha256'][:32]}",
+            container=package["container"],
+            package_sha256=package["packageSha256"],
+            manifest_sha256=package["manifestSha256"],
+            export_manifest_sha256=package["exportManifestSha256"],
+            part_count=len(package["parts"]),
+            file_count=package["fileCount"],
+            total_bytes=package["totalBytes"],
+            generation=package.get("generation"),
+            language=package.get("language"),
+            actor_kind=step.actor_kind,
+            actor_id=step.actor_id,
         )
-        return steps.Recorded(seq=record.seq)
+        return _recorded(step.request_id, packaged)
     changed = step.changed or {}
+    refused = entries.PackageRefused(
+        event_id="package-refused-{added}-{removed}-{altered}".format(
+            added=changed.get("added", 0),
+            removed=changed.get("removed", 0),
+            altered=changed.get("altered", 0),
+        ),
+        reason_code="EXPORT_CHANGED",
+        added=changed.get("added"),
+        removed=changed.get("removed"),
+        altered=changed.get("altered"),
+        export_manifest_sha256=step.export_manifest_sha256,
+        actor_kind=step.actor_kind,
+        actor_id=step.actor_id,
+    )
+    return _recorded(step.request_id, refused)
+
+
+def _recorded(request_id: str, entry: entries.Entry) -> steps.Recorded:
     record = composition.evidence_log().append(
-        step.request_id,
-        Kind.PACKAGE_REFUSED,
-        composition.now(),
-        {
-            EVENT_ID: "package-refused-{added}-{removed}-{altered}".format(
-                added=changed.get("added", 0),
-                removed=changed.get("removed", 0),
-                altered=changed.get("altered", 0),
-            ),
-            "reasonCode": "EXPORT_CHANGED",
-            "added": changed.get("added"),
-            "removed": changed.get("removed"),
-            "altered": changed.get("altered"),
-            "exportManifestSha256": step.export_manifest_sha256,
-            "actorKind": step.actor_kind,
-            "actorId": step.actor_id,
-        },
+        request_id, entry.KIND, composition.now(), entry.data()
     )
     return steps.Recorded(seq=record.seq)

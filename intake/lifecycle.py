@@ -19,8 +19,9 @@ import azure.durable_functions as df
 
 from dsr_export import composition
 from dsr_export.domain import events, lifecycle
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller
-from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, Kind, parse_record
+from dsr_export.domain.evidence import BrokenRecord, EvidenceRecord, Kind, parse_record
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import canonical_request_id
@@ -87,25 +88,22 @@ def delete_data(
     if not removed.containers:
         return None
     receipt_id = lifecycle.receipt_id(canonical_request_id(request_id), removed.containers)
-    record = composition.evidence_log().append(
-        request_id,
+    entry = entries.deletion(
         kind,
-        now,
-        {
-            EVENT_ID: receipt_id,
-            "receiptId": receipt_id,
-            "container": removed.containers[-1],
-            "containerCount": len(removed.containers),
-            "blobCount": removed.blob_count,
-            "totalBytes": removed.total_bytes,
-            "manifestSha256": removed.manifest_sha256,
-            "reasonSha256": reason_sha256(reason) if reason and kind is Kind.ERASED else None,
-            "retentionDays": retention_days,
-            "endedAt": ended_at if kind is Kind.RETENTION_DELETED else None,
-            "actorKind": actor.kind,
-            "actorId": actor.id,
-        },
+        event_id=receipt_id,
+        receipt_id=receipt_id,
+        container=removed.containers[-1],
+        container_count=len(removed.containers),
+        blob_count=removed.blob_count,
+        total_bytes=removed.total_bytes,
+        manifest_sha256=removed.manifest_sha256,
+        reason_sha256=reason_sha256(reason) if reason else None,
+        retention_days=retention_days,
+        ended_at=ended_at,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
     )
+    record = composition.evidence_log().append(request_id, entry.KIND, now, entry.data())
     doc = lifecycle.receipt(record)
     doc["containers"] = list(removed.containers)
     return Deletion(doc, deleted=True)

@@ -18,8 +18,9 @@ import azure.functions as func
 
 from dsr_export import composition
 from dsr_export.domain import events, lifecycle
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller, Role
-from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
+from dsr_export.domain.evidence import EvidenceRecord, Kind
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
 from dsr_export.domain.job import EXTEND_EVENT
 from dsr_export.domain.logs import log_event
@@ -79,22 +80,18 @@ async def download_export(
     )
     now = composition.now()
     manifest = doc.get("manifest") if isinstance(doc.get("manifest"), dict) else {}
-    composition.evidence_log().append(
-        status.instance_id,
-        Kind.EXPORT_DELIVERED,
-        now,
-        {
-            EVENT_ID: f"delivered-{sum(1 for r in recs if r.kind is Kind.EXPORT_DELIVERED) + 1}-"
-            f"{expires.isoformat()}",
-            "container": container,
-            "channel": "download-link",
-            "permissions": "read,list",
-            "expiresAt": expires.isoformat(),
-            "manifestSha256": (manifest or {}).get("manifestSha256"),
-            "actorKind": caller.kind,
-            "actorId": caller.id,
-        },
+    delivered = entries.ExportDelivered(
+        event_id=f"delivered-{sum(1 for r in recs if r.kind is Kind.EXPORT_DELIVERED) + 1}-"
+        f"{expires.isoformat()}",
+        container=container,
+        channel="download-link",
+        permissions="read,list",
+        expires_at=expires.isoformat(),
+        manifest_sha256=(manifest or {}).get("manifestSha256"),
+        actor_kind=caller.kind,
+        actor_id=caller.id,
     )
+    composition.evidence_log().append(status.instance_id, delivered.KIND, now, delivered.data())
     log_event(
         "dsr_delivered",
         request_id=status.instance_id,
@@ -155,21 +152,17 @@ async def extend_deadline(
     ask_id = f"ask_{uuid.uuid4().hex}"
     # The ask is recorded before the DSR is told: the event only announces it, so an event
     # the task hub drops (or repeats) loses (or doubles) nothing.
-    record = composition.evidence_log().append(
-        status.instance_id,
-        Kind.EXTENSION_ASKED,
-        now,
-        {
-            EVENT_ID: f"extension-asked:{ask_id}",
-            "askId": ask_id,
-            "days": ask.days,
-            "months": ask.months,
-            "reasonCode": ask.reason_code,
-            "reasonSha256": ask.reason_sha256,
-            "actorKind": caller.kind,
-            "actorId": caller.id,
-        },
+    asked = entries.ExtensionAsked(
+        event_id=f"extension-asked:{ask_id}",
+        ask_id=ask_id,
+        days=ask.days,
+        months=ask.months,
+        reason_code=ask.reason_code,
+        reason_sha256=ask.reason_sha256,
+        actor_kind=caller.kind,
+        actor_id=caller.id,
     )
+    record = composition.evidence_log().append(status.instance_id, asked.KIND, now, asked.data())
     await client.raise_event(status.instance_id, EXTEND_EVENT, {"askId": ask_id})
     log_event(
         "dsr_extended",
@@ -237,21 +230,17 @@ async def retry_dsr(
         return misconfigured(exc)
     now = composition.now()
     error = ended.get("error") if isinstance(ended.get("error"), dict) else {}
-    composition.evidence_log().append(
-        status.instance_id,
-        Kind.RETRIED,
-        now,
-        {
-            EVENT_ID: f"retried-{attempt.attempt}",
-            "attempt": attempt.attempt,
-            "previousPhase": doc["phase"],
-            "previousErrorCode": (error or {}).get("code"),
-            "container": ended.get("container"),
-            "reasonSha256": life.reason_sha256(why),
-            "actorKind": caller.kind,
-            "actorId": caller.id,
-        },
+    retried = entries.Retried(
+        event_id=f"retried-{attempt.attempt}",
+        attempt=attempt.attempt,
+        previous_phase=doc["phase"],
+        previous_error_code=(error or {}).get("code"),
+        container=ended.get("container"),
+        reason_sha256=life.reason_sha256(why),
+        actor_kind=caller.kind,
+        actor_id=caller.id,
     )
+    composition.evidence_log().append(status.instance_id, retried.KIND, now, retried.data())
     try:
         await client.start_new(ORCHESTRATOR, status.instance_id, attempt.to_input())
     except Exception as exc:  # the SDK raises a bare Exception

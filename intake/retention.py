@@ -26,8 +26,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import lifecycle
-from dsr_export.domain.evidence import EVENT_ID, Kind
+from dsr_export.domain.evidence import Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import TERMINAL_PHASES
 from dsr_export.settings import LifecycleSettings, lifecycle_settings
@@ -163,28 +164,17 @@ async def _purge(
         log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
         return False
     error = output.get("error") if isinstance(output.get("error"), Mapping) else {}
-    short = (
-        {}
-        if complete
-        else {
-            "endedPhase": phase,
-            "endedAt": ended.isoformat(),
-            "errorCode": (error or {}).get("code"),
-        }
+    purged = entries.HistoryPurged(
+        event_id=f"history-purged-{ended.isoformat()}",
+        retention_days=settings.history_retention_days,
+        evidence=complete,
+        ended_phase=None if complete else phase,
+        ended_at=None if complete else ended.isoformat(),
+        error_code=None if complete else (error or {}).get("code"),
+        actor_kind=life.RETENTION_ACTOR.kind,
+        actor_id=life.RETENTION_ACTOR.id,
     )
-    composition.evidence_log().append(
-        request_id,
-        Kind.HISTORY_PURGED,
-        now,
-        {
-            EVENT_ID: f"history-purged-{ended.isoformat()}",
-            "retentionDays": settings.history_retention_days,
-            "evidence": complete,
-            **short,
-            "actorKind": life.RETENTION_ACTOR.kind,
-            "actorId": life.RETENTION_ACTOR.id,
-        },
-    )
+    composition.evidence_log().append(request_id, purged.KIND, now, purged.data())
     result = await client.purge_instance_history(request_id)
     deleted = int(getattr(result, "instances_deleted", 0) or 0)
     log_event(

@@ -20,10 +20,11 @@ import azure.durable_functions as df
 
 from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
+from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Caller
 from dsr_export.domain.deadlines import deadline, warning_at
-from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, Kind, parse_record
+from dsr_export.domain.evidence import BrokenRecord, EvidenceRecord, parse_record
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -179,23 +180,19 @@ def _record_received(
     job: ExportJob, request: ExportRequest, caller: Caller, source: str, now: datetime
 ) -> None:
     regulation = request.regulation
-    composition.evidence_log().append(
-        job.request_id,
-        Kind.RECEIVED,
-        now,
-        {
-            EVENT_ID: "received",
-            "source": source,
-            "regulation": regulation.name,
-            "regulationDays": regulation.days,
-            "receivedAt": job.received_at,
-            "deadline": job.legal_deadline,
-            "submitterKind": caller.kind,
-            "submitterId": caller.id,
-            "submitterTenantId": caller.tenant_id,
-            "userObjectId": request.user_object_id,
-        },
+    received = entries.Received(
+        event_id="received",
+        source=source,
+        regulation=regulation.name,
+        regulation_days=regulation.days,
+        received_at=job.received_at,
+        deadline=job.legal_deadline,
+        submitter_kind=caller.kind,
+        submitter_id=caller.id,
+        submitter_tenant_id=caller.tenant_id,
+        user_object_id=request.user_object_id,
     )
+    composition.evidence_log().append(job.request_id, received.KIND, now, received.data())
 
 
 async def find_dsr(
