@@ -51,7 +51,7 @@ from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.keys import KEYS_FILE, KeyRing
 from devhost.local_settings import load_local_settings
 from devhost.platform_auth import PlatformAuth
-from devhost.tls import TlsFiles, make_tls_files
+from devhost.tls import TlsFiles, covers_hosts, make_tls_files
 from devhost.triggers.queue import QueueOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -274,6 +274,8 @@ class DevStack(Service):
         tls_dir = state / "tls"
         cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
         tls = TlsFiles(cert, key) if cert.exists() and key.exists() else make_tls_files(tls_dir)
+        if not covers_hosts(tls):
+            tls = make_tls_files(tls_dir)
         bundle = tls_dir / "ca-bundle.pem"
         parts = [cert.read_text(encoding="ascii")]
         previous = self.environ.get("REQUESTS_CA_BUNDLE")

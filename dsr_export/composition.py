@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.callbacks import CallbackSender
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
+    from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
 
@@ -45,6 +46,7 @@ PARTS: Final = (
     "rejections",
     "task_hub_query",
     "evidence_log",
+    "receipt_signer",
     "clock",
 )
 
@@ -130,6 +132,17 @@ def evidence_log() -> EvidenceLog:
     return _evidence_log()
 
 
+def receipt_signer() -> KeyVaultReceiptSigner:
+    """What signs package receipts and lists their public keys (the Key Vault key).
+
+    Typed as the Key Vault signer because the JWKS route needs ``public_keys`` as well; the
+    packaging activity needs only the ``ReceiptSigner`` protocol's part of it.
+    """
+    if "receipt_signer" in _overrides:
+        return _overrides["receipt_signer"]  # type: ignore[no-any-return]
+    return _receipt_signer()
+
+
 def task_hub_query() -> TaskHubQuery:
     """How the list endpoint reads the task hub's instances (every page of them)."""
     if "task_hub_query" in _overrides:
@@ -166,6 +179,7 @@ def reset() -> None:
         _callback_sender,
         _rejections,
         _evidence_log,
+        _receipt_signer,
     ):
         cached.cache_clear()
     settings.clear_cache()
@@ -207,6 +221,13 @@ def _evidence_log() -> EvidenceLog:
     if endpoint is None:
         return EvidenceLog(export_storage().service)
     return EvidenceLog.for_account(endpoint, credential())
+
+
+@functools.cache
+def _receipt_signer() -> KeyVaultReceiptSigner:
+    from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
+
+    return KeyVaultReceiptSigner(settings.receipt_settings(), credential(), clock=now)
 
 
 @functools.cache
