@@ -7,6 +7,7 @@ from activities.callbacks import bp as callback_activities
 from activities.export_steps import bp as export_activities
 from intake.health import bp as health_check
 from intake.http_api import bp as http_intake
+from intake.jwks import bp as receipt_keys
 from intake.lifecycle_api import bp as lifecycle_routes
 from intake.queue_intake import bp as queue_intake
 from intake.retention import bp as retention
@@ -23,3 +24,4 @@ app.register_functions(queue_intake)
 app.register_functions(health_check)
 app.register_functions(lifecycle_routes)
 app.register_functions(retention)
+app.register_functions(receipt_keys)
