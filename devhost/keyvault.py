@@ -235,10 +235,11 @@ class KeyVaultEmulator(Service):
             status, payload = self._route(request)
             reply = Reply(status, json.dumps(payload).encode())
         except _Refusal as refusal:
-            error = {"error": {"code": refusal.code, "message": refusal.message}}
+            error: dict[str, Any] = {"code": refusal.code, "message": refusal.message}
             if refusal.code == "Forbidden":
-                error["error"]["innererror"] = {"code": "ForbiddenByRbac"}
-            reply = Reply(refusal.status, json.dumps(error).encode(), dict(refusal.headers))
+                error["innererror"] = {"code": "ForbiddenByRbac"}
+            body = json.dumps({"error": error}).encode()
+            reply = Reply(refusal.status, body, dict(refusal.headers))
         reply.headers.setdefault("Content-Type", "application/json; charset=utf-8")
         reply.headers["x-ms-request-id"] = str(uuid.uuid4())
         reply.headers["x-ms-keyvault-service-version"] = "1.9.0.0"

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from azure.core.exceptions import (
     AzureError,
@@ -198,10 +198,12 @@ class KeyVaultReceiptSigner:
                 if not version.enabled or (retired_at is not None and now - retired_at > keep):
                     continue
                 key = self._keys.get_key(name, version.version)
-                jwk = key.key
-                if jwk.crv != "P-256" or not jwk.x or not jwk.y:
+                # JsonWebKey sets its fields from the wire dynamically (untyped attributes).
+                jwk: Any = key.key
+                x, y = getattr(jwk, "x", None), getattr(jwk, "y", None)
+                if getattr(jwk, "crv", None) != "P-256" or not x or not y:
                     continue
-                listed.append(receipt.jwk_for_ec_p256(str(key.id), bytes(jwk.x), bytes(jwk.y)))
+                listed.append(receipt.jwk_for_ec_p256(str(key.id), bytes(x), bytes(y)))
         listed.reverse()
         return listed
 
@@ -219,7 +221,7 @@ class _Translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> bool:
+    def __exit__(self, kind: Any, error: BaseException | None, trace: Any) -> Literal[False]:
         if error is None or isinstance(error, ReceiptSigningError):
             return False
         vault, key = self._settings.vault_url, self._settings.key_name

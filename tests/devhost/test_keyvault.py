@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -113,8 +114,9 @@ def test_key_vaults_signature_is_raw_r_s_and_verifies_with_the_public_key(vault,
     key = KeyClient(vault.vault_url, ManagedIdentityCredential(), api_version="7.5").get_key(
         "receipt-signing"
     )
+    jwk: Any = key.key
     numbers = ec.EllipticCurvePublicNumbers(
-        int.from_bytes(key.key.x, "big"), int.from_bytes(key.key.y, "big"), ec.SECP256R1()
+        int.from_bytes(jwk.x, "big"), int.from_bytes(jwk.y, "big"), ec.SECP256R1()
     )
     r, s = (int.from_bytes(result.signature[i : i + 32], "big") for i in (0, 32))
     public = numbers.public_key()
