@@ -49,6 +49,7 @@ from devhost.functions_host import FunctionsHost
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.keys import KEYS_FILE, KeyRing
+from devhost.keyvault import APP_ACTIONS, VAULT_HOST, KeyVaultEmulator, VaultProxy
 from devhost.local_settings import load_local_settings
 from devhost.platform_auth import PlatformAuth
 from devhost.tls import TlsFiles, covers_hosts, make_tls_files
@@ -60,6 +61,7 @@ CLOCK_FILE = "clock.json"
 PORTS_FILE = "ports.json"
 LOCK_FILE = "host.lock"
 GRAPH_STATE_FILE = "graph-simulator.json"
+KEYVAULT_STATE_FILE = "keyvault.json"
 _CLOCK_SAVE_INTERVAL_S = 0.5
 _log = logging.getLogger("devhost")
 
@@ -107,6 +109,8 @@ class DevStack(Service):
         self.functions: list[Any] = []
         self.platform_auth: PlatformAuth | None = None
         self.keys: KeyRing | None = None
+        self.keyvault: KeyVaultEmulator | None = None
+        self.vault_proxy: VaultProxy | None = None
         self._rpc: RpcServer | None = None
         self._stack = contextlib.ExitStack()
         self._queue_options = QueueOptions()
@@ -190,6 +194,8 @@ class DevStack(Service):
             roles = {GRAPH_RESOURCE: graph_roles, env["GRAPH_BASE_URL"]: graph_roles}
             self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
             env.update(self.identity.env())
+        if "RECEIPT_SIGNING_KEY_ID" not in env:
+            self._start_keyvault(state, tls, env)
 
         if self.options.platform_auth:
             self.platform_auth = PlatformAuth()
@@ -247,6 +253,9 @@ class DevStack(Service):
             "blob": self.environ.get("EXPORT_STORAGE_BLOB_ENDPOINT"),
             "storageConnection": self.environ.get("AzureWebJobsStorage"),
             "caBundle": self.environ.get("REQUESTS_CA_BUNDLE"),
+            "keyVault": self.keyvault.vault_url if self.keyvault else None,
+            "receiptKey": self.environ.get("RECEIPT_SIGNING_KEY_ID"),
+            "httpsProxy": self.vault_proxy.url if self.vault_proxy else None,
             "queueMessageEncoding": self._queue_options.message_encoding,
             "state": str(self.state_dir),
             "taskHub": str(self.state_dir / "taskhub.sqlite"),
@@ -260,6 +269,24 @@ class DevStack(Service):
         }
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _start_keyvault(self, state: Path, tls: TlsFiles, env: MutableMapping[str, str]) -> None:
+        """The local Key Vault with the receipt key, reached as Azure's is (devhost/keyvault.py).
+
+        The app's identity gets what infra grants it on the key (read and sign); the keys stay
+        in the state directory, so receipts signed before a restart still verify after it.
+        The proxy settings go to the whole host process, loopback excepted, as a corporate
+        proxy's would: the app's code is unchanged, only its settings point at this vault.
+        """
+        assert self.clock is not None
+        vault = KeyVaultEmulator(tls, state_file=state / KEYVAULT_STATE_FILE, clock=self.clock.now)
+        self.keyvault = self._enter(vault)
+        principal = (self.identity or ManagedIdentityEndpoint()).object_id
+        vault.grant(principal, APP_ACTIONS)
+        vault.ensure_key()
+        self.vault_proxy = self._enter(VaultProxy({VAULT_HOST: vault.port}))
+        env.update(self.vault_proxy.env(env))
+        env["RECEIPT_SIGNING_KEY_ID"] = vault.key_id()
 
     def _enter(self, component: Any) -> Any:
         return self._stack.enter_context(component)

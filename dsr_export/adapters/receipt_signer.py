@@ -160,6 +160,10 @@ class KeyVaultReceiptSigner:
                 "retry: the key was rotated between reading it and signing",
                 transient=True,
             )
+        with self._lock:
+            if self._cached.keys and kid not in {k["kid"] for k in self._cached.keys}:
+                # A rotation this process had not seen: the JWKS lists the new key at once.
+                self._cached = _Cached()
         return receipt.compact(signed, result.signature)
 
     def public_keys(self) -> list[dict[str, str]]:

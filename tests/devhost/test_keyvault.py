@@ -258,3 +258,16 @@ def test_the_proxy_tunnels_only_the_vault(proxied):
         with socket.create_connection((host, int(port)), timeout=5) as connection:
             connection.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
             assert connection.recv(100).startswith(b"HTTP/1.1 403")
+
+
+def test_signing_with_a_new_version_refreshes_the_cached_jwks(vault, signer):
+    """A receipt is never handed out under a kid this process's JWKS does not list yet."""
+    app = signer()
+    old_kid = vault.ensure_key()
+    assert [k["kid"] for k in app.public_keys()] == [old_kid]
+    new_kid = vault.rotate()
+    assert [k["kid"] for k in app.public_keys()] == [old_kid]  # cached
+    token = a_receipt(app)
+    jwks = receipt.jwks_document(app.public_keys())
+    assert [k["kid"] for k in jwks["keys"]] == [new_kid, old_kid]
+    assert receipt.verify_receipt(token, jwks)[0] == new_kid
