@@ -409,6 +409,8 @@ module functionApp 'modules/function-app.bicep' = {
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri
     callbackSecretUri: keyVault.outputs.callbackSecretUri
+    receiptKeyUri: keyVault.outputs.receiptKeyUri
+    receiptKeyPublishDays: evidenceRetentionDays
     sasLifetimeDays: sasLifetimeDays
     exportTimeoutDays: exportTimeoutDays
     callbackAllowedHosts: callbackAllowedHosts

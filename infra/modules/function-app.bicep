@@ -62,6 +62,12 @@ param exportAccountKeySecretUri string
 @description('Versionless Key Vault URI of the callback signing secret.')
 param callbackSecretUri string
 
+@description('Versionless id of the Key Vault key that signs package receipts.')
+param receiptKeyUri string
+
+@description('Days a retired receipt key version stays in the JWKS: the evidence retention.')
+param receiptKeyPublishDays int
+
 @description('Lifetime in days of the SAS given to Graph.')
 param sasLifetimeDays int
 
@@ -267,6 +273,11 @@ var appSettings = {
   HISTORY_RETENTION_DAYS: string(historyRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
+  // Package receipts: the key (versionless, so a rotation needs no redeployment), who signs
+  // (the app's public URL), and how long old key versions stay published.
+  RECEIPT_SIGNING_KEY_ID: receiptKeyUri
+  RECEIPT_ISSUER: 'https://${site.properties.defaultHostName}'
+  RECEIPT_KEY_PUBLISH_DAYS: string(receiptKeyPublishDays)
   // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }
 
