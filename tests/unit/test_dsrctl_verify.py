@@ -39,7 +39,7 @@ def jwks_file(tmp_path: Path, signer: LocalSigner) -> Path:
 
 @pytest.fixture
 def package(tmp_path: Path, signer: LocalSigner) -> BuiltPackage:
-    return build_package(tmp_path / "delivered", signer)
+    return build_package(tmp_path / "received", signer)
 
 
 def dsrctl_verify(path: Path, *args: str) -> Result:
