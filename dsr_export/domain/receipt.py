@@ -56,6 +56,8 @@ ES256_SIGNATURE_BYTES: Final = 64
 _SEALS: Final = frozenset({MANIFEST_NAME, RECEIPT_NAME})
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_NAMES: Final = frozenset({"alg", "kid", "typ"})
+#: manifest.json and receipt.jws are read whole: a member claiming more is not one of them.
+_SEAL_MAX_BYTES: Final = 256 << 20
 #: How far in the future a receipt's ``iat`` may lie (the signer's clock against the reader's).
 _LEEWAY_SECONDS: Final = 300
 
@@ -444,7 +446,9 @@ def _files(manifest: _Manifest, parts: Mapping[str, zipfile.ZipFile]) -> tuple[i
         part_name, info = found
         size, digest = _hash_member(parts[part_name], info)
         checked += 1
-        if size != entry.size:
+        if digest is None:
+            problems.append(f"{entry.path}: cannot be read (a corrupted or encrypted member)")
+        elif size != entry.size:
             problems.append(f"{entry.path}: {size} bytes, the manifest says {entry.size}")
         elif digest != entry.sha256:
             problems.append(
@@ -474,10 +478,15 @@ def _hash_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, 
 
 
 def _member(archive: zipfile.ZipFile, name: str) -> bytes | None:
+    """A seal's bytes; None when absent, b"" when unreadable or larger than a seal can be."""
     try:
-        return archive.read(name)
+        info = archive.getinfo(name)
     except KeyError:
         return None
+    if info.file_size > _SEAL_MAX_BYTES:
+        return b""
+    try:
+        return archive.read(info)
     except (zipfile.BadZipFile, OSError, RuntimeError, EOFError):
         return b""
 

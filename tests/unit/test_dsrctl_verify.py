@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -149,8 +150,6 @@ def test_a_receipt_whose_counts_disagree_with_the_manifest_fails(tmp_path, jwks_
 
 
 def test_a_member_twice_in_the_zip_fails(package, jwks_file):
-    import zipfile
-
     with (
         pytest.warns(UserWarning, match="Duplicate name"),
         zipfile.ZipFile(package.path, "a") as archive,
@@ -235,3 +234,16 @@ def test_a_package_in_parts_is_checked_across_its_parts(tmp_path, signer, jwks_f
     result = dsrctl_verify(first, "--jwks", str(jwks_file))
     assert result.exit_code == 1
     assert "package.part-002.zip: a part the manifest names is missing" in result.output
+
+
+def test_a_corrupted_member_is_named_as_unreadable(package, jwks_file):
+    """A member whose compressed bytes were damaged fails its CRC: named, not a crash."""
+    raw = bytearray(package.path.read_bytes())
+    with zipfile.ZipFile(package.path) as archive:
+        info = archive.getinfo("data/Exchange/mailbox.json")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start + 2] ^= 0xFF
+    package.path.write_bytes(bytes(raw))
+    result = dsrctl_verify(package.path, "--jwks", str(jwks_file))
+    assert result.exit_code == 1
+    assert "data/Exchange/mailbox.json: cannot be read" in result.output
