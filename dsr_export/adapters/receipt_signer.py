@@ -149,6 +149,7 @@ class KeyVaultReceiptSigner:
 
         with self._failures("sign with"):
             key = self._keys.get_key(self._settings.key_name)
+            self._check_usable(key)
             kid = str(key.id)
             signed = receipt.signing_input(kid, claims)
             crypto = CryptographyClient(key, self._credential, api_version=KEY_VAULT_API_VERSION)
@@ -165,6 +166,19 @@ class KeyVaultReceiptSigner:
                 # A rotation this process had not seen: the JWKS lists the new key at once.
                 self._cached = _Cached()
         return receipt.compact(signed, result.signature)
+
+    def _check_usable(self, key: Any) -> None:
+        """A disabled or expired current version is refused here, with its own fix, rather
+        than as Key Vault's 403 (which would point at the role)."""
+        properties = key.properties
+        expires = properties.expires_on
+        if properties.enabled is False or (expires is not None and expires <= datetime.now(UTC)):
+            raise ReceiptSigningError(
+                "receipt_key_unusable",
+                f"the current version of the key {self._settings.key_name} is "
+                f"{'disabled' if properties.enabled is False else 'expired'}",
+                "rotate the key (az keyvault key rotate) so that a usable version is current",
+            )
 
     def public_keys(self) -> list[dict[str, str]]:
         """The JWKs of every version a receipt within the evidence's retention may name.

@@ -58,8 +58,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _HEADER_NAMES: Final = frozenset({"alg", "kid", "typ"})
 #: manifest.json and receipt.jws are read whole: a member claiming more is not one of them.
 _SEAL_MAX_BYTES: Final = 256 << 20
-#: How far in the future a receipt's ``iat`` may lie (the signer's clock against the reader's).
-_LEEWAY_SECONDS: Final = 300
 
 
 class ReceiptError(ValueError):
@@ -246,8 +244,15 @@ def verify_receipt(token: str, jwks: Mapping[str, Any]) -> tuple[str, ReceiptCla
             token,
             key,
             algorithms=[ALGORITHM],
-            options={"require": ["iat", "iss"], "verify_aud": False},
-            leeway=_LEEWAY_SECONDS,
+            # A receipt is checked years after it was signed, and its iat is a statement, not a
+            # validity window: no clock comparison (the signer's clock may run ahead offline).
+            options={
+                "require": ["iat", "iss"],
+                "verify_aud": False,
+                "verify_iat": False,
+                "verify_exp": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.InvalidSignatureError:
         raise ReceiptError(
@@ -334,7 +339,7 @@ def verify_package(
         return PackageCheck(claims, kid, 0, tuple(problems))
     if claims is not None:
         problems += _against_receipt(manifest_bytes, manifest, claims)
-    problems += _parts_named(manifest, parts)
+    problems += _parts_named(manifest, parts, first)
     checked, differences = _files(manifest, parts)
     problems += differences
     return PackageCheck(claims, kid, checked, tuple(problems))
@@ -415,12 +420,22 @@ def _against_receipt(raw: bytes, manifest: _Manifest, claims: ReceiptClaims) -> 
     return problems
 
 
-def _parts_named(manifest: _Manifest, parts: Mapping[str, zipfile.ZipFile]) -> list[str]:
-    expected = set(manifest.parts) if manifest.parts else set(parts)
+def _parts_named(
+    manifest: _Manifest, parts: Mapping[str, zipfile.ZipFile], first: str
+) -> list[str]:
+    """The other parts the manifest names, each present. A file's own name is not checked (a
+    browser saves ``package (1).zip``); the file holding the manifest stands for its own part,
+    or for the first part when its name is not listed."""
+    listed = list(manifest.parts)
+    others = [n for n in listed if n != first] if first in listed else listed[1:]
     problems = [
-        f"{name}: a part the manifest names is missing" for name in sorted(expected - set(parts))
+        f"{name}: a part the manifest names is missing" for name in others if name not in parts
     ]
-    problems += [f"{name}: not a part of this package" for name in sorted(set(parts) - expected)]
+    problems += [
+        f"{name}: not a part of this package"
+        for name in sorted(parts)
+        if name != first and name not in listed
+    ]
     return problems
 
 

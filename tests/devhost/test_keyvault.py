@@ -271,3 +271,12 @@ def test_signing_with_a_new_version_refreshes_the_cached_jwks(vault, signer):
     jwks = receipt.jwks_document(app.public_keys())
     assert [k["kid"] for k in jwks["keys"]] == [new_kid, old_kid]
     assert receipt.verify_receipt(token, jwks)[0] == new_kid
+
+
+def test_a_disabled_current_version_is_named_as_unusable_not_as_a_role(vault, signer):
+    kid = vault.ensure_key()
+    vault.disable("receipt-signing", kid.rsplit("/", 1)[1])
+    with pytest.raises(ReceiptSigningError) as failed:
+        a_receipt(signer())
+    assert failed.value.code == "receipt_key_unusable"
+    assert "rotate" in failed.value.fix

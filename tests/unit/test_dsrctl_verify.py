@@ -247,3 +247,11 @@ def test_a_corrupted_member_is_named_as_unreadable(package, jwks_file):
     result = dsrctl_verify(package.path, "--jwks", str(jwks_file))
     assert result.exit_code == 1
     assert "data/Exchange/mailbox.json: cannot be read" in result.output
+
+
+def test_a_renamed_package_still_verifies(package, jwks_file):
+    """A browser saves a second download as ``package (1).zip``: the bytes are what count."""
+    renamed = package.path.with_name("package (1).zip")
+    package.path.rename(renamed)
+    result = dsrctl_verify(renamed, "--jwks", str(jwks_file))
+    assert result.exit_code == 0, result.output

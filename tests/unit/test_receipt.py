@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -185,3 +186,10 @@ def test_the_jwks_lists_each_kid_once_in_the_order_given():
     one, two = LocalSigner(), LocalSigner()
     keys = [*two.public_keys(), *one.public_keys(), *two.public_keys()]
     assert [k["kid"] for k in receipt.jwks_document(keys)["keys"]] == [two.kid, one.kid]
+
+
+def test_a_receipt_issued_ahead_of_the_readers_clock_still_verifies():
+    """iat is a statement: an offline host's fast clock, or a skewed signer, is no forgery."""
+    signer = LocalSigner()
+    future = replace(claims(signer), issued_at=datetime(2099, 1, 1, tzinfo=UTC))
+    assert receipt.verify_receipt(signer.sign_receipt(future), signer.jwks())[1] == future
