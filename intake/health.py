@@ -1,9 +1,10 @@
 """``GET /api/health``: can this deployment export? For the smoke test after ``azd up``.
 
 Without ``deep`` it checks every setting (no I/O). With ``?deep=true`` it also asks the managed
-identity for a Graph token and checks the app roles in it (admin consent), and makes one
-harmless call to the export account. A failure answers 503 with a problem document naming each
-setting or permission to fix; nothing secret is ever echoed.
+identity for a Graph token and checks the app roles in it (admin consent), makes one harmless
+call to the export account, and reads the receipt key's public versions (its role on the key).
+A failure answers 503 with a problem document naming each setting or permission to fix; nothing
+secret is ever echoed.
 """
 
 from __future__ import annotations
@@ -75,4 +76,20 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
     checks["exportStorage"] = "ok" if error is None else "failed"
     if error is not None:
         faults.append(FieldError("/exportStorage", str(error.get("hint") or error["message"])))
+    if env.get("RECEIPT_SIGNING_KEY_ID", "").strip():
+        faults += _receipt_key(checks)
     return faults
+
+
+def _receipt_key(checks: dict[str, Any]) -> list[FieldError]:
+    """Can the identity read the receipt key (its role on it)? Signing is not tried: the
+    health check signs nothing."""
+    from dsr_export.adapters.receipt_signer import ReceiptSigningError
+
+    try:
+        composition.receipt_signer().public_keys()
+    except ReceiptSigningError as exc:
+        checks["receiptKey"] = "failed"
+        return [FieldError("/receiptKey", f"{exc.message}: {exc.fix}")]
+    checks["receiptKey"] = "ok"
+    return []

@@ -51,7 +51,18 @@ def main(argv: list[str]) -> None:
             seen["rotatedTo"] = stack.keyvault.rotate()
             seen["after"] = signer.sign_receipt(claims)
             seen["jwksAfter"] = _jwks(stack)
-            seen["vaultRequests"] = stack.keyvault.requests
+            seen["vaultRequests"] = list(stack.keyvault.requests)
+            # The identity loses its role on the key: the deep health check names the fix.
+            assert stack.identity is not None
+            stack.keyvault.revoke(stack.identity.object_id, {"read"})
+            signer.forget_public_keys()
+            health = requests.get(
+                f"{stack.api_url}/health",
+                params={"deep": "true"},
+                headers={"x-functions-key": stack.function_key},
+                timeout=60,
+            )
+            seen["healthWithoutRead"] = {"status": health.status_code, "body": health.json()}
         else:
             seen["jwks"] = _jwks(stack)
         Path(argv[-1]).write_text(json.dumps(seen, indent=2))

@@ -70,6 +70,13 @@ def test_the_app_signs_through_the_local_vault_and_rotation_keeps_old_receipts_v
     assert kids(seen["jwksAfter"]) == [new_kid, old_kid]
     assert receipt.verify_receipt(seen["after"], seen["jwksAfter"]["body"])[0] == new_kid
 
+    # Without its read role on the key, the deep health check says so and names the role.
+    health = seen["healthWithoutRead"]
+    assert health["status"] == 503
+    assert health["body"]["checks"]["receiptKey"] == "failed"
+    [error] = [e for e in health["body"]["errors"] if e["pointer"] == "/receiptKey"]
+    assert "DSR receipt signer" in error["detail"]
+
     # A restart of the host: the keys are Key Vault's, the published set comes from it again.
     restarted = run_host("jwks", str(state), str(tmp_path / "2"))
     assert kids(restarted["jwks"]) == [new_kid, old_kid]

@@ -121,3 +121,15 @@ def test_evidence_in_the_export_account_is_a_warning_and_apart_it_is_not():
     assert not any("EVIDENCE_STORAGE_BLOB_ENDPOINT" in w for w in health.warnings(apart))
     assert health.configuration(apart)["evidenceApart"] is True
     assert health.configuration(env)["evidenceApart"] is False
+
+
+def test_an_unset_receipt_key_is_a_warning_and_a_wrong_one_an_error(health, monkeypatch):
+    monkeypatch.delenv("RECEIPT_SIGNING_KEY_ID", raising=False)
+    status, body = health(GOOD)
+    assert status == 200
+    assert any("RECEIPT_SIGNING_KEY_ID" in warning for warning in body["warnings"])
+    status, body = health(
+        {**GOOD, "RECEIPT_SIGNING_KEY_ID": "https://kv.vault.azure.net/keys/k/0123456789abcdef"}
+    )
+    assert status == 503
+    assert {e["pointer"] for e in body["errors"]} == {"/settings/RECEIPT_SIGNING_KEY_ID"}
