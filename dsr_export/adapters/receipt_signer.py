@@ -57,8 +57,9 @@ JWKS_CACHE_SECONDS: Final = 300
 
 _ROLE_FIX: Final = (
     "give the app's managed identity the role 'DSR receipt signer' (data actions keys/read and "
-    "keys/sign, infra/modules/keyvault.bicep) on the key {key} in the vault {vault}, or 'Key "
-    "Vault Crypto User' scoped to that key; role assignments can take a few minutes to apply"
+    "keys/sign, infra/modules/receipt-signer-role.bicep) on the key {key} in the vault "
+    "{vault}, or 'Key Vault Crypto User' scoped to that key; role assignments can take a few "
+    "minutes to apply"
 )
 
 

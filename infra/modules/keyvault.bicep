@@ -27,6 +27,9 @@ param callbackSecretName string = 'callback-signing-secret'
 @description('Name of the EC P-256 key that signs package receipts (ES256).')
 param receiptKeyName string = 'receipt-signing'
 
+@description('Resource id of the DSR receipt signer role (receipt-signer-role.bicep): read and sign on keys, nothing else.')
+param receiptSignerRoleId string
+
 @description('Months before Key Vault rotates the receipt key by itself (a new version; the old one stays published in the JWKS for as long as the evidence is kept, and keeps verifying the receipts it signed).')
 @minValue(1)
 @maxValue(24)
@@ -147,40 +150,14 @@ resource receiptKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
   }
 }
 
-// Read (get the public key, list its versions for the JWKS) and sign, nothing else. A custom
-// role because no built-in one fits: Key Vault Crypto User also decrypts, unwraps and updates
-// the key (its operations, not only its use). Assignable only in this resource group; the one
-// assignment below is narrower still: this key.
-resource receiptSignerRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
-  name: guid(vault.id, 'dsr-receipt-signer')
-  properties: {
-    roleName: 'DSR receipt signer (${name})'
-    description: 'Read the public part and versions of the DSR receipt key in ${name}, and sign with it; no decrypt, unwrap, update, create, rotate or delete.'
-    type: 'CustomRole'
-    permissions: [
-      {
-        actions: []
-        notActions: []
-        dataActions: [
-          'Microsoft.KeyVault/vaults/keys/read'
-          'Microsoft.KeyVault/vaults/keys/sign/action'
-        ]
-        notDataActions: []
-      }
-    ]
-    assignableScopes: [
-      resourceGroup().id
-    ]
-  }
-}
-
 // Why: the app signs each package's receipt with the key (CryptographyClient.sign) and serves
-// the public keys of its versions at /api/.well-known/jwks.json. Scope: this one key.
+// the public keys of its versions at /api/.well-known/jwks.json. The role: read and sign only
+// (receipt-signer-role.bicep, created first in the deployment). Scope: this one key.
 resource receiptKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(receiptKey.id, appPrincipalId, receiptSignerRole.id)
+  name: guid(receiptKey.id, appPrincipalId, receiptSignerRoleId)
   scope: receiptKey
   properties: {
-    roleDefinitionId: receiptSignerRole.id
+    roleDefinitionId: receiptSignerRoleId
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -55,7 +55,6 @@ MODES = ("stored-policy", "user-delegation")
 #: Where the task hub lives (main.bicep ``durableBackend``); the first is the default.
 BACKENDS = ("azureStorage", "durableTaskScheduler")
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
-ROLE_DEFINITION = "Microsoft.Authorization/roleDefinitions"
 
 
 @functools.cache
@@ -243,13 +242,6 @@ def role_assignments(path: str, mode: str) -> list[tuple[str, str, str]]:
         if evaluate(condition(resource), doc, {"sasMode": mode}) is not True:
             continue
         props = body(resource)["properties"]
-        custom = accessor_path(props["roleDefinitionId"])
-        if custom and custom[-1] == "id" and custom[0] in resources(doc, ROLE_DEFINITION):
-            # A custom role defined in the module itself, named by its symbol.
-            scope = body(resource)["scope"]
-            role = f"custom:{custom[0]}"
-            grants.append((role, resources(doc)[scope]["type"], props["principalId"]))
-            continue
         role_fn = props["roleDefinitionId"]["function"]
         assert role_fn["type"] == "subscription_resource_id", symbol
         assert role_fn["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
