@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
 
     from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
@@ -47,6 +48,7 @@ PARTS: Final = (
     "task_hub_query",
     "evidence_log",
     "receipt_signer",
+    "token_validator",
     "clock",
 )
 
@@ -143,6 +145,13 @@ def receipt_signer() -> KeyVaultReceiptSigner:
     return _receipt_signer()
 
 
+def token_validator() -> TokenValidator:
+    """What judges callers' Entra tokens (its signing keys cached across requests)."""
+    if "token_validator" in _overrides:
+        return _overrides["token_validator"]  # type: ignore[no-any-return]
+    return _token_validator()
+
+
 def task_hub_query() -> TaskHubQuery:
     """How the list endpoint reads the task hub's instances (every page of them)."""
     if "task_hub_query" in _overrides:
@@ -180,6 +189,7 @@ def reset() -> None:
         _rejections,
         _evidence_log,
         _receipt_signer,
+        _token_validator,
     ):
         cached.cache_clear()
     settings.clear_cache()
@@ -235,3 +245,13 @@ def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
+
+
+@functools.cache
+def _token_validator() -> TokenValidator:
+    from dsr_export.adapters.entra import TokenValidator
+
+    entra = settings.auth_settings().entra
+    if entra is None:
+        raise settings.SettingsError("AUTH_CLIENT_ID", "is not set: no Entra tokens are accepted")
+    return TokenValidator(entra)

@@ -133,3 +133,25 @@ def test_an_unset_receipt_key_is_a_warning_and_a_wrong_one_an_error(health, monk
     )
     assert status == 503
     assert {e["pointer"] for e in body["errors"]} == {"/settings/RECEIPT_SIGNING_KEY_ID"}
+
+
+def test_the_deep_check_says_whether_the_tenants_signing_keys_can_be_had(entra_tokens, swap):
+    from dsr_export.adapters.entra import SigningKeys, TokenValidator
+    from dsr_export.domain.callers import KeysUnavailable
+    from dsr_export.settings import EntraSettings
+    from intake.health import _entra_keys
+
+    checks: dict[str, Any] = {}
+    assert _entra_keys(checks) == []
+    assert checks == {"entraKeys": "ok"}
+
+    def down(url: str) -> Any:
+        raise KeysUnavailable("login host unreachable")
+
+    entra = EntraSettings.from_env(entra_tokens.app_settings())
+    assert entra is not None
+    swap(token_validator=TokenValidator(entra, SigningKeys(entra, fetch=down)))
+    [fault] = _entra_keys(checks)
+    assert checks == {"entraKeys": "failed"}
+    assert fault.pointer == "/settings/AUTH_AUTHORITY_HOST"
+    assert "login host unreachable" in fault.detail
