@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
+    from dsr_export.adapters.package_builder import PackageBuilder
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
@@ -47,6 +48,7 @@ PARTS: Final = (
     "rejections",
     "task_hub_query",
     "evidence_log",
+    "package_builder",
     "receipt_signer",
     "token_validator",
     "clock",
@@ -138,11 +140,22 @@ def receipt_signer() -> KeyVaultReceiptSigner:
     """What signs package receipts and lists their public keys (the Key Vault key).
 
     Typed as the Key Vault signer because the JWKS route needs ``public_keys`` as well; the
-    packaging activity needs only the ``ReceiptSigner`` protocol's part of it.
+    packaging activity needs only ``sign_receipt`` (package_builder's ``ReceiptSigner``).
     """
     if "receipt_signer" in _overrides:
         return _overrides["receipt_signer"]  # type: ignore[no-any-return]
     return _receipt_signer()
+
+
+def package_builder() -> PackageBuilder:
+    """Builds and finds the subject's packages (delivery containers in the export account).
+
+    Raises :class:`~dsr_export.settings.SettingsError` naming ``ORGANISATION_PROFILE`` when
+    the organisation has not filled in its profile: no package goes out without it.
+    """
+    if "package_builder" in _overrides:
+        return _overrides["package_builder"]  # type: ignore[no-any-return]
+    return _package_builder()
 
 
 def token_validator() -> TokenValidator:
@@ -189,6 +202,7 @@ def reset() -> None:
         _rejections,
         _evidence_log,
         _receipt_signer,
+        _package_builder,
         _token_validator,
     ):
         cached.cache_clear()
@@ -245,6 +259,20 @@ def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
+
+
+@functools.cache
+def _package_builder() -> PackageBuilder:
+    from dsr_export.adapters.package_builder import PackageBuilder, PackageOptions
+
+    chosen = settings.package_settings()
+    if chosen.organisation is None:
+        raise settings.SettingsError(
+            "ORGANISATION_PROFILE",
+            "is required to build packages (docs/delivery.md, docs/organisation.sample.json)",
+        )
+    options = PackageOptions(part_bytes=chosen.part_max_bytes, issuer=chosen.issuer)
+    return PackageBuilder(export_storage().service, chosen.organisation, options)
 
 
 @functools.cache

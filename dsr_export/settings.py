@@ -14,16 +14,20 @@ import base64
 import binascii
 import enum
 import functools
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from dsr_export.domain.callers import Role, parse_roles
 from dsr_export.domain.job import ExportPolicy
+from dsr_export.domain.organisation import OrganisationProfile, ProfileInvalid
+from dsr_export.domain.package_manifest import PACKAGE_LANGUAGES
 
 #: Every setting the app reads, with a one-line meaning. Infra and docs are checked against it.
 SETTINGS: Final[dict[str, str]] = {
@@ -53,8 +57,10 @@ SETTINGS: Final[dict[str, str]] = {
     "HISTORY_RETENTION_DAYS": "days after a DSR ended before its durable history is purged",
     "CUSTOM_EXTENSION_MAX_DAYS": "days a {days: N} regulation's deadline may be extended by",
     "RECEIPT_SIGNING_KEY_ID": "versionless id of the Key Vault EC P-256 key signing receipts",
-    "RECEIPT_ISSUER": "the iss of package receipts: the app's public URL or the organisation",
     "RECEIPT_KEY_PUBLISH_DAYS": "days a retired receipt key version stays in the JWKS",
+    "PACKAGE_LANGUAGE": "language of the subject's package when the request names none (en, de)",
+    "PACKAGE_PART_MAX_BYTES": "bytes above which the subject's package is split into parts",
+    "ORGANISATION_PROFILE": "the organisation's profile for the package (JSON, or a file's path)",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -452,7 +458,6 @@ class ReceiptSettings:
 
     vault_url: str
     key_name: str
-    issuer: str = "dsr-export"
     publish_days: int = 2192
 
     @property
@@ -473,7 +478,6 @@ class ReceiptSettings:
         return cls(
             vault_url=f"https://{parts.netloc}",
             key_name=match["name"],
-            issuer=_get(env, "RECEIPT_ISSUER", "dsr-export"),
             publish_days=_int(env, "RECEIPT_KEY_PUBLISH_DAYS", 2192, low=1, high=36500),
         )
 
@@ -482,6 +486,66 @@ class ReceiptSettings:
 def receipt_settings() -> ReceiptSettings:
     """The process-wide receipt-signing settings, read on first use."""
     return ReceiptSettings.from_env()
+
+
+@dataclass(frozen=True)
+class PackageSettings:
+    """The subject's package: its default language, where it is split, and the organisation's
+    profile (who it is, its DPO, the processing information of GDPR Art. 15(1)).
+
+    The profile is checked when the settings are read (``GET /api/health`` reads them), and a
+    field missing is named; without a profile the app runs, and packaging is refused naming
+    ``ORGANISATION_PROFILE``.
+    """
+
+    language: str = "en"
+    part_max_bytes: int = 4 * 1024**3
+    organisation: OrganisationProfile | None = None
+    issuer: str = "dsr-export"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> PackageSettings:
+        language = _get(env, "PACKAGE_LANGUAGE", "en").strip().lower()
+        if language not in PACKAGE_LANGUAGES:
+            raise SettingsError(
+                "PACKAGE_LANGUAGE", f"must be one of {', '.join(PACKAGE_LANGUAGES)}"
+            )
+        host = env.get("WEBSITE_HOSTNAME", "").strip()
+        return cls(
+            language=language,
+            part_max_bytes=_int(
+                env, "PACKAGE_PART_MAX_BYTES", 4 * 1024**3, low=1024**2, high=64 * 1024**3
+            ),
+            organisation=_organisation(_get(env, "ORGANISATION_PROFILE", "").strip()),
+            issuer=f"https://{host}" if host else "dsr-export",
+        )
+
+
+def _organisation(raw: str) -> OrganisationProfile | None:
+    """The profile from JSON text or from a JSON file's path (relative: to the app's root)."""
+    if not raw:
+        return None
+    text = raw
+    if not raw.startswith("{"):
+        path = Path(raw) if Path(raw).is_absolute() else Path(__file__).parent.parent / raw
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            raise SettingsError(
+                "ORGANISATION_PROFILE", "is neither JSON nor a readable file"
+            ) from None
+    try:
+        return OrganisationProfile.parse(json.loads(text))
+    except ValueError as exc:
+        field_name = exc.field if isinstance(exc, ProfileInvalid) else "(document)"
+        detail = str(exc) if isinstance(exc, ProfileInvalid) else "not valid JSON"
+        raise SettingsError("ORGANISATION_PROFILE", f"{detail} ({field_name})") from None
+
+
+@functools.cache
+def package_settings() -> PackageSettings:
+    """The process-wide package settings, read on first use."""
+    return PackageSettings.from_env()
 
 
 @functools.cache
@@ -532,6 +596,7 @@ def clear_cache() -> None:
         receipt_settings,
         auth_settings,
         lifecycle_settings,
+        package_settings,
         graph_settings,
         export_storage_settings,
         export_policy,

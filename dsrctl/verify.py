@@ -55,7 +55,8 @@ class Outcome:
                 f"  {check.files_checked} file(s), {claims.total_bytes} bytes, match the "
                 "manifest; the manifest matches the receipt.",
                 f"  request {claims.request_id} (generation {claims.generation}), completed "
-                f"{_when(claims.completed_at)}, packaged {_when(claims.packaged_at)}",
+                f"{_when(claims.completed_at) if claims.completed_at else '(unknown)'}, "
+                f"packaged {_when(claims.packaged_at)}",
                 f"  signed with {check.kid}",
                 f"  keys from {self.jwks_source}",
             ]

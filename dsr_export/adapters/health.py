@@ -26,6 +26,7 @@ from dsr_export.settings import (
     ExportStorageSettings,
     GraphSettings,
     LifecycleSettings,
+    PackageSettings,
     ReceiptSettings,
     SettingsError,
     export_policy_from_env,
@@ -49,6 +50,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     DeadlineSettings.from_env,
     LifecycleSettings.from_env,
     _receipt_settings_if_set,
+    PackageSettings.from_env,
 )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
@@ -64,16 +64,10 @@ _ROLE_FIX: Final = (
 
 
 class ReceiptSigner(Protocol):
-    """What the packaging activity needs: who issues receipts, and a signature over one.
+    """What the packaging activity needs: the compact JWS over the receipt's claims (typed, or
+    their wire shape, which is typed before signing)."""
 
-    ``issuer`` goes into the claims' ``iss`` (the signer is configured with it); the claims are
-    signed exactly as given and the compact JWS comes back.
-    """
-
-    @property
-    def issuer(self) -> str: ...
-
-    def sign_receipt(self, claims: ReceiptClaims) -> str: ...
+    def sign_receipt(self, claims: ReceiptClaims | Mapping[str, Any]) -> str: ...
 
 
 @dataclass
@@ -132,22 +126,22 @@ class KeyVaultReceiptSigner:
         self._cached = _Cached()
 
     @property
-    def issuer(self) -> str:
-        return self._settings.issuer
-
-    @property
     def key_id(self) -> str:
         """The versionless id of the signing key (the setting)."""
         return self._settings.key_id
 
-    def sign_receipt(self, claims: ReceiptClaims) -> str:
+    def sign_receipt(self, claims: ReceiptClaims | Mapping[str, Any]) -> str:
         """The compact JWS of ``claims``, signed by the key's current version.
 
-        Raises ReceiptSigningError naming the fix: a role (403), a missing key (404), an
-        identity that gets no token, or a Key Vault out of reach (transient).
+        ``claims`` in their wire shape (``package_manifest.receipt_claims``) are typed first: a
+        claim of the wrong type is a ReceiptError naming it, before Key Vault is asked. Raises
+        ReceiptSigningError naming the fix: a role (403), a missing key (404), an identity that
+        gets no token, or a Key Vault out of reach (transient).
         """
         from azure.keyvault.keys.crypto import CryptographyClient, SignatureAlgorithm
 
+        if not isinstance(claims, ReceiptClaims):
+            claims = ReceiptClaims.from_wire(claims)
         with self._failures("sign with"):
             key = self._keys.get_key(self._settings.key_name)
             self._check_usable(key)

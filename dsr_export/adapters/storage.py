@@ -27,6 +27,7 @@ from azure.storage.blob import (
 )
 
 from dsr_export.adapters import sas
+from dsr_export.domain.package_manifest import DELIVERY_SUFFIX as PACKAGE_SUFFIX
 from dsr_export.domain.request import CONTAINER_PREFIX, container_name
 from dsr_export.settings import ExportStorageSettings, SasMode
 
@@ -225,11 +226,14 @@ class ExportStorage:
         return f"{container.url}?{token}", expiry
 
     def containers_of(self, request_id: str) -> list[str]:
-        """Every container of a DSR: its first and each fresh one of a retried submit or DSR."""
+        """Every container of a DSR: its first, each fresh one of a retried submit or DSR, and
+        its delivery container (the subject's package)."""
         base = container_name(request_id)
         found = self._service.list_containers(name_starts_with=base)
         return sorted(
-            item.name for item in found if item.name == base or item.name.startswith(f"{base}-a")
+            item.name
+            for item in found
+            if item.name in (base, base + PACKAGE_SUFFIX) or item.name.startswith(f"{base}-a")
         )
 
     def delete_data(self, request_id: str) -> DeletedData:
@@ -242,6 +246,8 @@ class ExportStorage:
             container = self.container(name)
             try:
                 for blob in container.list_blobs():
+                    if name.endswith(PACKAGE_SUFFIX):
+                        continue  # the subject's package: made of the data counted here
                     if blob.name == MANIFEST_BLOB:
                         digest = self._sha256(name, MANIFEST_BLOB) or digest
                     elif blob.name not in _APP_BLOBS:

@@ -85,9 +85,11 @@ class ReceiptClaims:
     package_sha256: str
     file_count: int
     total_bytes: int
-    completed_at: datetime
+    #: None when the DSR's completion time is not known (the wire says null).
+    completed_at: datetime | None
     packaged_at: datetime
-    evidence_head_sha256: str
+    #: None when the DSR has no evidence head to bind (the wire says null).
+    evidence_head_sha256: str | None
     issued_at: datetime
     issuer: str
 
@@ -97,14 +99,16 @@ class ReceiptClaims:
             ("packageSha256", self.package_sha256),
             ("evidenceHeadSha256", self.evidence_head_sha256),
         ):
-            if not _SHA256.match(value):
+            if value is None and name == "evidenceHeadSha256":
+                continue
+            if value is None or not _SHA256.match(value):
                 raise ReceiptError(name, "must be 64 lower-case hex digits")
         for name, moment in (
             ("completedAt", self.completed_at),
             ("packagedAt", self.packaged_at),
             ("iat", self.issued_at),
         ):
-            if moment.tzinfo is None:
+            if moment is not None and moment.tzinfo is None:
                 raise ReceiptError(name, "must be a time with a time zone")
         if not self.request_id:
             raise ReceiptError("requestId", "must not be empty")
@@ -124,7 +128,7 @@ class ReceiptClaims:
             "packageSha256": self.package_sha256,
             "fileCount": self.file_count,
             "totalBytes": self.total_bytes,
-            "completedAt": _instant(self.completed_at),
+            "completedAt": _instant(self.completed_at) if self.completed_at else None,
             "packagedAt": _instant(self.packaged_at),
             "evidenceHeadSha256": self.evidence_head_sha256,
             "iat": int(self.issued_at.timestamp()),
@@ -141,9 +145,15 @@ class ReceiptClaims:
             package_sha256=_text(payload, "packageSha256"),
             file_count=_whole(payload, "fileCount"),
             total_bytes=_whole(payload, "totalBytes"),
-            completed_at=_time(payload, "completedAt"),
+            completed_at=_time(payload, "completedAt")
+            if payload.get("completedAt") is not None
+            else None,
             packaged_at=_time(payload, "packagedAt"),
-            evidence_head_sha256=_text(payload, "evidenceHeadSha256"),
+            evidence_head_sha256=(
+                _text(payload, "evidenceHeadSha256")
+                if payload.get("evidenceHeadSha256") is not None
+                else None
+            ),
             issued_at=datetime.fromtimestamp(_whole(payload, "iat"), UTC),
             issuer=_text(payload, "iss"),
         )

@@ -46,6 +46,15 @@ param historyRetentionDays int
 @description('Minutes a delivery (download) link lives.')
 param downloadLinkMinutes int
 
+@description('Language of the subject\'s package when the request names none (en or de).')
+param packageLanguage string
+
+@description('Bytes above which the subject\'s package is split into numbered parts.')
+param packagePartMaxBytes int
+
+@description('The organisation\'s profile for the package (JSON: organisation, DPO, GDPR Art. 15(1) processing information); see docs/delivery.md.')
+param organisationProfile string
+
 @description('Days a custom {days: N} regulation\'s deadline may be extended by (0: none).')
 param customExtensionMaxDays int
 
@@ -270,6 +279,9 @@ var appSettings = {
   HISTORY_RETENTION_DAYS: string(historyRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
+  PACKAGE_LANGUAGE: packageLanguage
+  PACKAGE_PART_MAX_BYTES: string(packagePartMaxBytes)
+  ORGANISATION_PROFILE: organisationProfile
   // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
   // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no
   // registration) means function keys only.
@@ -277,10 +289,9 @@ var appSettings = {
   AUTH_TENANT_ID: tenant().tenantId
   AUTH_CLIENT_ID: authClientId
   AUTH_APP_ID_URI: authAudience
-  // Package receipts: the key (versionless, so a rotation needs no redeployment), who signs
-  // (the app's public URL), and how long old key versions stay published.
+  // Package receipts: the key (versionless, so a rotation needs no redeployment) and how long
+  // old key versions stay published (the receipts' issuer is WEBSITE_HOSTNAME's, set by Azure).
   RECEIPT_SIGNING_KEY_ID: receiptKeyUri
-  RECEIPT_ISSUER: 'https://${site.properties.defaultHostName}'
   RECEIPT_KEY_PUBLISH_DAYS: string(receiptKeyPublishDays)
   // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }

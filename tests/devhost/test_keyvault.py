@@ -87,7 +87,7 @@ def signer(
 
 def a_receipt(signer: KeyVaultReceiptSigner) -> str:
     return signer.sign_receipt(
-        claims_for(manifest_bytes(DEFAULT_FILES), DEFAULT_FILES, signer.issuer)
+        claims_for(manifest_bytes(DEFAULT_FILES), DEFAULT_FILES, "dsr-export")
     )
 
 
