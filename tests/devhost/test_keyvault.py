@@ -280,3 +280,23 @@ def test_a_disabled_current_version_is_named_as_unusable_not_as_a_role(vault, si
         a_receipt(signer())
     assert failed.value.code == "receipt_key_unusable"
     assert "rotate" in failed.value.fix
+
+
+def test_the_package_builders_claims_are_typed_and_signed(vault, signer):
+    """The packaging activity hands the wire shape (package_manifest.receipt_claims); nulls it
+    may carry (no completion time, no evidence head) are kept as null, a wrong type refused."""
+    from dsr_export.domain.receipt import ReceiptError
+
+    app = signer()
+    wire = {
+        **claims_for(manifest_bytes(DEFAULT_FILES), DEFAULT_FILES, "dsr-export").to_wire(),
+        "completedAt": None,
+        "evidenceHeadSha256": None,
+    }
+    token = app.sign_receipt(wire)
+    _, claims = receipt.verify_receipt(token, receipt.jwks_document(app.public_keys()))
+    assert claims.completed_at is None
+    assert claims.evidence_head_sha256 is None
+    with pytest.raises(ReceiptError) as refused:
+        app.sign_receipt({**wire, "fileCount": "4"})
+    assert refused.value.field == "fileCount"
