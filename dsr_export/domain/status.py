@@ -54,6 +54,7 @@ _COPIED = (
     "submittedBy",
     "originalDeadline",
     "extensions",
+    "refusedExtensions",
     "attempt",
     "attempts",
 )
