@@ -3,7 +3,7 @@
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.callbacks import bp as callback_activities
+from activities.callback_steps import bp as callback_activities
 from activities.export_steps import bp as export_activities
 from activities.package_steps import bp as package_activities
 from intake.health import bp as health_check

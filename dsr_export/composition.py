@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         DurableOrchestrationStatus,
     )
 
-    from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.callback_sender import CallbackSender
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
@@ -232,7 +232,7 @@ def _export_storage() -> ExportStorage:
 
 @functools.cache
 def _callback_sender() -> CallbackSender:
-    from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.callback_sender import CallbackSender
 
     return CallbackSender(allow_loopback=settings.callback_settings().allow_loopback)
 

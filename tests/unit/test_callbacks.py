@@ -18,9 +18,9 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from werkzeug import Request, Response
 
-from activities import callbacks as callback_activity
+from activities import callback_steps as callback_activity
 from devhost.tls import TlsFiles, server_ssl_context
-from dsr_export.adapters import callbacks, outbound
+from dsr_export.adapters import callback_sender, outbound
 from dsr_export.domain import events, steps
 from dsr_export.domain.errors import CallbackRefused
 from dsr_export.settings import CallbackSettings, SettingsError
@@ -151,10 +151,10 @@ def receiver(tls_files: TlsFiles) -> Iterator[HTTPServer]:
 
 
 @pytest.fixture
-def sender(tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> callbacks.CallbackSender:
+def sender(tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> callback_sender.CallbackSender:
     """The production sender minus the waits; loopback allowed (the receiver is local)."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
-    return callbacks.CallbackSender(backoff_factor=0, allow_loopback=True)
+    return callback_sender.CallbackSender(backoff_factor=0, allow_loopback=True)
 
 
 def _verifying_handler(seen: list[dict[str, object]]):
@@ -212,7 +212,7 @@ def test_a_receiver_that_stays_down_raises_without_the_url(sender):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"https://localhost:{port}/cb?token=ticket-secret"
-    with pytest.raises(callbacks.CallbackDeliveryError) as caught:
+    with pytest.raises(callback_sender.CallbackDeliveryError) as caught:
         sender.deliver(url, SECRET_KEY, "m", b"{}", datetime.now(UTC))
     assert "ticket-secret" not in str(caught.value)
     assert "localhost" not in str(caught.value)
@@ -281,6 +281,6 @@ def test_activity_raises_for_a_receiver_that_is_down(sender, swap):
             CALLBACK_ALLOWED_HOSTS="localhost",
             CALLBACK_ALLOW_LOOPBACK_UNSAFE="true",
         ),
-        pytest.raises(callbacks.CallbackDeliveryError),
+        pytest.raises(callback_sender.CallbackDeliveryError),
     ):
         callback_activity.send_callback(_job(f"https://localhost:{port}/cb"))

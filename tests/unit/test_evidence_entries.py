@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_an_entry_is_chained_with_its_event_id_and_without_its_empty_fields() ->
 
 
 def test_a_deletion_carries_only_its_own_kind_s_fields() -> None:
-    receipt = {
+    receipt: dict[str, Any] = {
         "event_id": "r1",
         "receipt_id": "r1",
         "container": "c",

@@ -19,7 +19,7 @@ from azure.core.credentials import AccessToken
 
 from devhost.tls import TlsFiles, make_tls_files, server_ssl_context
 from dsr_export.adapters import outbound
-from dsr_export.adapters.callbacks import CallbackSender
+from dsr_export.adapters.callback_sender import CallbackSender
 from dsr_export.adapters.graph import GraphClient
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain.errors import CallbackRefused

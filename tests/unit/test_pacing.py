@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from dsr_export.adapters.callbacks import CallbackSender
+from dsr_export.adapters.callback_sender import CallbackSender
 from dsr_export.adapters.graph import GraphClient
 from dsr_export.domain import pacing
 from orchestrations import package_export

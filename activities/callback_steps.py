@@ -30,7 +30,7 @@ bp = df.Blueprint()
 def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
     """Deliver ``step.event`` to ``step.url``, signed with ``step.message_id``."""
     # Imported here, not at cold start: the sender pulls in requests.
-    from dsr_export.adapters import callbacks, outbound
+    from dsr_export.adapters import callback_sender, outbound
 
     event_type = str(step.event.get("type"))
     try:
@@ -47,7 +47,7 @@ def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
             events.encode(step.event),
             composition.real_now(),  # receivers check its freshness against their clock
         )
-    except callbacks.CallbackDeliveryError as exc:
+    except callback_sender.CallbackDeliveryError as exc:
         log_event(
             "callback_attempt_failed",
             level=logging.WARNING,
