@@ -9,12 +9,14 @@ parts (Graph client, export storage, clock) come from the composition root.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
 from activities.contract import activity, graph_activity
 from dsr_export import composition
+from dsr_export.adapters.graph import SubmittedExport
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain import errors, pacing, steps
 from dsr_export.domain import evidence_entries as entries
@@ -86,15 +88,7 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         return steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
     now = composition.now()
     sas_url, expires_at = storage.mint_graph_sas(name, composition.real_now())
-    if export_storage_settings().sas_mode is SasMode.USER_DELEGATION:
-        log_event(
-            "sas_lifetime_limited",
-            level=logging.WARNING,
-            request_id=step.request_id,
-            phase="submitting",
-            sas_expires_at=expires_at.isoformat(),
-            consequence="an export still running after this time fails",
-        )
+    _warn_of_sas_lifetime(step.request_id, expires_at)
     try:
         submitted = composition.graph().submit_export(step.user_id, sas_url)
     except GraphError as exc:
@@ -107,6 +101,27 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         return _graph_failure(steps.SUBMIT_EXPORT, step.request_id, exc, subject="submit")
     finally:
         del sas_url
+    return _submitted(step, submitted, now, expires_at)
+
+
+def _warn_of_sas_lifetime(request_id: str, expires_at: datetime) -> None:
+    """A user-delegation SAS lives at most 7 days: an export running longer fails."""
+    if export_storage_settings().sas_mode is SasMode.USER_DELEGATION:
+        log_event(
+            "sas_lifetime_limited",
+            level=logging.WARNING,
+            request_id=request_id,
+            phase="submitting",
+            sas_expires_at=expires_at.isoformat(),
+            consequence="an export still running after this time fails",
+        )
+
+
+def _submitted(
+    step: steps.SubmitExport, submitted: SubmittedExport, now: datetime, expires_at: datetime
+) -> steps.ExportSubmitted:
+    """Graph accepted the export: logged, recorded in the evidence, returned."""
+    name = step.container
     log_event(
         "export_submitted",
         request_id=step.request_id,

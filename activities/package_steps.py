@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import azure.durable_functions as df
 
@@ -18,6 +19,9 @@ from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.evidence import verify
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.steps import Outcome
+
+if TYPE_CHECKING:
+    from dsr_export.adapters.package_builder import ExportChanged
 
 bp = df.Blueprint()
 
@@ -67,24 +71,7 @@ def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
             evidence_head=head,
         )
     except ExportChanged as exc:
-        changed = {"added": exc.added, "removed": exc.removed, "altered": exc.altered}
-        log_event(
-            "package_refused",
-            level=logging.ERROR,
-            request_id=step.request_id,
-            code=EXPORT_CHANGED,
-            added=exc.added,
-            removed=exc.removed,
-            altered=exc.altered,
-        )
-        error: ErrorDoc = {
-            "code": EXPORT_CHANGED,
-            "category": "storage",
-            "message": str(exc),
-            "hint": "Find out who wrote to the export container after it completed; retry the "
-            "DSR (POST .../retry) for a fresh export, or erase the data.",
-        }
-        return steps.PackageBuilt(outcome=Outcome.FAILED, error=error, changed=changed)
+        return _export_changed(step.request_id, exc)
     except NoExportManifest as exc:
         missing: ErrorDoc = {"code": NO_EXPORT_DATA, "category": "storage", "message": str(exc)}
         return steps.PackageBuilt(outcome=Outcome.FAILED, error=missing)
@@ -98,6 +85,28 @@ def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
         reused=result.reused,
     )
     return steps.PackageBuilt(package=result.to_dict())
+
+
+def _export_changed(request_id: str, exc: ExportChanged) -> steps.PackageBuilt:
+    """The export no longer matches what completed: no package, and the counts say why."""
+    changed = {"added": exc.added, "removed": exc.removed, "altered": exc.altered}
+    log_event(
+        "package_refused",
+        level=logging.ERROR,
+        request_id=request_id,
+        code=EXPORT_CHANGED,
+        added=exc.added,
+        removed=exc.removed,
+        altered=exc.altered,
+    )
+    error: ErrorDoc = {
+        "code": EXPORT_CHANGED,
+        "category": "storage",
+        "message": str(exc),
+        "hint": "Find out who wrote to the export container after it completed; retry the "
+        "DSR (POST .../retry) for a fresh export, or erase the data.",
+    }
+    return steps.PackageBuilt(outcome=Outcome.FAILED, error=error, changed=changed)
 
 
 @activity(bp, steps.RECORD_PACKAGE)
