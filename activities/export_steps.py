@@ -222,7 +222,7 @@ def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
         operation_url=url,
         submitted_at=minted.isoformat(),
         sas_expires_at=storage.graph_sas_expiry(name, minted).isoformat(),
-        retry_after_seconds=60,
+        retry_after_seconds=pacing.FIRST_POLL_SECONDS,
     )
 
 

@@ -36,7 +36,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from dsr_export.adapters.failures import logged_retry
-from dsr_export.domain import evidence
+from dsr_export.domain import evidence, pacing
 from dsr_export.domain.evidence import EvidenceRecord, Kind, Verification
 from dsr_export.domain.logs import log_event
 
@@ -45,8 +45,8 @@ from dsr_export.domain.logs import log_event
 #: of their own, out of reach of the export account's delete-everything lifecycle rule.
 EVIDENCE_CONTAINER: Final = "dsr-evidence"
 #: How many times a writer re-reads the tail after losing the append position to another.
-APPEND_ATTEMPTS: Final = 8
-_BACKOFF_SECONDS: Final = 0.05
+APPEND_ATTEMPTS: Final = pacing.EVIDENCE_APPEND_ATTEMPTS
+_BACKOFF_SECONDS: Final = pacing.EVIDENCE_APPEND_STEP_SECONDS
 #: How many logs' ends a process remembers (the most recently written); the others are read.
 _CACHED_LOGS: Final = 256
 
@@ -140,7 +140,8 @@ class EvidenceLog:
             tail = self._read_tail(name)
             if any(written.hash == record.hash for written in tail.records):
                 return record  # our own append, whose answer was lost and then retried
-            time.sleep(_BACKOFF_SECONDS * (attempt + random.random()))  # noqa: S311 - jitter
+            jitter = random.random()  # noqa: S311 - spreads racing writers, not a secret
+            time.sleep(pacing.evidence_append_pause(attempt, jitter, _BACKOFF_SECONDS))
         raise EvidenceLogError(
             f"could not append to {name}: other writers kept moving its end "
             f"({APPEND_ATTEMPTS} attempts)"

@@ -51,7 +51,7 @@ class GraphFailure(Protocol):
 
 
 #: Wait before retrying a transient failure that came without Retry-After.
-TRANSIENT_WAIT_SECONDS: Final = 60
+TRANSIENT_WAIT_SECONDS: Final = pacing.TRANSIENT_WAIT_SECONDS
 
 _SAS_HINT: Final = (
     "Graph refused the export container's SAS. The app mints a container service SAS with "

@@ -169,3 +169,18 @@ GRAPH_INLINE_BACKOFF_FACTOR: Final = 2.0
 INLINE_WAIT_MAX_SECONDS: Final = 30.0
 #: The wait assumed when Graph throttles without a Retry-After.
 DEFAULT_RETRY_AFTER_SECONDS: Final = 60
+#: Wait before retrying a transient failure that came without Retry-After (``errors.classify``).
+TRANSIENT_WAIT_SECONDS: Final = 60
+
+#: How many times an evidence writer re-reads the log's tail after losing the append position
+#: to another writer, and the step of its jittered, linearly growing pause between tries.
+EVIDENCE_APPEND_ATTEMPTS: Final = 8
+EVIDENCE_APPEND_STEP_SECONDS: Final = 0.05
+
+
+def evidence_append_pause(
+    attempt: int, jitter: float, step: float = EVIDENCE_APPEND_STEP_SECONDS
+) -> float:
+    """Seconds an evidence writer pauses after losing try ``attempt`` (from 0); ``jitter`` in
+    [0, 1) keeps racing writers apart."""
+    return step * (attempt + jitter)

@@ -53,3 +53,13 @@ def test_callback_and_inline_retries_are_the_pacing_policy() -> None:
     assert graph.default == 2.0
     assert pacing.INLINE_WAIT_MAX_SECONDS == 30.0
     assert pacing.DEFAULT_RETRY_AFTER_SECONDS == 60
+
+
+def test_transient_and_evidence_append_waits_are_the_pacing_policy() -> None:
+    from dsr_export.adapters import evidence_log
+    from dsr_export.domain import errors
+
+    assert errors.TRANSIENT_WAIT_SECONDS == pacing.TRANSIENT_WAIT_SECONDS == 60
+    assert evidence_log.APPEND_ATTEMPTS == 8
+    assert pacing.evidence_append_pause(0, 0.5) == 0.05 * 0.5
+    assert pacing.evidence_append_pause(3, 0.0) == 0.05 * 3
