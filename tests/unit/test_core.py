@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dsr_export.domain.job import ExportJob, ExportPolicy
-from dsr_export.domain.pacing import poll_wait as next_wait
+from dsr_export.domain.pacing import poll_wait
 from dsr_export.domain.redaction import redact
 from dsr_export.domain.request import (
     ExportRequest,
@@ -181,10 +181,10 @@ def test_secret_scan_recognises_a_signature_but_not_a_redacted_one():
     assert not SECRET.search("https://a/c?sv=1&sig=REDACTED")
 
 
-def test_next_wait_doubles_to_the_cap_and_honours_retry_after():
-    assert next_wait(60, cap=3600) == 120
-    assert next_wait(3000, cap=3600) == 3600
-    assert next_wait(60, cap=600, retry_after=900) == 900
+def test_poll_wait_doubles_to_the_cap_and_honours_retry_after():
+    assert poll_wait(60, cap=3600) == 120
+    assert poll_wait(3000, cap=3600) == 3600
+    assert poll_wait(60, cap=600, retry_after=900) == 900
 
 
 def test_status_document_never_contains_the_input_and_maps_termination():
