@@ -27,7 +27,7 @@ from azure.storage.blob import (
 )
 
 from dsr_export.adapters import sas
-from dsr_export.domain.request import CONTAINER_PREFIX, container_name
+from dsr_export.domain.request import CONTAINER_PREFIX, container_name, is_container_of
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
@@ -226,11 +226,8 @@ class ExportStorage:
 
     def containers_of(self, request_id: str) -> list[str]:
         """Every container of a DSR: its first and each fresh one of a retried submit or DSR."""
-        base = container_name(request_id)
-        found = self._service.list_containers(name_starts_with=base)
-        return sorted(
-            item.name for item in found if item.name == base or item.name.startswith(f"{base}-a")
-        )
+        found = self._service.list_containers(name_starts_with=container_name(request_id))
+        return sorted(item.name for item in found if is_container_of(item.name, request_id))
 
     def delete_data(self, request_id: str) -> DeletedData:
         """Delete every container of the DSR; what they held is counted first (the receipt).
