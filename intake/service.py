@@ -178,13 +178,14 @@ async def find_dsr(
     """The DSR of ``request_id`` in any letter case.
 
     Its instance id is the canonical id; a DSR started before ids were canonical is found
-    under the exact id it was sent with.
+    under the exact id it was sent with. Only a DSR's orchestration is one: the task hub also
+    holds the ticket notices (``notice-<32 hex>``), which no route may answer for as a DSR.
     """
     canonical = canonical_request_id(request_id)
     status = await find(client, canonical, show_input=show_input)
     if status is None and request_id != canonical:
         status = await find(client, request_id, show_input=show_input)
-    return status
+    return status if status is not None and status.name == ORCHESTRATOR else None
 
 
 async def find(

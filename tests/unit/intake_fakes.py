@@ -55,8 +55,10 @@ class FakeDurableClient:
         output: Any = None,
         input_: Any = None,
         created: datetime = T0,
+        name: str = "export_personal_data",
     ) -> None:
         self.instances[instance_id] = {
+            "name": name,
             "runtime": runtime,
             "custom": custom_status,
             "output": output,
@@ -69,7 +71,7 @@ class FakeDurableClient:
         if found is None:
             return DurableOrchestrationStatus()  # what the SDK builds from a 404
         return DurableOrchestrationStatus(
-            name="export_personal_data",
+            name=found["name"],
             instanceId=instance_id,
             createdTime=found["created"].isoformat(),
             lastUpdatedTime=found["created"].isoformat(),
@@ -95,7 +97,7 @@ class FakeDurableClient:
         if found is not None and found["runtime"] in _LIVE:
             raise Exception(f"An Orchestration instance with the ID {instance_id} already exists.")
         self.started.append((name, instance_id, client_input))
-        self.add(instance_id, runtime="Pending", input_=client_input)
+        self.add(instance_id, runtime="Pending", input_=client_input, name=name)
         return instance_id
 
     async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:

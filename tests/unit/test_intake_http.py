@@ -342,6 +342,28 @@ def test_unknown_dsr_is_a_404(get):
     assert response.mimetype == PROBLEM
 
 
+NOTICE_ID = "notice-0123456789abcdef0123456789abcdef"
+
+
+def _notice(client: FakeDurableClient) -> None:
+    """A notice orchestration (a ticket callback after an erasure or a delivery)."""
+    client.add(
+        NOTICE_ID,
+        name="deliver_notice",
+        runtime="Completed",
+        input_={"requestId": "R-1", "url": "https://tickets.example.com/cb"},
+        output={"phase": "completed"},
+    )
+
+
+def test_a_notice_orchestration_is_not_a_dsr(get, client):
+    """I-3: ``notice-<32 hex>`` names a callback's orchestration, not a DSR: 404."""
+    _notice(client)
+    response = get(NOTICE_ID)
+    assert response.status_code == 404
+    assert response.mimetype == PROBLEM
+
+
 def test_an_unusable_id_in_the_path_is_a_400(get):
     response = get("a b")
     assert response.status_code == 400
@@ -406,6 +428,14 @@ def test_list_filters_by_phase_and_overdue(list_, client):
     assert [i["requestId"] for i in done] == ["R-done"]
     on_time = body(list_(phase="exporting", overdue="false"))["items"]
     assert [i["requestId"] for i in on_time] == ["R-2", "R-3", "R-4"]
+
+
+def test_the_list_holds_no_notice_orchestration(list_, client):
+    _fleet(client)
+    _notice(client)
+    listed = [item["requestId"] for item in body(list_(top="200"))["items"]]
+    assert NOTICE_ID not in listed
+    assert len(listed) == 6
 
 
 @pytest.mark.parametrize(
