@@ -23,6 +23,7 @@ import azure.functions as func
 from dsr_export import composition
 from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Role
+from dsr_export.domain.errors import CANCEL_REASON_CODES, cancel_event
 from dsr_export.domain.evidence import EvidenceRecord, evidence_document
 from dsr_export.domain.job import CANCEL_EVENT
 from dsr_export.domain.logs import log_event
@@ -234,9 +235,11 @@ async def cancel_dsr(
     if refused is not None:
         return refused
     try:
-        reason = _reason(decode_body(req.get_body() or b""))
+        event = _cancel_event(decode_body(req.get_body() or b""))
     except InvalidRequest as exc:
-        return _problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+        named = {error.pointer for error in exc.errors}
+        detail = "a reason is required" if named == {"/reason"} else "a field is invalid"
+        return _problem(400, "Invalid request", detail, "invalid-request", exc)
     existing = await find_dsr(client, request_id)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
@@ -245,14 +248,14 @@ async def cancel_dsr(
     if _finished(existing, doc):
         return _problem(409, "DSR already finished", f"the DSR is {doc['phase']}", "conflict")
     try:
-        await client.raise_event(existing.instance_id, CANCEL_EVENT, {"reason": reason})
+        await client.raise_event(existing.instance_id, CANCEL_EVENT, event)
     except Exception as exc:  # the SDK raises a bare Exception
         if "is gone" in str(exc):
             return _problem(409, "DSR already finished", "the DSR has just ended", "conflict")
         if "No instance" in str(exc):
             return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
         raise
-    # The reason is free text from a ticket: it goes to the orchestration, not to the log.
+    # The reason is free text from a ticket: only its code and hash go on, never to the log.
     log_event(
         "dsr_cancel_requested",
         request_id=existing.instance_id,
@@ -269,6 +272,24 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(
         OPENAPI_PATH.read_bytes(), status_code=200, mimetype="application/json"
     )
+
+
+def _cancel_event(payload: object) -> dict[str, str]:
+    """The cancel event's data: the reason's code and hash. The words stay in the ticket (the
+    status shows the code and the hash to every ``DSR.Read`` caller, never the text)."""
+    errors: list[FieldError] = []
+    try:
+        reason = _reason(payload)
+    except InvalidRequest as exc:
+        errors += exc.errors
+        reason = ""
+    code = payload.get("reasonCode", "other") if isinstance(payload, dict) else "other"
+    if not isinstance(code, str) or code not in CANCEL_REASON_CODES:
+        choices = ", ".join(sorted(CANCEL_REASON_CODES))
+        errors.append(FieldError("/reasonCode", f"must be one of {choices}"))
+    if errors:
+        raise InvalidRequest(errors)
+    return cancel_event(reason, str(code))
 
 
 class _ListQuery:

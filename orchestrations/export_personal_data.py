@@ -413,7 +413,7 @@ def _wait_or_cancel(
         if winner != latest.cancel:
             return None
         data = _event_data(latest.cancel.result)
-        return errors.cancelled(data.get("reason") if isinstance(data, dict) else None)
+        return errors.cancelled(data)
 
 
 def _event_data(data: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import socket
 import time
@@ -191,11 +192,24 @@ def test_cancel_revokes_the_sas_and_ends_cancelled(
     host.wait_for(request_id, {"exporting"})
     missing_reason = host.post(f"/exports/{request_id}/cancel", {})
     assert missing_reason.status_code == 400
-    answer = host.post(f"/exports/{request_id}/cancel", {"reason": "withdrawn by the subject"})
+    reason = "Jane Doe (+44 7700 900123) withdrew, jane\uff20contoso.example"
+    answer = host.post(
+        f"/exports/{request_id}/cancel", {"reason": reason, "reasonCode": "withdrawn"}
+    )
     assert answer.status_code == 202
     doc = host.wait_for(request_id, TERMINAL)
     assert doc["phase"] == "cancelled"
-    assert doc["error"]["message"] == "withdrawn by the subject"
+    # F-7: a code and the reason's hash, never its words (the status and the list alike).
+    digest = hashlib.sha256(reason.encode()).hexdigest()
+    assert doc["error"] == {
+        "code": "Cancelled",
+        "message": "cancelled on request",
+        "reasonCode": "withdrawn",
+        "reasonSha256": digest,
+    }
+    listed = host.get("/exports?phase=cancelled&top=200")
+    assert "Jane" not in listed.text
+    assert any(item["requestId"] == request_id for item in listed.json()["items"])
     assert doc["sas"]["revoked"] is True
     container = export_container(azurite, tls_files, doc["container"])
     assert container.get_container_access_policy()["signed_identifiers"] == []

@@ -6,6 +6,7 @@ between the request and the client (validation, idempotency, documents, problems
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -470,12 +471,60 @@ def cancel(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Ca
     return post
 
 
-def test_cancel_sends_the_event_with_the_reason(cancel, client):
+def test_cancel_sends_the_reasons_code_and_hash_never_its_words(cancel, client):
+    """F-7: the orchestration (and so the status and the list) gets no text of the reason."""
     client.add("R-1", custom_status={"phase": "exporting"})
-    response = cancel("R-1", {"reason": "withdrawn by the data subject"})
+    reason = "Jane Doe, +44 7700 900123, jane%40contoso.com"
+    response = cancel("R-1", {"reason": reason, "reasonCode": "withdrawn"})
     assert response.status_code == 202
     assert response.headers["Location"] == "/api/exports/R-1"
-    assert client.events == [("R-1", "cancel", {"reason": "withdrawn by the data subject"})]
+    digest = hashlib.sha256(reason.encode()).hexdigest()
+    assert client.events == [("R-1", "cancel", {"reasonCode": "withdrawn", "reasonSha256": digest})]
+    cancel("R-1", {"reason": "no code given"})
+    assert client.events[-1][2]["reasonCode"] == "other"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "Jane Doe called on +44 7700 900123",
+        "jane%40contoso.com",
+        "jane\uff20contoso.com",
+        "line one\r\n\x1b[31mforged",
+    ],
+)
+def test_status_and_list_show_a_cancel_reasons_code_and_hash_never_its_text(
+    get, list_, client, reason
+):
+    """F-7: whatever the task hub holds (also an output written before this fix), the status
+    and the list show the reason's code and SHA-256, never the words."""
+    client.add(
+        "R-C",
+        runtime="Completed",
+        output={"phase": "cancelled", "error": {"code": "Cancelled", "message": reason}},
+    )
+    digest = hashlib.sha256(reason.encode()).hexdigest()
+    expected = {
+        "code": "Cancelled",
+        "message": "cancelled on request",
+        "reasonCode": "other",
+        "reasonSha256": digest,
+    }
+    status = get("R-C")
+    [listed] = body(list_())["items"]
+    for response_body, doc in ((status.get_body(), body(status)), (None, listed)):
+        assert doc["error"] == expected
+        if response_body is not None:
+            assert reason.encode() not in response_body
+            assert b"Jane" not in response_body
+
+
+def test_cancel_refuses_an_unknown_reason_code(cancel, client):
+    client.add("R-1")
+    response = cancel("R-1", {"reason": "x", "reasonCode": "because"})
+    assert response.status_code == 400
+    assert pointers(response) == ["/reasonCode"]
+    assert client.events == []
 
 
 def test_cancel_of_a_dsr_not_started_yet_is_accepted(cancel, client):
