@@ -20,7 +20,7 @@ import azure.durable_functions as df
 
 from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
-from dsr_export.domain.callers import Caller
+from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.job import ExportJob
@@ -127,6 +127,22 @@ async def start_or_get(
             raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
 
     stored = stored_job(existing)
+    if not _may_know_subject(caller, stored):
+        # Whether the guessed person is this DSR's subject, or which field differs, is not for
+        # a caller that may not read DSRs and did not file this one: one answer for all.
+        log_event(
+            "dsr_id_in_use",
+            request_id=existing.instance_id,
+            source=source,
+            caller_kind=caller.kind,
+            caller_id=caller.id,
+        )
+        return Outcome(
+            Admission.CONFLICT,
+            existing.instance_id,
+            errors=[FieldError("/requestId", "already used for another DSR")],
+            detail="this requestId is already in use",
+        )
     if not _same_subject(stored, request):
         return Outcome(
             Admission.CONFLICT,
@@ -281,6 +297,16 @@ def _differences(job: ExportJob | None, request: ExportRequest) -> list[str]:
         "requestedBy": request.requested_by,
     }
     return [name for name in stored if name in request.sent and stored[name] != given[name]]
+
+
+def _may_know_subject(caller: Caller, job: ExportJob | None) -> bool:
+    """Whether ``caller`` may learn how its submission compares with the DSR ``job``: a
+    ``DSR.Read`` caller, or the one that filed it (a ticketing system retrying its own request
+    gets the duplicate's 202, or the fields it changed)."""
+    if caller.may(Role.READ):
+        return True
+    filed = (job.submitted_by if job is not None else None) or {}
+    return bool(filed) and filed.get("kind") == caller.kind and filed.get("id") == caller.id
 
 
 def _same_subject(job: ExportJob | None, request: ExportRequest) -> bool:

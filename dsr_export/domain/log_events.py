@@ -57,6 +57,7 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "phase", "source", *CALLER_FIELDS, "deadline", "warning_at"),
     ),
     LogEvent("dsr_duplicate", ("request_id", "source")),
+    LogEvent("dsr_id_in_use", ("request_id", "source", *CALLER_FIELDS)),
     LogEvent("dsr_cancel_requested", ("request_id", "phase", *CALLER_FIELDS)),
     LogEvent(
         "access_denied", ("request_id", "reason", "role", *CALLER_FIELDS), request_scoped=False

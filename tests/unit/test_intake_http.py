@@ -130,6 +130,38 @@ def test_the_same_id_for_another_user_is_a_conflict(submit, client):
     assert len(client.started) == 1
 
 
+def test_a_submitter_without_read_learns_nothing_about_another_dsrs_subject(submit, client):
+    """F-12: a DSR.Submit caller that did not file the DSR gets one and the same 409 whether it
+    guessed the subject right or wrong (no field named, nothing started, no status)."""
+    submit(valid_payload())  # filed by the ticketing system's key
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Submit"):
+        right = submit(valid_payload(), key="another-submitters-key")
+        wrong = submit({"requestId": "RITM0001", "user": OTHER_ID}, key="another-submitters-key")
+        other_values = submit(valid_payload(regulation="ccpa"), key="another-submitters-key")
+    assert right.status_code == wrong.status_code == other_values.status_code == 409
+    assert right.get_body() == wrong.get_body() == other_values.get_body()
+    assert pointers(right) == ["/requestId"]
+    assert "user" not in body(right)["detail"]
+    assert len(client.started) == 1
+
+
+def test_the_dsrs_own_submitter_still_gets_the_duplicate_and_the_named_fields(submit, client):
+    submit(valid_payload())
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Submit"):
+        assert submit(valid_payload()).status_code == 202
+        differing = submit(valid_payload(regulation="ccpa"))
+    assert differing.status_code == 409
+    assert pointers(differing) == ["/regulation"]
+
+
+def test_a_reader_still_learns_which_field_differs(submit, client):
+    submit(valid_payload())
+    response = submit({"requestId": "RITM0001", "user": OTHER_ID}, key="a-readers-key")
+    assert response.status_code == 409
+    assert pointers(response) == ["/requestId"]
+    assert "another user" in body(response)["detail"]
+
+
 def test_a_resolved_upn_matches_its_object_id(submit, client):
     client.add("R-3", input_={"requestId": "R-3", "user": "ada@contoso.com", "userId": USER_ID})
     assert submit({"requestId": "R-3", "user": USER_ID}).status_code == 202
