@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -22,7 +23,7 @@ from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
-from dsr_export.domain.evidence import EVENT_ID, Kind
+from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -37,6 +38,9 @@ from dsr_export.settings import callback_settings, deadline_settings, export_pol
 ORCHESTRATOR: Final = "export_personal_data"
 #: Runtime states in which an orchestration still runs (and can take an event).
 LIVE_STATES: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+#: The event ids of the DSR's first record and of its one possible correction.
+RECEIVED_EVENT: Final = "received"
+CORRECTED_EVENT: Final = "received-corrected"
 
 
 class Admission(enum.Enum):
@@ -100,7 +104,7 @@ async def start_or_get(
             return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
         # The evidence opens before the DSR starts: a DSR never runs without its first record
         # (a retried delivery finds the record written and appends nothing).
-        _record_received(job, request, caller, source, now)
+        received = _record_received(job, request, caller, source, now)
         try:
             await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
         except Exception as exc:  # the SDK raises a bare Exception
@@ -109,6 +113,7 @@ async def start_or_get(
             # A concurrent duplicate won the race: answer as to any duplicate (below).
             existing = await find(client, request.request_id, show_input=True)
         else:
+            _correct_received(job.request_id, received, now)
             log_event(
                 "dsr_accepted",
                 request_id=request.request_id,
@@ -165,27 +170,60 @@ async def start_or_get(
     return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
 
 
+@dataclass(frozen=True)
+class _Received:
+    """The ``received`` record in the log, and the data this submission would have written."""
+
+    record: EvidenceRecord
+    mine: dict[str, object]
+
+
 def _record_received(
     job: ExportJob, request: ExportRequest, caller: Caller, source: str, now: datetime
-) -> None:
+) -> _Received:
     regulation = request.regulation
-    composition.evidence_log().append(
-        job.request_id,
-        Kind.RECEIVED,
-        now,
-        {
-            EVENT_ID: "received",
-            "source": source,
-            "regulation": regulation.name,
-            "regulationDays": regulation.days,
-            "receivedAt": job.received_at,
-            "deadline": job.legal_deadline,
-            "submitterKind": caller.kind,
-            "submitterId": caller.id,
-            "submitterTenantId": caller.tenant_id,
-            "userObjectId": request.user_object_id,
-        },
-    )
+    mine: dict[str, object] = {
+        EVENT_ID: RECEIVED_EVENT,
+        "source": source,
+        "regulation": regulation.name,
+        "regulationDays": regulation.days,
+        "receivedAt": job.received_at,
+        "deadline": job.legal_deadline,
+        "submitterKind": caller.kind,
+        "submitterId": caller.id,
+        "submitterTenantId": caller.tenant_id,
+        "userObjectId": request.user_object_id,
+    }
+    record = composition.evidence_log().append(job.request_id, Kind.RECEIVED, now, mine)
+    return _Received(record, mine)
+
+
+def _correct_received(request_id: str, received: _Received, now: datetime) -> None:
+    """Make the evidence describe the submission that started the DSR.
+
+    The ``received`` record is written before ``start_new`` decides, first writer wins: when
+    two first submissions of one id race (two people, two callers, two receipt times), the
+    record may be the loser's while the winner's DSR runs. The winner, and only it, sees that
+    here and appends the correction (``supersedesSeq`` naming the record it replaces); readers
+    take the last ``received`` record. A correction that cannot be written is logged, never a
+    failed submit: the DSR has started.
+    """
+    written = {k: v for k, v in received.record.data.items() if k != EVENT_ID}
+    wanted = {k: v for k, v in received.mine.items() if k != EVENT_ID and v is not None}
+    if written == wanted:
+        return
+    data = {**received.mine, EVENT_ID: CORRECTED_EVENT, "supersedesSeq": received.record.seq}
+    try:
+        composition.evidence_log().append(request_id, Kind.RECEIVED, now, data)
+    except Exception as exc:  # noqa: BLE001 - the DSR runs; the log says what is missing
+        log_event(
+            "received_correction_failed",
+            level=logging.ERROR,
+            request_id=request_id,
+            reason=type(exc).__name__,
+        )
+        return
+    log_event("received_corrected", request_id=request_id, superseded_seq=received.record.seq)
 
 
 async def find_dsr(

@@ -58,6 +58,8 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("dsr_duplicate", ("request_id", "source")),
     LogEvent("dsr_id_in_use", ("request_id", "source", *CALLER_FIELDS)),
+    LogEvent("received_corrected", ("request_id", "superseded_seq")),
+    LogEvent("received_correction_failed", ("request_id", "reason")),
     LogEvent("dsr_cancel_requested", ("request_id", "phase", *CALLER_FIELDS)),
     LogEvent(
         "access_denied", ("request_id", "reason", "role", *CALLER_FIELDS), request_scoped=False
