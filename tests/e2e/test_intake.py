@@ -72,6 +72,31 @@ def test_twenty_parallel_posts_of_one_request_submit_one_export(
     assert e2e_graph.submissions_by_user()[user] == 1
 
 
+def test_racing_first_submissions_for_two_people_leave_the_winners_received_record(
+    host: HostProcess, e2e_graph: GraphSimulator
+):
+    """F-5, on the real task hub and evidence log: eight races of two first submissions of one
+    new id for two different people. Whichever start wins, the evidence's ``received`` record
+    (the last one, a correction included) names the person of the DSR that started."""
+    for _ in range(8):
+        request_id = f"RACE-{uuid.uuid4().hex[:8].upper()}"
+        users = [_new_user(e2e_graph), _new_user(e2e_graph)]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(
+                pool.map(
+                    lambda user: host.post("/exports", {"requestId": request_id, "user": user}),
+                    users,
+                )
+            )
+        assert sorted(a.status_code for a in answers) == [202, 409]
+        winner = users[[a.status_code for a in answers].index(202)]
+        evidence = host.get(f"/exports/{request_id}/evidence").json()
+        received = [r for r in evidence["records"] if r["kind"] == "received"]
+        assert received[-1]["data"]["userObjectId"] == winner, evidence
+        assert evidence["verification"]["ok"] is True
+        host.post(f"/exports/{request_id}/cancel", {"reason": "race test"})
+
+
 PHASE_ORDER = [
     "accepted",
     "resolving_user",
