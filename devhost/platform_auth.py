@@ -24,6 +24,8 @@ from typing import Any, Final
 
 import jwt
 
+from dsr_export.domain.callers import CALLER_ID
+
 AUDIENCE: Final = "api://dsr-export-local"
 TENANT_ID: Final = "00000000-0000-4000-8000-0000000000aa"
 _OID: Final = "http://schemas.microsoft.com/identity/claims/objectidentifier"
@@ -58,6 +60,10 @@ class PlatformAuth:
         """A caller token: an application (``appid``) or a person (``oid`` with a scope)."""
         issued = now or datetime.now(UTC)
         subject = subject_id or str(uuid.uuid4())
+        if not isinstance(subject, str) or not CALLER_ID.fullmatch(subject):
+            # Entra issues GUIDs; an id with an address in it would only be refused later,
+            # by the app, as a caller it cannot record.
+            raise ValueError("id must be letters, digits and . _ - (an Entra id is a GUID)")
         claims: dict[str, Any] = {
             "aud": self.audience,
             "iss": self.issuer,

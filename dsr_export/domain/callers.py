@@ -20,9 +20,14 @@ import binascii
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+#: What a caller's id (and tenant id) may look like: a GUID, or a plain name of letters, digits
+#: and ``. _ -`` (the offline host's test callers); never an address.
+CALLER_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class Role(enum.StrEnum):
@@ -86,12 +91,25 @@ def from_principal(header: str) -> Caller:
     # An app-only token has no scope; a person's (delegated) token does.
     delegated = _first(claims, _SCOPE_CLAIMS) is not None
     if delegated and object_id:
-        return Caller("user", object_id, roles, tenant)
+        return Caller("user", _recordable(object_id), roles, _recordable_tenant(tenant))
     if app_id:
-        return Caller("application", app_id, roles, tenant)
+        return Caller("application", _recordable(app_id), roles, _recordable_tenant(tenant))
     if object_id:
-        return Caller("user", object_id, roles, tenant)
+        return Caller("user", _recordable(object_id), roles, _recordable_tenant(tenant))
     raise NotAuthenticated("the client principal names no application or user id")
+
+
+def _recordable(caller_id: str) -> str:
+    """An id the DSR's submitter record and its evidence can carry: Entra's object and
+    application ids are GUIDs, so a principal id with an address, a URL or a space in it is no
+    caller of this tenant (refused here, not found out as a 503 when the evidence refuses it)."""
+    if not CALLER_ID.fullmatch(caller_id):
+        raise NotAuthenticated("the client principal's id is not an Entra object or application id")
+    return caller_id
+
+
+def _recordable_tenant(tenant: str | None) -> str | None:
+    return _recordable(tenant) if tenant else None
 
 
 def from_function_key(key: str, roles: Iterable[Role]) -> Caller:

@@ -92,3 +92,26 @@ def test_the_offline_platform_turns_its_own_tokens_into_principals_and_nothing_e
         platform.principal_headers("Basic abc")
     forged = {"X-MS-CLIENT-PRINCIPAL": "forged", "x-ms-client-principal-id": "x", "a": "b"}
     assert strip_principal(forged) == {"a": "b"}
+
+
+@pytest.mark.parametrize("subject", ["ada@contoso.example", "https://evil", "a b", ""])
+def test_the_offline_issuer_refuses_to_mint_an_id_no_entra_tenant_issues(subject: str):
+    """I-6: a minted id carrying ``@`` made a submit answer 503 (the evidence refused it)."""
+    platform = PlatformAuth()
+    for kind in ("application", "user"):
+        with pytest.raises(ValueError, match="id must be"):
+            platform.mint(["DSR.Submit"], kind=kind, subject_id=subject or " ")
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        [{"typ": "appid", "val": "ada@contoso.example"}],
+        [{"typ": "oid", "val": "ada@contoso.example"}],
+        [{"typ": "appid", "val": "app-1"}, {"typ": "tid", "val": "https://x"}],
+    ],
+)
+def test_a_principal_whose_id_is_an_address_is_not_a_caller(claims: list[dict[str, str]]):
+    header = base64.b64encode(json.dumps({"claims": claims}).encode()).decode()
+    with pytest.raises(NotAuthenticated, match="not an Entra"):
+        from_principal(header)
