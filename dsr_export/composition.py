@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,18 +23,17 @@ from dsr_export import settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-    from azure.durable_functions.models.DurableOrchestrationStatus import (
-        DurableOrchestrationStatus,
-    )
 
     from dsr_export.adapters.callbacks import CallbackSender
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
+    from dsr_export.adapters.task_hub import Page
 
-#: Reads instances: ``(client, *, created_from, created_to, runtime_status) -> statuses``.
-TaskHubQuery = Callable[..., Awaitable[list["DurableOrchestrationStatus"]]]
+#: Reads instances, a page at a time:
+#: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
+TaskHubQuery = Callable[..., AsyncGenerator["Page", None]]
 
 #: The parts :func:`override` can replace.
 PARTS: Final = (
@@ -131,12 +130,13 @@ def evidence_log() -> EvidenceLog:
 
 
 def task_hub_query() -> TaskHubQuery:
-    """How the list endpoint reads the task hub's instances (every page of them)."""
+    """How the list endpoint and the retention run read the task hub's instances: the
+    extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`)."""
     if "task_hub_query" in _overrides:
         return _overrides["task_hub_query"]  # type: ignore[no-any-return]
-    from dsr_export.adapters.task_hub import list_instances
+    from dsr_export.adapters.task_hub import query_pages
 
-    return list_instances
+    return query_pages
 
 
 @contextlib.contextmanager

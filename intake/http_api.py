@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import logging
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,6 +35,7 @@ from dsr_export.domain.request import (
 )
 from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.settings import SettingsError
+from intake import listing
 from intake.lifecycle import records as lifecycle_records
 from intake.responses import authorized as _authorized
 from intake.responses import json_answer as _json
@@ -139,27 +140,29 @@ async def list_dsrs(
             400, "Invalid query", "one or more parameters are invalid", "invalid-request", exc
         )
     now = composition.now()
-    statuses = await composition.task_hub_query()(
+
+    def accept(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
+        if status.name != ORCHESTRATOR or not status.runtime_status:
+            return None  # a notice orchestration, or a row the extension could not read
+        doc = document(status, now)
+        if query.phase is not None and doc["phase"] != query.phase:
+            return None
+        if query.overdue is not None and doc["overdue"] is not query.overdue:
+            return None
+        return doc
+
+    # One more than the page: whether a next page exists, without reading the task hub on.
+    read = await listing.oldest(
         client,
         created_from=now - LIST_WINDOW,
         created_to=now,
         runtime_status=_runtime_filter(query.phase) if query.phase else (),
+        after=query.after,
+        wanted=query.top + 1,
+        accept=accept,
     )
-    rows = []
-    for status in statuses:
-        if status.name != ORCHESTRATOR or not status.runtime_status:
-            continue
-        doc = document(status, now)
-        if query.phase is not None and doc["phase"] != query.phase:
-            continue
-        if query.overdue is not None and doc["overdue"] is not query.overdue:
-            continue
-        rows.append((_sort_key(status), doc))
-    rows.sort(key=lambda row: row[0])
-    if query.after is not None:
-        rows = [row for row in rows if row[0] > query.after]
-    page = rows[: query.top]
-    token = _token(page[-1][0]) if len(rows) > query.top else None
+    page = read.rows[: query.top]
+    token = _token(page[-1][0]) if len(read.rows) > query.top else None
     return _json({"items": [doc for _, doc in page], "continuationToken": token}, 200)
 
 
@@ -338,11 +341,6 @@ def _runtime_filter(phase: str) -> list[str]:
     if Phase(phase) not in TERMINAL_PHASES:
         names = tuple(LIVE_STATES)
     return sorted(names)
-
-
-def _sort_key(status: df.DurableOrchestrationStatus) -> tuple[str, str]:
-    created = status.created_time.astimezone(UTC).isoformat() if status.created_time else ""
-    return (created, str(status.instance_id))
 
 
 def _token(key: tuple[str, str]) -> str:

@@ -16,7 +16,9 @@ and logged, and the next run tries again; one bad DSR never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -65,14 +67,8 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
     settings = lifecycle_settings()
     export_age = timedelta(days=settings.export_retention_days)
     history_age = timedelta(days=settings.history_retention_days)
-    statuses = await composition.task_hub_query()(
-        client,
-        created_from=now - LOOKBACK,
-        created_to=now,
-        runtime_status=list(_ENDED_STATES),
-    )
     counts = RunCounts()
-    for status in statuses:
+    async for status in _ended_instances(client, now, export_age):
         ended = lifecycle.ended_at(life.output_of(status), status.last_updated_time)
         if ended is None or now - ended < export_age:
             continue
@@ -108,6 +104,24 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
         failed=counts.failed,
     )
     return counts
+
+
+async def _ended_instances(
+    client: df.DurableOrchestrationClient, now: datetime, export_age: timedelta
+) -> AsyncIterator[df.DurableOrchestrationStatus]:
+    """The ended instances that can be due, a page of the task hub query at a time (each page
+    handled before the next is read). One created after ``now - export_age`` cannot have ended
+    before it, so the window stops there."""
+    pages = composition.task_hub_query()(
+        client,
+        created_from=now - LOOKBACK,
+        created_to=now - export_age,
+        runtime_status=list(_ENDED_STATES),
+    )
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            for status in page.statuses:
+                yield status
 
 
 def _delete(request_id: str, now: datetime, ended: datetime, days: int) -> bool:

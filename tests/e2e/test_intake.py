@@ -81,13 +81,9 @@ def test_racing_first_submissions_for_two_people_leave_the_winners_received_reco
     for _ in range(8):
         request_id = f"RACE-{uuid.uuid4().hex[:8].upper()}"
         users = [_new_user(e2e_graph), _new_user(e2e_graph)]
+        bodies = [{"requestId": request_id, "user": user} for user in users]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            answers = list(
-                pool.map(
-                    lambda user: host.post("/exports", {"requestId": request_id, "user": user}),
-                    users,
-                )
-            )
+            answers = list(pool.map(lambda body: host.post("/exports", body), bodies))
         assert sorted(a.status_code for a in answers) == [202, 409]
         winner = users[[a.status_code for a in answers].index(202)]
         evidence = host.get(f"/exports/{request_id}/evidence").json()

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from dsr_export import settings
+from dsr_export.adapters.task_hub import Page
 from dsr_export.domain import evidence
 from dsr_export.domain.request import canonical_request_id
 from intake.service import LIVE_STATES
@@ -42,6 +43,8 @@ class FakeDurableClient:
         self.events: list[tuple[str, str, Any]] = []
         self.get_status_calls = 0
         self.queries: list[tuple[datetime, datetime, tuple[str, ...]]] = []
+        self.pages_read = 0
+        self.statuses_read = 0
         #: Set to make the next start_new lose a race to a concurrent duplicate.
         self.race_with: dict[str, Any] | None = None
         self.fail_with: Exception | None = None
@@ -108,26 +111,34 @@ class FakeDurableClient:
             raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
         self.events.append((instance_id, event_name, event_data))
 
-    async def query_instances(
-        self, *, created_from: datetime, created_to: datetime, runtime_status: Any = ()
-    ) -> list[DurableOrchestrationStatus]:
-        """The extension's instance query (what the app pages through), with its filters."""
+    async def query_pages(
+        self,
+        *,
+        created_from: datetime,
+        created_to: datetime,
+        runtime_status: Any = (),
+        page_size: int = 100,
+    ) -> AsyncGenerator[Page, None]:
+        """The extension's instance query, with its filters, a page at a time, in instance id
+        order (as the Azure Storage backend answers: not the list's created-time order)."""
         self.queries.append((created_from, created_to, tuple(runtime_status)))
         wanted = set(runtime_status)
-        return [
+        rows = [
             self._status(i, False)
-            for i, found in self.instances.items()
+            for i, found in sorted(self.instances.items())
             if (not wanted or found["runtime"] in wanted)
             and created_from <= found["created"] <= created_to
         ]
+        for start in range(0, max(len(rows), 1), page_size):
+            self.pages_read += 1
+            self.statuses_read += len(rows[start : start + page_size])
+            yield Page(rows[start : start + page_size], more=start + page_size < len(rows))
 
 
-async def fake_task_hub_query(
-    client: FakeDurableClient, **query: Any
-) -> list[DurableOrchestrationStatus]:
-    """Stands in for :func:`dsr_export.adapters.task_hub.list_instances` (its own tests run
+def fake_task_hub_query(client: FakeDurableClient, **query: Any) -> AsyncGenerator[Page, None]:
+    """Stands in for :func:`dsr_export.adapters.task_hub.query_pages` (its own tests run
     against the offline host's extension API, tests/devhost/test_task_hub_query.py)."""
-    return await client.query_instances(**query)
+    return client.query_pages(**query)
 
 
 class ListSink:

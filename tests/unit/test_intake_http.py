@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -451,6 +452,77 @@ def test_list_queries_a_bounded_window_of_the_task_hub(list_, client):
     assert (created_from, created_to, statuses) == (T0 - timedelta(days=400), T0, ())
     body(list_(phase="completed"))
     assert client.queries[-1][2] == ("Canceled", "Completed", "Failed", "Terminated")
+
+
+def _crowd(client: FakeDurableClient, count: int, seed: int = 7) -> list[str]:
+    """``count`` DSRs whose ids are not in created order (the query answers in id order);
+    some share a created time. Returns the ids oldest first (the list's order)."""
+    rng = random.Random(seed)  # noqa: S311 - a test fleet, not a secret
+    made = []
+    for n in range(count):
+        request_id = f"D-{rng.randrange(16**8):08x}-{n}"
+        created = T0 - timedelta(days=300) + timedelta(minutes=rng.randrange(count * 10) // 3)
+        phase = rng.choice(["exporting", "exporting", "submitting"])
+        due = (T0 + timedelta(days=rng.randrange(-5, 20))).isoformat()
+        client.add(request_id, custom_status={"phase": phase, "deadline": due}, created=created)
+        made.append((created.isoformat(), request_id))
+    return [request_id for _, request_id in sorted(made)]
+
+
+def test_the_list_reads_a_few_pages_for_a_short_answer_however_many_dsrs(list_, client):
+    """F-13: ``?top=1`` read every instance of its 400-day window on every call. Now the pages
+    read stay a handful at 1,000 DSRs (the task hub query answers in id order, as Azure
+    Storage's does, so no prefix of it is the oldest)."""
+    oldest = _crowd(client, 1000)
+    page = body(list_(top="1"))
+    assert [item["requestId"] for item in page["items"]] == oldest[:1]
+    assert page["continuationToken"] is not None
+    assert client.pages_read <= 6, client.pages_read
+    assert client.statuses_read <= 500, client.statuses_read
+    client.pages_read = client.statuses_read = 0
+    page = body(list_(top="20", continuationToken=page["continuationToken"]))
+    assert [item["requestId"] for item in page["items"]] == oldest[1:21]
+    assert client.statuses_read <= 500, client.statuses_read
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    ("top", "params"),
+    [("3", {}), ("7", {"overdue": "true"}), ("30", {"phase": "submitting"}), ("200", {})],
+)
+def test_paging_the_list_gives_every_dsr_once_in_order(list_, client, seed, top, params):
+    """The narrowed reads answer exactly what sorting the whole window would."""
+    _crowd(client, 260, seed)
+    _notice(client)
+    everything = body(list_(top="200", **params))
+    seen, token = [], None
+    for _ in range(500):
+        page = body(list_(top=top, **params, **({"continuationToken": token} if token else {})))
+        seen += [item["requestId"] for item in page["items"]]
+        token = page["continuationToken"]
+        if token is None:
+            break
+    brute = _brute_force(client, params)
+    assert seen == brute
+    assert [item["requestId"] for item in everything["items"]] == brute[:200]
+
+
+def _brute_force(client: FakeDurableClient, params: dict[str, str]) -> list[str]:
+    """The list's answer the slow way: every instance, its document, sorted by created time."""
+    from intake.service import document
+
+    rows = []
+    for instance_id in client.instances:
+        status = client._status(instance_id, False)
+        if status.name != "export_personal_data":
+            continue
+        doc = document(status, T0)
+        if "phase" in params and doc["phase"] != params["phase"]:
+            continue
+        if "overdue" in params and doc["overdue"] is not (params["overdue"] == "true"):
+            continue
+        rows.append((status.created_time.isoformat(), instance_id))
+    return [instance_id for _, instance_id in sorted(rows)]
 
 
 def test_list_filters_by_phase_and_overdue(list_, client):

@@ -55,7 +55,7 @@ def _settings(swap: Callable[..., None]):
         yield
 
 
-async def _race(first_writer_loses: bool) -> tuple[GatedClient, list[Any]]:
+async def _race(first_writer_loses: bool) -> tuple[GatedClient, Any]:
     client = GatedClient()
     for who in ("ticketing-a", "ticketing-b"):
         client.gates[who] = asyncio.Event()

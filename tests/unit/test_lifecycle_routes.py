@@ -229,6 +229,45 @@ def test_retention_deletes_only_what_is_due_and_purges_only_complete_evidence(
     assert [r.kind for r in evidence_log.records["MID"]].count(Kind.RETENTION_DELETED) == 1
 
 
+def test_the_retention_run_handles_a_page_before_reading_the_next(storage):
+    """F-13: the run read every instance of its window before handling any; now it handles
+    each page of the task hub query as it comes, over the instances that can be due."""
+    client = FakeDurableClient()
+    seen: list[str] = []
+    real_pages = client.query_pages
+
+    async def pages(**query: Any) -> Any:
+        async for page in real_pages(**query):
+            seen.append("page")
+            yield page
+
+    client.query_pages = pages  # type: ignore[method-assign]
+    real_delete = storage.delete_data
+
+    def delete(request_id: str) -> DeletedData:
+        seen.append("delete")
+        deleted: DeletedData = real_delete(request_id)
+        return deleted
+
+    storage.delete_data = delete
+    for n in range(250):
+        ended = T0 - timedelta(days=40, minutes=n)
+        request_id = f"R-{n:03d}"
+        client.add(
+            request_id,
+            runtime="Completed",
+            output=_ended("completed", ended_at=ended),
+            created=ended,
+        )
+        storage.held[request_id] = [f"dsr-r-{n:03d}-abc"]
+    counts = _run(client, T0)
+    assert counts.deleted == 250
+    assert seen.count("page") == 3
+    assert seen.index("delete") < seen.index("page", 1), "the first page handled first"
+    [(_, created_to, _)] = client.queries
+    assert created_to == T0 - timedelta(days=30), "none created since can be due"
+
+
 def test_a_history_whose_evidence_is_incomplete_is_kept(storage, evidence_log: MemoryEvidence):
     client = FakeDurableClient()
     client.purge_instance_history = lambda _: pytest.fail("purged")  # type: ignore[attr-defined]
