@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 #: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
 TaskHubQuery = Callable[..., AsyncGenerator["Page", None]]
 
+#: Deletes a queue's messages inserted before a time: ``(queue, cutoff) -> deleted``.
+QueueTrimmer = Callable[[str, datetime], int]
+
 #: The parts :func:`override` can replace.
 PARTS: Final = (
     "credential",
@@ -43,6 +46,7 @@ PARTS: Final = (
     "callback_sender",
     "rejections",
     "task_hub_query",
+    "queue_trimmer",
     "evidence_log",
     "clock",
 )
@@ -120,6 +124,20 @@ def rejections() -> RejectionSink:
     if "rejections" in _overrides:
         return _overrides["rejections"]  # type: ignore[no-any-return]
     return _rejections()
+
+
+def queue_trimmer() -> QueueTrimmer:
+    """How the retention run deletes a queue's old messages: ``(queue, cutoff) -> deleted``."""
+    if "queue_trimmer" in _overrides:
+        return _overrides["queue_trimmer"]  # type: ignore[no-any-return]
+    return _trim_queue
+
+
+def _trim_queue(queue: str, cutoff: datetime) -> int:
+    from dsr_export.adapters.queue_retention import clear_older
+    from dsr_export.adapters.rejections import queue_client
+
+    return clear_older(queue_client(name=queue, encoded=False), cutoff)
 
 
 def evidence_log() -> EvidenceLog:

@@ -48,6 +48,7 @@ SETTINGS: Final[dict[str, str]] = {
     "EXPORT_RETENTION_DAYS": "days after a DSR ended before its exported data is deleted",
     "HISTORY_RETENTION_DAYS": "days after a DSR ended before its durable history is purged",
     "CUSTOM_EXTENSION_MAX_DAYS": "days a {days: N} regulation's deadline may be extended by",
+    "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -314,6 +315,8 @@ class LifecycleSettings:
     export_retention_days: int = 30
     history_retention_days: int = 90
     custom_extension_max_days: int = 0
+    #: Days a poisoned request (its whole body: a UPN) or a rejection record stays queued.
+    queue_retention_days: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LifecycleSettings:
@@ -336,6 +339,7 @@ class LifecycleSettings:
             export_retention_days=export_days,
             history_retention_days=history_days,
             custom_extension_max_days=_int(env, "CUSTOM_EXTENSION_MAX_DAYS", 0, low=0, high=366),
+            queue_retention_days=_int(env, "QUEUE_RETENTION_DAYS", 3, low=1, high=30),
         )
 
 

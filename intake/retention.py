@@ -8,6 +8,8 @@ on the offline host), for every DSR that has ended:
   whom). The export account's lifecycle rule stays as a later backstop, not the mechanism.
 * ``HISTORY_RETENTION_DAYS`` after it ended, its durable history (which holds the UPN) is
   purged, once its evidence says how it ended; the status stays answerable from the evidence.
+* ``QUEUE_RETENTION_DAYS`` after they were queued, the poison queue's messages (a request's
+  whole body, UPN included) and the rejected queue's records are deleted.
 
 Nothing is deleted early: the age is counted from the DSR's own end (its output's
 ``completedAt``). A DSR that cannot be handled (storage down, evidence incomplete) is counted
@@ -27,6 +29,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.adapters.queue_retention import POISON_QUEUE
+from dsr_export.adapters.rejections import REJECTED_QUEUE
 from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
@@ -46,13 +50,17 @@ _ENDED_STATES: Final = ("Completed", "Failed", "Terminated")
 @dataclass
 class RunCounts:
     """What one run did: DSRs past the export retention (``due``), data deleted, histories
-    purged, DSRs skipped (evidence incomplete) and failed (tried again next run)."""
+    purged, DSRs skipped (evidence incomplete) and failed (tried again next run; a queue that
+    could not be cleared counts here too), queue messages cleared."""
 
     due: int = 0
     deleted: int = 0
     purged: int = 0
     skipped: int = 0
     failed: int = 0
+    #: Messages older than ``QUEUE_RETENTION_DAYS`` deleted from the poison and rejected queues.
+    poison_cleared: int = 0
+    rejected_cleared: int = 0
 
 
 @bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False)
@@ -94,6 +102,7 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
                 request_id=status.instance_id,
                 reason=type(exc).__name__,
             )
+    _clear_queues(counts, now - timedelta(days=settings.queue_retention_days))
     log_event(
         "retention_run",
         level=logging.WARNING if counts.failed else logging.INFO,
@@ -102,8 +111,28 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
         purged=counts.purged,
         skipped=counts.skipped,
         failed=counts.failed,
+        poison_cleared=counts.poison_cleared,
+        rejected_cleared=counts.rejected_cleared,
     )
     return counts
+
+
+def _clear_queues(counts: RunCounts, cutoff: datetime) -> None:
+    """The poison queue keeps a request's whole body (a UPN), the rejected queue a record of
+    why: neither outlives ``QUEUE_RETENTION_DAYS``. A queue that cannot be cleared now is
+    cleared by the next run."""
+    trim = composition.queue_trimmer()
+    for queue, field in ((POISON_QUEUE, "poison_cleared"), (REJECTED_QUEUE, "rejected_cleared")):
+        try:
+            setattr(counts, field, trim(queue, cutoff))
+        except Exception as exc:  # noqa: BLE001 - the DSRs' retention is done; count, go on
+            counts.failed += 1
+            log_event(
+                "queue_retention_failed",
+                level=logging.ERROR,
+                queue=queue,
+                reason=type(exc).__name__,
+            )
 
 
 async def _ended_instances(

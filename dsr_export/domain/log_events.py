@@ -137,8 +137,11 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("history_purged", ("request_id", "instances")),
     LogEvent(
-        "retention_run", ("due", "deleted", "purged", "failed", "skipped"), request_scoped=False
+        "retention_run",
+        ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),
+        request_scoped=False,
     ),
+    LogEvent("queue_retention_failed", ("queue", "reason"), request_scoped=False),
     LogEvent("retention_failed", ("request_id", "reason")),
 )
 

@@ -141,6 +141,21 @@ def fake_task_hub_query(client: FakeDurableClient, **query: Any) -> AsyncGenerat
     return client.query_pages(**query)
 
 
+class QueueTrimmings:
+    """The retention run's queue trimmer: records each call, answers ``cleared`` (or fails)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, datetime]] = []
+        self.cleared: dict[str, int] = {}
+        self.fail: set[str] = set()
+
+    def __call__(self, queue: str, cutoff: datetime) -> int:
+        self.calls.append((queue, cutoff))
+        if queue in self.fail:
+            raise ConnectionError("host storage unreachable")
+        return self.cleared.get(queue, 0)
+
+
 class ListSink:
     """A rejection sink that keeps records in memory (or fails, to test the retry path)."""
 

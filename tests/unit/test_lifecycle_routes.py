@@ -4,6 +4,7 @@ and the in-memory evidence: each action only in the state it needs, and nothing 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from tests.unit.intake_fakes import (
     USER_ID,
     FakeDurableClient,
     MemoryEvidence,
+    QueueTrimmings,
     app_settings,
     body,
     call,
@@ -306,3 +308,36 @@ def test_an_erasure_whose_ticket_callback_cannot_be_queued_still_answers_its_rec
     assert answer.status_code == 200, body(answer)
     assert [r.kind for r in evidence_log.records["R-1"]] == [Kind.ERASED]
     assert any("callback_queue_failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_retention_run_clears_old_poisoned_and_rejected_messages(
+    storage, queue_trimmer: QueueTrimmings, caplog: pytest.LogCaptureFixture
+):
+    """I-2: a poisoned request keeps its whole body (a UPN) for the queue's seven days, a
+    rejection record 30: the run deletes both after QUEUE_RETENTION_DAYS, counted in its line."""
+    queue_trimmer.cleared = {"dsr-requests-poison": 2, "dsr-requests-rejected": 5}
+    with caplog.at_level(logging.INFO), app_settings(QUEUE_RETENTION_DAYS="4"):
+        counts = _run(FakeDurableClient(), T0)
+    cutoff = T0 - timedelta(days=4)
+    assert queue_trimmer.calls == [
+        ("dsr-requests-poison", cutoff),
+        ("dsr-requests-rejected", cutoff),
+    ]
+    assert (counts.poison_cleared, counts.rejected_cleared, counts.failed) == (2, 5, 0)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention_run")]
+    assert "poison_cleared=2 rejected_cleared=5" in line
+
+
+def test_a_queue_that_cannot_be_cleared_is_counted_and_the_other_still_is(
+    storage, queue_trimmer: QueueTrimmings, caplog: pytest.LogCaptureFixture
+):
+    queue_trimmer.fail = {"dsr-requests-poison"}
+    queue_trimmer.cleared = {"dsr-requests-rejected": 1}
+    with caplog.at_level(logging.INFO):
+        counts = _run(FakeDurableClient(), T0)
+    assert (counts.failed, counts.rejected_cleared) == (1, 1)
+    assert queue_trimmer.calls[0][1] == T0 - timedelta(days=3), "the default: three days"
+    assert any(
+        r.getMessage() == "queue_retention_failed queue=dsr-requests-poison reason=ConnectionError"
+        for r in caplog.records
+    )
