@@ -5,11 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 
-.PHONY: help venv node lint fmt test test-fast demo serve bench clean checkov
+.PHONY: help venv node lint fmt test test-fast demo serve bench clean checkov azmodels
 
 help:
 	@echo "make demo   - run the whole pipeline offline (Azurite + Graph simulator + devhost)"
-	@echo "make test   - lint (ruff, mypy, import contracts), Checkov over infra/, and every test (unit, Azurite integration, end-to-end)"
+	@echo "make test   - lint (ruff, mypy, import contracts), Checkov over infra/, and every test (unit, Azurite integration, end-to-end, infra/ against Azure's REST models)"
 	@echo "make serve  - run the offline host for interactive use (see README)"
 	@echo "make bench  - benchmarks (counts and ratios)"
 
@@ -35,6 +35,23 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 checkov: $(CHECKOV_VENV)/.installed
 	$(CHECKOV_VENV)/bin/python infra/scripts/checkov.py
 
+# Azure's REST models (azure-mgmt-* packages pinned at the releases that model infra/'s API
+# versions) in their own venv, for tests/infra/test_rest_models.py: old pins that must not touch
+# the app's .venv. A package needed in a second version is an overlay, installed beside it.
+AZMODELS_VENV := .venv-azmodels
+
+$(AZMODELS_VENV)/.installed: requirements-azmodels.txt requirements-azmodels-overlays.txt
+	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (Python 3.11)"; exit 1; }
+	test -x $(AZMODELS_VENV)/bin/python || $(PY) -m venv $(AZMODELS_VENV)
+	$(AZMODELS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-azmodels.txt
+	grep -Ev '^[[:space:]]*(#|$$)' requirements-azmodels-overlays.txt | while read -r req; do \
+	  $(AZMODELS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	    --upgrade --target "$(AZMODELS_VENV)/overlays/$${req/==/-}" "$$req" || exit 1; \
+	done
+	touch $@
+
+azmodels: $(AZMODELS_VENV)/.installed
+
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -51,7 +68,7 @@ fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: venv node lint checkov
+test: venv node lint checkov azmodels
 	$(BIN)/pytest
 
 test-fast: venv node
@@ -69,4 +86,4 @@ bench: venv node
 	$(PYTHON) -m bench
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .devhost
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AZMODELS_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .devhost

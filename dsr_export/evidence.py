@@ -5,6 +5,9 @@ lines) or the answer of ``GET /api/exports/{requestId}/evidence`` (a JSON docume
 ``records``). Prints ``OK: N records`` and exits 0, or ``BROKEN at record K (line L): why`` and
 exits 1; 2 when the file cannot be read. ``--request-id`` checks every record is that DSR's,
 ``--head`` that the log ends at a hash known from elsewhere (so a log cut short is caught).
+An empty log is broken (a DSR's log opens with its ``received`` record), and so is a line that
+is not a record's JSON (``NaN``, deep nesting, not an object, not UTF-8): named by its line
+number, never raised.
 
 Needs nothing but the standard library and the domain: no Azure SDK, no settings, no network.
 """
@@ -23,7 +26,7 @@ def log_lines(content: bytes) -> list[bytes] | list[str]:
     """The log's lines, from JSON lines or from the evidence endpoint's document."""
     try:
         document = json.loads(content)
-    except ValueError:  # JSON lines (more than one record), or not JSON at all
+    except (ValueError, RecursionError):  # JSON lines (more than one record), or not JSON
         document = None
     if isinstance(document, dict) and "records" in document and "hash" not in document:
         return evidence.document_lines(document)

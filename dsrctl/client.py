@@ -5,6 +5,15 @@ refusals are RFC 9457 problem documents naming each field at fault (``errors`` w
 ``pointer``, or a ``field``); the Functions host's refusals come before the app with empty
 bodies (401 without a valid key, 404 for an unknown route), and are named from their status.
 A service that cannot be reached is a :class:`NetworkError`, with a message free of secrets.
+
+Redirects are never followed. Every request carries the function key and/or a bearer token;
+``requests`` drops ``Authorization`` on a redirect to another host but sends any other header
+(``x-functions-key``) on to wherever the ``Location`` points. The API itself never redirects,
+so a redirect means ``--url`` is not the API (``http://`` to an app that is HTTPS-only, App
+Service authentication sending a browser to sign in, a proxy or a look-alike host): refusing it,
+with where it pointed, tells the operator what to fix, and no credential leaves for an origin
+they did not name. Dropping the credentials and following instead would only turn a clear
+refusal into a confusing 401 from the other end.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import requests
 
@@ -139,6 +148,18 @@ def network_message(base_url: str, exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
         return f"cannot reach {where}: TLS failed (a self-signed CA? give --ca-bundle)"
     return f"cannot reach {where}: {type(exc).__name__}"
+
+
+def redirect_refusal(status: int, url: str, headers: Mapping[str, str]) -> ApiError:
+    """A redirect, refused: where it pointed (no query: it may carry anything), and why."""
+    location = headers.get("location") or ""
+    target = scrub(strip_query(urljoin(url, location))) if location else "(no Location)"
+    return ApiError(
+        status,
+        "Redirect not followed",
+        f"the service redirects to {target}; dsrctl follows no redirect, so that the function "
+        "key and token go only to --url (check --url: https://? the app's own host name?)",
+    )
 
 
 class TokenSource:
@@ -343,13 +364,16 @@ class ApiClient:
                 headers=self.headers(),
                 timeout=self._timeout,
                 verify=self._verify,
+                allow_redirects=False,  # the key and the token go nowhere --url does not name
             )
         except requests.RequestException as exc:
             raise NetworkError(network_message(self.base_url, exc)) from None
+        if response.is_redirect or response.is_permanent_redirect:
+            raise redirect_refusal(response.status_code, response.url, response.headers)
         content_type = (response.headers.get("content-type") or "").lower()
         try:
             payload: object = response.json() if response.content else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond the reader
             payload = None
         if response.status_code not in expect:
             raise problem_of(response.status_code, content_type, response.text, payload)

@@ -9,7 +9,6 @@ per field at fault and exits 1; a service out of reach exits 3 (see :mod:`dsrctl
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -630,7 +629,7 @@ def evidence_(
     (GET /api/exports/{id}/evidence); non-zero if it is broken."""
     document = settings.client().evidence(request_id)
     if out_file is not None:
-        out_file.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        out_file.write_text(output.json_text(document) + "\n")
     result = evidence.check(document, request_id, head=head)
     if out.json_mode:
         out.json(document)
@@ -655,7 +654,9 @@ def erase(settings: Settings, out: output.Output, request_id: str, reason: str, 
     if not yes:
         if not out.interactive or not is_interactive(sys.stdin):
             raise click.UsageError("erase deletes the exported data for good: add --yes")
-        click.confirm(f"Delete the exported data of {request_id} for good?", abort=True)
+        click.confirm(
+            f"Delete the exported data of {output.printable(request_id)} for good?", abort=True
+        )
     receipt = settings.client().erase(request_id, reason)
     if out.json_mode:
         out.json(receipt)

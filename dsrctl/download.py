@@ -9,18 +9,32 @@ an interrupted download can simply be run again). Verification fails for a blob 
 that is missing or differs, and for a blob the manifest does not list (besides the service's
 own ``manifest.json`` and ``audit.json``).
 
+Each blob gets a file of its own or none. Blob names are any text, local paths are not: ``a//b``
+and ``a/b``, ``x/`` and ``x``, ``./x`` and ``x`` would be one file, and on a file system that
+ignores case (or Unicode normalisation) so would ``A`` and ``a``. So a name with an empty,
+``.`` or ``..`` part (or absolute, with a backslash or NUL) is refused before anything is
+fetched, and a name whose file is already another blob's in this run, whose folder is another
+blob's file (``a`` beside ``a/b``), or that the file system will not take (too long, not a valid
+name there) is refused when it comes: each refusal is that blob's check, named, the rest still
+downloads, and nothing is written over a file already checked. The manifest comes first, then
+the blobs it lists, then the others, so an unlisted blob can never take a listed one's place.
+Bytes go to a temporary file that is created new (``O_EXCL``) beside the target and renamed
+over it only when complete.
+
 The URL is a secret: it is never printed, logged or written anywhere; errors are scrubbed.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 from dsrctl.client import scrub
@@ -29,10 +43,15 @@ MANIFEST: Final = "manifest.json"
 #: What the service itself writes beside the export (not listed in the manifest).
 SERVICE_BLOBS: Final = frozenset({MANIFEST, "audit.json"})
 _PART: Final = ".part"
+BLOB_GONE: Final = "no longer in storage (deleted after the listing)"
 
 
 class DownloadFailed(Exception):
     """Storage refused or could not be reached; the message holds no URL or signature."""
+
+
+class BlobGone(DownloadFailed):
+    """One blob of the listing is no longer in storage (the container still is)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,10 @@ class ContainerSource:
     def __init__(self, url: str, *, verify: bool | str = True) -> None:
         from azure.storage.blob import ContainerClient
 
-        self._client = ContainerClient.from_container_url(url, connection_verify=verify)
+        # No redirects: the storage never sends one, and the link's signature stays with it.
+        self._client = ContainerClient.from_container_url(
+            url, connection_verify=verify, permit_redirects=False
+        )
         self._url = url
 
     def list(self) -> list[RemoteBlob]:
@@ -71,7 +93,7 @@ class ContainerSource:
         return listed
 
     def chunks(self, name: str) -> Iterator[bytes]:
-        with self._errors():
+        with _StorageErrors(self._url, blob=True):
             yield from self._client.download_blob(name).chunks()
 
     def _errors(self) -> _StorageErrors:
@@ -81,8 +103,9 @@ class ContainerSource:
 class _StorageErrors:
     """Turns the SDK's errors into :class:`DownloadFailed` with a scrubbed, short message."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, blob: bool = False) -> None:
         self._url = url
+        self._blob = blob
 
     def __enter__(self) -> None:
         return None
@@ -98,6 +121,8 @@ class _StorageErrors:
 
         if exc is None or not isinstance(exc, AzureError):
             return False
+        if self._blob and getattr(exc, "error_code", None) == "BlobNotFound":
+            raise BlobGone(BLOB_GONE) from None
         if isinstance(exc, ClientAuthenticationError):
             why = "storage refused the download link (expired? run download again)"
         elif isinstance(exc, ResourceNotFoundError):
@@ -106,6 +131,8 @@ class _StorageErrors:
             why = "cannot reach the export storage"
         elif isinstance(exc, HttpResponseError) and exc.status_code == 403:
             why = "storage refused the download link (expired? run download again)"
+        elif isinstance(exc, HttpResponseError) and 300 <= (exc.status_code or 0) < 400:
+            why = f"the export storage answered a redirect ({exc.status_code}): not followed"
         else:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             why = f"storage error: {first}"
@@ -183,17 +210,38 @@ class _Expected:
     md5: str | None
 
 
+def refusal(name: str) -> str | None:
+    """Why blob ``name`` gets no file, whatever the folder holds (None: it may). A name whose
+    parts are not each a plain file name would leave the folder, or be the file of another name
+    (``a//b`` is ``a/b``'s, ``x/`` is ``x``'s, ``./x`` is ``x``'s; and storage may not even
+    serve ``./x`` under that name)."""
+    if not name:
+        return "an empty name"
+    if "\x00" in name:
+        return "a NUL character in the name"
+    if "\\" in name:
+        return "a backslash in the name (a folder separator on Windows)"
+    if name.startswith("/"):
+        return "an absolute name"
+    parts = name.split("/")
+    if ".." in parts:
+        return "a '..' part would leave the folder"
+    if "" in parts:
+        return "an empty part (a//b, x/): it would be the file of another name"
+    if "." in parts:
+        return "a '.' part (./x, a/./b): it would be the file of another name"
+    return None
+
+
 def local_path(folder: Path, name: str) -> Path | None:
-    """Where blob ``name`` goes in ``folder``; None for a name that would leave it."""
-    if not name or "\\" in name or "\x00" in name or name.startswith("/"):
+    """Where blob ``name`` goes in ``folder``; None for a name :func:`refusal` refuses or one
+    that would leave the folder through a link already in it."""
+    if refusal(name) is not None:
         return None
-    parts = PurePosixPath(name).parts
-    if any(part in ("", ".", "..") for part in parts) or name.endswith(_PART):
-        return None
-    target = folder.joinpath(*parts)
+    target = folder.joinpath(*name.split("/"))
     try:
         target.resolve().relative_to(folder.resolve())
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside; or a link loop, or a name too long
         return None
     return target
 
@@ -235,31 +283,65 @@ def download_all(
     on_bytes: Callable[[int], None] = lambda count: None,
     on_blob: Callable[[BlobCheck], None] = lambda check: None,
 ) -> Report:
-    """Download every blob of ``source`` into ``folder`` and verify it against the manifest."""
-    folder.mkdir(parents=True, exist_ok=True)
-    blobs = sorted(source.list(), key=lambda blob: (blob.name != MANIFEST, blob.name))
+    """Download every blob of ``source`` into ``folder`` and verify it against the manifest;
+    a blob that cannot have a file of its own is refused in its check (see the module)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadFailed(f"cannot create the folder: {exc.strerror or exc}") from None
+    blobs = source.list()
     on_start(len(blobs), sum(blob.size for blob in blobs))
     report = Report(folder)
     expected: Mapping[str, _Expected] = {}
-    if not any(blob.name == MANIFEST for blob in blobs):
+    written = _Written()
+    manifests = [blob for blob in blobs if blob.name == MANIFEST]
+    if not manifests:
         report.manifest_problem = f"the container has no {MANIFEST}: nothing to verify against"
-    for blob in blobs:
-        check = _fetch(source, folder, blob, expected.get(blob.name), on_bytes)
-        if blob.name == MANIFEST and check.ok:
+    for blob in manifests:
+        check = _fetch(source, folder, blob, None, on_bytes, written)
+        if check.ok:
             try:
                 expected = parse_manifest((folder / MANIFEST).read_bytes())
             except ValueError as exc:
                 report.manifest_problem = str(exc)
-        elif check.ok and not report.manifest_problem:
+        report.checks.append(check)
+        on_blob(check)
+    listed = set(expected) | SERVICE_BLOBS
+    rest = sorted(
+        (blob for blob in blobs if blob.name != MANIFEST),
+        key=lambda blob: (blob.name not in listed, blob.name),
+    )
+    for blob in rest:
+        check = _fetch(source, folder, blob, expected.get(blob.name), on_bytes, written)
+        if check.ok and not report.manifest_problem:
             check = _judge(check, blob, expected)
         report.checks.append(check)
         on_blob(check)
-    listed = {blob.name for blob in blobs}
-    for name in sorted(set(expected) - listed):
+    names = {blob.name for blob in blobs}
+    for name in sorted(set(expected) - names):
         missing = BlobCheck(name, 0, "in the manifest but not in the container")
         report.checks.append(missing)
         on_blob(missing)
     return report
+
+
+class _Written:
+    """The files this run wrote or kept, by identity (device and inode), with the blob's name:
+    two names that reach one file (by a link, by case, by normalisation) are seen as one."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[int, int], str] = {}
+
+    def owner(self, path: Path) -> str | None:
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            return None
+        return self._files.get((found.st_dev, found.st_ino))
+
+    def add(self, path: Path, name: str) -> None:
+        found = path.stat()
+        self._files[(found.st_dev, found.st_ino)] = name
 
 
 def _judge(check: BlobCheck, blob: RemoteBlob, expected: Mapping[str, _Expected]) -> BlobCheck:
@@ -276,32 +358,83 @@ def _fetch(
     blob: RemoteBlob,
     wanted: _Expected | None,
     on_bytes: Callable[[int], None],
+    written: _Written,
 ) -> BlobCheck:
+    """One blob into its own file, or its refusal (the bytes it will not send counted as done,
+    so that a progress bar still ends at its total)."""
+    sent = 0
+
+    def counted(count: int) -> None:
+        nonlocal sent
+        sent += count
+        on_bytes(count)
+
     target = local_path(folder, blob.name)
     if target is None:
-        on_bytes(blob.size)
-        return BlobCheck(blob.name, 0, "a blob name that would leave the folder: not written")
+        why = refusal(blob.name) or "it would leave the folder through a link"
+        check = BlobCheck(blob.name, 0, f"not written: {why}")
+    else:
+        try:
+            check = _write(source, folder, target, blob, wanted, counted, written)
+        except BlobGone:
+            check = BlobCheck(blob.name, 0, BLOB_GONE)
+        except OSError as exc:  # the file system will not take this name (or this file)
+            check = BlobCheck(blob.name, 0, f"not written: {exc.strerror or type(exc).__name__}")
+    if not check.ok and sent < blob.size:
+        on_bytes(blob.size - sent)
+    return check
+
+
+def _blocked(folder: Path, target: Path, written: _Written) -> str | None:
+    """Why ``target`` may not be written for ``blob`` (None: it may)."""
+    for parent in reversed(target.relative_to(folder).parents[:-1]):
+        if (folder / parent).exists() and not (folder / parent).is_dir():
+            return f"its folder {parent.as_posix()} is another blob's file"
+    if target.is_dir():
+        return "a folder of that name holds other blobs"
+    other = written.owner(target)
+    if other is not None:
+        return f"its file is already {other}'s"
+    return None
+
+
+def _write(
+    source: BlobSource,
+    folder: Path,
+    target: Path,
+    blob: RemoteBlob,
+    wanted: _Expected | None,
+    on_bytes: Callable[[int], None],
+    written: _Written,
+) -> BlobCheck:
+    blocked = _blocked(folder, target, written)
+    if blocked is not None:
+        return BlobCheck(blob.name, 0, f"not written: {blocked}")
     md5 = (wanted.md5 if wanted else None) or blob.md5
     if target.is_file() and target.stat().st_size == blob.size and md5 and _md5_b64(target) == md5:
         on_bytes(blob.size)
+        written.add(target, blob.name)
         return BlobCheck(blob.name, blob.size, kept=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + _PART)
+    handle, part_name = tempfile.mkstemp(prefix=".dsrctl-", suffix=_PART, dir=target.parent)
+    part = Path(part_name)
     digest = hashlib.md5(usedforsecurity=False)
-    written = 0
+    count = 0
     try:
-        with part.open("wb") as stream:
+        with os.fdopen(handle, "wb") as stream:
             for chunk in source.chunks(blob.name):
                 stream.write(chunk)
                 digest.update(chunk)
-                written += len(chunk)
+                count += len(chunk)
                 on_bytes(len(chunk))
         os.replace(part, target)
     finally:
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+    written.add(target, blob.name)
     got = base64.b64encode(digest.digest()).decode()
-    if wanted is not None and wanted.size is not None and wanted.size != written:
-        return BlobCheck(blob.name, written, f"size {written}, the manifest says {wanted.size}")
+    if wanted is not None and wanted.size is not None and wanted.size != count:
+        return BlobCheck(blob.name, count, f"size {count}, the manifest says {wanted.size}")
     if md5 and got != md5:
-        return BlobCheck(blob.name, written, f"MD5 {got}, expected {md5}")
-    return BlobCheck(blob.name, written)
+        return BlobCheck(blob.name, count, f"MD5 {got}, expected {md5}")
+    return BlobCheck(blob.name, count)

@@ -4,6 +4,16 @@ On a terminal (stdout a TTY, ``TERM`` not ``dumb``) tables and progress bars are
 one (CI, a pipe, a file) every display falls back to plain lines, one per fact or change, that
 grep and diff well. ``--json`` prints the API's JSON as it came, for scripts. Errors go to
 standard error, one line per field at fault; exit statuses are listed here.
+
+Everything printed goes through :func:`printable` (or :func:`json_text` for ``--json``): much
+of it is not the operator's own text (the service's answers, another operator's cancel reason,
+CSV cells, blob names) and a terminal acts on control characters, so an ESC, OSC, CR, C1
+control or bidi override in a value could forge a line, retitle the window or hide text. Every
+character that :meth:`str.isprintable` refuses (Unicode's Other and Separator categories but
+the space) is shown as its escape (``\\x1b``, ``\\u202e``) instead; letters of any script stay
+as they are. Rich parses ``[...]`` as markup in plain strings: tables and progress columns take
+:class:`rich.text.Text`, never markup. This module is the only one that prints
+(tests/unit/test_dsrctl_output.py holds the others to it).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from typing import Any, Final
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dsrctl.client import ApiError
 
@@ -30,6 +41,70 @@ EXIT_USAGE: Final = 2
 EXIT_UNREACHABLE: Final = 3
 #: ``watch`` gave up waiting: some DSR was still running at its deadline.
 EXIT_STILL_RUNNING: Final = 4
+
+
+_SHORT_ESCAPES: Final = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(value: object) -> str:
+    """``value`` as text a terminal only shows: each character that is not printable (C0 and
+    C1 controls, DEL, format characters such as bidi overrides, line and paragraph separators,
+    lone surrogates, unassigned code points) as its Python-style escape, all on one line."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_text(document: object) -> str:
+    """``document`` as indented JSON whose strings escape what :func:`printable` would (as
+    ``\\uXXXX``, so the JSON is the same once parsed); letters stay as they are."""
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    # json.dumps escapes C0 controls in strings but leaves DEL, C1, bidi overrides, U+2028 and
+    # lone surrogates raw; outside strings it writes only ASCII, the indent's newlines included.
+    return "".join(
+        char if char.isprintable() or char == "\n" else _json_escape(char) for char in text
+    )
+
+
+def echo(text: object = "", *, err: bool = False) -> None:
+    """One line, escaped (:func:`printable`), on standard output or (``err``) standard error."""
+    click.echo(printable(text), err=err)
+
+
+def echo_json(document: object, *, indent: bool = True) -> None:
+    """A JSON document (``indent=False``: on one line, for JSON lines), escaped."""
+    if indent:
+        click.echo(json_text(document))
+    else:
+        click.echo(
+            "".join(
+                char if char.isprintable() else _json_escape(char)
+                for char in json.dumps(document, ensure_ascii=False)
+            )
+        )
+
+
+def console_line(console: Console, text: object) -> None:
+    """One line through a rich console (above a live display): escaped, never markup."""
+    console.print(Text(printable(text)), highlight=False)
 
 
 def is_interactive(stream: Any = None) -> bool:
@@ -55,43 +130,44 @@ class Output:
         self.err_console = Console(stderr=True, highlight=False)
 
     def line(self, text: str = "") -> None:
-        """One plain line on standard output (never rich markup)."""
-        click.echo(text)
+        """One plain line on standard output (never rich markup), escaped."""
+        echo(text)
 
     def info(self, text: str) -> None:
         """A note for people, on standard error (kept out of ``--json`` output)."""
-        click.echo(text, err=True)
+        echo(text, err=True)
 
     def error(self, text: str) -> None:
-        click.echo(f"error: {text}", err=True)
+        echo(f"error: {text}", err=True)
 
     def warning(self, text: str) -> None:
-        click.echo(f"warning: {text}", err=True)
+        echo(f"warning: {text}", err=True)
 
     def json(self, document: object) -> None:
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+        echo_json(document)
 
     def refusal(self, exc: ApiError) -> None:
         """An API refusal: one line, then one per field; with ``--json`` the problem too."""
         lines = exc.lines()
         self.error(lines[0])
         for rest in lines[1:]:
-            click.echo(rest, err=True)
+            echo(rest, err=True)
         if self.json_mode:
             self.json(exc.body if exc.body is not None else {"status": exc.status})
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        """A table: rich's on a terminal, aligned plain columns elsewhere."""
+        """A table: rich's on a terminal, aligned plain columns elsewhere; cells escaped."""
+        shown = [[printable(cell) for cell in row] for row in rows]
         if self.interactive:
             table = Table(*headers, header_style="bold", show_edge=False, pad_edge=False)
-            for row in rows:
-                table.add_row(*row)
+            for row in shown:
+                table.add_row(*(Text(cell) for cell in row))
             self.console.print(table)
             return
         widths = [len(h) for h in headers]
-        for row in rows:
+        for row in shown:
             widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-        for row in [list(headers), *rows]:
+        for row in [list(headers), *shown]:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
             self.line("  ".join(cells).rstrip())
 

@@ -11,13 +11,11 @@ polling is reported and polled again (a long watch outlives a host restart); any
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import click
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -100,10 +98,10 @@ class PlainView:
         key = signature(tracked.doc or {}) if tracked.lost is None else ("lost", tracked.lost)
         if self._seen.get(tracked.request_id) != key:
             self._seen[tracked.request_id] = key
-            click.echo(describe(tracked))
+            output.echo(describe(tracked))
 
     def problem(self, text: str) -> None:
-        click.echo(f"warning: {text}", err=True)
+        output.echo(f"warning: {text}", err=True)
 
     def close(self) -> None:
         return None
@@ -117,25 +115,31 @@ class JsonView(PlainView):
         if self._seen.get(tracked.request_id) != key:
             self._seen[tracked.request_id] = key
             body = tracked.doc or {"requestId": tracked.request_id, "error": tracked.lost}
-            click.echo(json.dumps(body, ensure_ascii=False))
+            output.echo_json(body, indent=False)
 
 
 class LiveView:
-    """A live table on a terminal: a row per DSR with Graph's progress as a bar."""
+    """A live table on a terminal: a row per DSR with Graph's progress as a bar. Its fields
+    are escaped and its columns read no markup (a phase or an id is the service's text)."""
 
     def __init__(self, ids: Sequence[str], console: Console) -> None:
         self._progress = Progress(
-            TextColumn("{task.fields[request_id]}", style="bold"),
-            TextColumn("{task.fields[phase]}"),
+            TextColumn("{task.fields[request_id]}", style="bold", markup=False),
+            TextColumn("{task.fields[phase]}", markup=False),
             BarColumn(),
-            TextColumn("{task.fields[graph]}"),
-            TextColumn("days left {task.fields[days]}"),
+            TextColumn("{task.fields[graph]}", markup=False),
+            TextColumn("days left {task.fields[days]}", markup=False),
             console=console,
             auto_refresh=False,
         )
         self._tasks: dict[str, TaskID] = {
             request_id: self._progress.add_task(
-                request_id, total=100, request_id=request_id, phase="...", graph="-", days="-"
+                request_id,
+                total=100,
+                request_id=output.printable(request_id),
+                phase="...",
+                graph="-",
+                days="-",
             )
             for request_id in ids
         }
@@ -151,14 +155,14 @@ class LiveView:
         self._progress.update(
             self._tasks[tracked.request_id],
             completed=completed,
-            phase=tracked.lost or tracked.phase,
-            graph=output.graph(doc),
-            days=output.days_left(doc),
+            phase=output.printable(tracked.lost or tracked.phase),
+            graph=output.printable(output.graph(doc)),
+            days=output.printable(output.days_left(doc)),
         )
         self._live.refresh()
 
     def problem(self, text: str) -> None:
-        self._live.console.print(f"warning: {text}", markup=False, highlight=False)
+        output.console_line(self._live.console, f"warning: {text}")
 
     def close(self) -> None:
         self._live.stop()

@@ -8,6 +8,8 @@
 //   keyvault         callback signing secret (and the export key, in stored-policy mode)
 //   export-storage   where Graph writes exports; backstop lifecycle deletion (the app deletes
 //                    first, EXPORT_RETENTION_DAYS after a DSR ended); SAS-mode dependent access
+//   evidence-role    the custom role that can read and append evidence, nothing else (first:
+//                    it must replicate before evidence-storage assigns it)
 //   evidence-storage the DSR evidence logs: append-only, version-level immutability (WORM) for
 //                    evidenceRetentionDays, no shared key; the app's custom role can append only
 //   function-app     Flex Consumption app + every app setting the code reads, App Service
@@ -15,7 +17,8 @@
 //   entra-app        the app's own Entra registration with the DSR.* app roles (Graph extension)
 //   network          networkIsolation only: VNet for the app, private endpoints and DNS zones
 //                    (the scheduler's too, when there is one)
-//   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension)
+//   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension),
+//                    last: after the function app, so the identity has replicated in Entra ID
 //   workbook         the operators' Azure Monitor workbook over the app's log lines
 //   alerts           scheduled log alert rules over the same lines (+ action group)
 // Key Vault, the export and evidence accounts' blob services and the app send their logs to the
@@ -328,6 +331,18 @@ module exportStorage 'modules/export-storage.bicep' = {
   }
 }
 
+// The evidence account's custom role, created first (it needs nothing but the account's name):
+// evidence-storage assigns it only after the Log Analytics workspace and the account exist,
+// minutes later, by when the definition has replicated. Created and assigned at once, the
+// assignment can fail ("RoleDefinitionDoesNotExist") and the first `azd up` with it.
+module evidenceRole 'modules/evidence-role.bicep' = {
+  name: 'evidence-role'
+  scope: rg
+  params: {
+    storageAccountName: 'stevd${resourceToken}'
+  }
+}
+
 module evidenceStorage 'modules/evidence-storage.bicep' = {
   name: 'evidence-storage'
   scope: rg
@@ -341,6 +356,7 @@ module evidenceStorage 'modules/evidence-storage.bicep' = {
     skuName: evidenceStorageSku
     networkIsolation: networkIsolation
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    appenderRoleId: evidenceRole.outputs.id
   }
 }
 
@@ -445,12 +461,21 @@ module functionApp 'modules/function-app.bicep' = {
   // telemetry.
 }
 
+// Last: Entra ID refuses an app role assignment to a managed identity whose service principal
+// has not replicated yet ("Not a valid reference update", microsoftgraph/msgraph-bicep-types
+// #193), and the identity is created at the start of this deployment. Waiting for the function
+// app (which waits for monitoring, the storage accounts, Key Vault and their role assignments)
+// puts minutes between the two. Nothing needs the grants earlier: the app has no code until
+// `azd deploy`, which runs after provisioning (docs/deploy.md, "What Azure can refuse and why").
 module graphAppRoles 'modules/graph-app-roles.bicep' = if (grantGraphAppRoles) {
   name: 'graph-app-roles'
   scope: rg
   params: {
     appPrincipalId: identity.outputs.principalId
   }
+  dependsOn: [
+    functionApp
+  ]
 }
 
 // Reads telemetry only (no identity, no role): operators open it from the Application Insights

@@ -201,12 +201,21 @@ class EvidenceLog:
             return b""
 
     def read(self, request_id: str) -> list[str]:
-        """The DSR's log as stored, one string per line (empty when it has none)."""
+        """The DSR's log as stored, one string per line (empty when it has none).
+
+        Bytes that are not UTF-8 are kept as lone surrogates (``surrogateescape``), not
+        replaced: the verifier then names such a line "not UTF-8" rather than "edited", and
+        :func:`~dsr_export.domain.evidence.evidence_document` shows it with U+FFFD.
+        """
         content = self._download(evidence.blob_name(request_id))
-        return [line.decode("utf-8", "replace") for line in content.split(b"\n") if line.strip()]
+        return [
+            line.decode("utf-8", "surrogateescape") for line in content.split(b"\n") if line.strip()
+        ]
 
     def verify(self, request_id: str) -> Verification:
-        """Read the DSR's log and check its chain (see :func:`evidence.verify`)."""
+        """Read the DSR's log and check its chain (see :func:`evidence.verify`): a log that is
+        empty or does not open with the DSR's ``received`` record is broken, and a line that is
+        no record's JSON is named, never raised."""
         return evidence.verify(self.read(request_id), request_id=request_id)
 
 

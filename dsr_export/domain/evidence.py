@@ -355,6 +355,44 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+def _no_constant(name: str) -> object:
+    raise BrokenRecord(f"not JSON: {name} is not a number JSON allows")
+
+
+def strict_json(line: str | bytes) -> object:
+    """One line as JSON that a record's canonical form can be made of; :class:`BrokenRecord`
+    (saying why) for anything else, never another exception: bytes that are not UTF-8 (or text
+    holding a lone surrogate, as bytes read with ``surrogateescape`` do), ``NaN`` and
+    ``Infinity`` (Python's reader takes them, RFC 8259 and :func:`canonical` do not), a key
+    twice, or nesting so deep that the reader gives up (a record nests three levels).
+
+    Every reader of a log goes through here, so a forged or damaged line is a broken record for
+    the verifier to name, not a crash of whoever reads the log.
+    """
+    try:
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+        text.encode("utf-8")
+    except UnicodeError:
+        raise BrokenRecord("not UTF-8") from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
+        )
+    except BrokenRecord:
+        raise
+    except RecursionError:
+        raise BrokenRecord("not JSON: nested too deeply") from None
+    except ValueError:
+        raise BrokenRecord("not JSON") from None
+    try:
+        canonical(document)
+    except UnicodeEncodeError:  # "\ud800": valid JSON, but no UTF-8 text holds it
+        raise BrokenRecord("not UTF-8: it escapes a lone surrogate") from None
+    except RecursionError:  # pragma: no cover - the reader refuses deeper first
+        raise BrokenRecord("not JSON: nested too deeply") from None
+    return document
+
+
 def _is_hash(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
 
@@ -372,14 +410,9 @@ def _parse_at(value: object) -> str:
 
 
 def parse_record(line: str | bytes) -> EvidenceRecord:
-    """One line of a log as a record whose hash is intact; :class:`BrokenRecord` otherwise."""
-    try:
-        text = line.decode("utf-8") if isinstance(line, bytes) else line
-        document = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-    except UnicodeDecodeError:
-        raise BrokenRecord("not UTF-8") from None
-    except ValueError as exc:
-        raise BrokenRecord(str(exc) if isinstance(exc, BrokenRecord) else "not JSON") from None
+    """One line of a log as a record whose hash is intact; :class:`BrokenRecord` otherwise
+    (never another exception, whatever the line holds)."""
+    document = strict_json(line)
     if not isinstance(document, dict) or set(document) != _RECORD_KEYS:
         raise BrokenRecord("not an evidence record (its fields are not seq, kind, at, ...)")
     seq, data = document["seq"], document["data"]
@@ -451,12 +484,15 @@ def verify(
     """Check a log, line by line, and name the first record that breaks it.
 
     Blank lines are skipped (a log ends with a newline). A record breaks the chain when it is
-    not JSON or not a record, when its hash does not match its content (edited), when its
-    ``seq`` is not the next number (a record removed or moved), when its ``prev`` is not the
-    hash of the record before (removed, reordered or spliced), when its request id is not the
-    log's (``request_id`` when given, else the first record's), or when it carries a field its
-    kind may not. With ``head``, the last record's hash must be it: a log cut short after an
-    intact record is otherwise indistinguishable from a shorter log.
+    not JSON or not a record (:func:`strict_json`), when its hash does not match its content
+    (edited), when its ``seq`` is not the next number (a record removed or moved), when its
+    ``prev`` is not the hash of the record before (removed, reordered or spliced), when its
+    request id is not the log's (``request_id`` when given, else the first record's), or when
+    it carries a field its kind may not. The first record must be the DSR's ``received``: the
+    intake writes it before the DSR starts, so a log without it, and an empty log, is not the
+    whole log of a DSR (an empty log verified "OK" would vouch for nothing). With ``head``, the
+    last record's hash must be it: a log cut short after an intact record is otherwise
+    indistinguishable from a shorter log.
     """
     expected_id = _canonical_or_none(request_id)
     kept: list[EvidenceRecord] = []
@@ -468,11 +504,17 @@ def verify(
             return _broken(kept, number, problem)
         kept.append(problem)
         expected_id = expected_id or problem.request_id
-    last = kept[-1].hash if kept else None
+    if not kept:
+        return _broken(kept, None, f"empty: the log has no records (it opens with {_OPENING!r})")
+    last = kept[-1].hash
     if head is not None and head != last:
         reason = f"the log ends at hash {last or GENESIS}, not at the expected head {head}"
         return _broken(kept, None, f"truncated: {reason}")
     return Verification(ok=True, count=len(kept), head=last, records=tuple(kept))
+
+
+#: The kind of a log's first record.
+_OPENING: Final = Kind.RECEIVED.value
 
 
 def _canonical_or_none(request_id: str | None) -> str | None:
@@ -495,6 +537,11 @@ def _problem(
         return f"prev mismatch: does not follow record {seq - 1} (removed or reordered)"
     if request_id is not None and record.request_id != request_id:
         return f"wrong request id: {record.request_id}, the log is {request_id}'s"
+    if previous is None and record.kind is not Kind.RECEIVED:
+        return (
+            f"the log does not start with its {_OPENING!r} record "
+            f"(it starts with a {record.kind.value!r} one)"
+        )
     return record
 
 
@@ -527,16 +574,16 @@ def evidence_document(
     request_id: str, lines: Iterable[str | bytes], *, head: str | None = None
 ) -> dict[str, Any]:
     """What ``GET /api/exports/{requestId}/evidence`` answers: the records as stored (a line
-    that is not a JSON object as its text) and the verification result."""
+    that is not a JSON object :func:`strict_json` reads, as its text, with what is not UTF-8
+    replaced by U+FFFD so that the answer always serialises) and the verification result."""
     kept = [line for line in lines if line.strip()]
     records: list[object] = []
     for line in kept:
-        text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
         try:
-            document = json.loads(text, object_pairs_hook=_no_duplicate_keys)
-        except ValueError:
+            document = strict_json(line)
+        except BrokenRecord:
             document = None
-        records.append(document if isinstance(document, dict) else text)
+        records.append(document if isinstance(document, dict) else _text(line))
     verification = verify(kept, request_id=request_id, head=head)
     return {
         "requestId": canonical_request_id(request_id),
@@ -545,13 +592,29 @@ def evidence_document(
     }
 
 
+def _text(line: str | bytes) -> str:
+    """A line as text that is valid Unicode (what is not UTF-8 becomes U+FFFD)."""
+    raw = line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
 def document_lines(document: Mapping[str, Any]) -> list[str]:
     """The log inside an :func:`evidence_document` (as downloaded from the API), one line per
-    record, ready for :func:`verify`."""
+    record, ready for :func:`verify`. A record that has no canonical form (``NaN``, a lone
+    surrogate: a service or proxy that answered what no log holds) becomes a line that
+    :func:`verify` names, never an exception."""
     records = document.get("records")
     if not isinstance(records, list):
         raise BrokenRecord("not an evidence document (no records)")
-    return [
-        canonical(record).decode("utf-8") if isinstance(record, dict) else str(record)
-        for record in records
-    ]
+    return [_document_line(record) for record in records]
+
+
+def _document_line(record: object) -> str:
+    if not isinstance(record, dict):
+        return str(record)
+    try:
+        return canonical(record).decode("utf-8")
+    except ValueError:  # NaN or Infinity; UnicodeEncodeError, a lone surrogate
+        return json.dumps(record, sort_keys=True, separators=(",", ":"))
+    except RecursionError:
+        return "(a record nested too deeply to read)"

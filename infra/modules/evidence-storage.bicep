@@ -56,22 +56,8 @@ param networkIsolation bool = false
 @description('Log Analytics workspace that receives the blob service\'s read, write and delete log.')
 param logAnalyticsWorkspaceId string
 
-// What the app may do here, and nothing more (the custom role below):
-//   containers/read          read the container's properties (an Action: a management and
-//                            data-plane read of the container itself, not of its blobs)
-//   blobs/read               read a log (to chain onto its last record, and to verify it)
-//   blobs/add/action         create a new blob and Append Block; it cannot overwrite an
-//                            existing blob (that takes blobs/write, not granted), delete
-//                            (blobs/delete), or set an immutability policy or legal hold
-//                            (blobs/immutableStorage/runAsSuperUser/action, containers/
-//                            setLegalHold/action, containers/immutabilityPolicies/*).
-var appenderActions = [
-  'Microsoft.Storage/storageAccounts/blobServices/containers/read'
-]
-var appenderDataActions = [
-  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'
-  'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'
-]
+@description('Resource id of the custom role "DSR evidence appender" (evidence-role.bicep): read and append, nothing else. Created at the start of the deployment, assigned here minutes later, so the definition has replicated when the assignment names it.')
+param appenderRoleId string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -183,37 +169,14 @@ resource blobAccessLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview
   }
 }
 
-// Read and append, nothing else. A custom role because no built-in one fits: Storage Blob Data
-// Contributor can delete and overwrite, Storage Blob Data Reader cannot append. Assignable only
-// in this resource group (the narrowest scope Azure documents for custom roles); the one
-// assignment below is narrower still: this container.
-resource appenderRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
-  name: guid(storage.id, 'dsr-evidence-appender')
-  properties: {
-    roleName: 'DSR evidence appender (${name})'
-    description: 'Read and append to the DSR evidence logs in ${name}; no overwrite, no delete, no immutability policy or legal hold.'
-    type: 'CustomRole'
-    permissions: [
-      {
-        actions: appenderActions
-        notActions: []
-        dataActions: appenderDataActions
-        notDataActions: []
-      }
-    ]
-    assignableScopes: [
-      resourceGroup().id
-    ]
-  }
-}
-
 // Why: the app appends each DSR's events to its log and reads the log back (to chain the next
 // record, and for GET /api/exports/{requestId}/evidence). Scope: the evidence container only.
+// The role is evidence-role.bicep's custom role (read and append only, see there).
 resource evidenceAppender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(evidenceContainer.id, appPrincipalId, appenderRole.id)
+  name: guid(evidenceContainer.id, appPrincipalId, appenderRoleId)
   scope: evidenceContainer
   properties: {
-    roleDefinitionId: appenderRole.id
+    roleDefinitionId: appenderRoleId
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }

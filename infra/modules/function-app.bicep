@@ -178,8 +178,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
-      // No FTP(S) deployment path: code arrives only through the deployment container.
-      ftpsState: 'Disabled'
+      // No ftpsState: Flex Consumption has no FTP(S) at all and refuses the property (400,
+      // infra/rules/flex-consumption-refused.toml); code arrives only through the deployment
+      // container, and basic publishing credentials are off (below).
       http20Enabled: true
       // Access restrictions (allowedIpRanges): when set, only those ranges and service tags
       // reach the app; the deployment endpoint (scm, used by `azd deploy`) follows the same
@@ -214,17 +215,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // Basic (user name + password) publishing credentials off: deployments use Entra ID only.
+// `location` is not in the REST model of this proxy resource, yet ARM answers "The parameter
+// location has an invalid value" without it (infra/rules/rest-models.toml, exceptions). No
+// `ftp` policy: Flex Consumption has no FTP endpoint to switch off.
 resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'scm'
-  properties: {
-    allow: false
-  }
-}
-
-resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
-  parent: site
-  name: 'ftp'
+  location: location
   properties: {
     allow: false
   }

@@ -14,12 +14,17 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from devhost.azurite import Azurite
 from devhost.graph import GraphSimulator
-from tests.e2e.host import FUNCTION_KEY, REPO, HostProcess, record_seen
+from devhost.tls import TlsFiles
+from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
+from dsr_export.domain import evidence as domain_evidence
+from tests.e2e.host import FUNCTION_KEY, REPO, HostProcess, export_container, record_seen
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
 
@@ -286,3 +291,69 @@ def test_download_verifies_every_blob_against_the_manifest_and_erase_prints_the_
     assert "verified here: OK:" in evidence.stdout
     kinds = [line.split()[2] for line in evidence.stdout.splitlines()[1:] if line[:1].isdigit()]
     assert kinds[-2:] == ["export_delivered", "erased"]
+
+
+def test_evidence_names_a_malformed_line_and_no_reader_of_the_service_crashes(
+    host: HostProcess, azurite: Azurite, tls_files: TlsFiles
+):
+    """F-8 against the host: a stored log whose second line holds NaN and third 100,000 nested
+    arrays (someone with more rights than the app wrote them). The evidence route, the status
+    route and the CLI raised on such lines before; now the CLI names the line, exit 1."""
+    request_id = _rid("CLIV")
+    opening = domain_evidence.chain(
+        None, "received", datetime.now(UTC), request_id, {"source": "http"}
+    )
+    logs = export_container(azurite, tls_files, EVIDENCE_CONTAINER)
+    if not logs.exists():
+        logs.create_container()
+    blob = logs.get_blob_client(domain_evidence.blob_name(request_id))
+    blob.upload_blob(
+        opening.to_line() + b'{"seq": 1, "x": NaN}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+    )
+    try:
+        run = dsrctl(host, "evidence", request_id)
+        assert run.returncode == 1, run.stdout + run.stderr
+        said = "BROKEN at record 1 (line 2): not JSON: NaN is not a number JSON allows"
+        assert f"verified here: {said}" in run.stdout
+        assert f"service says: {said}" in run.stdout
+        shown = dsrctl(host, "show", request_id)  # reads the evidence too (a purged DSR?)
+        assert shown.returncode == 1
+        assert shown.stderr.startswith("error: 404 "), shown.stderr
+    finally:
+        blob.delete_blob()  # the session's check of every chain is for the DSRs that ran
+
+
+def test_download_refuses_names_one_by_one_and_the_rest_downloads(
+    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files: TlsFiles, tmp_path
+):
+    """F-9 and F-10 against the host and Azurite: blobs added to a finished export's container
+    whose names collide with a listed blob's file, are too long for the file system, or carry
+    terminal codes; each is refused by name (escaped), the rest is downloaded and verified."""
+    request_id = _rid("CLIN")
+    submitted = dsrctl(host, "submit", "--request-id", request_id, "--user", _user(e2e_graph))
+    assert submitted.returncode == 0, submitted.stderr
+    doc = host.wait_for(request_id, {"completed"})
+    container = export_container(azurite, tls_files, doc["container"])
+    listed = json.loads(container.download_blob("manifest.json").readall())["blobs"]
+    first = str(listed[0]["name"])
+    added = {
+        first.replace("/", "//", 1) if "/" in first else first + "/": b"forged",
+        "x" * 300: b"long",
+        # Azurite cannot list a name with C0 controls (XML 1.0 has no ESC): a bidi override
+        # and DEL here; the unit tests feed ESC, OSC and CR.
+        "Teams/\u202enosj.exe\x7f": b"{}",
+    }
+    for name, data in added.items():
+        container.upload_blob(name, data, overwrite=True)
+    run = dsrctl(host, "download", request_id, "--to", str(tmp_path / "export"))
+    assert run.returncode == 1, run.stdout + run.stderr
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == len(added), run.stdout + run.stderr
+    assert any(line.startswith("FAILED " + "x" * 300 + ": not written: ") for line in failed)
+    assert "FAILED Teams/\\u202enosj.exe\\x7f: not listed in manifest.json (unverified)" in failed
+    assert not any(char in run.stdout for char in "\u202e\x7f")
+    for blob in listed:  # every listed blob has its own bytes
+        path = tmp_path / "export" / blob["name"]
+        assert path.stat().st_size == blob["size"], blob["name"]
+    ok = [line.split()[1] for line in run.stdout.splitlines() if line.startswith("ok ")]
+    assert set(ok) >= {str(blob["name"]) for blob in listed}

@@ -36,6 +36,7 @@ from tests.infra.bicep_model import (
 )
 
 EVIDENCE = "modules/evidence-storage.bicep"
+EVIDENCE_ROLE = "modules/evidence-role.bicep"
 EXPORT = "modules/export-storage.bicep"
 ACCOUNT = "Microsoft.Storage/storageAccounts"
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
@@ -63,7 +64,7 @@ def _env_default(param: str) -> str:
 
 
 def _role() -> dict[str, Any]:
-    doc = _doc()
+    doc = template(EVIDENCE_ROLE)
     definition = body(only(resources(doc, ROLE_DEFINITION)))
     return dict(evaluate(definition["properties"], doc))
 
@@ -225,16 +226,41 @@ def test_the_custom_role_is_assignable_in_the_resource_group_only() -> None:
 
 def test_the_custom_role_is_assigned_to_the_app_identity_on_the_container() -> None:
     doc = _doc()
-    symbol = only({s: s for s in resources(doc, ROLE_DEFINITION)})
+    assert not resources(doc, ROLE_DEFINITION), "the role is defined in evidence-role.bicep"
     (name, assignment), *others = resources(doc, ROLE_ASSIGNMENT).items()
     assert not others, "the app gets exactly one grant on the evidence account"
     assert condition(assignment) is True
     config = body(assignment)
     assert resources(doc)[config["scope"]]["type"] == CONTAINER, name
     props = config["properties"]
-    assert accessor_path(props["roleDefinitionId"]) == [symbol, "id"]
+    assert props["roleDefinitionId"] == "appenderRoleId"
     assert props["principalId"] == "appPrincipalId"
     assert props["principalType"] == "ServicePrincipal"
+    # The role evidence-role.bicep defines, for this account.
+    main = template("main.bicep")
+    params = module_params(main, "evidenceStorage")
+    assert accessor_path(params["appenderRoleId"]) == ["evidenceRole", "outputs", "id"]
+    role = template(EVIDENCE_ROLE)
+    symbol = only({s: s for s in resources(role, ROLE_DEFINITION)})
+    assert accessor_path(role["outputs"]["id"]["value"]) == [symbol, "id"]
+    assert module_params(main, "evidenceRole")["storageAccountName"] == params["name"]
+
+
+def test_the_custom_role_keeps_its_id_and_assignment_name() -> None:
+    """Moving the definition out of evidence-storage.bicep must not rename it: a new name would
+    be a second role with the same roleName (refused), and a new assignment name a second
+    assignment of the same role (RoleAssignmentExists)."""
+    role = template(EVIDENCE_ROLE)
+    name = body(only(resources(role, ROLE_DEFINITION)))["name"]["function"]
+    assert name["type"] == "guid"
+    base = name["parameters"]["base_string"]["function"]
+    assert base["type"] == "resource_id"
+    assert base["parameters"]["resource_type"] == "Microsoft.Storage/storageAccounts"
+    assert base["parameters"]["resource_name_1"] == "storageAccountName"
+    assert name["parameters"]["extra_string_1"] == "dsr-evidence-appender"
+    assignment = body(only(resources(_doc(), ROLE_ASSIGNMENT)))["name"]["function"]
+    assert assignment["type"] == "guid"
+    assert list(assignment["parameters"].values())[2] == "appenderRoleId"
 
 
 # ---------------------------------------------------------------------------------------------

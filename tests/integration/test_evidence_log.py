@@ -118,7 +118,7 @@ def test_a_dsr_s_life_appends_one_verified_chain(
     request_id = _request_id()
     assert outside.get_container_client(container).exists() is False
     assert log.read(request_id) == []
-    assert log.verify(request_id).summary() == "OK: 0 records"
+    assert log.verify(request_id).summary().startswith("BROKEN at record 0: empty: ")
     steps: list[tuple[Kind, dict[str, object]]] = [
         (Kind.RECEIVED, {"regulation": "gdpr", "submitterKind": "application"}),
         (Kind.SUBMITTED, {"operationId": OPERATION, "sasMode": "user-delegation"}),
@@ -278,6 +278,30 @@ def test_a_broken_log_is_named_and_its_broken_tail_not_chained_onto(
     fresh = EvidenceLog(outside, container)
     with pytest.raises(EvidenceLogError, match="last record is broken"):
         fresh.append(request_id, Kind.GRAPH_STATUS, T0, {})
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        (b'{"seq": 2, "x": NaN}', "not JSON: NaN is not a number JSON allows"),
+        (b"[" * 100_000 + b"]" * 100_000, "not JSON: nested too deeply"),
+        (b'"a string"', "not an evidence record (its fields are not seq, kind, at, ...)"),
+        (b'{"seq": 2, "kind": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_a_malformed_line_is_named_by_the_services_readers(
+    log: EvidenceLog, outside: BlobServiceClient, container: str, line: bytes, why: str
+):
+    """F-8: the app's readers raised ValueError or RecursionError on such a line."""
+    request_id = _request_id()
+    log.append(request_id, Kind.RECEIVED, T0, {})
+    blob = outside.get_blob_client(container, evidence.blob_name(request_id))
+    blob.append_block(line + b"\n")
+    assert log.verify(request_id).summary() == f"BROKEN at record 1 (line 2): {why}"
+    document = evidence.evidence_document(request_id, log.read(request_id))
+    assert document["verification"]["broken"] == {"record": 1, "line": 2, "reason": why}
+    with pytest.raises(EvidenceLogError, match="last record is broken"):
+        EvidenceLog(outside, container).append(request_id, Kind.GRAPH_STATUS, T0, {})
 
 
 def test_the_log_is_kept_apart_by_request_id(log: EvidenceLog):

@@ -208,3 +208,69 @@ def test_request_ids_are_quoted_into_the_path(httpserver: HTTPServer):
         {"requestId": "A:B-1", "phase": "exporting"}, status=202
     )
     assert client_module.ApiClient(httpserver.url_for("/")).cancel("A:B-1", "why")["phase"]
+
+
+# -- redirects: never followed with credentials (F-11) -----------------------------------------
+def _other_origin(server: HTTPServer, path: str) -> str:
+    """The same server under another origin (127.0.0.1 and localhost are two origins)."""
+    host = "127.0.0.1" if "localhost" in server.url_for("/") else "localhost"
+    return f"http://{host}:{server.port}{path}"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed_and_no_credential_goes_on(httpserver: HTTPServer, status: int):
+    # F-11: requests followed the redirect and sent x-functions-key to the other origin.
+    seen: list[Request] = []
+
+    def elsewhere(request: Request) -> Response:
+        seen.append(request)
+        return Response(json.dumps({"requestId": "R-1", "phase": "accepted"}), 200)
+
+    target = _other_origin(httpserver, "/collect?code=1")
+    httpserver.expect_request("/api/exports/R-1").respond_with_response(
+        Response(status=status, headers={"Location": target})
+    )
+    httpserver.expect_request("/api/exports/R-1/cancel").respond_with_response(
+        Response(status=status, headers={"Location": target})
+    )
+    httpserver.expect_request("/collect").respond_with_handler(elsewhere)
+    result = dsrctl(httpserver, "--token", "tok-1", "show", "R-1")
+    cancelled = dsrctl(httpserver, "--token", "tok-1", "cancel", "R-1", "--reason", "x")
+    assert seen == [], [dict(request.headers) for request in seen]
+    for run in (result, cancelled):
+        assert run.exit_code == 1, run.output
+        first = run.stderr.splitlines()[0]
+        assert first.startswith(f"error: {status} Redirect not followed: "), first
+        assert target.split("?")[0] in first
+        assert "code=1" not in first, "the target's query is not shown"
+        assert "tok-1" not in run.output
+
+
+def test_a_same_origin_redirect_is_not_followed_either(httpserver: HTTPServer):
+    httpserver.expect_request("/api/exports/R-1").respond_with_response(
+        Response(status=301, headers={"Location": "/api/exports/R-1/"})
+    )
+    with pytest.raises(ApiError, match="Redirect not followed") as refused:
+        ApiClient(httpserver.url_for("/"), function_key="key-1").get("R-1")
+    assert refused.value.status == 301
+    assert len(httpserver.log) == 1
+
+
+def test_the_export_storage_redirect_is_not_followed(httpserver: HTTPServer):
+    from dsrctl import download
+
+    seen: list[Request] = []
+
+    def elsewhere(request: Request) -> Response:
+        seen.append(request)
+        return Response("<x/>", 200)
+
+    httpserver.expect_request("/elsewhere").respond_with_handler(elsewhere)
+    httpserver.expect_request("/dsr-c").respond_with_response(
+        Response(status=307, headers={"Location": _other_origin(httpserver, "/elsewhere")})
+    )
+    source = download.open_container(httpserver.url_for("/dsr-c") + "?sv=1&sp=rl&sig=SECRET")
+    with pytest.raises(download.DownloadFailed) as failed:
+        source.list()
+    assert seen == []
+    assert str(failed.value) == "the export storage answered a redirect (307): not followed"

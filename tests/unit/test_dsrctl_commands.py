@@ -478,3 +478,59 @@ def test_evidence_of_another_dsr_is_broken(httpserver: HTTPServer):
     result = dsrctl(httpserver, "evidence", "RITM1")
     assert result.exit_code == 1
     assert "wrong request id" in result.stdout
+
+
+def test_evidence_with_no_records_is_broken_even_if_the_service_says_ok(httpserver: HTTPServer):
+    # F-8: "verified here: OK: 0 records", exit 0, before.
+    claimed_ok = {"ok": True, "records": 0, "head": None, "summary": "OK: 0 records"}
+    httpserver.expect_request("/api/exports/RITM1/evidence").respond_with_json(
+        _evidence_doc([], claimed_ok)
+    )
+    result = dsrctl(httpserver, "evidence", "RITM1")
+    assert result.exit_code == 1, result.output
+    assert "verified here: BROKEN at record 0: empty: the log has no records" in result.stdout
+    assert "disagrees" in result.stdout
+    assert dsrctl(httpserver, "evidence", "RITM1", "--json").exit_code == 1
+
+
+def _raw_evidence(httpserver: HTTPServer, body: str) -> None:
+    httpserver.expect_request("/api/exports/RITM1/evidence").respond_with_data(
+        body, content_type="application/json"
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        ('{"seq": 1, "x": NaN}', "not JSON: NaN"),  # as the route answers an unreadable line
+        ('"[[[[' + "[" * 100_000 + '"', "not JSON"),
+        ('"\\u001b[2J"', "not JSON"),
+    ],
+)
+def test_evidence_names_a_malformed_line_the_service_answered_as_text(
+    httpserver: HTTPServer, record: str, why: str
+):
+    # F-8: the route answers a line it cannot read as its text; the CLI names it here.
+    records = _records()
+    body = json.dumps(_evidence_doc(records, {"ok": False, "summary": "BROKEN"}))
+    body = body.replace(json.dumps(records[1]), json.dumps(record) if record[0] != '"' else record)
+    _raw_evidence(httpserver, body)
+    result = dsrctl(httpserver, "evidence", "RITM1")
+    assert result.exit_code == 1, result.output
+    assert f"verified here: BROKEN at record 1 (line 2): {why}" in result.stdout
+    assert "\x1b" not in result.output
+
+
+def test_evidence_answered_with_nan_or_deep_nesting_is_named_not_raised(httpserver: HTTPServer):
+    # F-8: a service or proxy answering NaN inside a record made the CLI raise ValueError.
+    records = _records()
+    body = json.dumps(_evidence_doc(records, {"ok": True, "summary": "OK: 3 records"}))
+    _raw_evidence(httpserver, body.replace('"blobCount": 3', '"blobCount": NaN'))
+    result = dsrctl(httpserver, "evidence", "RITM1")
+    assert result.exit_code == 1, result.output
+    assert "verified here: BROKEN at record 2 (line 3): not JSON: NaN" in result.stdout
+    httpserver.clear()
+    _raw_evidence(httpserver, '{"records": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    deep = dsrctl(httpserver, "evidence", "RITM1")
+    assert deep.exit_code == 1
+    assert deep.stderr.startswith("error: 200 Unexpected answer: the body is not a JSON object")

@@ -139,17 +139,142 @@ def test_a_manifest_that_is_not_one(tmp_path: Path):
     assert report.manifest_problem == "manifest.json has no list of blobs"
 
 
-@pytest.mark.parametrize("name", ["../escape.json", "/abs.json", "a/../../b", "a\\b", "x.part"])
-def test_a_blob_name_that_would_leave_the_folder_is_not_written(tmp_path: Path, name: str):
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../escape.json", "a '..' part would leave the folder"),
+        ("/abs.json", "an absolute name"),
+        ("a/../../b", "a '..' part would leave the folder"),
+        ("a\\b", "a backslash"),
+        ("", "an empty name"),
+        ("a\x00b", "a NUL character"),
+    ],
+)
+def test_a_blob_name_that_would_leave_the_folder_is_not_written(
+    tmp_path: Path, name: str, why: str
+):
     blobs = {name: b"evil"}
     source = FakeContainer({**blobs, "manifest.json": manifest(blobs)})
     report = download.download_all(source, tmp_path / "out")
     assert not report.ok
-    assert [c.problem for c in report.checks if not c.ok] == [
-        "a blob name that would leave the folder: not written"
-    ]
+    [problem] = [c.problem for c in report.checks if not c.ok]
+    assert str(problem).startswith(f"not written: {why}")
     assert not (tmp_path / "escape.json").exists()
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["manifest.json"]
+    assert name not in source.downloads
+
+
+# -- names that collide or cannot be written: refused one by one (F-9) -------------------------
+def _ok_files_are_what_was_downloaded(report: download.Report, source: FakeContainer) -> None:
+    """Every blob reported ok (or kept) has its own bytes in its file at the end: nothing was
+    overwritten after its ``ok`` was printed."""
+    for check in report.checks:
+        if check.ok:
+            path = report.folder.joinpath(*check.name.split("/"))
+            assert path.read_bytes() == source.blobs[check.name], check.name
+
+
+@pytest.mark.parametrize(
+    ("unlisted", "why"),
+    [
+        ("Exchange//mail-1.json", "an empty part"),  # was Exchange/mail-1.json's file
+        ("RequestInfo.json/", "an empty part"),  # was RequestInfo.json's file
+        ("./RequestInfo.json", "a '.' part"),  # storage has no such blob: "erased?" and abort
+        ("Exchange/./mail-1.json", "a '.' part"),
+    ],
+)
+def test_a_name_that_would_be_another_blobs_file_is_refused_and_the_rest_downloads(
+    tmp_path: Path, unlisted: str, why: str
+):
+    # F-9: "a//b" and "a/b" (and "x/" and "x") were one local file: the unlisted blob
+    # overwrote a listed one already printed "ok".
+    source = full_container(**{unlisted: b"forged"})
+    seen: list[BlobCheck] = []
+    report = download.download_all(source, tmp_path / "out", on_blob=seen.append)
+    assert not report.ok
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert list(problems) == [unlisted]
+    assert str(problems[unlisted]).startswith(f"not written: {why}")
+    assert unlisted not in source.downloads
+    assert sum(1 for check in report.checks if check.ok) == 5, "the rest still downloads"
+    _ok_files_are_what_was_downloaded(report, source)
+    assert [check.name for check in seen] == [check.name for check in report.checks]
+
+
+def test_a_blob_beside_a_folder_of_the_same_name_is_refused_not_a_traceback(tmp_path: Path):
+    # F-9: "a" beside "a/b" raised NotADirectoryError out of the download (and, the other way
+    # round, IsADirectoryError).
+    blobs = {"Teams": b"a file", "Teams/chat.json": b"{}", "Exchange/mail-1.json": b"mail"}
+    source = FakeContainer({**blobs, "manifest.json": manifest(blobs)})
+    report = download.download_all(source, tmp_path / "out")
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert problems == {"Teams/chat.json": "not written: its folder Teams is another blob's file"}
+    _ok_files_are_what_was_downloaded(report, source)
+    folders = {"OneDrive": b"x", "OneDrive/a.txt": b"a"}  # the folder first, then the file
+    source = FakeContainer({**folders, "manifest.json": manifest({"OneDrive/a.txt": b"a"})})
+    report = download.download_all(source, tmp_path / "two")
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert problems == {"OneDrive": "not written: a folder of that name holds other blobs"}
+    _ok_files_are_what_was_downloaded(report, source)
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_and_the_rest_downloads(tmp_path: Path):
+    # F-9: a 300-character name raised "File name too long" out of the download.
+    long_name = "Exchange/" + "m" * 300 + ".json"
+    source = full_container(**{long_name: b"long"})
+    progress: list[int] = []
+    report = download.download_all(source, tmp_path / "out", on_bytes=progress.append)
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert list(problems) == [long_name]
+    assert str(problems[long_name]).startswith("not written: ")
+    assert "too long" in str(problems[long_name]).lower()
+    assert sum(1 for check in report.checks if check.ok) == 5
+    assert sum(progress) == sum(len(data) for data in source.blobs.values())
+    assert not [path for path in (tmp_path / "out").rglob("*") if path.name.endswith(".part")]
+
+
+def test_a_listed_blob_is_never_displaced_by_an_unlisted_one(tmp_path: Path):
+    # Unlisted blobs come after every listed one: "Exchange" (unlisted, sorted first) does not
+    # take the folder the listed Exchange/mail-1.json needs.
+    source = full_container(Exchange=b"squatter")
+    report = download.download_all(source, tmp_path / "out")
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert problems == {"Exchange": "not written: a folder of that name holds other blobs"}
+    _ok_files_are_what_was_downloaded(report, source)
+
+
+def test_a_file_reached_twice_through_the_file_system_is_not_overwritten(tmp_path: Path):
+    """Two names, one file (here through a link in the folder; on macOS or Windows by case or
+    Unicode normalisation): the second is refused, the first keeps what it was checked with."""
+    folder = tmp_path / "out"
+    (folder / "real").mkdir(parents=True)
+    (folder / "alias").symlink_to(folder / "real", target_is_directory=True)
+    blobs = {"alias/x.json": b"second", "real/x.json": b"first"}
+    source = FakeContainer({**blobs, "manifest.json": manifest({"real/x.json": b"first"})})
+    report = download.download_all(source, folder)
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert problems == {"alias/x.json": "not written: its file is already real/x.json's"}
+    assert (folder / "real/x.json").read_bytes() == b"first"
+
+
+def test_a_blob_deleted_after_the_listing_is_named_and_the_rest_downloads(tmp_path: Path):
+    class Vanishing(FakeContainer):
+        def chunks(self, name: str) -> Iterator[bytes]:
+            if name == "RequestInfo.json":
+                raise download.BlobGone(name)
+            yield from super().chunks(name)
+
+    source = Vanishing(full_container().blobs)
+    report = download.download_all(source, tmp_path)
+    problems = {check.name: check.problem for check in report.checks if not check.ok}
+    assert problems == {"RequestInfo.json": "no longer in storage (deleted after the listing)"}
+    assert sum(1 for check in report.checks if check.ok) == 4
+
+
+def test_a_folder_that_cannot_be_made_is_one_error(tmp_path: Path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(download.DownloadFailed, match="cannot create the folder"):
+        download.download_all(full_container(), tmp_path / "file" / "out")
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -248,6 +373,42 @@ def test_a_storage_error_is_scrubbed(granted: HTTPServer, tmp_path: Path, monkey
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == "error: cannot reach the export storage"
     no_secret_anywhere(result.output, tmp_path)
+
+
+def test_download_refuses_names_one_by_one_escaped_and_exits_non_zero(
+    granted: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # F-9 and F-10: refused names are named, escaped (a name is another party's text), the
+    # rest is downloaded and printed ok, and the exit status says something was refused.
+    hostile = "Teams/\x1b]0;x\x07\rok    forged.json\u202e.json"
+    source = full_container(
+        **{"Exchange//mail-1.json": b"forged", "a" * 300: b"long", hostile: b"{}"}
+    )
+    monkeypatch.setattr(download, "open_container", lambda url, verify=True: source)
+    result = dsrctl(granted, "download", "RITM1", "--to", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[1] for line in lines if line.startswith("ok ")] == [
+        "manifest.json",
+        "Exchange/mail-1.json",
+        "OneDrive/files/report.docx",
+        "RequestInfo.json",
+        "audit.json",
+    ]
+    assert "FAILED Exchange//mail-1.json: not written: an empty part" in result.stdout
+    assert f"FAILED {'a' * 300}: not written: " in result.stdout
+    assert (
+        "FAILED Teams/\\x1b]0;x\\x07\\rok    forged.json\\u202e.json: not listed in manifest.json"
+        in result.stdout
+    )
+    assert [c for c in result.output if not c.isprintable() and c != "\n"] == []
+    assert lines[-1].startswith("NOT VERIFIED: 3 of 8 file(s) do not match manifest.json")
+    as_json = dsrctl(granted, "--json", "download", "RITM1", "--to", str(tmp_path / "out"))
+    assert as_json.exit_code == 1
+    assert [c for c in as_json.stdout if not c.isprintable() and c != "\n"] == []
+    files = {entry["name"]: entry for entry in json.loads(as_json.stdout)["files"]}
+    assert files[hostile]["ok"] is False
 
 
 def test_download_refused_by_the_api(httpserver: HTTPServer, tmp_path: Path):

@@ -304,3 +304,61 @@ def test_import_on_a_terminal_shows_a_progress_bar(
 
 def test_verdicts_are_the_three_of_the_summary():
     assert [v.value for v in Verdict] == ["accepted", "duplicate", "refused"]
+
+
+# -- what a CSV cell can do to the terminal (F-10) ---------------------------------------------
+#: Cells a ticket export could carry: an OSC that retitles the window, CSI clear-screen, a CR
+#: that forges an "accepted" line over the refusal, C1 CSI, a bidi override, rich markup.
+FORGED_ID = '"RITM5\x1b]0;x\x07\x1b[2J\rline 9 (RITM9): accepted\x9b1m\u202e[bold]b[/bold]"'
+HOSTILE_CSV = (
+    HEADER
+    + f"{FORGED_ID},a@contoso.example,,,,\n"  # refused by the API (a request id it refuses)
+    + "RITM6,\x1b[31mnot-a-user\u2028,,,,\n"  # refused by the API, its user echoed nowhere
+    + "RITM7\x1b[8m,b@contoso.example\n"  # refused here: too few fields
+).encode() + b"RITM8\xff\x1b,c@contoso.example,,,,\n"  # not UTF-8, refused here
+
+
+def _inert(text: str) -> None:
+    assert [c for c in text if not c.isprintable() and c != "\n"] == [], repr(text)
+
+
+def test_import_escapes_what_the_cells_hold(httpserver: HTTPServer, tmp_path: Path):
+    # F-10: the request id was printed raw, ESC, OSC, CR and all.
+    def refuse(request: Request) -> Response:
+        body = {"title": "Invalid request", "status": 400, "detail": "refused"}
+        body["errors"] = [{"pointer": "/requestId", "detail": "must be 1-100 characters"}]
+        return Response(json.dumps(body), 400, content_type="application/problem+json")
+
+    httpserver.expect_request("/api/exports", method="POST").respond_with_handler(refuse)
+    path = write(tmp_path, HOSTILE_CSV)
+    for args in (["import", str(path)], ["import", "--dry-run", str(path)]):
+        result = dsrctl(httpserver, *args)
+        assert result.exit_code == 1, result.output
+        _inert(result.stdout)
+        _inert(result.stderr)
+        assert "(RITM5\\x1b]0;x\\x07\\x1b[2J\\rline 9 (RITM9): accepted\\x9b1m\\u202e" in (
+            result.stdout
+        )
+        assert "(RITM8\\udcff\\x1b)" in result.stdout
+        assert "(RITM7\\x1b[8m)" in result.stdout
+    as_json = dsrctl(httpserver, "--json", "import", str(path))
+    _inert(as_json.stdout)
+    rows = json.loads(as_json.stdout)["rows"]
+    assert rows[0]["requestId"].startswith("RITM5\x1b]0;x\x07"), "the JSON is the same once parsed"
+
+
+def test_import_with_a_bar_escapes_what_the_cells_hold(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from dsrctl import output
+
+    monkeypatch.setattr(output, "is_interactive", lambda stream=None: True)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    httpserver.expect_request("/api/exports", method="POST").respond_with_json(
+        {"title": "Invalid request", "status": 400}, status=400
+    )
+    result = dsrctl(httpserver, "import", str(write(tmp_path, HOSTILE_CSV)))
+    assert result.exit_code == 1
+    for raw in ("\x1b]0;x", "\x1b[2J", "\rline 9", "\x9b", "\u202e", "\x1b[31m", "\x1b[8m"):
+        assert raw not in result.stdout, repr(raw)
+    assert "[bold]b[/bold]" in result.stdout

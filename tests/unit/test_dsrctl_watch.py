@@ -209,3 +209,57 @@ def test_term_dumb_is_not_interactive_even_on_a_tty(monkeypatch: pytest.MonkeyPa
     assert output.is_interactive(Tty())
     monkeypatch.setenv("TERM", "dumb")
     assert not output.is_interactive(Tty())
+
+
+# -- another operator's words on this terminal (F-10) -----------------------------------------
+#: A cancel reason as the status shows it: it retitles the window, clears the screen and forges
+#: a "completed" line over the real one (CR), in C1 and bidi forms too, with rich markup.
+REASON = (
+    "\x1b]0;ok\x07\x1b[2J\rR-3: completed  graph succeeded 100%\x9b2K\u202edesrever[red]x[/red]"
+)
+CANCELLED = [
+    doc("R-3", "exporting", "running", 10),
+    doc("R-3", "cancelled", error={"code": "Cancelled", "message": REASON}),
+]
+
+
+def _inert(text: str) -> None:
+    assert [c for c in text if not c.isprintable() and c != "\n"] == [], repr(text)
+
+
+def test_a_cancel_reason_is_printed_escaped(httpserver: HTTPServer):
+    # F-10: the reason reached the terminal raw (watch without a terminal, and --json).
+    play(httpserver, {"R-3": CANCELLED})
+    result = dsrctl(httpserver, "watch", "R-3", "--interval", "0.01")
+    assert result.exit_code == output.EXIT_FAILED
+    _inert(result.stdout)
+    assert result.stdout.splitlines()[-2] == (
+        "R-3: cancelled  days left 31  error Cancelled: \\x1b]0;ok\\x07\\x1b[2J\\rR-3: completed"
+        "  graph succeeded 100%\\x9b2K\\u202edesrever[red]x[/red]"
+    )
+    as_json = dsrctl(httpserver, "--json", "watch", "R-3", "--interval", "0.01")
+    _inert(as_json.stdout)
+    assert json.loads(as_json.stdout.splitlines()[-1])["error"]["message"] == REASON
+
+
+def test_a_cancel_reason_on_the_live_display_is_escaped_and_not_markup(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(output, "is_interactive", lambda stream=None: True)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    lives: dict[str, Sequence[dict[str, Any] | int]] = {
+        "R-3": CANCELLED,
+        "R-4": [
+            doc("R-4", "[blink]exporting[/blink]\x1b]0;t\x07", "\x9b2J", 5),
+            503,
+            doc("R-4", "completed"),
+        ],
+    }
+    play(httpserver, lives)
+    result = dsrctl(httpserver, "watch", "R-3", "R-4", "--interval", "0.01")
+    assert result.exit_code == output.EXIT_FAILED
+    for raw in ("\x1b]0;ok", "\x1b[2J", "\rR-3: completed", "\x9b", "\u202e", "\x1b]0;t"):
+        assert raw not in result.stdout, repr(raw)
+    assert "[blink]exporting[/blink]" in result.stdout
+    assert "\\x1b]0;ok\\x07" in result.stdout

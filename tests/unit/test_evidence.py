@@ -7,6 +7,7 @@ Azurite in tests/integration/test_evidence_log.py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -14,12 +15,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dsr_export import evidence as cli
+from dsr_export.adapters.evidence_log import EvidenceLog
 from dsr_export.domain import evidence
 from dsr_export.domain.evidence import (
     GENESIS,
@@ -164,8 +167,13 @@ def test_every_kind_of_record_chains_into_a_log_that_verifies():
     assert list(result.records) == records
 
 
-def test_an_empty_log_and_blank_lines():
-    assert verify([]).summary() == "OK: 0 records"
+def test_an_empty_log_is_broken_and_blank_lines_are_skipped():
+    # F-8: a DSR's log opens with its receipt, so a log without records proves nothing.
+    empties: list[list[str | bytes]] = [[], [b"", b"\n", "  "]]
+    for empty in empties:
+        _broken_at(verify(empty), 0, None, "empty: the log has no records")
+        _broken_at(verify(empty, request_id=REQUEST), 0, None, "empty")
+        _broken_at(verify(empty, head="ab" * 32), 0, None, "empty")
     lines = _lines(_records(3))
     spaced: list[str | bytes] = [lines[0], b"", "  ", lines[1].decode(), lines[2], b"\n"]
     assert verify(spaced).ok, "str or bytes, blank lines skipped"
@@ -269,7 +277,7 @@ def test_a_truncated_log_is_named():
     _broken_at(
         verify(shorter, head=records[-1].hash), len(shorter), None, "truncated"
     )  # ...which the head kept elsewhere catches
-    _broken_at(verify([], head=records[0].hash), 0, None, "truncated")
+    _broken_at(verify([], head=records[0].hash), 0, None, "empty")
 
 
 def test_a_record_of_another_dsr_is_named():
@@ -304,6 +312,122 @@ def test_a_duplicate_key_is_not_json():
     line = _lines(_records(1))[0].decode()
     doubled = line.replace('"seq":0', '"seq":0,"seq":0')
     _broken_at(verify([doubled]), 0, 1, "a key appears twice")
+
+
+def test_a_log_must_open_with_the_received_record_of_its_dsr():
+    # F-8: a log whose first record is not the DSR's receipt is not a DSR's whole log.
+    records = _records(3)
+    submitted = chain(None, Kind.SUBMITTED, T0, REQUEST, dict(LIFECYCLE[1][1]))
+    _broken_at(verify([submitted.to_line()]), 0, 1, "does not start with its 'received' record")
+    _broken_at(
+        verify([submitted.to_line()], request_id=REQUEST), 0, 1, "it starts with a 'submitted' one"
+    )
+    _broken_at(verify(_lines(records), request_id="RITM9"), 0, 1, "wrong request id")
+    assert verify(_lines(records[:1]), request_id=REQUEST).ok
+
+
+def _deep(depth: int, open_: bytes = b"[", close: bytes = b"]") -> bytes:
+    return open_ * depth + close * depth
+
+
+def _with_data(line: bytes, raw_value: bytes) -> bytes:
+    """A record line whose ``data`` gets one more field, written as raw JSON text."""
+    return line.replace(b'"data":{', b'"data":{"x":' + raw_value + b",", 1)
+
+
+MALFORMED: list[tuple[str, bytes, str]] = [
+    ("NaN in data", _with_data(_lines(_records(2))[1], b"NaN"), "not JSON: NaN"),
+    ("Infinity in data", _with_data(_lines(_records(2))[1], b"Infinity"), "not JSON: Infinity"),
+    (
+        "-Infinity as seq",
+        _lines(_records(2))[1].replace(b'"seq":1', b'"seq":-Infinity'),
+        "not JSON",
+    ),
+    ("a bare NaN", b"NaN", "not JSON: NaN"),
+    ("100,000 nested arrays", _deep(100_000), "not JSON: nested too deeply"),
+    ("100,000 nested objects", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+    ("deep in data", _with_data(_lines(_records(2))[1], _deep(5000)), "nested too deeply"),
+    ("a string", b'"received"', "not an evidence record"),
+    ("a number", b"42", "not an evidence record"),
+    ("null", b"null", "not an evidence record"),
+    ("an array", b"[]", "not an evidence record"),
+    ("bad UTF-8", _lines(_records(2))[1].replace(b'"kind":"', b'"kind":"\xff', 1), "not UTF-8"),
+    ("a lone surrogate", _with_data(_lines(_records(2))[1], b'"\\ud800"'), "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"), [case[1:] for case in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+def test_a_malformed_line_is_named_by_its_line_number_never_raised(line: bytes, why: str):
+    # F-8: NaN, deep nesting, a non-object, bad UTF-8: a broken record, not an exception.
+    lines = _lines(_records(3))
+    lines[1] = line
+    _broken_at(verify(lines), 1, 2, why)
+    _broken_at(verify([text.decode("utf-8", "replace") for text in lines]), 1, 2, "")
+    with pytest.raises(evidence.BrokenRecord):
+        evidence.parse_record(line)
+    document = evidence.evidence_document(REQUEST, lines)  # the evidence route's answer
+    assert document["verification"]["broken"]["record"] == 1
+    assert document["verification"]["broken"]["line"] == 2
+    json.dumps(document, allow_nan=False)  # the route can always serialise it
+    assert isinstance(document["records"][1], str), "kept as its text"
+    again = verify(evidence.document_lines(json.loads(json.dumps(document))))
+    _broken_at(again, 1, 2, "")
+
+
+class _StoredLogs:
+    """Just enough of a blob service for the evidence log adapter to read what is stored."""
+
+    def __init__(self, blobs: dict[str, bytes]) -> None:
+        self.blobs = blobs
+
+    def get_container_client(self, name: str) -> _StoredLogs:
+        return self
+
+    def get_blob_client(self, name: str) -> SimpleNamespace:
+        content = self.blobs[name]
+        return SimpleNamespace(download_blob=lambda: SimpleNamespace(readall=lambda: content))
+
+
+@pytest.mark.parametrize(
+    ("line", "why"), [case[1:] for case in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+def test_the_services_readers_of_a_stored_log_name_a_malformed_line(line: bytes, why: str):
+    # F-8: the app's own readers (the evidence route, the lifecycle's records, the writer's
+    # tail) raised ValueError or RecursionError on such a line, before.
+    lines = _lines(_records(3))
+    stored = _StoredLogs({evidence.blob_name(REQUEST): b"".join([lines[0], line, b"\n", lines[2]])})
+    log = EvidenceLog(stored)  # type: ignore[arg-type]
+    result = log.verify(REQUEST)
+    _broken_at(result, 1, 2, why)
+    assert [record.seq for record in result.records] == [0]
+    read = log.read(REQUEST)
+    assert len(read) == 3
+    document = evidence.evidence_document(REQUEST, read)  # what the route answers
+    json.dumps(document, allow_nan=False).encode("utf-8")
+    assert document["verification"]["broken"] == {"record": 1, "line": 2, "reason": result.reason}
+    parsed = []  # intake.lifecycle.records: the records that parse, the broken one skipped
+    for text in read:
+        with contextlib.suppress(evidence.BrokenRecord):
+            parsed.append(evidence.parse_record(text).seq)
+    assert parsed == [0, 2]
+
+
+def test_the_services_readers_of_an_absent_log():
+    log = EvidenceLog(_StoredLogs({}))  # type: ignore[arg-type]
+    log._download = lambda name: b""  # type: ignore[method-assign]
+    assert log.read(REQUEST) == []
+    _broken_at(log.verify(REQUEST), 0, None, "empty")
+
+
+def test_a_served_document_with_nan_or_a_lone_surrogate_is_broken_not_raised():
+    # A service (or proxy) answering records that cannot be a record's canonical JSON.
+    records = [record.to_dict() for record in _records(3)]
+    records[1]["data"]["x"] = float("nan")
+    _broken_at(verify(evidence.document_lines({"records": records})), 1, 2, "not JSON: NaN")
+    records[1]["data"]["x"] = "\ud800"
+    _broken_at(verify(evidence.document_lines({"records": records})), 1, 2, "not UTF-8")
 
 
 def test_a_rehashed_record_must_still_be_a_valid_one():
@@ -498,6 +622,52 @@ def test_the_cli_reads_the_endpoints_document(tmp_path: Path, capsys: pytest.Cap
     assert capsys.readouterr().out.startswith("BROKEN at record 1 (line 2): hash mismatch")
     single = _write(tmp_path, _lines(records)[0])
     assert cli.main(["verify", single]) == 0, "one record of JSON lines is not a document"
+
+
+def test_the_cli_says_an_empty_log_is_broken(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    # F-8: "OK: 0 records" (exit 0) for an empty log, with or without --request-id, before.
+    for content in (b"", b"\n\n"):
+        path = _write(tmp_path, content)
+        for extra in ([], ["--request-id", REQUEST]):
+            assert cli.main(["verify", path, *extra]) == 1
+            assert capsys.readouterr().out.startswith("BROKEN at record 0: empty: ")
+    path = _write(tmp_path, json.dumps({"requestId": REQUEST, "records": []}).encode())
+    assert cli.main(["verify", path, "--request-id", REQUEST]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN at record 0: empty: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "why"), [case[1:] for case in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
+def test_the_cli_names_a_malformed_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: bytes, why: str
+):
+    # F-8: NaN or 100,000-deep nesting raised out of the verifier before.
+    lines = _lines(_records(3))
+    path = _write(tmp_path, b"".join([lines[0], line, b"\n", lines[2]]))
+    assert cli.main(["verify", path, "--request-id", REQUEST]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("BROKEN at record 1 (line 2): ")
+    assert why in out
+    alone = _write(tmp_path, line)  # the whole file is tried as one JSON document first
+    assert cli.main(["verify", alone]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN at record 0 (line 1): ")
+
+
+def test_the_cli_names_a_malformed_record_of_the_endpoints_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    records: list[object] = [record.to_dict() for record in _records(3)]
+    records[1] = {"deep": json.loads(_deep(200))}
+    path = _write(tmp_path, json.dumps({"records": records}).encode())
+    assert cli.main(["verify", path]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN at record 1 (line 2): not an evidence")
+    text = json.dumps({"records": [records[0], "x"]}).replace('"x"', '{"a": NaN}')
+    assert cli.main(["verify", _write(tmp_path, text.encode())]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN at record 1 (line 2): not JSON: NaN")
+    deep = b'{"records": [' + _deep(100_000) + b"]}"
+    assert cli.main(["verify", _write(tmp_path, deep)]) == 1
+    assert capsys.readouterr().out.startswith("BROKEN at record 0 (line 1): not JSON")
 
 
 def test_the_cli_on_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

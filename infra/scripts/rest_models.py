@@ -1,0 +1,699 @@
+"""The Bicep in infra/ checked against Azure's own REST models, offline.
+
+Run with the REST-model venv's python (`.venv-azmodels`, installed by `make azmodels`, part of
+`make test`): the `azure-mgmt-*` packages pinned in requirements-azmodels.txt carry models
+generated from Azure's REST specifications, one module per API version. Its input is the
+flattened resource declarations of infra/ (tests/infra/bicep_paths.py makes them from pycep's
+parse trees; tests/infra/test_rest_models.py runs this script on them), as JSON:
+
+    {"declarations": [{"file", "symbol", "type", "apiVersion", "existing", "name",
+                       "paths": [{"path": [...], "kinds", "literals", "expression", "always"}]}]}
+
+For each declaration it finds the model of that exact type@apiVersion (infra/rules/
+rest-models.toml) and reports:
+
+* an unknown property (the model has no such wire name; a name that differs only in case is
+  reported as such: ARM may accept it, Bicep's types do not, and the next API version may not);
+* a literal value outside the model's enum, or of another JSON type than the model's;
+* a read-only property set (ARM ignores it at best; some resource providers refuse it);
+* a required property missing (or set only under a condition while its parent is always set).
+
+Types that no package models (the Microsoft Graph extension's) are checked against the typed
+description kept in infra/rules (bicep-types JSON). Deliberate departures from a model (Azure
+needs what the model lacks) are listed in rest-models.toml's `exception` entries with their
+source, and nowhere else.
+
+Standard library only, apart from the model packages it imports by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import re
+import sys
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+RULES_DIR = INFRA / "rules"
+RULES = RULES_DIR / "rest-models.toml"
+OVERLAYS = ROOT / "requirements-azmodels-overlays.txt"
+
+#: msrest's scalar type names, by the JSON type each takes.
+_MSREST_SCALARS = {
+    "str": "string",
+    "iso-8601": "string",
+    "rfc-1123": "string",
+    "duration": "string",
+    "date": "string",
+    "time": "string",
+    "bytearray": "string",
+    "base64": "string",
+    "bool": "boolean",
+    "int": "integer",
+    "long": "integer",
+    "unix-time": "integer",
+    "float": "number",
+    "decimal": "number",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas: what a model says a value may be
+
+
+@dataclass
+class Field:
+    """One property of an object model: its schema, and whether it is read-only or required."""
+
+    schema: Callable[[], Schema]
+    readonly: bool = False
+    required: bool = False
+
+
+@dataclass
+class Node:
+    """A wire-name trie: msrest models flatten `properties.siteConfig.ftpsState` into one
+    attribute, so an object's properties are a tree of names, some of them only a step."""
+
+    children: dict[str, Node] = field(default_factory=dict)
+    field: Field | None = None
+
+    def insert(self, segments: list[str], prop: Field) -> None:
+        node = self
+        for segment in segments:
+            node = node.children.setdefault(segment, Node())
+        node.field = prop
+
+
+@dataclass
+class Schema:
+    """`object`, `array`, `map`, `enum`, `scalar` (json: string, boolean, integer, number) or
+    `any`."""
+
+    kind: str
+    name: str = ""
+    item: Callable[[], Schema] | None = None
+    values: tuple[Any, ...] = ()
+    json: str = ""
+    build: Callable[[], ObjectShape] | None = None
+
+    @cached_property
+    def shape(self) -> ObjectShape:
+        assert self.build is not None, self.name
+        return self.build()
+
+    def describe(self) -> str:
+        if self.kind == "scalar":
+            return self.json
+        if self.kind == "enum":
+            return f"one of {list(self.values)}"
+        return f"{self.kind} {self.name}".strip()
+
+
+@dataclass
+class ObjectShape:
+    root: Node
+    #: Accepts properties it does not name (additionalProperties).
+    open: bool = False
+    #: (wire path of the discriminator, value -> schema of that subtype).
+    discriminator: tuple[list[str], dict[str, Callable[[], Schema]]] | None = None
+
+
+ANY = Schema("any")
+
+
+def _const(schema: Schema) -> Callable[[], Schema]:
+    return lambda: schema
+
+
+def _split_key(key: str) -> list[str]:
+    """msrest's flattened key: dots separate levels, ``\\.`` is a dot in a name."""
+    return [part.replace("\\.", ".") for part in re.split(r"(?<!\\)\.", key)]
+
+
+class MsrestModels:
+    """Models generated by AutoRest for msrest (`_attribute_map`, `_validation`)."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self._cache: dict[str, Schema] = {}
+
+    def model(self, name: str) -> Schema:
+        if name not in self._cache:
+            cls = getattr(self.module, name)
+            self._cache[name] = Schema("object", name=name, build=lambda: self._shape(cls))
+        return self._cache[name]
+
+    def _enum_values(self, cls: type, attr: str) -> tuple[Any, ...]:
+        """The enum an attribute's `__init__` annotation names (``Union[str, "_models.X"]``)."""
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            annotation = getattr(init, "__annotations__", {}).get(attr)
+            if annotation is None:
+                continue
+            values: list[Any] = []
+            for name in re.findall(r"_models\.(\w+)", repr(annotation)):
+                candidate = getattr(self.module, name, None)
+                if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+                    values += [member.value for member in candidate]
+            return tuple(values)
+        return ()
+
+    def _type(self, text: str, enum_values: tuple[Any, ...]) -> Schema:
+        if text.startswith("[") and text.endswith("]"):
+            item = self._type(text[1:-1], enum_values)
+            return Schema("array", item=lambda: item)
+        if text.startswith("{") and text.endswith("}"):
+            value = self._type(text[1:-1], enum_values)
+            return Schema("map", item=lambda: value)
+        if text in _MSREST_SCALARS:
+            if enum_values and _MSREST_SCALARS[text] == "string":
+                return Schema("enum", values=enum_values)
+            return Schema("scalar", json=_MSREST_SCALARS[text])
+        if text == "object":
+            return ANY
+        candidate = getattr(self.module, text, None)
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+            return Schema("enum", values=tuple(m.value for m in candidate))
+        if candidate is None:
+            raise LookupError(f"{self.module.__name__} has no model {text}")
+        return self.model(text)
+
+    def _shape(self, cls: type) -> ObjectShape:
+        shape = ObjectShape(root=Node())
+        attribute_map: Mapping[str, Mapping[str, str]] = getattr(cls, "_attribute_map", {})
+        validation: Mapping[str, Mapping[str, Any]] = getattr(cls, "_validation", {})
+        for attr, spec in attribute_map.items():
+            if spec["key"] == "":  # additional_properties
+                shape.open = True
+                continue
+            rules = validation.get(attr, {})
+            schema = self._type(spec["type"], self._enum_values(cls, attr))
+            prop = Field(
+                schema=_const(schema),
+                readonly=bool(rules.get("readonly")),
+                required=bool(rules.get("required")),
+            )
+            shape.root.insert(_split_key(spec["key"]), prop)
+        subtypes: Mapping[str, Mapping[str, str]] = getattr(cls, "_subtype_map", None) or {}
+        for attr, mapping in subtypes.items():
+            key = _split_key(attribute_map[attr]["key"])
+            shape.discriminator = (
+                key,
+                {value: functools.partial(self.model, name) for value, name in mapping.items()},
+            )
+        return shape
+
+
+class TypeSpecModels:
+    """Models generated from TypeSpec (`rest_field`, visibility, Python annotations)."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self._cache: dict[type, Schema] = {}
+
+    def model(self, name: str) -> Schema:
+        return self._model(getattr(self.module, name))
+
+    def _model(self, cls: type) -> Schema:
+        if cls not in self._cache:
+            self._cache[cls] = Schema("object", name=cls.__name__, build=lambda: self._shape(cls))
+        return self._cache[cls]
+
+    def _hint(self, hint: Any) -> tuple[Schema, bool]:
+        """(schema, optional) of one annotation."""
+        origin = typing.get_origin(hint)
+        args = typing.get_args(hint)
+        if origin is typing.Union or origin is types.UnionType:
+            members = [a for a in args if a is not type(None)]
+            optional = len(members) < len(args)
+            enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
+            if enums:
+                return Schema("enum", values=tuple(v.value for e in enums for v in e)), optional
+            if len(members) == 1:
+                return self._hint(members[0])[0], optional
+            return ANY, optional
+        if origin is typing.Literal:
+            return Schema("enum", values=args), False
+        if origin is list:
+            item = self._hint(args[0])[0]
+            return Schema("array", item=lambda: item), False
+        if origin is dict:
+            value = self._hint(args[1])[0]
+            return Schema("map", item=lambda: value), False
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            return Schema("enum", values=tuple(v.value for v in hint)), False
+        if isinstance(hint, type) and any("model_base" in b.__module__ for b in hint.__mro__):
+            return self._model(hint), False
+        scalars = {str: "string", bool: "boolean", int: "integer", float: "number"}
+        if isinstance(hint, type) and hint in scalars:
+            return Schema("scalar", json=scalars[hint]), False
+        if isinstance(hint, type) and hint.__name__ in ("datetime", "timedelta", "date"):
+            return Schema("scalar", json="string"), False
+        return ANY, False
+
+    def _shape(self, cls: type) -> ObjectShape:
+        cls()  # the generated base class computes _attr_to_rest_field on first use
+        package = importlib.import_module(cls.__module__.rsplit(".", 1)[0])
+        hints = typing.get_type_hints(
+            cls, globalns=vars(sys.modules[cls.__module__]), localns={"_models": package}
+        )
+        shape = ObjectShape(root=Node())
+        fields: Mapping[str, Any] = cls._attr_to_rest_field  # type: ignore[attr-defined]
+        for attr, rest_field in fields.items():
+            schema, optional = self._hint(hints.get(attr, Any))
+            readonly = list(rest_field._visibility or []) == ["read"]
+            prop = Field(
+                schema=_const(schema),
+                readonly=readonly,
+                required=not optional and not readonly,
+            )
+            shape.root.insert([rest_field._rest_name], prop)
+        return shape
+
+
+class BicepTypes:
+    """A bicep-types JSON description (the Graph extension's types.json)."""
+
+    REQUIRED, READ_ONLY = 1, 2
+
+    def __init__(self, folder: Path) -> None:
+        self.types: list[dict[str, Any]] = json.loads((folder / "types.json").read_text())
+        index = json.loads((folder / "index.json").read_text())
+        self.resources = {
+            name: int(ref["$ref"].split("#/")[1]) for name, ref in index["resources"].items()
+        }
+        self._cache: dict[int, Schema] = {}
+
+    def resource(self, type_version: str) -> Schema:
+        if type_version not in self.resources:
+            raise LookupError(f"the typed description has no {type_version}")
+        body = self.types[self.resources[type_version]]["body"]
+        return self._schema(body)
+
+    def _schema(self, ref: Mapping[str, str]) -> Schema:
+        index = int(ref["$ref"].split("#/")[1])
+        if index not in self._cache:
+            self._cache[index] = self._make(index)
+        return self._cache[index]
+
+    def _make(self, index: int) -> Schema:
+        entry = self.types[index]
+        kind = entry["$type"]
+        if kind == "ObjectType":
+            return Schema("object", name=entry.get("name", ""), build=lambda: self._shape(entry))
+        if kind == "ArrayType":
+            return Schema("array", item=lambda: self._schema(entry["itemType"]))
+        if kind == "StringLiteralType":
+            return Schema("enum", values=(entry["value"],))
+        if kind == "UnionType":
+            members = [self._schema(e) for e in entry["elements"]]
+            if all(m.kind == "enum" for m in members):
+                return Schema("enum", values=tuple(v for m in members for v in m.values))
+            return ANY
+        json_types = {"StringType": "string", "IntegerType": "integer", "BooleanType": "boolean"}
+        if kind in json_types:
+            return Schema("scalar", json=json_types[kind])
+        return ANY
+
+    def _shape(self, entry: Mapping[str, Any]) -> ObjectShape:
+        shape = ObjectShape(root=Node(), open="additionalProperties" in entry)
+        for name, prop in entry.get("properties", {}).items():
+            flags = int(prop.get("flags", 0))
+            shape.root.insert(
+                [name],
+                Field(
+                    schema=functools.partial(self._schema, prop["type"]),
+                    readonly=bool(flags & self.READ_ONLY),
+                    required=bool(flags & self.REQUIRED) and not flags & self.READ_ONLY,
+                ),
+            )
+        return shape
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the model of a declaration
+
+
+def load_rules(path: Path = RULES) -> dict[str, Any]:
+    return tomllib.loads(path.read_text())
+
+
+def _overlay_module(requirement: str, module: str) -> types.ModuleType:
+    """A package installed beside another version of itself (`pip install --target`), loaded
+    under a name of its own so both can be imported in one process."""
+    folder = overlay_dir(requirement)
+    dist, _, _ = requirement.partition("==")
+    parts = module.split(".")  # azure.mgmt.monitor.models
+    package_dir = folder.joinpath(*parts[:3])
+    alias = "_azmodels_" + re.sub(r"\W", "_", requirement)
+    if alias not in sys.modules:
+        if not package_dir.is_dir():
+            raise LookupError(f"{requirement} is not installed in {folder} (make azmodels)")
+        versions = [d.version for d in importlib.metadata.distributions(path=[str(folder)])]
+        if versions != [requirement.partition("==")[2]]:
+            raise LookupError(f"{folder} holds {dist} {versions}, not {requirement}")
+        package = types.ModuleType(alias)
+        package.__path__ = [str(package_dir)]
+        sys.modules[alias] = package
+    return importlib.import_module(".".join([alias, *parts[3:]]))
+
+
+def overlay_dir(requirement: str) -> Path:
+    """Where an overlay is installed: beside the venv's own packages."""
+    venv = Path(sys.prefix)
+    return venv / "overlays" / requirement.replace("==", "-")
+
+
+def _module_source(module: types.ModuleType) -> str:
+    origin = getattr(module, "__file__", None)
+    return Path(origin).read_text() if origin else ""
+
+
+class Catalogue:
+    """The schema of each type@apiVersion named in rest-models.toml."""
+
+    def __init__(self, rules: Mapping[str, Any], folder: Path = RULES_DIR) -> None:
+        self.rules = rules
+        self.folder = folder
+        self._loaders: dict[str, MsrestModels | TypeSpecModels] = {}
+        self._bicep_types: dict[str, BicepTypes] = {}
+
+    def _import(self, entry: Mapping[str, Any], name: str) -> types.ModuleType:
+        if "overlay" in entry:
+            return _overlay_module(str(entry["overlay"]), name)
+        return importlib.import_module(name)
+
+    def _loader(self, entry: Mapping[str, Any]) -> MsrestModels | TypeSpecModels:
+        key = f"{entry.get('overlay', '')}:{entry['module']}"
+        if key not in self._loaders:
+            module = self._import(entry, str(entry["module"]))
+            msrest = any(
+                hasattr(v, "_attribute_map") for v in vars(module).values() if isinstance(v, type)
+            )
+            self._loaders[key] = MsrestModels(module) if msrest else TypeSpecModels(module)
+        return self._loaders[key]
+
+    def check_api_version(self, type_version: str) -> str | None:
+        """Why the model cannot be trusted for this API version, or None."""
+        entry = self.rules["models"][type_version]
+        if "bicep_types" in entry:
+            folder = self.folder / str(entry["bicep_types"])
+            if type_version not in BicepTypes(folder).resources:
+                return f"{folder.name} does not describe {type_version}"
+            return None
+        version = type_version.rpartition("@")[2]
+        module = str(entry["module"])
+        if f".v{version.replace('-', '_')}." in f"{module}.":
+            return None
+        if "operations" not in entry:
+            return f"{module} is not versioned: name the operations module that sends {version}"
+        source = _module_source(self._import(entry, str(entry["operations"])))
+        if f'"api-version", "{version}"' not in source:
+            return f"{entry['operations']} does not send api-version {version}"
+        return None
+
+    def schema(self, type_version: str, name: str | None) -> Schema:
+        entry = self.rules["models"][type_version]
+        if "bicep_types" in entry:
+            folder = str(entry["bicep_types"])
+            if folder not in self._bicep_types:
+                self._bicep_types[folder] = BicepTypes(self.folder / folder)
+            return self._bicep_types[folder].resource(type_version)
+        model = entry.get("model")
+        if "by_name" in entry:
+            model = entry["by_name"].get(name or "")
+            if model is None:
+                raise LookupError(
+                    f"no model for the name {name!r} (by_name: {sorted(entry['by_name'])})"
+                )
+        return self._loader(entry).model(str(model))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking one declaration
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    symbol: str
+    type_version: str
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} {self.symbol} ({self.type_version})"
+        return f"{where} {self.path or '<body>'}: {self.problem}"
+
+
+@dataclass
+class Step:
+    """Where a path leads: a schema, or a step of a flattened name (an intermediate node)."""
+
+    schema: Schema | None
+    node: Node | None = None
+    owner: Schema | None = None
+    field: Field | None = None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "null" if value is None else type(value).__name__
+
+
+class Checker:
+    def __init__(self, catalogue: Catalogue, exceptions: Iterable[Mapping[str, Any]]) -> None:
+        self.catalogue = catalogue
+        self.exceptions = {(str(e["type"]), str(e["path"])) for e in exceptions}
+
+    def check(self, declaration: Mapping[str, Any]) -> list[Finding]:
+        type_version = f"{declaration['type']}@{declaration['apiVersion']}"
+        file, symbol = str(declaration["file"]), str(declaration["symbol"])
+
+        def finding(path: Iterable[str], problem: str) -> Finding:
+            return Finding(file, symbol, type_version, ".".join(path), problem)
+
+        if type_version not in self.catalogue.rules.get("models", {}):
+            return [finding([], "no REST model known for it: add it to rest-models.toml")]
+        problem = self.catalogue.check_api_version(type_version)
+        if problem:
+            return [finding([], problem)]
+        if declaration.get("existing"):
+            return []  # a reference: its body names it, it sets nothing
+        try:
+            root = self.catalogue.schema(type_version, declaration.get("name"))
+        except LookupError as error:
+            return [finding([], str(error))]
+        paths = {tuple(p["path"]): p for p in declaration["paths"]}
+        found: list[Finding] = []
+        steps: dict[tuple[str, ...], Step] = {(): Step(root)}
+        for path in sorted(paths, key=len):
+            if not path:
+                continue
+            parent = steps.get(path[:-1])
+            if parent is None:
+                continue  # its parent was already reported
+            step, problem = self._step(parent, path, paths)
+            excepted = (type_version, ".".join(path)) in self.exceptions
+            if problem:
+                if not excepted:
+                    found.append(finding(path, problem))
+                continue
+            if excepted:
+                found.append(finding(path, "the model has it now: remove its exception"))
+            assert step is not None
+            steps[path] = step
+            if step.field is not None and step.field.readonly:
+                found.append(finding(path, "read-only: set by Azure, not by a template"))
+            found += [finding(path, p) for p in self._values(step, paths[path])]
+        for path, step in steps.items():
+            found += [finding(path, p) for p in self._required(step, path, paths, top=path == ())]
+        return found
+
+    def _discriminated(
+        self, schema: Schema, at: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
+    ) -> Schema:
+        if schema.kind != "object" or schema.shape.discriminator is None:
+            return schema
+        key, subtypes = schema.shape.discriminator
+        literals = paths.get((*at, *key), {}).get("literals", [])
+        if len(literals) == 1 and literals[0] in subtypes:
+            return subtypes[literals[0]]()
+        return schema
+
+    def _step(
+        self, parent: Step, path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
+    ) -> tuple[Step | None, str | None]:
+        segment = path[-1]
+        if parent.node is not None:
+            node, owner = parent.node, parent.owner
+        else:
+            schema = parent.schema
+            assert schema is not None
+            if schema.kind == "any":
+                return Step(ANY), None
+            if schema.kind == "array":
+                if segment != "[]":
+                    return None, f"the model has an array here, not {segment}"
+                assert schema.item is not None
+                item = self._discriminated(schema.item(), path, paths)
+                return Step(item), None
+            if schema.kind == "map":
+                if segment == "[]":
+                    return None, "the model has an object (a map) here, not an array"
+                assert schema.item is not None
+                return Step(self._discriminated(schema.item(), path, paths)), None
+            if schema.kind != "object":
+                return None, f"the model has a {schema.describe()} above this, not an object"
+            node, owner = schema.shape.root, schema
+        if segment == "[]":
+            return None, "the model has an object here, not an array"
+        child = node.children.get(segment)
+        if child is None:
+            assert owner is not None
+            near = [k for k in node.children if k.casefold() == segment.casefold()]
+            if near:
+                return None, f"unknown property (the model spells it {near[0]!r})"
+            if owner.shape.open:
+                return Step(ANY), None
+            known = ", ".join(sorted(node.children))
+            return None, f"unknown property (model {owner.name}: {known})"
+        if child.field is not None and not child.children:
+            schema = self._discriminated(child.field.schema(), path, paths)
+            return Step(schema, field=child.field), None
+        return Step(None, node=child, owner=owner, field=child.field), None
+
+    def _values(self, step: Step, info: Mapping[str, Any]) -> list[str]:
+        kinds = set(info.get("kinds", []))
+        literals = list(info.get("literals", []))
+        expected = "object" if step.node is not None else (step.schema or ANY).kind
+        if expected == "any":
+            return []
+        structured = {"object": {"object"}, "map": {"object"}, "array": {"array"}}
+        if expected in structured:
+            wrong = kinds & ({"object", "array"} - structured[expected])
+            if wrong or literals:
+                got = sorted(wrong) or [repr(v) for v in literals]
+                return [f"{', '.join(got)} where the model has {expected}"]
+            return []
+        if kinds & {"object", "array"}:
+            return [f"{', '.join(sorted(kinds))} where the model has a value"]
+        schema = step.schema
+        assert schema is not None
+        problems = []
+        for value in literals:
+            if schema.kind == "enum":
+                if value in schema.values:
+                    continue
+                same = [v for v in schema.values if str(v).casefold() == str(value).casefold()]
+                if same:
+                    problems.append(f"{value!r} is spelt {same[0]!r} in the model's enum")
+                else:
+                    problems.append(f"{value!r} is not {schema.describe()}")
+            elif schema.kind == "scalar":
+                actual = _json_type(value)
+                if actual != schema.json and not (actual == "integer" and schema.json == "number"):
+                    problems.append(f"{value!r} is a {actual}; the model has a {schema.json}")
+        return problems
+
+    def _required(
+        self,
+        step: Step,
+        path: tuple[str, ...],
+        paths: Mapping[tuple[str, ...], Any],
+        top: bool,
+    ) -> list[str]:
+        """Required properties under an object path (through flattened steps)."""
+        if step.node is not None:
+            node = step.node
+        elif step.schema is not None and step.schema.kind == "object":
+            node = step.schema.shape.root
+        else:
+            return []
+        problems = []
+        for rel, prop in _fields(node):
+            if not prop.required or (top and rel == ("name",)):
+                continue
+            full = (*path, *rel)
+            chain = [(*path, *rel[: i + 1]) for i in range(len(rel))]
+            if full not in paths:
+                problems.append(f"required property {'.'.join(rel)} missing")
+            elif not all(paths.get(p, {}).get("always") for p in chain):
+                problems.append(f"required property {'.'.join(rel)} set only under a condition")
+        return problems
+
+
+def _fields(node: Node, prefix: tuple[str, ...] = ()) -> Iterable[tuple[tuple[str, ...], Field]]:
+    """Every property of an object node, through flattened steps (not into nested models)."""
+    for name, child in node.children.items():
+        if child.field is not None:
+            yield (*prefix, name), child.field
+        if child.children:
+            yield from _fields(child, (*prefix, name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def check_all(
+    declarations: Iterable[Mapping[str, Any]], rules_file: Path = RULES
+) -> tuple[list[Finding], int, int]:
+    """(findings, declarations checked, paths checked)."""
+    rules = load_rules(rules_file)
+    checker = Checker(Catalogue(rules, rules_file.parent), rules.get("exception", []))
+    found: list[Finding] = []
+    count = paths = 0
+    for declaration in declarations:
+        found += checker.check(declaration)
+        count += 1
+        paths += 0 if declaration.get("existing") else len(declaration["paths"])
+    return found, count, paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("input", nargs="?", help="declarations JSON (default: stdin)")
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    parser.add_argument("--rules", type=Path, default=RULES, help="default: %(default)s")
+    args = parser.parse_args(argv)
+    text = Path(args.input).read_text() if args.input else sys.stdin.read()
+    declarations = json.loads(text)["declarations"]
+    found, count, paths = check_all(declarations, args.rules)
+    if args.json:
+        print(
+            json.dumps(
+                {"findings": [f.__dict__ for f in found], "declarations": count, "paths": paths}
+            )
+        )
+    else:
+        for item in found:
+            print(f"FAILED {item}")
+        print(f"rest-models: {count} declarations, {paths} property paths, {len(found)} problems")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
