@@ -59,6 +59,28 @@ def main(argv: list[str] | None = None) -> int:
         help="also log every Graph request, orchestration episode, token and SDK HTTP call",
     )
 
+    serve.add_argument(
+        "--no-platform-auth",
+        action="store_true",
+        help="no App Service authentication in front of the app (the app still validates "
+        "callers' Entra tokens itself; WEBSITE_AUTH_ENABLED stays unset)",
+    )
+
+    rotate = commands.add_parser(
+        "rotate-key", help="make the running host's local Entra tenant sign with a new key"
+    )
+    rotate.add_argument(
+        "--drop-previous",
+        action="store_true",
+        help="stop publishing the old key at once (default: kept published for a grace)",
+    )
+    rotate.add_argument(
+        "--state",
+        type=Path,
+        default=DEFAULT_STATE,
+        help="the running host's state directory (default .devhost/)",
+    )
+
     demo = commands.add_parser("demo", help="run several DSRs end to end and report")
     demo.add_argument("--state", type=Path, help="state directory (default: a fresh temp dir)")
 
@@ -93,7 +115,33 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(Path(state))
     if args.command == "queue":
         return _queue(args)
+    if args.command == "rotate-key":
+        return _rotate_key(args.state, keep_previous=not args.drop_previous)
     return _serve(args)
+
+
+def _rotate_key(state: Path, *, keep_previous: bool) -> int:
+    """``POST /.auth/devhost/rotate`` on the host running on ``state``, with its master key."""
+    import requests
+
+    try:
+        endpoints = json.loads((state / "endpoints.json").read_text(encoding="utf-8"))
+        url, master = endpoints["rotateEndpoint"], endpoints["masterKey"]
+    except (OSError, ValueError, KeyError) as error:
+        print(f"devhost: no running host with a local tenant on {state} ({error})", file=sys.stderr)
+        return 1
+    if not url:
+        print("devhost: that host has no local Entra tenant", file=sys.stderr)
+        return 1
+    answer = requests.post(
+        url, json={"keepPrevious": keep_previous}, headers={"x-functions-key": master}, timeout=30
+    )
+    if answer.status_code != 200:
+        print(f"devhost: rotation refused ({answer.status_code})", file=sys.stderr)
+        return 1
+    published = [key["kid"] for key in answer.json()["keys"]["keys"]]
+    print(f"signing key {answer.json()['kid']}; published: {', '.join(published)}")
+    return 0
 
 
 def _configure_logging(command: str, *, verbose: bool) -> None:
@@ -120,6 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings_file=args.settings,
         sas_mode=args.sas_mode,
         export_duration=timedelta(days=args.export_days),
+        platform_auth=not args.no_platform_auth,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
@@ -154,6 +203,9 @@ def banner(stack: DevStack) -> str:
             f"  master key    {stack.keys.master_key if stack.keys else '-'}  (admin API:"
             f" {api.removesuffix('/api')}/admin/host/keys, /admin/functions/NAME/keys)",
             f"  Graph         {graph}",
+            f"  Entra tenant  {endpoints.get('authority') or '-'}  (caller tokens: POST"
+            f" {endpoints.get('tokenEndpoint') or '-'}; new signing key: {_python()} -m devhost"
+            f" rotate-key{state})",
             f"  state         {stack.state_dir}",
             "",
             "  Submit a DSR, then read its status:",

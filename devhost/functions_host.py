@@ -32,6 +32,7 @@ from typing import Any
 from azure.functions.decorators.function_app import Function
 
 from devhost._service import Service
+from devhost.entra import EntraTenant
 from devhost.keys import KeyRing, key_ring
 from devhost.platform_auth import PlatformAuth
 from devhost.triggers.common import (
@@ -72,6 +73,7 @@ class FunctionsHost(Service):
         host_json: Mapping[str, Any] | None = None,
         port: int = 0,
         platform_auth: PlatformAuth | None = None,
+        tenant: EntraTenant | None = None,
     ) -> None:
         ring = key_ring(function_key, keys)
         host_json = host_json or {}
@@ -97,6 +99,7 @@ class FunctionsHost(Service):
             route_prefix=route_prefix,
             port=port,
             platform_auth=platform_auth,
+            tenant=tenant,
             function_names=names,
             run_function=self._run_now,
         )

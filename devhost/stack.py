@@ -45,6 +45,8 @@ from devhost._state import (
 )
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
+from devhost.entra import KEYS_FILE as ENTRA_KEYS_FILE
+from devhost.entra import EntraTenant
 from devhost.functions_host import FunctionsHost
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
@@ -82,7 +84,8 @@ class StackOptions:
     #: Read ``local.settings.json`` like Core Tools; the demo doesn't (it must never reach a
     #: real tenant configured there).
     use_local_settings: bool = True
-    #: Play App Service authentication (Entra ID) in front of the app, as the Bicep deploys it.
+    #: Play App Service authentication (Entra ID) in front of the app, as the Bicep deploys it
+    #: (a second wall: the app validates callers' tokens itself, with or without it).
     platform_auth: bool = True
     #: ``module:function`` the host calls with its clock after loading the app, so that the
     #: app's own timestamps follow ``--speed`` (the orchestrations' do by replay); "" for none.
@@ -106,6 +109,7 @@ class DevStack(Service):
         self.clock: FastClock | None = None
         self.functions: list[Any] = []
         self.platform_auth: PlatformAuth | None = None
+        self.tenant: EntraTenant | None = None
         self.keys: KeyRing | None = None
         self._rpc: RpcServer | None = None
         self._stack = contextlib.ExitStack()
@@ -191,8 +195,16 @@ class DevStack(Service):
             self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
             env.update(self.identity.env())
 
-        if self.options.platform_auth:
-            self.platform_auth = PlatformAuth()
+        if "AUTH_CLIENT_ID" not in env:
+            # Entra ID for the callers: the app reads its tenant's OpenID metadata and keys at
+            # the authority its settings name, here the local tenant's, over the same TLS.
+            self.tenant = start_tenant(tls, ports.get("entra", 0), state / ENTRA_KEYS_FILE)
+            self._stack.callback(self.tenant.stop)
+            ports["entra"] = self.tenant.port
+            _save_ports(state / PORTS_FILE, ports)
+            env.update(self.tenant.app_settings())
+        if self.options.platform_auth and self.tenant is not None:
+            self.platform_auth = PlatformAuth(self.tenant)
             env.update(self.platform_auth.app_settings())
         self.functions = functions = _load_app(self.options.app_dir)
         _install_clock(self.options.clock_seam, self.clock.now)
@@ -214,6 +226,7 @@ class DevStack(Service):
                 host_json=host_json,
                 port=self.options.port,
                 platform_auth=self.platform_auth,
+                tenant=self.tenant,
             )
         )
         self._write_endpoints(state)
@@ -251,10 +264,13 @@ class DevStack(Service):
             "state": str(self.state_dir),
             "taskHub": str(self.state_dir / "taskhub.sqlite"),
             "tokenEndpoint": (
-                f"{self.host.base_url}/.auth/devhost/token"
-                if self.host and self.platform_auth
-                else None
+                f"{self.host.base_url}/.auth/devhost/token" if self.host and self.tenant else None
             ),
+            "rotateEndpoint": (
+                f"{self.host.base_url}/.auth/devhost/rotate" if self.host and self.tenant else None
+            ),
+            "authority": self.environ.get("AUTH_AUTHORITY_HOST"),
+            "platformAuth": self.platform_auth is not None,
             "speed": self.options.speed,
             "pid": os.getpid(),
         }
@@ -371,6 +387,19 @@ def resume_clock(path: Path) -> datetime | None:
     except (KeyError, TypeError, ValueError) as error:
         raise unreadable(path, what, f"{type(error).__name__}: {error}") from None
     return max(datetime.now(UTC), *saved)
+
+
+def start_tenant(tls: TlsFiles, port: int, keys_file: Path) -> EntraTenant:
+    """The local Entra tenant, started on ``port`` if it is free, else on another one.
+
+    The same port as before keeps tokens minted before a restart valid (their issuer names it);
+    nothing durable depends on it, so unlike Graph's a taken port costs only those tokens.
+    """
+    try:
+        return EntraTenant(tls, port=port, state_file=keys_file).start()
+    except PortInUseError:
+        _log.warning("the local Entra tenant's port %s is taken; tokens minted before fail", port)
+        return EntraTenant(tls, state_file=keys_file).start()
 
 
 def _load_ports(path: Path) -> dict[str, Any]:

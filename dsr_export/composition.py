@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.rejections import RejectionSink
@@ -48,6 +49,7 @@ PARTS: Final = (
     "task_hub_query",
     "queue_trimmer",
     "evidence_log",
+    "token_validator",
     "clock",
 )
 
@@ -147,6 +149,13 @@ def evidence_log() -> EvidenceLog:
     return _evidence_log()
 
 
+def token_validator() -> TokenValidator:
+    """What judges callers' Entra tokens (its signing keys cached across requests)."""
+    if "token_validator" in _overrides:
+        return _overrides["token_validator"]  # type: ignore[no-any-return]
+    return _token_validator()
+
+
 def task_hub_query() -> TaskHubQuery:
     """How the list endpoint and the retention run read the task hub's instances: the
     extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`)."""
@@ -184,6 +193,7 @@ def reset() -> None:
         _callback_sender,
         _rejections,
         _evidence_log,
+        _token_validator,
     ):
         cached.cache_clear()
     settings.clear_cache()
@@ -232,3 +242,13 @@ def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
+
+
+@functools.cache
+def _token_validator() -> TokenValidator:
+    from dsr_export.adapters.entra import TokenValidator
+
+    entra = settings.auth_settings().entra
+    if entra is None:
+        raise settings.SettingsError("AUTH_CLIENT_ID", "is not set: no Entra tokens are accepted")
+    return TokenValidator(entra)

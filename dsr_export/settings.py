@@ -43,6 +43,10 @@ SETTINGS: Final[dict[str, str]] = {
     "RECEIVED_AT_MAX_AGE_DAYS": "how far in the past a request's receivedAt may lie",
     "CALLBACK_ALLOW_LOOPBACK_UNSAFE": "offline host only: callbacks may go to loopback receivers",
     "AUTH_FUNCTION_KEY_ROLES": "app roles of callers with a function key and no Entra token",
+    "AUTH_AUTHORITY_HOST": "Entra sign-in authority (https): its OpenID metadata names the keys",
+    "AUTH_TENANT_ID": "tenant of the app's Entra registration: the only tenant whose tokens count",
+    "AUTH_CLIENT_ID": "client id of the app's Entra registration (an audience); empty: keys only",
+    "AUTH_APP_ID_URI": "Application ID URI of that registration (the other accepted audience)",
     "EVIDENCE_STORAGE_BLOB_ENDPOINT": "blob endpoint of the evidence account (immutable, https)",
     "DOWNLOAD_LINK_MINUTES": "how long a delivery link lives (at most 1440)",
     "EXPORT_RETENTION_DAYS": "days after a DSR ended before its exported data is deleted",
@@ -58,7 +62,6 @@ PLATFORM_SETTINGS: Final[dict[str, str]] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra authentication for telemetry",
     "AZURE_CLIENT_ID": "selects the user-assigned managed identity for azure-identity",
-    "WEBSITE_AUTH_ENABLED": "set by App Service when its authentication (Entra ID) is on",
     # durableBackend=durableTaskScheduler only (infra/): app-setting overrides of host.json.
     "AzureFunctionsJobHost__extensions__durableTask__storageProvider__type": (
         "task hub backend: azureManaged (the Durable Task Scheduler) instead of Azure Storage"
@@ -343,17 +346,82 @@ class LifecycleSettings:
         )
 
 
+#: A tenant or client id: a GUID, as Entra writes it.
+_GUID: Final = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+#: Entra's global v1.0 token issuer host (v1.0 tokens name it whatever the authority).
+V1_ISSUER_HOST: Final = "https://sts.windows.net"
+
+
+@dataclass(frozen=True)
+class EntraSettings:
+    """The one Entra tenant and app registration whose access tokens the app accepts.
+
+    The app validates a bearer token itself (signature against the tenant's published keys,
+    issuer, audience, lifetime, tenant, app roles): it does not rely on a platform flag to know
+    whether something in front of it did (see docs/security.md, "Who may call").
+    """
+
+    authority: str
+    tenant_id: str
+    client_id: str
+    app_id_uri: str | None = None
+
+    @property
+    def audiences(self) -> tuple[str, ...]:
+        """v2.0 tokens name the client id, v1.0 tokens the Application ID URI."""
+        return (self.client_id, self.app_id_uri) if self.app_id_uri else (self.client_id,)
+
+    @property
+    def issuer_v2(self) -> str:
+        return f"{self.authority}/{self.tenant_id}/v2.0"
+
+    @property
+    def issuer_v1(self) -> str:
+        return f"{V1_ISSUER_HOST}/{self.tenant_id}/"
+
+    @property
+    def issuers(self) -> tuple[str, str]:
+        return (self.issuer_v2, self.issuer_v1)
+
+    @property
+    def discovery_url(self) -> str:
+        """The tenant's OpenID configuration (v2.0 endpoint), which names its key set."""
+        return f"{self.issuer_v2}/.well-known/openid-configuration"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> EntraSettings | None:
+        """None when no registration is configured (``AUTH_CLIENT_ID`` empty): keys only."""
+        client_id = _get(env, "AUTH_CLIENT_ID", "").lower()
+        if not client_id:
+            return None
+        if not _GUID.fullmatch(client_id):
+            raise SettingsError("AUTH_CLIENT_ID", "must be the registration's client id (a GUID)")
+        tenant_id = _get(env, "AUTH_TENANT_ID").lower()
+        if not _GUID.fullmatch(tenant_id):
+            raise SettingsError("AUTH_TENANT_ID", "must be the tenant id (a GUID)")
+        authority = _https_url(env, "AUTH_AUTHORITY_HOST", "https://login.microsoftonline.com")
+        if urlsplit(authority).path.strip("/") or urlsplit(authority).query:
+            raise SettingsError("AUTH_AUTHORITY_HOST", "must be an origin only (no path)")
+        app_id_uri = _get(env, "AUTH_APP_ID_URI", "") or None
+        if app_id_uri is not None and (
+            len(app_id_uri) > 256 or any(char.isspace() or ord(char) < 32 for char in app_id_uri)
+        ):
+            raise SettingsError("AUTH_APP_ID_URI", "must be the Application ID URI (api://...)")
+        return cls(authority, tenant_id, client_id, app_id_uri)
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     """Who may call the HTTP API, and as what.
 
-    ``platform_auth`` is App Service authentication (Entra ID) in front of the app: only then is
-    ``X-MS-CLIENT-PRINCIPAL`` the platform's (it removes any a client sends); without it the
-    header is ignored. ``function_key_roles`` are the roles of a caller that presents a function
-    key and no token (the fallback for ticketing systems that send only a static header).
+    ``entra`` is the registration whose bearer tokens the app validates itself (None: no
+    registration, a bearer token is refused). ``X-MS-CLIENT-PRINCIPAL`` is never read: App
+    Service authentication may stand in front as a second wall, but the app does not take its
+    word. ``function_key_roles`` are the roles of a caller that presents a function key and no
+    token (the fallback for ticketing systems that send only a static header).
     """
 
-    platform_auth: bool = False
+    entra: EntraSettings | None = None
     function_key_roles: frozenset[Role] = frozenset({Role.SUBMIT, Role.READ})
 
     @classmethod
@@ -366,8 +434,7 @@ class AuthSettings:
                 roles = parse_roles(raw)
             except ValueError as exc:
                 raise SettingsError("AUTH_FUNCTION_KEY_ROLES", f"{exc}, or none") from None
-        enabled = env.get("WEBSITE_AUTH_ENABLED", "").strip().lower() == "true"
-        return cls(platform_auth=enabled, function_key_roles=roles)
+        return cls(entra=EntraSettings.from_env(env), function_key_roles=roles)
 
 
 @functools.cache

@@ -2,46 +2,71 @@
 
 Every route of the HTTP API names the app role it needs; :func:`caller_or_refusal` answers with
 the authenticated caller, or with the refusal to send (401 when there is no identity the app
-accepts, 403 when the caller lacks the role), as RFC 9457 problems. Refusals are logged with the
-caller's pseudonymous id and the role, never with the request's content.
+accepts, 403 when the caller lacks the role, 503 when the tenant's signing keys cannot be had),
+as RFC 9457 problems. Refusals are logged with the caller's pseudonymous id and the role, never
+with the request's content.
+
+Who the caller is comes from one of two things, never from a header another layer wrote:
+
+- ``Authorization: Bearer <Entra access token>``, judged by the app itself
+  (``dsr_export.adapters.entra``, built on first use). A token that fails is a 401, never a
+  fall back to the function key sent beside it.
+- Otherwise the function key the Functions host checked: the ``x-functions-key`` header when it
+  is sent, else the ``code`` query parameter. ``code`` given twice is refused: the host lets the
+  first one in, while the request the app sees joins both (``KEY,x``), so a key holder could
+  otherwise be recorded under a fingerprint of no key at all.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Final
+from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from dsr_export import composition
 from dsr_export.domain import problems
 from dsr_export.domain.callers import (
     Caller,
+    KeysUnavailable,
     NotAuthenticated,
     Role,
+    TokenRefused,
     from_function_key,
-    from_principal,
 )
 from dsr_export.domain.logs import log_event
-from dsr_export.settings import auth_settings
+from dsr_export.settings import AuthSettings, auth_settings
 
-PRINCIPAL_HEADER: Final = "x-ms-client-principal"
+KEY_HEADER: Final = "x-functions-key"
+KEY_QUERY: Final = "code"
+#: Seconds a caller should wait when the signing keys could not be fetched.
+KEYS_RETRY_AFTER: Final = "60"
 
 
 def caller_or_refusal(req: func.HttpRequest, role: Role) -> Caller | func.HttpResponse:
-    """The caller if it holds ``role``; otherwise the 401 or 403 response to send."""
+    """The caller if it holds ``role``; otherwise the 401, 403 or 503 response to send."""
     settings = auth_settings()
-    principal = req.headers.get(PRINCIPAL_HEADER) if settings.platform_auth else None
     try:
-        if principal:
-            caller = from_principal(principal)
+        authorization = req.headers.get("authorization")
+        if authorization is not None:
+            caller = _token_caller(authorization, settings)
         else:
-            key = req.headers.get("x-functions-key") or req.params.get("code")
-            if not key:
-                raise NotAuthenticated("no Entra token and no function key")
-            caller = from_function_key(key, settings.function_key_roles)
+            caller = from_function_key(_presented_key(req), settings.function_key_roles)
+    except TokenRefused as exc:
+        log_event("access_denied", level=logging.WARNING, reason=exc.reason, role=role)
+        return _refusal(401, "Not authenticated", str(exc), "unauthenticated", invalid_token=True)
     except NotAuthenticated as exc:
         log_event("access_denied", level=logging.WARNING, reason="unauthenticated", role=role)
         return _refusal(401, "Not authenticated", str(exc), "unauthenticated")
+    except KeysUnavailable:
+        log_event("access_denied", level=logging.WARNING, reason="keys_unavailable", role=role)
+        return _refusal(
+            503,
+            "Authentication unavailable",
+            "the tenant's signing keys cannot be fetched now; try again later",
+            "keys-unavailable",
+        )
     if not caller.may(role):
         log_event(
             "access_denied",
@@ -57,9 +82,40 @@ def caller_or_refusal(req: func.HttpRequest, role: Role) -> Caller | func.HttpRe
     return caller
 
 
-def _refusal(status: int, title: str, detail: str, slug: str) -> func.HttpResponse:
+def _token_caller(authorization: str, settings: AuthSettings) -> Caller:
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRefused("malformed", "the Authorization header must be 'Bearer <token>'")
+    if settings.entra is None:
+        raise TokenRefused("not_configured", "this deployment accepts no Entra ID tokens")
+    return composition.token_validator().caller(token.strip())
+
+
+def _presented_key(req: func.HttpRequest) -> str:
+    """The key the Functions host let in: the header whenever it is sent, else ``code``."""
+    header: str | None = req.headers.get(KEY_HEADER)
+    if header is not None:
+        if not header:
+            raise NotAuthenticated("no Entra token and no function key")
+        return header
+    query = urlsplit(str(req.url)).query
+    codes = [v for n, v in parse_qsl(query, keep_blank_values=True) if n.lower() == KEY_QUERY]
+    if len(codes) > 1:
+        raise NotAuthenticated("the code query parameter must be given once")
+    if not codes or not codes[0]:
+        raise NotAuthenticated("no Entra token and no function key")
+    return codes[0]
+
+
+def _refusal(
+    status: int, title: str, detail: str, slug: str, *, invalid_token: bool = False
+) -> func.HttpResponse:
     body = problems.problem(status, title, detail, slug=slug)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid_token else "Bearer"
+    if status == 503:
+        headers["Retry-After"] = KEYS_RETRY_AFTER
     return func.HttpResponse(
         problems.dumps(body), status_code=status, mimetype=problems.CONTENT_TYPE, headers=headers
     )

@@ -1,9 +1,10 @@
 """``GET /api/health``: can this deployment export? For the smoke test after ``azd up``.
 
 Without ``deep`` it checks every setting (no I/O). With ``?deep=true`` it also asks the managed
-identity for a Graph token and checks the app roles in it (admin consent), and makes one
-harmless call to the export account. A failure answers 503 with a problem document naming each
-setting or permission to fix; nothing secret is ever echoed.
+identity for a Graph token and checks the app roles in it (admin consent), makes one
+harmless call to the export account, and (with an Entra registration configured) fetches the
+tenant's signing keys the app judges callers' tokens with. A failure answers 503 with a
+problem document naming each setting or permission to fix; nothing secret is ever echoed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import azure.functions as func
 
 from dsr_export import composition
 from dsr_export.domain import problems
+from dsr_export.domain.callers import KeysUnavailable
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import ExportStorageSettings, GraphSettings
+from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings
 
 bp = df.Blueprint()
 
@@ -75,4 +77,26 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
     checks["exportStorage"] = "ok" if error is None else "failed"
     if error is not None:
         faults.append(FieldError("/exportStorage", str(error.get("hint") or error["message"])))
+    if AuthSettings.from_env(env).entra is not None:
+        faults += _entra_keys(checks)
     return faults
+
+
+def _entra_keys(checks: dict[str, Any]) -> list[FieldError]:
+    """Can the app judge a caller's token: are its tenant's signing keys to be had?"""
+    try:
+        count = composition.token_validator().signing_keys.ready()
+    except KeysUnavailable as exc:
+        count, why = 0, str(exc)
+    else:
+        why = "the tenant publishes no RSA signing key"
+    checks["entraKeys"] = "ok" if count else "failed"
+    if count:
+        return []
+    return [
+        FieldError(
+            "/settings/AUTH_AUTHORITY_HOST",
+            f"the Entra tenant's signing keys cannot be had ({why}): check AUTH_AUTHORITY_HOST, "
+            "AUTH_TENANT_ID and the app's outbound access to the login host",
+        )
+    ]

@@ -53,6 +53,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from devhost.entra import EntraTenant
 from devhost.keys import MASTER_KEY_NAME, KeyRing, KeyRingError, key_ring
 from devhost.platform_auth import InvalidToken, PlatformAuth, strip_principal
 from devhost.triggers.common import FunctionSpec, Invoker, log_invocation, new_invocation_id
@@ -323,12 +324,15 @@ class HttpTriggerServer:
         host: str = "127.0.0.1",
         port: int = 0,
         platform_auth: PlatformAuth | None = None,
+        tenant: EntraTenant | None = None,
         function_names: Iterable[str] = (),
         run_function: Callable[[str], bool] | None = None,
     ) -> None:
         """``keys`` is the key ring; ``function_key`` instead makes one in memory with that as
         its ``default`` host key. ``function_names`` are the app's other functions (queue,
-        timer, durable), whose keys the admin API also serves."""
+        timer, durable), whose keys the admin API also serves. ``tenant`` is the local Entra
+        tenant whose tokens ``/.auth/devhost/token`` mints; ``platform_auth`` (App Service
+        authentication in front of the app) is the tenant's too when both are given."""
         self._keys = key_ring(function_key, keys)
         self._routes = sorted(routes, key=lambda r: r.template.precedence)
         self._keys.ensure_functions(r.spec.name for r in self._routes)
@@ -336,6 +340,7 @@ class HttpTriggerServer:
             r.spec.name.lower() for r in self._routes
         }
         self._platform_auth = platform_auth
+        self._tenant = tenant or (platform_auth.tenant if platform_auth else None)
         self._run_function = run_function
         self._invoker = invoker
         self._prefix = route_prefix.strip("/")
@@ -381,9 +386,9 @@ class HttpTriggerServer:
         for name, value in query:
             params[name] = f"{params[name]},{value}" if name in params else value
         key = _presented_key(headers, query)
+        if self._tenant is not None and path.startswith("/.auth/"):
+            return self._auth_route(method, path, key, read_body)
         if self._platform_auth is not None:
-            if path.startswith("/.auth/"):
-                return self._auth_route(method, path, key, read_body)
             authorization = headers.get("authorization", "")
             if authorization.lower().startswith("bearer "):
                 try:
@@ -449,24 +454,42 @@ class HttpTriggerServer:
     def _auth_route(
         self, method: str, path: str, key: str | None, read_body: Callable[[], bytes]
     ) -> _Reply:
-        """``POST /.auth/devhost/token``: a caller token of the local tenant (offline only).
+        """The local tenant's offline-only hooks (Entra has no such thing):
 
-        Guarded by a host key (or the master key), as anyone able to call every function could
-        also mint a token; a function key, good for one function only, is not enough.
+        - ``POST /.auth/devhost/token`` ``{"roles": [...], "kind": "application"|"user", "id",
+          "version": "2.0"|"1.0"}``: a caller token of the local tenant. Guarded by a host key
+          (or the master key), as anyone able to call every function could also mint a token;
+          a function key, good for one function only, is not enough.
+        - ``POST /.auth/devhost/rotate`` ``{"keepPrevious": true}``: the tenant signs with a new
+          key from now on, and keeps the old one published or drops it. The master key only.
         """
-        assert self._platform_auth is not None
-        if path.rstrip("/") != "/.auth/devhost/token":
+        assert self._tenant is not None
+        hook = path.rstrip("/")
+        if hook not in ("/.auth/devhost/token", "/.auth/devhost/rotate"):
             return _Reply(HTTPStatus.NOT_FOUND)
         if method != "POST":
             return _Reply(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "POST")])
-        if self._keys.match(key) is None:
+        found = self._keys.match(key)
+        if found is None:
             return _Reply(HTTPStatus.UNAUTHORIZED)
         try:
             asked = json.loads(read_body() or b"{}")
-            token = self._platform_auth.mint(
+            if hook.endswith("/rotate"):
+                if found.scope != "master":
+                    return _Reply(HTTPStatus.FORBIDDEN)
+                keep = asked.get("keepPrevious", True)
+                if not isinstance(keep, bool):
+                    return _Reply(HTTPStatus.BAD_REQUEST)
+                kid = self._tenant.rotate(keep_previous=keep)
+                return _json_reply(HTTPStatus.OK, {"kid": kid, "keys": self._tenant.jwks()})
+            version = str(asked.get("version", "2.0"))
+            if version not in ("1.0", "2.0"):
+                return _Reply(HTTPStatus.BAD_REQUEST)
+            token = self._tenant.mint(
                 [str(role) for role in asked.get("roles", [])],
                 kind=str(asked.get("kind", "application")),
                 subject_id=asked.get("id"),
+                version=version,
             )
         except (ValueError, TypeError, AttributeError):
             return _Reply(HTTPStatus.BAD_REQUEST)

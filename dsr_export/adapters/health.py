@@ -67,7 +67,7 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
         "sasLifetimeDays": storage.sas_lifetime.days,
         "exportAccount": storage.account_name,
         "callbacks": callbacks.enabled,
-        "platformAuthentication": auth.platform_auth,
+        "entraTokens": auth.entra is not None,
         "functionKeyRoles": sorted(role.value for role in auth.function_key_roles),
         "exportRetentionDays": lifecycle.export_retention_days,
         "historyRetentionDays": lifecycle.history_retention_days,

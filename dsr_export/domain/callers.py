@@ -1,25 +1,25 @@
 """Who is calling, and what they may do: app roles, and the caller recorded on a DSR.
 
-In Azure, App Service authentication (Entra ID) sits in front of the app: it validates the
-caller's token and hands the app its claims in ``X-MS-CLIENT-PRINCIPAL`` (base64 JSON), after
-removing any such header the client sent. The app trusts that header only when the platform
-says authentication is on, and checks the app roles in it (``DSR.Submit``, ``DSR.Read``,
-``DSR.Manage``) route by route.
+A caller with an Entra ID access token is judged by the app itself
+(``dsr_export.adapters.entra``: signature against the tenant's published keys, issuer,
+audience, lifetime, tenant); :func:`from_claims` turns the claims of a token that passed into a
+caller with the app roles of its ``roles`` claim (``DSR.Submit``, ``DSR.Read``, ``DSR.Manage``),
+checked route by route. ``X-MS-CLIENT-PRINCIPAL`` is never read: whether App Service
+authentication stands in front is something the app cannot know for sure (on Flex Consumption
+nothing says ``WEBSITE_AUTH_ENABLED`` is set), and a header is only as good as whatever wrote it.
 
 A caller is recorded by pseudonymous ids only: the application id of a service, or the object
 id of a person, never a name or UPN. Ticketing systems that can send nothing but a static
 header (Jira automation) may use a function key instead, if ``AUTH_FUNCTION_KEY_ROLES`` grants
-key holders roles; such a caller is recorded by a fingerprint of its key (the platform does not
-tell the app the key's name; an administrator can match the fingerprint, see docs/security.md).
+key holders roles; such a caller is recorded by a fingerprint of the key the Functions host
+checked (the platform does not tell the app the key's name; an administrator can match the
+fingerprint, see docs/security.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,15 +38,23 @@ class Role(enum.StrEnum):
     MANAGE = "DSR.Manage"
 
 
-#: Claim types as App Service writes them (long URIs for the classic ones).
-_OBJECT_ID_CLAIMS: Final = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
-_TENANT_CLAIMS: Final = ("http://schemas.microsoft.com/identity/claims/tenantid", "tid")
-_APP_ID_CLAIMS: Final = ("appid", "azp")
-_SCOPE_CLAIMS: Final = ("http://schemas.microsoft.com/identity/claims/scope", "scp")
-
-
 class NotAuthenticated(ValueError):
     """The request carries no identity the app accepts; the message says why."""
+
+
+class TokenRefused(NotAuthenticated):
+    """The bearer token is not one the app accepts; ``reason`` is a code for the log.
+
+    The message says what is wrong with the token, never what it contains.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class KeysUnavailable(Exception):
+    """The tenant's signing keys cannot be had now: no token can be judged (503, not 401)."""
 
 
 @dataclass(frozen=True)
@@ -70,46 +78,38 @@ class Caller:
         return recorded
 
 
-def from_principal(header: str) -> Caller:
-    """The caller described by an ``X-MS-CLIENT-PRINCIPAL`` header."""
-    try:
-        decoded = json.loads(base64.b64decode(header, validate=False))
-    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
-        raise NotAuthenticated("the client principal is not readable") from None
-    if not isinstance(decoded, Mapping) or not isinstance(decoded.get("claims"), list):
-        raise NotAuthenticated("the client principal carries no claims")
-    role_type = str(decoded.get("role_typ") or "roles")
-    claims: list[tuple[str, str]] = [
-        (str(claim.get("typ")), str(claim.get("val")))
-        for claim in decoded["claims"]
-        if isinstance(claim, Mapping)
-    ]
-    roles = frozenset(Role(val) for typ, val in claims if typ == role_type and _is_role(val))
-    object_id = _first(claims, _OBJECT_ID_CLAIMS)
-    app_id = _first(claims, _APP_ID_CLAIMS)
-    tenant = _first(claims, _TENANT_CLAIMS)
-    # An app-only token has no scope; a person's (delegated) token does.
-    delegated = _first(claims, _SCOPE_CLAIMS) is not None
-    if delegated and object_id:
-        return Caller("user", _recordable(object_id), roles, _recordable_tenant(tenant))
+def from_claims(claims: Mapping[str, Any]) -> Caller:
+    """The caller an access token's (already validated) claims describe.
+
+    A person's (delegated) token carries a scope (``scp``) and is recorded by its object id
+    (``oid``); an application's (app-only) token has none and is recorded by the client id of
+    the application (``appid`` in v1.0 tokens, ``azp`` in v2.0). Only our app roles count.
+    """
+    raw_roles = claims.get("roles", [])
+    if not isinstance(raw_roles, list):
+        raise NotAuthenticated("the token's roles claim is not a list")
+    roles = frozenset(Role(r) for r in raw_roles if isinstance(r, str) and _is_role(r))
+    tenant = _text(claims.get("tid"))
+    object_id = _text(claims.get("oid"))
+    app_id = _text(claims.get("appid")) or _text(claims.get("azp"))
+    delegated = _text(claims.get("scp")) is not None
+    tenant = _recordable(tenant) if tenant else None
+    if delegated:
+        if object_id:
+            return Caller("user", _recordable(object_id), roles, tenant)
+        raise NotAuthenticated("the token names no user object id")
     if app_id:
-        return Caller("application", _recordable(app_id), roles, _recordable_tenant(tenant))
-    if object_id:
-        return Caller("user", _recordable(object_id), roles, _recordable_tenant(tenant))
-    raise NotAuthenticated("the client principal names no application or user id")
+        return Caller("application", _recordable(app_id), roles, tenant)
+    raise NotAuthenticated("the token names no application id")
 
 
 def _recordable(caller_id: str) -> str:
     """An id the DSR's submitter record and its evidence can carry: Entra's object and
-    application ids are GUIDs, so a principal id with an address, a URL or a space in it is no
-    caller of this tenant (refused here, not found out as a 503 when the evidence refuses it)."""
+    application ids are GUIDs, so an id with an address, a URL or a space in it is no caller of
+    this tenant (refused here, not found out as a 503 when the evidence refuses it)."""
     if not CALLER_ID.fullmatch(caller_id):
-        raise NotAuthenticated("the client principal's id is not an Entra object or application id")
+        raise NotAuthenticated("the token's caller id is not an Entra object or application id")
     return caller_id
-
-
-def _recordable_tenant(tenant: str | None) -> str | None:
-    return _recordable(tenant) if tenant else None
 
 
 def from_function_key(key: str, roles: Iterable[Role]) -> Caller:
@@ -132,9 +132,5 @@ def _is_role(value: str) -> bool:
     return value in {role.value for role in Role}
 
 
-def _first(claims: list[tuple[str, str]], types: tuple[str, ...]) -> str | None:
-    for wanted in types:
-        for typ, val in claims:
-            if typ == wanted and val:
-                return val
-    return None
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None

@@ -66,6 +66,8 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("intake_unavailable", ("request_id", "reason", "code"), request_scoped=False),
     LogEvent("intake_misconfigured", ("request_id", "setting"), request_scoped=False),
+    LogEvent("signing_keys_fetched", ("keys", "reason"), request_scoped=False),
+    LogEvent("signing_keys_unavailable", ("reason",), request_scoped=False),
     LogEvent(
         "dsr_request_rejected",
         ("request_id", "message_id", "reason", "fields", "recorded_in"),

@@ -268,6 +268,13 @@ var appSettings = {
   QUEUE_RETENTION_DAYS: string(queueRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
+  // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
+  // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no
+  // registration) means function keys only.
+  AUTH_AUTHORITY_HOST: environment().authentication.loginEndpoint
+  AUTH_TENANT_ID: tenant().tenantId
+  AUTH_CLIENT_ID: authClientId
+  AUTH_APP_ID_URI: authAudience
   // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }
 
@@ -303,9 +310,10 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
 
 // App Service authentication (Entra ID) in front of the app. It validates a bearer token when
 // one is sent (issuer: this tenant; audience: the app's registration) and hands the app its
-// claims in X-MS-CLIENT-PRINCIPAL, removing any such header a client sent; the platform then
-// sets WEBSITE_AUTH_ENABLED, which is what makes the app trust that header (docs/security.md,
-// "Who may call"). Requests without a token still pass (AllowAnonymous): every HTTP route is
+// claims in X-MS-CLIENT-PRINCIPAL, removing any such header a client sent. It is a second wall
+// only: the app reads neither that header nor WEBSITE_AUTH_ENABLED, and validates the bearer
+// token itself (AUTH_* settings; docs/security.md, "Who may call"). Requests without a token
+// still pass (AllowAnonymous): every HTTP route is
 // at function level, so the Functions host demands a key from them, and the app gives key
 // holders only the roles in AUTH_FUNCTION_KEY_ROLES. No token store, no login redirects, no
 // client secret: the app only validates tokens, it never signs anyone in.

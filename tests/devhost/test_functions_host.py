@@ -27,9 +27,11 @@ import requests
 from azure.durable_functions.models.utils import http_utils
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from devhost.entra import EntraTenant
 from devhost.functions_host import FunctionsHost, UnsupportedFunctionError, connection_from_env
 from devhost.keys import KeyRing
 from devhost.platform_auth import PlatformAuth
+from devhost.tls import TlsFiles
 from devhost.triggers.common import _worker_loop
 from devhost.triggers.http import (
     BODY_SIZE_LIMIT_SETTING,
@@ -491,10 +493,19 @@ def keys_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def keys_host(keys_file: Path) -> Iterator[FunctionsHost]:
+def tenant(tls_files: TlsFiles) -> Iterator[EntraTenant]:
+    with EntraTenant(tls_files) as local_tenant:
+        yield local_tenant
+
+
+@pytest.fixture(scope="module")
+def keys_host(keys_file: Path, tenant: EntraTenant) -> Iterator[FunctionsHost]:
     ring = KeyRing.load_or_create(keys_file, default_host_key=None)
     host = FunctionsHost(
-        _plain_app(_keys_app), keys=ring, client_binding=None, platform_auth=PlatformAuth()
+        _plain_app(_keys_app),
+        keys=ring,
+        client_binding=None,
+        platform_auth=PlatformAuth(tenant),
     )
     with host:
         yield host
@@ -651,6 +662,24 @@ def test_the_token_endpoint_takes_a_host_key_not_a_function_key(
             url, json={"roles": ["DSR.Submit"], **asked}, headers=host_key, timeout=10
         )
         assert answer.status_code == (400 if "@" in asked["id"] else 200)
+
+
+def test_the_rotation_hook_takes_the_master_key_only_and_rolls_the_key_over(
+    keys_host: FunctionsHost, tenant: EntraTenant
+) -> None:
+    url = f"{keys_host.base_url}/.auth/devhost/rotate"
+    host_key = {"x-functions-key": keys_host.keys.default_host_key}
+    master = {"x-functions-key": keys_host.keys.master_key}
+    assert requests.post(url, json={}, headers=host_key, timeout=10).status_code == 403
+    assert requests.post(url, json={}, timeout=10).status_code == 401
+    before = tenant.signing_kid
+    kept = requests.post(url, json={"keepPrevious": True}, headers=master, timeout=30)
+    assert kept.status_code == 200
+    assert [k["kid"] for k in kept.json()["keys"]["keys"]] == [kept.json()["kid"], before]
+    dropped = requests.post(url, json={"keepPrevious": False}, headers=master, timeout=30)
+    assert [k["kid"] for k in dropped.json()["keys"]["keys"]] == [tenant.signing_kid]
+    bad = requests.post(url, json={"keepPrevious": "yes"}, headers=master, timeout=10)
+    assert bad.status_code == 400
 
 
 def test_function_key_and_keys_are_one_or_the_other() -> None:

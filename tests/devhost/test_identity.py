@@ -1,9 +1,11 @@
-"""The local managed-identity endpoint works with the unmodified azure-identity credentials."""
+"""The local managed-identity endpoint works with the unmodified azure-identity credentials, and
+the local Entra tenant publishes its OpenID metadata and signing keys as Entra does."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jwt
 import pytest
@@ -17,6 +19,7 @@ from azure.storage.blob import (
 )
 
 from devhost.azurite import ACCOUNT_NAME, Azurite
+from devhost.entra import EntraTenant
 from devhost.identity import GRAPH_RESOURCE, STORAGE_RESOURCE, ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
 
@@ -131,3 +134,69 @@ def test_storage_token_is_accepted_by_azurite(
     )
     through_sas.upload_blob("Exchange/Mailbox.json", b"{}")
     assert [b.name for b in container.list_blobs()] == ["Exchange/Mailbox.json"]
+
+
+# --- the local Entra tenant: OpenID metadata and keys as Entra publishes them ----------------
+
+
+def test_the_tenant_publishes_its_openid_configuration_and_keys_over_tls(
+    tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    with EntraTenant(tls_files, state_file=tmp_path / "keys.json") as tenant:
+        base = f"{tenant.authority}/{tenant.tenant_id}"
+
+        def get(path: str) -> requests.Response:
+            return requests.get(f"{base}{path}", verify=tls_files.ca_bundle, timeout=10)
+
+        v2 = get("/v2.0/.well-known/openid-configuration").json()
+        assert v2["issuer"] == f"{tenant.authority}/{tenant.tenant_id}/v2.0"
+        assert v2["jwks_uri"] == f"{base}/discovery/v2.0/keys"
+        assert v2["id_token_signing_alg_values_supported"] == ["RS256"]
+        v1 = get("/.well-known/openid-configuration").json()
+        assert v1["issuer"] == f"https://sts.windows.net/{tenant.tenant_id}/"
+        assert v1["jwks_uri"] == f"{base}/discovery/keys"
+        [key] = get("/discovery/v2.0/keys").json()["keys"]
+        assert (key["kty"], key["use"], key["kid"]) == ("RSA", "sig", tenant.signing_kid)
+        assert get("/discovery/keys").json() == get("/discovery/v2.0/keys").json()
+        other = requests.get(
+            f"{tenant.authority}/another-tenant/v2.0/.well-known/openid-configuration",
+            verify=tls_files.ca_bundle,
+            timeout=10,
+        )
+        assert other.status_code == 404
+
+        token = tenant.mint(["DSR.Read"], subject_id="app-1")
+        assert jwt.get_unverified_header(token) == {
+            "alg": "RS256",
+            "typ": "JWT",
+            "kid": tenant.signing_kid,
+        }
+        verified = jwt.decode(
+            token,
+            jwt.PyJWK(key).key,
+            algorithms=["RS256"],
+            audience=tenant.client_id,
+            issuer=v2["issuer"],
+        )
+        assert (verified["azp"], verified["tid"], verified["ver"]) == (
+            "app-1",
+            tenant.tenant_id,
+            "2.0",
+        )
+
+
+def test_rotation_drops_or_keeps_the_old_key_and_a_restart_keeps_the_keys(
+    tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    state = tmp_path / "keys.json"
+    with EntraTenant(tls_files, state_file=state) as tenant:
+        first = tenant.signing_kid
+        second = tenant.rotate(keep_previous=True)
+        assert [k["kid"] for k in tenant.jwks()["keys"]] == [second, first]
+        assert jwt.get_unverified_header(tenant.mint([]))["kid"] == second
+        third = tenant.rotate(keep_previous=False)
+        assert [k["kid"] for k in tenant.jwks()["keys"]] == [third]
+        assert tenant.public_key(first) is None
+    assert state.stat().st_mode & 0o077 == 0, "private keys are owner-only"
+    with EntraTenant(tls_files, state_file=state) as restarted:
+        assert restarted.signing_kid == third

@@ -40,7 +40,9 @@ from devhost.stack import (
     StackOptions,
     resume_clock,
     save_clock,
+    start_tenant,
 )
+from devhost.tls import make_tls_files
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -210,6 +212,26 @@ def test_the_graph_simulator_does_not_move_off_a_taken_port(
     assert "still running" in message
     assert str(tmp_path / PORTS_FILE) in message
     assert json.loads((tmp_path / PORTS_FILE).read_text()) == {"graphSimulator": taken_port}
+
+
+def test_the_local_tenant_keeps_its_port_and_keys_or_moves_off_a_taken_port(
+    tmp_path: Path, taken_port: int
+) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    first = start_tenant(tls, 0, tmp_path / "entra.json")
+    port, kid = first.port, first.signing_kid
+    first.stop()
+    again = start_tenant(tls, port, tmp_path / "entra.json")
+    try:
+        assert (again.port, again.signing_kid) == (port, kid), "a restart changes nothing"
+    finally:
+        again.stop()
+    moved = start_tenant(tls, taken_port, tmp_path / "entra.json")
+    try:
+        assert moved.port != taken_port
+        assert moved.signing_kid == kid, "the keys are kept; only the issuer's port moved"
+    finally:
+        moved.stop()
 
 
 @pytest.mark.azurite

@@ -89,9 +89,10 @@ def personal_data_found() -> list[str]:
 class HostProcess:
     """``python -m devhost serve`` as a child process, with its own state directory."""
 
-    def __init__(self, state: Path, env: dict[str, str]) -> None:
+    def __init__(self, state: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
         self.state = state
         self.env = env
+        self.extra_args = list(args)
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoints: dict[str, Any] = {}
         self.log_path = state / "host.log"
@@ -120,7 +121,7 @@ class HostProcess:
         command = [sys.executable, "-m", "devhost", "serve", "--port", "0"]
         command += ["--function-key", FUNCTION_KEY, "--speed", str(SPEED)]
         command += ["--graph", self.env["GRAPH_BASE_URL"], "--state", str(self.state)]
-        return command
+        return command + self.extra_args
 
     def kill(self) -> None:
         """Die mid-work, as a recycled worker does: no clean-up at all."""
@@ -161,7 +162,7 @@ class HostProcess:
         return answer
 
     def token(self, roles: list[str], kind: str = "application", **extra: str) -> str:
-        """A caller token of the offline host's tenant (it plays App Service authentication)."""
+        """A caller token of the offline host's local Entra tenant (``devhost/entra.py``)."""
         answer = requests.post(
             str(self.endpoints["tokenEndpoint"]),
             json={"roles": roles, "kind": kind, **extra},

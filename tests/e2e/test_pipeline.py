@@ -68,6 +68,7 @@ def test_the_health_check_passes_on_a_working_deployment(host: HostProcess):
         "settings": "ok",
         "graphRoles": "ok",
         "exportStorage": "ok",
+        "entraKeys": "ok",
     }
 
 

@@ -41,8 +41,9 @@ HOST_STORAGE = "AzureWebJobsStorage"
 SET_BY_FLEX_CONFIG = {"FUNCTIONS_WORKER_RUNTIME"}
 
 #: Settings the platform sets when a feature is configured, never as app settings.
-#: WEBSITE_AUTH_ENABLED: App Service sets it when authentication (authsettingsV2) is on; an app
-#: setting of that name could claim authentication that is not there.
+#: WEBSITE_AUTH_ENABLED: App Service sets it when authentication (authsettingsV2) is on. The app
+#: no longer reads it (it validates callers' tokens itself), but an app setting of that name
+#: would still claim authentication that may not be there, to whatever reads it.
 SET_BY_PLATFORM = {"WEBSITE_AUTH_ENABLED"}
 
 #: Settings only the offline host may set: infra must not, and neither may a local copy of

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from devhost.entra import EntraTenant
+from devhost.tls import TlsFiles
+from dsr_export import settings
+from dsr_export.adapters.entra import TokenValidator
 from tests.unit.intake_fakes import MemoryEvidence, QueueTrimmings, fake_task_hub_query
 
 
@@ -28,3 +32,30 @@ def evidence_log(swap: Callable[..., None]) -> MemoryEvidence:
     log = MemoryEvidence()
     swap(evidence_log=log)
     return log
+
+
+@pytest.fixture(scope="session")
+def entra_tenant(tls_files: TlsFiles) -> Iterator[EntraTenant]:
+    """The offline host's Entra tenant, serving its OpenID configuration and keys over TLS."""
+    with EntraTenant(tls_files) as tenant:
+        yield tenant
+
+
+@pytest.fixture
+def entra_tokens(
+    entra_tenant: EntraTenant,
+    tls_files: TlsFiles,
+    swap: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[EntraTenant]:
+    """The app configured for the local tenant (its AUTH_* settings) with a fresh validator,
+    which fetches the tenant's keys over TLS with the app's own code."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
+    for name, value in entra_tenant.app_settings().items():
+        monkeypatch.setenv(name, value)
+    settings.clear_cache()
+    entra = settings.EntraSettings.from_env()
+    assert entra is not None
+    swap(token_validator=TokenValidator(entra))
+    yield entra_tenant
+    settings.clear_cache()

@@ -121,3 +121,25 @@ def test_evidence_in_the_export_account_is_a_warning_and_apart_it_is_not():
     assert not any("EVIDENCE_STORAGE_BLOB_ENDPOINT" in w for w in health.warnings(apart))
     assert health.configuration(apart)["evidenceApart"] is True
     assert health.configuration(env)["evidenceApart"] is False
+
+
+def test_the_deep_check_says_whether_the_tenants_signing_keys_can_be_had(entra_tokens, swap):
+    from dsr_export.adapters.entra import SigningKeys, TokenValidator
+    from dsr_export.domain.callers import KeysUnavailable
+    from dsr_export.settings import EntraSettings
+    from intake.health import _entra_keys
+
+    checks: dict[str, Any] = {}
+    assert _entra_keys(checks) == []
+    assert checks == {"entraKeys": "ok"}
+
+    def down(url: str) -> Any:
+        raise KeysUnavailable("login host unreachable")
+
+    entra = EntraSettings.from_env(entra_tokens.app_settings())
+    assert entra is not None
+    swap(token_validator=TokenValidator(entra, SigningKeys(entra, fetch=down)))
+    [fault] = _entra_keys(checks)
+    assert checks == {"entraKeys": "failed"}
+    assert fault.pointer == "/settings/AUTH_AUTHORITY_HOST"
+    assert "login host unreachable" in fault.detail

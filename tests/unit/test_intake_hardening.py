@@ -36,7 +36,7 @@ UPN = "adele.vance@contoso.example"
 @pytest.fixture(autouse=True)
 def _configured(swap: Callable[..., None]) -> Iterator[None]:
     swap(clock=lambda: T0)
-    with intake_settings(WEBSITE_AUTH_ENABLED=""):
+    with intake_settings():
         yield
 
 
@@ -245,53 +245,62 @@ def _principal(roles: list[str], app_id: str = "servicenow-app") -> str:
         ("cancel_dsr", "POST", "exports/R-10/cancel", {"reason": "withdrawn"}, "DSR.Manage"),
     ],
 )
-def test_each_route_needs_its_role(client, user_function, function, method, route, payload, role):
-    # Filed by the caller below: a submit of it again is the duplicate's 202 (F-12).
-    filed_by = {"kind": "application", "id": "servicenow-app"}
+def test_each_route_needs_its_role(
+    client, user_function, entra_tokens, function, method, route, payload, role
+):
+    # Filed by the caller below (the local tenant's app): a submit again is a duplicate (F-12).
+    app_id = "3f1d2c4b-5a69-4e7d-8c1b-2a3b4c5d6e7f"
+    filed_by = {"kind": "application", "id": app_id}
     client.add("R-10", input_={"requestId": "R-10", "user": USER_ID, "submittedBy": filed_by})
     everything_else = [r for r in ("DSR.Submit", "DSR.Read", "DSR.Manage") if r != role]
-    with app_settings(WEBSITE_AUTH_ENABLED="True"):
-        req = request(
-            method,
-            route,
-            payload,
-            route_params={"requestId": "R-10"},
-            headers={"x-ms-client-principal": _principal(everything_else)},
-        )
-        refused = call(user_function(function), client, req=req)
-        req = request(
-            method,
-            route,
-            payload,
-            route_params={"requestId": "R-10"},
-            headers={"x-ms-client-principal": _principal([role])},
-        )
-        allowed = call(user_function(function), client, req=req)
+
+    def send(roles: list[str]) -> Any:
+        token = entra_tokens.mint(roles, subject_id=app_id)
+        bearer = {"authorization": f"Bearer {token}"}
+        req = request(method, route, payload, route_params={"requestId": "R-10"}, headers=bearer)
+        return call(user_function(function), client, req=req)
+
+    refused, allowed = send(everything_else), send([role])
     assert refused.status_code == 403
     assert refused.mimetype == "application/problem+json"
     assert role in body(refused)["detail"]
     assert allowed.status_code in {200, 202}
 
 
-def test_the_authenticated_caller_is_the_submitter_not_the_bodys_requested_by(post, client):
-    with app_settings(WEBSITE_AUTH_ENABLED="True"):
-        response = post(
-            {"requestId": "R-11", "user": USER_ID, "requestedBy": "someone else"},
-            headers={"x-ms-client-principal": _principal(["DSR.Submit"], app_id="sn-prod")},
-        )
+def test_the_authenticated_caller_is_the_submitter_not_the_bodys_requested_by(
+    post, client, entra_tokens
+):
+    token = entra_tokens.mint(["DSR.Submit"], subject_id="sn-prod")
+    response = post(
+        {"requestId": "R-11", "user": USER_ID, "requestedBy": "someone else"},
+        headers={"authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 202
     job = ExportJob.from_input(client.started[0][2])
-    assert job.submitted_by == {"kind": "application", "id": "sn-prod"}
+    assert job.submitted_by == {
+        "kind": "application",
+        "id": "sn-prod",
+        "tenantId": entra_tokens.tenant_id,
+    }
     assert job.requested_by == "someone else"
 
 
-def test_a_principal_header_is_ignored_when_the_platform_does_not_vouch_for_it(post, client):
+@pytest.mark.parametrize("platform_flag", ["", "True"])
+def test_a_principal_header_is_never_taken_on_its_own_word(post, client, platform_flag):
+    """Not even when WEBSITE_AUTH_ENABLED says App Service authentication is on."""
     forged = _principal(["DSR.Submit"], app_id="forged")
-    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Read"):  # key holders may not submit
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Read", WEBSITE_AUTH_ENABLED=platform_flag):
         response = post(
             {"requestId": "R-12", "user": USER_ID}, headers={"x-ms-client-principal": forged}
         )
-    assert response.status_code == 403
+        alone = post(
+            {"requestId": "R-12", "user": USER_ID},
+            headers={"x-ms-client-principal": forged},
+            key=None,
+        )
+    assert response.status_code == 403  # the key holder's own roles, not the header's
+    assert alone.status_code == 401
+    assert alone.mimetype == "application/problem+json"
     assert client.started == []
 
 
