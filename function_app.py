@@ -5,21 +5,27 @@ import azure.functions as func
 
 from activities.callbacks import bp as callback_activities
 from activities.export_steps import bp as export_activities
+from activities.package_steps import bp as package_activities
 from intake.health import bp as health_check
 from intake.http_api import bp as http_intake
 from intake.lifecycle_api import bp as lifecycle_routes
+from intake.package_api import bp as package_routes
 from intake.queue_intake import bp as queue_intake
 from intake.retention import bp as retention
 from orchestrations.deliver_notice import bp as notice_orchestration
 from orchestrations.export_personal_data import bp as export_orchestration
+from orchestrations.package_export import bp as package_orchestration
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(export_orchestration)
 app.register_functions(notice_orchestration)
+app.register_functions(package_orchestration)
 app.register_functions(export_activities)
 app.register_functions(callback_activities)
+app.register_functions(package_activities)
 app.register_functions(http_intake)
 app.register_functions(queue_intake)
 app.register_functions(health_check)
 app.register_functions(lifecycle_routes)
 app.register_functions(retention)
+app.register_functions(package_routes)

@@ -1,4 +1,4 @@
-"""``python -m devhost serve|demo|queue``: the offline host's command line."""
+"""``python -m devhost serve|demo|queue|screenshots``: the offline host's command line."""
 
 from __future__ import annotations
 
@@ -106,8 +106,18 @@ def main(argv: list[str] | None = None) -> int:
             help="the running host's state directory (default .devhost/)",
         )
 
+    shots = commands.add_parser(
+        "screenshots", help="photograph a sample subject's package in headless Chromium"
+    )
+    shots.add_argument("--out", type=Path, default=REPO_ROOT / "docs", help="(default docs/)")
+    shots.add_argument("--language", default="en", choices=("en", "de"))
+
     args = parser.parse_args(argv)
     _configure_logging(args.command, verbose=getattr(args, "verbose", False))
+    if args.command == "screenshots":
+        from devhost.screenshots import run
+
+        return run(args.out, args.language)
     if args.command == "demo":
         if args.state:
             return run_demo(args.state)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
+    from dsr_export.adapters.package_builder import PackageBuilder, ReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
     from dsr_export.adapters.task_hub import Page
@@ -49,6 +50,8 @@ PARTS: Final = (
     "task_hub_query",
     "queue_trimmer",
     "evidence_log",
+    "package_builder",
+    "receipt_signer",
     "token_validator",
     "clock",
 )
@@ -149,6 +152,25 @@ def evidence_log() -> EvidenceLog:
     return _evidence_log()
 
 
+def receipt_signer() -> ReceiptSigner:
+    """What signs the package's receipt (receipt19's Key Vault signer,
+    ``dsr_export.adapters.receipt_signer``)."""
+    if "receipt_signer" in _overrides:
+        return _overrides["receipt_signer"]  # type: ignore[no-any-return]
+    return _receipt_signer()
+
+
+def package_builder() -> PackageBuilder:
+    """Builds and finds the subject's packages (delivery containers in the export account).
+
+    Raises :class:`~dsr_export.settings.SettingsError` naming ``ORGANISATION_PROFILE`` when
+    the organisation has not filled in its profile: no package goes out without it.
+    """
+    if "package_builder" in _overrides:
+        return _overrides["package_builder"]  # type: ignore[no-any-return]
+    return _package_builder()
+
+
 def token_validator() -> TokenValidator:
     """What judges callers' Entra tokens (its signing keys cached across requests)."""
     if "token_validator" in _overrides:
@@ -193,6 +215,8 @@ def reset() -> None:
         _callback_sender,
         _rejections,
         _evidence_log,
+        _receipt_signer,
+        _package_builder,
         _token_validator,
     ):
         cached.cache_clear()
@@ -242,6 +266,34 @@ def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
+
+
+@functools.cache
+def _receipt_signer() -> ReceiptSigner:
+    import importlib
+
+    try:
+        module = importlib.import_module("dsr_export.adapters.receipt_signer")
+    except ImportError:
+        raise settings.SettingsError(
+            "RECEIPT_SIGNING_KEY", "no receipt signer is installed in this build"
+        ) from None
+    signer: ReceiptSigner = module.receipt_signer()
+    return signer
+
+
+@functools.cache
+def _package_builder() -> PackageBuilder:
+    from dsr_export.adapters.package_builder import PackageBuilder, PackageOptions
+
+    chosen = settings.package_settings()
+    if chosen.organisation is None:
+        raise settings.SettingsError(
+            "ORGANISATION_PROFILE",
+            "is required to build packages (docs/delivery.md, docs/organisation.sample.json)",
+        )
+    options = PackageOptions(part_bytes=chosen.part_max_bytes, issuer=chosen.issuer)
+    return PackageBuilder(export_storage().service, chosen.organisation, options)
 
 
 @functools.cache

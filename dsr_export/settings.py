@@ -14,16 +14,20 @@ import base64
 import binascii
 import enum
 import functools
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
 from dsr_export.domain.callers import Role, parse_roles
 from dsr_export.domain.job import ExportPolicy
+from dsr_export.domain.organisation import OrganisationProfile, ProfileInvalid
+from dsr_export.domain.package_manifest import PACKAGE_LANGUAGES
 
 #: Every setting the app reads, with a one-line meaning. Infra and docs are checked against it.
 SETTINGS: Final[dict[str, str]] = {
@@ -52,6 +56,9 @@ SETTINGS: Final[dict[str, str]] = {
     "EXPORT_RETENTION_DAYS": "days after a DSR ended before its exported data is deleted",
     "HISTORY_RETENTION_DAYS": "days after a DSR ended before its durable history is purged",
     "CUSTOM_EXTENSION_MAX_DAYS": "days a {days: N} regulation's deadline may be extended by",
+    "PACKAGE_LANGUAGE": "language of the subject's package when the request names none (en, de)",
+    "PACKAGE_PART_MAX_BYTES": "bytes above which the subject's package is split into parts",
+    "ORGANISATION_PROFILE": "the organisation's profile for the package (JSON, or a file's path)",
     "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
 }
 
@@ -437,6 +444,66 @@ class AuthSettings:
         return cls(entra=EntraSettings.from_env(env), function_key_roles=roles)
 
 
+@dataclass(frozen=True)
+class PackageSettings:
+    """The subject's package: its default language, where it is split, and the organisation's
+    profile (who it is, its DPO, the processing information of GDPR Art. 15(1)).
+
+    The profile is checked when the settings are read (``GET /api/health`` reads them), and a
+    field missing is named; without a profile the app runs, and packaging is refused naming
+    ``ORGANISATION_PROFILE``.
+    """
+
+    language: str = "en"
+    part_max_bytes: int = 4 * 1024**3
+    organisation: OrganisationProfile | None = None
+    issuer: str = "dsr-export"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> PackageSettings:
+        language = _get(env, "PACKAGE_LANGUAGE", "en").strip().lower()
+        if language not in PACKAGE_LANGUAGES:
+            raise SettingsError(
+                "PACKAGE_LANGUAGE", f"must be one of {', '.join(PACKAGE_LANGUAGES)}"
+            )
+        host = env.get("WEBSITE_HOSTNAME", "").strip()
+        return cls(
+            language=language,
+            part_max_bytes=_int(
+                env, "PACKAGE_PART_MAX_BYTES", 4 * 1024**3, low=1024**2, high=64 * 1024**3
+            ),
+            organisation=_organisation(_get(env, "ORGANISATION_PROFILE", "").strip()),
+            issuer=f"https://{host}" if host else "dsr-export",
+        )
+
+
+def _organisation(raw: str) -> OrganisationProfile | None:
+    """The profile from JSON text or from a JSON file's path (relative: to the app's root)."""
+    if not raw:
+        return None
+    text = raw
+    if not raw.startswith("{"):
+        path = Path(raw) if Path(raw).is_absolute() else Path(__file__).parent.parent / raw
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            raise SettingsError(
+                "ORGANISATION_PROFILE", "is neither JSON nor a readable file"
+            ) from None
+    try:
+        return OrganisationProfile.parse(json.loads(text))
+    except ValueError as exc:
+        field_name = exc.field if isinstance(exc, ProfileInvalid) else "(document)"
+        detail = str(exc) if isinstance(exc, ProfileInvalid) else "not valid JSON"
+        raise SettingsError("ORGANISATION_PROFILE", f"{detail} ({field_name})") from None
+
+
+@functools.cache
+def package_settings() -> PackageSettings:
+    """The process-wide package settings, read on first use."""
+    return PackageSettings.from_env()
+
+
 @functools.cache
 def lifecycle_settings() -> LifecycleSettings:
     """The process-wide lifecycle settings, read on first use."""
@@ -484,6 +551,7 @@ def clear_cache() -> None:
     for reader in (
         auth_settings,
         lifecycle_settings,
+        package_settings,
         graph_settings,
         export_storage_settings,
         export_policy,

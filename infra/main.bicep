@@ -84,6 +84,17 @@ param downloadLinkMinutes int = 60
 @maxValue(366)
 param customExtensionMaxDays int = 0
 
+@description('Language of the subject\'s package when the request names none.')
+@allowed(['en', 'de'])
+param packageLanguage string = 'en'
+
+@description('Bytes above which the subject\'s package is split into numbered parts (default 4 GiB).')
+@minValue(1048576)
+param packagePartMaxBytes int = 4294967296
+
+@description('The organisation\'s profile for the subject\'s package (JSON; docs/organisation.sample.json). Empty: packaging is refused, naming this setting.')
+param organisationProfile string = ''
+
 @description('Days each DSR\'s evidence log is immutable (cannot be overwritten or deleted, by anyone) from its creation. 2192 = 6 years.')
 @minValue(1)
 @maxValue(146000)
@@ -428,6 +439,9 @@ module functionApp 'modules/function-app.bicep' = {
     queueRetentionDays: queueRetentionDays
     downloadLinkMinutes: downloadLinkMinutes
     customExtensionMaxDays: customExtensionMaxDays
+    packageLanguage: packageLanguage
+    packagePartMaxBytes: packagePartMaxBytes
+    organisationProfile: organisationProfile
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri
     callbackSecretUri: keyVault.outputs.callbackSecretUri

@@ -26,6 +26,7 @@ from dsr_export.settings import (
     ExportStorageSettings,
     GraphSettings,
     LifecycleSettings,
+    PackageSettings,
     SettingsError,
     export_policy_from_env,
 )
@@ -40,6 +41,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     CallbackSettings.from_env,
     DeadlineSettings.from_env,
     LifecycleSettings.from_env,
+    PackageSettings.from_env,
 )
 
 

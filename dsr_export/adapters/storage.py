@@ -27,6 +27,7 @@ from azure.storage.blob import (
 )
 
 from dsr_export.adapters import sas
+from dsr_export.domain.package_manifest import DELIVERY_SUFFIX as PACKAGE_SUFFIX
 from dsr_export.domain.request import CONTAINER_PREFIX, container_name, is_container_of
 from dsr_export.settings import ExportStorageSettings, SasMode
 
@@ -225,9 +226,16 @@ class ExportStorage:
         return f"{container.url}?{token}", expiry
 
     def containers_of(self, request_id: str) -> list[str]:
-        """Every container of a DSR: its first and each fresh one of a retried submit or DSR."""
-        found = self._service.list_containers(name_starts_with=container_name(request_id))
-        return sorted(item.name for item in found if is_container_of(item.name, request_id))
+        """Every container of a DSR, matched exactly: its first, each fresh one of a retried
+        submit or DSR, and its delivery container (the subject's package). Never a prefix: the
+        DSR ``V-<first 16 hex of sha256(V)>-A2`` has a container that starts with ``V``'s."""
+        base = container_name(request_id)
+        found = self._service.list_containers(name_starts_with=base)
+        return sorted(
+            item.name
+            for item in found
+            if item.name == base + PACKAGE_SUFFIX or is_container_of(item.name, request_id)
+        )
 
     def delete_data(self, request_id: str) -> DeletedData:
         """Delete every container of the DSR; what they held is counted first (the receipt).
@@ -239,6 +247,8 @@ class ExportStorage:
             container = self.container(name)
             try:
                 for blob in container.list_blobs():
+                    if name.endswith(PACKAGE_SUFFIX):
+                        continue  # the subject's package: made of the data counted here
                     if blob.name == MANIFEST_BLOB:
                         digest = self._sha256(name, MANIFEST_BLOB) or digest
                     elif blob.name not in _APP_BLOBS:

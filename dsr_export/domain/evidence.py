@@ -61,6 +61,10 @@ class Kind(enum.StrEnum):
     ERASED = "erased"
     RETENTION_DELETED = "retention_deleted"
     HISTORY_PURGED = "history_purged"
+    #: The subject's package was built (its zip's and manifest's SHA-256).
+    PACKAGED = "packaged"
+    #: Packaging stopped: the export no longer matches what completed (counts only).
+    PACKAGE_REFUSED = "package_refused"
 
 
 class _Counts:
@@ -171,6 +175,26 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
     Kind.ERASED: {**_DELETION, "reasonSha256": str, **_ACTOR},
     Kind.RETENTION_DELETED: {**_DELETION, "retentionDays": int, "endedAt": str, **_ACTOR},
     Kind.HISTORY_PURGED: {"instancesDeleted": int, "retentionDays": int, **_ACTOR},
+    Kind.PACKAGED: {
+        "container": str,
+        "packageSha256": str,
+        "manifestSha256": str,
+        "exportManifestSha256": str,
+        "partCount": int,
+        "fileCount": int,
+        "totalBytes": int,
+        "generation": int,
+        "language": str,
+        **_ACTOR,
+    },
+    Kind.PACKAGE_REFUSED: {
+        "reasonCode": frozenset({"EXPORT_CHANGED"}),
+        "added": int,
+        "removed": int,
+        "altered": int,
+        "exportManifestSha256": str,
+        **_ACTOR,
+    },
 }
 
 #: What no string value may contain: an address (UPN, e-mail), a URL, a SAS signature.

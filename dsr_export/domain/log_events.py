@@ -138,6 +138,12 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "receipt_id", "blob_count", "total_bytes", "retention_days"),
     ),
     LogEvent("history_purged", ("request_id", "instances")),
+    LogEvent("package_requested", ("request_id", "language", "state", *CALLER_FIELDS)),
+    LogEvent(
+        "package_built",
+        ("request_id", "parts", "file_count", "total_bytes", "package_sha256", "reused"),
+    ),
+    LogEvent("package_refused", ("request_id", "code", "added", "removed", "altered")),
     LogEvent(
         "retention_run",
         ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),

@@ -168,6 +168,34 @@ class RecordExtension(Wire):
     actor_id: str | None = None
 
 
+@dataclass(frozen=True)
+class BuildPackage(Wire):
+    """Build the subject's package from ``container`` (the completed attempt's), in
+    ``language``; the times are what the first page shows (ISO 8601, UTC)."""
+
+    request_id: str
+    container: str
+    language: str
+    completed_at: str | None = None
+    received_at: str | None = None
+    deadline: str | None = None
+    regulation: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordPackage(Wire):
+    """Write how packaging ended to the DSR's evidence: ``packaged`` (with ``package``, the
+    builder's state document) or ``refused`` (the export changed: ``changed`` counts)."""
+
+    request_id: str
+    ending: str
+    package: dict[str, Any] | None = None
+    changed: dict[str, int] | None = None
+    export_manifest_sha256: str | None = None
+    actor_kind: str | None = None
+    actor_id: str | None = None
+
+
 # -- results ------------------------------------------------------------------------------------
 @dataclass(frozen=True, kw_only=True)
 class GraphStepResult(Wire):
@@ -235,6 +263,17 @@ class ExportChecked(GraphStepResult):
     progress: float | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PackageBuilt(GraphStepResult):
+    """The package built (or found built): the builder's state document (hashes, parts,
+    counts; no file names); ``failed`` with the reason when it could not be (``changed``: the
+    counts of an export that changed after it completed)."""
+
+    package: dict[str, Any] | None = None
+    changed: dict[str, int] | None = None
+    export_manifest_sha256: str | None = None
+
+
 @dataclass(frozen=True)
 class ExportFinalized(Wire):
     """The manifest summary (completed exports) and what became of the SAS."""
@@ -282,6 +321,8 @@ CHECK_EXPORT: Final = Step("check_export", CheckExport, ExportChecked)
 FINALIZE_EXPORT: Final = Step("finalize_export", FinalizeExport, ExportFinalized)
 SEND_CALLBACK: Final = Step("send_callback", SendCallback, CallbackDelivery)
 RECORD_EXTENSION: Final = Step("record_extension", RecordExtension, Recorded)
+BUILD_PACKAGE: Final = Step("build_package", BuildPackage, PackageBuilt)
+RECORD_PACKAGE: Final = Step("record_package", RecordPackage, Recorded)
 
 #: Every activity of the app, by name.
 STEPS: Final[dict[str, Step[Any, Any]]] = {
@@ -295,5 +336,7 @@ STEPS: Final[dict[str, Step[Any, Any]]] = {
         FINALIZE_EXPORT,
         SEND_CALLBACK,
         RECORD_EXTENSION,
+        BUILD_PACKAGE,
+        RECORD_PACKAGE,
     )
 }

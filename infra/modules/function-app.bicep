@@ -49,6 +49,15 @@ param queueRetentionDays int
 @description('Minutes a delivery (download) link lives.')
 param downloadLinkMinutes int
 
+@description('Language of the subject\'s package when the request names none (en or de).')
+param packageLanguage string
+
+@description('Bytes above which the subject\'s package is split into numbered parts.')
+param packagePartMaxBytes int
+
+@description('The organisation\'s profile for the package (JSON: organisation, DPO, GDPR Art. 15(1) processing information); see docs/delivery.md.')
+param organisationProfile string
+
 @description('Days a custom {days: N} regulation\'s deadline may be extended by (0: none).')
 param customExtensionMaxDays int
 
@@ -268,6 +277,9 @@ var appSettings = {
   QUEUE_RETENTION_DAYS: string(queueRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
+  PACKAGE_LANGUAGE: packageLanguage
+  PACKAGE_PART_MAX_BYTES: string(packagePartMaxBytes)
+  ORGANISATION_PROFILE: organisationProfile
   // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
   // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no
   // registration) means function keys only.

@@ -256,6 +256,8 @@ def host_env(
             "CALLBACK_ALLOW_LOOPBACK_UNSAFE": "true",
             # Function-key callers may do everything here; the role tests use Entra tokens.
             "AUTH_FUNCTION_KEY_ROLES": "DSR.Submit,DSR.Read,DSR.Manage",
+            # The subject's package needs the organisation's profile: the docs' sample.
+            "ORGANISATION_PROFILE": "docs/organisation.sample.json",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -48,7 +48,7 @@ SEED = 20261201
 #: The whole run's ceiling; it takes a fraction of it.
 RUN_TIMEOUT_SECONDS = 240
 #: Every operation but the document itself (schemathesis does not test the schema's own URL).
-OPERATIONS = 10
+OPERATIONS = 12
 PHASES = {"examples", "coverage", "fuzzing", "stateful"}
 EXCLUDED_CHECKS = {
     # It expects 405 for a method an operation does not declare. The Functions host answers

@@ -197,8 +197,9 @@ def test_deleting_a_dsrs_data_spares_a_dsr_whose_id_extends_its_container_name(
     victim = f"V{uuid.uuid4().hex[:6].upper()}"
     digest = hashlib.sha256(victim.encode()).hexdigest()[:16]
     mine = _export_with_data(storage, victim)
-    hostile = [_export_with_data(storage, f"{victim}-{digest}-{tail}") for tail in ("A2", "A")]
-    assert all(name.startswith(f"{mine}-a") for name in hostile), "the adversarial shape"
+    tails = ("A2", "A", "PKG")
+    hostile = [_export_with_data(storage, f"{victim}-{digest}-{tail}") for tail in tails]
+    assert all(name.startswith(f"{mine}-") for name in hostile), "the adversarial shape"
     assert storage.containers_of(victim) == [mine]
     deleted = storage.delete_data(victim)
     assert deleted.containers == (mine,)

@@ -115,6 +115,22 @@ LIFECYCLE: list[tuple[Kind, dict[str, object]]] = [
     ),
     (Kind.ERASED, {"container": CONTAINER, "receiptId": "rcpt-1", "blobCount": 3}),
     (Kind.RETENTION_DELETED, {"container": CONTAINER, "receiptId": "rcpt-2", "retentionDays": 30}),
+    (
+        Kind.PACKAGE_REFUSED,
+        {"reasonCode": "EXPORT_CHANGED", "added": 1, "removed": 0, "altered": 0},
+    ),
+    (
+        Kind.PACKAGED,
+        {
+            "container": "dsr-ritm-0-pkg",
+            "packageSha256": "b" * 64,
+            "manifestSha256": "c" * 64,
+            "partCount": 1,
+            "fileCount": 12,
+            "totalBytes": 4096,
+            "language": "de",
+        },
+    ),
     (Kind.HISTORY_PURGED, {"instancesDeleted": 1, "actorKind": "application"}),
 ]
 

@@ -22,12 +22,13 @@ def _by_trigger(functions: tuple[Any, ...], kind: str) -> dict[str, dict[str, An
 
 
 def test_the_orchestrator_and_every_step_of_the_contract_are_registered(app_functions):
+    from dsr_export.domain.package_manifest import PACKAGE_ORCHESTRATOR
     from intake.lifecycle import NOTICE_ORCHESTRATOR
     from intake.service import ORCHESTRATOR
 
     orchestrators = set(_by_trigger(app_functions, "orchestrationTrigger"))
     # The names the intake starts them by (it does not import the orchestrations).
-    assert orchestrators == {ORCHESTRATOR, NOTICE_ORCHESTRATOR}
+    assert orchestrators == {ORCHESTRATOR, NOTICE_ORCHESTRATOR, PACKAGE_ORCHESTRATOR}
     assert set(_by_trigger(app_functions, "activityTrigger")) == set(steps.STEPS)
 
 

@@ -86,6 +86,16 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
             "DELETE", "exports/R-1/data", {"reason": "done"}, route_params={"requestId": "R-1"}
         ),
     ),
+    "buildPackage": (
+        "export_package",
+        True,
+        lambda: request("POST", "exports/R-1/package", route_params={"requestId": "R-1"}),
+    ),
+    "getPackage": (
+        "export_package",
+        True,
+        lambda: request("GET", "exports/R-1/package", route_params={"requestId": "R-1"}),
+    ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
 }

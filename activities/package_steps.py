@@ -1,0 +1,147 @@
+"""The subject's package: build it (one I/O step, sealed by the receipt signer) and record it in
+the DSR's evidence (another). Both idempotent: a build answers the package already built from
+the same export, and a record is written once per package hash.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import azure.durable_functions as df
+
+from activities.contract import activity, graph_activity
+from dsr_export import composition
+from dsr_export.domain import steps
+from dsr_export.domain.errors import ErrorDoc
+from dsr_export.domain.evidence import EVENT_ID, Kind, verify
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.steps import Outcome
+
+bp = df.Blueprint()
+
+#: The error code of an export that changed after it completed (docs/errors.md).
+EXPORT_CHANGED = "ExportChangedAfterCompletion"
+NO_EXPORT_DATA = "ExportDataMissing"
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@graph_activity(bp, steps.BUILD_PACKAGE)
+def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
+    """Stream the export into the package in its delivery container and seal it."""
+    # Imported here: the Azure SDK, Jinja2 and Babel stay off the cold-start path.
+    from dsr_export.adapters.package_builder import ExportChanged, NoExportManifest, PackageJob
+    from dsr_export.rendering.render import Facts
+
+    now = composition.now()
+    builder = composition.package_builder()
+    job = PackageJob(
+        request_id=step.request_id,
+        container=step.container,
+        language=step.language,
+        facts=Facts(
+            request_id=step.request_id,
+            packaged_at=now,
+            received_at=_moment(step.received_at),
+            deadline=_moment(step.deadline),
+            completed_at=_moment(step.completed_at),
+            regulation=step.regulation,
+        ),
+    )
+    head = verify(composition.evidence_log().read(step.request_id)).head
+    try:
+        result = builder.build(
+            job,
+            composition.receipt_signer(),
+            now=now,
+            completed_at=step.completed_at,
+            evidence_head=head,
+        )
+    except ExportChanged as exc:
+        changed = {"added": exc.added, "removed": exc.removed, "altered": exc.altered}
+        log_event(
+            "package_refused",
+            level=logging.ERROR,
+            request_id=step.request_id,
+            code=EXPORT_CHANGED,
+            added=exc.added,
+            removed=exc.removed,
+            altered=exc.altered,
+        )
+        error: ErrorDoc = {
+            "code": EXPORT_CHANGED,
+            "category": "storage",
+            "message": str(exc),
+            "hint": "Find out who wrote to the export container after it completed; retry the "
+            "DSR (POST .../retry) for a fresh export, or erase the data.",
+        }
+        return steps.PackageBuilt(outcome=Outcome.FAILED, error=error, changed=changed)
+    except NoExportManifest as exc:
+        missing: ErrorDoc = {"code": NO_EXPORT_DATA, "category": "storage", "message": str(exc)}
+        return steps.PackageBuilt(outcome=Outcome.FAILED, error=missing)
+    log_event(
+        "package_built",
+        request_id=step.request_id,
+        parts=len(result.parts),
+        file_count=result.file_count,
+        total_bytes=result.total_bytes,
+        package_sha256=result.package_sha256,
+        reused=result.reused,
+    )
+    return steps.PackageBuilt(package=result.to_dict())
+
+
+@activity(bp, steps.RECORD_PACKAGE)
+def record_package(step: steps.RecordPackage) -> steps.Recorded:
+    """``packaged`` (once per package hash) or ``package_refused`` in the DSR's evidence."""
+    if step.ending == "packaged" and step.package is not None:
+        package = step.package
+        record = composition.evidence_log().append(
+            step.request_id,
+            Kind.PACKAGED,
+            composition.now(),
+            {
+                EVENT_ID: f"packaged-{package['packageSha256'][:32]}",
+                "container": package["container"],
+                "packageSha256": package["packageSha256"],
+                "manifestSha256": package["manifestSha256"],
+                "exportManifestSha256": package["exportManifestSha256"],
+                "partCount": len(package["parts"]),
+                "fileCount": package["fileCount"],
+                "totalBytes": package["totalBytes"],
+                "generation": package.get("generation"),
+                "language": package.get("language"),
+                "actorKind": step.actor_kind,
+                "actorId": step.actor_id,
+            },
+        )
+        return steps.Recorded(seq=record.seq)
+    changed = step.changed or {}
+    record = composition.evidence_log().append(
+        step.request_id,
+        Kind.PACKAGE_REFUSED,
+        composition.now(),
+        {
+            EVENT_ID: "package-refused-{added}-{removed}-{altered}".format(
+                added=changed.get("added", 0),
+                removed=changed.get("removed", 0),
+                altered=changed.get("altered", 0),
+            ),
+            "reasonCode": "EXPORT_CHANGED",
+            "added": changed.get("added"),
+            "removed": changed.get("removed"),
+            "altered": changed.get("altered"),
+            "exportManifestSha256": step.export_manifest_sha256,
+            "actorKind": step.actor_kind,
+            "actorId": step.actor_id,
+        },
+    )
+    return steps.Recorded(seq=record.seq)

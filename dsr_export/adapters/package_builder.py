@@ -1,0 +1,595 @@
+"""Builds the subject's package: from the DSR's export container to one ZIP (or numbered parts)
+in a delivery container of its own, streamed end to end.
+
+Nothing of the export is held whole, in memory or on local disk: each blob is read in chunks
+and written as a ZIP member into a block blob that is uploaded block by block (``zipfile`` on an
+unseekable writer: data descriptors, ZIP64 where a member or the archive needs it); only a file
+small enough to be shown on a page (``render_max_bytes``) is kept while its page is rendered,
+and a ``.zip`` of the export is listed through ranged reads of its directory. The export
+container is only read (conditional on the ETags listed at the start): it stays as Graph wrote
+it.
+
+Idempotent and resumable: the package is complete exactly when ``package-state.json`` is in the
+delivery container (written last); a second run answers it, a run after a crash deletes what
+the first left and builds again from scratch. An export that no longer matches the
+``manifest.json`` finalisation stored (a blob added, removed or altered) stops the build with
+:class:`ExportChanged`; nothing is packaged from data that is not what completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, Final, Protocol, cast
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobBlock,
+    BlobClient,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+)
+
+from dsr_export.adapters.storage import LEGACY_AUDIT_BLOB, MANIFEST_BLOB
+from dsr_export.domain import archive
+from dsr_export.domain.organisation import OrganisationProfile
+from dsr_export.domain.package_manifest import (
+    COMPRESSED_TYPES,
+    INDEX_MEMBER,
+    MANIFEST_MEMBER,
+    README_MEMBER,
+    RECEIPT_MEMBER,
+    STATE_BLOB,
+    PackageFile,
+    data_member,
+    delivery_container,
+    file_page,
+    manifest_of,
+    media_type,
+    part_names,
+    product_of,
+    receipt_claims,
+)
+from dsr_export.rendering.render import Facts, FileEntry, ProductEntry, Renderer, product_entry
+from dsr_export.rendering.views import FileView, view_of
+
+#: Blocks staged per upload call: large enough for throughput, small enough for memory.
+BLOCK_BYTES: Final = 4 * 1024 * 1024
+#: Each blob of the export is read in ranges of this size.
+READ_BYTES: Final = 1024 * 1024
+#: Ranged reads of a zip's directory are cached in blocks of this size.
+RANGE_BYTES: Final = 256 * 1024
+
+
+class ReceiptSigner(Protocol):
+    """What seals a package (receipt19's ``dsr_export.adapters.receipt_signer``): the receipt's
+    claims in, a compact JWS (ES256) out."""
+
+    def sign_receipt(self, claims: Mapping[str, Any]) -> str:
+        """Sign ``claims``; raise when the key cannot sign (the fix named in the message)."""
+        ...
+
+
+class ExportChanged(RuntimeError):
+    """The export container no longer holds what completed; counts only (names may be
+    personal data)."""
+
+    def __init__(self, added: int, removed: int, altered: int) -> None:
+        super().__init__(
+            f"the export changed after it completed: {added} added, {removed} removed, "
+            f"{altered} altered; it is not packaged (see the evidence)"
+        )
+        self.added, self.removed, self.altered = added, removed, altered
+
+
+class NoExportManifest(RuntimeError):
+    """The export container has no ``manifest.json``: the export did not complete, or its data
+    was erased."""
+
+
+@dataclass(frozen=True)
+class PackageOptions:
+    """How a package is built: where a split starts, what is shown on a page, the zip limits,
+    and the receipt's issuer."""
+
+    part_bytes: int = 4 * 1024**3
+    render_max_bytes: int = 2 * 1024**2
+    issuer: str = "dsr-export"
+    limits: archive.ArchiveLimits = field(default_factory=archive.ArchiveLimits)
+
+
+@dataclass(frozen=True)
+class PackageJob:
+    """One DSR's package: its container and the facts the first page shows."""
+
+    request_id: str
+    container: str
+    language: str
+    facts: Facts
+    generation: int = 1
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    """A finished package, as ``package-state.json`` records it (no names of files)."""
+
+    container: str
+    parts: tuple[dict[str, Any], ...]
+    package_sha256: str
+    manifest_sha256: str
+    export_manifest_sha256: str
+    file_count: int
+    total_bytes: int
+    packaged_at: str
+    generation: int
+    language: str
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state document (and the activity's result)."""
+        return {
+            "state": "complete",
+            "container": self.container,
+            "parts": list(self.parts),
+            "packageSha256": self.package_sha256,
+            "manifestSha256": self.manifest_sha256,
+            "exportManifestSha256": self.export_manifest_sha256,
+            "fileCount": self.file_count,
+            "totalBytes": self.total_bytes,
+            "packagedAt": self.packaged_at,
+            "generation": self.generation,
+            "language": self.language,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, reused: bool = False) -> PackageResult:
+        """Read a state document back."""
+        return cls(
+            container=str(raw["container"]),
+            parts=tuple(dict(part) for part in raw["parts"]),
+            package_sha256=str(raw["packageSha256"]),
+            manifest_sha256=str(raw["manifestSha256"]),
+            export_manifest_sha256=str(raw["exportManifestSha256"]),
+            file_count=int(raw["fileCount"]),
+            total_bytes=int(raw["totalBytes"]),
+            packaged_at=str(raw["packagedAt"]),
+            generation=int(raw.get("generation") or 1),
+            language=str(raw.get("language") or "en"),
+            reused=reused,
+        )
+
+
+class BlockBlobWriter:
+    """A write-only, unseekable file over a block blob: ``write`` stages 4 MiB blocks as they
+    fill, :meth:`commit` commits them. Also hashes what passes (the part's SHA-256) and feeds
+    the running hash of the whole package."""
+
+    def __init__(self, blob: BlobClient, package_hash: Any, block_bytes: int = BLOCK_BYTES) -> None:
+        self._blob, self._package_hash = blob, package_hash
+        self._block_bytes = block_bytes
+        self._buffer = bytearray()
+        self._blocks: list[BlobBlock] = []
+        self._position = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        size = len(data)
+        self._buffer += data
+        self._position += size
+        self.sha256.update(data)
+        self._package_hash.update(data)
+        while len(self._buffer) >= self._block_bytes:
+            with memoryview(self._buffer) as view:
+                block = bytes(view[: self._block_bytes])
+            del self._buffer[: self._block_bytes]
+            self._stage(block)
+        return size
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        """Blocks are staged when full; nothing to do before :meth:`commit`."""
+
+    def _stage(self, block: bytes) -> None:
+        block_id = f"{len(self._blocks):08d}".encode().hex()
+        self._blob.stage_block(block_id, block)
+        self._blocks.append(BlobBlock(block_id=block_id))
+
+    def commit(self) -> int:
+        """Stage the rest and commit the blob; its size."""
+        if self._buffer:
+            self._stage(bytes(self._buffer))
+            self._buffer.clear()
+        self._blob.commit_block_list(
+            self._blocks, content_settings=ContentSettings(content_type="application/zip")
+        )
+        return self._position
+
+
+class RangeReader(io.RawIOBase):
+    """A read-only, seekable view of one blob through ranged reads (a zip's directory is at its
+    end), pinned to the ETag listed at the start."""
+
+    def __init__(self, blob: BlobClient, size: int, etag: str | None) -> None:
+        self._blob, self._size, self._etag = blob, size, etag
+        self._position = 0
+        self._cache: dict[int, bytes] = {}
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def _block(self, index: int) -> bytes:
+        if index not in self._cache:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            start = index * RANGE_BYTES
+            length = min(RANGE_BYTES, self._size - start)
+            kwargs: dict[str, Any] = {}
+            if self._etag:
+                kwargs = {"etag": self._etag, "match_condition": MatchConditions.IfNotModified}
+            self._cache[index] = self._blob.download_blob(
+                offset=start, length=length, **kwargs
+            ).readall()
+        return self._cache[index]
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._position + size)
+        out = bytearray()
+        while self._position < end:
+            index, offset = divmod(self._position, RANGE_BYTES)
+            block = self._block(index)[offset : offset + end - self._position]
+            if not block:
+                break
+            out += block
+            self._position += len(block)
+        return bytes(out)
+
+
+@dataclass
+class _Listed:
+    name: str
+    size: int
+    etag: str | None
+    md5: str | None
+    last_modified: str | None
+
+
+@dataclass
+class _Parts:
+    """The zip being written: one part, or the next part once the current one is full."""
+
+    container: ContainerClient
+    names: list[str]
+    part_bytes: int
+    package_hash: Any = field(default_factory=hashlib.sha256)
+    done: list[dict[str, Any]] = field(default_factory=list)
+    writer: BlockBlobWriter | None = None
+    zip: zipfile.ZipFile | None = None
+    members: int = 0
+
+    def current(self) -> zipfile.ZipFile:
+        if self.zip is None:
+            name = self.names[len(self.done)]
+            self.writer = BlockBlobWriter(self.container.get_blob_client(name), self.package_hash)
+            self.zip = zipfile.ZipFile(self.writer, "w", allowZip64=True)  # type: ignore[call-overload]
+            self.members = 0
+        return self.zip
+
+    def roll_if_full(self) -> None:
+        """Close the part when it is over the size (never empty; never past the last name)."""
+        if (
+            self.writer is not None
+            and self.members
+            and self.writer.tell() >= self.part_bytes
+            and len(self.done) + 1 < len(self.names)
+        ):
+            self.close()
+
+    def close(self) -> None:
+        if self.zip is None or self.writer is None:
+            return
+        self.zip.close()
+        size = self.writer.commit()
+        self.done.append(
+            {
+                "name": self.names[len(self.done)],
+                "size": size,
+                "sha256": self.writer.sha256.hexdigest(),
+            }
+        )
+        self.zip, self.writer = None, None
+
+    def open(self, name: str, size: int, mtype: str) -> IO[bytes]:
+        self.roll_if_full()
+        archive_ = self.current()
+        info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+        info.compress_type = (
+            zipfile.ZIP_STORED if mtype in COMPRESSED_TYPES else zipfile.ZIP_DEFLATED
+        )
+        info.file_size = size
+        info.external_attr = 0o644 << 16
+        self.members += 1
+        return archive_.open(info, "w", force_zip64=size > 2**31)
+
+    def add(self, name: str, content: bytes, mtype: str) -> PackageFile:
+        with self.open(name, len(content), mtype) as handle:
+            handle.write(content)
+        return PackageFile(
+            name, len(content), hashlib.sha256(content).hexdigest(), mtype, None, "page"
+        )
+
+
+class PackageBuilder:
+    """Builds and finds packages in the delivery containers of one account."""
+
+    def __init__(
+        self,
+        service: BlobServiceClient,
+        organisation: OrganisationProfile,
+        options: PackageOptions = PackageOptions(),
+    ) -> None:
+        self._service, self._organisation = service, organisation
+        self._options = options
+
+    def find(self, request_id: str) -> PackageResult | None:
+        """The finished package of a DSR, or None (none built, or a build that did not end)."""
+        blob = self._service.get_container_client(delivery_container(request_id)).get_blob_client(
+            STATE_BLOB
+        )
+        try:
+            raw = json.loads(blob.download_blob().readall())
+        except (ResourceNotFoundError, ValueError):
+            return None
+        if not isinstance(raw, dict) or raw.get("state") != "complete":
+            return None
+        return PackageResult.from_dict(raw, reused=True)
+
+    def build(
+        self,
+        job: PackageJob,
+        signer: ReceiptSigner,
+        *,
+        now: datetime,
+        completed_at: str | None,
+        evidence_head: str | None,
+    ) -> PackageResult:
+        """Build the package, sealed by ``signer`` (or answer the one already built from the
+        same export; nothing is signed then)."""
+        export = self._service.get_container_client(job.container)
+        export_manifest, export_sha = self._export_manifest(export)
+        found = self.find(job.request_id)
+        if found is not None and found.export_manifest_sha256 == export_sha:
+            return found
+        listed = self._check_unchanged(export, export_manifest)
+        delivery = self._fresh_delivery(job.request_id)
+        total = sum(item.size for item in listed)
+        count = (
+            max(1, -(-total // self._options.part_bytes)) if total > self._options.part_bytes else 1
+        )
+        # A split package gets one more name than its data needs: pages and the manifest go last.
+        names = part_names(count + 1 if count > 1 else 1)
+        parts = _Parts(delivery, names, self._options.part_bytes)
+        renderer = Renderer(job.language, self._organisation, job.facts)
+        files, products = self._write_data(export, listed, parts, renderer, job.language)
+        for product in products.values():
+            files.append(
+                _page(
+                    parts.add(product.page, renderer.product_page(product), "text/html"),
+                    product.name,
+                )
+            )
+        ordered = sorted(products.values(), key=lambda p: (p.name == "RequestInfo", p.name.lower()))
+        # The index, README, manifest and receipt go into the part being written: no more parts.
+        parts.names = names[: len(parts.done) + 1]
+        used_names = list(parts.names)
+        files.append(
+            _role(
+                parts.add(INDEX_MEMBER, renderer.index(ordered, used_names), "text/html"), "index"
+            )
+        )
+        files.append(
+            _role(
+                parts.add(README_MEMBER, renderer.readme(ordered, used_names), "text/plain"),
+                "readme",
+            )
+        )
+        manifest = manifest_of(job.request_id, job.generation, now, files, used_names)
+        manifest_bytes = manifest.to_bytes()
+        manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+        claims = receipt_claims(
+            manifest,
+            manifest_sha,
+            completed_at=completed_at,
+            evidence_head_sha256=evidence_head,
+            issued_at=now,
+            issuer=self._options.issuer,
+        )
+        receipt = signer.sign_receipt(claims).encode("ascii")
+        parts.add(MANIFEST_MEMBER, manifest_bytes, "application/json")
+        parts.add(RECEIPT_MEMBER, receipt, "application/jose")
+        parts.close()
+        result = PackageResult(
+            container=delivery.container_name,
+            parts=tuple(parts.done),
+            package_sha256=parts.package_hash.hexdigest(),
+            manifest_sha256=manifest_sha,
+            export_manifest_sha256=export_sha,
+            file_count=manifest.file_count,
+            total_bytes=manifest.total_bytes,
+            packaged_at=manifest.packaged_at,
+            generation=job.generation,
+            language=job.language,
+        )
+        delivery.upload_blob(
+            STATE_BLOB,
+            json.dumps(result.to_dict(), indent=2, sort_keys=True).encode(),
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
+        )
+        return result
+
+    # -- the export, as it completed ---------------------------------------------------------
+    @staticmethod
+    def _export_manifest(export: ContainerClient) -> tuple[dict[str, Any], str]:
+        try:
+            content = export.get_blob_client(MANIFEST_BLOB).download_blob().readall()
+        except ResourceNotFoundError:
+            raise NoExportManifest(
+                "the export has no manifest.json (not completed, or erased)"
+            ) from None
+        document = json.loads(content)
+        if not isinstance(document, dict) or not isinstance(document.get("blobs"), list):
+            raise NoExportManifest("the export's manifest.json cannot be read")
+        return document, hashlib.sha256(content).hexdigest()
+
+    @staticmethod
+    def _check_unchanged(export: ContainerClient, manifest: Mapping[str, Any]) -> list[_Listed]:
+        expected = {entry["name"]: entry for entry in manifest["blobs"] if isinstance(entry, dict)}
+        listed: list[_Listed] = []
+        added = altered = 0
+        for blob in export.list_blobs():
+            if blob.name in (MANIFEST_BLOB, LEGACY_AUDIT_BLOB):
+                continue
+            md5 = blob.content_settings.content_md5 if blob.content_settings else None
+            item = _Listed(
+                blob.name,
+                int(blob.size or 0),
+                blob.etag,
+                _b64(md5) if md5 else None,
+                blob.last_modified.isoformat() if blob.last_modified else None,
+            )
+            entry = expected.pop(blob.name, None)
+            if entry is None:
+                added += 1
+            elif (
+                entry.get("size") != item.size
+                or entry.get("md5") != item.md5
+                or (entry.get("lastModified") not in (None, item.last_modified))
+            ):
+                altered += 1
+            listed.append(item)
+        if added or altered or expected:
+            raise ExportChanged(added, len(expected), altered)
+        return sorted(listed, key=lambda item: item.name)
+
+    def _fresh_delivery(self, request_id: str) -> ContainerClient:
+        """The delivery container, emptied of what an unfinished build left."""
+        delivery = self._service.get_container_client(delivery_container(request_id))
+        with contextlib.suppress(ResourceExistsError):
+            delivery.create_container(metadata={"purpose": "dsr-package"})
+        for blob in delivery.list_blobs():
+            with contextlib.suppress(ResourceNotFoundError):
+                delivery.delete_blob(blob.name)
+        return delivery
+
+    # -- streaming the data --------------------------------------------------------------------
+    def _write_data(
+        self,
+        export: ContainerClient,
+        listed: list[_Listed],
+        parts: _Parts,
+        renderer: Renderer,
+        language: str,
+    ) -> tuple[list[PackageFile], dict[str, ProductEntry]]:
+        files: list[PackageFile] = []
+        products: dict[str, ProductEntry] = {}
+        for item in listed:
+            product = product_of(item.name)
+            section = products.setdefault(product, product_entry(product, language))
+            mtype = media_type(item.name)
+            member = data_member(item.name)
+            digest, kept = self._copy(export.get_blob_client(item.name), item, parts, member, mtype)
+            entry = FileEntry(item.name, member, item.size, digest, mtype, product)
+            files.append(PackageFile(member, item.size, digest, mtype, product, "data"))
+            view = self._view(export.get_blob_client(item.name), item, mtype, kept)
+            entry.page = file_page(item.name)
+            page = parts.add(entry.page, renderer.file_page(entry, view), "text/html")
+            files.append(_page(page, product))
+            section.files.append(entry)
+        return files, products
+
+    def _copy(
+        self, blob: BlobClient, item: _Listed, parts: _Parts, member: str, mtype: str
+    ) -> tuple[str, bytes | None]:
+        """Stream one blob into its member; its SHA-256, and its bytes when small enough to
+        show (else None)."""
+        digest = hashlib.sha256()
+        keep = item.size <= self._options.render_max_bytes and mtype != "application/zip"
+        kept = bytearray() if keep else None
+        written = 0
+        with self.open_member(parts, member, item.size, mtype) as handle:
+            for chunk in _chunks(blob, item.size, item.etag):
+                handle.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
+                if kept is not None:
+                    kept += chunk
+        if written != item.size:
+            raise ExportChanged(0, 0, 1)
+        return digest.hexdigest(), bytes(kept) if kept is not None else None
+
+    @staticmethod
+    def open_member(parts: _Parts, member: str, size: int, mtype: str) -> IO[bytes]:
+        return parts.open(member, size, mtype)
+
+    def _view(self, blob: BlobClient, item: _Listed, mtype: str, kept: bytes | None) -> FileView:
+        if mtype == "application/zip":
+            try:
+                reader = cast(IO[bytes], RangeReader(blob, item.size, item.etag))
+                listing = archive.inspect_zip(reader, self._options.limits)
+            except ResourceModifiedError:
+                raise ExportChanged(0, 0, 1) from None
+            return FileView("zip", listing=listing)
+        return view_of(mtype, kept)
+
+
+def _chunks(blob: BlobClient, size: int, etag: str | None) -> Iterator[bytes]:
+    """The blob in ranged reads of :data:`READ_BYTES`, each pinned to the listed ETag.
+
+    Ranged, not ``download_blob().chunks()``: the SDK's downloader fetches its first 32 MiB in
+    one piece (``max_single_get_size``), which is what this must never hold.
+    """
+    kwargs: dict[str, Any] = {}
+    if etag:
+        kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+    try:
+        for offset in range(0, size, READ_BYTES):
+            length = min(READ_BYTES, size - offset)
+            yield blob.download_blob(offset=offset, length=length, **kwargs).readall()
+    except ResourceModifiedError:
+        raise ExportChanged(0, 0, 1) from None
+
+
+def _b64(md5: bytes | bytearray) -> str:
+    import base64
+
+    return base64.b64encode(bytes(md5)).decode()
+
+
+def _page(item: PackageFile, product: str | None) -> PackageFile:
+    return PackageFile(item.path, item.size, item.sha256, item.media_type, product, "page")
+
+
+def _role(item: PackageFile, role: str) -> PackageFile:
+    assert role in ("index", "readme")
+    return PackageFile(item.path, item.size, item.sha256, item.media_type, None, role)  # type: ignore[arg-type]
