@@ -18,11 +18,17 @@ from dsr_export import composition
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain import steps
 from dsr_export.domain.errors import Subject, classify, submit_outcome_unknown
-from dsr_export.domain.evidence import EVENT_ID, Kind
+from dsr_export.domain.evidence import (
+    EVENT_ID,
+    BrokenRecord,
+    Kind,
+    generation_event_id,
+    parse_record,
+)
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import container_name
 from dsr_export.domain.steps import GraphStepResult, Outcome
-from dsr_export.settings import SasMode, export_storage_settings
+from dsr_export.settings import SasMode, export_storage_settings, lifecycle_settings
 
 bp = df.Blueprint()
 
@@ -215,6 +221,25 @@ def finalize_export(step: steps.FinalizeExport) -> steps.ExportFinalized:
     return steps.ExportFinalized(manifest=manifest, sas=sas)
 
 
+@activity(bp, steps.RECORD_FINISHED)
+def record_finished(step: steps.RecordFinished) -> steps.Recorded:
+    """How a DSR that never had a container ended (the user lookup failed, a cancel before
+    storage was ready...): without it the retention run could not tell the DSR ended."""
+    record = composition.evidence_log().append(
+        step.request_id,
+        Kind.FINISHED,
+        composition.now(),
+        {
+            EVENT_ID: generation_event_id("finished", step.attempt),
+            "phase": step.phase,
+            "errorCode": step.error_code,
+            "errorCategory": step.error_category,
+            "operationId": step.operation_id,
+        },
+    )
+    return steps.Recorded(seq=record.seq)
+
+
 def _record_ending(
     step: steps.FinalizeExport,
     container: str,
@@ -226,7 +251,7 @@ def _record_ending(
         _evidence(
             step.request_id,
             Kind.COMPLETED,
-            "completed",
+            generation_event_id("completed", step.attempt),
             operationId=step.operation_id,
             container=container,
             blobCount=manifest["blobCount"],
@@ -237,7 +262,7 @@ def _record_ending(
     _evidence(
         step.request_id,
         Kind.SAS_REVOKED,
-        "sas_revoked",
+        generation_event_id("sas_revoked", step.attempt),
         container=container,
         sasMode=export_storage_settings().sas_mode.value,
         revoked=bool(sas["revoked"]),
@@ -247,7 +272,7 @@ def _record_ending(
         _evidence(
             step.request_id,
             Kind.FINISHED,
-            "finished",
+            generation_event_id("finished", step.attempt),
             phase=step.ending,
             errorCode=step.error_code,
             errorCategory=step.error_category,
@@ -257,13 +282,15 @@ def _record_ending(
 
 @activity(bp, steps.RECORD_EXTENSION)
 def record_extension(step: steps.RecordExtension) -> steps.Recorded:
-    """The extension the orchestrator applied, in the DSR's evidence (once per number)."""
+    """The extension the orchestrator applied, in the DSR's evidence (once per ask)."""
     record = composition.evidence_log().append(
         step.request_id,
         Kind.EXTENDED,
         composition.now(),
         {
-            EVENT_ID: f"extended-{step.number}",
+            # Histories of earlier versions carry no ask id: their key was the number.
+            EVENT_ID: f"extended:{step.ask_id}" if step.ask_id else f"extended-{step.number}",
+            "askId": step.ask_id,
             "previousDeadline": step.previous_deadline,
             "deadline": step.deadline,
             "originalDeadline": step.original_deadline,
@@ -275,6 +302,34 @@ def record_extension(step: steps.RecordExtension) -> steps.Recorded:
         },
     )
     return steps.Recorded(seq=record.seq)
+
+
+@activity(bp, steps.READ_EXTENSION_ASKS)
+def read_extension_asks(step: steps.ReadExtensionAsks) -> steps.ExtensionAsks:
+    """The extension asks the API recorded after record ``after_seq``, oldest first: the
+    asks themselves, which the ``extend`` event only announces."""
+    asks: list[dict[str, Any]] = []
+    for line in composition.evidence_log().read(step.request_id):
+        try:
+            record = parse_record(line)
+        except BrokenRecord:
+            continue  # the verifier names it; an ask is never read from a broken record
+        if record.kind is not Kind.EXTENSION_ASKED or record.seq <= step.after_seq:
+            continue
+        data = record.data
+        fields = ("days", "months", "reasonCode", "reasonSha256")
+        asks.append(
+            {
+                "askId": data.get("askId"),
+                "seq": record.seq,
+                "ask": {key: data[key] for key in fields if key in data},
+                "actor": {"kind": data.get("actorKind"), "id": data.get("actorId")},
+            }
+        )
+        if len(asks) == steps.ASKS_PER_READ:
+            break
+    limit = lifecycle_settings().custom_extension_max_days
+    return steps.ExtensionAsks(asks=asks, custom_max_days=limit)
 
 
 def _evidence(request_id: str, kind: Kind, event_id: str, **data: object) -> None:

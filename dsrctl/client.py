@@ -304,7 +304,8 @@ class ApiClient:
         months: int | None = None,
         reason_code: str | None = None,
     ) -> dict[str, Any]:
-        """``POST /api/exports/{id}/extend``: 202 and the status document (new deadline)."""
+        """``POST /api/exports/{id}/extend``: 202, the ask accepted and pending (its ``askId``);
+        the new deadline shows in the status once the DSR applied it."""
         body: dict[str, Any] = {"reason": reason}
         if days is not None:
             body["days"] = days

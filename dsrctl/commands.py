@@ -517,10 +517,16 @@ def extend(
     if out.json_mode:
         out.json(doc)
     else:
-        text = f"{doc.get('requestId')}: deadline {output.moment(doc.get('deadline'))}"
-        if doc.get("originalDeadline"):
-            text += f" (was {output.moment(doc.get('originalDeadline'))})"
-        out.line(text)
+        # Accepted, pending: the DSR applies asks in turn, so the new deadline shows in its
+        # status (``dsrctl show``), not here.
+        asked = doc.get("asked") if isinstance(doc.get("asked"), dict) else {}
+        amount = ", ".join(
+            f"{value} {unit[:-1] if value == 1 else unit}" for unit, value in (asked or {}).items()
+        )
+        out.line(
+            f"{doc.get('requestId')}: extension {doc.get('askId')} ({amount}) accepted, "
+            f"pending; see `dsrctl show {doc.get('requestId')}` for the new deadline"
+        )
     return output.EXIT_OK
 
 

@@ -8,6 +8,7 @@ URL, a SAS or free text: an operator's reason is kept as its hash) and tells the
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -18,7 +19,6 @@ import azure.functions as func
 from dsr_export import composition
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain.callers import Caller, Role
-from dsr_export.domain.deadlines import view
 from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
 from dsr_export.domain.job import EXTEND_EVENT
@@ -147,32 +147,63 @@ async def extend_deadline(
     now = composition.now()
     custom = lifecycle_settings().custom_extension_max_days
     try:
-        extended = job.extended_by(ask, now, custom_max_days=custom)
+        # Judged against the deadline as it stands, to refuse at once what can never pass; the
+        # DSR judges it again in turn, after the asks that came before it.
+        job.extended_by(ask, now, custom_max_days=custom)
     except ExtensionRefused as exc:
         return _invalid(exc)
-    await client.raise_event(
+    ask_id = f"ask_{uuid.uuid4().hex}"
+    # The ask is recorded before the DSR is told: the event only announces it, so an event
+    # the task hub drops (or repeats) loses (or doubles) nothing.
+    record = composition.evidence_log().append(
         status.instance_id,
-        EXTEND_EVENT,
-        {"ask": ask.to_dict(), "customMaxDays": custom, "actor": caller.to_dict()},
+        Kind.EXTENSION_ASKED,
+        now,
+        {
+            EVENT_ID: f"extension-asked:{ask_id}",
+            "askId": ask_id,
+            "days": ask.days,
+            "months": ask.months,
+            "reasonCode": ask.reason_code,
+            "reasonSha256": ask.reason_sha256,
+            "actorKind": caller.kind,
+            "actorId": caller.id,
+        },
     )
-    applied = extended.extensions[-1]
+    await client.raise_event(status.instance_id, EXTEND_EVENT, {"askId": ask_id})
     log_event(
         "dsr_extended",
         request_id=status.instance_id,
-        previous_deadline=applied["previousDeadline"],
-        deadline=applied["deadline"],
-        extension_days=applied["days"],
+        ask_id=ask_id,
+        previous_deadline=job.legal_deadline,
+        extension_days=ask.days,
+        extension_months=ask.months,
         reason_code=ask.reason_code,
         caller_kind=caller.kind,
         caller_id=caller.id,
     )
-    # The answer shows the deadline as it will stand once the DSR applied the extension.
-    due = extended.legal_deadline_at()
-    assert due is not None
-    doc.update(extended.legal_body())
-    doc.update(view(due, extended.warning_due_at(), now).to_dict())
-    doc.pop("warningAt", None)
-    return json_answer(doc, 202, location=f"/api/exports/{status.instance_id}")
+    # Accepted, pending: the deadline it gives is known once the DSR applied it after every
+    # ask before it (it may still refuse it then, past the regulation's cap).
+    location = f"/api/exports/{status.instance_id}"
+    body = {
+        "requestId": status.instance_id,
+        "askId": ask_id,
+        "state": "pending",
+        "asked": {
+            key: value
+            for key, value in (("days", ask.days), ("months", ask.months))
+            if value is not None
+        },
+        "reasonCode": ask.reason_code,
+        "askedAt": now.isoformat(),
+        "evidence": {"seq": record.seq, "hash": record.hash},
+        "statusUrl": location,
+        "detail": (
+            "the DSR applies asks in the order they arrive; its status lists this one under "
+            "extensions (askId) once applied, or under refusedExtensions"
+        ),
+    }
+    return json_answer(body, 202, location=location)
 
 
 @bp.route(route="exports/{requestId}/retry", methods=["POST"])

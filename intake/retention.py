@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -34,6 +34,7 @@ from dsr_export.adapters.rejections import REJECTED_QUEUE
 from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
+from dsr_export.domain.status import TERMINAL_PHASES
 from dsr_export.settings import LifecycleSettings, lifecycle_settings
 from intake import lifecycle as life
 from intake.service import ORCHESTRATOR
@@ -45,6 +46,8 @@ SCHEDULE: Final = "0 30 2 * * *"
 #: How far back the run looks for ended DSRs: longer than any retention setting allows.
 LOOKBACK: Final = timedelta(days=3700)
 _ENDED_STATES: Final = ("Completed", "Failed", "Terminated")
+#: The phases an output ends with: its word that the DSR ended.
+ENDED_PHASES: Final = frozenset(phase.value for phase in TERMINAL_PHASES)
 
 
 @dataclass
@@ -91,7 +94,8 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
             if _delete(status.instance_id, now, ended, settings.export_retention_days):
                 counts.deleted += 1
             if now - ended >= history_age:
-                purged = await _purge(client, status.instance_id, now, ended, settings)
+                output = life.output_of(status)
+                purged = await _purge(client, status.instance_id, now, ended, settings, output)
                 counts.purged += purged is True
                 counts.skipped += purged is False
         except Exception as exc:  # noqa: BLE001 - one DSR's trouble must not stop the run
@@ -181,16 +185,35 @@ async def _purge(
     now: datetime,
     ended: datetime,
     settings: LifecycleSettings,
+    output: Mapping[str, Any],
 ) -> bool:
-    """Purge the DSR's history once its evidence is complete; False when it is not (kept).
+    """Purge the DSR's history once its evidence says how it ended, or its own output does;
+    False when neither does (kept).
+
+    A DSR whose evidence is short (it ended before it could write its ``finished`` record, or
+    the evidence account refused it) is purged on its output's word, and the record says so
+    (``evidence: false``, with the phase and error code the output gave): its history, which
+    holds the UPN, must not stay for ever because a record is missing.
 
     The record comes first: a purge that then fails leaves the instance (which still answers
     for the DSR) and the next run purges it, its record already written; the other order could
     leave a purged DSR whose evidence does not say so, and so no status at all.
     """
-    if not lifecycle.evidence_complete(life.records(request_id)):
+    complete = lifecycle.evidence_complete(life.records(request_id))
+    phase = output.get("phase")
+    if not complete and phase not in ENDED_PHASES:
         log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
         return False
+    error = output.get("error") if isinstance(output.get("error"), Mapping) else {}
+    short = (
+        {}
+        if complete
+        else {
+            "endedPhase": phase,
+            "endedAt": ended.isoformat(),
+            "errorCode": (error or {}).get("code"),
+        }
+    )
     composition.evidence_log().append(
         request_id,
         Kind.HISTORY_PURGED,
@@ -198,11 +221,19 @@ async def _purge(
         {
             EVENT_ID: f"history-purged-{ended.isoformat()}",
             "retentionDays": settings.history_retention_days,
+            "evidence": complete,
+            **short,
             "actorKind": life.RETENTION_ACTOR.kind,
             "actorId": life.RETENTION_ACTOR.id,
         },
     )
     result = await client.purge_instance_history(request_id)
     deleted = int(getattr(result, "instances_deleted", 0) or 0)
-    log_event("history_purged", request_id=request_id, instances=deleted)
+    log_event(
+        "history_purged",
+        request_id=request_id,
+        instances=deleted,
+        evidence="complete" if complete else "short",
+        phase=phase if isinstance(phase, str) else None,
+    )
     return True

@@ -21,9 +21,10 @@ import azure.durable_functions as df
 
 from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
+from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
-from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
+from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, Kind, parse_record
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -96,7 +97,21 @@ async def start_or_get(
         )
 
     existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
+    earlier = None if existing is not None else lifecycle.earlier_dsr(_evidence(request.request_id))
+    if earlier is not None:
+        # A concurrent duplicate may have started the DSR (and it written evidence) since the
+        # first look: the task hub decides between "under way" and "purged".
+        existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
     if existing is None:
+        if earlier is not None:
+            # The task hub forgot the DSR (purged); its evidence did not. A second DSR under
+            # the id would export into the same container and collide with every record.
+            return Outcome(
+                Admission.CONFLICT,
+                request.request_id,
+                errors=[FieldError("/requestId", "already used for an earlier DSR")],
+                detail=lifecycle.earlier_dsr_detail(request.request_id, earlier),
+            )
         try:
             job = _job(request, now, caller)
         except OverflowError:  # a deadline beyond the calendar: no real request gets here
@@ -168,6 +183,17 @@ async def start_or_get(
         )
     log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
     return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
+
+
+def _evidence(request_id: str) -> list[EvidenceRecord]:
+    """The request id's evidence records that parse (a broken one is the verifier's to name)."""
+    kept = []
+    for line in composition.evidence_log().read(request_id):
+        try:
+            kept.append(parse_record(line))
+        except BrokenRecord:
+            continue
+    return kept
 
 
 @dataclass(frozen=True)

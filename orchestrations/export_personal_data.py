@@ -75,21 +75,27 @@ class _Latest:
     """The latest job, so an ending reached by an exception still knows the container; and the
     external events it waits for, raced against every timer.
 
-    One cancel waiter per execution: a fresh waiter per timer would leave the losers open, and
-    the SDK hands an arriving event to the newest open waiter (one whose race is already over,
-    so the cancel would be swallowed). The extend waiter is replaced only once it has won.
+    One waiter per event name per execution, never made again: the SDK keeps an event that
+    arrives while no waiter of its name is open in one slot per name, and that slot completes
+    *every* later waiter of the name (Azure/azure-functions-durable-python#507), so a second
+    waiter would take a stale event for a new one. The cancel waiter lives as long as its
+    execution. The extend waiter is a nudge: once it fired, the DSR reads the asks from its
+    evidence, applies the new ones and continues as new, where a fresh execution has a fresh
+    waiter (``extend_spent``).
     """
 
     job: ExportJob
     cancel: Any = None
     extend: Any = None
+    extend_spent: bool = False
 
 
 @bp.orchestration_trigger(context_name="context")
 def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
     """One DSR, from an accepted request to a terminal result."""
     latest = _Latest(ExportJob.from_input(context.get_input()))
-    if latest.job.started_at is None:
+    continued = latest.job.started_at is not None
+    if not continued:
         latest.job = latest.job.replace(started_at=context.current_utc_datetime.isoformat())
         _status(context, latest.job, Phase.ACCEPTED)
         # A retried DSR tells the ticket it runs again, not that it was accepted anew.
@@ -102,6 +108,12 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
     ending: Ending | _Restart | None
     try:
         ending = None
+        if continued and latest.job.legal_deadline is not None:
+            # The status carries on from the last execution while the asks are read (a fresh
+            # execution starts with none, which would read as "accepted").
+            _status(context, latest.job, _running_phase(latest.job))
+            # An ask whose event was dropped with the last execution is in the evidence.
+            yield from _take_asks(context, latest)
         if latest.job.operation_id is None:
             ending = yield from _submit(context, latest)
         if ending is None and latest.job.operation_id is not None:
@@ -110,12 +122,18 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
         ending = Ending(Phase.FAILED, errors.activity_failed(exc))
     if ending is None or ending is RESTART:
         # Bounded history: a fresh execution carries the state on.
-        phase = Phase.EXPORTING if latest.job.operation_id else Phase.SUBMITTING
-        _status(context, latest.job, phase)
+        _status(context, latest.job, _running_phase(latest.job))
         context.continue_as_new(latest.job.to_input())
         return None
     assert isinstance(ending, Ending)
-    return (yield from _finish(context, latest.job, ending))
+    return (yield from _finish(context, latest, ending))
+
+
+def _running_phase(job: ExportJob) -> Phase:
+    """The phase a running DSR shows between steps: what it waits for."""
+    if job.operation_id:
+        return Phase.EXPORTING
+    return Phase.SUBMITTING if job.user_id else Phase.RESOLVING_USER
 
 
 def _call(
@@ -163,9 +181,9 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
             if job.submit_attempt == 1:
                 delay += pacing.first_submit_delay(job.request_id)
             if delay:
-                cancelled = yield from _wait_or_cancel(context, _after(context, delay), latest)
-                if cancelled is not None:
-                    return Ending(Phase.CANCELLED, cancelled)
+                waited = yield from _wait_or_cancel(context, _after(context, delay), latest)
+                if waited is not None:
+                    return _interrupted(waited)
             _status(context, job, Phase.SUBMITTING)
             submitted = yield from _graph_step(
                 context,
@@ -209,9 +227,9 @@ def _recover(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
     for index, wait in enumerate((0, *RECOVERY_WAITS)):
         if wait:
             stretched = pacing.spread(wait, job.request_id, index, "recovery")
-            cancelled = yield from _wait_or_cancel(context, _after(context, stretched), latest)
-            if cancelled is not None:
-                return Ending(Phase.CANCELLED, cancelled)
+            waited = yield from _wait_or_cancel(context, _after(context, stretched), latest)
+            if waited is not None:
+                return _interrupted(waited)
         lookup = steps.RecoverSubmit(
             job.request_id, job.user_id, job.container, final=index == len(RECOVERY_WAITS)
         )
@@ -268,9 +286,9 @@ def _graph_step(
         job = latest.job = job.replace(throttle_round=job.throttle_round + 1)
         wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
         fire_at = min(_after(context, wait), job.give_up_at())
-        cancelled = yield from _wait_or_cancel(context, fire_at, latest)
-        if cancelled is not None:
-            return Ending(Phase.CANCELLED, cancelled)
+        waited = yield from _wait_or_cancel(context, fire_at, latest)
+        if waited is not None:
+            return _interrupted(waited)
         answer = yield from _call(context, step, payload)
         rounds += 1
     latest.job = latest.job.replace(throttle_round=0)
@@ -289,15 +307,21 @@ def _poll(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
         if now >= job.give_up_at():
             return Ending(Phase.TIMED_OUT, errors.timed_out(job.policy.timeout_days))
         fire_at = min(now + timedelta(seconds=job.wait_seconds), job.give_up_at())
+        if job.next_check_at is not None:  # the wait an extension interrupted goes on
+            fire_at = min(datetime.fromisoformat(job.next_check_at), job.give_up_at())
+            job = latest.job = job.replace(next_check_at=None)
         legal_moment = job.next_legal_moment(now)
         if legal_moment is not None:
             fire_at = min(fire_at, legal_moment)
         _status(context, job, Phase.EXPORTING, nextCheckAt=fire_at.isoformat())
         # A cancel raised earlier (even before the submit) is buffered and wins at once.
-        cancelled = yield from _wait_or_cancel(context, fire_at, latest)
-        if cancelled is not None:
-            return Ending(Phase.CANCELLED, cancelled)
-        job = latest.job  # an extension may have arrived during the wait
+        waited = yield from _wait_or_cancel(context, fire_at, latest)
+        if waited is RESTART:
+            latest.job = latest.job.replace(next_check_at=fire_at.isoformat())
+            return RESTART
+        if waited is not None:
+            return _interrupted(waited)
+        job = latest.job
 
         assert job.operation_url is not None
         checked = yield from _call(
@@ -329,21 +353,51 @@ def _poll(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
                     return Ending(Phase.FAILED, errors.export_failed())
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).
-    cancelled = yield from _wait_or_cancel(context, context.current_utc_datetime, latest)
-    if cancelled is not None:
-        return Ending(Phase.CANCELLED, cancelled)
+    waited = yield from _wait_or_cancel(context, context.current_utc_datetime, latest)
+    if waited is not None and waited is not RESTART:
+        return _interrupted(waited)
     return None
 
 
-def _finish(context: df.DurableOrchestrationContext, job: ExportJob, ending: Ending) -> Flow:
+def _interrupted(waited: errors.ErrorDoc | _Restart) -> Ending | _Restart:
+    """What a wait that did not simply run out means for the phase: cancelled, or RESTART
+    (extensions applied; the next execution waits for the next ask)."""
+    if isinstance(waited, _Restart):
+        return waited
+    return Ending(Phase.CANCELLED, waited)
+
+
+def _finish(context: df.DurableOrchestrationContext, latest: _Latest, ending: Ending) -> Flow:
     """Manifest (on success), revoke the SAS, tell the ticket: the terminal result.
 
     A finalisation that fails all its attempts ends the DSR failed with that error: the DSR
-    must not claim a manifest or a revoked SAS it could not confirm.
+    must not claim a manifest or a revoked SAS it could not confirm. A DSR that never had a
+    container still records how it ended (``record_finished``): every DSR that ends says so in
+    its evidence.
     """
+    job = latest.job
+    if latest.extend is not None and not latest.extend_spent and latest.extend.is_completed:
+        # An ask that came while the last step ran is applied before the DSR ends.
+        latest.extend_spent = True
+        with contextlib.suppress(Exception):
+            yield from _take_asks(context, latest)
+        job = latest.job
     finalized: steps.ExportFinalized | None = None
-    if job.container is not None:
-        _status(context, job, Phase.FINALIZING)
+    _status(context, job, Phase.FINALIZING)
+    if job.container is None:
+        finished = steps.RecordFinished(
+            request_id=job.request_id,
+            phase=ending.phase.value,
+            error_code=(ending.error or {}).get("code"),
+            error_category=(ending.error or {}).get("category"),
+            operation_id=job.operation_id,
+            attempt=job.attempt,
+        )
+        # Not recording it must not turn the ending into another one; the retention run
+        # purges a DSR whose output says it ended even when its evidence is short.
+        with contextlib.suppress(Exception):
+            yield from _call(context, steps.RECORD_FINISHED, finished)
+    else:
         finalize = steps.FinalizeExport(
             request_id=job.request_id,
             container=job.container,
@@ -353,6 +407,7 @@ def _finish(context: df.DurableOrchestrationContext, job: ExportJob, ending: End
             error_code=(ending.error or {}).get("code"),
             error_category=(ending.error or {}).get("category"),
             operation_id=job.operation_id,
+            attempt=job.attempt,
         )
         try:
             finalized = yield from _call(context, steps.FINALIZE_EXPORT, finalize)
@@ -397,23 +452,27 @@ def _finish(context: df.DurableOrchestrationContext, job: ExportJob, ending: End
 def _wait_or_cancel(
     context: df.DurableOrchestrationContext, fire_at: datetime, latest: _Latest
 ) -> Flow:
-    """Wait until ``fire_at`` unless a cancel comes first; returns the cancel's error or None.
+    """Wait until ``fire_at`` unless a cancel or an extension ask comes first.
 
-    An extension of the legal deadline that arrives meanwhile is applied (recorded, shown, the
-    ticket told) and the wait goes on to the same timer.
+    Returns None when the time came, the cancel's error, or RESTART: an ask arrived, the asks
+    in the evidence were applied (recorded, shown, the ticket told) and this execution's one
+    extend waiter is spent, so a fresh execution must wait for the next (never a second waiter
+    here: see :class:`_Latest`).
     """
-    timer = context.create_timer(fire_at)
-    while True:
-        winner = yield context.task_any([timer, latest.cancel, latest.extend])
-        if winner == latest.extend:
-            data = _event_data(latest.extend.result)
-            latest.extend = context.wait_for_external_event(EXTEND_EVENT)
-            yield from _extend(context, latest, data)
-            continue
-        if winner != latest.cancel:
-            return None
+    racing = [context.create_timer(fire_at), latest.cancel]
+    if not latest.extend_spent:
+        racing.append(latest.extend)
+    winner = yield context.task_any(racing)
+    if winner == latest.cancel:
         data = _event_data(latest.cancel.result)
         return errors.cancelled(data)
+    if latest.extend_spent or winner != latest.extend:
+        return None
+    latest.extend_spent = True
+    yield from _take_asks(context, latest)
+    # A cancel that came while the asks were applied would be dropped with this execution.
+    cancelled = yield from _wait_or_cancel(context, context.current_utc_datetime, latest)
+    return cancelled if cancelled is not None else RESTART
 
 
 def _event_data(data: Any) -> Any:
@@ -424,23 +483,58 @@ def _event_data(data: Any) -> Any:
     return data
 
 
-def _extend(context: df.DurableOrchestrationContext, latest: _Latest, data: Any) -> Flow:
-    """Apply one extension the API accepted: the domain checks it again against the job (two
-    extensions sent at once are judged in turn), then evidence, status and the ticket."""
-    data = data if isinstance(data, dict) else {}
-    before, ask = latest.job, ExtensionAsk.from_dict(data.get("ask"))
+def _take_asks(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
+    """Read the extension asks the API recorded since the last read and apply each new one
+    once, in the order they arrived (the evidence's order), whatever repeats or drops the
+    events that announced them."""
+    while True:
+        cursor = latest.job.ask_cursor
+        try:
+            read = yield from _call(
+                context,
+                steps.READ_EXTENSION_ASKS,
+                steps.ReadExtensionAsks(latest.job.request_id, after_seq=cursor),
+            )
+        except Exception:  # noqa: BLE001 - every attempt failed: the asks wait, the DSR goes on
+            # The asks stay in the evidence after the cursor: a later read (the next
+            # execution's first) applies them. An unreadable evidence account must not end
+            # the export.
+            _log(context, "extensions_unread", logging.WARNING, latest.job)
+            return None
+        for raw in read.asks:
+            yield from _apply_ask(context, latest, raw, read.custom_max_days)
+        if len(read.asks) < steps.ASKS_PER_READ or latest.job.ask_cursor <= cursor:
+            return None
+
+
+def _apply_ask(
+    context: df.DurableOrchestrationContext,
+    latest: _Latest,
+    raw: Any,
+    custom_max_days: int,
+) -> Flow:
+    """Apply one ask the API accepted: the domain judges it again against the job (asks sent
+    at once are judged in turn), then evidence, status and the ticket."""
+    raw = raw if isinstance(raw, dict) else {}
+    ask_id, seq = raw.get("askId"), raw.get("seq")
+    before = latest.job
+    if isinstance(seq, int) and seq > before.ask_cursor:
+        before = latest.job = before.replace(ask_cursor=seq)
+    if not isinstance(ask_id, str) or ask_id in before.handled_asks():
+        return None  # applied or refused already: an ask counts once
+    ask = ExtensionAsk.from_dict(raw.get("ask"))
     try:
         job = before.extended_by(
-            ask,
-            context.current_utc_datetime,
-            custom_max_days=int(data.get("customMaxDays") or 0),
+            ask, context.current_utc_datetime, custom_max_days=custom_max_days, ask_id=ask_id
         )
     except (ExtensionRefused, TypeError, ValueError):
-        _log(context, "extension_refused", logging.WARNING, before)
+        latest.job = before.replace(refused_extensions=(*before.refused_extensions, ask_id))
+        _status(context, latest.job, _running_phase(before))
+        _log(context, "extension_refused", logging.WARNING, before, ask_id=ask_id)
         return None
     latest.job = job
     applied = job.extensions[-1]
-    actor = data.get("actor") if isinstance(data.get("actor"), dict) else {}
+    actor = raw.get("actor") if isinstance(raw.get("actor"), dict) else {}
     record = steps.RecordExtension(
         request_id=job.request_id,
         number=len(job.extensions),
@@ -452,11 +546,20 @@ def _extend(context: df.DurableOrchestrationContext, latest: _Latest, data: Any)
         reason_sha256=ask.reason_sha256,
         actor_kind=actor.get("kind"),
         actor_id=actor.get("id"),
+        ask_id=ask_id,
     )
     yield from _call(context, steps.RECORD_EXTENSION, record)
-    phase = Phase.EXPORTING if job.operation_id else Phase.SUBMITTING
+    phase = _running_phase(job)
     _status(context, job, phase)
-    _log(context, "deadline_extended", logging.INFO, job)
+    _log(
+        context,
+        "deadline_extended",
+        logging.INFO,
+        job,
+        ask_id=ask_id,
+        previous_deadline=applied["previousDeadline"],
+        extension_days=applied["days"],
+    )
     latest.job = yield from _notify(
         context,
         job,

@@ -55,6 +55,8 @@ class Kind(enum.StrEnum):
     FINISHED = "finished"
     #: The export was handed to the data subject (or the privacy team for them).
     EXPORT_DELIVERED = "export_delivered"
+    #: An operator asked for an extension (the API's record; the orchestrator applies it).
+    EXTENSION_ASKED = "extension_asked"
     EXTENDED = "extended"
     RETRIED = "retried"
     CALLBACK = "callback"
@@ -147,7 +149,16 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "permissions": str,
         **_ACTOR,
     },
+    Kind.EXTENSION_ASKED: {
+        "askId": str,
+        "days": int,
+        "months": int,
+        "reasonCode": str,
+        "reasonSha256": str,
+        **_ACTOR,
+    },
     Kind.EXTENDED: {
+        "askId": str,
         "previousDeadline": str,
         "deadline": str,
         "originalDeadline": str,
@@ -174,7 +185,17 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
     },
     Kind.ERASED: {**_DELETION, "reasonSha256": str, **_ACTOR},
     Kind.RETENTION_DELETED: {**_DELETION, "retentionDays": int, "endedAt": str, **_ACTOR},
-    Kind.HISTORY_PURGED: {"instancesDeleted": int, "retentionDays": int, **_ACTOR},
+    Kind.HISTORY_PURGED: {
+        "instancesDeleted": int,
+        "retentionDays": int,
+        # How the DSR ended by its own output, when its evidence did not say (``evidence``
+        # false): the purge is then recorded with why it happened anyway.
+        "evidence": bool,
+        "endedPhase": frozenset({"completed", "failed", "timed_out", "cancelled"}),
+        "endedAt": str,
+        "errorCode": str,
+        **_ACTOR,
+    },
     Kind.PACKAGED: {
         "container": str,
         "packageSha256": str,
@@ -579,6 +600,14 @@ def _broken(kept: Sequence[EvidenceRecord], line: int | None, reason: str) -> Ve
         reason=reason,
         records=tuple(kept),
     )
+
+
+def generation_event_id(event_id: str, attempt: int) -> str:
+    """The event id of a record written once per attempt of a DSR (``completed``,
+    ``sas_revoked``, ``finished``): a retried DSR is a new generation whose records must not be
+    taken for the earlier attempt's. The first attempt keeps the plain id (logs written before
+    generations were numbered stay idempotent)."""
+    return event_id if attempt <= 1 else f"{event_id}:attempt-{attempt}"
 
 
 def find_event(records: Iterable[EvidenceRecord], event_id: str) -> EvidenceRecord | None:

@@ -21,7 +21,9 @@ from dsr_export.domain.status import Phase
 
 #: Name of the external event that cancels a DSR.
 CANCEL_EVENT = "cancel"
-#: Name of the external event that extends a DSR's legal deadline.
+#: Name of the external event that tells a DSR an extension was asked. Only a nudge: the ask
+#: itself is in the DSR's evidence (``extension_asked``), where the orchestrator reads it, so an
+#: event the SDK or a continue-as-new drops loses nothing.
 EXTEND_EVENT = "extend"
 
 
@@ -83,8 +85,15 @@ class ExportJob:
     # After the export: the deadline's extensions and the DSR's earlier attempts.
     #: The deadline before any extension (None: never extended).
     original_deadline: str | None = None
-    #: Each extension applied: previousDeadline, deadline, days, reasonCode, extendedAt.
+    #: Each extension applied: askId, previousDeadline, deadline, days, reasonCode, extendedAt.
     extensions: tuple[dict[str, Any], ...] = ()
+    #: The asks refused when their turn came (past the cap once earlier asks were applied).
+    refused_extensions: tuple[str, ...] = ()
+    #: The evidence record of the last extension ask read: the next read starts after it.
+    ask_cursor: int = -1
+    #: When the poll that an applied extension interrupted was due (a fresh execution waits
+    #: until then, not a whole interval more).
+    next_check_at: str | None = None
     #: Which attempt of the DSR this is: a failed DSR retried runs again under the same id.
     attempt: int = 1
     #: The attempts before this one: attempt, phase, errorCode, container, endedAt.
@@ -125,7 +134,19 @@ class ExportJob:
         return min(ahead) if ahead else None
 
     # -- after the export ---------------------------------------------------------------------
-    def extended_by(self, ask: ExtensionAsk, now: datetime, *, custom_max_days: int) -> ExportJob:
+    def handled_asks(self) -> frozenset[str]:
+        """The ask ids already applied or refused: an ask is judged once, whatever repeats it."""
+        applied = {str(e["askId"]) for e in self.extensions if e.get("askId")}
+        return frozenset(applied | set(self.refused_extensions))
+
+    def extended_by(
+        self,
+        ask: ExtensionAsk,
+        now: datetime,
+        *,
+        custom_max_days: int,
+        ask_id: str | None = None,
+    ) -> ExportJob:
         """The job with its deadline extended as ``ask`` says, the warning moved by as much and
         the warning and overdue notices re-armed for the new moments still ahead.
 
@@ -150,6 +171,7 @@ class ExportJob:
         warn_at = self.warning_due_at()
         new_warning = new - (current - warn_at) if warn_at is not None else None
         record = {
+            **({"askId": ask_id} if ask_id else {}),
             "previousDeadline": current.isoformat(),
             "deadline": new.isoformat(),
             "days": whole_days(current, new),
@@ -197,6 +219,7 @@ class ExportJob:
             warning_at=legal.get("warningAt", self.warning_at),
             original_deadline=ended.get("originalDeadline") or self.original_deadline,
             extensions=tuple(ended.get("extensions") or self.extensions),
+            refused_extensions=tuple(ended.get("refusedExtensions") or self.refused_extensions),
             callback_url=self.callback_url,
             requested_by=self.requested_by,
             submitted_by=self.submitted_by,
@@ -222,6 +245,8 @@ class ExportJob:
         }
         if self.extensions:
             body["extensions"] = [dict(extension) for extension in self.extensions]
+        if self.refused_extensions:
+            body["refusedExtensions"] = list(self.refused_extensions)
         if self.attempt > 1 or self.earlier_attempts:
             body["attempt"] = self.attempt
             body["attempts"] = [dict(earlier) for earlier in self.earlier_attempts]
@@ -305,7 +330,7 @@ class ExportJob:
         knobs = {f.name for f in dataclasses.fields(ExportPolicy)}
         policy = {_snake(k): v for k, v in (data.get("policy") or {}).items()}
         data["policy"] = ExportPolicy(**{k: v for k, v in policy.items() if k in knobs})
-        for name in ("failed_callbacks", "extensions", "earlier_attempts"):
+        for name in ("failed_callbacks", "extensions", "earlier_attempts", "refused_extensions"):
             data[name] = tuple(data.get(name) or ())
         return cls(**data)
 

@@ -99,6 +99,13 @@ def _ended(records: Sequence[EvidenceRecord]) -> tuple[str | None, str | None, s
             phase, at = (str(raw) if raw else Phase.FAILED.value), record.at
             error = record.data.get("errorCode")
             code = str(error) if error else None
+        elif record.kind is Kind.HISTORY_PURGED and phase is None and record.data.get("endedPhase"):
+            # Purged on the word of the DSR's own output: its evidence did not say how it ended.
+            phase = str(record.data["endedPhase"])
+            ended = record.data.get("endedAt")
+            at = str(ended) if ended else record.at
+            error = record.data.get("errorCode")
+            code = str(error) if error else None
     return phase, at, code
 
 
@@ -142,6 +149,45 @@ def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
         "source": "evidence",
     }
     return {key: value for key, value in doc.items() if value is not None}
+
+
+def earlier_dsr(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
+    """What the evidence says of a DSR that ran under this id, for an intake that finds no
+    instance of it in the task hub (purged): how and when it ended, the deletion receipt,
+    whether its history was purged. None when the evidence holds nothing but the receipt of the
+    request (a delivery that died before it started the DSR, retried: it may start it)."""
+    if not any(record.kind is not Kind.RECEIVED for record in records):
+        return None
+    phase, at, code = _ended(records)
+    deletion = last_deletion(records)
+    found = {
+        "phase": phase,
+        "endedAt": at,
+        "errorCode": code,
+        "receiptId": deletion.data.get("receiptId") if deletion is not None else None,
+        "historyPurged": any(record.kind is Kind.HISTORY_PURGED for record in records),
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def earlier_dsr_detail(request_id: str, earlier: Mapping[str, Any]) -> str:
+    """The sentence a refused resubmission reads: ids, phases and dates only."""
+    ended = (
+        f"ended {earlier['phase']} at {earlier.get('endedAt')}"
+        if earlier.get("phase")
+        else "never recorded how it ended"
+    )
+    code = f" ({earlier['errorCode']})" if earlier.get("errorCode") else ""
+    receipt = (
+        f"; its data was deleted (receipt {earlier['receiptId']})"
+        if earlier.get("receiptId")
+        else ""
+    )
+    purged = "; its history was purged" if earlier.get("historyPurged") else ""
+    return (
+        f"requestId {request_id} was used for an earlier DSR that {ended}{code}{receipt}"
+        f"{purged}: its evidence stands, so the id is not used again; send a new requestId"
+    )
 
 
 def evidence_complete(records: Sequence[EvidenceRecord]) -> bool:

@@ -106,21 +106,27 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("dsr_finished", (*ORCHESTRATOR_FIELDS, "phase", "code")),
     LogEvent("deadline_warning", ORCHESTRATOR_FIELDS),
     LogEvent("deadline_overdue", ORCHESTRATOR_FIELDS),
-    LogEvent("deadline_extended", ORCHESTRATOR_FIELDS),
-    LogEvent("extension_refused", ORCHESTRATOR_FIELDS),
+    LogEvent(
+        "deadline_extended",
+        (*ORCHESTRATOR_FIELDS, "ask_id", "previous_deadline", "extension_days"),
+    ),
+    LogEvent("extension_refused", (*ORCHESTRATOR_FIELDS, "ask_id")),
+    LogEvent("extensions_unread", ORCHESTRATOR_FIELDS),
     LogEvent("callback_failed", (*ORCHESTRATOR_FIELDS, "event_type")),
     # --- lifecycle after the export: delivery, extension, retry, erasure, retention
     LogEvent("dsr_delivered", ("request_id", *CALLER_FIELDS, "expires_at")),
     # A ticket callback handed to the DSR's orchestration by the API (delivery, extension...).
     LogEvent("callback_queued", ("request_id", "event_type")),
     LogEvent("callback_queue_failed", ("request_id", "event_type", "reason")),
+    # The API's line: an extension asked (and recorded); deadline_extended says it applied.
     LogEvent(
         "dsr_extended",
         (
             "request_id",
+            "ask_id",
             "previous_deadline",
-            "deadline",
             "extension_days",
+            "extension_months",
             "reason_code",
             *CALLER_FIELDS,
         ),
@@ -137,7 +143,7 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         "retention_deleted",
         ("request_id", "receipt_id", "blob_count", "total_bytes", "retention_days"),
     ),
-    LogEvent("history_purged", ("request_id", "instances")),
+    LogEvent("history_purged", ("request_id", "instances", "evidence", "phase")),
     LogEvent("package_requested", ("request_id", "language", "state", *CALLER_FIELDS)),
     LogEvent(
         "package_built",

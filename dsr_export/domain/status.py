@@ -55,6 +55,7 @@ _COPIED = (
     "submittedBy",
     "originalDeadline",
     "extensions",
+    "refusedExtensions",
     "attempt",
     "attempts",
 )

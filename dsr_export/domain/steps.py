@@ -139,6 +139,29 @@ class FinalizeExport(Wire):
     error_code: str | None = None
     error_category: str | None = None
     operation_id: str | None = None
+    #: Which attempt of the DSR ends: each attempt's records have event ids of their own.
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class RecordFinished(Wire):
+    """Write how a DSR that never had a container ended (``finished``): every DSR that ends
+    says so in its evidence, or the retention run could not tell it ended."""
+
+    request_id: str
+    phase: str
+    error_code: str | None = None
+    error_category: str | None = None
+    operation_id: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class ReadExtensionAsks(Wire):
+    """The extension asks the API recorded in the DSR's evidence after record ``after_seq``."""
+
+    request_id: str
+    after_seq: int = -1
 
 
 @dataclass(frozen=True)
@@ -166,6 +189,8 @@ class RecordExtension(Wire):
     reason_sha256: str | None = None
     actor_kind: str | None = None
     actor_id: str | None = None
+    #: The ask the API recorded (its idempotency key); None in histories of earlier versions.
+    ask_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -289,6 +314,20 @@ class Recorded(Wire):
     seq: int
 
 
+#: Most asks one read returns; the orchestrator reads again while a read comes back full.
+ASKS_PER_READ: Final = 20
+
+
+@dataclass(frozen=True)
+class ExtensionAsks(Wire):
+    """Asks in the order the evidence holds them (the order they arrived), each
+    ``{"askId", "seq", "ask": {days|months, reasonCode, reasonSha256}, "actor": {kind, id}}``,
+    and the extension limit the settings give a days regulation."""
+
+    asks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    custom_max_days: int = 0
+
+
 @dataclass(frozen=True)
 class CallbackDelivery(Wire):
     """What became of one delivery; ``permanent`` failures are not worth retrying."""
@@ -321,6 +360,8 @@ CHECK_EXPORT: Final = Step("check_export", CheckExport, ExportChecked)
 FINALIZE_EXPORT: Final = Step("finalize_export", FinalizeExport, ExportFinalized)
 SEND_CALLBACK: Final = Step("send_callback", SendCallback, CallbackDelivery)
 RECORD_EXTENSION: Final = Step("record_extension", RecordExtension, Recorded)
+READ_EXTENSION_ASKS: Final = Step("read_extension_asks", ReadExtensionAsks, ExtensionAsks)
+RECORD_FINISHED: Final = Step("record_finished", RecordFinished, Recorded)
 BUILD_PACKAGE: Final = Step("build_package", BuildPackage, PackageBuilt)
 RECORD_PACKAGE: Final = Step("record_package", RecordPackage, Recorded)
 
@@ -336,6 +377,8 @@ STEPS: Final[dict[str, Step[Any, Any]]] = {
         FINALIZE_EXPORT,
         SEND_CALLBACK,
         RECORD_EXTENSION,
+        READ_EXTENSION_ASKS,
+        RECORD_FINISHED,
         BUILD_PACKAGE,
         RECORD_PACKAGE,
     )

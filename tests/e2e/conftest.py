@@ -28,6 +28,7 @@ from tests.e2e.host import (
     host_env,
     identity_with_roles,
     personal_data_found,
+    purged_personal_data_found,
 )
 
 
@@ -79,12 +80,13 @@ def no_personal_data_outside_the_input() -> Iterator[None]:
 @pytest.fixture(scope="session", autouse=True)
 def every_evidence_chain_verifies(azurite: Azurite, tls_files: TlsFiles) -> Iterator[None]:
     """After the whole e2e session: the evidence log of every DSR that ran verifies, holds no
-    UPN the suite sent, and starts with the DSR's receipt."""
+    UPN the suite sent, and starts with the DSR's receipt; and no task hub holds anything of a
+    DSR whose history the retention run purged, nor a UPN in a row of an instance gone."""
     yield
     logs = export_container(azurite, tls_files, EVIDENCE_CONTAINER)
     if not logs.exists():  # no DSR ran in this session's storage (one module run alone)
         return
-    broken, checked = [], 0
+    broken, checked, purged = [], 0, set()
     for blob in logs.list_blobs():
         text = logs.download_blob(blob.name).readall().decode()
         verification = evidence.verify(text.splitlines())
@@ -94,5 +96,11 @@ def every_evidence_chain_verifies(azurite: Azurite, tls_files: TlsFiles) -> Iter
         elif verification.records and verification.records[0].kind is not evidence.Kind.RECEIVED:
             broken.append(f"{blob.name}: does not start with its receipt")
         broken += [f"{blob.name}: holds {upn}" for upn in PERSONAL if upn in text.lower()]
+        purged |= {
+            record.request_id
+            for record in verification.records
+            if record.kind is evidence.Kind.HISTORY_PURGED
+        }
+    broken += purged_personal_data_found(purged)
     if broken:
         pytest.fail(f"evidence ({checked} logs): " + "; ".join(broken[:20]))

@@ -86,6 +86,51 @@ def personal_data_found() -> list[str]:
     ]
 
 
+#: The task hub's tables and the columns that may hold what the app was sent.
+_TASK_HUB_TEXT = {
+    "instances": ("input", "output", "custom_status"),
+    "history": ("event",),
+    "messages": ("body",),
+    "activities": ("input",),
+}
+
+
+def task_hub_rows(instance_ids: set[str] | None = None) -> list[tuple[str, str, str]]:
+    """Every row of every host's task hub as (where, instance id, text), all tables: the
+    instances, their histories, queued messages and activity work items (only those of
+    ``instance_ids`` when given)."""
+    rows: list[tuple[str, str, str]] = []
+    for host in HOSTS:
+        db = Path(host.endpoints.get("taskHub", ""))
+        if not db.is_file():
+            continue
+        with sqlite3.connect(db) as connection:
+            for table, columns in _TASK_HUB_TEXT.items():
+                query = f"SELECT instance_id, {', '.join(columns)} FROM {table}"  # noqa: S608
+                for instance_id, *texts in connection.execute(query).fetchall():
+                    if instance_ids is None or instance_id in instance_ids:
+                        text = " ".join(str(t) for t in texts if t is not None)
+                        rows.append((f"{db.name}:{table}", instance_id, text))
+    return rows
+
+
+def purged_personal_data_found(purged: set[str]) -> list[str]:
+    """What the task hubs still hold after the retention run: any row of a DSR whose history
+    was purged (its evidence says so), and any UPN the suite sent in a row of an instance that
+    no longer exists (orphaned history, messages or work items)."""
+    found = [
+        f"{where}: a row of {instance_id}, whose history was purged"
+        for where, instance_id, _ in task_hub_rows(purged)
+    ]
+    existing = {instance_id for where, instance_id, _ in task_hub_rows() if "instances" in where}
+    for where, instance_id, text in task_hub_rows():
+        if instance_id in existing:
+            continue
+        lowered = text.lower()
+        found += [f"{where}:{instance_id}: {upn}" for upn in sorted(PERSONAL) if upn in lowered]
+    return found
+
+
 class HostProcess:
     """``python -m devhost serve`` as a child process, with its own state directory."""
 

@@ -226,7 +226,7 @@ def test_retry_of_a_failed_dsr_runs_it_again_to_completion(
     assert again.stderr.startswith("error: 409 ")
 
 
-def test_extend_moves_the_deadline_and_says_what_it_was(
+def test_extend_is_accepted_pending_and_the_dsr_moves_its_deadline(
     host: HostProcess, e2e_graph: GraphSimulator
 ):
     # Slow Graph's polls (real seconds) so the DSR is still running when extended.
@@ -252,12 +252,13 @@ def test_extend_moves_the_deadline_and_says_what_it_was(
     finally:
         e2e_graph.reset_faults()
     assert run.returncode == 0, run.stderr
-    assert run.stdout.startswith(f"{request_id}: deadline ")
-    assert "(was " in run.stdout
+    assert run.stdout.startswith(f"{request_id}: extension ask_")
+    assert "(1 month) accepted, pending" in run.stdout
     assert beyond.returncode == 1
     assert beyond.stderr.startswith("error: 400 Extension not allowed"), beyond.stderr
     done = host.wait_for(request_id, {"completed"})
     assert done["originalDeadline"] == before["deadline"]
+    assert done["deadline"] > before["deadline"]
 
 
 def test_download_verifies_every_blob_against_the_manifest_and_erase_prints_the_receipt(

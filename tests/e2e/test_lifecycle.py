@@ -8,6 +8,8 @@ import hashlib
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from tests.e2e.host import (
     HostProcess,
     export_container,
     host_env,
+    task_hub_rows,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
@@ -149,6 +152,21 @@ def test_erasure_deletes_the_data_answers_a_receipt_and_delivery_is_refused_afte
     assert completed.data["manifestSha256"] == digest, "the receipt names the manifest exported"
 
 
+def _applied(host: HostProcess, request_id: str, count: int) -> dict[str, Any]:
+    """Poll the status until ``count`` extensions are applied (or refused)."""
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = host.get(f"/exports/{request_id}").json()
+        if (
+            len(status.get("extensions") or []) + len(status.get("refusedExtensions") or [])
+            >= count
+        ):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"{count} asks never applied: {status}")
+
+
 def test_a_running_dsr_is_extended_once_under_ccpa_and_the_status_keeps_both_deadlines(
     host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
 ):
@@ -164,17 +182,13 @@ def test_a_running_dsr_is_extended_once_under_ccpa_and_the_status_keeps_both_dea
             {"reason": "a complex request", "days": 30, "reasonCode": "complexity"},
         )
         assert answer.status_code == 202, answer.text
-        extended = answer.json()
-        assert extended["originalDeadline"] == running["deadline"]
-        assert extended["deadline"] > running["deadline"]
-        deadline = time.monotonic() + 60
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = host.get(f"/exports/{request_id}").json()
-            if status.get("extensions"):
-                break
-            time.sleep(0.1)
-        assert status["deadline"] == extended["deadline"], status
+        asked = answer.json()
+        assert (asked["state"], asked["asked"]) == ("pending", {"days": 30})
+        assert "deadline" not in asked, "accepted, pending: not a deadline it cannot know"
+        status = _applied(host, request_id, 1)
+        assert status["extensions"][0]["askId"] == asked["askId"]
+        assert status["originalDeadline"] == running["deadline"]
+        assert status["deadline"] > running["deadline"]
         assert not status["terminal"], "Graph's slowed polls keep the DSR running"
         twice = host.post(f"/exports/{request_id}/extend", {"reason": "more", "days": 5})
         assert twice.status_code == 400
@@ -186,9 +200,60 @@ def test_a_running_dsr_is_extended_once_under_ccpa_and_the_status_keeps_both_dea
     assert done["originalDeadline"] == running["deadline"]
     assert [e["days"] for e in done["extensions"]] == [30]
     [record] = [r for r in _records(azurite, tls_files, request_id) if r.kind.value == "extended"]
-    assert record.data["deadline"] == extended["deadline"]
+    assert record.data["deadline"] == status["deadline"]
+    assert record.data["askId"] == asked["askId"]
     assert record.data["reasonCode"] == "complexity"
     assert record.data["reasonSha256"] == hashlib.sha256(b"a complex request").hexdigest()
+
+
+def _plus_days(moment: str, days: int) -> str:
+    return (datetime.fromisoformat(moment) + timedelta(days=days)).isoformat()
+
+
+def test_an_extension_storm_moves_the_deadline_by_exactly_what_was_asked_and_the_dsr_completes(
+    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+):
+    """Issue 17, F-1: six one-day asks sent at once to an exporting GDPR DSR, and one sent
+    right after a submit. Each ask is applied once, the DSR completes and revokes its SAS."""
+    e2e_graph.set_faults(slow_next=4, slow_seconds=1.5, routes={"poll"})
+    try:
+        storm = _rid("STORM")
+        body = {"requestId": storm, "user": _user(e2e_graph, "storm")}
+        assert host.post("/exports", body).status_code == 202
+        running = host.wait_for(storm, {"exporting"})
+        ask = {"reason": "many systems", "days": 1, "reasonCode": "number_of_requests"}
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda _: host.post(f"/exports/{storm}/extend", ask), range(6)))
+        assert [a.status_code for a in answers] == [202] * 6, [a.text for a in answers]
+        ask_ids = {a.json()["askId"] for a in answers}
+        assert len(ask_ids) == 6
+
+        early = _rid("EARLY")
+        body = {"requestId": early, "user": _user(e2e_graph, "early")}
+        assert host.post("/exports", body).status_code == 202
+        right_after = host.post(f"/exports/{early}/extend", {"reason": "at once", "days": 1})
+        assert right_after.status_code == 202, right_after.text
+        status = _applied(host, storm, 6)
+    finally:
+        e2e_graph.reset_faults()
+    assert status["deadline"] == _plus_days(running["deadline"], 6), status
+    assert status.get("refusedExtensions") is None
+    assert {e["askId"] for e in status["extensions"]} == ask_ids
+
+    for request_id, asks, days in ((storm, ask_ids, 6), (early, {right_after.json()["askId"]}, 1)):
+        done = host.wait_for(request_id, TERMINAL)
+        assert done["phase"] == "completed", done
+        assert done["sas"]["revoked"] is True
+        assert done["deadline"] == _plus_days(done["originalDeadline"], days)
+        records = _records(azurite, tls_files, request_id)
+        extended = [r for r in records if r.kind.value == "extended"]
+        assert sorted(str(r.data["askId"]) for r in extended) == sorted(asks), "one per ask"
+        assert [r.data["deadline"] for r in extended] == [
+            _plus_days(done["originalDeadline"], n) for n in range(1, days + 1)
+        ]
+        kinds = [r.kind.value for r in records]
+        assert kinds.count("extension_asked") == days
+        assert {"completed", "sas_revoked"} <= set(kinds)
 
 
 def test_a_dsr_failed_on_a_misconfiguration_is_retried_after_the_fix_with_one_more_export(
@@ -270,6 +335,14 @@ def test_retention_deletes_on_time_purges_the_history_and_the_status_still_answe
     )
     process = HostProcess(tmp_path / "host", env).start()
     try:
+        # F-3: a UPN that does not resolve fails the DSR before it has a container.
+        nobody = _rid("NOBODY")
+        upn = f"nobody-{uuid.uuid4().hex[:8]}@contoso.example"
+        assert process.post("/exports", {"requestId": nobody, "user": upn}).status_code == 202
+        failed = process.wait_for(nobody, TERMINAL)
+        assert failed["phase"] == "failed", failed
+        [finished] = [r for r in _records(azurite, tls_files, nobody) if r.kind.value == "finished"]
+        assert finished.data["errorCode"] == failed["error"]["code"]
         doc = _completed(process, e2e_graph, "RETAIN")
         request_id = doc["requestId"]
         _sweep(process)
@@ -304,5 +377,27 @@ def test_retention_deletes_on_time_purges_the_history_and_the_status_still_answe
         kinds = [r.kind.value for r in _records(azurite, tls_files, request_id)]
         assert kinds[-1] == "history_purged"
         assert process.get(f"/exports/{request_id}/evidence").json()["verification"]["ok"]
+
+        while process.get(f"/exports/{nobody}").json().get("historyPurged") is not True:
+            assert time.monotonic() < deadline, "the failed DSR's history was never purged"
+            _sweep(process)
+        gone = process.get(f"/exports/{nobody}").json()
+        assert (gone["phase"], gone["error"]["code"]) == ("failed", failed["error"]["code"])
+        hub = task_hub_rows()
+        assert not [row[:2] for row in hub if upn in row[2].lower()], "the UPN went with it"
+        assert not [row[:2] for row in hub if row[1] in {nobody, request_id}]
+
+        # F-4: the ids are not accepted again, whatever the task hub forgot.
+        refused = {}
+        for again, user in ((request_id, _user(e2e_graph, "again")), (nobody, upn)):
+            before = _records(azurite, tls_files, again)
+            answer = process.post("/exports", {"requestId": again, "user": user})
+            assert answer.status_code == 409, answer.text
+            refused[again] = answer.json()["detail"]
+            assert "earlier DSR" in refused[again]
+            assert _records(azurite, tls_files, again) == before, "nothing recorded"
+        assert receipt.data["receiptId"] in refused[request_id]
+        assert "ended completed" in refused[request_id]
+        assert "ended failed" in refused[nobody]
     finally:
         process.stop()

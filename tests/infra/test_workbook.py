@@ -366,20 +366,30 @@ def test_deadline_and_sas_times_come_out_of_real_lines() -> None:
 
 
 def test_lifecycle_fields_come_out_of_real_lines() -> None:
-    extended = _line(
+    asked = _line(
         "dsr_extended",
         request_id="R-5",
+        ask_id="ask_5",
         previous_deadline="2026-12-01T00:00:00+00:00",
-        deadline="2027-02-01T00:00:00+00:00",
         extension_days=62,
         reason_code="complexity",
         caller_kind="user",
         caller_id="4f0c",
     )
-    got = _read(queries()["extensions"], extended)
-    assert got["extension_days"] == "62"
+    got = _read(queries()["extensions"], asked)
+    assert (got["ask_id"], got["extension_days"]) == ("ask_5", "62")
     assert got["reason_code"] == "complexity"
-    assert got["deadline"] == "2027-02-01T00:00:00+00:00"
+    applied = _line(
+        "deadline_extended",
+        request_id="R-5",
+        instance_id="R-5",
+        deadline="2027-02-01T00:00:00+00:00",
+        ask_id="ask_5",
+        previous_deadline="2026-12-01T00:00:00+00:00",
+        extension_days=62,
+    )
+    outcome = _read(queries()["extensions"], applied)
+    assert (outcome["ask_id"], outcome["deadline"]) == ("ask_5", "2027-02-01T00:00:00+00:00")
     run = _line(
         "retention_run",
         due=4,

@@ -27,16 +27,26 @@ from tests.ops.logfmt import event_of, parse_kv
 #: The lifecycle events another part of the app logs, with the fields agreed for them.
 LIFECYCLE = {
     "dsr_delivered": {"request_id", "caller_kind", "caller_id", "expires_at"},
+    # The API's line: the ask (its id, what was asked, the deadline it was asked against).
     "dsr_extended": {
         "request_id",
+        "ask_id",
         "previous_deadline",
-        "deadline",
         "extension_days",
+        "extension_months",
         "reason_code",
         "caller_kind",
         "caller_id",
     },
-    "deadline_extended": {"request_id", "instance_id", "deadline"},
+    # The orchestrator's: the ask applied, and the deadline it gave.
+    "deadline_extended": {
+        "request_id",
+        "instance_id",
+        "deadline",
+        "ask_id",
+        "previous_deadline",
+        "extension_days",
+    },
     "dsr_retried": {
         "request_id",
         "attempt",
@@ -60,7 +70,7 @@ LIFECYCLE = {
         "total_bytes",
         "retention_days",
     },
-    "history_purged": {"request_id", "instances"},
+    "history_purged": {"request_id", "instances", "evidence", "phase"},
     "retention_run": {
         "due",
         "deleted",

@@ -199,6 +199,17 @@ def test_status_document_never_contains_the_input_and_maps_termination():
     assert failed["error"]["code"] == "OrchestrationFailed"
 
 
+def test_status_document_shows_each_ask_applied_or_refused():
+    custom = {
+        "phase": "exporting",
+        "extensions": [{"askId": "ask_1", "days": 1}],
+        "refusedExtensions": ["ask_2"],
+    }
+    doc = status_document("R1", "Running", custom, None)
+    assert doc["extensions"] == [{"askId": "ask_1", "days": 1}]
+    assert doc["refusedExtensions"] == ["ask_2"]
+
+
 def test_setup_errors_are_recognised_and_name_the_fix():
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 

@@ -309,10 +309,13 @@ def test_extend_sends_days_or_months(httpserver: HTTPServer, args, sent):
 
     def answer(request: Request) -> Response:
         seen.append(body_of(request))
+        asked = {k: v for k, v in body_of(request).items() if k in ("days", "months")}
         doc = {
-            **RUNNING,
-            "deadline": "2027-03-01T10:00:00+00:00",
-            "originalDeadline": "2027-01-01T10:00:00+00:00",
+            "requestId": "RITM1",
+            "askId": "ask_1",
+            "state": "pending",
+            "asked": asked,
+            "statusUrl": "/api/exports/RITM1",
         }
         return Response(json.dumps(doc), 202, content_type="application/json")
 
@@ -322,8 +325,10 @@ def test_extend_sends_days_or_months(httpserver: HTTPServer, args, sent):
     result = dsrctl(httpserver, "extend", "RITM1", "--reason", "many systems", *args)
     assert result.exit_code == 0, result.output
     assert seen == [{"reason": "many systems", **sent}]
+    amount = ", ".join(f"{v} {k}" for k, v in sent.items() if k in ("days", "months"))
     assert result.stdout.strip() == (
-        "RITM1: deadline 2027-03-01 10:00 UTC (was 2027-01-01 10:00 UTC)"
+        f"RITM1: extension ask_1 ({amount}) accepted, pending; "
+        "see `dsrctl show RITM1` for the new deadline"
     )
 
 

@@ -97,8 +97,19 @@ LIFECYCLE: list[tuple[Kind, dict[str, object]]] = [
         {"container": CONTAINER, "channel": "portal", "manifestSha256": MANIFEST_SHA},
     ),
     (
+        Kind.EXTENSION_ASKED,
+        {
+            "askId": "ask_0123456789abcdef",
+            "months": 2,
+            "reasonCode": "complexity",
+            "actorKind": "user",
+            "actorId": OBJECT_ID,
+        },
+    ),
+    (
         Kind.EXTENDED,
         {
+            "askId": "ask_0123456789abcdef",
             "previousDeadline": "2024-04-01T09:00:00+00:00",
             "deadline": "2024-06-01T09:00:00+00:00",
             "extensionDays": 61,

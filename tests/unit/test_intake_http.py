@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dsr_export.domain.evidence import EVENT_ID, Kind
 from tests.unit.intake_fakes import (
     OTHER_ID,
     T0,
@@ -687,3 +688,60 @@ def test_the_api_document_is_served(user_function):
     response = user_function("openapi_document")(req=request("GET", "openapi.json"))
     assert response.status_code == 200
     assert body(response)["openapi"].startswith("3.1")
+
+
+def test_an_id_whose_history_was_purged_is_never_started_again(submit, client, evidence_log):
+    """F-4: the task hub forgot the DSR, its evidence did not: a 409 naming how the earlier DSR
+    ended and its receipt, no second export into the same container."""
+    evidence_log.append("RITM0001", Kind.RECEIVED, T0 - timedelta(days=200), {EVENT_ID: "received"})
+    evidence_log.append(
+        "RITM0001", Kind.COMPLETED, T0 - timedelta(days=199), {EVENT_ID: "completed"}
+    )
+    evidence_log.append(
+        "RITM0001",
+        Kind.RETENTION_DELETED,
+        T0 - timedelta(days=169),
+        {EVENT_ID: "rcpt_1", "receiptId": "rcpt_1"},
+    )
+    evidence_log.append(
+        "RITM0001", Kind.HISTORY_PURGED, T0 - timedelta(days=109), {"retentionDays": 90}
+    )
+    before = len(evidence_log.records["RITM0001"])
+    response = submit(valid_payload())
+    assert response.status_code == 409, body(response)
+    problem = body(response)
+    assert "completed" in problem["detail"]
+    assert "rcpt_1" in problem["detail"]
+    assert USER_ID not in response.get_body().decode()
+    assert client.started == []
+    assert len(evidence_log.records["RITM0001"]) == before, "nothing appended"
+
+
+def test_an_id_with_only_its_receipt_recorded_still_starts(submit, client, evidence_log):
+    """A delivery that recorded ``received`` and died before the start is retried: it starts."""
+    evidence_log.append("RITM0001", Kind.RECEIVED, T0, {EVENT_ID: "received"})
+    response = submit(valid_payload())
+    assert response.status_code == 202, body(response)
+    assert len(client.started) == 1
+
+
+def test_a_duplicate_racing_a_dsr_that_already_wrote_evidence_is_a_duplicate(
+    submit, client, evidence_log, monkeypatch
+):
+    """The first look finds no instance; by the evidence read a concurrent duplicate started
+    the DSR and it recorded more than its receipt: a duplicate (202), not an earlier DSR."""
+    from intake import service
+
+    evidence_log.append("RITM0001", Kind.RECEIVED, T0, {EVENT_ID: "received"})
+    evidence_log.append("RITM0001", Kind.SUBMITTED, T0, {EVENT_ID: "submitted:c"})
+    read = service._evidence
+
+    def racing(request_id: str):
+        client.add("RITM0001", runtime="Running", custom_status={"phase": "exporting"})
+        return read(request_id)
+
+    monkeypatch.setattr(service, "_evidence", racing)
+    response = submit(valid_payload())
+    assert response.status_code == 202, body(response)
+    assert body(response)["phase"] == "exporting"
+    assert client.started == []

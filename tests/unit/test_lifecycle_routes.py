@@ -4,17 +4,19 @@ and the in-memory evidence: each action only in the state it needs, and nothing 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from dsr_export.adapters.storage import DeletedData
 from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import Kind
-from intake import retention
+from intake import http_api, retention
 from tests.unit.intake_fakes import (
     T0,
     USER_ID,
@@ -163,6 +165,44 @@ def test_an_extension_the_law_does_not_allow_is_refused_naming_the_field(
     assert client.events == [], "nothing raised to the DSR"
 
 
+def test_an_extension_is_recorded_and_answered_pending_with_its_ask_id(
+    user_function, storage, evidence_log: MemoryEvidence
+):
+    """F-1: the API cannot know the deadline an ask gives (asks sent at once are applied in
+    turn): it records the ask, announces it, and says "accepted, pending"."""
+    client = FakeDurableClient()
+    job = {
+        "requestId": "R-1",
+        "user": USER_ID,
+        "receivedAt": T0.isoformat(),
+        "regulation": "gdpr",
+        "legalDeadline": (T0 + timedelta(days=31)).isoformat(),
+        "warningAt": (T0 + timedelta(days=24)).isoformat(),
+    }
+    client.add("R-1", custom_status={"phase": "exporting"}, input_=job)
+    payload = {"reason": "many systems", "days": 1, "reasonCode": "complexity"}
+    first = _route(user_function, "extend_deadline", client, "POST", "exports/R-1/extend", payload)
+    again = _route(user_function, "extend_deadline", client, "POST", "exports/R-1/extend", payload)
+    assert (first.status_code, again.status_code) == (202, 202), body(first)
+    answer = body(first)
+    assert (answer["state"], answer["asked"], answer["statusUrl"]) == (
+        "pending",
+        {"days": 1},
+        "/api/exports/R-1",
+    )
+    assert "deadline" not in answer, "not a deadline the API cannot know yet"
+    schemas = json.loads(http_api.OPENAPI_PATH.read_text(encoding="utf-8"))["components"]
+    Draft202012Validator(schemas["schemas"]["ExtensionAsked"]).validate(answer)
+    asked = [r for r in evidence_log.records["R-1"] if r.kind is Kind.EXTENSION_ASKED]
+    assert [r.data["askId"] for r in asked] == [answer["askId"], body(again)["askId"]]
+    assert asked[0].data["askId"] != asked[1].data["askId"], "each ask its own id"
+    assert asked[0].data["reasonSha256"] != "many systems"
+    assert [event[2] for event in client.events] == [
+        {"askId": answer["askId"]},
+        {"askId": body(again)["askId"]},
+    ], "the event only announces the ask"
+
+
 def test_an_erasure_answers_the_receipt_once_and_records_it(
     user_function, storage, evidence_log: MemoryEvidence
 ):
@@ -270,15 +310,36 @@ def test_the_retention_run_handles_a_page_before_reading_the_next(storage):
     assert created_to == T0 - timedelta(days=30), "none created since can be due"
 
 
-def test_a_history_whose_evidence_is_incomplete_is_kept(storage, evidence_log: MemoryEvidence):
+def test_a_dsr_whose_output_says_it_ended_is_purged_even_with_short_evidence(
+    storage, evidence_log: MemoryEvidence
+):
+    """F-3: a DSR that failed before it had a container never wrote ``finished``; its
+    history (which holds the UPN) is purged all the same, and the record says why."""
     client = FakeDurableClient()
-    client.purge_instance_history = lambda _: pytest.fail("purged")  # type: ignore[attr-defined]
+    purged: list[str] = []
+
+    async def purge(instance_id: str) -> Any:
+        purged.append(instance_id)
+        client.instances.pop(instance_id, None)
+
+    client.purge_instance_history = purge  # type: ignore[attr-defined]
     ended = T0 - timedelta(days=100)
-    client.add(
-        "GAP", runtime="Completed", output=_ended("completed", ended_at=ended), created=ended
-    )
+    output = _ended("failed", ended_at=ended, error={"code": "UserNotFound"})
+    client.add("GAP", runtime="Completed", output=output, created=ended)
+    evidence_log.append("GAP", Kind.RECEIVED, ended, {"source": "http"})
+    client.add("ODD", runtime="Terminated", output="stopped by hand", created=ended)
+
     counts = _run(client, T0)
-    assert counts.skipped == 1
+    assert purged == ["GAP"], "no output's word for ODD: kept, tried again next run"
+    assert (counts.purged, counts.skipped) == (1, 1)
+    record = evidence_log.records["GAP"][-1]
+    assert record.kind is Kind.HISTORY_PURGED
+    assert record.data["evidence"] is False
+    assert (record.data["endedPhase"], record.data["errorCode"]) == ("failed", "UserNotFound")
+    status = lifecycle.purged_status(evidence_log.records["GAP"])
+    assert status is not None
+    assert (status["phase"], status["error"]) == ("failed", {"code": "UserNotFound"})
+    assert status["completedAt"] == ended.isoformat()
 
 
 def test_the_retention_settings_refuse_a_history_purged_before_its_data():

@@ -85,10 +85,13 @@ def test_user_lookup_waits_out_throttling_until_the_dsrs_own_time_out():
     started, waits = d.now, []
     for _ in range(200):
         reply = d.complete(throttled, name=steps.RESOLVE_USER.name)
-        if reply["isDone"] or d.pending().name == steps.FINALIZE_EXPORT.name:
+        if d.pending().name == steps.RECORD_FINISHED.name:
             break
         waits.append((d.pending().fire_at - d.now).total_seconds())
         d.fire_timer()
+    ended = steps.RecordFinished.from_dict(d.pending().input)
+    assert (ended.phase, ended.error_code) == ("timed_out", "ExportTimedOut")
+    reply = d.complete(steps.Recorded(seq=3).to_dict())
     assert reply["isDone"] is True
     assert reply["output"]["phase"] == "timed_out"
     assert reply["output"]["error"]["code"] == "ExportTimedOut"
@@ -421,8 +424,11 @@ def test_activity_exhausting_its_retries_still_ends_in_a_terminal_result():
     d = _driver()
     d.episode()
     for _ in range(5):
-        reply = d.fail_attempt("ServiceRequestError: storage unreachable")
-    # prepare_container never succeeded: no container, so nothing to revoke.
+        d.fail_attempt("ServiceRequestError: storage unreachable")
+    # prepare_container never succeeded: no container, nothing to revoke; the ending is
+    # recorded all the same.
+    assert d.pending().name == steps.RECORD_FINISHED.name
+    reply = d.complete(steps.Recorded(seq=2).to_dict())
     assert reply["isDone"] is True
     assert reply["output"]["phase"] == "failed"
     assert reply["output"]["error"]["code"] == "ActivityFailed"
@@ -588,6 +594,8 @@ def _run_until_continue_as_new(d: Driver) -> None:
             d.fire_timer()
         elif action.name == steps.SEND_CALLBACK.name:
             d.complete(DELIVERED)
+        elif action.name == steps.READ_EXTENSION_ASKS.name:
+            d.complete(steps.ExtensionAsks().to_dict())  # none were asked
         else:
             d.complete(_running(), name=steps.CHECK_EXPORT.name)
     raise AssertionError("never continued as new")
@@ -739,8 +747,9 @@ def test_storage_refusing_the_app_fails_at_once_with_the_fix():
     d.episode()
     error: ErrorDoc = {"code": "StorageAccessDenied", "category": "configuration", "hint": "key"}
     d.complete(steps.ContainerPrepared.failed(error).to_dict(), name=steps.PREPARE_CONTAINER.name)
-    reply = d.replies[-1]
-    assert reply["isDone"] is True, "no container was made: nothing to revoke"
+    assert d.pending().name == steps.RECORD_FINISHED.name, "no container: nothing to revoke"
+    reply = d.complete(steps.Recorded(seq=2).to_dict())
+    assert reply["isDone"] is True
     assert reply["output"]["error"]["code"] == "StorageAccessDenied"
     assert _names(d).count(steps.PREPARE_CONTAINER.name) == 1
 
@@ -772,8 +781,26 @@ def test_terminal_status_is_complete_before_the_ticket_hears_of_it():
     assert reply["customStatus"]["sas"]["revoked"] is True
 
 
-def _extend_event(**ask: Any) -> dict[str, Any]:
-    return {"ask": ask, "customMaxDays": 0, "actor": {"kind": "user", "id": "oid-privacy-officer"}}
+ACTOR = {"kind": "user", "id": "oid-privacy-officer"}
+
+
+def _asked(ask_id: str, seq: int, **ask: Any) -> dict[str, Any]:
+    """What ``read_extension_asks`` answers for one ask the API recorded."""
+    entry = {"askId": ask_id, "seq": seq, "ask": ask, "actor": ACTOR}
+    return steps.ExtensionAsks(asks=[entry]).to_dict()
+
+
+def _continue_after_extension(d: Driver) -> None:
+    """The zero-length race for a late cancel, then a fresh execution that reads the asks
+    again (none new) before it waits on."""
+    zero = d.pending()
+    assert (zero.kind, zero.fire_at) == ("timer", d.now), "a cancel that came meanwhile wins"
+    d.fire_timer()
+    assert d.actions[-1].kind == "continue_as_new", "a fresh execution, a fresh extend waiter"
+    d.continue_as_new()
+    read = d.pending()
+    assert read.name == steps.READ_EXTENSION_ASKS.name
+    d.complete(steps.ExtensionAsks().to_dict())
 
 
 def test_an_extension_during_a_wait_is_recorded_told_and_rearms_the_overdue_notice():
@@ -784,11 +811,14 @@ def test_an_extension_during_a_wait_is_recorded_told_and_rearms_the_overdue_noti
     waiting = d.pending()
     assert waiting.kind == "timer"
 
-    reply = d.raise_event("extend", _extend_event(months=1, reasonCode="complexity"))
+    d.raise_event("extend", {"askId": "ask_1"})
+    read = steps.ReadExtensionAsks.from_dict(d.pending().input)
+    assert read.after_seq == -1, "the asks are read from the evidence, not the event"
+    d.complete(_asked("ask_1", 4, months=1, reasonCode="complexity"))
     recorded = steps.RecordExtension.from_dict(d.pending().input)
     assert d.pending().name == steps.RECORD_EXTENSION.name
-    assert (recorded.number, recorded.previous_deadline, recorded.deadline) == (
-        1,
+    assert (recorded.ask_id, recorded.previous_deadline, recorded.deadline) == (
+        "ask_1",
         "2026-02-28T09:00:00+00:00",
         "2026-03-28T09:00:00+00:00",
     )
@@ -796,29 +826,36 @@ def test_an_extension_during_a_wait_is_recorded_told_and_rearms_the_overdue_noti
     reply = d.complete(steps.Recorded(seq=7).to_dict())
     assert reply["customStatus"]["deadline"] == "2026-03-28T09:00:00+00:00"
     assert reply["customStatus"]["originalDeadline"] == "2026-02-28T09:00:00+00:00"
+    assert reply["customStatus"]["extensions"][0]["askId"] == "ask_1"
     told = _callback(d.pending()).event
     assert told["type"] == "deadline.extended"
     assert told["data"]["previousDeadline"] == "2026-02-28T09:00:00+00:00"
     assert told["data"]["overdue"] is False
     d.complete(DELIVERED)
-    assert d.pending().seq == waiting.seq, "the wait goes on to the same timer"
+    _continue_after_extension(d)
+    carried = ExportJob.from_input(d.input)
+    assert carried.ask_cursor == 4
+    assert d.pending().fire_at == waiting.fire_at, "the wait goes on to the same moment"
 
     d.fire_timer()
     d.complete(_running(), name=steps.CHECK_EXPORT.name)
-    assert "dsr.deadline_overdue" not in _event_types(d)[3:], "not overdue any more"
+    assert "dsr.deadline_overdue" not in _event_types(d), "not overdue any more"
     timer = d.pending()
     assert timer.fire_at <= datetime(2026, 3, 21, 9, tzinfo=UTC), "wakes for the new warning"
 
 
-def test_an_extension_beyond_the_cap_that_slipped_past_the_api_is_ignored(caplog):
+def test_an_extension_beyond_the_cap_that_slipped_past_the_api_is_refused(caplog):
     caplog.set_level("WARNING", logger="dsr_export")
     d = _ticket_driver()
     _through_submit_with_callbacks(d)
-    waiting = d.pending()
-    d.raise_event("extend", _extend_event(months=3))
-    assert d.pending().seq == waiting.seq, "nothing recorded, nothing told"
-    assert not d.activities(steps.RECORD_EXTENSION.name)
+    d.raise_event("extend", {"askId": "ask_9"})
+    reply = d.complete(_asked("ask_9", 3, months=3))
+    assert not d.activities(steps.RECORD_EXTENSION.name), "nothing recorded, nothing told"
+    assert reply["customStatus"]["refusedExtensions"] == ["ask_9"]
+    assert reply["customStatus"]["deadline"] == "2026-04-01T09:00:00+00:00"
     assert any("extension_refused" in r.getMessage() for r in caplog.records)
+    _continue_after_extension(d)
+    assert ExportJob.from_input(d.input).refused_extensions == ("ask_9",)
 
 
 def test_a_retried_dsr_tells_the_ticket_it_runs_again_and_uses_a_fresh_container():
