@@ -36,6 +36,16 @@ _CREDENTIAL_ENV = (
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--graph-api-version",
+        choices=("beta", "v1.0"),
+        default="beta",
+        help="GRAPH_API_VERSION of every end-to-end host (default beta, the app's default); "
+        "tests/e2e/test_pipeline.py runs its Graph-facing tests under the other one as well",
+    )
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return make_tls_files(tmp_path_factory.mktemp("tls"))

@@ -1,9 +1,9 @@
 """Tests and demos steer the simulator from outside its process, where only HTTP reaches.
 
 The app under test runs in another process (the e2e host, ``make demo``), so faults, new
-users, the clock tick and everything the simulator observed are also served as JSON under
-``/_sim/``, without a token. Inspection never shows a SAS signature: operations carry the
-container URL only, and error texts are redacted.
+users, the quota knobs, the clock tick and everything the simulator observed are also served
+as JSON under ``/_sim/``, without a token. Inspection never shows a SAS signature: operations
+carry the container URL only, and error texts are redacted.
 """
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ def admin_reply(sim: GraphSimulator, method: str, path: str, body: bytes) -> Rep
             elif method == "DELETE":
                 sim.reset_faults()
             return json_reply(200, sim.faults.to_json())
+        if name == "quotas":
+            if method == "POST":
+                sim.set_quotas(**_json_object(body))
+            elif method == "DELETE":
+                sim.reset_quotas()
+            return json_reply(200, sim.quotas.to_json())
+        if name == "quotas/usage":
+            return json_reply(200, sim.quota_usage())
         if name == "operations":
             return json_reply(200, [op.to_json() for op in sim.operations()])
         if name.startswith("operations/") and name.endswith("/files"):
