@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,9 +23,6 @@ from dsr_export import settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-    from azure.durable_functions.models.DurableOrchestrationStatus import (
-        DurableOrchestrationStatus,
-    )
 
     from dsr_export.adapters.callback_sender import CallbackSender
     from dsr_export.adapters.entra import TokenValidator
@@ -35,9 +32,14 @@ if TYPE_CHECKING:
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
+    from dsr_export.adapters.task_hub import Page
 
-#: Reads instances: ``(client, *, created_from, created_to, runtime_status) -> statuses``.
-TaskHubQuery = Callable[..., Awaitable[list["DurableOrchestrationStatus"]]]
+#: Reads instances, a page at a time:
+#: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
+TaskHubQuery = Callable[..., AsyncGenerator["Page", None]]
+
+#: Deletes a queue's messages inserted before a time: ``(queue, cutoff) -> deleted``.
+QueueTrimmer = Callable[[str, datetime], int]
 
 #: The parts :func:`override` can replace.
 PARTS: Final = (
@@ -47,6 +49,7 @@ PARTS: Final = (
     "callback_sender",
     "rejections",
     "task_hub_query",
+    "queue_trimmer",
     "evidence_log",
     "package_builder",
     "receipt_signer",
@@ -129,6 +132,20 @@ def rejections() -> RejectionSink:
     return _rejections()
 
 
+def queue_trimmer() -> QueueTrimmer:
+    """How the retention run deletes a queue's old messages: ``(queue, cutoff) -> deleted``."""
+    if "queue_trimmer" in _overrides:
+        return _overrides["queue_trimmer"]  # type: ignore[no-any-return]
+    return _trim_queue
+
+
+def _trim_queue(queue: str, cutoff: datetime) -> int:
+    from dsr_export.adapters.queue_retention import clear_older
+    from dsr_export.adapters.rejections import queue_client
+
+    return clear_older(queue_client(name=queue, encoded=False), cutoff)
+
+
 def evidence_log() -> EvidenceLog:
     """Where each DSR's hash-chained evidence is appended (``dsr-evidence``)."""
     if "evidence_log" in _overrides:
@@ -166,12 +183,13 @@ def token_validator() -> TokenValidator:
 
 
 def task_hub_query() -> TaskHubQuery:
-    """How the list endpoint reads the task hub's instances (every page of them)."""
+    """How the list endpoint and the retention run read the task hub's instances: the
+    extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`)."""
     if "task_hub_query" in _overrides:
         return _overrides["task_hub_query"]  # type: ignore[no-any-return]
-    from dsr_export.adapters.task_hub import list_instances
+    from dsr_export.adapters.task_hub import query_pages
 
-    return list_instances
+    return query_pages
 
 
 @contextlib.contextmanager

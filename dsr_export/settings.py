@@ -61,6 +61,7 @@ SETTINGS: Final[dict[str, str]] = {
     "PACKAGE_LANGUAGE": "language of the subject's package when the request names none (en, de)",
     "PACKAGE_PART_MAX_BYTES": "bytes above which the subject's package is split into parts",
     "ORGANISATION_PROFILE": "the organisation's profile for the package (JSON, or a file's path)",
+    "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -326,6 +327,8 @@ class LifecycleSettings:
     export_retention_days: int = 30
     history_retention_days: int = 90
     custom_extension_max_days: int = 0
+    #: Days a poisoned request (its whole body: a UPN) or a rejection record stays queued.
+    queue_retention_days: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LifecycleSettings:
@@ -348,6 +351,7 @@ class LifecycleSettings:
             export_retention_days=export_days,
             history_retention_days=history_days,
             custom_extension_max_days=_int(env, "CUSTOM_EXTENSION_MAX_DAYS", 0, low=0, high=366),
+            queue_retention_days=_int(env, "QUEUE_RETENTION_DAYS", 3, low=1, high=30),
         )
 
 

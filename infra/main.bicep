@@ -71,6 +71,11 @@ param exportBackstopMarginDays int = 14
 @maxValue(3650)
 param historyRetentionDays int = 90
 
+@description('Days a poisoned request message (its whole body, the data subject\'s UPN included) or a rejection record stays in the host storage queues before the daily retention run deletes it. 3: the poison alert fires at once and three days span a weekend; the ticket keeps the request, the logs its ids.')
+@minValue(1)
+@maxValue(30)
+param queueRetentionDays int = 3
+
 @description('Minutes a delivery (download) link lives: a read+list SAS on the DSR\'s export container, signed with a user delegation key.')
 @minValue(1)
 @maxValue(1440)
@@ -442,6 +447,7 @@ module functionApp 'modules/function-app.bicep' = {
     evidenceBlobEndpoint: evidenceStorage.outputs.blobEndpoint
     exportRetentionDays: exportRetentionDays
     historyRetentionDays: historyRetentionDays
+    queueRetentionDays: queueRetentionDays
     downloadLinkMinutes: downloadLinkMinutes
     customExtensionMaxDays: customExtensionMaxDays
     packageLanguage: packageLanguage

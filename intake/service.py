@@ -12,7 +12,8 @@ from __future__ import annotations
 import enum
 import functools
 import json
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -22,9 +23,9 @@ from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import lifecycle
-from dsr_export.domain.callers import Caller
+from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
-from dsr_export.domain.evidence import BrokenRecord, EvidenceRecord, parse_record
+from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, parse_record
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -39,6 +40,9 @@ from dsr_export.settings import callback_settings, deadline_settings, export_pol
 ORCHESTRATOR: Final = "export_personal_data"
 #: Runtime states in which an orchestration still runs (and can take an event).
 LIVE_STATES: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+#: The event ids of the DSR's first record and of its one possible correction.
+RECEIVED_EVENT: Final = "received"
+CORRECTED_EVENT: Final = "received-corrected"
 
 
 class Admission(enum.Enum):
@@ -116,7 +120,7 @@ async def start_or_get(
             return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
         # The evidence opens before the DSR starts: a DSR never runs without its first record
         # (a retried delivery finds the record written and appends nothing).
-        _record_received(job, request, caller, source, now)
+        received = _record_received(job, request, caller, source, now)
         try:
             await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
         except Exception as exc:  # the SDK raises a bare Exception
@@ -125,6 +129,7 @@ async def start_or_get(
             # A concurrent duplicate won the race: answer as to any duplicate (below).
             existing = await find(client, request.request_id, show_input=True)
         else:
+            _correct_received(job.request_id, received, now)
             log_event(
                 "dsr_accepted",
                 request_id=request.request_id,
@@ -143,6 +148,22 @@ async def start_or_get(
             raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
 
     stored = stored_job(existing)
+    if not _may_know_subject(caller, stored):
+        # Whether the guessed person is this DSR's subject, or which field differs, is not for
+        # a caller that may not read DSRs and did not file this one: one answer for all.
+        log_event(
+            "dsr_id_in_use",
+            request_id=existing.instance_id,
+            source=source,
+            caller_kind=caller.kind,
+            caller_id=caller.id,
+        )
+        return Outcome(
+            Admission.CONFLICT,
+            existing.instance_id,
+            errors=[FieldError("/requestId", "already used for another DSR")],
+            detail="this requestId is already in use",
+        )
     if not _same_subject(stored, request):
         return Outcome(
             Admission.CONFLICT,
@@ -176,12 +197,20 @@ def _evidence(request_id: str) -> list[EvidenceRecord]:
     return kept
 
 
+@dataclass(frozen=True)
+class _Received:
+    """The ``received`` record in the log, and the data this submission would have written."""
+
+    record: EvidenceRecord
+    mine: entries.Received
+
+
 def _record_received(
     job: ExportJob, request: ExportRequest, caller: Caller, source: str, now: datetime
-) -> None:
+) -> _Received:
     regulation = request.regulation
     received = entries.Received(
-        event_id="received",
+        event_id=RECEIVED_EVENT,
         source=source,
         regulation=regulation.name,
         regulation_days=regulation.days,
@@ -192,7 +221,38 @@ def _record_received(
         submitter_tenant_id=caller.tenant_id,
         user_object_id=request.user_object_id,
     )
-    composition.evidence_log().append(job.request_id, received.KIND, now, received.data())
+    record = composition.evidence_log().append(job.request_id, received.KIND, now, received.data())
+    return _Received(record, received)
+
+
+def _correct_received(request_id: str, received: _Received, now: datetime) -> None:
+    """Make the evidence describe the submission that started the DSR.
+
+    The ``received`` record is written before ``start_new`` decides, first writer wins: when
+    two first submissions of one id race (two people, two callers, two receipt times), the
+    record may be the loser's while the winner's DSR runs. The winner, and only it, sees that
+    here and appends the correction (``supersedesSeq`` naming the record it replaces); readers
+    take the last ``received`` record. A correction that cannot be written is logged, never a
+    failed submit: the DSR has started.
+    """
+    written = {k: v for k, v in received.record.data.items() if k != EVENT_ID}
+    wanted = {k: v for k, v in received.mine.data().items() if k != EVENT_ID and v is not None}
+    if written == wanted:
+        return
+    correction = replace(
+        received.mine, event_id=CORRECTED_EVENT, supersedes_seq=received.record.seq
+    )
+    try:
+        composition.evidence_log().append(request_id, correction.KIND, now, correction.data())
+    except Exception as exc:  # noqa: BLE001 - the DSR runs; the log says what is missing
+        log_event(
+            "received_correction_failed",
+            level=logging.ERROR,
+            request_id=request_id,
+            reason=type(exc).__name__,
+        )
+        return
+    log_event("received_corrected", request_id=request_id, superseded_seq=received.record.seq)
 
 
 async def find_dsr(
@@ -201,13 +261,14 @@ async def find_dsr(
     """The DSR of ``request_id`` in any letter case.
 
     Its instance id is the canonical id; a DSR started before ids were canonical is found
-    under the exact id it was sent with.
+    under the exact id it was sent with. Only a DSR's orchestration is one: the task hub also
+    holds the ticket notices (``notice-<32 hex>``), which no route may answer for as a DSR.
     """
     canonical = canonical_request_id(request_id)
     status = await find(client, canonical, show_input=show_input)
     if status is None and request_id != canonical:
         status = await find(client, request_id, show_input=show_input)
-    return status
+    return status if status is not None and status.name == ORCHESTRATOR else None
 
 
 async def find(
@@ -303,6 +364,16 @@ def _differences(job: ExportJob | None, request: ExportRequest) -> list[str]:
         "requestedBy": request.requested_by,
     }
     return [name for name in stored if name in request.sent and stored[name] != given[name]]
+
+
+def _may_know_subject(caller: Caller, job: ExportJob | None) -> bool:
+    """Whether ``caller`` may learn how its submission compares with the DSR ``job``: a
+    ``DSR.Read`` caller, or the one that filed it (a ticketing system retrying its own request
+    gets the duplicate's 202, or the fields it changed)."""
+    if caller.may(Role.READ):
+        return True
+    filed = (job.submitted_by if job is not None else None) or {}
+    return bool(filed) and filed.get("kind") == caller.kind and filed.get("id") == caller.id
 
 
 def _same_subject(job: ExportJob | None, request: ExportRequest) -> bool:

@@ -534,8 +534,7 @@ def _wait(
     winner = yield run.context.task_any(racing)
     if winner == run.cancel:
         data = _event_data(run.cancel.result)
-        reason = data.get("reason") if isinstance(data, dict) else None
-        raise _PhaseEnd(job, Ending(Phase.CANCELLED, errors.cancelled(reason)))
+        raise _PhaseEnd(job, Ending(Phase.CANCELLED, errors.cancelled(data)))
     if run.extend_spent or winner != run.extend:
         return job
     run.extend_spent = True

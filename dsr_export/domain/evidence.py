@@ -105,6 +105,8 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "submitterId": str,
         "submitterTenantId": str,
         "userObjectId": str,
+        # A correction: the record of ``seq`` described a submission whose start lost the race.
+        "supersedesSeq": int,
     },
     Kind.SUBMITTED: {
         "operationId": str,

@@ -61,6 +61,8 @@ class Received(Entry):
     submitter_id: str | None
     submitter_tenant_id: str | None
     user_object_id: str | None
+    #: A correction's: the ``received`` record it replaces (the race its writer won).
+    supersedes_seq: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

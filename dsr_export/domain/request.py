@@ -121,6 +121,30 @@ def container_name(request_id: str, attempt: int = 1) -> str:
     return name if attempt <= 1 else f"{name}-a{attempt}"
 
 
+#: The suffix of a fresh container (``-a2`` and on). Bounded to six digits: a DSR's own
+#: container ends in 16 hex digits, which ``a`` and six digits can never spell, so no other
+#: DSR's container name can take this shape.
+_ATTEMPT_SUFFIX: Final = re.compile(r"-a([1-9][0-9]{0,5})")
+
+
+def is_container_of(name: str, request_id: str) -> bool:
+    """Whether ``name`` is one of ``request_id``'s containers, exactly: its first, or a fresh
+    one of a retried submit or DSR (:func:`container_name` with an attempt of 2 or more).
+
+    A prefix match is not enough: the DSR ``V-<first 16 hex of sha256(V)>-A2`` has a container
+    that starts with ``V``'s and ``-a``, and erasing ``V`` must never touch it.
+    """
+    base = container_name(request_id)
+    if name == base:
+        return True
+    found = _ATTEMPT_SUFFIX.fullmatch(name[len(base) :]) if name.startswith(base) else None
+    return (
+        found is not None
+        and int(found.group(1)) >= 2
+        and name == container_name(request_id, int(found.group(1)))
+    )
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     """A validated DSR export request.

@@ -43,6 +43,9 @@ param exportRetentionDays int
 @description('Days after a DSR ended before the app purges its durable history.')
 param historyRetentionDays int
 
+@description('Days a poisoned request or a rejection record stays queued.')
+param queueRetentionDays int
+
 @description('Minutes a delivery (download) link lives.')
 param downloadLinkMinutes int
 
@@ -277,6 +280,7 @@ var appSettings = {
   // later backstop (export-storage.bicep).
   EXPORT_RETENTION_DAYS: string(exportRetentionDays)
   HISTORY_RETENTION_DAYS: string(historyRetentionDays)
+  QUEUE_RETENTION_DAYS: string(queueRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
   PACKAGE_LANGUAGE: packageLanguage

@@ -189,6 +189,24 @@ def test_deleting_a_dsrs_data_removes_every_attempt_and_counts_it(storage: Expor
     assert storage.delete_data(request_id).containers == (), "a second deletion deletes nothing"
 
 
+def test_deleting_a_dsrs_data_spares_a_dsr_whose_id_extends_its_container_name(
+    storage: ExportStorage,
+):
+    """F-2: ``V-<first 16 hex of sha256(V)>-A...`` slugs into ``<V's container>-a...``; an
+    erasure of ``V`` (or the retention run) must not delete or count that DSR's container."""
+    victim = f"V{uuid.uuid4().hex[:6].upper()}"
+    digest = hashlib.sha256(victim.encode()).hexdigest()[:16]
+    mine = _export_with_data(storage, victim)
+    tails = ("A2", "A", "PKG")
+    hostile = [_export_with_data(storage, f"{victim}-{digest}-{tail}") for tail in tails]
+    assert all(name.startswith(f"{mine}-") for name in hostile), "the adversarial shape"
+    assert storage.containers_of(victim) == [mine]
+    deleted = storage.delete_data(victim)
+    assert deleted.containers == (mine,)
+    assert deleted.blob_count == 1
+    assert all(storage.container(name).exists() for name in hostile)
+
+
 def test_a_delivery_link_is_refused_once_the_data_is_gone(storage: ExportStorage):
     request_id = f"GONE-{uuid.uuid4().hex[:8].upper()}"
     name = _export_with_data(storage, request_id)
