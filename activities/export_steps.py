@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import azure.durable_functions as df
 
 from activities.contract import activity, graph_activity
 from dsr_export import composition
-from dsr_export.adapters.graph import SubmittedExport
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.domain import errors, pacing, steps
 from dsr_export.domain import evidence_entries as entries
@@ -37,6 +36,9 @@ from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import container_name
 from dsr_export.domain.steps import GraphStepResult, Outcome
 from dsr_export.settings import SasMode, export_storage_settings, lifecycle_settings
+
+if TYPE_CHECKING:  # the Graph adapter loads requests: not on the cold-start path
+    from dsr_export.adapters.graph import SubmittedExport
 
 bp = df.Blueprint()
 
