@@ -157,7 +157,7 @@ def receipt_signer() -> KeyVaultReceiptSigner:
     """What signs package receipts and lists their public keys (the Key Vault key).
 
     Typed as the Key Vault signer because the JWKS route needs ``public_keys`` as well; the
-    packaging activity needs only ``sign_receipt`` (package_builder's ``ReceiptSigner``).
+    packaging activity needs only ``sign_receipt`` (package_builder's ``PackageSigner``).
     """
     if "receipt_signer" in _overrides:
         return _overrides["receipt_signer"]  # type: ignore[no-any-return]

@@ -69,7 +69,7 @@ READ_BYTES: Final = 1024 * 1024
 RANGE_BYTES: Final = 256 * 1024
 
 
-class ReceiptSigner(Protocol):
+class PackageSigner(Protocol):
     """What seals a package (receipt19's ``dsr_export.adapters.receipt_signer``): the receipt's
     claims in, a compact JWS (ES256) out."""
 
@@ -266,7 +266,7 @@ class RangeReader(io.RawIOBase):
 
 
 @dataclass
-class _Listed:
+class _ExportBlob:
     name: str
     size: int
     etag: str | None
@@ -367,7 +367,7 @@ class PackageBuilder:
     def build(
         self,
         job: PackageJob,
-        signer: ReceiptSigner,
+        signer: PackageSigner,
         *,
         now: datetime,
         completed_at: str | None,
@@ -463,15 +463,15 @@ class PackageBuilder:
         return document, hashlib.sha256(content).hexdigest()
 
     @staticmethod
-    def _check_unchanged(export: ContainerClient, manifest: Mapping[str, Any]) -> list[_Listed]:
+    def _check_unchanged(export: ContainerClient, manifest: Mapping[str, Any]) -> list[_ExportBlob]:
         expected = {entry["name"]: entry for entry in manifest["blobs"] if isinstance(entry, dict)}
-        listed: list[_Listed] = []
+        listed: list[_ExportBlob] = []
         added = altered = 0
         for blob in export.list_blobs():
             if blob.name in (MANIFEST_BLOB, LEGACY_AUDIT_BLOB):
                 continue
             md5 = blob.content_settings.content_md5 if blob.content_settings else None
-            item = _Listed(
+            item = _ExportBlob(
                 blob.name,
                 int(blob.size or 0),
                 blob.etag,
@@ -506,7 +506,7 @@ class PackageBuilder:
     def _write_data(
         self,
         export: ContainerClient,
-        listed: list[_Listed],
+        listed: list[_ExportBlob],
         parts: _Parts,
         renderer: Renderer,
         language: str,
@@ -529,7 +529,7 @@ class PackageBuilder:
         return files, products
 
     def _copy(
-        self, blob: BlobClient, item: _Listed, parts: _Parts, member: str, mtype: str
+        self, blob: BlobClient, item: _ExportBlob, parts: _Parts, member: str, mtype: str
     ) -> tuple[str, bytes | None]:
         """Stream one blob into its member; its SHA-256, and its bytes when small enough to
         show (else None)."""
@@ -552,7 +552,9 @@ class PackageBuilder:
     def open_member(parts: _Parts, member: str, size: int, mtype: str) -> IO[bytes]:
         return parts.open(member, size, mtype)
 
-    def _view(self, blob: BlobClient, item: _Listed, mtype: str, kept: bytes | None) -> FileView:
+    def _view(
+        self, blob: BlobClient, item: _ExportBlob, mtype: str, kept: bytes | None
+    ) -> FileView:
         if mtype == "application/zip":
             try:
                 reader = cast(IO[bytes], RangeReader(blob, item.size, item.etag))

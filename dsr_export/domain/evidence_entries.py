@@ -172,7 +172,7 @@ class CallbackSent(Entry):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Deletion(Actor, Entry):
+class DeletionReceipt(Actor, Entry):
     """What was deleted (every container of the DSR), under which receipt."""
 
     receipt_id: str
@@ -184,13 +184,13 @@ class Deletion(Actor, Entry):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Erased(Deletion):
+class Erased(DeletionReceipt):
     KIND: ClassVar[Kind] = Kind.ERASED
     reason_sha256: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
-class RetentionDeleted(Deletion):
+class RetentionDeleted(DeletionReceipt):
     KIND: ClassVar[Kind] = Kind.RETENTION_DELETED
     retention_days: int | None
     ended_at: str | None
@@ -205,7 +205,7 @@ def deletion(
     **receipt: Any,
 ) -> Erased | RetentionDeleted:
     """The deletion receipt of ``kind`` (an operator's erase, or the retention run's), each
-    with the fields its kind carries: ``receipt`` the fields of :class:`Deletion`."""
+    with the fields its kind carries: ``receipt`` the fields of :class:`DeletionReceipt`."""
     if kind is Kind.ERASED:
         return Erased(reason_sha256=reason_sha256, **receipt)
     if kind is Kind.RETENTION_DELETED:
