@@ -4,9 +4,10 @@ costs over the SDK floor (a ratio of medians), and how fast and in how much memo
 subject's package is built from a large export (a ratio to a plain copy, and peak RSS at two
 sizes). Nothing here is a test: nothing asserts a timing.
 
-``python -m bench [--runs N] [--package-gb G | --quick] [package]``: N fresh interpreters per
-cold-start median (default 15); the package benchmark's export of G GB (default 5; ``--quick``
-0.25); ``package`` runs only that one.
+``python -m bench [--runs N] [--package-gb G | --quick] [--one-size] [package]``: N fresh
+interpreters per cold-start median (default 15); the package benchmark's export of G GB
+(default 5; ``--quick`` 0.25), after one of a quarter of that (``--one-size``: only G);
+``package`` runs only that one.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help=f"a {package_throughput.QUICK_GB} GB package run"
     )
+    parser.add_argument(
+        "--one-size", action="store_true", help="package only the full size, not a quarter first"
+    )
     args = parser.parse_args(argv)
     size = package_throughput.QUICK_GB if args.quick else args.package_gb
     if args.only != "package":
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         cold_start.main(args.runs)
         print()
-    package_throughput.main(size)
+    package_throughput.main(size, one_size=args.one_size)
     return 0
 
 
