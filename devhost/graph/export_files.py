@@ -87,15 +87,16 @@ _ZIP_MEMBERS = 6
 def files_of(
     seed: int, user_id: str, layout: ExportLayout = PRODUCTS_LAYOUT
 ) -> tuple[ExportFile, ...]:
-    """The files of one user's export in ``layout`` (``RequestInfo.json`` first in the service
-    layout); the same arguments give the same names and sizes."""
+    """The files of one user's export in ``layout`` (Graph's ``RequestInfo.json`` apart); the
+    same arguments give the same names and sizes."""
     if layout.kind == "products":
         return manifest(seed, user_id)
     rng = random.Random(f"{seed}:{user_id}:service")  # noqa: S311
     groups = [_uuid(rng) for _ in range(3)]
     agents = {group: [_uuid(rng) for _ in range(4)] for group in groups}
-    files = [ExportFile("RequestInfo.json", 600)]
-    total = files[0].size
+    # RequestInfo.json is not among them: the simulator writes it when the export is accepted.
+    files: list[ExportFile] = []
+    total = 0
     index = 0
     while total < layout.total_bytes:
         group = groups[index % len(groups)]
