@@ -119,13 +119,14 @@ def main(size_gb: float = DEFAULT_GB, *, one_size: bool = False) -> dict[str, An
                     f"    ratio {row['ratio']:.2f}x of the plain copy (goal >= {GOAL_RATIO}x)"
                 )
     small, large = results[0], results[-1]
-    growth = large["package"]["rssMb"] - small["package"]["rssMb"]
-    print(
-        f"  peak RSS of the packaging worker: {small['package']['rssMb']:.0f} MB at "
-        f"{small['bytes'] / 1e9:.2f} GB, {large['package']['rssMb']:.0f} MB at "
-        f"{large['bytes'] / 1e9:.2f} GB ({growth:+.0f} MB; goal <= {GOAL_RSS_MB:.0f} MB, "
-        "not growing with size)"
-    )
+    if len(results) > 1:
+        growth = large["package"]["rssMb"] - small["package"]["rssMb"]
+        print(
+            f"  peak RSS of the packaging worker: {small['package']['rssMb']:.0f} MB at "
+            f"{small['bytes'] / 1e9:.2f} GB, {large['package']['rssMb']:.0f} MB at "
+            f"{large['bytes'] / 1e9:.2f} GB ({growth:+.0f} MB; goal <= {GOAL_RSS_MB:.0f} MB, "
+            "not growing with size)"
+        )
     print(
         f"  goals: throughput {'met' if large['ratio'] >= GOAL_RATIO else 'NOT met'}, "
         f"memory {'met' if large['package']['rssMb'] <= GOAL_RSS_MB else 'NOT met'}"
