@@ -68,7 +68,8 @@ async def export_package(
     if status is None:
         return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
     request_id = status.instance_id
-    doc = document(status, composition.now(), stored_job(status))
+    job = stored_job(status)
+    doc = document(status, composition.now(), job)
     if doc["phase"] != Phase.COMPLETED.value:
         return _conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
     deleted = lifecycle.last_deletion(life.records(request_id))
@@ -102,7 +103,7 @@ async def export_package(
     ask = BuildPackage(
         request_id=request_id,
         container=str(doc.get("container") or ""),
-        language=language or chosen.language,
+        language=language or (job.language if job else None) or chosen.language,
         completed_at=doc.get("completedAt"),
         received_at=doc.get("receivedAt"),
         deadline=doc.get("deadline"),
