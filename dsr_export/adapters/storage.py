@@ -225,6 +225,26 @@ class ExportStorage:
         )
         return f"{container.url}?{token}", expiry
 
+    def blob_download_link(
+        self, name: str, blob: str, now: datetime, lifetime: timedelta, disposition: str
+    ) -> tuple[str, datetime]:
+        """A read-only SAS URL on one blob of container ``name`` (no list, no other blob),
+        HTTPS only, signed with a user delegation key, living ``lifetime``; the download is
+        saved as ``disposition`` says. The URL must stay in the caller."""
+        window = sas.Validity(start=now - DOWNLOAD_SKEW, expiry=now + lifetime)
+        key = self._identity_service.get_user_delegation_key(window.start, window.expiry)
+        client = self.container(name).get_blob_client(blob)
+        url = sas.blob_read_sas(
+            client.account_name or self._settings.account_name,
+            name,
+            blob,
+            client.url,
+            key,
+            window,
+            disposition,
+        )
+        return url, window.expiry
+
     def containers_of(self, request_id: str) -> list[str]:
         """Every container of a DSR: its first, each fresh one of a retried submit or DSR, and
         its delivery container (the subject's package)."""
