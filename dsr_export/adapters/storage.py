@@ -233,9 +233,12 @@ class ExportStorage:
         saved as ``disposition`` says. The URL must stay in the caller."""
         window = sas.Validity(start=now - DOWNLOAD_SKEW, expiry=now + lifetime)
         key = self._identity_service.get_user_delegation_key(window.start, window.expiry)
-        client = self.container(name).get_blob_client(blob)
+        container = self.container(name)
+        client = container.get_blob_client(blob)
+        # The container's account name: a blob client's is parsed differently for an IP-style
+        # endpoint (the emulator's), and a wrong one signs a SAS the service refuses.
         url = sas.blob_read_sas(
-            client.account_name or self._settings.account_name,
+            container.account_name or self._settings.account_name,
             name,
             blob,
             client.url,
