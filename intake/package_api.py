@@ -16,13 +16,12 @@ import contextlib
 import json
 import os
 from datetime import timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
-from dsr_export.adapters.package_builder import PackageResult
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.delivery import attachment, download_name
@@ -47,6 +46,9 @@ from intake.responses import (
     valid_route_id,
 )
 from intake.service import document, find, find_dsr, stored_job
+
+if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
+    from dsr_export.adapters.package_builder import PackageResult
 
 bp = df.Blueprint()
 

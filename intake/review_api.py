@@ -23,7 +23,6 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
-from dsr_export.adapters.package_review import ReviewConflict
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
@@ -52,6 +51,9 @@ async def review_package(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
     """Show (GET) or decide (POST) the review of the subject's package."""
+    # Imported here: the Azure SDK stays off the cold-start path.
+    from dsr_export.adapters.package_review import ReviewConflict
+
     caller = authorized(req, Role.MANAGE)
     if isinstance(caller, func.HttpResponse):
         return caller
