@@ -163,11 +163,6 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("package_refused", ("request_id", "code", "added", "removed", "altered")),
     LogEvent(
-<<<<<<< HEAD
-        "retention_run",
-        ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),
-        request_scoped=False,
-=======
         "package_reviewed",
         ("request_id", "withheld_count", "approved", "rebuild", *CALLER_FIELDS),
     ),
@@ -176,8 +171,9 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "parts", "package_sha256", "expires_at", *CALLER_FIELDS),
     ),
     LogEvent(
-        "retention_run", ("due", "deleted", "purged", "failed", "skipped"), request_scoped=False
->>>>>>> review19
+        "retention_run",
+        ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),
+        request_scoped=False,
     ),
     LogEvent("queue_retention_failed", ("queue", "reason"), request_scoped=False),
     LogEvent("retention_failed", ("request_id", "reason")),
