@@ -1,8 +1,9 @@
 """``make bench``: what a long export costs in replays (counts), how a burst of DSRs paces
 itself against Graph's submit limit (counts and ratios, in virtual time), what a cold start
-costs over the SDK floor (a ratio of medians), and how fast and in how much memory the
-subject's package is built from a large export (a ratio to a plain copy, and peak RSS at two
-sizes). Nothing here is a test: nothing asserts a timing.
+costs over the SDK floor (a ratio of medians), what the DSR list costs at 100 and at 10,000
+DSRs (counts and a ratio of medians), and how fast and in how much memory the subject's
+package is built from a large export (a ratio to a plain copy, and peak RSS at two sizes).
+Nothing here is a test: nothing asserts a timing.
 
 ``python -m bench [--runs N] [--package-gb G | --quick] [--one-size] [package]``: N fresh
 interpreters per cold-start median (default 15); the package benchmark's export of G GB
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import burst, cold_start, package_throughput, replay_cost
+from bench import burst, cold_start, list_cost, package_throughput, replay_cost
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         replay_cost.main()
         print()
         burst.main()
+        print()
+        list_cost.main()
         print()
         cold_start.main(args.runs)
         print()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,21 +23,24 @@ from dsr_export import settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-    from azure.durable_functions.models.DurableOrchestrationStatus import (
-        DurableOrchestrationStatus,
-    )
 
     from dsr_export.adapters.callbacks import CallbackSender
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.package_builder import PackageBuilder
+    from dsr_export.adapters.package_review import ReviewStore
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
+    from dsr_export.adapters.task_hub import Page
 
-#: Reads instances: ``(client, *, created_from, created_to, runtime_status) -> statuses``.
-TaskHubQuery = Callable[..., Awaitable[list["DurableOrchestrationStatus"]]]
+#: Reads instances, a page at a time:
+#: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
+TaskHubQuery = Callable[..., AsyncGenerator["Page", None]]
+
+#: Deletes a queue's messages inserted before a time: ``(queue, cutoff) -> deleted``.
+QueueTrimmer = Callable[[str, datetime], int]
 
 #: The parts :func:`override` can replace.
 PARTS: Final = (
@@ -47,8 +50,10 @@ PARTS: Final = (
     "callback_sender",
     "rejections",
     "task_hub_query",
+    "queue_trimmer",
     "evidence_log",
     "package_builder",
+    "package_reviews",
     "receipt_signer",
     "token_validator",
     "clock",
@@ -129,6 +134,20 @@ def rejections() -> RejectionSink:
     return _rejections()
 
 
+def queue_trimmer() -> QueueTrimmer:
+    """How the retention run deletes a queue's old messages: ``(queue, cutoff) -> deleted``."""
+    if "queue_trimmer" in _overrides:
+        return _overrides["queue_trimmer"]  # type: ignore[no-any-return]
+    return _trim_queue
+
+
+def _trim_queue(queue: str, cutoff: datetime) -> int:
+    from dsr_export.adapters.queue_retention import clear_older
+    from dsr_export.adapters.rejections import queue_client
+
+    return clear_older(queue_client(name=queue, encoded=False), cutoff)
+
+
 def evidence_log() -> EvidenceLog:
     """Where each DSR's hash-chained evidence is appended (``dsr-evidence``)."""
     if "evidence_log" in _overrides:
@@ -158,6 +177,13 @@ def package_builder() -> PackageBuilder:
     return _package_builder()
 
 
+def package_reviews() -> ReviewStore:
+    """Where packages' reviews are kept (their delivery containers)."""
+    if "package_reviews" in _overrides:
+        return _overrides["package_reviews"]  # type: ignore[no-any-return]
+    return _package_reviews()
+
+
 def token_validator() -> TokenValidator:
     """What judges callers' Entra tokens (its signing keys cached across requests)."""
     if "token_validator" in _overrides:
@@ -166,12 +192,13 @@ def token_validator() -> TokenValidator:
 
 
 def task_hub_query() -> TaskHubQuery:
-    """How the list endpoint reads the task hub's instances (every page of them)."""
+    """How the list endpoint and the retention run read the task hub's instances: the
+    extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`)."""
     if "task_hub_query" in _overrides:
         return _overrides["task_hub_query"]  # type: ignore[no-any-return]
-    from dsr_export.adapters.task_hub import list_instances
+    from dsr_export.adapters.task_hub import query_pages
 
-    return list_instances
+    return query_pages
 
 
 @contextlib.contextmanager
@@ -203,6 +230,7 @@ def reset() -> None:
         _evidence_log,
         _receipt_signer,
         _package_builder,
+        _package_reviews,
         _token_validator,
     ):
         cached.cache_clear()
@@ -273,6 +301,13 @@ def _package_builder() -> PackageBuilder:
         )
     options = PackageOptions(part_bytes=chosen.part_max_bytes, issuer=chosen.issuer)
     return PackageBuilder(export_storage().service, chosen.organisation, options)
+
+
+@functools.cache
+def _package_reviews() -> ReviewStore:
+    from dsr_export.adapters.package_review import ReviewStore
+
+    return ReviewStore(export_storage().service)
 
 
 @functools.cache

@@ -27,8 +27,9 @@ from azure.storage.blob import (
 )
 
 from dsr_export.adapters import sas
+from dsr_export.adapters.failures import logged_retry, storage_unanswered
 from dsr_export.domain.package_manifest import DELIVERY_SUFFIX as PACKAGE_SUFFIX
-from dsr_export.domain.request import CONTAINER_PREFIX, container_name
+from dsr_export.domain.request import CONTAINER_PREFIX, container_name, is_container_of
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
@@ -74,6 +75,10 @@ class DeletedData:
     manifest_sha256: str | None
 
 
+#: The outage probe asks once, briefly: it must say whether storage answers *now*, when Graph
+#: has just failed to reach it, not after the SDK's own minute of retries.
+PROBE_TIMEOUT_SECONDS: Final = 10
+
 #: Permissions of a delivery link: read the blobs and list the container; nothing else.
 DOWNLOAD_PERMISSIONS: Final = ContainerSasPermissions(read=True, list=True)
 #: A delivery link starts this far back (clock skew); short, the link lives an hour or so.
@@ -94,7 +99,10 @@ class ExportStorage:
             }
         else:
             blob_credential = credential
-        self._service = BlobServiceClient(settings.blob_endpoint, credential=blob_credential)
+        self._blob_credential = blob_credential
+        self._service = BlobServiceClient(
+            settings.blob_endpoint, credential=blob_credential, retry_policy=logged_retry("export")
+        )
 
     @property
     def service(self) -> BlobServiceClient:
@@ -107,6 +115,32 @@ class ExportStorage:
             name_starts_with=CONTAINER_PREFIX, results_per_page=1
         )
         next(iter(listing), None)
+
+    @functools.cached_property
+    def _probe_service(self) -> BlobServiceClient:
+        """The account as :meth:`unanswered` asks it: the app's own credential, no retries,
+        short timeouts."""
+        return BlobServiceClient(
+            self._settings.blob_endpoint,
+            credential=self._blob_credential,
+            retry_total=0,
+            connection_timeout=PROBE_TIMEOUT_SECONDS,
+            read_timeout=PROBE_TIMEOUT_SECONDS,
+        )
+
+    def unanswered(self, name: str) -> str | None:
+        """Ask the export account about container ``name`` once, now, with the app's own access;
+        why it did not answer (``connection``, ``timeout``, ``busy``) or None when it answered.
+
+        Tells "Graph could not reach the storage" from "Graph refuses this SAS" after Graph's
+        catch-all ``StorageLocationInvalid``: any answer (the container's properties, or a 403
+        or 404) means the account is up, so Graph's refusal stands.
+        """
+        try:
+            self._probe_service.get_container_client(name).get_container_properties()
+        except Exception as exc:  # noqa: BLE001 - judged below; an answer is not an outage
+            return storage_unanswered(exc)
+        return None
 
     @property
     def policy_settle_seconds(self) -> int:
@@ -202,7 +236,11 @@ class ExportStorage:
         signs the Graph SAS."""
         if self._settings.sas_mode is SasMode.USER_DELEGATION:
             return self._service
-        return BlobServiceClient(self._settings.blob_endpoint, credential=self._credential)
+        return BlobServiceClient(
+            self._settings.blob_endpoint,
+            credential=self._credential,
+            retry_policy=logged_retry("export"),
+        )
 
     def has_data(self, name: str) -> bool:
         """True when the container exists and holds its manifest (a completed export's data)."""
@@ -225,15 +263,39 @@ class ExportStorage:
         )
         return f"{container.url}?{token}", expiry
 
+    def blob_download_link(
+        self, name: str, blob: str, now: datetime, lifetime: timedelta, disposition: str
+    ) -> tuple[str, datetime]:
+        """A read-only SAS URL on one blob of container ``name`` (no list, no other blob),
+        HTTPS only, signed with a user delegation key, living ``lifetime``; the download is
+        saved as ``disposition`` says. The URL must stay in the caller."""
+        window = sas.Validity(start=now - DOWNLOAD_SKEW, expiry=now + lifetime)
+        key = self._identity_service.get_user_delegation_key(window.start, window.expiry)
+        container = self.container(name)
+        client = container.get_blob_client(blob)
+        # The container's account name: a blob client's is parsed differently for an IP-style
+        # endpoint (the emulator's), and a wrong one signs a SAS the service refuses.
+        url = sas.blob_read_sas(
+            container.account_name or self._settings.account_name,
+            name,
+            blob,
+            client.url,
+            key,
+            window,
+            disposition,
+        )
+        return url, window.expiry
+
     def containers_of(self, request_id: str) -> list[str]:
-        """Every container of a DSR: its first, each fresh one of a retried submit or DSR, and
-        its delivery container (the subject's package)."""
+        """Every container of a DSR, matched exactly: its first, each fresh one of a retried
+        submit or DSR, and its delivery container (the subject's package). Never a prefix: the
+        DSR ``V-<first 16 hex of sha256(V)>-A2`` has a container that starts with ``V``'s."""
         base = container_name(request_id)
         found = self._service.list_containers(name_starts_with=base)
         return sorted(
             item.name
             for item in found
-            if item.name in (base, base + PACKAGE_SUFFIX) or item.name.startswith(f"{base}-a")
+            if item.name == base + PACKAGE_SUFFIX or is_container_of(item.name, request_id)
         )
 
     def delete_data(self, request_id: str) -> DeletedData:

@@ -9,6 +9,8 @@ and the audit record.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypedDict
 
@@ -29,6 +31,8 @@ class ErrorDoc(TypedDict, total=False):
     setting: str
     status: int
     graphRequestId: str | None
+    reasonCode: str
+    reasonSha256: str
     clientRequestId: str | None
 
 
@@ -154,6 +158,43 @@ def classify(exc: GraphFailure, *, subject: Subject) -> RetryDecision:
     return RetryDecision(retry=retry, retry_after_seconds=wait, error=error)
 
 
+#: Graph's catch-all for a storage location it could not use, including one it could not reach.
+STORAGE_LOCATION_INVALID: Final = "StorageLocationInvalid"
+
+
+def storage_unreachable(graph_error: ErrorDoc, reason: str) -> ErrorDoc:
+    """Graph's ``StorageLocationInvalid`` when the app could not reach the container either:
+    an outage of the export account, not a refused SAS. The DSR waits and submits again into a
+    fresh container; the error is shown meanwhile (and kept if the outage outlasts the waits)."""
+    return {
+        **graph_error,
+        "category": "storage",
+        "hint": (
+            f"Graph could not use the export container and the app could not reach it either "
+            f"({reason}): the export storage account is unavailable. The DSR waits and submits "
+            "again into a fresh container, a bounded number of times (docs/operations.md)."
+        ),
+    }
+
+
+def storage_unavailable(resubmits: int, last: ErrorDoc | None) -> ErrorDoc:
+    """The error for a DSR whose submits kept failing because the export account did not
+    answer, after ``resubmits`` waits and fresh containers."""
+    return {
+        "code": "ExportStorageUnavailable",
+        "category": "storage",
+        "message": (
+            f"the export storage account did not answer Graph nor the app at {resubmits + 1} "
+            f"submits over hours (last: {(last or {}).get('code', 'unknown')}); no export "
+            "was started"
+        ),
+        "hint": (
+            "Check the export account's health (Azure status, Resource health) and its network "
+            "rules, then run the DSR again: POST /api/exports/{requestId}/retry."
+        ),
+    }
+
+
 def submit_outcome_unknown(container: str) -> ErrorDoc:
     """The error for a container Graph has accepted before, when we hold no operation id.
 
@@ -239,9 +280,41 @@ def export_failed() -> ErrorDoc:
     }
 
 
-def cancelled(reason: object) -> ErrorDoc:
-    """The error a cancelled DSR carries: the operator's reason, bounded."""
-    return {"code": "Cancelled", "message": redact_personal(str(reason or "cancelled"))[:500]}
+#: Why a DSR was cancelled, as the status shows it: the words stay in the ticket.
+CANCEL_REASON_CODES: Final = frozenset({"withdrawn", "duplicate", "invalid_request", "other"})
+CANCELLED_MESSAGE: Final = "cancelled on request"
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def cancel_event(reason: str, reason_code: str) -> dict[str, str]:
+    """The ``cancel`` event's data: the reason's code and SHA-256, never its text (names, phone
+    numbers and addresses in any spelling would otherwise reach every ``DSR.Read`` caller)."""
+    return {"reasonCode": reason_code, "reasonSha256": sha256_text(reason)}
+
+
+def sha256_text(text: str) -> str:
+    """The SHA-256 of ``text`` (UTF-8): what the evidence and the status keep of a reason."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cancelled(data: object) -> ErrorDoc:
+    """The error a cancelled DSR carries: the reason's code and hash (see
+    :func:`cancel_event`). Older events and outputs carried the text: it is hashed here, so
+    whatever the task hub holds, a status shows a code and a hash and never the words."""
+    fields = data if isinstance(data, dict) else {}
+    code = fields.get("reasonCode")
+    digest = fields.get("reasonSha256")
+    text = fields.get("reason") if "reason" in fields else fields.get("message")
+    error: ErrorDoc = {
+        "code": "Cancelled",
+        "message": CANCELLED_MESSAGE,
+        "reasonCode": code if isinstance(code, str) and code in CANCEL_REASON_CODES else "other",
+    }
+    if isinstance(digest, str) and _SHA256.fullmatch(digest):
+        error["reasonSha256"] = digest
+    elif isinstance(text, str) and text and text != CANCELLED_MESSAGE:
+        error["reasonSha256"] = sha256_text(text)
+    return error
 
 
 def _first_line(exc: BaseException) -> str:

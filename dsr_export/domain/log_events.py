@@ -57,6 +57,9 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "phase", "source", *CALLER_FIELDS, "deadline", "warning_at"),
     ),
     LogEvent("dsr_duplicate", ("request_id", "source")),
+    LogEvent("dsr_id_in_use", ("request_id", "source", *CALLER_FIELDS)),
+    LogEvent("received_corrected", ("request_id", "superseded_seq")),
+    LogEvent("received_correction_failed", ("request_id", "reason")),
     LogEvent("dsr_cancel_requested", ("request_id", "phase", *CALLER_FIELDS)),
     LogEvent(
         "access_denied", ("request_id", "reason", "role", *CALLER_FIELDS), request_scoped=False
@@ -97,9 +100,21 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("callback_refused", ("request_id", "event_type", "message_id", "status", "reason")),
     LogEvent("callback_attempt_failed", ("request_id", "event_type", "message_id", "reason")),
     LogEvent("evidence_recorded", ("request_id", "kind", "seq")),
+    # The storage SDK waits to try a call again (no answer, or 5xx): which account, for what.
+    LogEvent(
+        "storage_retry",
+        ("request_id", "step", "account", "reason", "attempt", "retry_in_seconds"),
+        request_scoped=False,
+    ),
+    # Storage (export or evidence account) did not answer an activity: what it waits for.
+    LogEvent(
+        "storage_unavailable",
+        ("request_id", "step", "reason", "waiting_for", "graph_code", "graph_request_id"),
+    ),
     LogEvent("evidence_unreadable", ("request_id", "reason")),
     # --- orchestrator (through _log: request_id, instance_id, deadline on every line)
     LogEvent("submit_restarted", ORCHESTRATOR_FIELDS),
+    LogEvent("submit_waits_for_storage", (*ORCHESTRATOR_FIELDS, "resubmit", "wait_seconds")),
     LogEvent("dsr_finished", (*ORCHESTRATOR_FIELDS, "phase", "code")),
     LogEvent("deadline_warning", ORCHESTRATOR_FIELDS),
     LogEvent("deadline_overdue", ORCHESTRATOR_FIELDS),
@@ -148,8 +163,19 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("package_refused", ("request_id", "code", "added", "removed", "altered")),
     LogEvent(
-        "retention_run", ("due", "deleted", "purged", "failed", "skipped"), request_scoped=False
+        "package_reviewed",
+        ("request_id", "withheld_count", "approved", "rebuild", *CALLER_FIELDS),
     ),
+    LogEvent(
+        "package_delivered",
+        ("request_id", "parts", "package_sha256", "expires_at", *CALLER_FIELDS),
+    ),
+    LogEvent(
+        "retention_run",
+        ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),
+        request_scoped=False,
+    ),
+    LogEvent("queue_retention_failed", ("queue", "reason"), request_scoped=False),
     LogEvent("retention_failed", ("request_id", "reason")),
 )
 

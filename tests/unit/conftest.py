@@ -10,12 +10,20 @@ from devhost.entra import EntraTenant
 from devhost.tls import TlsFiles
 from dsr_export import settings
 from dsr_export.adapters.entra import TokenValidator
-from tests.unit.intake_fakes import MemoryEvidence, fake_task_hub_query
+from tests.unit.intake_fakes import MemoryEvidence, QueueTrimmings, fake_task_hub_query
 
 
 @pytest.fixture(autouse=True)
 def _fake_task_hub_query(swap: Callable[..., None]) -> None:
     swap(task_hub_query=fake_task_hub_query)
+
+
+@pytest.fixture(autouse=True)
+def queue_trimmer(swap: Callable[..., None]) -> QueueTrimmings:
+    """The retention run's queue clearing, recorded (tests/integration clears real queues)."""
+    trimmer = QueueTrimmings()
+    swap(queue_trimmer=trimmer)
+    return trimmer
 
 
 @pytest.fixture(autouse=True)
