@@ -58,7 +58,8 @@ def test_the_demo_ends_with_the_evidence_verified_and_the_deletion_receipt(demo)
     assert re.search(r"deletion receipt rcpt_[0-9a-f]{24}: \d+ blobs", out)
     assert "what the workbook shows of this run" in out
     assert re.search(r"retention_deleted +\d+", out)
-    assert re.search(r"dsr_delivered +1", out)
+    # The link is for the package (one blob) once it exists, as it does here.
+    assert re.search(r"package_delivered +1", out)
 
 
 def test_the_demo_builds_verifies_and_shows_the_package_of_demo_1001(demo):
