@@ -127,6 +127,10 @@ class ExportDelivered(Actor, Entry):
     permissions: str
     expires_at: str
     manifest_sha256: str | None
+    #: A package's delivery: the package, and which of its parts this link is for.
+    package_sha256: str | None = None
+    part: str | None = None
+    part_count: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,6 +253,24 @@ class PackageRefused(Actor, Entry):
     export_manifest_sha256: str | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PackageFileWithheld(Actor, Entry):
+    KIND: ClassVar[Kind] = Kind.PACKAGE_FILE_WITHHELD
+    sha256: str
+    reason_code: str
+    preview_sha256: str
+    file_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageReviewed(Actor, Entry):
+    KIND: ClassVar[Kind] = Kind.PACKAGE_REVIEWED
+    preview_sha256: str
+    withheld_count: int
+    withheld_hashes: int
+    reason_codes: str
+
+
 #: Every kind of entry, for the test that holds them to the evidence's field list.
 ENTRIES: tuple[type[Entry], ...] = (
     Received,
@@ -268,4 +290,6 @@ ENTRIES: tuple[type[Entry], ...] = (
     HistoryPurged,
     Packaged,
     PackageRefused,
+    PackageFileWithheld,
+    PackageReviewed,
 )

@@ -292,9 +292,21 @@ class Renderer:
             chart=self.chart(products),
         )
 
-    def readme(self, products: Sequence[ProductEntry], parts: Sequence[str]) -> bytes:
+    def readme(
+        self,
+        products: Sequence[ProductEntry],
+        parts: Sequence[str],
+        withheld_codes: Iterable[str] = (),
+        withheld_count: int = 0,
+    ) -> bytes:
         """``README.txt``."""
-        return self._render("README.txt", parts=list(parts), totals=self._totals(products))
+        return self._render(
+            "README.txt",
+            parts=list(parts),
+            withheld=[None] * withheld_count,
+            withheld_codes=sorted(set(withheld_codes)),
+            totals=self._totals(products),
+        )
 
     @staticmethod
     def _totals(products: Sequence[ProductEntry]) -> dict[str, int]:
@@ -333,7 +345,8 @@ def visible_controls(value: Any) -> Any:
     """Every value a template prints, with bidi controls shown as ``[U+202E]``: a name from
     the export can never make the page read other than it is (escaping stops markup, not
     this)."""
-    if isinstance(value, str) and not isinstance(value, Markup):
+    if isinstance(value, str) and not isinstance(value, Markup) and not value.isascii():
+        # Every control shown is outside ASCII: an ASCII value (most of them) is left as is.
         return value.translate(_CONTROLS)
     return value
 
