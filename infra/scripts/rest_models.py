@@ -239,14 +239,7 @@ class TypeSpecModels:
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
         if origin is typing.Union or origin is types.UnionType:
-            members = [a for a in args if a is not type(None)]
-            optional = len(members) < len(args)
-            enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
-            if enums:
-                return Schema("enum", values=tuple(v.value for e in enums for v in e)), optional
-            if len(members) == 1:
-                return self._hint(members[0])[0], optional
-            return ANY, optional
+            return self._union(args)
         if origin is typing.Literal:
             return Schema("enum", values=args), False
         if origin is list:
@@ -255,16 +248,33 @@ class TypeSpecModels:
         if origin is dict:
             value = self._hint(args[1])[0]
             return Schema("map", item=lambda: value), False
-        if isinstance(hint, type) and issubclass(hint, enum.Enum):
-            return Schema("enum", values=tuple(v.value for v in hint)), False
-        if isinstance(hint, type) and any("model_base" in b.__module__ for b in hint.__mro__):
-            return self._model(hint), False
-        scalars = {str: "string", bool: "boolean", int: "integer", float: "number"}
-        if isinstance(hint, type) and hint in scalars:
-            return Schema("scalar", json=scalars[hint]), False
-        if isinstance(hint, type) and hint.__name__ in ("datetime", "timedelta", "date"):
-            return Schema("scalar", json="string"), False
+        if isinstance(hint, type):
+            return self._class(hint), False
         return ANY, False
+
+    def _union(self, args: tuple[Any, ...]) -> tuple[Schema, bool]:
+        """``X | None`` is X, optional; a union of enums is one enum; any other union is ANY."""
+        members = [a for a in args if a is not type(None)]
+        optional = len(members) < len(args)
+        enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
+        if enums:
+            return Schema("enum", values=tuple(v.value for e in enums for v in e)), optional
+        if len(members) == 1:
+            return self._hint(members[0])[0], optional
+        return ANY, optional
+
+    def _class(self, hint: type) -> Schema:
+        """The schema of a class annotation: an enum, a generated model, a scalar, or ANY."""
+        scalars = {str: "string", bool: "boolean", int: "integer", float: "number"}
+        if issubclass(hint, enum.Enum):
+            return Schema("enum", values=tuple(v.value for v in hint))
+        if any("model_base" in b.__module__ for b in hint.__mro__):
+            return self._model(hint)
+        if hint in scalars:
+            return Schema("scalar", json=scalars[hint])
+        if hint.__name__ in ("datetime", "timedelta", "date"):
+            return Schema("scalar", json="string")
+        return ANY
 
     def _shape(self, cls: type) -> ObjectShape:
         cls()  # the generated base class computes _attr_to_rest_field on first use
@@ -471,6 +481,22 @@ class Step:
     field: Field | None = None
 
 
+def _literal_problem(schema: Schema, value: Any) -> str | None:
+    """What is wrong with one literal where the model has ``schema`` (an enum or a scalar)."""
+    if schema.kind == "enum":
+        if value in schema.values:
+            return None
+        same = [v for v in schema.values if str(v).casefold() == str(value).casefold()]
+        if same:
+            return f"{value!r} is spelt {same[0]!r} in the model's enum"
+        return f"{value!r} is not {schema.describe()}"
+    if schema.kind == "scalar":
+        actual = _json_type(value)
+        if actual != schema.json and not (actual == "integer" and schema.json == "number"):
+            return f"{value!r} is a {actual}; the model has a {schema.json}"
+    return None
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -602,21 +628,7 @@ class Checker:
             return [f"{', '.join(sorted(kinds))} where the model has a value"]
         schema = step.schema
         assert schema is not None
-        problems = []
-        for value in literals:
-            if schema.kind == "enum":
-                if value in schema.values:
-                    continue
-                same = [v for v in schema.values if str(v).casefold() == str(value).casefold()]
-                if same:
-                    problems.append(f"{value!r} is spelt {same[0]!r} in the model's enum")
-                else:
-                    problems.append(f"{value!r} is not {schema.describe()}")
-            elif schema.kind == "scalar":
-                actual = _json_type(value)
-                if actual != schema.json and not (actual == "integer" and schema.json == "number"):
-                    problems.append(f"{value!r} is a {actual}; the model has a {schema.json}")
-        return problems
+        return [p for value in literals if (p := _literal_problem(schema, value)) is not None]
 
     def _required(
         self,
