@@ -143,10 +143,6 @@ class DurableEngine(Service):
             self._cv.notify_all()
         log.info("durable engine stopped")
 
-    @property
-    def orchestrator_names(self) -> frozenset[str]:
-        return frozenset(self._orchestrators)
-
     # -- client operations (what the Durable HTTP API maps to) ------------------------------
 
     def start_new(

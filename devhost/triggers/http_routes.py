@@ -113,20 +113,7 @@ def _split_segment(segment: str) -> list[str | tuple[str]]:
             literal.append("}")
             i += 2
         elif char == "{":
-            depth, j = 0, i + 1
-            while j < len(segment):
-                if segment[j] == "(":
-                    depth += 1
-                elif segment[j] == ")":
-                    depth -= 1
-                elif segment[j] == "}" and depth == 0:
-                    if segment[j : j + 2] == "}}":  # escaped brace inside a regex constraint
-                        j += 2
-                        continue
-                    break
-                j += 1
-            else:
-                raise ValueError(f"unbalanced '{{' in route segment {segment!r}")
+            j = _closing_brace(segment, i + 1)
             if literal:
                 parts.append("".join(literal))
                 literal = []
@@ -138,6 +125,23 @@ def _split_segment(segment: str) -> list[str | tuple[str]]:
     if literal:
         parts.append("".join(literal))
     return parts
+
+
+def _closing_brace(segment: str, start: int) -> int:
+    """The index of the ``}`` that closes the parameter opened before ``start``: braces inside
+    a constraint's parentheses, and an escaped ``}}`` in a regex, do not close it."""
+    depth, j = 0, start
+    while j < len(segment):
+        if segment[j] == "(":
+            depth += 1
+        elif segment[j] == ")":
+            depth -= 1
+        elif segment[j] == "}" and depth == 0:
+            if segment[j : j + 2] != "}}":
+                return j
+            j += 1  # escaped brace inside a regex constraint
+        j += 1
+    raise ValueError(f"unbalanced '{{' in route segment {segment!r}")
 
 
 def _parse_param(body: str, group: str) -> _Param:

@@ -536,27 +536,35 @@ class Checker:
         found: list[Finding] = []
         steps: dict[tuple[str, ...], Step] = {(): Step(root)}
         for path in sorted(paths, key=len):
-            if not path:
-                continue
-            parent = steps.get(path[:-1])
+            parent = steps.get(path[:-1]) if path else None
             if parent is None:
-                continue  # its parent was already reported
-            step, problem = self._step(parent, path, paths)
+                continue  # the root, or its parent was already reported
             excepted = (type_version, ".".join(path)) in self.exceptions
-            if problem:
-                if not excepted:
-                    found.append(finding(path, problem))
-                continue
-            if excepted:
-                found.append(finding(path, "the model has it now: remove its exception"))
-            assert step is not None
-            steps[path] = step
-            if step.field is not None and step.field.readonly:
-                found.append(finding(path, "read-only: set by Azure, not by a template"))
-            found += [finding(path, p) for p in self._values(step, paths[path])]
+            step, problems = self._path(parent, path, paths, excepted)
+            found += [finding(path, p) for p in problems]
+            if step is not None:
+                steps[path] = step
         for path, step in steps.items():
             found += [finding(path, p) for p in self._required(step, path, paths, top=path == ())]
         return found
+
+    def _path(
+        self,
+        parent: Step,
+        path: tuple[str, ...],
+        paths: Mapping[tuple[str, ...], Any],
+        excepted: bool,
+    ) -> tuple[Step | None, list[str]]:
+        """The step a template path takes in the model (None when it cannot be taken) and
+        what is wrong there; an excepted problem is silent, an exception no longer needed not."""
+        step, problem = self._step(parent, path, paths)
+        if problem:
+            return None, [] if excepted else [problem]
+        assert step is not None
+        problems = ["the model has it now: remove its exception"] if excepted else []
+        if step.field is not None and step.field.readonly:
+            problems.append("read-only: set by Azure, not by a template")
+        return step, problems + self._values(step, paths[path])
 
     def _discriminated(
         self, schema: Schema, at: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
@@ -578,21 +586,8 @@ class Checker:
         else:
             schema = parent.schema
             assert schema is not None
-            if schema.kind == "any":
-                return Step(ANY), None
-            if schema.kind == "array":
-                if segment != "[]":
-                    return None, f"the model has an array here, not {segment}"
-                assert schema.item is not None
-                item = self._discriminated(schema.item(), path, paths)
-                return Step(item), None
-            if schema.kind == "map":
-                if segment == "[]":
-                    return None, "the model has an object (a map) here, not an array"
-                assert schema.item is not None
-                return Step(self._discriminated(schema.item(), path, paths)), None
             if schema.kind != "object":
-                return None, f"the model has a {schema.describe()} above this, not an object"
+                return self._into_value(schema, path, paths)
             node, owner = schema.shape.root, schema
         if segment == "[]":
             return None, "the model has an object here, not an array"
@@ -610,6 +605,26 @@ class Checker:
             schema = self._discriminated(child.field.schema(), path, paths)
             return Step(schema, field=child.field), None
         return Step(None, node=child, owner=owner, field=child.field), None
+
+    def _into_value(
+        self, schema: Schema, path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
+    ) -> tuple[Step | None, str | None]:
+        """One step into a schema that is not an object: anything, an array's item, a map's
+        value; a scalar or an enum has nothing inside."""
+        segment = path[-1]
+        if schema.kind == "any":
+            return Step(ANY), None
+        if schema.kind == "array":
+            if segment != "[]":
+                return None, f"the model has an array here, not {segment}"
+            assert schema.item is not None
+            return Step(self._discriminated(schema.item(), path, paths)), None
+        if schema.kind == "map":
+            if segment == "[]":
+                return None, "the model has an object (a map) here, not an array"
+            assert schema.item is not None
+            return Step(self._discriminated(schema.item(), path, paths)), None
+        return None, f"the model has a {schema.describe()} above this, not an object"
 
     def _values(self, step: Step, info: Mapping[str, Any]) -> list[str]:
         kinds = set(info.get("kinds", []))
