@@ -171,7 +171,7 @@ param appAllowedIpRanges string = ''
 @description('Microsoft Graph root. National clouds: https://graph.microsoft.us, https://dod-graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn.')
 param graphBaseUrl string = 'https://graph.microsoft.com'
 
-@description('Graph API version used for exportPersonalData.')
+@description('Graph API version for exportPersonalData and its dataPolicyOperation (app setting GRAPH_API_VERSION). beta: the version the project was specified against; Microsoft does not support beta APIs in production use. v1.0: generally available, the same calls. See docs/deploy.md, Choosing the Graph API version.')
 @allowed([
   'beta'
   'v1.0'

@@ -1,5 +1,6 @@
 """What every tier shares: the app's functions (listed once per process), the replay driver's way
-to them and the one seam of the composition root (``swap``).
+to them, the one seam of the composition root (``swap``) and the e2e option
+``--graph-api-version`` (pytest registers options from the root conftest only).
 
 The offline host's building blocks (TLS, Azurite, identity, Graph) are fixtures in
 ``tests/fixtures/``, imported by the conftest of each tier that uses them: collecting the unit
@@ -16,6 +17,16 @@ import pytest
 from dsr_export import composition
 from tests import replay
 from testsupport.replay import user_functions
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--graph-api-version",
+        choices=("beta", "v1.0"),
+        default="beta",
+        help="GRAPH_API_VERSION of every end-to-end host (default beta, the app's default); "
+        "tests/e2e/test_pipeline.py runs its Graph-facing tests under the other one as well",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,16 @@ that hurt: the SAS checks run for real against Azurite *through the SAS it was g
 call is not idempotent, an unknown operation is a 400, and throttling, outages and dropped
 connections can be switched on from another process.
 
-Time for the export comes from an injected clock, so a host can run a three-day export in
-seconds; token lifetimes and rate limits stay on real time because clients experience them
-in real time.
+Time for the export and for Graph's documented quotas (:mod:`.quotas`: a day's submits, an
+hour's polls, 429 without Retry-After) comes from an injected clock, so a host can run a
+three-day export, or a day of quota, in seconds; token lifetimes and the submit throttle fault
+stay on real time because clients experience them in real time.
 """
 
 from .directory import DEMO_DIRECTORY
 from .faults import Faults
 from .operations import OperationView
+from .quotas import Quotas
 from .routes import RequestRecord
 from .simulator import GraphSimulator
 from .tokens import EXPORT_ROLE, GRAPH_RESOURCE, READ_ROLE
@@ -26,5 +28,6 @@ __all__ = [
     "Faults",
     "GraphSimulator",
     "OperationView",
+    "Quotas",
     "RequestRecord",
 ]

@@ -2,9 +2,12 @@
 
 Graph throttles with 429 and ``Retry-After``, fails with 5xx (``Retry-After`` on 503 only),
 answers slowly, drops connections (sometimes after the request took effect, which is why a
-submit must never be blindly repeated), and limits exports per minute. Each can be switched
-on for the next K requests of chosen routes, from the test process or, over the admin API,
-from another one.
+submit must never be blindly repeated). Each can be switched on for the next K requests of
+chosen routes, from the test process or, over the admin API, from another one.
+
+Graph's documented quotas are not faults: they are always on (see :mod:`.quotas`). The one rate
+fault here, ``throttle_submits_per_minute``, is a throttle no document states (a sliding minute
+on real time, answered with Retry-After), kept for tests of a Retry-After-bearing rate limit.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from .replies import GraphError
 
 _ROUTES = frozenset({"submit", "poll", "resolve"})
-_OPTIONAL_KNOBS = frozenset({"error_retry_after", "submit_limit_per_minute"})
+_OPTIONAL_KNOBS = frozenset({"error_retry_after", "throttle_submits_per_minute"})
 _RATE_WINDOW = 60.0
 _ERROR_CODES = {
     500: "InternalServerError",
@@ -52,7 +55,9 @@ class Faults:
     #: Submits that write RequestInfo.json and then fail to post the command (a 500): no
     #: operation exists, though the container looks used.
     fail_before_posting_next: int = 0
-    submit_limit_per_minute: int | None = None
+    #: A fault, not Graph's quota: at most this many submits in any real-time minute, the rest
+    #: answered 429 with Retry-After (the seconds until a place frees). None: off.
+    throttle_submits_per_minute: int | None = None
     # Whether the service takes a user delegation SAS is not known (see the contract): this
     # answers StorageLocationInvalid for one (it has `skoid`), so both outcomes can be tested.
     refuse_user_delegation_sas: bool = False
@@ -66,7 +71,7 @@ class Faults:
 
 
 class FaultInjector:
-    """The current ``Faults``, counted down as they fire, and the submit rate limit."""
+    """The current ``Faults``, counted down as they fire, and the submit throttle's minute."""
 
     def __init__(self) -> None:
         self.faults = Faults()
@@ -111,9 +116,9 @@ class FaultInjector:
             code = _ERROR_CODES.get(status, "InternalServerError")
             raise GraphError(status, code, "Injected failure.", extra)
 
-    def limit_submissions(self) -> None:
-        """Count one submit, or refuse it with 429 if the last minute's reached the limit."""
-        limit = self.faults.submit_limit_per_minute
+    def throttle_submits(self) -> None:
+        """Count one submit, or refuse it with 429 if the last minute reached the fault's limit."""
+        limit = self.faults.throttle_submits_per_minute
         now = time.monotonic()
         with self._lock:
             while self._submit_times and now - self._submit_times[0] >= _RATE_WINDOW:

@@ -1,16 +1,18 @@
 """The exportPersonalData calls themselves, and the one object a test or host holds.
 
-Submitting is where the service's rules meet, in its order: the permission, the rate limit,
-an object id that exists, a ``storageLocation`` that passes every SAS check (which leaves
-``RequestInfo.json`` behind), and only then an operation; the call is not idempotent, so a
-second submit for the same user is a second export. Polling an unknown operation is a 400.
+Submitting is where the service's rules meet, in its order: the permission, the tenant's and
+the subject's daily quotas (:mod:`.quotas`), an object id that exists, a ``storageLocation``
+that passes every SAS check (which leaves ``RequestInfo.json`` behind), and only then an
+operation; the call is not idempotent, so a second submit for the same user is a second
+export. Polling counts against the hourly quota; polling an unknown operation is a 400.
 
 Graph outlives the host that calls it. Given a ``state_file``, the simulator keeps there what
 the service would keep (every operation with its progress and the files written, the
-directory, the position of its seeded id generator, so that no id is handed out twice) and
+directory, the position of its seeded id generator, so that no id is handed out twice, and the
+quota counters with their knobs, as the service keeps counting across its own restarts) and
 takes it back on start; given a ``port``, it comes back on that port or not at all, so the
-operation URLs its clients persisted stay valid. Faults, the request log and the submit rate
-window are test instruments and start afresh.
+operation URLs its clients persisted stay valid. Faults, the request log and the submit
+throttle fault's minute are test instruments and start afresh.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .admin import admin_reply
 from .directory import DEMO_DIRECTORY, GUID, Directory, user_not_found
 from .faults import FaultInjector, Faults
 from .operations import Operations, OperationView
+from .quotas import QuotaLedger, Quotas
 from .redaction import guard_urllib3, log
 from .replies import GraphError, Reply, json_reply
 from .routes import Endpoints, RequestRecord, Router
@@ -54,7 +57,8 @@ class GraphSimulator(Service):
     Admin routes (JSON, no token): ``GET|POST|DELETE /_sim/faults`` (POST merges the given
     fields, DELETE resets), ``GET /_sim/operations``, ``GET /_sim/operations/{id}/files``,
     ``GET /_sim/stats``, ``GET /_sim/requests``, ``POST /_sim/users`` (``{"upn", "id"?}``),
-    ``POST /_sim/tick``.
+    ``POST /_sim/tick``, ``GET|POST|DELETE /_sim/quotas`` (the quota knobs, as for faults;
+    DELETE also forgets every request counted) and ``GET /_sim/quotas/usage``.
 
     ``port`` (0: a free one) and ``state_file`` (None: nothing kept) make it restart-safe;
     the state file holds the SAS of unfinished exports, so it is written owner-only.
@@ -83,6 +87,7 @@ class GraphSimulator(Service):
         self._tick_interval = tick_interval
         self._directory = Directory(directory or DEMO_DIRECTORY)
         self._injector = FaultInjector()
+        self._quotas = QuotaLedger(clock)
         self._operations = Operations(
             clock=clock, duration=export_duration, seed=seed, ca_bundle=self._ca_bundle
         )
@@ -168,6 +173,35 @@ class GraphSimulator(Service):
     def reset_faults(self) -> None:
         self._injector.reset()
 
+    # -- quotas ----------------------------------------------------------------------------
+
+    @property
+    def quotas(self) -> Quotas:
+        """A copy of the quota knobs; change them with :meth:`set_quotas`."""
+        return self._quotas.set()
+
+    def set_quotas(self, **changes: Any) -> Quotas:
+        """Change some quota knobs at once (kept in the state file); unknown names are refused."""
+        try:
+            return self._quotas.set(**changes)
+        finally:
+            self._persist()
+
+    def reset_quotas(self) -> None:
+        """The documented quotas, and nothing counted against them (a fresh tenant)."""
+        self._quotas.reset()
+        self._persist()
+
+    def spend_quota(self, *, submits: int = 0, subject: str | None = None, polls: int = 0) -> None:
+        """Count requests as if they had just arrived (a test's starting point): ``submits``
+        against the tenant (and ``subject``, if given), ``polls`` against the hourly quota."""
+        self._quotas.spend(submits=submits, subject=subject, polls=polls)
+        self._persist()
+
+    def quota_usage(self) -> dict[str, Any]:
+        """What counts against each quota now: submits, submits by subject, polls."""
+        return self._quotas.usage()
+
     # -- inspection ------------------------------------------------------------------------
 
     def operations(self) -> list[OperationView]:
@@ -206,7 +240,11 @@ class GraphSimulator(Service):
 
     def _submit(self, version: str, user: str, claims: Mapping[str, Any], body: bytes) -> Reply:
         require(claims, EXPORT_ROLE)
-        self._injector.limit_submissions()
+        self._injector.throttle_submits()
+        try:
+            self._quotas.charge_submit(user)
+        finally:
+            self._persist()  # a counted request stays counted across a restart
         if not GUID.match(user):
             raise GraphError(400, "InvalidInput", f"Invalid input: '{user}' is an invalid Guid.")
         user_id = user.lower()
@@ -241,6 +279,7 @@ class GraphSimulator(Service):
     def _poll(self, version: str, op_id: str, claims: Mapping[str, Any]) -> Reply:
         require(claims, READ_ROLE)
         try:
+            self._quotas.charge_poll()
             view = self._operations.advance(op_id)
         finally:
             self._persist()
@@ -286,6 +325,8 @@ class GraphSimulator(Service):
             version, internal, gauss = data["ids"]
             self._directory.replace(data["directory"])
             self._operations.restore(data["operations"])
+            if "quotas" in data:  # absent in a file written before the quotas were kept
+                self._quotas.restore(data["quotas"])
             with self._lock:
                 self._ids.setstate((version, tuple(internal), gauss))
         except (AttributeError, KeyError, TypeError, ValueError) as error:
@@ -309,6 +350,7 @@ class GraphSimulator(Service):
                 "ids": [ids[0], list(ids[1]), ids[2]],
                 "directory": self._directory.users(),
                 "operations": self._operations.snapshot(),
+                "quotas": self._quotas.snapshot(),
             }
             text = json.dumps(state, sort_keys=True)
             if text != self._persisted:

@@ -64,7 +64,13 @@ class DataPolicyOperation:
 
 
 class _GraphRetry(Retry):
-    """urllib3 ``Retry`` that refuses to sleep on a long Retry-After.
+    """urllib3 ``Retry`` that refuses to sleep on a long Retry-After, or to repeat a 429 that
+    has none.
+
+    A 429 without Retry-After is how Graph says a documented quota is spent (exportPersonalData
+    a day, dataPolicyOperation an hour): trying again in seconds is a wasted call that may
+    count against the quota, so it goes back at once, for the orchestrator to wait on the
+    quota (``errors.classify``).
 
     Raising ``MaxRetryError`` from ``increment`` makes urllib3 return the throttled response
     (``raise_on_status=False``), which the client turns into a :class:`GraphError` carrying
@@ -82,6 +88,8 @@ class _GraphRetry(Retry):
     ) -> Self:
         if response is not None:
             wait = self.get_retry_after(response)
+            if wait is None and response.status == 429:
+                raise MaxRetryError(_pool, url or "", None)  # type: ignore[arg-type]
             if wait is not None and wait > INLINE_WAIT_MAX_SECONDS:
                 raise MaxRetryError(_pool, url or "", None)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypedDict
 
+from dsr_export.domain import pacing
 from dsr_export.domain.redaction import redact, redact_personal
 
 Subject = Literal["user", "submit", "poll"]
@@ -96,6 +97,31 @@ _BY_STATUS: Final[dict[int, tuple[Category, str]]] = {
 }
 
 
+_QUOTA_HINTS: Final[dict[Subject, str]] = {
+    "submit": (
+        "Graph refused on its documented export quota (1,000 exportPersonalData a day per "
+        "tenant, 100 per user), which it answers without Retry-After; tried again in about an "
+        "hour."
+    ),
+    "poll": (
+        "Graph refused on its documented quota of 10,000 data policy operation requests an hour "
+        "per tenant, which it answers without Retry-After; checked again in about an hour."
+    ),
+    "user": "",
+}
+
+
+def quota_refused(exc: GraphFailure, *, subject: Subject) -> bool:
+    """Whether ``exc`` is Graph's answer to a spent quota: a 429 without Retry-After on the
+    calls Microsoft documents quotas for (the submit, and every dataPolicyOperation request).
+
+    Those answer 429 with no Retry-After and nothing else does (other throttling sends one),
+    so its absence is the signal: wait for the quota (:data:`pacing.QUOTA_WAIT_SECONDS`), not
+    a minute.
+    """
+    return exc.status == 429 and exc.retry_after is None and subject in ("submit", "poll")
+
+
 @dataclass(frozen=True)
 class RetryDecision:
     """What a Graph failure means for its step: retry after ``retry_after_seconds``, or fail
@@ -113,6 +139,9 @@ def classify(exc: GraphFailure, *, subject: Subject) -> RetryDecision:
         category, hint = "user", "No such user in this tenant."
     if exc.transient and exc.code not in _HINTS:
         category, hint = "service", "Graph is throttling or unavailable; retried later."
+    quota = quota_refused(exc, subject=subject)
+    if quota:
+        hint = _QUOTA_HINTS[subject]
     error: ErrorDoc = {**exc.to_dict(), "category": category}  # type: ignore[typeddict-item]
     # Graph's free text may quote the user; the code, request ids and our hint never do.
     error["message"] = redact_personal(str(error.get("message", "")))
@@ -120,6 +149,8 @@ def classify(exc: GraphFailure, *, subject: Subject) -> RetryDecision:
         error["hint"] = hint
     retry = exc.transient and exc.code not in _HINTS
     wait = int(exc.retry_after) if exc.retry_after else TRANSIENT_WAIT_SECONDS
+    if quota:
+        wait = pacing.QUOTA_WAIT_SECONDS
     return RetryDecision(retry=retry, retry_after_seconds=wait, error=error)
 
 

@@ -28,6 +28,20 @@ SPREAD: Final = 0.5
 FIRST_SUBMIT_SPREAD_SECONDS: Final = 210
 
 
+#: The wait after Graph refuses on one of its documented quotas. Microsoft Graph
+#: "service-specific throttling limits" ("Identity and access data policy operation service
+#: limits"): per tenant, 1,000 ``exportPersonalData`` a day (100 per user) and 10,000 other
+#: ``dataPolicyOperation`` requests an hour; those answer 429 **without Retry-After**. Such a
+#: 429 means "the window's quota is spent", not "try in a minute": a blind minute (or an inline
+#: retry) is a wasted call that may itself count against the quota (Microsoft does not say).
+#: An hour is the whole poll window, so the hour's budget has turned over in either reading
+#: (rolling or clock hour); for submits it is a twenty-fourth of the day, so a DSR comes back
+#: at most about 1.5 h (with the spread) after the quota frees (at midnight UTC, or as its
+#: oldest submit turns 24 h old: Microsoft does not say which) while trying at most 24 times a
+#: day. Used as the minimum wait, like a Retry-After (``errors.classify``).
+QUOTA_WAIT_SECONDS: Final = 3600
+
+
 def fraction(request_id: str, attempt: int, purpose: str = "retry") -> float:
     """A number in [0, 1), fixed for this DSR, attempt and purpose, evenly spread across DSRs."""
     digest = hashlib.sha256(f"{purpose}:{request_id}:{attempt}".encode()).digest()

@@ -83,7 +83,7 @@ param callbackAllowedHosts string
 @description('Microsoft Graph root URL.')
 param graphBaseUrl string
 
-@description('Graph API version for exportPersonalData.')
+@description('Graph API version for exportPersonalData and its dataPolicyOperation: beta or v1.0.')
 param graphApiVersion string
 
 @description('Days before the legal deadline that a warning is raised.')

@@ -293,8 +293,9 @@ def test_slow_fault_delays_the_answer(graph: Graph) -> None:
     assert time.monotonic() - started < 0.3
 
 
-def test_submit_limit_per_minute(graph: Graph) -> None:
-    graph.sim.faults.submit_limit_per_minute = 2
+def test_the_submit_throttle_fault_answers_with_retry_after(graph: Graph) -> None:
+    """A fault, not Graph's quota: a sliding real-time minute, 429 with Retry-After."""
+    graph.sim.set_faults(throttle_submits_per_minute=2)
     assert [graph.submit("not-a-guid", None).status_code for _ in range(2)] == [400, 400]
     response = graph.submit("not-a-guid", None)
     assert response.status_code == 429

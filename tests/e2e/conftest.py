@@ -18,7 +18,9 @@ from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
 from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
 from dsr_export.domain import evidence
+from tests.e2e import host as e2e_host
 from tests.e2e.host import (
+    API_VERSIONS,
     EXPORT_DURATION,
     GRAPH_ROLES,
     PERSONAL,
@@ -34,6 +36,18 @@ from tests.fixtures.storage import azurite
 from tests.fixtures.tls import tls_files
 
 __all__ = ["azurite", "tls_files"]  # the host fixtures this tier uses
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every host of the session runs the GRAPH_API_VERSION asked for (beta by default)."""
+    e2e_host.API_VERSION = config.getoption("--graph-api-version")
+
+
+@pytest.fixture(scope="session")
+def other_api_version() -> str:
+    """The Graph API version the session does not run by default (v1.0 unless asked)."""
+    [other] = [v for v in API_VERSIONS if v != e2e_host.API_VERSION]
+    return other
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +80,23 @@ def host(
     process = HostProcess(
         tmp_path_factory.mktemp("host"), host_env(azurite, e2e_identity, e2e_graph, tls_files)
     )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def other_version_host(
+    tmp_path_factory: pytest.TempPathFactory,
+    azurite: Azurite,
+    e2e_identity: ManagedIdentityEndpoint,
+    e2e_graph: GraphSimulator,
+    tls_files: TlsFiles,
+    other_api_version: str,
+) -> Iterator[HostProcess]:
+    """A second shared host, on the other Graph API version (started only if a test asks)."""
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files, api_version=other_api_version)
+    process = HostProcess(tmp_path_factory.mktemp("host-other-version"), env)
     process.start()
     yield process
     process.stop()

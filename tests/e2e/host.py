@@ -37,6 +37,11 @@ FUNCTION_KEY = "e2e-function-key"
 #: A Standard Webhooks secret for the tests' callback receiver (not a real secret).
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"e2e-callback-signing-key-32-bytes").decode()
 TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
+#: Both Graph API versions the app supports (GRAPH_API_VERSION).
+API_VERSIONS = ("beta", "v1.0")
+#: The version every host of the session gets unless a test says otherwise: pytest's
+#: ``--graph-api-version`` (tests/conftest.py), set by tests/e2e/conftest.py at start-up.
+API_VERSION = "beta"
 
 #: Everything the suite showed a ticket or an operator (HTTP answers, callbacks received).
 SEEN: list[str] = []
@@ -263,6 +268,7 @@ def user_env() -> dict[str, str]:
     prefixes += ("GRAPH_", "EXPORT_", "CALLBACK_", "AUTH_", "DEVHOST_", "APPLICATIONINSIGHTS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONUNBUFFERED"] = "1"
+    env["GRAPH_API_VERSION"] = API_VERSION  # the session's version, not a Graph of its own
     return env
 
 
@@ -281,9 +287,15 @@ def identity_with_roles(graph: GraphSimulator, roles: tuple[str, ...]) -> Manage
 
 
 def host_env(
-    azurite: Azurite, identity: ManagedIdentityEndpoint, graph: GraphSimulator, tls: TlsFiles
+    azurite: Azurite,
+    identity: ManagedIdentityEndpoint,
+    graph: GraphSimulator,
+    tls: TlsFiles,
+    *,
+    api_version: str | None = None,
 ) -> dict[str, str]:
-    """The app settings of a host wired to these services, as Azure would set them."""
+    """The app settings of a host wired to these services, as Azure would set them
+    (``api_version``: GRAPH_API_VERSION, the session's own by default)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_"))}
     env.update(identity.env())
     env.update(
@@ -293,6 +305,7 @@ def host_env(
             "EXPORT_SAS_MODE": "stored-policy",
             "EXPORT_STORAGE_ACCOUNT_KEY": ACCOUNT_KEY,
             "GRAPH_BASE_URL": graph.base_url,
+            "GRAPH_API_VERSION": api_version or API_VERSION,
             "REQUESTS_CA_BUNDLE": tls.ca_bundle,
             "EXPORT_POLL_MAX_INTERVAL_SECONDS": "3600",
             "CALLBACK_SIGNING_SECRET": CALLBACK_SECRET,

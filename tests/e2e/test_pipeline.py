@@ -1,4 +1,12 @@
-"""DSRs through the whole app on the offline host: success, each failure, restart, no secrets."""
+"""DSRs through the whole app on the offline host: success, each failure, restart, no secrets.
+
+Every test that reaches Graph runs under both API versions the app supports (GRAPH_API_VERSION
+``beta``, the default, and ``v1.0``): the session's own host serves one, a second shared host
+the other. This module is where the version shows (the submit, the polls, the lost submit's
+lookup, the health check's Graph probe); the rest of the e2e suite runs on the session's
+version, ``--graph-api-version`` (beta unless given), which runs all of it on v1.0 at will.
+Tests of the intake alone (refused requests) run once.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +22,9 @@ import pytest
 
 from devhost.azurite import Azurite
 from devhost.graph import GraphSimulator
+from tests.e2e import host as e2e_host
 from tests.e2e.host import (
+    API_VERSIONS,
     TERMINAL,
     HostProcess,
     export_container,
@@ -33,9 +43,29 @@ def _rid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8].upper()}"
 
 
+@pytest.fixture(params=API_VERSIONS)
+def api_version(request: pytest.FixtureRequest) -> str:
+    """GRAPH_API_VERSION of the test's host: each Graph-facing test runs under both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest, api_version: str) -> HostProcess:
+    """The shared host of ``api_version`` (the other version's starts on first use)."""
+    name = "host" if api_version == e2e_host.API_VERSION else "other_version_host"
+    process: HostProcess = request.getfixturevalue(name)
+    return process
+
+
+def _graph_paths(graph: GraphSimulator, operation_id: str) -> set[str]:
+    """The API versions of every request Graph saw for this operation (its polls)."""
+    return {r.path.split("/")[1] for r in graph.requests() if operation_id in r.path}
+
+
 def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
-    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+    app: HostProcess, api_version: str, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
 ):
+    host = app
     request_id = _rid("E2E")
     response = host.post("/exports", {"requestId": request_id, "user": ADELE})
     assert response.status_code == 202
@@ -59,10 +89,11 @@ def test_dsr_over_http_completes_with_a_manifest_of_what_graph_wrote(
     assert "audit.json" not in names, "the evidence log is the record, outside the container"
     digest = hashlib.sha256(blobs.download_blob("manifest.json").readall()).hexdigest()
     assert doc["manifest"]["manifestSha256"] == digest
+    assert _graph_paths(e2e_graph, doc["operationId"]) == {api_version}, "the version asked for"
 
 
-def test_the_health_check_passes_on_a_working_deployment(host: HostProcess):
-    response = host.get("/health?deep=true")
+def test_the_health_check_passes_on_a_working_deployment(app: HostProcess):
+    response = app.get("/health?deep=true")
     assert response.status_code == 200, response.text
     assert response.json()["checks"] == {
         "settings": "ok",
@@ -72,7 +103,8 @@ def test_the_health_check_passes_on_a_working_deployment(host: HostProcess):
     }
 
 
-def test_the_same_request_twice_is_one_export(host: HostProcess, e2e_graph: GraphSimulator):
+def test_the_same_request_twice_is_one_export(app: HostProcess, e2e_graph: GraphSimulator):
+    host = app
     request_id = _rid("DUP")
     before = e2e_graph.submissions_by_user().get(MEGAN, 0)
     first = host.post("/exports", {"requestId": request_id, "user": MEGAN})
@@ -85,7 +117,8 @@ def test_the_same_request_twice_is_one_export(host: HostProcess, e2e_graph: Grap
     assert e2e_graph.submissions_by_user()[MEGAN] == before + 1
 
 
-def test_unknown_user_fails_as_user_not_found(host: HostProcess):
+def test_unknown_user_fails_as_user_not_found(app: HostProcess):
+    host = app
     request_id = _rid("NOUSER")
     host.post("/exports", {"requestId": request_id, "user": str(uuid.uuid4())})
     doc = host.wait_for(request_id, TERMINAL)
@@ -94,7 +127,8 @@ def test_unknown_user_fails_as_user_not_found(host: HostProcess):
     assert doc["error"]["category"] == "user"
 
 
-def test_operation_that_graph_fails_ends_failed(host: HostProcess, e2e_graph: GraphSimulator):
+def test_operation_that_graph_fails_ends_failed(app: HostProcess, e2e_graph: GraphSimulator):
+    host = app
     user = str(uuid.uuid4())
     e2e_graph.add_user(f"failing-{user[:8]}@contoso.example", user)
     e2e_graph.set_faults(failing_users={user})
@@ -117,10 +151,11 @@ def test_invalid_request_is_refused_with_the_fields_at_fault(host: HostProcess):
 
 
 def test_permission_missing_fails_naming_the_permission(
-    tmp_path: Path, azurite: Azurite, e2e_graph: GraphSimulator, tls_files
+    tmp_path: Path, azurite: Azurite, e2e_graph: GraphSimulator, tls_files, api_version: str
 ):
     with identity_with_roles(e2e_graph, ()) as no_roles:
-        process = HostProcess(tmp_path / "host", host_env(azurite, no_roles, e2e_graph, tls_files))
+        env = host_env(azurite, no_roles, e2e_graph, tls_files, api_version=api_version)
+        process = HostProcess(tmp_path / "host", env)
         process.start()
         try:
             health = process.get("/health?deep=true")
@@ -137,9 +172,14 @@ def test_permission_missing_fails_naming_the_permission(
 
 
 def test_a_host_killed_mid_export_resumes_and_completes(
-    tmp_path: Path, azurite: Azurite, e2e_identity, e2e_graph: GraphSimulator, tls_files
+    tmp_path: Path,
+    azurite: Azurite,
+    e2e_identity,
+    e2e_graph: GraphSimulator,
+    tls_files,
+    api_version: str,
 ):
-    env = host_env(azurite, e2e_identity, e2e_graph, tls_files)
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files, api_version=api_version)
     process = HostProcess(tmp_path / "host", env).start()
     request_id = _rid("RESTART")
     try:
@@ -153,6 +193,7 @@ def test_a_host_killed_mid_export_resumes_and_completes(
     assert doc["phase"] == "completed", doc
     containers = e2e_graph.submissions_by_container()
     assert [n for url, n in containers.items() if url.endswith(doc["container"])] == [1]
+    assert _graph_paths(e2e_graph, doc["operationId"]) == {api_version}, "also after the kill"
 
 
 def _run_one(process: HostProcess, user: str) -> dict[str, Any]:
@@ -186,9 +227,14 @@ def test_a_wrong_account_key_is_refused_at_intake_naming_the_setting(
 
 
 def test_a_sas_that_graph_refuses_fails_as_a_configuration_error(
-    tmp_path: Path, azurite: Azurite, e2e_identity, e2e_graph: GraphSimulator, tls_files
+    tmp_path: Path,
+    azurite: Azurite,
+    e2e_identity,
+    e2e_graph: GraphSimulator,
+    tls_files,
+    api_version: str,
 ):
-    env = host_env(azurite, e2e_identity, e2e_graph, tls_files)
+    env = host_env(azurite, e2e_identity, e2e_graph, tls_files, api_version=api_version)
     env["EXPORT_SAS_MODE"] = "user-delegation"
     del env["EXPORT_STORAGE_ACCOUNT_KEY"]
     e2e_graph.set_faults(refuse_user_delegation_sas=True)
@@ -204,8 +250,9 @@ def test_a_sas_that_graph_refuses_fails_as_a_configuration_error(
 
 
 def test_a_submit_whose_answer_is_lost_is_recovered_with_exactly_one_export(
-    host: HostProcess, e2e_graph: GraphSimulator
+    app: HostProcess, api_version: str, e2e_graph: GraphSimulator
 ):
+    host = app
     user = str(uuid.uuid4())
     e2e_graph.add_user(f"lost-{user[:8]}@contoso.example", user)
     # Graph accepts the export, then the connection drops before the 202 reaches the app.
@@ -220,11 +267,13 @@ def test_a_submit_whose_answer_is_lost_is_recovered_with_exactly_one_export(
     assert e2e_graph.submissions_by_user()[user] == 1, "exactly one export reached Graph"
     [operation] = [op for op in e2e_graph.operations() if op.user_id == user]
     assert doc["operationId"] == operation.id, "the export found is the one Graph started"
+    assert _graph_paths(e2e_graph, operation.id) == {api_version}, "looked up in its version"
 
 
 def test_a_submit_graph_never_posted_runs_once_more_in_a_fresh_container(
-    host: HostProcess, e2e_graph: GraphSimulator
+    app: HostProcess, e2e_graph: GraphSimulator
 ):
+    host = app
     user = str(uuid.uuid4())
     e2e_graph.add_user(f"unposted-{user[:8]}@contoso.example", user)
     # The service writes its receipt, then fails to post the command: no export exists.
@@ -240,8 +289,9 @@ def test_a_submit_graph_never_posted_runs_once_more_in_a_fresh_container(
     assert e2e_graph.submissions_by_user()[user] == 1, "exactly one export reached Graph"
 
 
-def test_no_secret_in_the_task_hub_or_the_host_log(host: HostProcess):
+def test_no_secret_in_the_task_hub_or_the_host_log(app: HostProcess):
     # Last in this module on purpose: every DSR above that ran on this host left its history.
+    host = app
     db = Path(host.endpoints["taskHub"])
     with sqlite3.connect(db) as connection:
         dump = "\n".join(connection.iterdump())
