@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
-    from dsr_export.adapters.package_builder import PackageBuilder, ReceiptSigner
+    from dsr_export.adapters.package_builder import PackageBuilder
+    from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
 
@@ -163,23 +164,16 @@ def _evidence_log() -> EvidenceLog:
     return EvidenceLog.for_account(endpoint, credential())
 
 
+def _receipt_signer() -> KeyVaultReceiptSigner:
+    from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
+
+    return KeyVaultReceiptSigner(settings.receipt_settings(), credential(), clock=now)
+
+
 def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
-
-
-def _receipt_signer() -> ReceiptSigner:
-    import importlib
-
-    try:
-        module = importlib.import_module("dsr_export.adapters.receipt_signer")
-    except ImportError:
-        raise settings.SettingsError(
-            "RECEIPT_SIGNING_KEY", "no receipt signer is installed in this build"
-        ) from None
-    signer: ReceiptSigner = module.receipt_signer()
-    return signer
 
 
 def _package_builder() -> PackageBuilder:
@@ -244,7 +238,9 @@ evidence_log: Final = Part(
 receipt_signer: Final = Part(
     "receipt_signer",
     _receipt_signer,
-    "What signs the package's receipt (``dsr_export.adapters.receipt_signer``).",
+    "What signs package receipts and lists their public keys (the Key Vault key). Typed as the "
+    "Key Vault signer because the JWKS route needs ``public_keys`` as well; the packaging "
+    "activity needs only ``sign_receipt`` (package_builder's ``ReceiptSigner``).",
 )
 package_builder: Final = Part(
     "package_builder",
