@@ -34,12 +34,16 @@ class Cost:
 
 
 @functools.cache
-def _orchestrator() -> Entry:
-    """The orchestrator's entry point, as the worker finds it (``get_functions()`` may run once
-    per process, hence the cache)."""
+def entries() -> dict[str, Entry]:
+    """The app's entry points by name, as the worker finds them (``get_functions()`` may run
+    once per process, hence the cache)."""
     from function_app import app
 
-    entry: Entry = user_functions(app.get_functions())[ORCHESTRATOR]
+    return user_functions(app.get_functions())
+
+
+def _orchestrator() -> Entry:
+    entry: Entry = entries()[ORCHESTRATOR]
     return entry
 
 

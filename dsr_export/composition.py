@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
@@ -23,21 +23,24 @@ from dsr_export import settings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-    from azure.durable_functions.models.DurableOrchestrationStatus import (
-        DurableOrchestrationStatus,
-    )
 
     from dsr_export.adapters.callbacks import CallbackSender
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.package_builder import PackageBuilder
+    from dsr_export.adapters.package_review import ReviewStore
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
+    from dsr_export.adapters.task_hub import Page
 
-#: Reads instances: ``(client, *, created_from, created_to, runtime_status) -> statuses``.
-TaskHubQuery = Callable[..., Awaitable[list["DurableOrchestrationStatus"]]]
+#: Reads instances, a page at a time:
+#: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
+TaskHubQuery = Callable[..., AsyncGenerator["Page", None]]
+
+#: Deletes a queue's messages inserted before a time: ``(queue, cutoff) -> deleted``.
+QueueTrimmer = Callable[[str, datetime], int]
 
 #: The Azure SDK logs every HTTP request at INFO (headers included, redacted): thousands of
 #: lines a day of no use to an operator, each one paid for in Application Insights, drowning the
@@ -199,9 +202,26 @@ def _token_validator() -> TokenValidator:
 
 
 def _task_hub_query() -> TaskHubQuery:
-    from dsr_export.adapters.task_hub import list_instances
+    from dsr_export.adapters.task_hub import query_pages
 
-    return list_instances
+    return query_pages
+
+
+def _queue_trimmer() -> QueueTrimmer:
+    return _trim_queue
+
+
+def _trim_queue(queue: str, cutoff: datetime) -> int:
+    from dsr_export.adapters.queue_retention import clear_older
+    from dsr_export.adapters.rejections import queue_client
+
+    return clear_older(queue_client(name=queue, encoded=False), cutoff)
+
+
+def _package_reviews() -> ReviewStore:
+    from dsr_export.adapters.package_review import ReviewStore
+
+    return ReviewStore(export_storage().service)
 
 
 # -- the parts, each one accessor (``composition.graph()``) ------------------------------------
@@ -257,7 +277,18 @@ token_validator: Final = Part(
 task_hub_query: Final = Part(
     "task_hub_query",
     _task_hub_query,
-    "How the list endpoint reads the task hub's instances (every page of them).",
+    "How the list endpoint and the retention run read the task hub's instances: the "
+    "extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`).",
+)
+queue_trimmer: Final = Part(
+    "queue_trimmer",
+    _queue_trimmer,
+    "How the retention run deletes a queue's old messages: ``(queue, cutoff) -> deleted``.",
+)
+package_reviews: Final = Part(
+    "package_reviews",
+    _package_reviews,
+    "Where packages' reviews are kept (their delivery containers).",
 )
 
 #: The parts :func:`override` can replace (``clock`` is the clock of :func:`now`).

@@ -71,6 +71,11 @@ param exportBackstopMarginDays int = 14
 @maxValue(3650)
 param historyRetentionDays int = 90
 
+@description('Days a poisoned request message (its whole body, the data subject\'s UPN included) or a rejection record stays in the host storage queues before the daily retention run deletes it. 3: the poison alert fires at once and three days span a weekend; the ticket keeps the request, the logs its ids.')
+@minValue(1)
+@maxValue(30)
+param queueRetentionDays int = 3
+
 @description('Minutes a delivery (download) link lives: a read+list SAS on the DSR\'s export container, signed with a user delegation key.')
 @minValue(1)
 @maxValue(1440)
@@ -88,6 +93,10 @@ param packageLanguage string = 'en'
 @description('Bytes above which the subject\'s package is split into numbered parts (default 4 GiB).')
 @minValue(1048576)
 param packagePartMaxBytes int = 4294967296
+
+@description('off, or required: each subject\'s package is reviewed (files may be withheld with a reason code) and approved before a download link to it is handed out.')
+@allowed(['off', 'required'])
+param packageReview string = 'off'
 
 @description('The organisation\'s profile for the subject\'s package (JSON; docs/organisation.sample.json). Empty: packaging is refused, naming this setting.')
 param organisationProfile string = ''
@@ -442,10 +451,12 @@ module functionApp 'modules/function-app.bicep' = {
     evidenceBlobEndpoint: evidenceStorage.outputs.blobEndpoint
     exportRetentionDays: exportRetentionDays
     historyRetentionDays: historyRetentionDays
+    queueRetentionDays: queueRetentionDays
     downloadLinkMinutes: downloadLinkMinutes
     customExtensionMaxDays: customExtensionMaxDays
     packageLanguage: packageLanguage
     packagePartMaxBytes: packagePartMaxBytes
+    packageReview: packageReview
     organisationProfile: organisationProfile
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri

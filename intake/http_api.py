@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 import logging
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -23,6 +23,7 @@ import azure.functions as func
 from dsr_export import composition
 from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Role
+from dsr_export.domain.errors import CANCEL_REASON_CODES, cancel_event
 from dsr_export.domain.evidence import EvidenceRecord, evidence_document
 from dsr_export.domain.job import CANCEL_EVENT
 from dsr_export.domain.logs import log_event
@@ -34,6 +35,7 @@ from dsr_export.domain.request import (
 )
 from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.settings import SettingsError
+from intake import listing
 from intake.lifecycle import records as lifecycle_records
 from intake.responses import authorized as _authorized
 from intake.responses import json_answer as _json
@@ -138,27 +140,29 @@ async def list_dsrs(
             400, "Invalid query", "one or more parameters are invalid", "invalid-request", exc
         )
     now = composition.now()
-    statuses = await composition.task_hub_query()(
+
+    def accept(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
+        if status.name != ORCHESTRATOR or not status.runtime_status:
+            return None  # a notice orchestration, or a row the extension could not read
+        doc = document(status, now)
+        if query.phase is not None and doc["phase"] != query.phase:
+            return None
+        if query.overdue is not None and doc["overdue"] is not query.overdue:
+            return None
+        return doc
+
+    # One more than the page: whether a next page exists, without reading the task hub on.
+    read = await listing.oldest(
         client,
         created_from=now - LIST_WINDOW,
         created_to=now,
         runtime_status=_runtime_filter(query.phase) if query.phase else (),
+        after=query.after,
+        wanted=query.top + 1,
+        accept=accept,
     )
-    rows = []
-    for status in statuses:
-        if status.name != ORCHESTRATOR or not status.runtime_status:
-            continue
-        doc = document(status, now)
-        if query.phase is not None and doc["phase"] != query.phase:
-            continue
-        if query.overdue is not None and doc["overdue"] is not query.overdue:
-            continue
-        rows.append((_sort_key(status), doc))
-    rows.sort(key=lambda row: row[0])
-    if query.after is not None:
-        rows = [row for row in rows if row[0] > query.after]
-    page = rows[: query.top]
-    token = _token(page[-1][0]) if len(rows) > query.top else None
+    page = read.rows[: query.top]
+    token = _token(page[-1][0]) if len(read.rows) > query.top else None
     return _json({"items": [doc for _, doc in page], "continuationToken": token}, 200)
 
 
@@ -234,9 +238,11 @@ async def cancel_dsr(
     if refused is not None:
         return refused
     try:
-        reason = _reason(decode_body(req.get_body() or b""))
+        event = _cancel_event(decode_body(req.get_body() or b""))
     except InvalidRequest as exc:
-        return _problem(400, "Invalid request", "a reason is required", "invalid-request", exc)
+        named = {error.pointer for error in exc.errors}
+        detail = "a reason is required" if named == {"/reason"} else "a field is invalid"
+        return _problem(400, "Invalid request", detail, "invalid-request", exc)
     existing = await find_dsr(client, request_id)
     if existing is None:
         return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
@@ -245,14 +251,14 @@ async def cancel_dsr(
     if _finished(existing, doc):
         return _problem(409, "DSR already finished", f"the DSR is {doc['phase']}", "conflict")
     try:
-        await client.raise_event(existing.instance_id, CANCEL_EVENT, {"reason": reason})
+        await client.raise_event(existing.instance_id, CANCEL_EVENT, event)
     except Exception as exc:  # the SDK raises a bare Exception
         if "is gone" in str(exc):
             return _problem(409, "DSR already finished", "the DSR has just ended", "conflict")
         if "No instance" in str(exc):
             return _problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
         raise
-    # The reason is free text from a ticket: it goes to the orchestration, not to the log.
+    # The reason is free text from a ticket: only its code and hash go on, never to the log.
     log_event(
         "dsr_cancel_requested",
         request_id=existing.instance_id,
@@ -269,6 +275,24 @@ def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(
         OPENAPI_PATH.read_bytes(), status_code=200, mimetype="application/json"
     )
+
+
+def _cancel_event(payload: object) -> dict[str, str]:
+    """The cancel event's data: the reason's code and hash. The words stay in the ticket (the
+    status shows the code and the hash to every ``DSR.Read`` caller, never the text)."""
+    errors: list[FieldError] = []
+    try:
+        reason = _reason(payload)
+    except InvalidRequest as exc:
+        errors += exc.errors
+        reason = ""
+    code = payload.get("reasonCode", "other") if isinstance(payload, dict) else "other"
+    if not isinstance(code, str) or code not in CANCEL_REASON_CODES:
+        choices = ", ".join(sorted(CANCEL_REASON_CODES))
+        errors.append(FieldError("/reasonCode", f"must be one of {choices}"))
+    if errors:
+        raise InvalidRequest(errors)
+    return cancel_event(reason, str(code))
 
 
 class _ListQuery:
@@ -317,11 +341,6 @@ def _runtime_filter(phase: str) -> list[str]:
     if Phase(phase) not in TERMINAL_PHASES:
         names = tuple(LIVE_STATES)
     return sorted(names)
-
-
-def _sort_key(status: df.DurableOrchestrationStatus) -> tuple[str, str]:
-    created = status.created_time.astimezone(UTC).isoformat() if status.created_time else ""
-    return (created, str(status.instance_id))
 
 
 def _token(key: tuple[str, str]) -> str:

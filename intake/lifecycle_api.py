@@ -27,6 +27,7 @@ from dsr_export.domain.request import FieldError, InvalidRequest, decode_body
 from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.settings import SettingsError, export_policy, lifecycle_settings
 from intake import lifecycle as life
+from intake import package_api
 from intake.responses import (
     authorized,
     json_answer,
@@ -70,6 +71,10 @@ async def download_export(
             f"{deleted.data.get('receiptId')})"
         )
     container = doc.get("container")
+    # The subject's package, when there is one (or review requires it): intake/package_api.py.
+    packaged = await package_api.deliver_package(client, status, recs, caller)
+    if packaged is not None:
+        return packaged
     storage = composition.export_storage()
     if not isinstance(container, str) or not storage.has_data(container):
         return _conflict("the exported data no longer exists")

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Final
+import os
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
-from dsr_export.domain import lifecycle
+from dsr_export.domain import events, lifecycle
 from dsr_export.domain.callers import Caller, Role
+from dsr_export.domain.delivery import attachment, download_name
+from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.package_manifest import (
     PACKAGE_LANGUAGES,
@@ -31,7 +35,7 @@ from dsr_export.domain.package_manifest import (
 from dsr_export.domain.request import FieldError, InvalidRequest, decode_body
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import BuildPackage
-from dsr_export.settings import SettingsError, package_settings
+from dsr_export.settings import SettingsError, lifecycle_settings, package_settings
 from intake import lifecycle as life
 from intake.responses import (
     authorized,
@@ -42,6 +46,9 @@ from intake.responses import (
     valid_route_id,
 )
 from intake.service import document, find, find_dsr, stored_job
+
+if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
+    from dsr_export.adapters.package_builder import PackageResult
 
 bp = df.Blueprint()
 
@@ -68,7 +75,8 @@ async def export_package(
     if status is None:
         return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
     request_id = status.instance_id
-    doc = document(status, composition.now(), stored_job(status))
+    job = stored_job(status)
+    doc = document(status, composition.now(), job)
     if doc["phase"] != Phase.COMPLETED.value:
         return _conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
     deleted = lifecycle.last_deletion(life.records(request_id))
@@ -102,7 +110,7 @@ async def export_package(
     ask = BuildPackage(
         request_id=request_id,
         container=str(doc.get("container") or ""),
-        language=language or chosen.language,
+        language=language or (job.language if job else None) or chosen.language,
         completed_at=doc.get("completedAt"),
         received_at=doc.get("receivedAt"),
         deadline=doc.get("deadline"),
@@ -193,3 +201,115 @@ def _answer(request_id: str, status: int, body: dict[str, Any]) -> func.HttpResp
 
 def _conflict(detail: str) -> func.HttpResponse:
     return problem(409, "DSR in the wrong state", detail, "conflict")
+
+
+async def deliver_package(
+    client: df.DurableOrchestrationClient,
+    status: df.DurableOrchestrationStatus,
+    records: list[EvidenceRecord],
+    caller: Caller,
+) -> func.HttpResponse | None:
+    """``POST .../download`` once the DSR has a package: one read-only link per part.
+
+    None when there is no package and review is off: the caller then hands out the export
+    container's link as before (the privacy team's raw copy; the person's copy is the package).
+    With ``PACKAGE_REVIEW=required`` nothing goes out before the package is approved, and the
+    container link never does (it would hand over the files a reviewer withheld).
+    """
+    request_id = status.instance_id
+    try:
+        chosen = package_settings()
+        found = composition.package_builder().find(request_id)
+    except SettingsError as exc:
+        if chosen_review_off():
+            return None  # no packaging configured: the container link, as before
+        return misconfigured(exc)
+    if chosen.review_required:
+        refused = _unreleased(request_id, found)
+        if refused is not None:
+            return _conflict(refused)
+    if found is None:
+        return None
+    minutes = lifecycle_settings().download_link_minutes
+    storage = composition.export_storage()
+    minted_at, now = composition.real_now(), composition.now()
+    delivered = sum(1 for r in records if r.kind is Kind.EXPORT_DELIVERED)
+    links: list[dict[str, Any]] = []
+    expires = minted_at
+    for index, part in enumerate(found.parts):
+        name = str(part["name"])
+        url, expires = storage.blob_download_link(
+            found.container,
+            name,
+            minted_at,
+            timedelta(minutes=minutes),
+            attachment(download_name(request_id, name)),
+        )
+        links.append(
+            {"part": name, "url": url, "size": part.get("size"), "sha256": part.get("sha256")}
+        )
+        composition.evidence_log().append(
+            request_id,
+            Kind.EXPORT_DELIVERED,
+            now,
+            {
+                EVENT_ID: f"delivered-{delivered + 1}-{index + 1}-{expires.isoformat()}",
+                "container": found.container,
+                "channel": "package-link",
+                "permissions": "read",
+                "expiresAt": expires.isoformat(),
+                "packageSha256": found.package_sha256,
+                "manifestSha256": found.manifest_sha256,
+                "part": name,
+                "partCount": len(found.parts),
+                "actorKind": caller.kind,
+                "actorId": caller.id,
+            },
+        )
+    log_event(
+        "package_delivered",
+        request_id=request_id,
+        parts=len(links),
+        package_sha256=found.package_sha256,
+        expires_at=expires.isoformat(),
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    await life.notify(
+        client, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires.isoformat()}
+    )
+    body: dict[str, Any] = {
+        "requestId": request_id,
+        "expiresAt": expires.isoformat(),
+        "container": found.container,
+        "permissions": ["read"],
+        "packageSha256": found.package_sha256,
+        "manifestSha256": found.manifest_sha256,
+        "links": links,
+    }
+    if len(links) == 1:
+        body["url"] = links[0]["url"]
+    answer = json_answer(body, 201)
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
+
+
+def chosen_review_off() -> bool:
+    """Whether review is off, reading only ``PACKAGE_REVIEW`` (the profile may be the setting
+    that failed)."""
+    return os.environ.get("PACKAGE_REVIEW", "off").strip().lower() != "required"
+
+
+def _unreleased(request_id: str, found: PackageResult | None) -> str | None:
+    """Why the package may not go out yet under review, or None when it may."""
+    if found is None:
+        return (
+            "review before release is on: build the package (POST .../package), review and "
+            "approve it (POST .../package/review) before it is delivered"
+        )
+    review, _ = composition.package_reviews().read(request_id)
+    if review is None or not review.approved:
+        return "the package awaits review: approve it (POST .../package/review) first"
+    if tuple(w.to_dict() for w in review.withheld) != found.withheld:
+        return "the approved package is being built without the withheld files; ask again soon"
+    return None

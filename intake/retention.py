@@ -8,6 +8,8 @@ on the offline host), for every DSR that has ended:
   whom). The export account's lifecycle rule stays as a later backstop, not the mechanism.
 * ``HISTORY_RETENTION_DAYS`` after it ended, its durable history (which holds the UPN) is
   purged, once its evidence says how it ended; the status stays answerable from the evidence.
+* ``QUEUE_RETENTION_DAYS`` after they were queued, the poison queue's messages (a request's
+  whole body, UPN included) and the rejected queue's records are deleted.
 
 Nothing is deleted early: the age is counted from the DSR's own end (its output's
 ``completedAt``). A DSR that cannot be handled (storage down, evidence incomplete) is counted
@@ -16,8 +18,9 @@ and logged, and the next run tries again; one bad DSR never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -26,6 +29,8 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.adapters.queue_retention import POISON_QUEUE
+from dsr_export.adapters.rejections import REJECTED_QUEUE
 from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
@@ -48,13 +53,17 @@ ENDED_PHASES: Final = frozenset(phase.value for phase in TERMINAL_PHASES)
 @dataclass
 class RunCounts:
     """What one run did: DSRs past the export retention (``due``), data deleted, histories
-    purged, DSRs skipped (evidence incomplete) and failed (tried again next run)."""
+    purged, DSRs skipped (evidence incomplete) and failed (tried again next run; a queue that
+    could not be cleared counts here too), queue messages cleared."""
 
     due: int = 0
     deleted: int = 0
     purged: int = 0
     skipped: int = 0
     failed: int = 0
+    #: Messages older than ``QUEUE_RETENTION_DAYS`` deleted from the poison and rejected queues.
+    poison_cleared: int = 0
+    rejected_cleared: int = 0
 
 
 @bp.timer_trigger(schedule=SCHEDULE, arg_name="timer", run_on_startup=False)
@@ -69,14 +78,8 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
     settings = lifecycle_settings()
     export_age = timedelta(days=settings.export_retention_days)
     history_age = timedelta(days=settings.history_retention_days)
-    statuses = await composition.task_hub_query()(
-        client,
-        created_from=now - LOOKBACK,
-        created_to=now,
-        runtime_status=list(_ENDED_STATES),
-    )
     counts = RunCounts()
-    for status in statuses:
+    async for status in _ended_instances(client, now, export_age):
         ended = lifecycle.ended_at(life.output_of(status), status.last_updated_time)
         if ended is None or now - ended < export_age:
             continue
@@ -103,6 +106,7 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
                 request_id=status.instance_id,
                 reason=type(exc).__name__,
             )
+    _clear_queues(counts, now - timedelta(days=settings.queue_retention_days))
     log_event(
         "retention_run",
         level=logging.WARNING if counts.failed else logging.INFO,
@@ -111,8 +115,46 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
         purged=counts.purged,
         skipped=counts.skipped,
         failed=counts.failed,
+        poison_cleared=counts.poison_cleared,
+        rejected_cleared=counts.rejected_cleared,
     )
     return counts
+
+
+def _clear_queues(counts: RunCounts, cutoff: datetime) -> None:
+    """The poison queue keeps a request's whole body (a UPN), the rejected queue a record of
+    why: neither outlives ``QUEUE_RETENTION_DAYS``. A queue that cannot be cleared now is
+    cleared by the next run."""
+    trim = composition.queue_trimmer()
+    for queue, field in ((POISON_QUEUE, "poison_cleared"), (REJECTED_QUEUE, "rejected_cleared")):
+        try:
+            setattr(counts, field, trim(queue, cutoff))
+        except Exception as exc:  # noqa: BLE001 - the DSRs' retention is done; count, go on
+            counts.failed += 1
+            log_event(
+                "queue_retention_failed",
+                level=logging.ERROR,
+                queue=queue,
+                reason=type(exc).__name__,
+            )
+
+
+async def _ended_instances(
+    client: df.DurableOrchestrationClient, now: datetime, export_age: timedelta
+) -> AsyncIterator[df.DurableOrchestrationStatus]:
+    """The ended instances that can be due, a page of the task hub query at a time (each page
+    handled before the next is read). One created after ``now - export_age`` cannot have ended
+    before it, so the window stops there."""
+    pages = composition.task_hub_query()(
+        client,
+        created_from=now - LOOKBACK,
+        created_to=now - export_age,
+        runtime_status=list(_ENDED_STATES),
+    )
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            for status in page.statuses:
+                yield status
 
 
 def _delete(request_id: str, now: datetime, ended: datetime, days: int) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -21,7 +22,7 @@ import azure.durable_functions as df
 from dsr_export import composition
 from dsr_export.adapters.outbound import check_url
 from dsr_export.domain import lifecycle
-from dsr_export.domain.callers import Caller
+from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
 from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, Kind, parse_record
 from dsr_export.domain.job import ExportJob
@@ -38,6 +39,9 @@ from dsr_export.settings import callback_settings, deadline_settings, export_pol
 ORCHESTRATOR: Final = "export_personal_data"
 #: Runtime states in which an orchestration still runs (and can take an event).
 LIVE_STATES: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+#: The event ids of the DSR's first record and of its one possible correction.
+RECEIVED_EVENT: Final = "received"
+CORRECTED_EVENT: Final = "received-corrected"
 
 
 class Admission(enum.Enum):
@@ -115,7 +119,7 @@ async def start_or_get(
             return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
         # The evidence opens before the DSR starts: a DSR never runs without its first record
         # (a retried delivery finds the record written and appends nothing).
-        _record_received(job, request, caller, source, now)
+        received = _record_received(job, request, caller, source, now)
         try:
             await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
         except Exception as exc:  # the SDK raises a bare Exception
@@ -124,6 +128,7 @@ async def start_or_get(
             # A concurrent duplicate won the race: answer as to any duplicate (below).
             existing = await find(client, request.request_id, show_input=True)
         else:
+            _correct_received(job.request_id, received, now)
             log_event(
                 "dsr_accepted",
                 request_id=request.request_id,
@@ -142,6 +147,22 @@ async def start_or_get(
             raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
 
     stored = stored_job(existing)
+    if not _may_know_subject(caller, stored):
+        # Whether the guessed person is this DSR's subject, or which field differs, is not for
+        # a caller that may not read DSRs and did not file this one: one answer for all.
+        log_event(
+            "dsr_id_in_use",
+            request_id=existing.instance_id,
+            source=source,
+            caller_kind=caller.kind,
+            caller_id=caller.id,
+        )
+        return Outcome(
+            Admission.CONFLICT,
+            existing.instance_id,
+            errors=[FieldError("/requestId", "already used for another DSR")],
+            detail="this requestId is already in use",
+        )
     if not _same_subject(stored, request):
         return Outcome(
             Admission.CONFLICT,
@@ -175,27 +196,60 @@ def _evidence(request_id: str) -> list[EvidenceRecord]:
     return kept
 
 
+@dataclass(frozen=True)
+class _Received:
+    """The ``received`` record in the log, and the data this submission would have written."""
+
+    record: EvidenceRecord
+    mine: dict[str, object]
+
+
 def _record_received(
     job: ExportJob, request: ExportRequest, caller: Caller, source: str, now: datetime
-) -> None:
+) -> _Received:
     regulation = request.regulation
-    composition.evidence_log().append(
-        job.request_id,
-        Kind.RECEIVED,
-        now,
-        {
-            EVENT_ID: "received",
-            "source": source,
-            "regulation": regulation.name,
-            "regulationDays": regulation.days,
-            "receivedAt": job.received_at,
-            "deadline": job.legal_deadline,
-            "submitterKind": caller.kind,
-            "submitterId": caller.id,
-            "submitterTenantId": caller.tenant_id,
-            "userObjectId": request.user_object_id,
-        },
-    )
+    mine: dict[str, object] = {
+        EVENT_ID: RECEIVED_EVENT,
+        "source": source,
+        "regulation": regulation.name,
+        "regulationDays": regulation.days,
+        "receivedAt": job.received_at,
+        "deadline": job.legal_deadline,
+        "submitterKind": caller.kind,
+        "submitterId": caller.id,
+        "submitterTenantId": caller.tenant_id,
+        "userObjectId": request.user_object_id,
+    }
+    record = composition.evidence_log().append(job.request_id, Kind.RECEIVED, now, mine)
+    return _Received(record, mine)
+
+
+def _correct_received(request_id: str, received: _Received, now: datetime) -> None:
+    """Make the evidence describe the submission that started the DSR.
+
+    The ``received`` record is written before ``start_new`` decides, first writer wins: when
+    two first submissions of one id race (two people, two callers, two receipt times), the
+    record may be the loser's while the winner's DSR runs. The winner, and only it, sees that
+    here and appends the correction (``supersedesSeq`` naming the record it replaces); readers
+    take the last ``received`` record. A correction that cannot be written is logged, never a
+    failed submit: the DSR has started.
+    """
+    written = {k: v for k, v in received.record.data.items() if k != EVENT_ID}
+    wanted = {k: v for k, v in received.mine.items() if k != EVENT_ID and v is not None}
+    if written == wanted:
+        return
+    data = {**received.mine, EVENT_ID: CORRECTED_EVENT, "supersedesSeq": received.record.seq}
+    try:
+        composition.evidence_log().append(request_id, Kind.RECEIVED, now, data)
+    except Exception as exc:  # noqa: BLE001 - the DSR runs; the log says what is missing
+        log_event(
+            "received_correction_failed",
+            level=logging.ERROR,
+            request_id=request_id,
+            reason=type(exc).__name__,
+        )
+        return
+    log_event("received_corrected", request_id=request_id, superseded_seq=received.record.seq)
 
 
 async def find_dsr(
@@ -204,13 +258,14 @@ async def find_dsr(
     """The DSR of ``request_id`` in any letter case.
 
     Its instance id is the canonical id; a DSR started before ids were canonical is found
-    under the exact id it was sent with.
+    under the exact id it was sent with. Only a DSR's orchestration is one: the task hub also
+    holds the ticket notices (``notice-<32 hex>``), which no route may answer for as a DSR.
     """
     canonical = canonical_request_id(request_id)
     status = await find(client, canonical, show_input=show_input)
     if status is None and request_id != canonical:
         status = await find(client, request_id, show_input=show_input)
-    return status
+    return status if status is not None and status.name == ORCHESTRATOR else None
 
 
 async def find(
@@ -258,6 +313,7 @@ def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
         warning_at=warning_at(due, deadline_settings().warning_days).isoformat(),
         callback_url=request.callback_url,
         requested_by=request.requested_by,
+        language=request.language,
         submitted_by=caller.to_dict(),
     )
 
@@ -306,6 +362,16 @@ def _differences(job: ExportJob | None, request: ExportRequest) -> list[str]:
         "requestedBy": request.requested_by,
     }
     return [name for name in stored if name in request.sent and stored[name] != given[name]]
+
+
+def _may_know_subject(caller: Caller, job: ExportJob | None) -> bool:
+    """Whether ``caller`` may learn how its submission compares with the DSR ``job``: a
+    ``DSR.Read`` caller, or the one that filed it (a ticketing system retrying its own request
+    gets the duplicate's 202, or the fields it changed)."""
+    if caller.may(Role.READ):
+        return True
+    filed = (job.submitted_by if job is not None else None) or {}
+    return bool(filed) and filed.get("kind") == caller.kind and filed.get("id") == caller.id
 
 
 def _same_subject(job: ExportJob | None, request: ExportRequest) -> bool:

@@ -500,7 +500,7 @@ def _wait_or_cancel(
     winner = yield context.task_any(racing)
     if winner == latest.cancel:
         data = _event_data(latest.cancel.result)
-        return errors.cancelled(data.get("reason") if isinstance(data, dict) else None)
+        return errors.cancelled(data)
     if latest.extend_spent or winner != latest.extend:
         return None
     latest.extend_spent = True

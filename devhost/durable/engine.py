@@ -209,8 +209,8 @@ class DurableEngine(Service):
     def get_status(self, instance_id: str) -> Instance | None:
         return self._require_store().get_instance(instance_id)
 
-    def query(self, q: Query) -> list[Instance]:
-        return self._require_store().query(q)
+    def query(self, q: Query, *, limit: int | None = None, offset: int = 0) -> list[Instance]:
+        return self._require_store().query(q, limit=limit, offset=offset)
 
     def get_history(self, instance_id: str) -> list[dict[str, Any]]:
         return self._require_store().history(instance_id)

@@ -223,12 +223,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.ACCEPTED, payload, {"Location": payload["statusQueryGetUri"]})
 
     def _list(self, params: dict[str, str]) -> None:
-        found = self.server.engine.query(_query(params))
         top = int(params.get("top") or _DEFAULT_PAGE)
         offset = _decode_token(self.headers.get(_TOKEN_HEADER))
-        page = found[offset : offset + top]
+        # One row more than the page: whether a next page exists, without reading them all.
+        found = self.server.engine.query(_query(params), limit=top + 1, offset=offset)
+        page = found[:top]
         headers = {}
-        if offset + top < len(found):
+        if len(found) > top:
             headers[_TOKEN_HEADER] = base64.urlsafe_b64encode(str(offset + top).encode()).decode()
         self._reply(HTTPStatus.OK, [self._status_json(i, params) for i in page], headers)
 

@@ -210,7 +210,9 @@ class Store:
             ).fetchone()
         return None if row is None else _row_to_instance(row)
 
-    def query(self, q: Query) -> list[Instance]:
+    def query(self, q: Query, *, limit: int | None = None, offset: int = 0) -> list[Instance]:
+        """The instances ``q`` selects, oldest first; ``limit`` rows from ``offset`` (a page,
+        read from the created-time index as the extension's backends page server-side)."""
         sql = "SELECT * FROM instances WHERE 1=1"
         args: list[Any] = []
         if q.statuses:
@@ -226,6 +228,9 @@ class Store:
             sql += " AND substr(instance_id, 1, ?) = ?"
             args += [len(q.prefix), q.prefix]
         sql += " ORDER BY created_time, instance_id"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
         with self._tx() as db:
             rows = db.execute(sql, args).fetchall()
         return [_row_to_instance(r) for r in rows]

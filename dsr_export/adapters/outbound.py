@@ -36,6 +36,11 @@ _METADATA: Final = frozenset(
 )
 #: Shared address space (RFC 6598) is not "private" to :mod:`ipaddress`, but is not public.
 _CGNAT: Final = ipaddress.ip_network("100.64.0.0/10")
+#: NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
+_NAT64: Final = ipaddress.ip_network("64:ff9b::/96")
+#: NAT64's local-use prefix (RFC 8215): where the IPv4 sits depends on a local prefix length,
+#: and it is never a public destination, so it is refused whole.
+_NAT64_LOCAL: Final = ipaddress.ip_network("64:ff9b:1::/48")
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -171,8 +176,17 @@ def _resolve(host: str, port: int) -> list[str]:
 
 
 def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _not_public(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return _not_public(address.ipv4_mapped)
+        if address in _NAT64_LOCAL:
+            return "local-use NAT64"
+        # A tunnel or translator delivers to the IPv4 address inside: judged like that address
+        # (2002:a9fe:a9fe::1 is 169.254.169.254 over 6to4), whatever the IPv6 range says.
+        for form, inner in _embedded_ipv4(address):
+            reason = _not_public(inner)
+            if reason is not None:
+                return f"{reason} ({form}-embedded)"
     if address in _METADATA:
         return "cloud metadata"
     checks = (
@@ -186,6 +200,20 @@ def _not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str |
         (not address.is_global, "non-public"),
     )
     return next((reason for failed, reason in checks if failed), None)
+
+
+def _embedded_ipv4(
+    address: ipaddress.IPv6Address,
+) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses a 6to4, Teredo (server and client) or NAT64 address carries."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        found.extend(("Teredo", inner) for inner in address.teredo)
+    if address in _NAT64:
+        found.append(("NAT64", ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)))
+    return found
 
 
 def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

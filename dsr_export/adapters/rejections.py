@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
 REJECTED_QUEUE: Final = "dsr-requests-rejected"
-#: Rejection records outlive the default 7-day TTL: an operator back from leave still sees them.
+#: The records' own time to live, a backstop: the retention run deletes them after
+#: ``QUEUE_RETENTION_DAYS`` (the ``dsr_request_rejected`` log line keeps the same facts longer).
 _TTL_SECONDS: Final = 30 * 24 * 3600
 
 
@@ -58,18 +59,22 @@ class QueueRejections:
 def queue_client(
     env: Mapping[str, str] = os.environ,
     identity: Callable[[str | None], TokenCredential] = host_storage_identity,
+    *,
+    name: str = REJECTED_QUEUE,
+    encoded: bool = True,
 ) -> QueueClient:
-    """The rejected queue in the host storage account, configured like the host's own access.
+    """A queue (the rejected queue unless ``name`` says) in the host storage account,
+    configured like the host's own access; ``encoded``: messages sent as base64 text.
 
     ``identity`` builds the credential for identity-based host storage from the client id the
     platform is given (``AzureWebJobsStorage__clientId``).
     """
     from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-    options: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy()}
+    options: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy()} if encoded else {}
     connection = env.get("AzureWebJobsStorage", "").strip()
     if connection:
-        return QueueClient.from_connection_string(connection, REJECTED_QUEUE, **options)
+        return QueueClient.from_connection_string(connection, name, **options)
     endpoint = env.get("AzureWebJobsStorage__queueServiceUri", "").strip()
     if not endpoint:
         raise RuntimeError(
@@ -77,4 +82,4 @@ def queue_client(
         )
     client_id = env.get("AzureWebJobsStorage__clientId", "").strip() or None
     credential = identity(client_id)
-    return QueueClient(endpoint, REJECTED_QUEUE, credential=credential, **options)
+    return QueueClient(endpoint, name, credential=credential, **options)

@@ -29,7 +29,7 @@ from azure.storage.blob import (
 from dsr_export.adapters import sas
 from dsr_export.adapters.failures import logged_retry, storage_unanswered
 from dsr_export.domain.package_manifest import DELIVERY_SUFFIX as PACKAGE_SUFFIX
-from dsr_export.domain.request import CONTAINER_PREFIX, container_name
+from dsr_export.domain.request import CONTAINER_PREFIX, container_name, is_container_of
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 #: Written by Graph when it accepts a SAS; its presence means a submit went through.
@@ -263,15 +263,39 @@ class ExportStorage:
         )
         return f"{container.url}?{token}", expiry
 
+    def blob_download_link(
+        self, name: str, blob: str, now: datetime, lifetime: timedelta, disposition: str
+    ) -> tuple[str, datetime]:
+        """A read-only SAS URL on one blob of container ``name`` (no list, no other blob),
+        HTTPS only, signed with a user delegation key, living ``lifetime``; the download is
+        saved as ``disposition`` says. The URL must stay in the caller."""
+        window = sas.Validity(start=now - DOWNLOAD_SKEW, expiry=now + lifetime)
+        key = self._identity_service.get_user_delegation_key(window.start, window.expiry)
+        container = self.container(name)
+        client = container.get_blob_client(blob)
+        # The container's account name: a blob client's is parsed differently for an IP-style
+        # endpoint (the emulator's), and a wrong one signs a SAS the service refuses.
+        url = sas.blob_read_sas(
+            container.account_name or self._settings.account_name,
+            name,
+            blob,
+            client.url,
+            key,
+            window,
+            disposition,
+        )
+        return url, window.expiry
+
     def containers_of(self, request_id: str) -> list[str]:
-        """Every container of a DSR: its first, each fresh one of a retried submit or DSR, and
-        its delivery container (the subject's package)."""
+        """Every container of a DSR, matched exactly: its first, each fresh one of a retried
+        submit or DSR, and its delivery container (the subject's package). Never a prefix: the
+        DSR ``V-<first 16 hex of sha256(V)>-A2`` has a container that starts with ``V``'s."""
         base = container_name(request_id)
         found = self._service.list_containers(name_starts_with=base)
         return sorted(
             item.name
             for item in found
-            if item.name in (base, base + PACKAGE_SUFFIX) or item.name.startswith(f"{base}-a")
+            if item.name == base + PACKAGE_SUFFIX or is_container_of(item.name, request_id)
         )
 
     def delete_data(self, request_id: str) -> DeletedData:

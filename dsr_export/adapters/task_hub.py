@@ -1,4 +1,4 @@
-"""The task hub's instance list, read to the end.
+"""The task hub's instance list, page by page.
 
 The 1.x Durable SDK's ``get_status_all()`` and ``get_status_by()`` read one page of the
 extension's instance query (100 rows) and drop its continuation token
@@ -6,11 +6,16 @@ extension's instance query (100 rows) and drop its continuation token
 ends silently. So the list is read here from the extension's HTTP API, the one the SDK itself
 calls (``{rpcBaseUrl}instances/``), following ``x-ms-continuation-token`` page by page, over a
 bounded window of created time and runtime status instead of every instance ever run.
+
+:func:`query_pages` hands the pages over one at a time, so a reader that has what it needs
+(the list endpoint's ``top``) stops asking, and one that needs everything (the retention run)
+handles a page before it reads the next; :func:`list_instances` reads them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -30,6 +35,54 @@ class TaskHubQueryError(RuntimeError):
     """The extension did not answer the instance query (the status is in the message)."""
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of the instance query; ``more`` when the extension holds a next one."""
+
+    statuses: list[DurableOrchestrationStatus]
+    more: bool
+
+
+async def query_pages(
+    client: df.DurableOrchestrationClient,
+    *,
+    created_from: datetime,
+    created_to: datetime,
+    runtime_status: Iterable[str] = (),
+    page_size: int = PAGE_SIZE,
+) -> AsyncGenerator[Page, None]:
+    """The instances created in the window (with one of ``runtime_status``, if given), a page
+    at a time, in the extension's order (which the caller must not rely on: the Azure Storage
+    backend answers in instance id order). A page is read only when the caller asks for it."""
+    import aiohttp  # the SDK's own HTTP client; imported when listing, not at cold start
+
+    # The SDK exposes no paging, and no other way to its binding's base URL.
+    base: str = client._orchestration_bindings.rpc_base_url
+    params: dict[str, Any] = {
+        "createdTimeFrom": created_from.isoformat(),
+        "createdTimeTo": created_to.isoformat(),
+        "top": page_size,
+        "showInput": "false",
+    }
+    statuses = sorted(set(runtime_status))
+    if statuses:
+        params["runtimeStatus"] = ",".join(statuses)
+    url = f"{base}instances/?{urlencode(params)}"
+    token: str | None = None
+    async with aiohttp.ClientSession() as session:
+        for _ in range(MAX_PAGES):
+            headers = {TOKEN_HEADER: token} if token else {}
+            async with session.get(url, headers=headers) as response:
+                if response.status != 200:
+                    raise TaskHubQueryError(f"instance query answered {response.status}")
+                rows = await response.json(content_type=None) or []
+                token = response.headers.get(TOKEN_HEADER) or None
+            found = [DurableOrchestrationStatus.from_json(item) for item in rows]
+            yield Page(found, more=token is not None)
+            if token is None:
+                break
+
+
 async def list_instances(
     client: df.DurableOrchestrationClient,
     *,
@@ -38,31 +91,9 @@ async def list_instances(
     runtime_status: Iterable[str] = (),
 ) -> list[DurableOrchestrationStatus]:
     """Every instance created in the window (with one of ``runtime_status``, if given)."""
-    import aiohttp  # the SDK's own HTTP client; imported when listing, not at cold start
-
-    # The SDK exposes no paging, and no other way to its binding's base URL.
-    base: str = client._orchestration_bindings.rpc_base_url
-    params: dict[str, Any] = {
-        "createdTimeFrom": created_from.isoformat(),
-        "createdTimeTo": created_to.isoformat(),
-        "top": PAGE_SIZE,
-        "showInput": "false",
-    }
-    statuses = sorted(set(runtime_status))
-    if statuses:
-        params["runtimeStatus"] = ",".join(statuses)
-    url = f"{base}instances/?{urlencode(params)}"
     found: list[DurableOrchestrationStatus] = []
-    token: str | None = None
-    async with aiohttp.ClientSession() as session:
-        for _ in range(MAX_PAGES):
-            headers = {TOKEN_HEADER: token} if token else {}
-            async with session.get(url, headers=headers) as response:
-                if response.status != 200:
-                    raise TaskHubQueryError(f"instance query answered {response.status}")
-                page = await response.json(content_type=None) or []
-                token = response.headers.get(TOKEN_HEADER) or None
-            found.extend(DurableOrchestrationStatus.from_json(item) for item in page)
-            if token is None:
-                break
+    async for page in query_pages(
+        client, created_from=created_from, created_to=created_to, runtime_status=runtime_status
+    ):
+        found.extend(page.statuses)
     return found

@@ -9,6 +9,8 @@ and the audit record.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, TypedDict
 
@@ -29,6 +31,8 @@ class ErrorDoc(TypedDict, total=False):
     setting: str
     status: int
     graphRequestId: str | None
+    reasonCode: str
+    reasonSha256: str
     clientRequestId: str | None
 
 
@@ -276,9 +280,41 @@ def export_failed() -> ErrorDoc:
     }
 
 
-def cancelled(reason: object) -> ErrorDoc:
-    """The error a cancelled DSR carries: the operator's reason, bounded."""
-    return {"code": "Cancelled", "message": redact_personal(str(reason or "cancelled"))[:500]}
+#: Why a DSR was cancelled, as the status shows it: the words stay in the ticket.
+CANCEL_REASON_CODES: Final = frozenset({"withdrawn", "duplicate", "invalid_request", "other"})
+CANCELLED_MESSAGE: Final = "cancelled on request"
+_SHA256: Final = re.compile(r"[0-9a-f]{64}")
+
+
+def cancel_event(reason: str, reason_code: str) -> dict[str, str]:
+    """The ``cancel`` event's data: the reason's code and SHA-256, never its text (names, phone
+    numbers and addresses in any spelling would otherwise reach every ``DSR.Read`` caller)."""
+    return {"reasonCode": reason_code, "reasonSha256": sha256_text(reason)}
+
+
+def sha256_text(text: str) -> str:
+    """The SHA-256 of ``text`` (UTF-8): what the evidence and the status keep of a reason."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cancelled(data: object) -> ErrorDoc:
+    """The error a cancelled DSR carries: the reason's code and hash (see
+    :func:`cancel_event`). Older events and outputs carried the text: it is hashed here, so
+    whatever the task hub holds, a status shows a code and a hash and never the words."""
+    fields = data if isinstance(data, dict) else {}
+    code = fields.get("reasonCode")
+    digest = fields.get("reasonSha256")
+    text = fields.get("reason") if "reason" in fields else fields.get("message")
+    error: ErrorDoc = {
+        "code": "Cancelled",
+        "message": CANCELLED_MESSAGE,
+        "reasonCode": code if isinstance(code, str) and code in CANCEL_REASON_CODES else "other",
+    }
+    if isinstance(digest, str) and _SHA256.fullmatch(digest):
+        error["reasonSha256"] = digest
+    elif isinstance(text, str) and text and text != CANCELLED_MESSAGE:
+        error["reasonSha256"] = sha256_text(text)
+    return error
 
 
 def _first_line(exc: BaseException) -> str:

@@ -109,13 +109,19 @@ def _ended(records: Sequence[EvidenceRecord]) -> tuple[str | None, str | None, s
     return phase, at, code
 
 
+def received_record(records: Sequence[EvidenceRecord]) -> EvidenceRecord | None:
+    """The ``received`` record that describes the DSR: the last one (a correction, written when
+    the first described a concurrent submission whose start lost, supersedes it)."""
+    return next((r for r in reversed(records) if r.kind is Kind.RECEIVED), None)
+
+
 def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
     """The status document of a DSR whose durable history was purged, from its evidence: its
     phase, dates and outcome, the deadline as received (extensions included) and the data's
     fate. None when the evidence does not say the history was purged."""
     if not any(record.kind is Kind.HISTORY_PURGED for record in records):
         return None
-    received = next((r for r in records if r.kind is Kind.RECEIVED), None)
+    received = received_record(records)
     phase, ended_at, code = _ended(records)
     deadline = received.data.get("deadline") if received else None
     for record in records:

@@ -57,6 +57,9 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "phase", "source", *CALLER_FIELDS, "deadline", "warning_at"),
     ),
     LogEvent("dsr_duplicate", ("request_id", "source")),
+    LogEvent("dsr_id_in_use", ("request_id", "source", *CALLER_FIELDS)),
+    LogEvent("received_corrected", ("request_id", "superseded_seq")),
+    LogEvent("received_correction_failed", ("request_id", "reason")),
     LogEvent("dsr_cancel_requested", ("request_id", "phase", *CALLER_FIELDS)),
     LogEvent(
         "access_denied", ("request_id", "reason", "role", *CALLER_FIELDS), request_scoped=False
@@ -160,8 +163,19 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("package_refused", ("request_id", "code", "added", "removed", "altered")),
     LogEvent(
-        "retention_run", ("due", "deleted", "purged", "failed", "skipped"), request_scoped=False
+        "package_reviewed",
+        ("request_id", "withheld_count", "approved", "rebuild", *CALLER_FIELDS),
     ),
+    LogEvent(
+        "package_delivered",
+        ("request_id", "parts", "package_sha256", "expires_at", *CALLER_FIELDS),
+    ),
+    LogEvent(
+        "retention_run",
+        ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),
+        request_scoped=False,
+    ),
+    LogEvent("queue_retention_failed", ("queue", "reason"), request_scoped=False),
     LogEvent("retention_failed", ("request_id", "reason")),
 )
 

@@ -3,9 +3,9 @@
 The design keeps secrets inside the activity that uses them; this is the second line of defence
 for text we do not fully control (exception messages from libraries, URLs echoed by a service).
 Personal data is the other half: Graph's error text quotes the user ("Resource
-'adele@contoso.com' does not exist"), and a ticket's cancel reason is free text; status
-documents, lists, callbacks and logs carry ids only, so such text passes
-:func:`redact_personal` first.
+'adele@contoso.com' does not exist"); status documents, lists, callbacks and logs carry ids
+only, so such text passes :func:`redact_personal` first. A ticket's free text (a cancel reason)
+is not redacted but never kept: only its hash (:func:`dsr_export.domain.errors.cancel_event`).
 """
 
 from __future__ import annotations

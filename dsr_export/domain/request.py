@@ -21,6 +21,7 @@ from typing import Final
 
 from dsr_export.domain.deadlines import GDPR, Regulation, parse_received_at, parse_regulation
 from dsr_export.domain.errors import CallbackRefused
+from dsr_export.domain.package_manifest import PACKAGE_LANGUAGES
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 #: Entra's documented UPN alphabet for the part before the ``@``: A-Z a-z 0-9 ' . - _ ! # ^ ~
@@ -121,6 +122,30 @@ def container_name(request_id: str, attempt: int = 1) -> str:
     return name if attempt <= 1 else f"{name}-a{attempt}"
 
 
+#: The suffix of a fresh container (``-a2`` and on). Bounded to six digits: a DSR's own
+#: container ends in 16 hex digits, which ``a`` and six digits can never spell, so no other
+#: DSR's container name can take this shape.
+_ATTEMPT_SUFFIX: Final = re.compile(r"-a([1-9][0-9]{0,5})")
+
+
+def is_container_of(name: str, request_id: str) -> bool:
+    """Whether ``name`` is one of ``request_id``'s containers, exactly: its first, or a fresh
+    one of a retried submit or DSR (:func:`container_name` with an attempt of 2 or more).
+
+    A prefix match is not enough: the DSR ``V-<first 16 hex of sha256(V)>-A2`` has a container
+    that starts with ``V``'s and ``-a``, and erasing ``V`` must never touch it.
+    """
+    base = container_name(request_id)
+    if name == base:
+        return True
+    found = _ATTEMPT_SUFFIX.fullmatch(name[len(base) :]) if name.startswith(base) else None
+    return (
+        found is not None
+        and int(found.group(1)) >= 2
+        and name == container_name(request_id, int(found.group(1)))
+    )
+
+
 @dataclass(frozen=True)
 class ExportRequest:
     """A validated DSR export request.
@@ -141,6 +166,8 @@ class ExportRequest:
     #: The request id exactly as sent (``request_id`` is canonical): how a DSR started before
     #: ids were canonical is found.
     given_id: str | None = None
+    #: The language of the subject's package (``PACKAGE_LANGUAGES``); None: the default setting.
+    language: str | None = None
 
     @property
     def user_object_id(self) -> str | None:
@@ -192,6 +219,7 @@ class ExportRequest:
                 FieldError("/requestedBy", f"must be a string of 1-{MAX_REQUESTED_BY_LENGTH}")
             )
             requested_by = None
+        language = _language(payload.get("language"), errors)
         if errors:
             raise InvalidRequest(errors)
         assert isinstance(user, str)
@@ -204,7 +232,19 @@ class ExportRequest:
             requested_by=requested_by,
             sent=frozenset(key for key in payload if isinstance(key, str)),
             given_id=given_id,
+            language=language,
         )
+
+
+def _language(value: object, errors: list[FieldError]) -> str | None:
+    """The package's language as sent (case-insensitive), checked against the supported ones
+    now: a typo found when the package is built, weeks later, would reach nobody."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in PACKAGE_LANGUAGES:
+        return value.lower()
+    errors.append(FieldError("/language", f"must be one of {', '.join(PACKAGE_LANGUAGES)}"))
+    return None
 
 
 def _callback_url(

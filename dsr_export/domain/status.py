@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from dsr_export.domain.deadlines import view
+from dsr_export.domain.errors import cancelled
 
 
 class Phase(enum.StrEnum):
@@ -84,6 +85,8 @@ def status_document(
             if "phase" in source:
                 doc["phase"] = str(source["phase"])
             doc.update({key: source[key] for key in _COPIED if key in source})
+    if isinstance(doc.get("error"), Mapping) and doc["error"].get("code") == "Cancelled":
+        doc["error"] = dict(cancelled(doc["error"]))  # a code and a hash, never the words
     match runtime_status:
         case "Terminated":
             doc["phase"] = Phase.CANCELLED.value

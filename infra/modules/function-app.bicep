@@ -43,6 +43,9 @@ param exportRetentionDays int
 @description('Days after a DSR ended before the app purges its durable history.')
 param historyRetentionDays int
 
+@description('Days a poisoned request or a rejection record stays queued.')
+param queueRetentionDays int
+
 @description('Minutes a delivery (download) link lives.')
 param downloadLinkMinutes int
 
@@ -51,6 +54,9 @@ param packageLanguage string
 
 @description('Bytes above which the subject\'s package is split into numbered parts.')
 param packagePartMaxBytes int
+
+@description('off, or required: packages are reviewed and approved before delivery.')
+param packageReview string
 
 @description('The organisation\'s profile for the package (JSON: organisation, DPO, GDPR Art. 15(1) processing information); see docs/delivery.md.')
 param organisationProfile string
@@ -277,10 +283,12 @@ var appSettings = {
   // later backstop (export-storage.bicep).
   EXPORT_RETENTION_DAYS: string(exportRetentionDays)
   HISTORY_RETENTION_DAYS: string(historyRetentionDays)
+  QUEUE_RETENTION_DAYS: string(queueRetentionDays)
   DOWNLOAD_LINK_MINUTES: string(downloadLinkMinutes)
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
   PACKAGE_LANGUAGE: packageLanguage
   PACKAGE_PART_MAX_BYTES: string(packagePartMaxBytes)
+  PACKAGE_REVIEW: packageReview
   ORGANISATION_PROFILE: organisationProfile
   // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
   // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no

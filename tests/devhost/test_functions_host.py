@@ -655,6 +655,13 @@ def test_the_token_endpoint_takes_a_host_key_not_a_function_key(
             url, json={"roles": []}, headers={"x-functions-key": key}, timeout=10
         )
         assert answer.status_code == status
+    # I-6: no token for an id Entra never issues (it made a submit answer 503).
+    host_key = {"x-functions-key": keys_host.keys.default_host_key}
+    for asked in ({"id": "ada@contoso.example"}, {"id": "x", "kind": "user"}):
+        answer = requests.post(
+            url, json={"roles": ["DSR.Submit"], **asked}, headers=host_key, timeout=10
+        )
+        assert answer.status_code == (400 if "@" in asked["id"] else 200)
 
 
 def test_the_rotation_hook_takes_the_master_key_only_and_rolls_the_key_over(

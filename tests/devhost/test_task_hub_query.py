@@ -17,7 +17,7 @@ import azure.durable_functions as df
 import pytest
 
 from devhost.durable import DurableEngine, FastClock, RpcServer, close_sdk_client_session
-from dsr_export.adapters.task_hub import PAGE_SIZE, list_instances
+from dsr_export.adapters.task_hub import PAGE_SIZE, list_instances, query_pages
 from tests.devhost import toy_app
 
 FUNCTIONS = toy_app.make_app(1).get_functions()
@@ -87,3 +87,22 @@ def test_the_sdk_alone_stops_after_one_page(hub: tuple[DurableEngine, RpcServer]
             await close_sdk_client_session()
 
     assert asyncio.run(scenario()) == PAGE_SIZE
+
+
+def test_a_reader_that_stops_reads_no_further_page(hub: tuple[DurableEngine, RpcServer]):
+    """F-13: pages are read one at a time, on demand, each saying whether another follows."""
+    engine, rpc = hub
+
+    async def scenario() -> list[tuple[int, bool]]:
+        try:
+            client = df.DurableOrchestrationClient(json.dumps(rpc.client_binding()))
+            seen = []
+            async for page in query_pages(client, page_size=50, **_window(engine)):
+                seen.append((len(page.statuses), page.more))
+                if len(seen) == 2:
+                    break
+            return seen
+        finally:
+            await close_sdk_client_session()
+
+    assert asyncio.run(scenario()) == [(50, True), (50, True)]

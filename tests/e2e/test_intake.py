@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import socket
 import time
@@ -69,6 +70,27 @@ def test_twenty_parallel_posts_of_one_request_submit_one_export(
     assert {a.status_code for a in answers} == {202}
     assert host.wait_for(request_id, TERMINAL)["phase"] == "completed"
     assert e2e_graph.submissions_by_user()[user] == 1
+
+
+def test_racing_first_submissions_for_two_people_leave_the_winners_received_record(
+    host: HostProcess, e2e_graph: GraphSimulator
+):
+    """F-5, on the real task hub and evidence log: eight races of two first submissions of one
+    new id for two different people. Whichever start wins, the evidence's ``received`` record
+    (the last one, a correction included) names the person of the DSR that started."""
+    for _ in range(8):
+        request_id = f"RACE-{uuid.uuid4().hex[:8].upper()}"
+        users = [_new_user(e2e_graph), _new_user(e2e_graph)]
+        bodies = [{"requestId": request_id, "user": user} for user in users]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(lambda body: host.post("/exports", body), bodies))
+        assert sorted(a.status_code for a in answers) == [202, 409]
+        winner = users[[a.status_code for a in answers].index(202)]
+        evidence = host.get(f"/exports/{request_id}/evidence").json()
+        received = [r for r in evidence["records"] if r["kind"] == "received"]
+        assert received[-1]["data"]["userObjectId"] == winner, evidence
+        assert evidence["verification"]["ok"] is True
+        host.post(f"/exports/{request_id}/cancel", {"reason": "race test"})
 
 
 PHASE_ORDER = [
@@ -191,11 +213,24 @@ def test_cancel_revokes_the_sas_and_ends_cancelled(
     host.wait_for(request_id, {"exporting"})
     missing_reason = host.post(f"/exports/{request_id}/cancel", {})
     assert missing_reason.status_code == 400
-    answer = host.post(f"/exports/{request_id}/cancel", {"reason": "withdrawn by the subject"})
+    reason = "Jane Doe (+44 7700 900123) withdrew, jane\uff20contoso.example"
+    answer = host.post(
+        f"/exports/{request_id}/cancel", {"reason": reason, "reasonCode": "withdrawn"}
+    )
     assert answer.status_code == 202
     doc = host.wait_for(request_id, TERMINAL)
     assert doc["phase"] == "cancelled"
-    assert doc["error"]["message"] == "withdrawn by the subject"
+    # F-7: a code and the reason's hash, never its words (the status and the list alike).
+    digest = hashlib.sha256(reason.encode()).hexdigest()
+    assert doc["error"] == {
+        "code": "Cancelled",
+        "message": "cancelled on request",
+        "reasonCode": "withdrawn",
+        "reasonSha256": digest,
+    }
+    listed = host.get("/exports?phase=cancelled&top=200")
+    assert "Jane" not in listed.text
+    assert any(item["requestId"] == request_id for item in listed.json()["items"])
     assert doc["sas"]["revoked"] is True
     container = export_container(azurite, tls_files, doc["container"])
     assert container.get_container_access_policy()["signed_identifiers"] == []

@@ -275,6 +275,7 @@ def test_app_settings_carry_the_retention_and_lifecycle_settings(mode: str) -> N
     for setting, param in (
         ("EXPORT_RETENTION_DAYS", "exportRetentionDays"),
         ("HISTORY_RETENTION_DAYS", "historyRetentionDays"),
+        ("QUEUE_RETENTION_DAYS", "queueRetentionDays"),
         ("DOWNLOAD_LINK_MINUTES", "downloadLinkMinutes"),
         ("CUSTOM_EXTENSION_MAX_DAYS", "customExtensionMaxDays"),
     ):
@@ -289,6 +290,7 @@ def test_retention_parameters_and_their_defaults() -> None:
     expected = {
         "exportRetentionDays": 30,
         "historyRetentionDays": 90,
+        "queueRetentionDays": 3,
         "downloadLinkMinutes": 60,
         "customExtensionMaxDays": 0,
         "exportBackstopMarginDays": 14,
@@ -297,6 +299,7 @@ def test_retention_parameters_and_their_defaults() -> None:
         assert param_default(main, name) == default, name
         assert _env_default(name) == str(default), name
     assert decorators(main, "downloadLinkMinutes")["max_value"] == 1440
+    assert decorators(main, "queueRetentionDays")["max_value"] == 30, "the rejected records' TTL"
     # The history finds the data to delete: it must not be purged first.
     assert expected["historyRetentionDays"] >= expected["exportRetentionDays"]
 
@@ -311,6 +314,7 @@ def test_every_value_the_bicep_allows_the_app_accepts() -> None:
     names = {
         "EXPORT_RETENTION_DAYS": "exportRetentionDays",
         "HISTORY_RETENTION_DAYS": "historyRetentionDays",
+        "QUEUE_RETENTION_DAYS": "queueRetentionDays",
         "DOWNLOAD_LINK_MINUTES": "downloadLinkMinutes",
         "CUSTOM_EXTENSION_MAX_DAYS": "customExtensionMaxDays",
     }

@@ -390,13 +390,24 @@ def test_lifecycle_fields_come_out_of_real_lines() -> None:
     )
     outcome = _read(queries()["extensions"], applied)
     assert (outcome["ask_id"], outcome["deadline"]) == ("ask_5", "2027-02-01T00:00:00+00:00")
-    run = _line("retention_run", due=4, deleted=2, purged=2, failed=1, skipped=1)
+    run = _line(
+        "retention_run",
+        due=4,
+        deleted=2,
+        purged=2,
+        failed=1,
+        skipped=1,
+        poison_cleared=5,
+        rejected_cleared=7,
+    )
     assert _read(queries()["retention-runs"], run) == {
         "due": "4",
         "deleted": "2",
         "purged": "2",
         "failed": "1",
         "skipped": "1",
+        "poison_cleared": "5",
+        "rejected_cleared": "7",
     }
     retried = _line(
         "dsr_retried",

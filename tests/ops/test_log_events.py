@@ -71,7 +71,15 @@ LIFECYCLE = {
         "retention_days",
     },
     "history_purged": {"request_id", "instances", "evidence", "phase"},
-    "retention_run": {"due", "deleted", "purged", "failed", "skipped"},
+    "retention_run": {
+        "due",
+        "deleted",
+        "purged",
+        "failed",
+        "skipped",
+        "poison_cleared",
+        "rejected_cleared",
+    },
     "retention_failed": {"request_id", "reason"},
     "evidence_recorded": {"request_id", "kind", "seq"},
 }

@@ -11,7 +11,7 @@ from devhost.tls import TlsFiles
 from dsr_export import settings
 from dsr_export.adapters.entra import TokenValidator
 from tests.fixtures.tls import tls_files
-from tests.unit.intake_fakes import MemoryEvidence, fake_task_hub_query
+from tests.unit.intake_fakes import MemoryEvidence, QueueTrimmings, fake_task_hub_query
 
 __all__ = ["tls_files"]  # the host fixtures this tier uses
 
@@ -19,6 +19,14 @@ __all__ = ["tls_files"]  # the host fixtures this tier uses
 @pytest.fixture(autouse=True)
 def _fake_task_hub_query(swap: Callable[..., None]) -> None:
     swap(task_hub_query=fake_task_hub_query)
+
+
+@pytest.fixture(autouse=True)
+def queue_trimmer(swap: Callable[..., None]) -> QueueTrimmings:
+    """The retention run's queue clearing, recorded (tests/integration clears real queues)."""
+    trimmer = QueueTrimmings()
+    swap(queue_trimmer=trimmer)
+    return trimmer
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from dsr_export import settings
+from dsr_export.adapters.task_hub import Page
 from dsr_export.domain import evidence
 from dsr_export.domain.request import canonical_request_id
 from intake.service import LIVE_STATES
@@ -42,6 +43,8 @@ class FakeDurableClient:
         self.events: list[tuple[str, str, Any]] = []
         self.get_status_calls = 0
         self.queries: list[tuple[datetime, datetime, tuple[str, ...]]] = []
+        self.pages_read = 0
+        self.statuses_read = 0
         #: Set to make the next start_new lose a race to a concurrent duplicate.
         self.race_with: dict[str, Any] | None = None
         self.fail_with: Exception | None = None
@@ -55,8 +58,10 @@ class FakeDurableClient:
         output: Any = None,
         input_: Any = None,
         created: datetime = T0,
+        name: str = "export_personal_data",
     ) -> None:
         self.instances[instance_id] = {
+            "name": name,
             "runtime": runtime,
             "custom": custom_status,
             "output": output,
@@ -69,7 +74,7 @@ class FakeDurableClient:
         if found is None:
             return DurableOrchestrationStatus()  # what the SDK builds from a 404
         return DurableOrchestrationStatus(
-            name="export_personal_data",
+            name=found["name"],
             instanceId=instance_id,
             createdTime=found["created"].isoformat(),
             lastUpdatedTime=found["created"].isoformat(),
@@ -95,7 +100,7 @@ class FakeDurableClient:
         if found is not None and found["runtime"] in _LIVE:
             raise Exception(f"An Orchestration instance with the ID {instance_id} already exists.")
         self.started.append((name, instance_id, client_input))
-        self.add(instance_id, runtime="Pending", input_=client_input)
+        self.add(instance_id, runtime="Pending", input_=client_input, name=name)
         return instance_id
 
     async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:
@@ -106,26 +111,49 @@ class FakeDurableClient:
             raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
         self.events.append((instance_id, event_name, event_data))
 
-    async def query_instances(
-        self, *, created_from: datetime, created_to: datetime, runtime_status: Any = ()
-    ) -> list[DurableOrchestrationStatus]:
-        """The extension's instance query (what the app pages through), with its filters."""
+    async def query_pages(
+        self,
+        *,
+        created_from: datetime,
+        created_to: datetime,
+        runtime_status: Any = (),
+        page_size: int = 100,
+    ) -> AsyncGenerator[Page, None]:
+        """The extension's instance query, with its filters, a page at a time, in instance id
+        order (as the Azure Storage backend answers: not the list's created-time order)."""
         self.queries.append((created_from, created_to, tuple(runtime_status)))
         wanted = set(runtime_status)
-        return [
+        rows = [
             self._status(i, False)
-            for i, found in self.instances.items()
+            for i, found in sorted(self.instances.items())
             if (not wanted or found["runtime"] in wanted)
             and created_from <= found["created"] <= created_to
         ]
+        for start in range(0, max(len(rows), 1), page_size):
+            self.pages_read += 1
+            self.statuses_read += len(rows[start : start + page_size])
+            yield Page(rows[start : start + page_size], more=start + page_size < len(rows))
 
 
-async def fake_task_hub_query(
-    client: FakeDurableClient, **query: Any
-) -> list[DurableOrchestrationStatus]:
-    """Stands in for :func:`dsr_export.adapters.task_hub.list_instances` (its own tests run
+def fake_task_hub_query(client: FakeDurableClient, **query: Any) -> AsyncGenerator[Page, None]:
+    """Stands in for :func:`dsr_export.adapters.task_hub.query_pages` (its own tests run
     against the offline host's extension API, tests/devhost/test_task_hub_query.py)."""
-    return await client.query_instances(**query)
+    return client.query_pages(**query)
+
+
+class QueueTrimmings:
+    """The retention run's queue trimmer: records each call, answers ``cleared`` (or fails)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, datetime]] = []
+        self.cleared: dict[str, int] = {}
+        self.fail: set[str] = set()
+
+    def __call__(self, queue: str, cutoff: datetime) -> int:
+        self.calls.append((queue, cutoff))
+        if queue in self.fail:
+            raise ConnectionError("host storage unreachable")
+        return self.cleared.get(queue, 0)
 
 
 class ListSink:

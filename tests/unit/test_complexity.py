@@ -27,6 +27,9 @@ EXEMPT = {
     # export_package (21): the route becomes parse-call-render under issue 18, items 1-3;
     # removed when the issue-18 refactor lands.
     "intake/package_api.py",
+    # review_package (26), landed on main during issue 18: a route like the others, rewritten
+    # by items 1-3; removed when the issue-18 refactor lands.
+    "intake/review_api.py",
 }
 
 

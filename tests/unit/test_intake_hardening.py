@@ -248,11 +248,15 @@ def _principal(roles: list[str], app_id: str = "servicenow-app") -> str:
 def test_each_route_needs_its_role(
     client, user_function, entra_tokens, function, method, route, payload, role
 ):
-    client.add("R-10")
+    # Filed by the caller below (the local tenant's app): a submit again is a duplicate (F-12).
+    app_id = "3f1d2c4b-5a69-4e7d-8c1b-2a3b4c5d6e7f"
+    filed_by = {"kind": "application", "id": app_id}
+    client.add("R-10", input_={"requestId": "R-10", "user": USER_ID, "submittedBy": filed_by})
     everything_else = [r for r in ("DSR.Submit", "DSR.Read", "DSR.Manage") if r != role]
 
     def send(roles: list[str]) -> Any:
-        bearer = {"authorization": f"Bearer {entra_tokens.mint(roles)}"}
+        token = entra_tokens.mint(roles, subject_id=app_id)
+        bearer = {"authorization": f"Bearer {token}"}
         req = request(method, route, payload, route_params={"requestId": "R-10"}, headers=bearer)
         return call(user_function(function), client, req=req)
 

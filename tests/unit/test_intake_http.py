@@ -6,7 +6,9 @@ between the request and the client (validation, idempotency, documents, problems
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -128,6 +130,38 @@ def test_the_same_id_for_another_user_is_a_conflict(submit, client):
     assert response.mimetype == PROBLEM
     assert pointers(response) == ["/requestId"]
     assert len(client.started) == 1
+
+
+def test_a_submitter_without_read_learns_nothing_about_another_dsrs_subject(submit, client):
+    """F-12: a DSR.Submit caller that did not file the DSR gets one and the same 409 whether it
+    guessed the subject right or wrong (no field named, nothing started, no status)."""
+    submit(valid_payload())  # filed by the ticketing system's key
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Submit"):
+        right = submit(valid_payload(), key="another-submitters-key")
+        wrong = submit({"requestId": "RITM0001", "user": OTHER_ID}, key="another-submitters-key")
+        other_values = submit(valid_payload(regulation="ccpa"), key="another-submitters-key")
+    assert right.status_code == wrong.status_code == other_values.status_code == 409
+    assert right.get_body() == wrong.get_body() == other_values.get_body()
+    assert pointers(right) == ["/requestId"]
+    assert "user" not in body(right)["detail"]
+    assert len(client.started) == 1
+
+
+def test_the_dsrs_own_submitter_still_gets_the_duplicate_and_the_named_fields(submit, client):
+    submit(valid_payload())
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Submit"):
+        assert submit(valid_payload()).status_code == 202
+        differing = submit(valid_payload(regulation="ccpa"))
+    assert differing.status_code == 409
+    assert pointers(differing) == ["/regulation"]
+
+
+def test_a_reader_still_learns_which_field_differs(submit, client):
+    submit(valid_payload())
+    response = submit({"requestId": "RITM0001", "user": OTHER_ID}, key="a-readers-key")
+    assert response.status_code == 409
+    assert pointers(response) == ["/requestId"]
+    assert "another user" in body(response)["detail"]
 
 
 def test_a_resolved_upn_matches_its_object_id(submit, client):
@@ -343,6 +377,28 @@ def test_unknown_dsr_is_a_404(get):
     assert response.mimetype == PROBLEM
 
 
+NOTICE_ID = "notice-0123456789abcdef0123456789abcdef"
+
+
+def _notice(client: FakeDurableClient) -> None:
+    """A notice orchestration (a ticket callback after an erasure or a delivery)."""
+    client.add(
+        NOTICE_ID,
+        name="deliver_notice",
+        runtime="Completed",
+        input_={"requestId": "R-1", "url": "https://tickets.example.com/cb"},
+        output={"phase": "completed"},
+    )
+
+
+def test_a_notice_orchestration_is_not_a_dsr(get, client):
+    """I-3: ``notice-<32 hex>`` names a callback's orchestration, not a DSR: 404."""
+    _notice(client)
+    response = get(NOTICE_ID)
+    assert response.status_code == 404
+    assert response.mimetype == PROBLEM
+
+
 def test_an_unusable_id_in_the_path_is_a_400(get):
     response = get("a b")
     assert response.status_code == 400
@@ -399,6 +455,77 @@ def test_list_queries_a_bounded_window_of_the_task_hub(list_, client):
     assert client.queries[-1][2] == ("Canceled", "Completed", "Failed", "Terminated")
 
 
+def _crowd(client: FakeDurableClient, count: int, seed: int = 7) -> list[str]:
+    """``count`` DSRs whose ids are not in created order (the query answers in id order);
+    some share a created time. Returns the ids oldest first (the list's order)."""
+    rng = random.Random(seed)  # noqa: S311 - a test fleet, not a secret
+    made = []
+    for n in range(count):
+        request_id = f"D-{rng.randrange(16**8):08x}-{n}"
+        created = T0 - timedelta(days=300) + timedelta(minutes=rng.randrange(count * 10) // 3)
+        phase = rng.choice(["exporting", "exporting", "submitting"])
+        due = (T0 + timedelta(days=rng.randrange(-5, 20))).isoformat()
+        client.add(request_id, custom_status={"phase": phase, "deadline": due}, created=created)
+        made.append((created.isoformat(), request_id))
+    return [request_id for _, request_id in sorted(made)]
+
+
+def test_the_list_reads_a_few_pages_for_a_short_answer_however_many_dsrs(list_, client):
+    """F-13: ``?top=1`` read every instance of its 400-day window on every call. Now the pages
+    read stay a handful at 1,000 DSRs (the task hub query answers in id order, as Azure
+    Storage's does, so no prefix of it is the oldest)."""
+    oldest = _crowd(client, 1000)
+    page = body(list_(top="1"))
+    assert [item["requestId"] for item in page["items"]] == oldest[:1]
+    assert page["continuationToken"] is not None
+    assert client.pages_read <= 6, client.pages_read
+    assert client.statuses_read <= 500, client.statuses_read
+    client.pages_read = client.statuses_read = 0
+    page = body(list_(top="20", continuationToken=page["continuationToken"]))
+    assert [item["requestId"] for item in page["items"]] == oldest[1:21]
+    assert client.statuses_read <= 500, client.statuses_read
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    ("top", "params"),
+    [("3", {}), ("7", {"overdue": "true"}), ("30", {"phase": "submitting"}), ("200", {})],
+)
+def test_paging_the_list_gives_every_dsr_once_in_order(list_, client, seed, top, params):
+    """The narrowed reads answer exactly what sorting the whole window would."""
+    _crowd(client, 260, seed)
+    _notice(client)
+    everything = body(list_(top="200", **params))
+    seen, token = [], None
+    for _ in range(500):
+        page = body(list_(top=top, **params, **({"continuationToken": token} if token else {})))
+        seen += [item["requestId"] for item in page["items"]]
+        token = page["continuationToken"]
+        if token is None:
+            break
+    brute = _brute_force(client, params)
+    assert seen == brute
+    assert [item["requestId"] for item in everything["items"]] == brute[:200]
+
+
+def _brute_force(client: FakeDurableClient, params: dict[str, str]) -> list[str]:
+    """The list's answer the slow way: every instance, its document, sorted by created time."""
+    from intake.service import document
+
+    rows = []
+    for instance_id in client.instances:
+        status = client._status(instance_id, False)
+        if status.name != "export_personal_data":
+            continue
+        doc = document(status, T0)
+        if "phase" in params and doc["phase"] != params["phase"]:
+            continue
+        if "overdue" in params and doc["overdue"] is not (params["overdue"] == "true"):
+            continue
+        rows.append((status.created_time.isoformat(), instance_id))
+    return [instance_id for _, instance_id in sorted(rows)]
+
+
 def test_list_filters_by_phase_and_overdue(list_, client):
     _fleet(client)
     overdue = body(list_(overdue="true"))["items"]
@@ -407,6 +534,14 @@ def test_list_filters_by_phase_and_overdue(list_, client):
     assert [i["requestId"] for i in done] == ["R-done"]
     on_time = body(list_(phase="exporting", overdue="false"))["items"]
     assert [i["requestId"] for i in on_time] == ["R-2", "R-3", "R-4"]
+
+
+def test_the_list_holds_no_notice_orchestration(list_, client):
+    _fleet(client)
+    _notice(client)
+    listed = [item["requestId"] for item in body(list_(top="200"))["items"]]
+    assert NOTICE_ID not in listed
+    assert len(listed) == 6
 
 
 @pytest.mark.parametrize(
@@ -441,12 +576,60 @@ def cancel(client: FakeDurableClient, user_function: Callable[[str], Any]) -> Ca
     return post
 
 
-def test_cancel_sends_the_event_with_the_reason(cancel, client):
+def test_cancel_sends_the_reasons_code_and_hash_never_its_words(cancel, client):
+    """F-7: the orchestration (and so the status and the list) gets no text of the reason."""
     client.add("R-1", custom_status={"phase": "exporting"})
-    response = cancel("R-1", {"reason": "withdrawn by the data subject"})
+    reason = "Jane Doe, +44 7700 900123, jane%40contoso.com"
+    response = cancel("R-1", {"reason": reason, "reasonCode": "withdrawn"})
     assert response.status_code == 202
     assert response.headers["Location"] == "/api/exports/R-1"
-    assert client.events == [("R-1", "cancel", {"reason": "withdrawn by the data subject"})]
+    digest = hashlib.sha256(reason.encode()).hexdigest()
+    assert client.events == [("R-1", "cancel", {"reasonCode": "withdrawn", "reasonSha256": digest})]
+    cancel("R-1", {"reason": "no code given"})
+    assert client.events[-1][2]["reasonCode"] == "other"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "Jane Doe called on +44 7700 900123",
+        "jane%40contoso.com",
+        "jane\uff20contoso.com",
+        "line one\r\n\x1b[31mforged",
+    ],
+)
+def test_status_and_list_show_a_cancel_reasons_code_and_hash_never_its_text(
+    get, list_, client, reason
+):
+    """F-7: whatever the task hub holds (also an output written before this fix), the status
+    and the list show the reason's code and SHA-256, never the words."""
+    client.add(
+        "R-C",
+        runtime="Completed",
+        output={"phase": "cancelled", "error": {"code": "Cancelled", "message": reason}},
+    )
+    digest = hashlib.sha256(reason.encode()).hexdigest()
+    expected = {
+        "code": "Cancelled",
+        "message": "cancelled on request",
+        "reasonCode": "other",
+        "reasonSha256": digest,
+    }
+    status = get("R-C")
+    [listed] = body(list_())["items"]
+    for response_body, doc in ((status.get_body(), body(status)), (None, listed)):
+        assert doc["error"] == expected
+        if response_body is not None:
+            assert reason.encode() not in response_body
+            assert b"Jane" not in response_body
+
+
+def test_cancel_refuses_an_unknown_reason_code(cancel, client):
+    client.add("R-1")
+    response = cancel("R-1", {"reason": "x", "reasonCode": "because"})
+    assert response.status_code == 400
+    assert pointers(response) == ["/reasonCode"]
+    assert client.events == []
 
 
 def test_cancel_of_a_dsr_not_started_yet_is_accepted(cancel, client):
@@ -561,4 +744,16 @@ def test_a_duplicate_racing_a_dsr_that_already_wrote_evidence_is_a_duplicate(
     response = submit(valid_payload())
     assert response.status_code == 202, body(response)
     assert body(response)["phase"] == "exporting"
+    assert client.started == []
+
+
+def test_the_packages_language_is_carried_in_the_dsr(submit, client):
+    assert submit(valid_payload(language="DE")).status_code == 202
+    assert client.started[0][2]["language"] == "de"
+
+
+def test_a_language_without_a_catalogue_is_a_400_naming_the_field(submit, client):
+    answer = submit(valid_payload(language="fr"))
+    assert answer.status_code == 400
+    assert pointers(answer) == ["/language"]
     assert client.started == []

@@ -151,3 +151,11 @@ def test_the_rejected_queue_client_follows_the_host_storage_setting():
     assert azure.url.startswith("https://hostacct.queue.core.windows.net/dsr-requests-rejected")
     with pytest.raises(RuntimeError, match="AzureWebJobsStorage"):
         rejections.queue_client({})
+
+
+def test_a_message_carries_the_packages_language_and_a_bad_one_is_named(deliver, client, sink):
+    deliver(valid_payload(language="de"))
+    assert client.started[0][2]["language"] == "de"
+    deliver({**valid_payload(), "requestId": "R-9", "language": 7})
+    [record] = sink.records
+    assert [e["pointer"] for e in record["errors"]] == ["/language"]

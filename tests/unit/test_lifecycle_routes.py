@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from tests.unit.intake_fakes import (
     USER_ID,
     FakeDurableClient,
     MemoryEvidence,
+    QueueTrimmings,
     app_settings,
     body,
     call,
@@ -269,6 +271,45 @@ def test_retention_deletes_only_what_is_due_and_purges_only_complete_evidence(
     assert [r.kind for r in evidence_log.records["MID"]].count(Kind.RETENTION_DELETED) == 1
 
 
+def test_the_retention_run_handles_a_page_before_reading_the_next(storage):
+    """F-13: the run read every instance of its window before handling any; now it handles
+    each page of the task hub query as it comes, over the instances that can be due."""
+    client = FakeDurableClient()
+    seen: list[str] = []
+    real_pages = client.query_pages
+
+    async def pages(**query: Any) -> Any:
+        async for page in real_pages(**query):
+            seen.append("page")
+            yield page
+
+    client.query_pages = pages  # type: ignore[method-assign]
+    real_delete = storage.delete_data
+
+    def delete(request_id: str) -> DeletedData:
+        seen.append("delete")
+        deleted: DeletedData = real_delete(request_id)
+        return deleted
+
+    storage.delete_data = delete
+    for n in range(250):
+        ended = T0 - timedelta(days=40, minutes=n)
+        request_id = f"R-{n:03d}"
+        client.add(
+            request_id,
+            runtime="Completed",
+            output=_ended("completed", ended_at=ended),
+            created=ended,
+        )
+        storage.held[request_id] = [f"dsr-r-{n:03d}-abc"]
+    counts = _run(client, T0)
+    assert counts.deleted == 250
+    assert seen.count("page") == 3
+    assert seen.index("delete") < seen.index("page", 1), "the first page handled first"
+    [(_, created_to, _)] = client.queries
+    assert created_to == T0 - timedelta(days=30), "none created since can be due"
+
+
 def test_a_dsr_whose_output_says_it_ended_is_purged_even_with_short_evidence(
     storage, evidence_log: MemoryEvidence
 ):
@@ -328,3 +369,36 @@ def test_an_erasure_whose_ticket_callback_cannot_be_queued_still_answers_its_rec
     assert answer.status_code == 200, body(answer)
     assert [r.kind for r in evidence_log.records["R-1"]] == [Kind.ERASED]
     assert any("callback_queue_failed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_retention_run_clears_old_poisoned_and_rejected_messages(
+    storage, queue_trimmer: QueueTrimmings, caplog: pytest.LogCaptureFixture
+):
+    """I-2: a poisoned request keeps its whole body (a UPN) for the queue's seven days, a
+    rejection record 30: the run deletes both after QUEUE_RETENTION_DAYS, counted in its line."""
+    queue_trimmer.cleared = {"dsr-requests-poison": 2, "dsr-requests-rejected": 5}
+    with caplog.at_level(logging.INFO), app_settings(QUEUE_RETENTION_DAYS="4"):
+        counts = _run(FakeDurableClient(), T0)
+    cutoff = T0 - timedelta(days=4)
+    assert queue_trimmer.calls == [
+        ("dsr-requests-poison", cutoff),
+        ("dsr-requests-rejected", cutoff),
+    ]
+    assert (counts.poison_cleared, counts.rejected_cleared, counts.failed) == (2, 5, 0)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retention_run")]
+    assert "poison_cleared=2 rejected_cleared=5" in line
+
+
+def test_a_queue_that_cannot_be_cleared_is_counted_and_the_other_still_is(
+    storage, queue_trimmer: QueueTrimmings, caplog: pytest.LogCaptureFixture
+):
+    queue_trimmer.fail = {"dsr-requests-poison"}
+    queue_trimmer.cleared = {"dsr-requests-rejected": 1}
+    with caplog.at_level(logging.INFO):
+        counts = _run(FakeDurableClient(), T0)
+    assert (counts.failed, counts.rejected_cleared) == (1, 1)
+    assert queue_trimmer.calls[0][1] == T0 - timedelta(days=3), "the default: three days"
+    assert any(
+        r.getMessage() == "queue_retention_failed queue=dsr-requests-poison reason=ConnectionError"
+        for r in caplog.records
+    )

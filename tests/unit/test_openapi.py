@@ -5,6 +5,7 @@ demand, and the intake's real answers valid against its schemas."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,6 +95,21 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         "export_package",
         True,
         lambda: request("GET", "exports/R-1/package", route_params={"requestId": "R-1"}),
+    ),
+    "getPackageReview": (
+        "review_package",
+        True,
+        lambda: request("GET", "exports/R-1/package/review", route_params={"requestId": "R-1"}),
+    ),
+    "reviewPackage": (
+        "review_package",
+        True,
+        lambda: request(
+            "POST",
+            "exports/R-1/package/review",
+            {"approve": True},
+            route_params={"requestId": "R-1"},
+        ),
     ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
@@ -260,7 +276,9 @@ def test_the_documented_cancel_example_is_accepted_by_the_cancel_route(user_func
     )
     answer = call(user_function("cancel_dsr"), client, req=cancel)
     assert answer.status_code == 202, body(answer)
-    assert client.events == [("RITM0012345", CANCEL_EVENT, {"reason": example["reason"]})]
+    digest = hashlib.sha256(example["reason"].encode()).hexdigest()
+    data = {"reasonCode": example["reasonCode"], "reasonSha256": digest}
+    assert client.events == [("RITM0012345", CANCEL_EVENT, data)]
 
 
 def _response_examples() -> Iterator[tuple[str, dict[str, Any], Any]]:

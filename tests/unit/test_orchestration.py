@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -394,11 +395,29 @@ def test_overall_timeout_ends_timed_out():
 def test_cancel_event_revokes_and_ends_cancelled():
     d = _driver()
     _through_submit(d)
-    d.raise_event("cancel", {"reason": "withdrawn by the data subject"})
+    digest = "ab" * 32
+    d.raise_event("cancel", {"reasonCode": "withdrawn", "reasonSha256": digest})
     assert d.pending().name == steps.FINALIZE_EXPORT.name
     reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
-    assert reply["output"]["error"]["message"] == "withdrawn by the data subject"
+    assert reply["output"]["error"] == {
+        "code": "Cancelled",
+        "message": "cancelled on request",
+        "reasonCode": "withdrawn",
+        "reasonSha256": digest,
+    }
+
+
+def test_a_cancel_event_of_an_earlier_version_leaves_no_words_in_the_output():
+    """F-7: an event raised before the upgrade carries the text; the output keeps its hash."""
+    d = _driver()
+    _through_submit(d)
+    d.raise_event("cancel", {"reason": "Jane Doe +44 7700 900123"})
+    reply = d.complete(FINALIZED)
+    assert "Jane" not in json.dumps(reply["output"])
+    assert reply["output"]["error"]["reasonSha256"] == (
+        hashlib.sha256(b"Jane Doe +44 7700 900123").hexdigest()
+    )
 
 
 def test_activity_exhausting_its_retries_still_ends_in_a_terminal_result():
@@ -656,7 +675,9 @@ def test_a_cancel_before_the_submit_is_honoured_without_submitting():
     d.complete(FINALIZED)
     reply = d.complete(DELIVERED, name=steps.SEND_CALLBACK.name)
     assert reply["output"]["phase"] == "cancelled"
-    assert reply["output"]["error"]["message"] == "ticket withdrawn"
+    assert (
+        reply["output"]["error"]["reasonSha256"] == hashlib.sha256(b"ticket withdrawn").hexdigest()
+    )
     assert _event_types(d)[-1] == "dsr.cancelled"
 
 
@@ -703,7 +724,9 @@ def test_cancel_arriving_during_a_later_poll_is_not_swallowed_by_an_old_waiter()
     assert d.pending().name == steps.FINALIZE_EXPORT.name
     reply = d.complete(FINALIZED)
     assert reply["output"]["phase"] == "cancelled"
-    assert reply["output"]["error"]["message"] == "withdrawn mid-poll"
+    assert reply["output"]["error"]["reasonSha256"] == (
+        hashlib.sha256(b"withdrawn mid-poll").hexdigest()
+    )
 
 
 def test_cancel_received_in_the_last_round_is_honoured_before_continue_as_new():

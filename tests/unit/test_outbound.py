@@ -146,6 +146,27 @@ def test_hosts_resolving_to_non_public_addresses_are_refused(address: str, kind:
         outbound.resolve_public(target, resolver=lambda host, port: [address])
 
 
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("2002:a9fe:a9fe::1", "metadata"),  # 6to4 of 169.254.169.254
+        ("2002:a00:1::1", "private"),  # 6to4 of 10.0.0.1
+        ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:5601:5601", "metadata"),  # Teredo, client 169.254.169.254
+        ("2001:0:a00:1:8000:63bf:3fff:fdd2", "private"),  # Teredo, server 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", "metadata"),  # NAT64 (RFC 6052) of 169.254.169.254
+        ("64:ff9b::a00:1", "private"),
+        ("64:ff9b:1::a9fe:a9fe", "NAT64"),  # local-use NAT64 (RFC 8215): never public
+        ("64:ff9b:1:a9fe:a9fe::", "NAT64"),
+    ],
+)
+def test_ipv6_forms_embedding_a_forbidden_ipv4_are_refused(address: str, kind: str):
+    """I-4: the IPv4 inside a 6to4, Teredo or NAT64 address is judged like the address."""
+    target = outbound.judge("https://dsr.wild.example/cb")
+    with pytest.raises(CallbackRefused, match=kind):
+        outbound.resolve_public(target, resolver=lambda host, port: [address])
+
+
 def test_one_private_answer_among_public_ones_is_enough_to_refuse():
     target = outbound.judge("https://dsr.wild.example/cb")
     with pytest.raises(CallbackRefused, match="private"):
