@@ -314,7 +314,6 @@ def _exporting(
         submitted_at=answer.submitted_at,
         sas_expires_at=answer.sas_expires_at,
         wait_seconds=answer.retry_after_seconds or pacing.FIRST_POLL_SECONDS,
-        submit_recovered=recovered,
     )
     if recovered:
         _log(run.context, "submit_recovered", logging.INFO, job, operation_id=job.operation_id)

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 
 from devhost._service import Service
 from devhost._state import read_json, unreadable, write_atomically
+from devhost.https_server import HttpsServer
 from devhost.tls import TlsFiles
 
 from .admin import admin_reply
@@ -41,7 +42,6 @@ from .quotas import QuotaLedger, Quotas
 from .redaction import guard_urllib3, log
 from .replies import GraphError, Reply, json_reply
 from .routes import Endpoints, RequestRecord, Router
-from .server import HttpsServer
 from .storage_contract import request_info, storage_location, validate_storage_location
 from .tokens import EXPORT_ROLE, GRAPH_RESOURCE, READ_ROLE, authenticate, require
 
