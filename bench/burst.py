@@ -29,7 +29,7 @@ from devhost.durable.replay import START, Kind, ReplayDriver
 from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.job import ExportJob
-from intake.service import ORCHESTRATOR
+from dsr_export.domain.steps import ORCHESTRATOR
 
 LIMIT = 300  # accepted submits per minute
 WINDOW = timedelta(minutes=1)

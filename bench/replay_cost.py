@@ -18,7 +18,7 @@ from datetime import timedelta
 from devhost.durable.replay import Entry, Kind, ReplayDriver, user_functions
 from dsr_export.domain import steps
 from dsr_export.domain.job import ExportJob, ExportPolicy
-from intake.service import ORCHESTRATOR
+from dsr_export.domain.steps import ORCHESTRATOR
 
 USER = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"
 EXPORT_DAYS = 10

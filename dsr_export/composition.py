@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, Final
 from dsr_export import settings
 
 if TYPE_CHECKING:
+    import azure.durable_functions as df
     from azure.core.credentials import TokenCredential
 
     from dsr_export.adapters.callbacks import CallbackSender
+    from dsr_export.adapters.durable_client import TaskHub
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
@@ -48,6 +50,7 @@ PARTS: Final = (
     "callback_sender",
     "rejections",
     "task_hub_query",
+    "task_hub",
     "queue_trimmer",
     "evidence_log",
     "package_builder",
@@ -186,6 +189,16 @@ def task_hub_query() -> TaskHubQuery:
     from dsr_export.adapters.task_hub import query_pages
 
     return query_pages
+
+
+def task_hub(client: df.DurableOrchestrationClient) -> TaskHub:
+    """The task hub behind a Durable client binding, as the intake uses it
+    (:class:`dsr_export.adapters.durable_client.DurableTaskHub`)."""
+    if "task_hub" in _overrides:
+        return _overrides["task_hub"](client)  # type: ignore[no-any-return]
+    from dsr_export.adapters.durable_client import DurableTaskHub
+
+    return DurableTaskHub(client, task_hub_query())
 
 
 @contextlib.contextmanager

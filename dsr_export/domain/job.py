@@ -19,12 +19,9 @@ from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
 from dsr_export.domain.status import Phase
 
-#: Name of the external event that cancels a DSR.
-CANCEL_EVENT = "cancel"
-#: Name of the external event that tells a DSR an extension was asked. Only a nudge: the ask
-#: itself is in the DSR's evidence (``extension_asked``), where the orchestrator reads it, so an
-#: event the SDK or a continue-as-new drops loses nothing.
-EXTEND_EVENT = "extend"
+# The event names live in the step contract; re-exported for the orchestrator's imports.
+from dsr_export.domain.steps import CANCEL_EVENT as CANCEL_EVENT
+from dsr_export.domain.steps import EXTEND_EVENT as EXTEND_EVENT
 
 
 @dataclass(frozen=True)

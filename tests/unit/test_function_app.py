@@ -23,8 +23,7 @@ def _by_trigger(functions: tuple[Any, ...], kind: str) -> dict[str, dict[str, An
 
 def test_the_orchestrator_and_every_step_of_the_contract_are_registered(app_functions):
     from dsr_export.domain.package_manifest import PACKAGE_ORCHESTRATOR
-    from intake.lifecycle import NOTICE_ORCHESTRATOR
-    from intake.service import ORCHESTRATOR
+    from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, ORCHESTRATOR
 
     orchestrators = set(_by_trigger(app_functions, "orchestrationTrigger"))
     # The names the intake starts them by (it does not import the orchestrations).
