@@ -44,7 +44,7 @@ class Sdk:
 
 
 def _hub(sdk: Sdk) -> DurableTaskHub:
-    return DurableTaskHub(sdk)  # type: ignore[arg-type]
+    return DurableTaskHub(sdk)
 
 
 def test_start_is_once_an_instance_that_already_exists_starts_nothing():
