@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import azure.durable_functions as df
@@ -94,7 +94,7 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
         container, composition.real_now(), timedelta(minutes=minutes)
     )
     now = composition.now()
-    _record_delivery(dsr, container, expires.isoformat(), caller)
+    _record_delivery(dsr, container, expires.isoformat(), caller, now)
     status = dsr.instance
     log_event(
         "dsr_delivered",
@@ -133,13 +133,15 @@ def _deliverable(dsr: Found) -> str:
     return container
 
 
-def _record_delivery(dsr: Found, container: str, expires: str, caller: Caller) -> None:
+def _record_delivery(
+    dsr: Found, container: str, expires: str, caller: Caller, now: datetime
+) -> None:
     manifest = dsr.doc.get("manifest") if isinstance(dsr.doc.get("manifest"), dict) else {}
     delivered = sum(1 for r in dsr.records() if r.kind is Kind.EXPORT_DELIVERED)
     composition.evidence_log().append(
         dsr.instance.instance_id,
         Kind.EXPORT_DELIVERED,
-        composition.now(),
+        now,
         {
             EVENT_ID: f"delivered-{delivered + 1}-{expires}",
             "container": container,
@@ -259,29 +261,14 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     ended = life.output_of(status)
     attempt = job.next_attempt(ended).replace(policy=export_policy())
     now = composition.now()
-    error = ended.get("error") if isinstance(ended.get("error"), dict) else {}
-    composition.evidence_log().append(
-        status.instance_id,
-        Kind.RETRIED,
-        now,
-        {
-            EVENT_ID: f"retried-{attempt.attempt}",
-            "attempt": attempt.attempt,
-            "previousPhase": dsr.phase,
-            "previousErrorCode": (error or {}).get("code"),
-            "container": ended.get("container"),
-            "reasonSha256": life.reason_sha256(why),
-            "actorKind": caller.kind,
-            "actorId": caller.id,
-        },
-    )
+    previous_code = _record_retry(dsr, attempt.attempt, ended, why, caller, now)
     if await hub.start(ORCHESTRATOR, status.instance_id, attempt.to_input()):
         log_event(
             "dsr_retried",
             request_id=status.instance_id,
             attempt=attempt.attempt,
             previous_phase=dsr.phase,
-            previous_code=(error or {}).get("code"),
+            previous_code=previous_code,
             caller_kind=caller.kind,
             caller_id=caller.id,
         )
@@ -291,6 +278,30 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     answer = document(started, now, attempt)
     answer.update({k: v for k, v in attempt.legal_body().items() if k not in answer})
     return Done(answer, 202, location=location)
+
+
+def _record_retry(
+    dsr: Found, attempt: int, ended: dict[str, Any], why: str, caller: Caller, now: datetime
+) -> object:
+    """The ``retried`` record; the error code the attempt before ended with."""
+    error = ended.get("error") if isinstance(ended.get("error"), dict) else {}
+    previous_code = (error or {}).get("code")
+    composition.evidence_log().append(
+        dsr.instance.instance_id,
+        Kind.RETRIED,
+        now,
+        {
+            EVENT_ID: f"retried-{attempt}",
+            "attempt": attempt,
+            "previousPhase": dsr.phase,
+            "previousErrorCode": previous_code,
+            "container": ended.get("container"),
+            "reasonSha256": life.reason_sha256(why),
+            "actorKind": caller.kind,
+            "actorId": caller.id,
+        },
+    )
+    return previous_code
 
 
 # -- erase --------------------------------------------------------------------------------------

@@ -95,16 +95,15 @@ async def package(
     if found is not None:
         return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
     instance = await find(hub, package_instance_id(request_id), show_input=True)
-    if instance is not None and instance.runtime_status is not None:
-        if instance.runtime_status.name in _BUSY:
-            return _answer(request_id, 202, {"state": "building"})
-        refused = _refusal(instance, doc.get("container"))
-        if refused is not None and (not build or refused.startswith("the export changed")):
-            raise Refused.conflict(refused)
+    ended = instance is not None and instance.runtime_status is not None
+    if instance is not None and ended:
+        under_way = _earlier_build(instance, request_id, doc.get("container"), build=build)
+        if under_way is not None:
+            return under_way
     if not build:
         detail = f"no package was built for {request_id}"
         raise Refused(Problem.NOT_FOUND, detail, title="No package")
-    if instance is not None and instance.runtime_status is not None:
+    if ended:
         # An earlier build ended without a package (a key that could not sign, a setting):
         # once fixed, asking again builds from scratch under the same instance id.
         await hub.purge(package_instance_id(request_id))
@@ -132,6 +131,20 @@ async def _start(hub: TaskHub, ask: BuildPackage, caller: Caller) -> Done:
         caller_id=caller.id,
     )
     return _answer(ask.request_id, 202, {"state": "building"})
+
+
+def _earlier_build(
+    instance: df.DurableOrchestrationStatus, request_id: str, container: object, *, build: bool
+) -> Done | None:
+    """The answer while a build runs; refused when the last one failed (and this call only
+    reads, or the export changed since)."""
+    assert instance.runtime_status is not None
+    if instance.runtime_status.name in _BUSY:
+        return _answer(request_id, 202, {"state": "building"})
+    refused = _refusal(instance, container)
+    if refused is not None and (not build or refused.startswith("the export changed")):
+        raise Refused.conflict(refused)
+    return None
 
 
 def _refusal(instance: df.DurableOrchestrationStatus, container: object) -> str | None:

@@ -204,12 +204,34 @@ async def _purge(
     if not complete and phase not in ENDED_PHASES:
         log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
         return False
+    _record_purge(request_id, now, ended, settings.history_retention_days, complete, output)
+    deleted = await hub.purge(request_id)
+    log_event(
+        "history_purged",
+        request_id=request_id,
+        instances=deleted,
+        evidence="complete" if complete else "short",
+        phase=phase if isinstance(phase, str) else None,
+    )
+    return True
+
+
+def _record_purge(
+    request_id: str,
+    now: datetime,
+    ended: datetime,
+    days: int,
+    complete: bool,
+    output: Mapping[str, Any],
+) -> None:
+    """The ``history_purged`` record: with the phase and error code the output gave when the
+    evidence is short."""
     error = output.get("error") if isinstance(output.get("error"), Mapping) else {}
     short = (
         {}
         if complete
         else {
-            "endedPhase": phase,
+            "endedPhase": output.get("phase"),
             "endedAt": ended.isoformat(),
             "errorCode": (error or {}).get("code"),
         }
@@ -220,19 +242,10 @@ async def _purge(
         now,
         {
             EVENT_ID: f"history-purged-{ended.isoformat()}",
-            "retentionDays": settings.history_retention_days,
+            "retentionDays": days,
             "evidence": complete,
             **short,
             "actorKind": life.RETENTION_ACTOR.kind,
             "actorId": life.RETENTION_ACTOR.id,
         },
     )
-    deleted = await hub.purge(request_id)
-    log_event(
-        "history_purged",
-        request_id=request_id,
-        instances=deleted,
-        evidence="complete" if complete else "short",
-        phase=phase if isinstance(phase, str) else None,
-    )
-    return True

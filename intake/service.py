@@ -95,71 +95,103 @@ async def start_or_get(
     ``caller`` (authenticated by the intake) is recorded as the DSR's submitter; the body's
     ``requestedBy`` stays a free-text note.
     """
-    callbacks = callback_settings()
     try:
-        request = ExportRequest.parse(
-            payload,
-            now=now,
-            callback_check=functools.partial(
-                check_url,
-                allowed_hosts=callbacks.allowed_hosts,
-                allow_loopback=callbacks.allow_loopback,
-            )
-            if callbacks.enabled
-            else None,
-            max_age=timedelta(days=deadline_settings().received_at_max_age_days),
-        )
+        request = _parse(payload, now)
     except InvalidRequest as exc:
         return Outcome(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
+    existing = await _existing_or_started(hub, request, now, source, caller)
+    if isinstance(existing, Outcome):
+        return existing
+    return _duplicate(existing, request, caller, source, now)
 
-    existing = await find_dsr(hub, request.given_id or request.request_id, show_input=True)
-    earlier = None if existing is not None else lifecycle.earlier_dsr(_evidence(request.request_id))
-    if earlier is not None:
-        # A concurrent duplicate may have started the DSR (and it written evidence) since the
-        # first look: the task hub decides between "under way" and "purged".
-        existing = await find_dsr(hub, request.given_id or request.request_id, show_input=True)
-    if existing is None:
-        if earlier is not None:
-            # The task hub forgot the DSR (purged); its evidence did not. A second DSR under
-            # the id would export into the same container and collide with every record.
-            return Outcome(
-                Admission.CONFLICT,
-                request.request_id,
-                errors=[FieldError("/requestId", "already used for an earlier DSR")],
-                detail=lifecycle.earlier_dsr_detail(request.request_id, earlier),
-            )
-        try:
-            job = _job(request, now, caller)
-        except OverflowError:  # a deadline beyond the calendar: no real request gets here
-            error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
-            return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
-        # The evidence opens before the DSR starts: a DSR never runs without its first record
-        # (a retried delivery finds the record written and appends nothing).
-        received = _record_received(job, request, caller, source, now)
-        if not await hub.start(ORCHESTRATOR, request.request_id, job.to_input()):
-            # A concurrent duplicate won the race: answer as to any duplicate (below).
-            existing = await find(hub, request.request_id, show_input=True)
-        else:
-            _correct_received(job.request_id, received, now)
-            log_event(
-                "dsr_accepted",
-                request_id=request.request_id,
-                phase="accepted",
-                source=source,
-                caller_kind=caller.kind,
-                caller_id=caller.id,
-                deadline=job.legal_deadline,
-                warning_at=job.warning_at,
-            )
-            doc = status_document(
-                request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
-            )
-            return Outcome(Admission.STARTED, request.request_id, doc)
+
+def _parse(payload: object, now: datetime) -> ExportRequest:
+    callbacks = callback_settings()
+    return ExportRequest.parse(
+        payload,
+        now=now,
+        callback_check=functools.partial(
+            check_url,
+            allowed_hosts=callbacks.allowed_hosts,
+            allow_loopback=callbacks.allow_loopback,
+        )
+        if callbacks.enabled
+        else None,
+        max_age=timedelta(days=deadline_settings().received_at_max_age_days),
+    )
+
+
+async def _existing_or_started(
+    hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
+) -> df.DurableOrchestrationStatus | Outcome:
+    """The DSR already under way under the request's id, or the outcome of starting it."""
+    given = request.given_id or request.request_id
+    existing = await find_dsr(hub, given, show_input=True)
+    if existing is not None:
+        return existing
+    earlier = lifecycle.earlier_dsr(_evidence(request.request_id))
+    if earlier is None:
+        return await _start(hub, request, now, source, caller)
+    # A concurrent duplicate may have started the DSR (and it written evidence) since the
+    # first look: the task hub decides between "under way" and "purged".
+    existing = await find_dsr(hub, given, show_input=True)
+    if existing is not None:
+        return existing
+    # The task hub forgot the DSR (purged); its evidence did not. A second DSR under the id
+    # would export into the same container and collide with every record.
+    return Outcome(
+        Admission.CONFLICT,
+        request.request_id,
+        errors=[FieldError("/requestId", "already used for an earlier DSR")],
+        detail=lifecycle.earlier_dsr_detail(request.request_id, earlier),
+    )
+
+
+async def _start(
+    hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
+) -> df.DurableOrchestrationStatus | Outcome:
+    """Start the DSR; the one a concurrent duplicate started when it won the race."""
+    try:
+        job = _job(request, now, caller)
+    except OverflowError:  # a deadline beyond the calendar: no real request gets here
+        error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
+        return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
+    # The evidence opens before the DSR starts: a DSR never runs without its first record
+    # (a retried delivery finds the record written and appends nothing).
+    received = _record_received(job, request, caller, source, now)
+    if not await hub.start(ORCHESTRATOR, request.request_id, job.to_input()):
+        # A concurrent duplicate won the race: answer as to any duplicate.
+        existing = await find(hub, request.request_id, show_input=True)
         if existing is None:  # started and gone again between two calls: transient, retry
             raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
+        return existing
+    _correct_received(job.request_id, received, now)
+    log_event(
+        "dsr_accepted",
+        request_id=request.request_id,
+        phase="accepted",
+        source=source,
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+        deadline=job.legal_deadline,
+        warning_at=job.warning_at,
+    )
+    doc = status_document(
+        request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
+    )
+    return Outcome(Admission.STARTED, request.request_id, doc)
 
+
+def _duplicate(
+    existing: df.DurableOrchestrationStatus,
+    request: ExportRequest,
+    caller: Caller,
+    source: str,
+    now: datetime,
+) -> Outcome:
+    """The answer to a request whose id names a DSR already accepted."""
     stored = stored_job(existing)
     if not _may_know_subject(caller, stored):
         # Whether the guessed person is this DSR's subject, or which field differs, is not for
@@ -171,18 +203,16 @@ async def start_or_get(
             caller_kind=caller.kind,
             caller_id=caller.id,
         )
-        return Outcome(
-            Admission.CONFLICT,
+        return _in_use(
             existing.instance_id,
-            errors=[FieldError("/requestId", "already used for another DSR")],
-            detail="this requestId is already in use",
+            "already used for another DSR",
+            "this requestId is already in use",
         )
     if not _same_subject(stored, request):
-        return Outcome(
-            Admission.CONFLICT,
+        return _in_use(
             existing.instance_id,
-            errors=[FieldError("/requestId", "already used for a DSR of another user")],
-            detail="this requestId belongs to a DSR for another user",
+            "already used for a DSR of another user",
+            "this requestId belongs to a DSR for another user",
         )
     differing = _differences(stored, request)
     if differing:
@@ -197,6 +227,15 @@ async def start_or_get(
         )
     log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
     return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
+
+
+def _in_use(request_id: str, error: str, detail: str) -> Outcome:
+    return Outcome(
+        Admission.CONFLICT,
+        request_id,
+        errors=[FieldError("/requestId", error)],
+        detail=detail,
+    )
 
 
 def _evidence(request_id: str) -> list[EvidenceRecord]:
