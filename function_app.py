@@ -8,6 +8,7 @@ from activities.export_steps import bp as export_activities
 from activities.package_steps import bp as package_activities
 from intake.health import bp as health_check
 from intake.http_api import bp as http_intake
+from intake.jwks import bp as receipt_keys
 from intake.lifecycle_api import bp as lifecycle_routes
 from intake.package_api import bp as package_routes
 from intake.queue_intake import bp as queue_intake
@@ -28,4 +29,5 @@ app.register_functions(queue_intake)
 app.register_functions(health_check)
 app.register_functions(lifecycle_routes)
 app.register_functions(retention)
+app.register_functions(receipt_keys)
 app.register_functions(package_routes)

@@ -51,9 +51,10 @@ from devhost.functions_host import FunctionsHost
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.keys import KEYS_FILE, KeyRing
+from devhost.keyvault import APP_ACTIONS, VAULT_HOST, KeyVaultEmulator, VaultProxy
 from devhost.local_settings import load_local_settings
 from devhost.platform_auth import PlatformAuth
-from devhost.tls import TlsFiles, make_tls_files
+from devhost.tls import TlsFiles, covers_hosts, make_tls_files
 from devhost.triggers.queue import QueueOptions
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,7 @@ CLOCK_FILE = "clock.json"
 PORTS_FILE = "ports.json"
 LOCK_FILE = "host.lock"
 GRAPH_STATE_FILE = "graph-simulator.json"
+KEYVAULT_STATE_FILE = "keyvault.json"
 _CLOCK_SAVE_INTERVAL_S = 0.5
 _log = logging.getLogger("devhost")
 
@@ -111,6 +113,8 @@ class DevStack(Service):
         self.platform_auth: PlatformAuth | None = None
         self.tenant: EntraTenant | None = None
         self.keys: KeyRing | None = None
+        self.keyvault: KeyVaultEmulator | None = None
+        self.vault_proxy: VaultProxy | None = None
         self._rpc: RpcServer | None = None
         self._stack = contextlib.ExitStack()
         self._queue_options = QueueOptions()
@@ -194,6 +198,8 @@ class DevStack(Service):
             roles = {GRAPH_RESOURCE: graph_roles, env["GRAPH_BASE_URL"]: graph_roles}
             self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
             env.update(self.identity.env())
+        if "RECEIPT_SIGNING_KEY_ID" not in env:
+            self._start_keyvault(state, tls, env)
 
         if "AUTH_CLIENT_ID" not in env:
             # Entra ID for the callers: the app reads its tenant's OpenID metadata and keys at
@@ -260,6 +266,9 @@ class DevStack(Service):
             "blob": self.environ.get("EXPORT_STORAGE_BLOB_ENDPOINT"),
             "storageConnection": self.environ.get("AzureWebJobsStorage"),
             "caBundle": self.environ.get("REQUESTS_CA_BUNDLE"),
+            "keyVault": self.keyvault.vault_url if self.keyvault else None,
+            "receiptKey": self.environ.get("RECEIPT_SIGNING_KEY_ID"),
+            "httpsProxy": self.vault_proxy.url if self.vault_proxy else None,
             "queueMessageEncoding": self._queue_options.message_encoding,
             "state": str(self.state_dir),
             "taskHub": str(self.state_dir / "taskhub.sqlite"),
@@ -277,6 +286,24 @@ class DevStack(Service):
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _start_keyvault(self, state: Path, tls: TlsFiles, env: MutableMapping[str, str]) -> None:
+        """The local Key Vault with the receipt key, reached as Azure's is (devhost/keyvault.py).
+
+        The app's identity gets what infra grants it on the key (read and sign); the keys stay
+        in the state directory, so receipts signed before a restart still verify after it.
+        The proxy settings go to the whole host process, loopback excepted, as a corporate
+        proxy's would: the app's code is unchanged, only its settings point at this vault.
+        """
+        assert self.clock is not None
+        vault = KeyVaultEmulator(tls, state_file=state / KEYVAULT_STATE_FILE, clock=self.clock.now)
+        self.keyvault = self._enter(vault)
+        principal = (self.identity or ManagedIdentityEndpoint()).object_id
+        vault.grant(principal, APP_ACTIONS)
+        vault.ensure_key()
+        self.vault_proxy = self._enter(VaultProxy({VAULT_HOST: vault.port}))
+        env.update(self.vault_proxy.env(env))
+        env["RECEIPT_SIGNING_KEY_ID"] = vault.key_id()
+
     def _enter(self, component: Any) -> Any:
         return self._stack.enter_context(component)
 
@@ -290,6 +317,8 @@ class DevStack(Service):
         tls_dir = state / "tls"
         cert, key = tls_dir / "cert.pem", tls_dir / "key.pem"
         tls = TlsFiles(cert, key) if cert.exists() and key.exists() else make_tls_files(tls_dir)
+        if not covers_hosts(tls):
+            tls = make_tls_files(tls_dir)
         bundle = tls_dir / "ca-bundle.pem"
         parts = [cert.read_text(encoding="ascii")]
         previous = self.environ.get("REQUESTS_CA_BUNDLE")

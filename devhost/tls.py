@@ -19,9 +19,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["TlsFiles", "make_tls_files", "server_ssl_context"]
+__all__ = ["VAULT_HOST", "TlsFiles", "covers_hosts", "make_tls_files", "server_ssl_context"]
 
-_HOSTS = ("localhost",)
+#: The local Key Vault's name (devhost/keyvault.py says why it sits under vault.azure.net). The
+#: certificate names it so the SDK's TLS check holds; only the offline host trusts it.
+VAULT_HOST = "dsr-devhost.vault.azure.net"
+_HOSTS = ("localhost", VAULT_HOST)
 _IPS = ("127.0.0.1",)
 
 
@@ -60,6 +63,17 @@ def make_tls_files(directory: Path, *, valid_for: timedelta = timedelta(days=30)
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return TlsFiles(cert_path=cert_path, key_path=key_path)
+
+
+def covers_hosts(tls: TlsFiles) -> bool:
+    """Whether the certificate names every host the offline host serves (older state dirs
+    hold certificates made before the local Key Vault existed)."""
+    cert = x509.load_pem_x509_certificate(tls.cert_path.read_bytes())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return set(_HOSTS) <= set(names.get_values_for_type(x509.DNSName))
 
 
 def server_ssl_context(tls: TlsFiles) -> ssl.SSLContext:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
-    from dsr_export.adapters.package_builder import PackageBuilder, ReceiptSigner
+    from dsr_export.adapters.package_builder import PackageBuilder
+    from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
     from dsr_export.adapters.task_hub import Page
@@ -155,9 +156,12 @@ def evidence_log() -> EvidenceLog:
     return _evidence_log()
 
 
-def receipt_signer() -> ReceiptSigner:
-    """What signs the package's receipt (receipt19's Key Vault signer,
-    ``dsr_export.adapters.receipt_signer``)."""
+def receipt_signer() -> KeyVaultReceiptSigner:
+    """What signs package receipts and lists their public keys (the Key Vault key).
+
+    Typed as the Key Vault signer because the JWKS route needs ``public_keys`` as well; the
+    packaging activity needs only ``sign_receipt`` (package_builder's ``ReceiptSigner``).
+    """
     if "receipt_signer" in _overrides:
         return _overrides["receipt_signer"]  # type: ignore[no-any-return]
     return _receipt_signer()
@@ -275,24 +279,17 @@ def _evidence_log() -> EvidenceLog:
 
 
 @functools.cache
+def _receipt_signer() -> KeyVaultReceiptSigner:
+    from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
+
+    return KeyVaultReceiptSigner(settings.receipt_settings(), credential(), clock=now)
+
+
+@functools.cache
 def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
-
-
-@functools.cache
-def _receipt_signer() -> ReceiptSigner:
-    import importlib
-
-    try:
-        module = importlib.import_module("dsr_export.adapters.receipt_signer")
-    except ImportError:
-        raise settings.SettingsError(
-            "RECEIPT_SIGNING_KEY", "no receipt signer is installed in this build"
-        ) from None
-    signer: ReceiptSigner = module.receipt_signer()
-    return signer
 
 
 @functools.cache

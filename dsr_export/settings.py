@@ -56,6 +56,8 @@ SETTINGS: Final[dict[str, str]] = {
     "EXPORT_RETENTION_DAYS": "days after a DSR ended before its exported data is deleted",
     "HISTORY_RETENTION_DAYS": "days after a DSR ended before its durable history is purged",
     "CUSTOM_EXTENSION_MAX_DAYS": "days a {days: N} regulation's deadline may be extended by",
+    "RECEIPT_SIGNING_KEY_ID": "versionless id of the Key Vault EC P-256 key signing receipts",
+    "RECEIPT_KEY_PUBLISH_DAYS": "days a retired receipt key version stays in the JWKS",
     "PACKAGE_LANGUAGE": "language of the subject's package when the request names none (en, de)",
     "PACKAGE_PART_MAX_BYTES": "bytes above which the subject's package is split into parts",
     "ORGANISATION_PROFILE": "the organisation's profile for the package (JSON, or a file's path)",
@@ -444,6 +446,52 @@ class AuthSettings:
         return cls(entra=EntraSettings.from_env(env), function_key_roles=roles)
 
 
+_KEY_PATH = re.compile(r"^/keys/(?P<name>[0-9A-Za-z-]{1,127})/?$")
+
+
+@dataclass(frozen=True)
+class ReceiptSettings:
+    """The Key Vault key that signs package receipts, and how long its old versions are shown.
+
+    The key id is versionless (``https://{vault}.vault.azure.net/keys/{name}``): the current
+    version signs, so rotating the key (a new version) needs no redeployment, and every receipt
+    names the exact version in its ``kid``. ``publish_days`` keeps a retired version in the JWKS
+    that long after its successor took over: at least the evidence's retention (six years), so
+    a receipt can be checked as long as the evidence that mentions it exists.
+    """
+
+    vault_url: str
+    key_name: str
+    publish_days: int = 2192
+
+    @property
+    def key_id(self) -> str:
+        return f"{self.vault_url}/keys/{self.key_name}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ReceiptSettings:
+        key_id = _https_url(env, "RECEIPT_SIGNING_KEY_ID")
+        parts = urlsplit(key_id)
+        match = _KEY_PATH.match(parts.path)
+        if match is None or parts.query or parts.fragment:
+            raise SettingsError(
+                "RECEIPT_SIGNING_KEY_ID",
+                "must be a versionless key id, https://<vault>.vault.azure.net/keys/<name> (the "
+                "current version signs, so a rotation needs no redeployment)",
+            )
+        return cls(
+            vault_url=f"https://{parts.netloc}",
+            key_name=match["name"],
+            publish_days=_int(env, "RECEIPT_KEY_PUBLISH_DAYS", 2192, low=1, high=36500),
+        )
+
+
+@functools.cache
+def receipt_settings() -> ReceiptSettings:
+    """The process-wide receipt-signing settings, read on first use."""
+    return ReceiptSettings.from_env()
+
+
 @dataclass(frozen=True)
 class PackageSettings:
     """The subject's package: its default language, where it is split, and the organisation's
@@ -549,6 +597,7 @@ def deadline_settings() -> DeadlineSettings:
 def clear_cache() -> None:
     """Forget every setting read, so the next use reads the environment again (tests)."""
     for reader in (
+        receipt_settings,
         auth_settings,
         lifecycle_settings,
         package_settings,

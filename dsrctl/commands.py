@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from dsr_export.domain.status import Phase
-from dsrctl import csv_import, download, evidence, output, watch
+from dsrctl import csv_import, download, evidence, output, verify, watch
 from dsrctl.client import ApiClient, ApiError, CredentialError, NetworkError, TokenSource
 from dsrctl.output import is_interactive
 
@@ -122,6 +122,9 @@ def _handled(function: Callable[..., int | None]) -> Callable[..., None]:
         except csv_import.CsvFileError as exc:
             out.error(str(exc))
             code = output.EXIT_FAILED
+        except verify.VerifyFailed as exc:
+            out.error(str(exc))
+            code = output.EXIT_FAILED
         except KeyboardInterrupt:
             out.error("interrupted")
             code = 130
@@ -171,7 +174,8 @@ def cli(
     json_mode: bool,
 ) -> None:
     """Operate dsr-export: submit, import, list, watch, cancel, retry, extend, download, erase
-    DSRs and verify their evidence, through the app's HTTP API.
+    DSRs and verify their evidence, through the app's HTTP API; verify a subject's package
+    (offline, with the organisation's public keys).
 
     Exit status: 0 done, 1 refused or failed (the reason is printed), 2 wrong usage, 3 the
     service could not be reached, 4 watch gave up waiting.
@@ -673,6 +677,31 @@ def erase(settings: Settings, out: output.Output, request_id: str, reason: str, 
     )
     out.pairs([(name, output.compact(value)) for name, value in receipt.items()])
     return output.EXIT_OK
+
+
+@cli.command("verify")
+@click.argument("package", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--jwks",
+    metavar="URL|FILE",
+    help="The organisation's public keys (a JWK Set): a file kept offline, or a URL such as "
+    "https://<app>/api/.well-known/jwks.json. Default: the service --url names.",
+)
+@_json_option
+@_handled
+def verify_(settings: Settings, out: output.Output, package: Path, jwks: str | None) -> int:
+    """Check a subject's package: every file against manifest.json, the manifest against
+    receipt.jws, and the receipt's signature against the public keys. Exit 0 when all hold,
+    1 naming each difference. Needs no account; works offline with --jwks FILE."""
+    outcome = verify.verify(
+        package, jwks=jwks, service_url=settings.url, verify_tls=settings.ca_bundle or True
+    )
+    if out.json_mode:
+        out.json(outcome.document())
+    else:
+        for text in outcome.lines():
+            out.line(text)
+    return output.EXIT_OK if outcome.check.ok else output.EXIT_FAILED
 
 
 def main() -> None:

@@ -10,6 +10,8 @@
 //                    first, EXPORT_RETENTION_DAYS after a DSR ended); SAS-mode dependent access
 //   evidence-role    the custom role that can read and append evidence, nothing else (first:
 //                    it must replicate before evidence-storage assigns it)
+//   receipt-signer-role  the custom role that can read the receipt key and sign, nothing else
+//                    (first, for the same reason: keyvault assigns it)
 //   evidence-storage the DSR evidence logs: append-only, version-level immutability (WORM) for
 //                    evidenceRetentionDays, no shared key; the app's custom role can append only
 //   function-app     Flex Consumption app + every app setting the code reads, App Service
@@ -322,6 +324,7 @@ module keyVault 'modules/keyvault.bicep' = {
     purgeProtection: keyVaultPurgeProtection
     networkIsolation: networkIsolation
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+    receiptSignerRoleId: receiptSignerRole.outputs.id
   }
 }
 
@@ -351,6 +354,14 @@ module evidenceRole 'modules/evidence-role.bicep' = {
   scope: rg
   params: {
     storageAccountName: 'stevd${resourceToken}'
+  }
+}
+
+module receiptSignerRole 'modules/receipt-signer-role.bicep' = {
+  name: 'receipt-signer-role'
+  scope: rg
+  params: {
+    vaultName: 'kv-dsr-${resourceToken}'
   }
 }
 
@@ -445,6 +456,8 @@ module functionApp 'modules/function-app.bicep' = {
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri
     callbackSecretUri: keyVault.outputs.callbackSecretUri
+    receiptKeyUri: keyVault.outputs.receiptKeyUri
+    receiptKeyPublishDays: evidenceRetentionDays
     sasLifetimeDays: sasLifetimeDays
     exportTimeoutDays: exportTimeoutDays
     callbackAllowedHosts: callbackAllowedHosts

@@ -2,9 +2,10 @@
 
 Without ``deep`` it checks every setting (no I/O). With ``?deep=true`` it also asks the managed
 identity for a Graph token and checks the app roles in it (admin consent), makes one
-harmless call to the export account, and (with an Entra registration configured) fetches the
-tenant's signing keys the app judges callers' tokens with. A failure answers 503 with a
-problem document naming each setting or permission to fix; nothing secret is ever echoed.
+harmless call to the export account, (with an Entra registration configured) fetches the
+tenant's signing keys the app judges callers' tokens with, and reads the receipt key's public
+versions (the identity's role on the key). A failure answers 503 with a problem document naming
+each setting or permission to fix; nothing secret is ever echoed.
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
         faults.append(FieldError("/exportStorage", str(error.get("hint") or error["message"])))
     if AuthSettings.from_env(env).entra is not None:
         faults += _entra_keys(checks)
+    if env.get("RECEIPT_SIGNING_KEY_ID", "").strip():
+        faults += _receipt_key(checks)
     return faults
 
 
@@ -103,3 +106,17 @@ def _entra_keys(checks: dict[str, Any]) -> list[FieldError]:
             "AUTH_TENANT_ID and the app's outbound access to the login host",
         )
     ]
+
+
+def _receipt_key(checks: dict[str, Any]) -> list[FieldError]:
+    """Can the identity read the receipt key (its role on it)? Signing is not tried: the
+    health check signs nothing."""
+    from dsr_export.adapters.receipt_signer import ReceiptSigningError
+
+    try:
+        composition.receipt_signer().public_keys()
+    except ReceiptSigningError as exc:
+        checks["receiptKey"] = "failed"
+        return [FieldError("/receiptKey", f"{exc.message}: {exc.fix}")]
+    checks["receiptKey"] = "ok"
+    return []

@@ -27,12 +27,20 @@ from dsr_export.settings import (
     GraphSettings,
     LifecycleSettings,
     PackageSettings,
+    ReceiptSettings,
     SettingsError,
     export_policy_from_env,
 )
 
 #: Application permissions the app needs in Graph (what admin consent puts in ``roles``).
 GRAPH_ROLES: Final = ("User.Export.All", "User.Read.All")
+
+
+def _receipt_settings_if_set(env: Mapping[str, str]) -> object:
+    """The receipt key's settings, checked when given (unset is a warning: nothing to seal)."""
+    return ReceiptSettings.from_env(env) if env.get("RECEIPT_SIGNING_KEY_ID", "").strip() else None
+
+
 _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     AuthSettings.from_env,
     GraphSettings.from_env,
@@ -41,6 +49,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     CallbackSettings.from_env,
     DeadlineSettings.from_env,
     LifecycleSettings.from_env,
+    _receipt_settings_if_set,
     PackageSettings.from_env,
 )
 
@@ -92,6 +101,12 @@ def warnings(env: Mapping[str, str]) -> list[str]:
             "EVIDENCE_STORAGE_BLOB_ENDPOINT is not set: the evidence logs are in the export "
             "account, where its lifecycle rule can delete them. Point it at the evidence "
             "account (infra/ sets it)."
+        )
+    if not env.get("RECEIPT_SIGNING_KEY_ID", "").strip():
+        found.append(
+            "RECEIPT_SIGNING_KEY_ID is not set: no package can be sealed with a signed receipt, "
+            "and /api/.well-known/jwks.json answers 503. Point it at the receipt key "
+            "(infra/ sets it)."
         )
     return found
 

@@ -74,6 +74,12 @@ param exportAccountKeySecretUri string
 @description('Versionless Key Vault URI of the callback signing secret.')
 param callbackSecretUri string
 
+@description('Versionless id of the Key Vault key that signs package receipts.')
+param receiptKeyUri string
+
+@description('Days a retired receipt key version stays in the JWKS: the evidence retention.')
+param receiptKeyPublishDays int
+
 @description('Lifetime in days of the SAS given to Graph.')
 param sasLifetimeDays int
 
@@ -287,6 +293,10 @@ var appSettings = {
   AUTH_TENANT_ID: tenant().tenantId
   AUTH_CLIENT_ID: authClientId
   AUTH_APP_ID_URI: authAudience
+  // Package receipts: the key (versionless, so a rotation needs no redeployment) and how long
+  // old key versions stay published (the receipts' issuer is WEBSITE_HOSTNAME's, set by Azure).
+  RECEIPT_SIGNING_KEY_ID: receiptKeyUri
+  RECEIPT_KEY_PUBLISH_DAYS: string(receiptKeyPublishDays)
   // CALLBACK_ALLOW_LOOPBACK_UNSAFE is never set here: it is for the offline host's tests only.
 }
 

@@ -1,5 +1,6 @@
 // Key Vault for the two secrets the app cannot do without: the callback signing secret and,
-// in stored-policy mode, the export account key (written by export-storage.bicep).
+// in stored-policy mode, the export account key (written by export-storage.bicep); and for the
+// EC P-256 key that signs the receipts of the subjects' packages (docs/delivery.md).
 // RBAC authorization (no access policies), so every grant is an auditable role assignment.
 
 @description('Key Vault name (3-24 characters).')
@@ -22,6 +23,17 @@ param callbackSigningSecret string
 
 @description('Secret name for the callback signing secret.')
 param callbackSecretName string = 'callback-signing-secret'
+
+@description('Name of the EC P-256 key that signs package receipts (ES256).')
+param receiptKeyName string = 'receipt-signing'
+
+@description('Resource id of the DSR receipt signer role (receipt-signer-role.bicep): read and sign on keys, nothing else.')
+param receiptSignerRoleId string
+
+@description('Months before Key Vault rotates the receipt key by itself (a new version; the old one stays published in the JWKS for as long as the evidence is kept, and keeps verifying the receipts it signed).')
+@minValue(1)
+@maxValue(24)
+param receiptKeyRotationMonths int = 12
 
 @description('Purge protection: a deleted vault or secret cannot be purged before the soft-delete period ends, by anyone. On by default; it also means a deleted vault keeps its name for that period and azd down --purge cannot purge it. Irreversible once on.')
 param purgeProtection bool = true
@@ -92,6 +104,65 @@ resource callbackSecretUser 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
+// The receipt key: EC P-256 (ES256), usable only to sign and verify, never exportable. Created
+// once; a later deployment does not add a version (ARM creates a key only if it is absent), so
+// rotation is Key Vault's own policy below or an operator's `az keyvault key rotate`. Every
+// version expires two rotation periods after its creation, so a version stops signing on its
+// own even if rotation were switched off; an expired version still publishes its public key,
+// so the receipts it signed keep verifying.
+resource receiptKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
+  parent: vault
+  name: receiptKeyName
+  properties: {
+    kty: 'EC'
+    curveName: 'P-256'
+    keyOps: [
+      'sign'
+      'verify'
+    ]
+    attributes: {
+      enabled: true
+      exportable: false
+    }
+    rotationPolicy: {
+      attributes: {
+        expiryTime: 'P${receiptKeyRotationMonths * 2}M'
+      }
+      lifetimeActions: [
+        {
+          trigger: {
+            timeAfterCreate: 'P${receiptKeyRotationMonths}M'
+          }
+          action: {
+            type: 'rotate'
+          }
+        }
+        {
+          trigger: {
+            timeBeforeExpiry: 'P30D'
+          }
+          action: {
+            type: 'notify'
+          }
+        }
+      ]
+    }
+  }
+}
+
+// Why: the app signs each package's receipt with the key (CryptographyClient.sign) and serves
+// the public keys of its versions at /api/.well-known/jwks.json. The role: read and sign only
+// (receipt-signer-role.bicep, created first in the deployment). Scope: this one key.
+resource receiptKeySigner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(receiptKey.id, appPrincipalId, receiptSignerRoleId)
+  scope: receiptKey
+  properties: {
+    roleDefinitionId: receiptSignerRoleId
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // Key Vault's audit log (AuditEvent): who read, wrote or deleted which secret, when and from
 // where, including refused attempts. It is the only record of who read the export account
 // key or the callback signing secret.
@@ -114,3 +185,5 @@ output id string = vault.id
 output vaultUri string = vault.properties.vaultUri
 // Versionless URI: rotating the secret (new version) needs no redeployment.
 output callbackSecretUri string = callbackSecret.properties.secretUri
+// Versionless key id (https://<vault>.vault.azure.net/keys/<name>): the current version signs.
+output receiptKeyUri string = receiptKey.properties.keyUri

@@ -46,11 +46,6 @@ def _settled(host: HostProcess, request_id: str, timeout: float = 90.0) -> reque
     raise AssertionError(f"the package of {request_id} was still building after {timeout}s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no receipt signer in this build until receipt19 lands "
-    "(dsr_export.adapters.receipt_signer); then this passes and the marker goes",
-)
 def test_a_completed_dsr_is_packaged_and_recorded(
     host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
 ):

@@ -100,6 +100,8 @@ def test_the_health_check_passes_on_a_working_deployment(app: HostProcess):
         "graphRoles": "ok",
         "exportStorage": "ok",
         "entraKeys": "ok",
+        # The offline host's own Key Vault, through the identity's read role on the key.
+        "receiptKey": "ok",
     }
 
 

@@ -368,10 +368,51 @@ def test_callback_secret_comes_from_a_secure_parameter() -> None:
     assert secret["properties"]["value"] == "callbackSigningSecret"
 
 
-def test_key_vault_grants_are_per_secret() -> None:
-    assert role_assignments("modules/keyvault.bicep", "stored-policy") == [
-        ("Key Vault Secrets User", "Microsoft.KeyVault/vaults/secrets", "appPrincipalId")
+def test_key_vault_grants_are_per_secret_and_per_key() -> None:
+    doc = template("modules/keyvault.bicep")
+    secret, key = sorted(
+        resources(doc, ROLE_ASSIGNMENT).values(), key=lambda r: str(body(r)["scope"])
+    )
+    assert resources(doc)[body(secret)["scope"]]["type"] == "Microsoft.KeyVault/vaults/secrets"
+    assert resources(doc)[body(key)["scope"]]["type"] == "Microsoft.KeyVault/vaults/keys"
+    assert body(key)["properties"]["roleDefinitionId"] == "receiptSignerRoleId"
+    assert body(key)["properties"]["principalId"] == "appPrincipalId"
+    assert not resources(doc, ROLE_DEFINITION), "the role is defined in receipt-signer-role"
+    main = template("main.bicep")
+    params = module_params(main, "keyVault")
+    assert accessor_path(params["receiptSignerRoleId"]) == ["receiptSignerRole", "outputs", "id"]
+    assert module_params(main, "receiptSignerRole")["vaultName"] == params["name"]
+
+
+def test_the_receipt_key_is_ec_p256_for_signing_only_and_rotates() -> None:
+    doc = template("modules/keyvault.bicep")
+    key = body(only(resources(doc, "Microsoft.KeyVault/vaults/keys")))["properties"]
+    assert (key["kty"], key["curveName"]) == ("EC", "P-256")
+    assert key["keyOps"] == ["sign", "verify"]
+    assert key["attributes"]["exportable"] is False
+    actions = [a["action"]["type"] for a in key["rotationPolicy"]["lifetimeActions"]]
+    assert actions == ["rotate", "notify"]
+
+
+def test_the_receipt_signer_role_reads_and_signs_only() -> None:
+    """The issue's grant: sign and get on keys, nothing more (no decrypt, update, delete)."""
+    doc = template("modules/receipt-signer-role.bicep")
+    role = body(only(resources(doc, ROLE_DEFINITION)))["properties"]
+    [permissions] = role["permissions"]
+    assert permissions["actions"] == []
+    assert sorted(permissions["dataActions"]) == [
+        "Microsoft.KeyVault/vaults/keys/read",
+        "Microsoft.KeyVault/vaults/keys/sign/action",
     ]
+    (scope,) = role["assignableScopes"]
+    assert scope["operator"]["operands"]["operand_1"]["function"]["type"] == "resource_group"
+
+
+def test_the_app_gets_the_receipt_key_as_a_setting() -> None:
+    main = template("main.bicep")
+    params = module_params(main, "functionApp")
+    assert accessor_path(params["receiptKeyUri"])[:3] == ["keyVault", "outputs", "receiptKeyUri"]
+    assert params["receiptKeyPublishDays"] == "evidenceRetentionDays"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,9 +529,10 @@ def test_role_variables_name_their_role() -> None:
 
 
 #: Modules that define a custom role, and those that assign one (its id a parameter):
-#: test_evidence_storage.py checks them.
-CUSTOM_ROLE_MODULES = {"modules/evidence-role.bicep"}
-CUSTOM_ROLE_ASSIGNERS = {"modules/evidence-storage.bicep"}
+#: test_evidence_storage.py checks the evidence appender, the Key Vault section above the
+#: receipt signer.
+CUSTOM_ROLE_MODULES = {"modules/evidence-role.bicep", "modules/receipt-signer-role.bicep"}
+CUSTOM_ROLE_ASSIGNERS = {"modules/evidence-storage.bicep", "modules/keyvault.bicep"}
 
 
 def test_no_broad_roles_anywhere() -> None:

@@ -69,6 +69,14 @@ def test_the_custom_role_is_assigned_after_the_workspace_and_the_account_exist()
     assert "evidenceStorage" in all_dependencies("functionApp")
 
 
+def test_the_receipt_signer_role_is_created_first_and_assigned_after_the_workspace() -> None:
+    """The same for the receipt key: keyvault (which assigns the role on the key) waits for
+    monitoring; the app waits for keyvault (it reads the key's id)."""
+    assert direct_dependencies("receiptSignerRole") == set()
+    assert {"receiptSignerRole", "monitoring", "identity"} <= direct_dependencies("keyVault")
+    assert "keyVault" in all_dependencies("functionApp")
+
+
 def test_the_graph_grants_come_last() -> None:
     """The grants wait for everything the function app waits for: minutes after the identity
     exists. Nothing waits for them (the app needs them only once `azd deploy` has run)."""

@@ -31,13 +31,17 @@ def test_the_orchestrator_and_every_step_of_the_contract_are_registered(app_func
     assert set(_by_trigger(app_functions, "activityTrigger")) == set(steps.STEPS)
 
 
-def test_the_http_face_needs_the_function_key(app_functions):
+def test_the_http_face_needs_the_function_key_except_the_public_keys(app_functions):
     http = _by_trigger(app_functions, "httpTrigger")
     routes = {
         (trigger["route"], method) for trigger in http.values() for method in trigger["methods"]
     }
     assert {("exports", "POST"), ("exports/{requestId}", "GET")} <= routes
-    assert {t["authLevel"] for t in http.values()} == {"FUNCTION"}
+    anonymous = {name for name, t in http.items() if t["authLevel"] != "FUNCTION"}
+    # The JWKS is public by design: anyone holding a package checks its receipt with it.
+    assert anonymous == {"get_jwks"}
+    assert http["get_jwks"]["authLevel"] == "ANONYMOUS"
+    assert http["get_jwks"]["methods"] == ["GET"]
 
 
 def test_the_queue_intake_listens_on_dsr_requests_in_host_storage(app_functions):

@@ -123,6 +123,18 @@ def test_evidence_in_the_export_account_is_a_warning_and_apart_it_is_not():
     assert health.configuration(env)["evidenceApart"] is False
 
 
+def test_an_unset_receipt_key_is_a_warning_and_a_wrong_one_an_error(health, monkeypatch):
+    monkeypatch.delenv("RECEIPT_SIGNING_KEY_ID", raising=False)
+    status, body = health(GOOD)
+    assert status == 200
+    assert any("RECEIPT_SIGNING_KEY_ID" in warning for warning in body["warnings"])
+    status, body = health(
+        {**GOOD, "RECEIPT_SIGNING_KEY_ID": "https://kv.vault.azure.net/keys/k/0123456789abcdef"}
+    )
+    assert status == 503
+    assert {e["pointer"] for e in body["errors"]} == {"/settings/RECEIPT_SIGNING_KEY_ID"}
+
+
 def test_the_deep_check_says_whether_the_tenants_signing_keys_can_be_had(entra_tokens, swap):
     from dsr_export.adapters.entra import SigningKeys, TokenValidator
     from dsr_export.domain.callers import KeysUnavailable

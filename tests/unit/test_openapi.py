@@ -98,6 +98,7 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
     ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
+    "getJwks": ("get_jwks", False, lambda: request("GET", ".well-known/jwks.json")),
 }
 
 
@@ -145,7 +146,20 @@ def test_every_route_is_documented_and_every_documented_path_exists(app_function
 
 def test_every_operation_documents_the_hosts_401():
     for path, method, operation in _operations():
+        if operation.get("security") == []:  # anonymous: the host refuses no one
+            assert "401" not in operation["responses"], f"{method} {path}"
+            continue
         assert "401" in operation["responses"], f"{method} {path}"
+
+
+def test_the_anonymous_operations_are_exactly_the_anonymous_routes(app_functions):
+    documented = {path for path, _, op in _operations() if op.get("security") == []}
+    anonymous = {
+        "/" + trigger.route
+        for trigger in (function.get_trigger() for function in app_functions)
+        if trigger.type == "httpTrigger" and str(trigger.auth_level.value).lower() == "anonymous"
+    }
+    assert documented == anonymous == {"/.well-known/jwks.json"}
 
 
 def test_every_role_guarded_operation_names_its_role_and_documents_403():
