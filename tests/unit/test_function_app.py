@@ -67,3 +67,22 @@ def test_client_functions_are_async(user_function, name):
     import inspect
 
     assert inspect.iscoroutinefunction(user_function(name).client_function)
+
+
+def test_every_function_reads_as_the_worker_reads_it(app_functions):
+    """The Python worker resolves each function's type hints (``typing.get_type_hints``) and
+    binds its parameters by name: a route wrapped by ``intake.verdicts.answers`` still takes
+    ``req`` and ``client`` and answers an ``HttpResponse``."""
+    import inspect
+    import typing
+
+    import azure.functions as func
+
+    checked = 0
+    for function in app_functions:
+        user = function.get_user_function()
+        hints = typing.get_type_hints(user)
+        if "req" in inspect.signature(user).parameters:
+            assert hints["return"] is func.HttpResponse, function.get_function_name()
+            checked += 1
+    assert checked >= 10
