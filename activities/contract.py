@@ -4,7 +4,7 @@ Each activity body takes its typed input and returns its typed result; this wrap
 wire form into the one and writes the other out, so no activity spells a key or a name. For
 Graph-facing steps it also turns an operator-only problem (a setting, storage refusing the app)
 into a ``failed`` result naming the fix, instead of an exception the orchestrator would retry
-five times.
+five times. Storage that does not answer (an outage) is left to those retries, and logged.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from dsr_export.adapters.failures import setup_error
+from dsr_export.adapters.failures import in_step, setup_error, storage_unanswered
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.steps import GraphStepResult, Step, Wire
 
@@ -31,7 +31,12 @@ def activity(bp: df.Blueprint, step: Step[In, Out]) -> Callable[[Callable[[In], 
 
     def register(body: Callable[[In], Out]) -> Any:
         def run(payload: Payload) -> Payload:
-            return body(step.input_type.from_dict(payload)).to_dict()
+            try:
+                with in_step(payload.get("requestId"), step.name):
+                    return body(step.input_type.from_dict(payload)).to_dict()
+            except Exception as exc:
+                _note_outage(step, payload, exc)
+                raise
 
         return _register(bp, step, body, run)
 
@@ -47,10 +52,12 @@ def graph_activity(
         def run(payload: Payload) -> Payload:
             step_input = step.input_type.from_dict(payload)
             try:
-                return body(step_input).to_dict()
+                with in_step(payload.get("requestId"), step.name):
+                    return body(step_input).to_dict()
             except Exception as exc:
                 error = setup_error(exc)
                 if error is None:
+                    _note_outage(step, payload, exc)
                     raise
                 log_event(
                     "setup_error",
@@ -65,6 +72,21 @@ def graph_activity(
         return _register(bp, step, body, run)
 
     return register
+
+
+def _note_outage(step: Step[Any, Any], payload: Payload, exc: BaseException) -> None:
+    """Say in the log that storage did not answer this step, which the orchestrator's retry
+    options will try again (docs/operations.md: how long an outage is ridden out)."""
+    reason = storage_unanswered(exc)
+    if reason is not None:
+        log_event(
+            "storage_unavailable",
+            level=logging.WARNING,
+            request_id=payload.get("requestId"),
+            step=step.name,
+            reason=reason,
+            waiting_for="storage (activity retried)",
+        )
 
 
 def _register(

@@ -16,8 +16,13 @@ import azure.durable_functions as df
 from activities.contract import activity, graph_activity
 from dsr_export import composition
 from dsr_export.adapters.graph_errors import GraphError
-from dsr_export.domain import steps
-from dsr_export.domain.errors import Subject, classify, submit_outcome_unknown
+from dsr_export.domain import errors, pacing, steps
+from dsr_export.domain.errors import (
+    STORAGE_LOCATION_INVALID,
+    Subject,
+    classify,
+    submit_outcome_unknown,
+)
 from dsr_export.domain.evidence import (
     EVENT_ID,
     BrokenRecord,
@@ -50,6 +55,10 @@ def resolve_user(step: steps.ResolveUser) -> steps.UserResolved:
 def prepare_container(step: steps.PrepareContainer) -> steps.ContainerPrepared:
     """Create the DSR's own container; report whether a submit already reached Graph."""
     storage, name = composition.export_storage(), container_name(step.request_id, step.attempt)
+    if step.attempt > 1:
+        # The container before this one is abandoned (Graph refused it, or never posted its
+        # export, or its attempt ended): no SAS for it may stay usable.
+        storage.revoke(container_name(step.request_id, step.attempt - 1))
     exists = storage.prepare(name, composition.real_now())
     log_event(
         "container_prepared",
@@ -90,6 +99,10 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
     except GraphError as exc:
         if exc.code == "StorageLocationAlreadyUsed":
             return steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
+        if exc.code == STORAGE_LOCATION_INVALID:
+            unanswered = storage.unanswered(name)
+            if unanswered is not None:
+                return _storage_outage(step, exc, unanswered)
         return _graph_failure(steps.SUBMIT_EXPORT, step.request_id, exc, subject="submit")
     finally:
         del sas_url
@@ -117,6 +130,30 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
         submitted_at=now.isoformat(),
         sas_expires_at=expires_at.isoformat(),
     )
+
+
+def _storage_outage(
+    step: steps.SubmitExport, exc: GraphError, reason: str
+) -> steps.ExportSubmitted:
+    """Graph's catch-all ``StorageLocationInvalid`` while the app cannot reach the container
+    either: the export storage is down, and the SAS is not at fault.
+
+    Graph posted no export (its checks come before the command), but it may have left a
+    partial ``RequestInfo.json`` behind: the orchestrator waits, then submits again into a
+    fresh container.
+    """
+    log_event(
+        "storage_unavailable",
+        level=logging.WARNING,
+        request_id=step.request_id,
+        step=steps.SUBMIT_EXPORT.name,
+        reason=reason,
+        waiting_for="export storage",
+        graph_code=exc.code,
+        graph_request_id=exc.graph_request_id,
+    )
+    error = errors.storage_unreachable(classify(exc, subject="submit").error, reason)
+    return steps.ExportSubmitted.resubmit(pacing.STORAGE_BASE_SECONDS, error)
 
 
 @graph_activity(bp, steps.RECOVER_SUBMIT)

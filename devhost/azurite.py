@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -26,7 +27,7 @@ from devhost._service import Service
 from devhost._state import PortInUseError, write_atomically
 from devhost.tls import TlsFiles
 
-__all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError"]
+__all__ = ["ACCOUNT_KEY", "ACCOUNT_NAME", "Azurite", "AzuriteError", "outage_ports"]
 
 ACCOUNT_NAME = "devstoreaccount1"
 # The published, well-known development key (it is in Microsoft's docs; not a secret).
@@ -89,6 +90,8 @@ class Azurite(Service):
         self._pump: threading.Thread | None = None
         self._ports: dict[str, int] = {}
         self._ports_lock = threading.Lock()
+        #: Set while interrupted (an outage): the ports to come back on.
+        self._interrupted: dict[str, int] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -101,9 +104,52 @@ class Azurite(Service):
         self._location.mkdir(parents=True, exist_ok=True)
         if self._given_location is not None:
             _end_leftover(self._location)
+        return self._launch(self._wanted_ports)
+
+    def interrupt(self) -> None:
+        """Stop answering, as a storage outage: Azurite ends (gracefully: what it acknowledged
+        is saved) and its data and ports are kept for :meth:`resume`. Clients get "connection
+        refused" meanwhile."""
+        process = self._running()
+        with self._ports_lock:
+            self._interrupted = dict(self._ports)
+        self._process = None
+        atexit.unregister(self.stop)
+        _kill_group(process)
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+            self._pump = None
+
+    def resume(self, timeout: float = 15.0) -> Self:
+        """End an outage: Azurite again, on the same location and ports, with its data.
+
+        A port the OS lent meanwhile to someone's outgoing connection is waited for (those are
+        short-lived); start it with :func:`outage_ports` to keep out of that range at all.
+        """
+        if self._interrupted is None or self._location is None:
+            raise RuntimeError("Azurite is not interrupted")
+        ports, self._interrupted = self._interrupted, None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._launch(ports, keep_on_failure=True)
+            except PortInUseError:
+                if time.monotonic() > deadline:
+                    self._interrupted = None
+                    self.stop()
+                    raise
+                time.sleep(0.2)
+
+    @property
+    def interrupted(self) -> bool:
+        """True during an outage made by :meth:`interrupt`."""
+        return self._interrupted is not None
+
+    def _launch(self, ports: Mapping[str, int], *, keep_on_failure: bool = False) -> Self:
+        assert self._location is not None
         log = (self._location / _LOG_NAME).open("ab")
         self._process = subprocess.Popen(
-            self._command(self._location),
+            self._command(self._location, ports),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -121,7 +167,19 @@ class Azurite(Service):
             owner = f"{self._process.pid} {os.getpid()}"  # Azurite's pid, and its owner's
             write_atomically(self._location / _PID_NAME, owner)
         try:
-            self._wait_ready()
+            self._wait_ready(ports)
+        except PortInUseError:
+            if not keep_on_failure:
+                self.stop()
+                raise
+            process, self._process = self._process, None  # try again on the same location
+            if process is not None:
+                atexit.unregister(self.stop)
+                _kill_group(process)
+            if self._pump is not None:
+                self._pump.join(timeout=5)
+                self._pump = None
+            raise
         except BaseException:
             self.stop()
             raise
@@ -130,6 +188,7 @@ class Azurite(Service):
     def stop(self) -> None:
         """End Azurite's whole process group and wait for it; idempotent."""
         process, self._process = self._process, None
+        self._interrupted = None
         if process is not None:
             atexit.unregister(self.stop)
             _kill_group(process)
@@ -190,11 +249,11 @@ class Azurite(Service):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _command(self, location: Path) -> list[str]:
+    def _command(self, location: Path, ports: Mapping[str, int]) -> list[str]:
         command = [str(self._executable), "--skipApiVersionCheck", "--disableTelemetry"]
         command += ["--location", str(location)]
         for service in _SERVICES:
-            port = str(self._wanted_ports.get(service, 0))
+            port = str(ports.get(service, 0))
             command += [f"--{service}Host", "127.0.0.1", f"--{service}Port", port]
         if self._tls is not None:
             command += ["--cert", str(self._tls.cert_path), "--key", str(self._tls.key_path)]
@@ -213,7 +272,7 @@ class Azurite(Service):
                     with self._ports_lock:
                         self._ports[match.group(1).lower()] = int(match.group(2))
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, wanted: Mapping[str, int]) -> None:
         deadline = time.monotonic() + self._start_timeout
         while time.monotonic() < deadline:
             process = self._running()
@@ -222,9 +281,9 @@ class Azurite(Service):
                     self._pump.join(timeout=2)  # let the last lines reach the log
                 tail = self._log_tail()
                 in_use = _IN_USE.search(tail)
-                if in_use and int(in_use.group(1)) in self._wanted_ports.values():
+                if in_use and int(in_use.group(1)) in wanted.values():
                     port = int(in_use.group(1))
-                    service = next(k for k, v in self._wanted_ports.items() if v == port)
+                    service = next(k for k, v in wanted.items() if v == port)
                     raise PortInUseError(port, f"Azurite {service} port {port} is in use")
                 raise AzuriteError(f"Azurite exited with {process.returncode}: {tail}")
             with self._ports_lock:
@@ -235,7 +294,8 @@ class Azurite(Service):
         raise AzuriteError(f"Azurite not ready after {self._start_timeout}s: {self._log_tail()}")
 
     def _endpoint(self, service: str) -> str:
-        self._running()
+        if self._interrupted is None:  # an outage keeps the account's address
+            self._running()
         with self._ports_lock:
             port = self._ports[service]
         return f"{self.scheme}://127.0.0.1:{port}/{ACCOUNT_NAME}"
@@ -250,6 +310,29 @@ class Azurite(Service):
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return "(no log)"
+
+
+def outage_ports() -> dict[str, int]:
+    """Free ports for blob, queue and table below the OS's ephemeral range, for an Azurite that
+    will be interrupted and resumed: the ephemeral ports it would get from the OS may be lent to
+    an outgoing connection while it is down, and then it cannot come back on its address."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = random.Random()  # noqa: S311 - spreading, not secrecy
+    chosen: dict[str, int] = {}
+    while len(chosen) < len(_SERVICES):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in chosen.values():
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen[_SERVICES[len(chosen)]] = port
+    return chosen
 
 
 def _node_env() -> dict[str, str]:

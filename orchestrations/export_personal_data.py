@@ -195,6 +195,11 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
                 return submitted
             if submitted.outcome is Outcome.ACCEPTED:
                 return (yield from _exporting(context, latest, submitted, recovered=False))
+            if submitted.outcome is Outcome.RESUBMIT:
+                waited = yield from _wait_for_storage(context, latest, submitted.error)
+                if waited is not None:
+                    return waited
+                continue
             if submitted.outcome is not Outcome.UNKNOWN:
                 return Ending(Phase.FAILED, submitted.error)
         # Graph's receipt is in the container but we hold no operation id: find the export.
@@ -207,12 +212,43 @@ def _submit(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:
         if recovered.outcome is Outcome.FAILED:
             return Ending(Phase.FAILED, recovered.error)
         # Graph's word: no such operation, the command was never posted. Once more, elsewhere.
-        if latest.job.submit_attempt - latest.job.submit_base >= SUBMIT_ATTEMPTS:
+        job = latest.job
+        if job.submit_attempt - job.submit_base - job.storage_resubmits >= SUBMIT_ATTEMPTS:
             return Ending(Phase.FAILED, errors.never_posted(SUBMIT_ATTEMPTS))
         _log(context, "submit_restarted", logging.WARNING, latest.job)
         latest.job = latest.job.replace(
             submit_attempt=latest.job.submit_attempt + 1, container=None
         )
+
+
+def _wait_for_storage(
+    context: df.DurableOrchestrationContext, latest: _Latest, error: errors.ErrorDoc | None
+) -> Flow:
+    """The export storage was down when Graph checked the SAS (and the app could not reach it
+    either): wait, doubling, then submit again into a fresh container (Graph may have left a
+    partial receipt in this one). Returns an Ending after the last allowed wait, or a cancel."""
+    job = latest.job
+    resubmit = job.storage_resubmits + 1
+    if resubmit > pacing.STORAGE_RESUBMITS:
+        return Ending(Phase.FAILED, errors.storage_unavailable(job.storage_resubmits, error))
+    wait = pacing.storage_wait(job.request_id, resubmit)
+    _log(
+        context,
+        "submit_waits_for_storage",
+        logging.WARNING,
+        job,
+        resubmit=resubmit,
+        wait_seconds=wait,
+    )
+    fire_at = _after(context, wait)
+    _status(context, job, Phase.SUBMITTING, nextCheckAt=fire_at.isoformat())
+    cancelled = yield from _wait_or_cancel(context, fire_at, latest)
+    if cancelled is not None:
+        return Ending(Phase.CANCELLED, cancelled)
+    latest.job = latest.job.replace(
+        submit_attempt=latest.job.submit_attempt + 1, container=None, storage_resubmits=resubmit
+    )
+    return None
 
 
 def _recover(context: df.DurableOrchestrationContext, latest: _Latest) -> Flow:

@@ -108,6 +108,10 @@ class GraphSimulator(Service):
         self._server: HttpsServer | None = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: A test's hook, called with the user's object id in the submit's own thread just
+        #: before Graph checks the SAS through the storage (to stop the storage at that very
+        #: moment, say). Never set outside the test process; not persisted.
+        self.before_storage_check: Callable[[str], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -257,6 +261,9 @@ class GraphSimulator(Service):
         # The id is spent even if the submit fails from here on (RequestInfo.json may already
         # name it): keep the generator's position before anything else can happen.
         self._persist()
+        hook = self.before_storage_check
+        if hook is not None:
+            hook(user_id)
         validate_storage_location(
             location,
             request_info(op_id, user_id, submitted),

@@ -35,6 +35,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
+from dsr_export.adapters.failures import logged_retry
 from dsr_export.domain import evidence
 from dsr_export.domain.evidence import EvidenceRecord, Kind, Verification
 from dsr_export.domain.logs import log_event
@@ -89,7 +90,11 @@ class EvidenceLog:
     def for_account(cls, blob_endpoint: str, credential: TokenCredential) -> EvidenceLog:
         """The logs in their own account, reached with the app's identity (that account allows
         no shared key: the identity's role can append and read, never delete)."""
-        return cls(BlobServiceClient(blob_endpoint, credential=credential))
+        return cls(
+            BlobServiceClient(
+                blob_endpoint, credential=credential, retry_policy=logged_retry("evidence")
+            )
+        )
 
     @property
     def container_name(self) -> str:

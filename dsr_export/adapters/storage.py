@@ -27,6 +27,7 @@ from azure.storage.blob import (
 )
 
 from dsr_export.adapters import sas
+from dsr_export.adapters.failures import logged_retry, storage_unanswered
 from dsr_export.domain.package_manifest import DELIVERY_SUFFIX as PACKAGE_SUFFIX
 from dsr_export.domain.request import CONTAINER_PREFIX, container_name, is_container_of
 from dsr_export.settings import ExportStorageSettings, SasMode
@@ -74,6 +75,10 @@ class DeletedData:
     manifest_sha256: str | None
 
 
+#: The outage probe asks once, briefly: it must say whether storage answers *now*, when Graph
+#: has just failed to reach it, not after the SDK's own minute of retries.
+PROBE_TIMEOUT_SECONDS: Final = 10
+
 #: Permissions of a delivery link: read the blobs and list the container; nothing else.
 DOWNLOAD_PERMISSIONS: Final = ContainerSasPermissions(read=True, list=True)
 #: A delivery link starts this far back (clock skew); short, the link lives an hour or so.
@@ -94,7 +99,10 @@ class ExportStorage:
             }
         else:
             blob_credential = credential
-        self._service = BlobServiceClient(settings.blob_endpoint, credential=blob_credential)
+        self._blob_credential = blob_credential
+        self._service = BlobServiceClient(
+            settings.blob_endpoint, credential=blob_credential, retry_policy=logged_retry("export")
+        )
 
     @property
     def service(self) -> BlobServiceClient:
@@ -107,6 +115,32 @@ class ExportStorage:
             name_starts_with=CONTAINER_PREFIX, results_per_page=1
         )
         next(iter(listing), None)
+
+    @functools.cached_property
+    def _probe_service(self) -> BlobServiceClient:
+        """The account as :meth:`unanswered` asks it: the app's own credential, no retries,
+        short timeouts."""
+        return BlobServiceClient(
+            self._settings.blob_endpoint,
+            credential=self._blob_credential,
+            retry_total=0,
+            connection_timeout=PROBE_TIMEOUT_SECONDS,
+            read_timeout=PROBE_TIMEOUT_SECONDS,
+        )
+
+    def unanswered(self, name: str) -> str | None:
+        """Ask the export account about container ``name`` once, now, with the app's own access;
+        why it did not answer (``connection``, ``timeout``, ``busy``) or None when it answered.
+
+        Tells "Graph could not reach the storage" from "Graph refuses this SAS" after Graph's
+        catch-all ``StorageLocationInvalid``: any answer (the container's properties, or a 403
+        or 404) means the account is up, so Graph's refusal stands.
+        """
+        try:
+            self._probe_service.get_container_client(name).get_container_properties()
+        except Exception as exc:  # noqa: BLE001 - judged below; an answer is not an outage
+            return storage_unanswered(exc)
+        return None
 
     @property
     def policy_settle_seconds(self) -> int:
@@ -202,7 +236,11 @@ class ExportStorage:
         signs the Graph SAS."""
         if self._settings.sas_mode is SasMode.USER_DELEGATION:
             return self._service
-        return BlobServiceClient(self._settings.blob_endpoint, credential=self._credential)
+        return BlobServiceClient(
+            self._settings.blob_endpoint,
+            credential=self._credential,
+            retry_policy=logged_retry("export"),
+        )
 
     def has_data(self, name: str) -> bool:
         """True when the container exists and holds its manifest (a completed export's data)."""

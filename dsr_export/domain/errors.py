@@ -158,6 +158,43 @@ def classify(exc: GraphFailure, *, subject: Subject) -> RetryDecision:
     return RetryDecision(retry=retry, retry_after_seconds=wait, error=error)
 
 
+#: Graph's catch-all for a storage location it could not use, including one it could not reach.
+STORAGE_LOCATION_INVALID: Final = "StorageLocationInvalid"
+
+
+def storage_unreachable(graph_error: ErrorDoc, reason: str) -> ErrorDoc:
+    """Graph's ``StorageLocationInvalid`` when the app could not reach the container either:
+    an outage of the export account, not a refused SAS. The DSR waits and submits again into a
+    fresh container; the error is shown meanwhile (and kept if the outage outlasts the waits)."""
+    return {
+        **graph_error,
+        "category": "storage",
+        "hint": (
+            f"Graph could not use the export container and the app could not reach it either "
+            f"({reason}): the export storage account is unavailable. The DSR waits and submits "
+            "again into a fresh container, a bounded number of times (docs/operations.md)."
+        ),
+    }
+
+
+def storage_unavailable(resubmits: int, last: ErrorDoc | None) -> ErrorDoc:
+    """The error for a DSR whose submits kept failing because the export account did not
+    answer, after ``resubmits`` waits and fresh containers."""
+    return {
+        "code": "ExportStorageUnavailable",
+        "category": "storage",
+        "message": (
+            f"the export storage account did not answer Graph nor the app at {resubmits + 1} "
+            f"submits over hours (last: {(last or {}).get('code', 'unknown')}); no export "
+            "was started"
+        ),
+        "hint": (
+            "Check the export account's health (Azure status, Resource health) and its network "
+            "rules, then run the DSR again: POST /api/exports/{requestId}/retry."
+        ),
+    }
+
+
 def submit_outcome_unknown(container: str) -> ErrorDoc:
     """The error for a container Graph has accepted before, when we hold no operation id.
 

@@ -60,6 +60,9 @@ class ExportJob:
     wait_seconds: int = 60
     #: Which submit this is (a fresh container each); a submit Graph never posted is retried.
     submit_attempt: int = 1
+    #: Submits of this attempt that the export storage's outage spoilt (each then waited and
+    #: went to a fresh container); bounded apart from the submits Graph never posted.
+    storage_resubmits: int = 0
     #: Throttled or failed tries of the current Graph step so far (the back-off's exponent).
     throttle_round: int = 0
     #: The operation was found from Graph's receipt after the submit's answer was lost.

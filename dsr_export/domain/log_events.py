@@ -100,9 +100,21 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("callback_refused", ("request_id", "event_type", "message_id", "status", "reason")),
     LogEvent("callback_attempt_failed", ("request_id", "event_type", "message_id", "reason")),
     LogEvent("evidence_recorded", ("request_id", "kind", "seq")),
+    # The storage SDK waits to try a call again (no answer, or 5xx): which account, for what.
+    LogEvent(
+        "storage_retry",
+        ("request_id", "step", "account", "reason", "attempt", "retry_in_seconds"),
+        request_scoped=False,
+    ),
+    # Storage (export or evidence account) did not answer an activity: what it waits for.
+    LogEvent(
+        "storage_unavailable",
+        ("request_id", "step", "reason", "waiting_for", "graph_code", "graph_request_id"),
+    ),
     LogEvent("evidence_unreadable", ("request_id", "reason")),
     # --- orchestrator (through _log: request_id, instance_id, deadline on every line)
     LogEvent("submit_restarted", ORCHESTRATOR_FIELDS),
+    LogEvent("submit_waits_for_storage", (*ORCHESTRATOR_FIELDS, "resubmit", "wait_seconds")),
     LogEvent("dsr_finished", (*ORCHESTRATOR_FIELDS, "phase", "code")),
     LogEvent("deadline_warning", ORCHESTRATOR_FIELDS),
     LogEvent("deadline_overdue", ORCHESTRATOR_FIELDS),

@@ -70,3 +70,29 @@ def spread(seconds: int, request_id: str, attempt: int, purpose: str = "retry") 
 def first_submit_delay(request_id: str, spread: int = FIRST_SUBMIT_SPREAD_SECONDS) -> int:
     """Seconds to hold a DSR's first submit back: up to ``spread``, fixed per DSR."""
     return int(spread * fraction(request_id, 0, "first-submit"))
+
+
+#: The first wait after a submit the export storage's outage spoilt, doubled each time.
+STORAGE_BASE_SECONDS: Final = 300
+#: The longest such wait.
+STORAGE_CAP_SECONDS: Final = 7200
+#: Submits spoilt by a storage outage that one attempt of a DSR waits out (a fresh container
+#: each): waits of 5, 10, 20, 40, 80 minutes and three of 2 hours, each stretched by up to
+#: half, so 8.6 to 12.9 hours of outage in all before the DSR fails as ExportStorageUnavailable.
+STORAGE_RESUBMITS: Final = 8
+
+
+def storage_wait(request_id: str, resubmit: int) -> int:
+    """Seconds before resubmit number ``resubmit`` (from 1) after a storage outage."""
+    return retry_wait(request_id, resubmit, base=STORAGE_BASE_SECONDS, cap=STORAGE_CAP_SECONDS)
+
+
+def storage_outage_ridden_out(request_id: str = "") -> int:
+    """Seconds of storage outage at submit the waits cover in all (the shortest, unstretched
+    sum when ``request_id`` is empty)."""
+    if not request_id:
+        return sum(
+            min(STORAGE_CAP_SECONDS, STORAGE_BASE_SECONDS * 2 ** (n - 1))
+            for n in range(1, STORAGE_RESUBMITS + 1)
+        )
+    return sum(storage_wait(request_id, n) for n in range(1, STORAGE_RESUBMITS + 1))

@@ -11,6 +11,9 @@ Graph steps answer with an :class:`Outcome`: ``ok`` (``accepted`` for the submit
 ``failed`` (a permanent error with its fix); the submit may also answer ``unknown`` (the
 container holds Graph's receipt from an earlier attempt whose answer was lost) and the recovery
 lookup ``absent`` (Graph knows no operation for that receipt: the command was never posted).
+The submit answers ``resubmit`` when Graph could not use the container and the app could not
+reach it either (an export storage outage, not a refused SAS): wait ``retryAfterSeconds``, then
+submit again into a fresh container.
 Anything an activity raises is unexpected and retried by the orchestrator's retry options.
 """
 
@@ -33,6 +36,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     ABSENT = "absent"
+    RESUBMIT = "resubmit"
 
 
 class Wire:
@@ -253,6 +257,11 @@ class GraphStepResult(Wire):
     def retry(cls, seconds: int, error: ErrorDoc) -> Self:
         """Graph throttled or was unavailable: try again after ``seconds``."""
         return cls(outcome=Outcome.RETRY, retry_after_seconds=seconds, error=error)
+
+    @classmethod
+    def resubmit(cls, seconds: int, error: ErrorDoc) -> Self:
+        """The storage did not answer Graph nor the app: after ``seconds``, a fresh container."""
+        return cls(outcome=Outcome.RESUBMIT, retry_after_seconds=seconds, error=error)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -139,10 +139,18 @@ def purged_personal_data_found(purged: set[str]) -> list[str]:
 class HostProcess:
     """``python -m devhost serve`` as a child process, with its own state directory."""
 
-    def __init__(self, state: Path, env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        state: Path,
+        env: dict[str, str],
+        args: tuple[str, ...] = (),
+        *,
+        speed: float = SPEED,
+    ) -> None:
         self.state = state
         self.env = env
         self.extra_args = list(args)
+        self.speed = speed
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoints: dict[str, Any] = {}
         self.log_path = state / "host.log"
@@ -169,7 +177,7 @@ class HostProcess:
     def command(self) -> list[str]:
         """``serve`` wired to the test process's Graph (the other services come from env)."""
         command = [sys.executable, "-m", "devhost", "serve", "--port", "0"]
-        command += ["--function-key", FUNCTION_KEY, "--speed", str(SPEED)]
+        command += ["--function-key", FUNCTION_KEY, "--speed", str(self.speed)]
         command += ["--graph", self.env["GRAPH_BASE_URL"], "--state", str(self.state)]
         return command + self.extra_args
 
