@@ -16,6 +16,7 @@ from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.evidence import EVENT_ID, Kind, verify
 from dsr_export.domain.logs import log_event
+from dsr_export.domain.package_manifest import Withheld
 from dsr_export.domain.steps import Outcome
 
 bp = df.Blueprint()
@@ -34,6 +35,21 @@ def _moment(text: str | None) -> datetime | None:
         return None
 
 
+def _withheld(step: steps.BuildPackage) -> tuple[tuple[Withheld, ...], frozenset[str]]:
+    """The files the approved review withholds, and their data members in the preview (the
+    review keeps the preview's listing: the hashes alone cannot say which blob to leave out
+    without reading every blob first)."""
+    if not step.withheld:
+        return (), frozenset()
+    review, _ = composition.package_reviews().read(step.request_id)
+    if review is None:
+        raise RuntimeError("the package's review is missing: it cannot be rebuilt without it")
+    asked = tuple(Withheld(str(w["sha256"]), str(w["reasonCode"])) for w in step.withheld)
+    if asked != review.withheld:
+        raise RuntimeError("the build's withheld files are not the approved review's")
+    return review.withheld, review.skipped_members()
+
+
 @graph_activity(bp, steps.BUILD_PACKAGE)
 def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
     """Stream the export into the package in its delivery container and seal it."""
@@ -43,7 +59,10 @@ def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
 
     now = composition.now()
     builder = composition.package_builder()
+    withheld, skip = _withheld(step)
     job = PackageJob(
+        withheld=withheld,
+        skip=skip,
         request_id=step.request_id,
         container=step.container,
         language=step.language,

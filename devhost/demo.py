@@ -145,7 +145,8 @@ def _after_the_export(stack: DevStack, session: requests.Session, out: TextIO) -
         out.write(f"  delivery link refused: {link.status_code} {link.text}\n")
         return 1
     out.write(
-        f"  delivery link: read + list on {link.json()['container']}, expires "
+        f"  delivery link: {' + '.join(link.json()['permissions'])} on "
+        f"{link.json()['container']}, expires "
         f"{link.json()['expiresAt']} (the URL is shown once to its caller, never logged)\n"
     )
     days = DEMO_RETENTION["EXPORT_RETENTION_DAYS"]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
     from dsr_export.adapters.package_builder import PackageBuilder
+    from dsr_export.adapters.package_review import ReviewStore
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
@@ -55,6 +56,7 @@ PARTS: Final = (
     "queue_trimmer",
     "evidence_log",
     "package_builder",
+    "package_reviews",
     "receipt_signer",
     "token_validator",
     "clock",
@@ -178,6 +180,13 @@ def package_builder() -> PackageBuilder:
     return _package_builder()
 
 
+def package_reviews() -> ReviewStore:
+    """Where packages' reviews are kept (their delivery containers)."""
+    if "package_reviews" in _overrides:
+        return _overrides["package_reviews"]  # type: ignore[no-any-return]
+    return _package_reviews()
+
+
 def token_validator() -> TokenValidator:
     """What judges callers' Entra tokens (its signing keys cached across requests)."""
     if "token_validator" in _overrides:
@@ -234,6 +243,7 @@ def reset() -> None:
         _evidence_log,
         _receipt_signer,
         _package_builder,
+        _package_reviews,
         _token_validator,
     ):
         cached.cache_clear()
@@ -304,6 +314,13 @@ def _package_builder() -> PackageBuilder:
         )
     options = PackageOptions(part_bytes=chosen.part_max_bytes, issuer=chosen.issuer)
     return PackageBuilder(export_storage().service, chosen.organisation, options)
+
+
+@functools.cache
+def _package_reviews() -> ReviewStore:
+    from dsr_export.adapters.package_review import ReviewStore
+
+    return ReviewStore(export_storage().service)
 
 
 @functools.cache

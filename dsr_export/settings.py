@@ -60,6 +60,7 @@ SETTINGS: Final[dict[str, str]] = {
     "RECEIPT_KEY_PUBLISH_DAYS": "days a retired receipt key version stays in the JWKS",
     "PACKAGE_LANGUAGE": "language of the subject's package when the request names none (en, de)",
     "PACKAGE_PART_MAX_BYTES": "bytes above which the subject's package is split into parts",
+    "PACKAGE_REVIEW": "off, or required: a package is reviewed and approved before it is delivered",
     "ORGANISATION_PROFILE": "the organisation's profile for the package (JSON, or a file's path)",
     "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
 }
@@ -506,6 +507,9 @@ class PackageSettings:
     part_max_bytes: int = 4 * 1024**3
     organisation: OrganisationProfile | None = None
     issuer: str = "dsr-export"
+    #: ``PACKAGE_REVIEW=required``: each package is built as a preview that a ``DSR.Manage``
+    #: caller reviews (may withhold files, GDPR Art. 15(4)) and approves before any link to it.
+    review_required: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> PackageSettings:
@@ -515,7 +519,11 @@ class PackageSettings:
                 "PACKAGE_LANGUAGE", f"must be one of {', '.join(PACKAGE_LANGUAGES)}"
             )
         host = env.get("WEBSITE_HOSTNAME", "").strip()
+        review = _get(env, "PACKAGE_REVIEW", "off").strip().lower()
+        if review not in ("off", "required"):
+            raise SettingsError("PACKAGE_REVIEW", "must be off or required")
         return cls(
+            review_required=review == "required",
             language=language,
             part_max_bytes=_int(
                 env, "PACKAGE_PART_MAX_BYTES", 4 * 1024**3, low=1024**2, high=64 * 1024**3

@@ -323,6 +323,24 @@ class ApiClient:
         path = self._dsr(request_id, "download")
         return self._call("POST", path, expect=(200, 201)).body
 
+    def review(self, request_id: str) -> dict[str, Any]:
+        """``GET /api/exports/{id}/package/review``: the package's files and the decisions."""
+        return self._call("GET", self._dsr(request_id, "package/review")).body
+
+    def decide_review(
+        self,
+        request_id: str,
+        *,
+        withhold: list[dict[str, str]] | None,
+        approve: bool,
+    ) -> dict[str, Any]:
+        """``POST /api/exports/{id}/package/review``: withhold files (the list replaces the one
+        before; None: unchanged) and approve."""
+        body: dict[str, Any] = {"approve": approve}
+        if withhold is not None:
+            body["withhold"] = withhold
+        return self._call("POST", self._dsr(request_id, "package/review"), json_body=body).body
+
     def evidence(self, request_id: str) -> dict[str, Any]:
         """``GET /api/exports/{id}/evidence``: the records and the service's verification."""
         return self._call("GET", self._dsr(request_id, "evidence")).body

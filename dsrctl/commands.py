@@ -549,6 +549,8 @@ def download_(settings: Settings, out: output.Output, request_id: str, folder: P
     """Download a completed export and verify it against its manifest
     (POST /api/exports/{id}/download)."""
     grant = settings.client().download_grant(request_id)
+    if isinstance(grant.get("links"), list):
+        return _download_package(settings, out, grant, folder)
     url = grant.get("url")
     if not isinstance(url, str) or not url:
         raise ApiError(201, "Unexpected answer", "the download answer carries no url")
@@ -568,6 +570,96 @@ def download_(settings: Settings, out: output.Output, request_id: str, folder: P
                 out.line(f"FAILED {check.name}: {check.problem}")
         out.line(report.summary())
     return output.EXIT_OK if report.ok else output.EXIT_FAILED
+
+
+def _download_package(
+    settings: Settings, out: output.Output, grant: dict[str, Any], folder: Path
+) -> int:
+    """The subject's package: each part's file, checked against the SHA-256 the service
+    recorded (``dsrctl verify`` then checks the package itself)."""
+    links = [link for link in grant.pop("links") if isinstance(link, dict)]
+    grant.pop("url", None)  # the secrets go no further than the fetch
+    results = []
+    for link in links:
+        part = str(link.get("part") or "")
+        got = download.fetch_part(
+            str(link.get("url") or ""),
+            folder,
+            part,
+            link.get("sha256") if isinstance(link.get("sha256"), str) else None,
+            verify=settings.ca_bundle or True,
+        )
+        results.append(got)
+        if not out.json_mode:
+            state = "ok" if got.ok else f"FAILED: {got.problem}"
+            out.line(f"{output.printable(part)}: {got.size} bytes, {state}")
+    ok = all(item.ok for item in results)
+    if out.json_mode:
+        out.json({**grant, "parts": [item.to_dict() for item in results], "ok": ok})
+    elif ok:
+        out.line(f"package saved in {output.printable(folder)}; check it: dsrctl verify")
+    return output.EXIT_OK if ok else output.EXIT_FAILED
+
+
+@cli.command(name="review")
+@click.argument("request_id")
+@click.option(
+    "--withhold",
+    "withhold",
+    multiple=True,
+    metavar="SHA256=REASON",
+    help="Withhold the file of this SHA-256 with a reason code (OTHERS_RIGHTS, "
+    "LEGAL_PRIVILEGE, NOT_SUBJECT_DATA); repeatable; the list replaces the one before.",
+)
+@click.option("--keep-all", is_flag=True, help="Withhold nothing (clears the list).")
+@click.option("--approve", is_flag=True, help="Approve the package for release.")
+@_json_option
+@_handled
+def review_(
+    settings: Settings,
+    out: output.Output,
+    request_id: str,
+    withhold: tuple[str, ...],
+    keep_all: bool,
+    approve: bool,
+) -> int:
+    """List the package's files for review; withhold files; approve it
+    (GET/POST /api/exports/{id}/package/review, PACKAGE_REVIEW=required)."""
+    client = settings.client()
+    if withhold and keep_all:
+        raise click.UsageError("give --withhold or --keep-all, not both")
+    chosen: list[dict[str, str]] | None = [] if keep_all else None
+    for item in withhold:
+        sha, sep, code = item.partition("=")
+        if not sep or not sha or not code:
+            raise click.UsageError(f"--withhold {item!r}: expected SHA256=REASON")
+        chosen = (chosen or []) + [{"sha256": sha.strip().lower(), "reasonCode": code.strip()}]
+    if chosen is None and not approve:
+        doc = client.review(request_id)
+    else:
+        doc = client.decide_review(request_id, withhold=chosen, approve=approve)
+    if out.json_mode:
+        out.json(doc)
+        return output.EXIT_OK
+    held = {str(w.get("sha256")): str(w.get("reasonCode")) for w in doc.get("withheld") or []}
+    rows = [
+        [
+            output.printable(f.get("path")),
+            output.printable(f.get("size")),
+            output.printable(f.get("product") or "-"),
+            output.printable(f.get("sha256")),
+            output.printable(held.get(str(f.get("sha256")), "")),
+        ]
+        for f in doc.get("files") or []
+        if isinstance(f, dict)
+    ]
+    out.table(["PATH", "SIZE", "PRODUCT", "SHA256", "WITHHELD"], rows)
+    out.line(
+        f"{output.printable(doc.get('requestId'))}: review {output.printable(doc.get('state'))}, "
+        f"{output.printable(doc.get('withheldCount'))} file(s) withheld"
+        + (f", approved {output.moment(doc.get('approvedAt'))}" if doc.get("approved") else "")
+    )
+    return output.EXIT_OK
 
 
 def _download_with_display(

@@ -438,3 +438,53 @@ def _write(
     if md5 and got != md5:
         return BlobCheck(blob.name, count, f"MD5 {got}, expected {md5}")
     return BlobCheck(blob.name, count)
+
+
+@dataclass(frozen=True)
+class PartFetch:
+    """One package part saved: its size, SHA-256, and what is wrong (None: it matches)."""
+
+    name: str
+    size: int
+    sha256: str
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"part": self.name, "size": self.size, "sha256": self.sha256}
+        body["ok"] = self.ok
+        if self.problem:
+            body["problem"] = self.problem
+        return body
+
+
+def fetch_part(
+    url: str, folder: Path, name: str, expected: str | None, *, verify: bool | str = True
+) -> PartFetch:
+    """Stream one part (its read-only link) to ``folder/name``, hashing as it goes; a name
+    that is not a plain file name is refused (the service names parts, but a name is data)."""
+    import requests
+
+    if not name or Path(name).name != name or name.startswith("."):
+        return PartFetch(name, 0, "", "not a plain file name: not saved")
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    target = folder / name
+    try:
+        with requests.get(url, stream=True, timeout=60, verify=verify) as answer:
+            if answer.status_code != 200:
+                return PartFetch(name, 0, "", f"the link answered {answer.status_code}")
+            with target.open("wb") as handle:
+                for chunk in answer.iter_content(1024 * 1024):
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+    except requests.RequestException as exc:
+        return PartFetch(name, size, "", scrub(str(exc)))
+    found = digest.hexdigest()
+    if expected and found != expected.lower():
+        return PartFetch(name, size, found, f"its SHA-256 is {found}, the service said {expected}")
+    return PartFetch(name, size, found)

@@ -94,6 +94,10 @@ param packageLanguage string = 'en'
 @minValue(1048576)
 param packagePartMaxBytes int = 4294967296
 
+@description('off, or required: each subject\'s package is reviewed (files may be withheld with a reason code) and approved before a download link to it is handed out.')
+@allowed(['off', 'required'])
+param packageReview string = 'off'
+
 @description('The organisation\'s profile for the subject\'s package (JSON; docs/organisation.sample.json). Empty: packaging is refused, naming this setting.')
 param organisationProfile string = ''
 
@@ -452,6 +456,7 @@ module functionApp 'modules/function-app.bicep' = {
     customExtensionMaxDays: customExtensionMaxDays
     packageLanguage: packageLanguage
     packagePartMaxBytes: packagePartMaxBytes
+    packageReview: packageReview
     organisationProfile: organisationProfile
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri

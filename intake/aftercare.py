@@ -29,6 +29,7 @@ from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.domain.steps import EXTEND_EVENT, ORCHESTRATOR
 from dsr_export.settings import export_policy, lifecycle_settings
 from intake import lifecycle as life
+from intake import package_api
 from intake.service import document, find, find_dsr, is_live, stored_job
 from intake.verdicts import Done, Problem, Refused
 
@@ -85,10 +86,19 @@ async def found(hub: TaskHub, request_id: str, *, allow_purged: bool = False) ->
 
 
 async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
-    """A short-lived read + list link to a completed DSR's data; returned once, never stored."""
+    """The subject's package links when it has one (with ``PACKAGE_REVIEW=required``, nothing
+    before the package is approved); otherwise a short-lived read + list link to a completed
+    DSR's data. Returned once, never stored."""
     dsr = await found(hub, request_id)
-    container = _deliverable(dsr)
+    _delivered_yet(dsr)
+    # The subject's package, when there is one (or review requires it): intake/package_api.py.
+    packaged = await package_api.deliver_package(hub, dsr.instance, dsr.records(), caller)
+    if packaged is not None:
+        return packaged
+    container = dsr.doc.get("container")
     storage = composition.export_storage()
+    if not isinstance(container, str) or not storage.has_data(container):
+        raise Refused.conflict("the exported data no longer exists")
     minutes = lifecycle_settings().download_link_minutes
     url, expires = storage.download_link(
         container, composition.real_now(), timedelta(minutes=minutes)
@@ -117,8 +127,8 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
     return Done(body, 201, no_store=True)
 
 
-def _deliverable(dsr: Found) -> str:
-    """The container of a completed DSR whose data is still there."""
+def _delivered_yet(dsr: Found) -> None:
+    """Refused unless the DSR completed and its data was not deleted."""
     if dsr.phase != Phase.COMPLETED.value:
         raise Refused.conflict(f"the DSR is {dsr.phase}: only a completed DSR has data to deliver")
     deleted = lifecycle.last_deletion(dsr.records())
@@ -127,10 +137,6 @@ def _deliverable(dsr: Found) -> str:
             f"the data was deleted ({lifecycle.receipt(deleted)['reason']}, receipt "
             f"{deleted.data.get('receiptId')})"
         )
-    container = dsr.doc.get("container")
-    if not isinstance(container, str) or not composition.export_storage().has_data(container):
-        raise Refused.conflict("the exported data no longer exists")
-    return container
 
 
 def _record_delivery(

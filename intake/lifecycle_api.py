@@ -23,7 +23,7 @@ bp = df.Blueprint()
 @bp.durable_client_input(client_name="client")
 @answers
 async def download_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
-    """A short-lived read + list link to a completed DSR's data; returned once, never stored."""
+    """The package links, or a short-lived read + list link to a completed DSR's data."""
     caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
     json_object(req, optional=True)
     return await aftercare.deliver(composition.task_hub(client), caller, request_id)

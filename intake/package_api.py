@@ -12,15 +12,19 @@ The build runs in its own orchestration (``package_export``), since an export ma
 
 from __future__ import annotations
 
-from typing import Any, Final
+import os
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
 from dsr_export.adapters.durable_client import TaskHub, decode_payload
-from dsr_export.domain import lifecycle
+from dsr_export.domain import events, lifecycle
 from dsr_export.domain.callers import Caller, Role
+from dsr_export.domain.delivery import attachment, download_name
+from dsr_export.domain.evidence import EVENT_ID, EvidenceRecord, Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.package_manifest import (
     PACKAGE_LANGUAGES,
@@ -30,7 +34,7 @@ from dsr_export.domain.package_manifest import (
 from dsr_export.domain.request import FieldError
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import BuildPackage
-from dsr_export.settings import package_settings
+from dsr_export.settings import SettingsError, lifecycle_settings, package_settings
 from intake import lifecycle as life
 from intake.service import document, find, find_dsr, stored_job
 from intake.verdicts import (
@@ -43,6 +47,9 @@ from intake.verdicts import (
     json_object,
     route_id,
 )
+
+if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
+    from dsr_export.adapters.package_builder import PackageResult
 
 bp = df.Blueprint()
 
@@ -63,12 +70,14 @@ async def export_package(req: func.HttpRequest, client: df.DurableOrchestrationC
     return await package(hub, caller, dsr, build=building, language=language)
 
 
-async def _packageable(hub: TaskHub, request_id: str) -> tuple[str, dict[str, Any]]:
-    """The DSR's instance id and status document: a completed DSR whose data is there."""
+async def _packageable(hub: TaskHub, request_id: str) -> Packageable:
+    """The DSR's instance id, status document and the language it was asked in: a completed
+    DSR whose data is there."""
     status = await find_dsr(hub, request_id, show_input=True)
     if status is None:
         raise Refused.unknown(request_id)
-    doc = document(status, composition.now(), stored_job(status))
+    job = stored_job(status)
+    doc = document(status, composition.now(), job)
     if doc["phase"] != Phase.COMPLETED.value:
         raise Refused.conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
     deleted = lifecycle.last_deletion(life.records(status.instance_id))
@@ -77,19 +86,23 @@ async def _packageable(hub: TaskHub, request_id: str) -> tuple[str, dict[str, An
             f"the DSR's data was erased ({lifecycle.receipt(deleted)['reason']}, receipt "
             f"{deleted.data.get('receiptId')}): there is nothing to package"
         )
-    return status.instance_id, doc
+    return status.instance_id, doc, job.language if job else None
+
+
+#: A packageable DSR: its instance id, status document and the language it was asked in.
+Packageable = tuple[str, dict[str, Any], str | None]
 
 
 async def package(
     hub: TaskHub,
     caller: Caller,
-    dsr: tuple[str, dict[str, Any]],
+    dsr: Packageable,
     *,
     build: bool,
     language: str | None,
 ) -> Done:
     """The package built (200), being built (202), or, when ``build``, its build started."""
-    request_id, doc = dsr
+    request_id, doc, asked_in = dsr
     chosen = package_settings()
     found = composition.package_builder().find(request_id)
     if found is not None:
@@ -110,7 +123,7 @@ async def package(
     ask = BuildPackage(
         request_id=request_id,
         container=str(doc.get("container") or ""),
-        language=language or chosen.language,
+        language=language or asked_in or chosen.language,
         completed_at=doc.get("completedAt"),
         received_at=doc.get("receivedAt"),
         deadline=doc.get("deadline"),
@@ -184,3 +197,135 @@ def _language(payload: dict[str, Any]) -> str | None:
 def _answer(request_id: str, status: int, body: dict[str, Any]) -> Done:
     location = f"/api/exports/{request_id}/package"
     return Done({"requestId": request_id, **body}, status, location=location, no_store=True)
+
+
+# -- deliver ------------------------------------------------------------------------------------
+
+
+async def deliver_package(
+    hub: TaskHub,
+    status: df.DurableOrchestrationStatus,
+    records: list[EvidenceRecord],
+    caller: Caller,
+) -> Done | None:
+    """``POST .../download`` once the DSR has a package: one read-only link per part.
+
+    None when there is no package and review is off: the caller then hands out the export
+    container's link as before (the privacy team's raw copy; the person's copy is the package).
+    With ``PACKAGE_REVIEW=required`` nothing goes out before the package is approved, and the
+    container link never does (it would hand over the files a reviewer withheld).
+    """
+    request_id = status.instance_id
+    found = _releasable(request_id)
+    if found is None:
+        return None
+    now = composition.now()
+    links, expires = _package_links(request_id, found, records, caller, now)
+    log_event(
+        "package_delivered",
+        request_id=request_id,
+        parts=len(links),
+        package_sha256=found.package_sha256,
+        expires_at=expires,
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    await life.notify(hub, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires})
+    body: dict[str, Any] = {
+        "requestId": request_id,
+        "expiresAt": expires,
+        "container": found.container,
+        "permissions": ["read"],
+        "packageSha256": found.package_sha256,
+        "manifestSha256": found.manifest_sha256,
+        "links": links,
+    }
+    if len(links) == 1:
+        body["url"] = links[0]["url"]
+    return Done(body, 201, no_store=True)
+
+
+def _package_links(
+    request_id: str,
+    found: PackageResult,
+    records: list[EvidenceRecord],
+    caller: Caller,
+    now: datetime,
+) -> tuple[list[dict[str, Any]], str]:
+    """One read-only single-blob link per part, each recorded in the evidence; the links and
+    when they expire."""
+    minutes = lifecycle_settings().download_link_minutes
+    storage = composition.export_storage()
+    minted_at = composition.real_now()
+    delivered = sum(1 for r in records if r.kind is Kind.EXPORT_DELIVERED)
+    links: list[dict[str, Any]] = []
+    expires = minted_at
+    for index, part in enumerate(found.parts):
+        name = str(part["name"])
+        url, expires = storage.blob_download_link(
+            found.container,
+            name,
+            minted_at,
+            timedelta(minutes=minutes),
+            attachment(download_name(request_id, name)),
+        )
+        links.append(
+            {"part": name, "url": url, "size": part.get("size"), "sha256": part.get("sha256")}
+        )
+        composition.evidence_log().append(
+            request_id,
+            Kind.EXPORT_DELIVERED,
+            now,
+            {
+                EVENT_ID: f"delivered-{delivered + 1}-{index + 1}-{expires.isoformat()}",
+                "container": found.container,
+                "channel": "package-link",
+                "permissions": "read",
+                "expiresAt": expires.isoformat(),
+                "packageSha256": found.package_sha256,
+                "manifestSha256": found.manifest_sha256,
+                "part": name,
+                "partCount": len(found.parts),
+                "actorKind": caller.kind,
+                "actorId": caller.id,
+            },
+        )
+    return links, expires.isoformat()
+
+
+def _releasable(request_id: str) -> PackageResult | None:
+    """The package that may go out: None when there is none and review is off; refused while
+    review requires it and it is not approved."""
+    try:
+        chosen = package_settings()
+        found = composition.package_builder().find(request_id)
+    except SettingsError:
+        if chosen_review_off():
+            return None  # no packaging configured: the container link, as before
+        raise  # a 503 naming the setting (intake.verdicts.answers)
+    if chosen.review_required:
+        refused = _unreleased(request_id, found)
+        if refused is not None:
+            raise Refused.conflict(refused)
+    return found
+
+
+def chosen_review_off() -> bool:
+    """Whether review is off, reading only ``PACKAGE_REVIEW`` (the profile may be the setting
+    that failed)."""
+    return os.environ.get("PACKAGE_REVIEW", "off").strip().lower() != "required"
+
+
+def _unreleased(request_id: str, found: PackageResult | None) -> str | None:
+    """Why the package may not go out yet under review, or None when it may."""
+    if found is None:
+        return (
+            "review before release is on: build the package (POST .../package), review and "
+            "approve it (POST .../package/review) before it is delivered"
+        )
+    review, _ = composition.package_reviews().read(request_id)
+    if review is None or not review.approved:
+        return "the package awaits review: approve it (POST .../package/review) first"
+    if tuple(w.to_dict() for w in review.withheld) != found.withheld:
+        return "the approved package is being built without the withheld files; ask again soon"
+    return None

@@ -359,6 +359,7 @@ def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
         warning_at=warning_at(due, deadline_settings().warning_days).isoformat(),
         callback_url=request.callback_url,
         requested_by=request.requested_by,
+        language=request.language,
         submitted_by=caller.to_dict(),
     )
 

@@ -60,11 +60,15 @@ class Done:
     location: str | None = None
     #: The answer holds a secret link: never cached.
     no_store: bool = False
+    #: The version of what the answer shows (``ETag``), for a conditional write after it.
+    etag: str | None = None
 
     def response(self) -> func.HttpResponse:
         answer = json_answer(self.body, self.status, location=self.location)
         if self.no_store:
             answer.headers["Cache-Control"] = "no-store"
+        if self.etag:
+            answer.headers["ETag"] = self.etag
         return answer
 
 

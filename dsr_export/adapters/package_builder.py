@@ -49,6 +49,7 @@ from dsr_export.domain.package_manifest import (
     RECEIPT_MEMBER,
     STATE_BLOB,
     PackageFile,
+    Withheld,
     data_member,
     delivery_container,
     file_page,
@@ -61,6 +62,11 @@ from dsr_export.domain.package_manifest import (
 from dsr_export.rendering.render import Facts, FileEntry, ProductEntry, Renderer, product_entry
 from dsr_export.rendering.views import FileView, view_of
 
+#: The package's manifest, copied beside its parts (the same bytes as its ``manifest.json``).
+MANIFEST_COPY_BLOB: Final = "package-manifest.json"
+#: The review of the package (``dsr_export.adapters.package_review``): a rebuild keeps it.
+REVIEW_BLOB: Final = "package-review.json"
+KEPT_BLOBS: Final = frozenset({REVIEW_BLOB})
 #: Blocks staged per upload call: large enough for throughput, small enough for memory.
 BLOCK_BYTES: Final = 4 * 1024 * 1024
 #: Each blob of the export is read in ranges of this size.
@@ -115,6 +121,10 @@ class PackageJob:
     language: str
     facts: Facts
     generation: int = 1
+    #: Files a reviewer withheld (hash and reason code: what the manifest and evidence say)...
+    withheld: tuple[Withheld, ...] = ()
+    #: ... and their data members in the preview (left out of this build).
+    skip: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,8 @@ class PackageResult:
     generation: int
     language: str
     reused: bool = False
+    #: The files withheld by review (``{"sha256", "reasonCode"}``); empty: nothing withheld.
+    withheld: tuple[dict[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The state document (and the activity's result)."""
@@ -147,6 +159,7 @@ class PackageResult:
             "packagedAt": self.packaged_at,
             "generation": self.generation,
             "language": self.language,
+            "withheld": [dict(item) for item in self.withheld],
         }
 
     @classmethod
@@ -164,6 +177,10 @@ class PackageResult:
             generation=int(raw.get("generation") or 1),
             language=str(raw.get("language") or "en"),
             reused=reused,
+            withheld=tuple(
+                {"sha256": str(item["sha256"]), "reasonCode": str(item["reasonCode"])}
+                for item in raw.get("withheld") or ()
+            ),
         )
 
 
@@ -378,9 +395,15 @@ class PackageBuilder:
         export = self._service.get_container_client(job.container)
         export_manifest, export_sha = self._export_manifest(export)
         found = self.find(job.request_id)
-        if found is not None and found.export_manifest_sha256 == export_sha:
+        withheld = tuple(item.to_dict() for item in job.withheld)
+        if (
+            found is not None
+            and found.export_manifest_sha256 == export_sha
+            and found.withheld == withheld
+        ):
             return found
         listed = self._check_unchanged(export, export_manifest)
+        listed = [item for item in listed if data_member(item.name) not in job.skip]
         delivery = self._fresh_delivery(job.request_id)
         total = sum(item.size for item in listed)
         count = (
@@ -402,18 +425,14 @@ class PackageBuilder:
         # The index, README, manifest and receipt go into the part being written: no more parts.
         parts.names = names[: len(parts.done) + 1]
         used_names = list(parts.names)
-        files.append(
-            _role(
-                parts.add(INDEX_MEMBER, renderer.index(ordered, used_names), "text/html"), "index"
-            )
+        codes, count = [item.reason_code for item in job.withheld], len(job.withheld)
+        index = renderer.index(ordered, used_names, codes, count)
+        files.append(_role(parts.add(INDEX_MEMBER, index, "text/html"), "index"))
+        readme = renderer.readme(ordered, used_names, codes, count)
+        files.append(_role(parts.add(README_MEMBER, readme, "text/plain"), "readme"))
+        manifest = manifest_of(
+            job.request_id, job.generation, now, files, used_names, withheld=job.withheld
         )
-        files.append(
-            _role(
-                parts.add(README_MEMBER, renderer.readme(ordered, used_names), "text/plain"),
-                "readme",
-            )
-        )
-        manifest = manifest_of(job.request_id, job.generation, now, files, used_names)
         manifest_bytes = manifest.to_bytes()
         manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
         claims = receipt_claims(
@@ -439,6 +458,14 @@ class PackageBuilder:
             packaged_at=manifest.packaged_at,
             generation=job.generation,
             language=job.language,
+            withheld=withheld,
+        )
+        # A copy of the manifest beside the parts: what a reviewer lists, without opening a zip.
+        delivery.upload_blob(
+            MANIFEST_COPY_BLOB,
+            manifest_bytes,
+            overwrite=True,
+            content_settings=ContentSettings(content_type="application/json"),
         )
         delivery.upload_blob(
             STATE_BLOB,
@@ -498,6 +525,8 @@ class PackageBuilder:
         with contextlib.suppress(ResourceExistsError):
             delivery.create_container(metadata={"purpose": "dsr-package"})
         for blob in delivery.list_blobs():
+            if blob.name in KEPT_BLOBS:
+                continue  # the review decided on: the rebuild that follows it needs it
             with contextlib.suppress(ResourceNotFoundError):
                 delivery.delete_blob(blob.name)
         return delivery

@@ -22,9 +22,11 @@ from typing import Final
 
 from azure.storage.blob import (
     AccessPolicy,
+    BlobSasPermissions,
     ContainerClient,
     ContainerSasPermissions,
     UserDelegationKey,
+    generate_blob_sas,
     generate_container_sas,
 )
 
@@ -32,6 +34,8 @@ from dsr_export.settings import USER_DELEGATION_MAX_LIFETIME
 
 #: Name of the stored access policy the Graph SAS is bound to (one per container).
 POLICY_ID: Final = "graph-export"
+#: Read, nothing else: the one package part a download link is for (no list, no write).
+READ_ONE_BLOB: Final = BlobSasPermissions(read=True)
 #: Add, create, write. No read, list or delete: Graph refuses a SAS that can read or list.
 GRAPH_PERMISSIONS: Final = ContainerSasPermissions(add=True, create=True, write=True)
 CLOCK_SKEW: Final = timedelta(minutes=15)
@@ -91,3 +95,29 @@ def user_delegation_sas(
         protocol="https",
     )
     return f"{container.url}?{token}"
+
+
+def blob_read_sas(
+    account_name: str,
+    container_name: str,
+    blob_name: str,
+    blob_url: str,
+    key: UserDelegationKey,
+    window: Validity,
+    content_disposition: str,
+) -> str:
+    """A read-only SAS URL on one blob (``sr=b``, ``sp=r``: it cannot list the container or
+    read another blob), HTTPS only, signed with a user delegation key, that makes the blob
+    service answer with ``content_disposition`` (``rscd``: the name the file is saved under)."""
+    token = generate_blob_sas(
+        account_name=account_name,
+        container_name=container_name,
+        blob_name=blob_name,
+        user_delegation_key=key,
+        permission=READ_ONE_BLOB,
+        start=window.start,
+        expiry=window.expiry,
+        protocol="https",
+        content_disposition=content_disposition,
+    )
+    return f"{blob_url}?{token}"

@@ -263,6 +263,29 @@ class ExportStorage:
         )
         return f"{container.url}?{token}", expiry
 
+    def blob_download_link(
+        self, name: str, blob: str, now: datetime, lifetime: timedelta, disposition: str
+    ) -> tuple[str, datetime]:
+        """A read-only SAS URL on one blob of container ``name`` (no list, no other blob),
+        HTTPS only, signed with a user delegation key, living ``lifetime``; the download is
+        saved as ``disposition`` says. The URL must stay in the caller."""
+        window = sas.Validity(start=now - DOWNLOAD_SKEW, expiry=now + lifetime)
+        key = self._identity_service.get_user_delegation_key(window.start, window.expiry)
+        container = self.container(name)
+        client = container.get_blob_client(blob)
+        # The container's account name: a blob client's is parsed differently for an IP-style
+        # endpoint (the emulator's), and a wrong one signs a SAS the service refuses.
+        url = sas.blob_read_sas(
+            container.account_name or self._settings.account_name,
+            name,
+            blob,
+            client.url,
+            key,
+            window,
+            disposition,
+        )
+        return url, window.expiry
+
     def containers_of(self, request_id: str) -> list[str]:
         """Every container of a DSR, matched exactly: its first, each fresh one of a retried
         submit or DSR, and its delivery container (the subject's package). Never a prefix: the

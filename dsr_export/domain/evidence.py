@@ -67,6 +67,10 @@ class Kind(enum.StrEnum):
     PACKAGED = "packaged"
     #: Packaging stopped: the export no longer matches what completed (counts only).
     PACKAGE_REFUSED = "package_refused"
+    #: A reviewer withheld one file of the package (its hash and reason code, never its name).
+    PACKAGE_FILE_WITHHELD = "package_file_withheld"
+    #: A reviewer approved the package for release (how many files withheld, which codes).
+    PACKAGE_REVIEWED = "package_reviewed"
 
 
 class _Counts:
@@ -147,6 +151,9 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "manifestSha256": str,
         "expiresAt": str,
         "permissions": str,
+        "packageSha256": str,
+        "part": str,
+        "partCount": int,
         **_ACTOR,
     },
     Kind.EXTENSION_ASKED: {
@@ -214,6 +221,20 @@ FIELDS: Final[Mapping[Kind, Mapping[str, FieldType]]] = {
         "removed": int,
         "altered": int,
         "exportManifestSha256": str,
+        **_ACTOR,
+    },
+    Kind.PACKAGE_FILE_WITHHELD: {
+        "sha256": str,
+        "reasonCode": frozenset({"OTHERS_RIGHTS", "LEGAL_PRIVILEGE", "NOT_SUBJECT_DATA"}),
+        "previewSha256": str,
+        "fileCount": int,
+        **_ACTOR,
+    },
+    Kind.PACKAGE_REVIEWED: {
+        "previewSha256": str,
+        "withheldCount": int,
+        "withheldHashes": int,
+        "reasonCodes": str,
         **_ACTOR,
     },
 }

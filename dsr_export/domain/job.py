@@ -76,6 +76,8 @@ class ExportJob:
     warning_at: str | None = None
     callback_url: str | None = None
     requested_by: str | None = None
+    #: The subject's package's language as the request named it (None: ``PACKAGE_LANGUAGE``).
+    language: str | None = None
     #: The authenticated caller that submitted the DSR (kind and pseudonymous id).
     submitted_by: dict[str, str] | None = None
     # What has been told already, so a replay or a new episode never tells it twice.

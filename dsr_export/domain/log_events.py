@@ -163,6 +163,14 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("package_refused", ("request_id", "code", "added", "removed", "altered")),
     LogEvent(
+        "package_reviewed",
+        ("request_id", "withheld_count", "approved", "rebuild", *CALLER_FIELDS),
+    ),
+    LogEvent(
+        "package_delivered",
+        ("request_id", "parts", "package_sha256", "expires_at", *CALLER_FIELDS),
+    ),
+    LogEvent(
         "retention_run",
         ("due", "deleted", "purged", "failed", "skipped", "poison_cleared", "rejected_cleared"),
         request_scoped=False,

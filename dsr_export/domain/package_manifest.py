@@ -42,7 +42,7 @@ PACKAGE_LANGUAGES: Final = ("en", "de")
 Role = Literal["data", "index", "page", "readme"]
 ROLES: Final[frozenset[str]] = frozenset({"data", "index", "page", "readme"})
 #: Reason codes a withheld file may carry (Art. 15(4) and the review flow).
-WITHHELD_REASONS: Final = frozenset({"OTHERS_RIGHTS", "LEGAL_PRIVILEGE", "NOT_SUBJECTS_DATA"})
+WITHHELD_REASONS: Final = frozenset({"OTHERS_RIGHTS", "LEGAL_PRIVILEGE", "NOT_SUBJECT_DATA"})
 
 #: Media types by extension: the export holds mostly JSON; anything unknown is octet-stream.
 _MEDIA_TYPES: Final[Mapping[str, str]] = {

@@ -21,6 +21,7 @@ from typing import Final
 
 from dsr_export.domain.deadlines import GDPR, Regulation, parse_received_at, parse_regulation
 from dsr_export.domain.errors import CallbackRefused
+from dsr_export.domain.package_manifest import PACKAGE_LANGUAGES
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 #: Entra's documented UPN alphabet for the part before the ``@``: A-Z a-z 0-9 ' . - _ ! # ^ ~
@@ -165,6 +166,8 @@ class ExportRequest:
     #: The request id exactly as sent (``request_id`` is canonical): how a DSR started before
     #: ids were canonical is found.
     given_id: str | None = None
+    #: The language of the subject's package (``PACKAGE_LANGUAGES``); None: the default setting.
+    language: str | None = None
 
     @property
     def user_object_id(self) -> str | None:
@@ -216,6 +219,7 @@ class ExportRequest:
                 FieldError("/requestedBy", f"must be a string of 1-{MAX_REQUESTED_BY_LENGTH}")
             )
             requested_by = None
+        language = _language(payload.get("language"), errors)
         if errors:
             raise InvalidRequest(errors)
         assert isinstance(user, str)
@@ -228,7 +232,19 @@ class ExportRequest:
             requested_by=requested_by,
             sent=frozenset(key for key in payload if isinstance(key, str)),
             given_id=given_id,
+            language=language,
         )
+
+
+def _language(value: object, errors: list[FieldError]) -> str | None:
+    """The package's language as sent (case-insensitive), checked against the supported ones
+    now: a typo found when the package is built, weeks later, would reach nobody."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in PACKAGE_LANGUAGES:
+        return value.lower()
+    errors.append(FieldError("/language", f"must be one of {', '.join(PACKAGE_LANGUAGES)}"))
+    return None
 
 
 def _callback_url(

@@ -221,6 +221,8 @@ class BuildPackage(Wire):
     received_at: str | None = None
     deadline: str | None = None
     regulation: str | None = None
+    #: The files a reviewer withheld (``{"sha256", "reasonCode"}``): the final, approved build.
+    withheld: list[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)

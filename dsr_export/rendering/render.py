@@ -292,9 +292,21 @@ class Renderer:
             chart=self.chart(products),
         )
 
-    def readme(self, products: Sequence[ProductEntry], parts: Sequence[str]) -> bytes:
+    def readme(
+        self,
+        products: Sequence[ProductEntry],
+        parts: Sequence[str],
+        withheld_codes: Iterable[str] = (),
+        withheld_count: int = 0,
+    ) -> bytes:
         """``README.txt``."""
-        return self._render("README.txt", parts=list(parts), totals=self._totals(products))
+        return self._render(
+            "README.txt",
+            parts=list(parts),
+            withheld=[None] * withheld_count,
+            withheld_codes=sorted(set(withheld_codes)),
+            totals=self._totals(products),
+        )
 
     @staticmethod
     def _totals(products: Sequence[ProductEntry]) -> dict[str, int]:

@@ -55,6 +55,9 @@ param packageLanguage string
 @description('Bytes above which the subject\'s package is split into numbered parts.')
 param packagePartMaxBytes int
 
+@description('off, or required: packages are reviewed and approved before delivery.')
+param packageReview string
+
 @description('The organisation\'s profile for the package (JSON: organisation, DPO, GDPR Art. 15(1) processing information); see docs/delivery.md.')
 param organisationProfile string
 
@@ -285,6 +288,7 @@ var appSettings = {
   CUSTOM_EXTENSION_MAX_DAYS: string(customExtensionMaxDays)
   PACKAGE_LANGUAGE: packageLanguage
   PACKAGE_PART_MAX_BYTES: string(packagePartMaxBytes)
+  PACKAGE_REVIEW: packageReview
   ORGANISATION_PROFILE: organisationProfile
   // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
   // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no

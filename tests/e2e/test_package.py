@@ -93,3 +93,44 @@ def test_packaging_names_why_it_cannot(host: HostProcess, e2e_graph: GraphSimula
     refused = host.post(f"/exports/{running}/package", None)
     assert refused.status_code == 409
     assert "only a completed DSR is packaged" in refused.json()["detail"]
+
+
+def test_the_download_is_a_read_only_link_to_the_packages_one_blob(
+    host: HostProcess, e2e_graph: GraphSimulator, azurite: Azurite, tls_files
+):
+    doc = _completed(host, e2e_graph)
+    request_id = doc["requestId"]
+    assert host.post(f"/exports/{request_id}/package", None).status_code == 202
+    package = _settled(host, request_id).json()
+    answer = host.post(f"/exports/{request_id}/download", None)
+    assert answer.status_code == 201, answer.text
+    grant = answer.json()
+    assert grant["permissions"] == ["read"]
+    [link] = grant["links"]
+    assert link["part"] == "package.zip"
+    fetched = requests.get(link["url"], timeout=30, verify=tls_files.ca_bundle)
+    assert fetched.status_code == 200
+    assert hashlib.sha256(fetched.content).hexdigest() == package["packageSha256"]
+    assert fetched.headers["Content-Disposition"].startswith(
+        f'attachment; filename="{request_id}-package.zip"'
+    )
+    base, _, query = link["url"].partition("?")
+    listing = requests.get(
+        f"{base.rsplit('/', 1)[0]}?restype=container&comp=list&{query}",
+        timeout=30,
+        verify=tls_files.ca_bundle,
+    )
+    assert listing.status_code == 403, "a link to one blob cannot list its container"
+    other = requests.get(
+        f"{base.rsplit('/', 1)[0]}/package-state.json?{query}",
+        timeout=30,
+        verify=tls_files.ca_bundle,
+    )
+    assert other.status_code == 403, "nor read another blob"
+    logs = export_container(azurite, tls_files, "dsr-evidence")
+    lines = logs.download_blob(evidence.blob_name(request_id)).readall().decode().splitlines()
+    delivered = [r for r in evidence.verify(lines).records if r.kind is Kind.EXPORT_DELIVERED]
+    assert [(r.data["packageSha256"], r.data["part"]) for r in delivered] == [
+        (package["packageSha256"], "package.zip")
+    ]
+    assert all("sig=" not in line for line in lines)

@@ -21,6 +21,7 @@ from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from dsr_export.adapters import sas
+from dsr_export.adapters.package_review import ReviewConflict, ReviewStore
 from dsr_export.adapters.storage import (
     DOWNLOAD_SKEW,
     LEGACY_AUDIT_BLOB,
@@ -28,6 +29,9 @@ from dsr_export.adapters.storage import (
     REQUEST_INFO_BLOB,
     ExportStorage,
 )
+from dsr_export.domain.delivery import attachment, download_name
+from dsr_export.domain.package_manifest import delivery_container
+from dsr_export.domain.review import Review
 from dsr_export.settings import ExportStorageSettings, SasMode
 
 pytestmark = pytest.mark.azurite
@@ -262,3 +266,51 @@ def test_sas_cannot_read_a_blob_back_even_through_a_blob_client(storage: ExportS
     blob = BlobClient.from_blob_url(f"{base}/{REQUEST_INFO_BLOB}?{token}")
     blob.create_append_blob()
     _denied(lambda: blob.get_blob_properties())
+
+
+def test_a_package_link_reads_its_one_blob_names_the_file_and_cannot_list(
+    storage: ExportStorage,
+):
+    """The subject's link: read of one blob (sp=r, sr=b), HTTPS, the file name set by rscd."""
+    name = _export_with_data(storage, f"PKG-{uuid.uuid4().hex[:8].upper()}")
+    disposition = attachment(download_name("RITM-Ä1", "package.zip"))
+    url, expiry = storage.blob_download_link(
+        name, "Exchange/mail.json", datetime.now(UTC), timedelta(minutes=30), disposition
+    )
+    query = parse_qs(urlsplit(url).query)
+    assert query["sp"] == ["r"]
+    assert query["sr"] == ["b"]
+    assert query["spr"] == ["https"]
+    assert "skoid" in query, "signed with a user delegation key, not the account key"
+    assert expiry - datetime.now(UTC) <= timedelta(minutes=30)
+    blob = BlobClient.from_blob_url(url)
+    downloaded = blob.download_blob()
+    assert downloaded.readall() == b"0123456789"
+    assert downloaded.properties.content_settings.content_disposition == disposition
+    assert disposition == (
+        "attachment; filename=\"RITM-A1-package.zip\"; filename*=UTF-8''RITM-%C3%841-package.zip"
+    )
+    container_url = url.replace("/Exchange/mail.json", "")
+    _denied(lambda: list(ContainerClient.from_container_url(container_url).list_blobs()))
+    other = BlobClient.from_blob_url(url.replace("Exchange/mail.json", MANIFEST_BLOB))
+    _denied(lambda: other.download_blob().readall())
+    _denied(lambda: blob.upload_blob(b"{}", overwrite=True))
+    _denied(lambda: blob.delete_blob())
+
+
+def test_two_reviewers_writing_at_once_one_wins(storage: ExportStorage):
+    """The review is written on its ETag: the second of two writers from one read loses."""
+    request_id = f"REVIEW-{uuid.uuid4().hex[:8].upper()}"
+    storage.service.create_container(delivery_container(request_id))
+    store = ReviewStore(storage.service)
+    manifest = {"files": [{"path": "data/a.json", "size": 1, "sha256": "a" * 64, "role": "data"}]}
+    first = Review.of_manifest(manifest, "b" * 64)
+    etag = store.write(request_id, first, None)
+    with pytest.raises(ReviewConflict):
+        store.write(request_id, first, None)
+    store.write(request_id, Review(first.preview_sha256, first.files, approved=True), etag)
+    with pytest.raises(ReviewConflict):
+        store.write(request_id, first, etag)
+    stored, _ = store.read(request_id)
+    assert stored is not None
+    assert stored.approved

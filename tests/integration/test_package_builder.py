@@ -9,6 +9,7 @@ import io
 import uuid
 import zipfile
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,15 +24,18 @@ from dsr_export.adapters.package_builder import (
     PackageJob,
     PackageOptions,
 )
+from dsr_export.adapters.package_review import ReviewStore
 from dsr_export.adapters.storage import ExportStorage
 from dsr_export.domain.organisation import OrganisationProfile
 from dsr_export.domain.package_manifest import (
     STATE_BLOB,
     PackageManifest,
+    Withheld,
     data_member,
     delivery_container,
 )
 from dsr_export.domain.request import container_name
+from dsr_export.domain.review import Review
 from dsr_export.rendering.render import Facts
 from dsr_export.settings import ExportStorageSettings, SasMode
 from tests.package_fixtures import HOSTILE_NAME, PROFILE, TestSigner, export_files
@@ -177,7 +181,11 @@ def test_a_crashed_build_is_rebuilt_from_scratch(service, storage):
         _job(request_id, name), now=NOW, completed_at=None, evidence_head=None
     )
     assert not result.reused
-    assert sorted(b.name for b in delivery.list_blobs()) == ["package-state.json", "package.zip"]
+    assert sorted(b.name for b in delivery.list_blobs()) == [
+        "package-manifest.json",
+        "package-state.json",
+        "package.zip",
+    ]
 
 
 def test_above_the_part_size_the_package_is_split_in_numbered_parts(service, storage):
@@ -274,3 +282,34 @@ def test_a_large_blob_is_streamed_not_held(service, storage):
     assert result.parts[0]["size"] > 48 * 1024 * 1024
     print(f"peak {peak / 2**20:.1f} MiB")
     assert peak < 32 * 1024 * 1024, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_the_approved_package_leaves_out_the_withheld_files_and_says_so(service, storage):
+    """Preview, review (kept across the rebuild), final package without the withheld file."""
+    request_id, name = _completed_export(service, storage)
+    signer = TestSigner()
+    bound = _builder(service, signer)
+    preview = bound.build(_job(request_id, name), now=NOW, completed_at=None, evidence_head=None)
+    reviews = ReviewStore(service)
+    manifest = reviews.preview_manifest(request_id)
+    assert manifest is not None
+    review = Review.of_manifest(manifest, preview.package_sha256)
+    target = review.files[0]
+    withheld = (Withheld(target.sha256, "OTHERS_RIGHTS"),)
+    decided = Review(review.preview_sha256, review.files, withheld, approved=True)
+    reviews.write(request_id, decided, None)
+    job = replace(_job(request_id, name), withheld=withheld, skip=decided.skipped_members())
+    final = bound.build(job, now=NOW, completed_at=None, evidence_head=None)
+    assert final.package_sha256 != preview.package_sha256
+    assert final.withheld == ({"sha256": target.sha256, "reasonCode": "OTHERS_RIGHTS"},)
+    package = _zip(service, request_id, "package.zip")
+    assert target.path not in package.namelist()
+    final_manifest = PackageManifest.from_bytes(package.read("manifest.json"))
+    assert [w.to_dict() for w in final_manifest.withheld] == [final.withheld[0]]
+    assert target.sha256 not in {f.sha256 for f in final_manifest.files if f.role == "data"}
+    count = decided.withheld_count()
+    assert f"{count} files were withheld." in package.read("README.txt").decode()
+    assert "OTHERS_RIGHTS" in package.read("index.html").decode()
+    assert reviews.read(request_id)[0] == decided, "the review survives the rebuild"
+    again = bound.build(job, now=NOW, completed_at=None, evidence_head=None)
+    assert again.reused

@@ -539,3 +539,42 @@ def test_evidence_answered_with_nan_or_deep_nesting_is_named_not_raised(httpserv
     deep = dsrctl(httpserver, "evidence", "RITM1")
     assert deep.exit_code == 1
     assert deep.stderr.startswith("error: 200 Unexpected answer: the body is not a JSON object")
+
+
+# -- review ------------------------------------------------------------------------------------
+REVIEW = {
+    "requestId": "R1",
+    "state": "open",
+    "files": [
+        {"path": "data/\u202etxt.exe", "size": 3, "sha256": "a" * 64, "product": "Teams"},
+        {"path": "data/b.json", "size": 4, "sha256": "b" * 64, "product": None},
+    ],
+    "withheld": [{"sha256": "a" * 64, "reasonCode": "OTHERS_RIGHTS"}],
+    "withheldCount": 1,
+    "approved": False,
+}
+
+
+def test_review_lists_escaped_names_then_withholds_and_approves(httpserver: HTTPServer):
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: Request) -> Response:
+        if request.method == "POST":
+            sent.append(body_of(request))
+        return Response(json.dumps(REVIEW), 200, content_type="application/json")
+
+    httpserver.expect_request("/api/exports/R1/package/review").respond_with_handler(answer)
+    listed = dsrctl(httpserver, "review", "R1")
+    assert listed.exit_code == 0, listed.output
+    assert "\u202e" not in listed.output, "a bidi override is shown escaped, not obeyed"
+    assert "OTHERS_RIGHTS" in listed.output
+    assert "1 file(s) withheld" in listed.output
+    decided = dsrctl(
+        httpserver, "review", "R1", "--withhold", f"{'A' * 64}=LEGAL_PRIVILEGE", "--approve"
+    )
+    assert decided.exit_code == 0, decided.output
+    assert sent == [
+        {"approve": True, "withhold": [{"sha256": "a" * 64, "reasonCode": "LEGAL_PRIVILEGE"}]}
+    ]
+    bad = dsrctl(httpserver, "review", "R1", "--withhold", "nohash")
+    assert bad.exit_code != 0

@@ -142,6 +142,14 @@ LIFECYCLE: list[tuple[Kind, dict[str, object]]] = [
             "language": "de",
         },
     ),
+    (
+        Kind.PACKAGE_FILE_WITHHELD,
+        {"sha256": "d" * 64, "reasonCode": "OTHERS_RIGHTS", "previewSha256": "b" * 64},
+    ),
+    (
+        Kind.PACKAGE_REVIEWED,
+        {"previewSha256": "b" * 64, "withheldCount": 1, "reasonCodes": "OTHERS_RIGHTS"},
+    ),
     (Kind.HISTORY_PURGED, {"instancesDeleted": 1, "actorKind": "application"}),
 ]
 

@@ -746,3 +746,15 @@ def test_a_duplicate_racing_a_dsr_that_already_wrote_evidence_is_a_duplicate(
     assert response.status_code == 202, body(response)
     assert body(response)["phase"] == "exporting"
     assert client.started == []
+
+
+def test_the_packages_language_is_carried_in_the_dsr(submit, client):
+    assert submit(valid_payload(language="DE")).status_code == 202
+    assert client.started[0][2]["language"] == "de"
+
+
+def test_a_language_without_a_catalogue_is_a_400_naming_the_field(submit, client):
+    answer = submit(valid_payload(language="fr"))
+    assert answer.status_code == 400
+    assert pointers(answer) == ["/language"]
+    assert client.started == []

@@ -177,3 +177,11 @@ def test_rejections_land_in_the_rejected_queue_which_is_created_on_first_use(
     texts = [m.content for m in reader.receive_messages(max_messages=10)]
     decoded = [json.loads(base64.b64decode(t)) for t in texts]
     assert [d["messageId"] for d in decoded] == ["m-1", "m-2"], "base64 JSON, like the intake"
+
+
+def test_a_message_carries_the_packages_language_and_a_bad_one_is_named(deliver, client, sink):
+    deliver(valid_payload(language="de"))
+    assert client.started[0][2]["language"] == "de"
+    deliver({**valid_payload(), "requestId": "R-9", "language": 7})
+    [record] = sink.records
+    assert [e["pointer"] for e in record["errors"]] == ["/language"]

@@ -96,6 +96,21 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         True,
         lambda: request("GET", "exports/R-1/package", route_params={"requestId": "R-1"}),
     ),
+    "getPackageReview": (
+        "review_package",
+        True,
+        lambda: request("GET", "exports/R-1/package/review", route_params={"requestId": "R-1"}),
+    ),
+    "reviewPackage": (
+        "review_package",
+        True,
+        lambda: request(
+            "POST",
+            "exports/R-1/package/review",
+            {"approve": True},
+            route_params={"requestId": "R-1"},
+        ),
+    ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
     "getJwks": ("get_jwks", False, lambda: request("GET", ".well-known/jwks.json")),

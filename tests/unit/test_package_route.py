@@ -61,7 +61,7 @@ def _settings() -> Iterator[None]:
         yield
 
 
-def _completed(client: FakeDurableClient, phase: str = "completed") -> None:
+def _completed(client: FakeDurableClient, phase: str = "completed", input_: Any = None) -> None:
     client.add(
         "R-1",
         runtime="Completed" if phase == "completed" else "Running",
@@ -72,6 +72,7 @@ def _completed(client: FakeDurableClient, phase: str = "completed") -> None:
             "completedAt": T0.isoformat(),
             "deadline": (T0 + timedelta(days=30)).isoformat(),
         },
+        input_=input_,
     )
 
 
@@ -187,3 +188,10 @@ def test_a_refusal_from_an_earlier_attempts_container_does_not_block(user_functi
         input_={"build": {"container": "dsr-r-1-old"}},
     )
     assert _post(user_function, client).status_code == 202
+
+
+def test_the_language_the_dsr_asked_for_is_the_packages_default(user_function, builder):
+    client = Client()
+    _completed(client, input_={"requestId": "R-1", "user": "u", "language": "de"})
+    assert _post(user_function, client).status_code == 202
+    assert client.started[0][2]["build"]["language"] == "de"
