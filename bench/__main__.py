@@ -1,10 +1,14 @@
 """``make bench``: what a long export costs in replays (counts), how a burst of DSRs paces
-itself against Graph's submit limit (counts and ratios, in virtual time), and what a cold
-start costs over the SDK floor (a ratio of medians), and what the DSR list costs at 100 and
-at 10,000 DSRs (counts and a ratio of medians). Nothing here is a test: nothing asserts
-a timing.
+itself against Graph's submit limit (counts and ratios, in virtual time), what a cold start
+costs over the SDK floor (a ratio of medians), what the DSR list costs at 100 and at 10,000
+DSRs (counts and a ratio of medians), and how fast and in how much memory the subject's
+package is built from a large export (a ratio to a plain copy, and peak RSS at two sizes).
+Nothing here is a test: nothing asserts a timing.
 
-``python -m bench [--runs N]``: N fresh interpreters per cold-start median (default 15).
+``python -m bench [--runs N] [--package-gb G | --quick] [--one-size] [package]``: N fresh
+interpreters per cold-start median (default 15); the package benchmark's export of G GB
+(default 5; ``--quick`` 0.25), after one of a quarter of that (``--one-size``: only G);
+``package`` runs only that one.
 """
 
 from __future__ import annotations
@@ -12,20 +16,37 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import burst, cold_start, list_cost, replay_cost
+from bench import burst, cold_start, list_cost, package_throughput, replay_cost
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("only", nargs="?", choices=["package"], help="run only this benchmark")
     parser.add_argument("--runs", type=int, default=cold_start.RUNS, help="cold-start samples")
+    parser.add_argument(
+        "--package-gb",
+        type=float,
+        default=package_throughput.DEFAULT_GB,
+        help="size of the packaged export, GB (default 5)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"a {package_throughput.QUICK_GB} GB package run"
+    )
+    parser.add_argument(
+        "--one-size", action="store_true", help="package only the full size, not a quarter first"
+    )
     args = parser.parse_args(argv)
-    replay_cost.main()
-    print()
-    burst.main()
-    print()
-    list_cost.main()
-    print()
-    cold_start.main(args.runs)
+    size = package_throughput.QUICK_GB if args.quick else args.package_gb
+    if args.only != "package":
+        replay_cost.main()
+        print()
+        burst.main()
+        print()
+        list_cost.main()
+        print()
+        cold_start.main(args.runs)
+        print()
+    package_throughput.main(size, one_size=args.one_size)
     return 0
 
 

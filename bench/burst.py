@@ -1,7 +1,7 @@
 """A burst of DSRs against Graph's submit limit: how long until all are submitted, how many
 throttled answers it draws, and whether any DSR fails on throttling alone.
 
-Every DSR is the real orchestrator, replayed through the SDK (:mod:`devhost.durable.replay`);
+Every DSR is the real orchestrator, replayed through the SDK (:mod:`testsupport.replay`);
 the clock is virtual and one event queue orders every DSR's next step, so thousands of DSRs
 take seconds. Graph is modelled as a sliding minute of at most ``LIMIT`` accepted submits; a
 throttled submit answers 429 with Retry-After the seconds until a slot frees. Reported beside
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bench.replay_cost import OPERATION_URL, USER, _orchestrator
-from devhost.durable.replay import START, Kind, ReplayDriver
 from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.steps import ORCHESTRATOR
+from testsupport.replay import START, Kind, ReplayDriver
 
 LIMIT = 300  # accepted submits per minute
 WINDOW = timedelta(minutes=1)

@@ -1,6 +1,6 @@
 """What a long export costs the task hub and Graph, in counts.
 
-Drives the real orchestrator through the SDK's replay (:mod:`devhost.durable.replay`) for an
+Drives the real orchestrator through the SDK's replay (:mod:`testsupport.replay`) for an
 export that Graph takes ``EXPORT_DAYS`` to finish, and reports, per policy: poll rounds (Graph
 GETs), executions (continue_as_new generations), the largest history any replay has to read,
 and the total events replayed, which is what a replaying host pays. The ratio column compares
@@ -15,10 +15,10 @@ import functools
 from dataclasses import dataclass
 from datetime import timedelta
 
-from devhost.durable.replay import Entry, Kind, ReplayDriver, user_functions
 from dsr_export.domain import steps
 from dsr_export.domain.job import ExportJob, ExportPolicy
 from dsr_export.domain.steps import ORCHESTRATOR
+from testsupport.replay import Entry, Kind, ReplayDriver, user_functions
 
 USER = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"
 EXPORT_DAYS = 10

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -21,9 +22,12 @@ from typing import Any, TextIO
 
 import requests
 from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
 from devhost.stack import DevStack, StackOptions
+from dsr_export.domain import receipt
+from dsr_export.domain.package_manifest import README_MEMBER
 
 #: Three days of export compressed into about 25 seconds.
 DEMO_SPEED = 10_000.0
@@ -76,18 +80,25 @@ PRODUCTS = {
 #: The demo keeps exported data one (Graph) day after a DSR ended, not 30, so the retention run
 #: has something to delete within the demo.
 DEMO_RETENTION = {"EXPORT_RETENTION_DAYS": "1", "HISTORY_RETENTION_DAYS": "90"}
+#: The subject's package needs the organisation's profile: the docs' filled-in sample (a path
+#: relative to the app's root).
+DEMO_PROFILE = {"ORGANISATION_PROFILE": "docs/organisation.sample.json"}
+#: How many lines of the package's README.txt (its index as plain text) the demo shows: the
+#: summary, up to (not including) the contacts, which a demo log need not carry.
+README_LINES = 11
+PACKAGE_TIMEOUT_SECONDS = 60.0
 #: The DSR whose life after the export the demo follows.
 FOLLOWED = "DEMO-1001"
 LIFECYCLE_TIMEOUT_SECONDS = 60.0
 
 
 def run_demo(state_dir: Path, out: TextIO = sys.stdout) -> int:
-    """Run the demo; 0 only when every DSR completed and the followed DSR's evidence verifies
-    with its deletion receipt."""
+    """Run the demo; 0 only when every DSR completed, the followed DSR's package verified, and
+    its evidence verifies with its deletion receipt."""
     options = StackOptions(state_dir=state_dir, speed=DEMO_SPEED, export_duration=timedelta(days=3))
     started = time.monotonic()
     # The app runs in this process and reads the process environment, as it would in Azure.
-    for name, value in DEMO_RETENTION.items():
+    for name, value in {**DEMO_RETENTION, **DEMO_PROFILE}.items():
         os.environ.setdefault(name, value)
     events = _EventCounter()
     app_logger = logging.getLogger("dsr_export")
@@ -129,8 +140,9 @@ def run_demo(state_dir: Path, out: TextIO = sys.stdout) -> int:
 
 
 def _after_the_export(stack: DevStack, session: requests.Session, out: TextIO) -> int:
-    """The followed DSR's life after its export: a delivery link, the retention run with its
-    deletion receipt, and the evidence chain verified. 0 when all of it happened."""
+    """The followed DSR's life after its export: its package built and verified, a delivery
+    link, the retention run with its deletion receipt, and the evidence chain verified. 0 when
+    all of it happened."""
     endpoints = stack.endpoints()
     token = session.post(
         str(endpoints["tokenEndpoint"]),
@@ -140,6 +152,8 @@ def _after_the_export(stack: DevStack, session: requests.Session, out: TextIO) -
     manager = {"Authorization": f"Bearer {token}"}
     api = f"{stack.api_url}/exports/{FOLLOWED}"
     out.write(f"\nafter the export, {FOLLOWED} (as a privacy officer with DSR.Manage):\n")
+    if _package(stack, session, manager, out) != 0:
+        return 1
     link = session.post(f"{api}/download", headers=manager, timeout=30)
     if link.status_code != 201:
         out.write(f"  delivery link refused: {link.status_code} {link.text}\n")
@@ -189,6 +203,63 @@ def _after_the_export(stack: DevStack, session: requests.Session, out: TextIO) -
     ok = bool(verification["ok"]) and receipt is not None
     out.write("  evidence verified, receipt written\n" if ok else "  evidence NOT complete\n")
     return 0 if ok else 1
+
+
+def _package(
+    stack: DevStack, session: requests.Session, manager: dict[str, str], out: TextIO
+) -> int:
+    """The subject's copy, as an operator makes it: ``POST .../package``, wait for it, fetch the
+    zip from the delivery container, check it exactly as ``dsrctl verify`` does against the
+    host's published keys, and show the first lines of its README.txt. 0 when it verified."""
+    api = f"{stack.api_url}/exports/{FOLLOWED}/package"
+    started = session.post(api, headers=manager, json={"language": "en"}, timeout=30)
+    if started.status_code not in (200, 202):
+        out.write(f"  package refused: {started.status_code} {started.text}\n")
+        return 1
+    deadline = time.monotonic() + PACKAGE_TIMEOUT_SECONDS
+    answer = session.get(api, timeout=30)
+    while answer.status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.25)  # the build runs in its orchestration; look again a little later
+        answer = session.get(api, timeout=30)
+    if answer.status_code != 200:
+        out.write(f"  package not built: {answer.status_code} {answer.text}\n")
+        return 1
+    package = answer.json()
+    parts = [str(part["name"]) for part in package["parts"]]
+    out.write(
+        f"  package: {' + '.join(parts)} in {package['container']}, {package['fileCount']} "
+        f"files, sha256 {str(package['packageSha256'])[:12]}...\n"
+    )
+    container = ContainerClient.from_connection_string(
+        stack.environ["AzureWebJobsStorage"], str(package["container"])
+    )
+    folder = stack.state_dir / "packages" / FOLLOWED
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in parts:
+        with (folder / name).open("wb") as sink:
+            container.download_blob(name).readinto(sink)
+    # The part that holds the manifest (the last, in a split package) is the one to check.
+    first = folder / parts[-1]
+    # The CLI's own check (dsrctl verify runs this pure-domain function) against the keys the
+    # host publishes, fetched as anyone would: anonymously, from the well-known route.
+    jwks_url = f"{stack.api_url}/.well-known/jwks.json"
+    jwks = requests.get(jwks_url, timeout=30).json()
+    with contextlib.ExitStack() as opened:
+        archives = {name: opened.enter_context(zipfile.ZipFile(folder / name)) for name in parts}
+        check = receipt.verify_package(archives, jwks, first=first.name)
+    out.write(f"  dsrctl verify {first.name} --jwks {jwks_url}\n")
+    if check.ok and check.claims is not None:
+        out.write(
+            f"    OK: {check.files_checked} file(s), {check.claims.total_bytes} bytes, match the "
+            f"manifest; the manifest matches the receipt; signed with {check.kid}\n"
+        )
+    else:
+        out.write("    FAILED:\n" + "".join(f"    - {p}\n" for p in check.problems))
+    with zipfile.ZipFile(first) as archive:
+        readme = archive.read(README_MEMBER).decode("utf-8", errors="replace")
+    out.write(f"  {README_MEMBER} (the index as plain text), first lines:\n")
+    out.write("".join(f"    | {line}\n" for line in readme.splitlines()[:README_LINES]))
+    return 0 if check.ok else 1
 
 
 def _submit(stack: DevStack, session: requests.Session, dsr: DemoDsr) -> None:

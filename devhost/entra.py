@@ -41,8 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost._service import Service
 from devhost._state import read_json, write_atomically
-from devhost.graph.replies import Reply
-from devhost.graph.server import HttpsServer
+from devhost.https_server import HttpsServer, Reply
 from devhost.tls import TlsFiles
 from dsr_export.domain.callers import CALLER_ID
 

@@ -77,21 +77,11 @@ class FunctionsHost(Service):
     ) -> None:
         ring = key_ring(function_key, keys)
         host_json = host_json or {}
-        specs = [s for f in functions if (s := FunctionSpec.from_function(f)) is not None]
-        names = [str(f.get_function_name()) for f in functions]
-        selected = host_json.get("functions")
-        if selected is not None:
-            specs = [s for s in specs if s.name in set(selected)]
-            names = [n for n in names if n in set(selected)]
-        spec_names = [s.name for s in specs]
-        duplicates = sorted({n for n in spec_names if spec_names.count(n) > 1})
-        if duplicates:
-            raise UnsupportedFunctionError(f"duplicate function names: {duplicates}")
+        specs, names = _selected(functions, host_json.get("functions"))
         invoker = Invoker(client_binding)
         for spec in specs:
             invoker.check(spec)
-        http_section = (host_json.get("extensions") or {}).get("http") or {}
-        route_prefix = str(http_section.get("routePrefix", "api"))
+        route_prefix = _route_prefix(host_json)
         self._http = HttpTriggerServer(
             routes_for(specs),
             invoker,
@@ -168,3 +158,26 @@ class FunctionsHost(Service):
         self._http.stop()
         if self._started:
             release_worker_loop()
+
+
+def _selected(
+    functions: Sequence[Function], selected: Sequence[str] | None
+) -> tuple[list[FunctionSpec], list[str]]:
+    """The specs of the functions this host runs (host.json's ``functions`` list, when given)
+    and the names of all of them; two functions of one name are refused, as the host does."""
+    specs = [s for f in functions if (s := FunctionSpec.from_function(f)) is not None]
+    names = [str(f.get_function_name()) for f in functions]
+    if selected is not None:
+        specs = [s for s in specs if s.name in set(selected)]
+        names = [n for n in names if n in set(selected)]
+    spec_names = [s.name for s in specs]
+    duplicates = sorted({n for n in spec_names if spec_names.count(n) > 1})
+    if duplicates:
+        raise UnsupportedFunctionError(f"duplicate function names: {duplicates}")
+    return specs, names
+
+
+def _route_prefix(host_json: Mapping[str, Any]) -> str:
+    """host.json's ``extensions.http.routePrefix``; ``api`` when it says nothing."""
+    http_section = (host_json.get("extensions") or {}).get("http") or {}
+    return str(http_section.get("routePrefix", "api"))

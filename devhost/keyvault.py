@@ -60,8 +60,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from devhost._service import Service
 from devhost._state import read_json, unreadable, write_atomically
-from devhost.graph.replies import Reply
-from devhost.graph.server import HttpsServer
+from devhost.https_server import HttpsServer, Reply
 from devhost.tls import VAULT_HOST, TlsFiles
 
 __all__ = [

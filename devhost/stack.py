@@ -131,10 +131,48 @@ class DevStack(Service):
         return self
 
     def _start(self) -> None:
+        """Start, in order, what the settings do not already point at, then the app."""
         state = self.state_dir
         state.mkdir(parents=True, exist_ok=True)
-        # One host per state directory: a second would take the first's Azurite for the
-        # leftover of a killed host. Released by the kernel however this process ends.
+        self._claim(state)
+        env = self.environ
+        host_json = self._settle(state, env)
+        tls = self._tls(state)
+        self.clock = FastClock(self.options.speed, start=resume_clock(state / CLOCK_FILE))
+        self._keep_clock(state / CLOCK_FILE, self.clock)
+        ports = _load_ports(state / PORTS_FILE)
+        if "AzureWebJobsStorage" not in env:
+            self._start_azurite(state, tls, env, ports)
+        if self.options.graph_url:
+            env["GRAPH_BASE_URL"] = self.options.graph_url
+        elif "GRAPH_BASE_URL" not in env:
+            self._start_graph(state, tls, env, ports)
+        if "IDENTITY_ENDPOINT" not in env:
+            # Admin consent, as it shows in app-only tokens: the Graph app roles, for whatever
+            # Graph the app was pointed at (a token's audience is that Graph's own URL).
+            graph_roles = ("User.Export.All", "User.Read.All")
+            roles = {GRAPH_RESOURCE: graph_roles, env["GRAPH_BASE_URL"]: graph_roles}
+            self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
+            env.update(self.identity.env())
+        if "RECEIPT_SIGNING_KEY_ID" not in env:
+            self._start_keyvault(state, tls, env)
+        if "AUTH_CLIENT_ID" not in env:
+            # Entra ID for the callers: the app reads its tenant's OpenID metadata and keys at
+            # the authority its settings name, here the local tenant's, over the same TLS.
+            self.tenant = start_tenant(tls, ports.get("entra", 0), state / ENTRA_KEYS_FILE)
+            self._stack.callback(self.tenant.stop)
+            ports["entra"] = self.tenant.port
+            _save_ports(state / PORTS_FILE, ports)
+            env.update(self.tenant.app_settings())
+        if self.options.platform_auth and self.tenant is not None:
+            self.platform_auth = PlatformAuth(self.tenant)
+            env.update(self.platform_auth.app_settings())
+        self._start_app(state, env, host_json)
+        self._write_endpoints(state)
+
+    def _claim(self, state: Path) -> None:
+        """One host per state directory: a second would take the first's Azurite for the
+        leftover of a killed host. Released by the kernel however this process ends."""
         try:
             self._stack.callback(release_lock, hold_lock(state / LOCK_FILE))
         except LockHeldError as error:
@@ -142,7 +180,9 @@ class DevStack(Service):
                 f"another offline host (pid {error.holder}) is running on {state}: stop it "
                 "first, or give this one another --state"
             ) from None
-        env = self.environ
+
+    def _settle(self, state: Path, env: MutableMapping[str, str]) -> dict[str, Any]:
+        """The app's settings (local.settings.json, the options), its keys and its host.json."""
         if self.options.use_local_settings:
             settings_file = (
                 self.options.settings_file or self.options.app_dir / "local.settings.json"
@@ -156,62 +196,50 @@ class DevStack(Service):
         self.function_key = self.keys.default_host_key
         if self.options.sas_mode:
             env["EXPORT_SAS_MODE"] = self.options.sas_mode
-        host_json = json.loads((self.options.app_dir / "host.json").read_text(encoding="utf-8"))
+        host_json: dict[str, Any] = json.loads(
+            (self.options.app_dir / "host.json").read_text(encoding="utf-8")
+        )
         self._queue_options = QueueOptions.from_host_json(host_json)
-        tls = self._tls(state)
-        self.clock = FastClock(self.options.speed, start=resume_clock(state / CLOCK_FILE))
-        self._keep_clock(state / CLOCK_FILE, self.clock)
-        ports = _load_ports(state / PORTS_FILE)
+        return host_json
 
-        if "AzureWebJobsStorage" not in env:
-            azurite = Azurite(tls, location=state / "azurite", ports=ports.get("azurite"))
-            with self._same_port("Azurite", "the export SAS URLs Graph holds point"):
-                self.azurite = self._enter(azurite)
-            ports["azurite"] = self.azurite.ports
-            _save_ports(state / PORTS_FILE, ports)
-            env["AzureWebJobsStorage"] = self.azurite.connection_string
-            env.setdefault("EXPORT_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
-            # One emulator account offline; its own (identity-only) account in Azure.
-            env.setdefault("EVIDENCE_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
-            if env.get("EXPORT_SAS_MODE", "stored-policy") == "stored-policy":
-                env.setdefault("EXPORT_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
-        if self.options.graph_url:
-            env["GRAPH_BASE_URL"] = self.options.graph_url
-        elif "GRAPH_BASE_URL" not in env:
-            simulator = GraphSimulator(
-                tls,
-                clock=self.clock.now,
-                export_duration=self.options.export_duration,
-                seed=self.options.seed,
-                port=ports.get("graphSimulator", 0),
-                state_file=state / GRAPH_STATE_FILE,
-            )
-            with self._same_port("the Graph simulator", "the operation URLs in the task hub point"):
-                self.graph = self._enter(simulator)
-            ports["graphSimulator"] = self.graph.port
-            _save_ports(state / PORTS_FILE, ports)
-            env["GRAPH_BASE_URL"] = self.graph.base_url
-        if "IDENTITY_ENDPOINT" not in env:
-            # Admin consent, as it shows in app-only tokens: the Graph app roles, for whatever
-            # Graph the app was pointed at (a token's audience is that Graph's own URL).
-            graph_roles = ("User.Export.All", "User.Read.All")
-            roles = {GRAPH_RESOURCE: graph_roles, env["GRAPH_BASE_URL"]: graph_roles}
-            self.identity = self._enter(ManagedIdentityEndpoint(roles=roles))
-            env.update(self.identity.env())
-        if "RECEIPT_SIGNING_KEY_ID" not in env:
-            self._start_keyvault(state, tls, env)
+    def _start_azurite(
+        self, state: Path, tls: TlsFiles, env: MutableMapping[str, str], ports: dict[str, Any]
+    ) -> None:
+        azurite = Azurite(tls, location=state / "azurite", ports=ports.get("azurite"))
+        with self._same_port("Azurite", "the export SAS URLs Graph holds point"):
+            self.azurite = self._enter(azurite)
+        ports["azurite"] = self.azurite.ports
+        _save_ports(state / PORTS_FILE, ports)
+        env["AzureWebJobsStorage"] = self.azurite.connection_string
+        env.setdefault("EXPORT_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
+        # One emulator account offline; its own (identity-only) account in Azure.
+        env.setdefault("EVIDENCE_STORAGE_BLOB_ENDPOINT", self.azurite.blob_endpoint)
+        if env.get("EXPORT_SAS_MODE", "stored-policy") == "stored-policy":
+            env.setdefault("EXPORT_STORAGE_ACCOUNT_KEY", ACCOUNT_KEY)
 
-        if "AUTH_CLIENT_ID" not in env:
-            # Entra ID for the callers: the app reads its tenant's OpenID metadata and keys at
-            # the authority its settings name, here the local tenant's, over the same TLS.
-            self.tenant = start_tenant(tls, ports.get("entra", 0), state / ENTRA_KEYS_FILE)
-            self._stack.callback(self.tenant.stop)
-            ports["entra"] = self.tenant.port
-            _save_ports(state / PORTS_FILE, ports)
-            env.update(self.tenant.app_settings())
-        if self.options.platform_auth and self.tenant is not None:
-            self.platform_auth = PlatformAuth(self.tenant)
-            env.update(self.platform_auth.app_settings())
+    def _start_graph(
+        self, state: Path, tls: TlsFiles, env: MutableMapping[str, str], ports: dict[str, Any]
+    ) -> None:
+        assert self.clock is not None
+        simulator = GraphSimulator(
+            tls,
+            clock=self.clock.now,
+            export_duration=self.options.export_duration,
+            seed=self.options.seed,
+            port=ports.get("graphSimulator", 0),
+            state_file=state / GRAPH_STATE_FILE,
+        )
+        with self._same_port("the Graph simulator", "the operation URLs in the task hub point"):
+            self.graph = self._enter(simulator)
+        ports["graphSimulator"] = self.graph.port
+        _save_ports(state / PORTS_FILE, ports)
+        env["GRAPH_BASE_URL"] = self.graph.base_url
+
+    def _start_app(
+        self, state: Path, env: MutableMapping[str, str], host_json: dict[str, Any]
+    ) -> None:
+        """The app itself: its functions, the Durable engine and client API, the host."""
+        assert self.clock is not None
         self.functions = functions = _load_app(self.options.app_dir)
         _install_clock(self.options.clock_seam, self.clock.now)
         self.engine = DurableEngine(
@@ -235,7 +263,6 @@ class DevStack(Service):
                 tenant=self.tenant,
             )
         )
-        self._write_endpoints(state)
 
     def stop(self) -> None:
         """Stop everything that was started, in reverse order; idempotent."""

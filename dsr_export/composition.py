@@ -17,7 +17,7 @@ import functools
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 from dsr_export import settings
 
@@ -44,24 +44,6 @@ TaskHubQuery = Callable[..., AsyncGenerator["Page", None]]
 #: Deletes a queue's messages inserted before a time: ``(queue, cutoff) -> deleted``.
 QueueTrimmer = Callable[[str, datetime], int]
 
-#: The parts :func:`override` can replace.
-PARTS: Final = (
-    "credential",
-    "graph",
-    "export_storage",
-    "callback_sender",
-    "rejections",
-    "task_hub_query",
-    "task_hub",
-    "queue_trimmer",
-    "evidence_log",
-    "package_builder",
-    "package_reviews",
-    "receipt_signer",
-    "token_validator",
-    "clock",
-)
-
 #: The Azure SDK logs every HTTP request at INFO (headers included, redacted): thousands of
 #: lines a day of no use to an operator, each one paid for in Application Insights, drowning the
 #: app's own events. Kept at WARNING, in Azure as offline.
@@ -73,6 +55,33 @@ for _sdk_logger in (SDK_HTTP_LOGGER, SDK_IDENTITY_LOGGER):
 
 _overrides: dict[str, Any] = {}
 _clock: Callable[[], datetime] | None = None
+_T = TypeVar("_T")
+
+
+class Part(Generic[_T]):
+    """One part of the app, built on first use and cached; :func:`override` replaces it.
+
+    The one accessor of the composition root: ``composition.graph()`` calls the part, which
+    answers the override in force or else its built (and cached) object.
+    """
+
+    def __init__(self, name: str, build: Callable[[], _T], doc: str) -> None:
+        self.name = name
+        self._build = functools.cache(build)
+        self.__doc__ = doc
+        _PARTS[name] = self
+
+    def __call__(self) -> _T:
+        if self.name in _overrides:
+            return cast(_T, _overrides[self.name])
+        return self._build()
+
+    def forget(self) -> None:
+        """Drop the built object: the next call builds it anew (settings read again)."""
+        self._build.cache_clear()
+
+
+_PARTS: dict[str, Part[Any]] = {}
 
 
 def now() -> datetime:
@@ -102,118 +111,6 @@ def use_clock(clock: Callable[[], datetime] | None) -> None:
     _clock = clock
 
 
-def credential() -> TokenCredential:
-    """The app's identity: tokens for Graph and, in user-delegation mode, for storage."""
-    if "credential" in _overrides:
-        return _overrides["credential"]  # type: ignore[no-any-return]
-    return _credential()
-
-
-def graph() -> GraphClient:
-    """The Graph client, bound to ``GRAPH_BASE_URL`` (the only host that gets the token)."""
-    if "graph" in _overrides:
-        return _overrides["graph"]  # type: ignore[no-any-return]
-    return _graph()
-
-
-def export_storage() -> ExportStorage:
-    """The export account as the app itself sees it (never through the Graph SAS)."""
-    if "export_storage" in _overrides:
-        return _overrides["export_storage"]  # type: ignore[no-any-return]
-    return _export_storage()
-
-
-def callback_sender() -> CallbackSender:
-    """What delivers ticket callbacks (judged, resolved and pinned; short retries)."""
-    if "callback_sender" in _overrides:
-        return _overrides["callback_sender"]  # type: ignore[no-any-return]
-    return _callback_sender()
-
-
-def rejections() -> RejectionSink:
-    """Where refused queue messages are recorded (``dsr-requests-rejected``)."""
-    if "rejections" in _overrides:
-        return _overrides["rejections"]  # type: ignore[no-any-return]
-    return _rejections()
-
-
-def queue_trimmer() -> QueueTrimmer:
-    """How the retention run deletes a queue's old messages: ``(queue, cutoff) -> deleted``."""
-    if "queue_trimmer" in _overrides:
-        return _overrides["queue_trimmer"]  # type: ignore[no-any-return]
-    return _trim_queue
-
-
-def _trim_queue(queue: str, cutoff: datetime) -> int:
-    from dsr_export.adapters.queue_retention import clear_older
-    from dsr_export.adapters.rejections import queue_client
-
-    return clear_older(queue_client(name=queue, encoded=False), cutoff)
-
-
-def evidence_log() -> EvidenceLog:
-    """Where each DSR's hash-chained evidence is appended (``dsr-evidence``)."""
-    if "evidence_log" in _overrides:
-        return _overrides["evidence_log"]  # type: ignore[no-any-return]
-    return _evidence_log()
-
-
-def receipt_signer() -> KeyVaultReceiptSigner:
-    """What signs package receipts and lists their public keys (the Key Vault key).
-
-    Typed as the Key Vault signer because the JWKS route needs ``public_keys`` as well; the
-    packaging activity needs only ``sign_receipt`` (package_builder's ``ReceiptSigner``).
-    """
-    if "receipt_signer" in _overrides:
-        return _overrides["receipt_signer"]  # type: ignore[no-any-return]
-    return _receipt_signer()
-
-
-def package_builder() -> PackageBuilder:
-    """Builds and finds the subject's packages (delivery containers in the export account).
-
-    Raises :class:`~dsr_export.settings.SettingsError` naming ``ORGANISATION_PROFILE`` when
-    the organisation has not filled in its profile: no package goes out without it.
-    """
-    if "package_builder" in _overrides:
-        return _overrides["package_builder"]  # type: ignore[no-any-return]
-    return _package_builder()
-
-
-def package_reviews() -> ReviewStore:
-    """Where packages' reviews are kept (their delivery containers)."""
-    if "package_reviews" in _overrides:
-        return _overrides["package_reviews"]  # type: ignore[no-any-return]
-    return _package_reviews()
-
-
-def token_validator() -> TokenValidator:
-    """What judges callers' Entra tokens (its signing keys cached across requests)."""
-    if "token_validator" in _overrides:
-        return _overrides["token_validator"]  # type: ignore[no-any-return]
-    return _token_validator()
-
-
-def task_hub_query() -> TaskHubQuery:
-    """How the list endpoint and the retention run read the task hub's instances: the
-    extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`)."""
-    if "task_hub_query" in _overrides:
-        return _overrides["task_hub_query"]  # type: ignore[no-any-return]
-    from dsr_export.adapters.task_hub import query_pages
-
-    return query_pages
-
-
-def task_hub(client: df.DurableOrchestrationClient) -> TaskHub:
-    """The task hub behind a Durable client binding, as the intake uses it
-    (:class:`dsr_export.adapters.durable_client.DurableTaskHub`)."""
-    if "task_hub" in _overrides:
-        return _overrides["task_hub"](client)  # type: ignore[no-any-return]
-    from dsr_export.adapters.durable_client import DurableTaskHub
-
-    return DurableTaskHub(client, task_hub_query())
-
-
 @contextlib.contextmanager
 def override(**parts: Any) -> Iterator[None]:
     """Use ``parts`` (by the names in :data:`PARTS`) instead of the built ones, for a while.
@@ -234,51 +131,35 @@ def override(**parts: Any) -> Iterator[None]:
 
 def reset() -> None:
     """Forget every built part and every setting read, so the next use reads them anew."""
-    for cached in (
-        _credential,
-        _graph,
-        _export_storage,
-        _callback_sender,
-        _rejections,
-        _evidence_log,
-        _receipt_signer,
-        _package_builder,
-        _package_reviews,
-        _token_validator,
-    ):
-        cached.cache_clear()
+    for part in _PARTS.values():
+        part.forget()
     settings.clear_cache()
 
 
-@functools.cache
 def _credential() -> TokenCredential:
     from dsr_export.adapters.credentials import app_identity
 
     return app_identity()
 
 
-@functools.cache
 def _graph() -> GraphClient:
     from dsr_export.adapters.graph import GraphClient
 
     return GraphClient(settings.graph_settings(), credential())
 
 
-@functools.cache
 def _export_storage() -> ExportStorage:
     from dsr_export.adapters.storage import ExportStorage
 
     return ExportStorage(settings.export_storage_settings(), credential())
 
 
-@functools.cache
 def _callback_sender() -> CallbackSender:
     from dsr_export.adapters.callbacks import CallbackSender
 
     return CallbackSender(allow_loopback=settings.callback_settings().allow_loopback)
 
 
-@functools.cache
 def _evidence_log() -> EvidenceLog:
     from dsr_export.adapters.evidence_log import EvidenceLog
 
@@ -288,21 +169,18 @@ def _evidence_log() -> EvidenceLog:
     return EvidenceLog.for_account(endpoint, credential())
 
 
-@functools.cache
 def _receipt_signer() -> KeyVaultReceiptSigner:
     from dsr_export.adapters.receipt_signer import KeyVaultReceiptSigner
 
     return KeyVaultReceiptSigner(settings.receipt_settings(), credential(), clock=now)
 
 
-@functools.cache
 def _rejections() -> RejectionSink:
     from dsr_export.adapters.rejections import QueueRejections, queue_client
 
     return QueueRejections(queue_client())
 
 
-@functools.cache
 def _package_builder() -> PackageBuilder:
     from dsr_export.adapters.package_builder import PackageBuilder, PackageOptions
 
@@ -316,14 +194,6 @@ def _package_builder() -> PackageBuilder:
     return PackageBuilder(export_storage().service, chosen.organisation, options)
 
 
-@functools.cache
-def _package_reviews() -> ReviewStore:
-    from dsr_export.adapters.package_review import ReviewStore
-
-    return ReviewStore(export_storage().service)
-
-
-@functools.cache
 def _token_validator() -> TokenValidator:
     from dsr_export.adapters.entra import TokenValidator
 
@@ -331,3 +201,108 @@ def _token_validator() -> TokenValidator:
     if entra is None:
         raise settings.SettingsError("AUTH_CLIENT_ID", "is not set: no Entra tokens are accepted")
     return TokenValidator(entra)
+
+
+def _task_hub_query() -> TaskHubQuery:
+    from dsr_export.adapters.task_hub import query_pages
+
+    return query_pages
+
+
+def _queue_trimmer() -> QueueTrimmer:
+    return _trim_queue
+
+
+def _trim_queue(queue: str, cutoff: datetime) -> int:
+    from dsr_export.adapters.queue_retention import clear_older
+    from dsr_export.adapters.rejections import queue_client
+
+    return clear_older(queue_client(name=queue, encoded=False), cutoff)
+
+
+def _package_reviews() -> ReviewStore:
+    from dsr_export.adapters.package_review import ReviewStore
+
+    return ReviewStore(export_storage().service)
+
+
+# -- the parts, each one accessor (``composition.graph()``) ------------------------------------
+credential: Final = Part(
+    "credential",
+    _credential,
+    "The app's identity: tokens for Graph and, in user-delegation mode, for storage.",
+)
+graph: Final = Part(
+    "graph",
+    _graph,
+    "The Graph client, bound to ``GRAPH_BASE_URL`` (the only host that gets the token).",
+)
+export_storage: Final = Part(
+    "export_storage",
+    _export_storage,
+    "The export account as the app itself sees it (never through the Graph SAS).",
+)
+callback_sender: Final = Part(
+    "callback_sender",
+    _callback_sender,
+    "What delivers ticket callbacks (judged, resolved and pinned; short retries).",
+)
+rejections: Final = Part(
+    "rejections",
+    _rejections,
+    "Where refused queue messages are recorded (``dsr-requests-rejected``).",
+)
+evidence_log: Final = Part(
+    "evidence_log",
+    _evidence_log,
+    "Where each DSR's hash-chained evidence is appended (``dsr-evidence``).",
+)
+receipt_signer: Final = Part(
+    "receipt_signer",
+    _receipt_signer,
+    "What signs package receipts and lists their public keys (the Key Vault key). Typed as the "
+    "Key Vault signer because the JWKS route needs ``public_keys`` as well; the packaging "
+    "activity needs only ``sign_receipt`` (package_builder's ``ReceiptSigner``).",
+)
+package_builder: Final = Part(
+    "package_builder",
+    _package_builder,
+    "Builds and finds the subject's packages (delivery containers in the export account). "
+    "Raises :class:`~dsr_export.settings.SettingsError` naming ``ORGANISATION_PROFILE`` when "
+    "the organisation has not filled in its profile: no package goes out without it.",
+)
+token_validator: Final = Part(
+    "token_validator",
+    _token_validator,
+    "What judges callers' Entra tokens (its signing keys cached across requests).",
+)
+task_hub_query: Final = Part(
+    "task_hub_query",
+    _task_hub_query,
+    "How the list endpoint and the retention run read the task hub's instances: the "
+    "extension's query, a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`).",
+)
+queue_trimmer: Final = Part(
+    "queue_trimmer",
+    _queue_trimmer,
+    "How the retention run deletes a queue's old messages: ``(queue, cutoff) -> deleted``.",
+)
+package_reviews: Final = Part(
+    "package_reviews",
+    _package_reviews,
+    "Where packages' reviews are kept (their delivery containers).",
+)
+
+#: The parts :func:`override` can replace (``clock`` is the clock of :func:`now`; ``task_hub``
+#: a callable taking the Durable client binding, see :func:`task_hub`).
+PARTS: Final = (*_PARTS, "clock", "task_hub")
+
+
+def task_hub(client: df.DurableOrchestrationClient) -> TaskHub:
+    """The task hub behind a Durable client binding, as the intake uses it
+    (:class:`dsr_export.adapters.durable_client.DurableTaskHub`)."""
+    if "task_hub" in _overrides:
+        return _overrides["task_hub"](client)  # type: ignore[no-any-return]
+    from dsr_export.adapters.durable_client import DurableTaskHub
+
+    return DurableTaskHub(client, task_hub_query())

@@ -219,13 +219,21 @@ class ExportStorageSettings:
 
 
 def export_policy_from_env(env: Mapping[str, str] = os.environ) -> ExportPolicy:
-    """The orchestration knobs (:class:`~dsr_export.domain.job.ExportPolicy`), validated."""
+    """The orchestration knobs (:class:`~dsr_export.domain.job.ExportPolicy`), validated; an
+    unset knob keeps the default the policy itself declares (written there once)."""
+    default = ExportPolicy()
     return ExportPolicy(
         max_poll_interval_seconds=_int(
-            env, "EXPORT_POLL_MAX_INTERVAL_SECONDS", 3600, low=60, high=24 * 3600
+            env,
+            "EXPORT_POLL_MAX_INTERVAL_SECONDS",
+            default.max_poll_interval_seconds,
+            low=60,
+            high=24 * 3600,
         ),
-        rounds_per_history=_int(env, "EXPORT_POLL_ROUNDS_PER_HISTORY", 20, low=1, high=500),
-        timeout_days=_int(env, "EXPORT_TIMEOUT_DAYS", 45, low=1, high=365),
+        rounds_per_history=_int(
+            env, "EXPORT_POLL_ROUNDS_PER_HISTORY", default.rounds_per_history, low=1, high=500
+        ),
+        timeout_days=_int(env, "EXPORT_TIMEOUT_DAYS", default.timeout_days, low=1, high=365),
     )
 
 
@@ -333,13 +341,19 @@ class LifecycleSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> LifecycleSettings:
+        """Validated; an unset setting keeps the default declared on the fields above."""
+        default = cls()
         endpoint = (
             _https_url(env, "EVIDENCE_STORAGE_BLOB_ENDPOINT")
             if _get(env, "EVIDENCE_STORAGE_BLOB_ENDPOINT", "")
             else None
         )
-        export_days = _int(env, "EXPORT_RETENTION_DAYS", 30, low=1, high=3650)
-        history_days = _int(env, "HISTORY_RETENTION_DAYS", 90, low=1, high=3650)
+        export_days = _int(
+            env, "EXPORT_RETENTION_DAYS", default.export_retention_days, low=1, high=3650
+        )
+        history_days = _int(
+            env, "HISTORY_RETENTION_DAYS", default.history_retention_days, low=1, high=3650
+        )
         if history_days < export_days:
             # The history is what finds the data: purged first, the data would never be deleted.
             raise SettingsError(
@@ -348,11 +362,21 @@ class LifecycleSettings:
             )
         return cls(
             evidence_blob_endpoint=endpoint,
-            download_link_minutes=_int(env, "DOWNLOAD_LINK_MINUTES", 60, low=1, high=24 * 60),
+            download_link_minutes=_int(
+                env, "DOWNLOAD_LINK_MINUTES", default.download_link_minutes, low=1, high=24 * 60
+            ),
             export_retention_days=export_days,
             history_retention_days=history_days,
-            custom_extension_max_days=_int(env, "CUSTOM_EXTENSION_MAX_DAYS", 0, low=0, high=366),
-            queue_retention_days=_int(env, "QUEUE_RETENTION_DAYS", 3, low=1, high=30),
+            custom_extension_max_days=_int(
+                env,
+                "CUSTOM_EXTENSION_MAX_DAYS",
+                default.custom_extension_max_days,
+                low=0,
+                high=366,
+            ),
+            queue_retention_days=_int(
+                env, "QUEUE_RETENTION_DAYS", default.queue_retention_days, low=1, high=30
+            ),
         )
 
 

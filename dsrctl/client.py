@@ -28,9 +28,10 @@ from urllib.parse import quote, urljoin
 import requests
 
 from dsr_export.domain.redaction import redact, strip_query
+from dsrctl import __version__
 
 #: What the CLI calls itself on the wire.
-USER_AGENT: Final = "dsrctl/0.1"
+USER_AGENT: Final = f"dsrctl/{__version__}"
 PROBLEM_TYPE: Final = "application/problem+json"
 #: Renew an Entra token this long before it expires.
 _TOKEN_MARGIN: Final = 120.0

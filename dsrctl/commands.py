@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from dsr_export.domain.status import Phase
-from dsrctl import csv_import, download, evidence, output, verify, watch
+from dsrctl import __version__, csv_import, download, evidence, output, verify, watch
 from dsrctl.client import ApiClient, ApiError, CredentialError, NetworkError, TokenSource
 from dsrctl.output import is_interactive
 
@@ -161,7 +161,7 @@ def _handled(function: Callable[..., int | None]) -> Callable[..., None]:
     help="CA certificates to trust (a self-signed service or storage emulator).",
 )
 @click.option("--json", "json_mode", is_flag=True, help="Print raw JSON (for scripts).")
-@click.version_option("0.1.0", prog_name="dsrctl")
+@click.version_option(__version__, prog_name="dsrctl")
 @click.pass_context
 def cli(
     ctx: click.Context,

@@ -127,7 +127,6 @@ class Output:
         self.interactive = is_interactive() if interactive is None else interactive
         # Created now, on the streams of now (a test runner swaps them per invocation).
         self.console = Console(highlight=False, force_terminal=self.interactive or None)
-        self.err_console = Console(stderr=True, highlight=False)
 
     def line(self, text: str = "") -> None:
         """One plain line on standard output (never rich markup), escaped."""

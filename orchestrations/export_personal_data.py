@@ -289,7 +289,6 @@ def _exporting(
         submitted_at=answer.submitted_at,
         sas_expires_at=answer.sas_expires_at,
         wait_seconds=answer.retry_after_seconds or 60,
-        submit_recovered=recovered,
     )
     if recovered:
         _log(context, "submit_recovered", logging.INFO, job, operation_id=job.operation_id)

@@ -1,39 +1,22 @@
-"""Shared fixtures: the app's functions (listed once per process) and the replay driver's way to
-them, the offline host's building blocks (TLS, Azurite, identity, Graph) and the one seam of the
-composition root (``swap``)."""
+"""What every tier shares: the app's functions (listed once per process), the replay driver's way
+to them, the one seam of the composition root (``swap``) and the e2e option
+``--graph-api-version`` (pytest registers options from the root conftest only).
+
+The offline host's building blocks (TLS, Azurite, identity, Graph) are fixtures in
+``tests/fixtures/``, imported by the conftest of each tier that uses them: collecting the unit
+tests starts and imports no emulator (tests/unit/test_tiers.py)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from devhost.azurite import Azurite
-from devhost.durable.replay import user_functions
-from devhost.graph import GraphSimulator
-from devhost.identity import ManagedIdentityEndpoint
-from devhost.tls import TlsFiles, make_tls_files
 from dsr_export import composition
 from tests import replay
-from tests.clock import ManualClock
-
-# Variables that would make DefaultAzureCredential pick something other than managed identity.
-_CREDENTIAL_ENV = (
-    "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_USERNAME",
-    "AZURE_PASSWORD",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-)
+from testsupport.replay import user_functions
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,51 +27,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="GRAPH_API_VERSION of every end-to-end host (default beta, the app's default); "
         "tests/e2e/test_pipeline.py runs its Graph-facing tests under the other one as well",
     )
-
-
-@pytest.fixture(scope="session")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="session")
-def azurite(tls_files: TlsFiles) -> Iterator[Azurite]:
-    """Azurite over HTTPS with ``--oauth basic``: production-shaped SAS and bearer tokens work."""
-    with Azurite(tls_files) as instance:
-        yield instance
-
-
-@pytest.fixture(scope="session")
-def identity() -> Iterator[ManagedIdentityEndpoint]:
-    with ManagedIdentityEndpoint() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture
-def identity_env(
-    identity: ManagedIdentityEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    """Point azure-identity's managed-identity credential at the local endpoint."""
-    for name in _CREDENTIAL_ENV:
-        monkeypatch.delenv(name, raising=False)
-    env = identity.env()
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def sim_clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def graph_sim(tls_files: TlsFiles, sim_clock: ManualClock) -> Iterator[GraphSimulator]:
-    """A fresh simulator per test, on a manual clock, driven only by requests (no ticker)."""
-    with GraphSimulator(
-        tls_files, clock=sim_clock, export_duration=timedelta(days=3), tick_interval=None
-    ) as sim:
-        yield sim
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The test side of the replay driver: ``Driver(name, input)`` for one of the app's orchestrators.
 
-The driver is :class:`devhost.durable.replay.ReplayDriver` (the SDK's real replay, synthetic
+The driver is :class:`testsupport.replay.ReplayDriver` (the SDK's real replay, synthetic
 histories, every answer given by the test). What this adds is finding the orchestrator by name:
 through the ``user_function`` fixture (tests/conftest.py), which an autouse fixture there binds
 for the test being run, so a test (or a helper it calls) can build ``Driver(name, input)``
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from devhost.durable.replay import START, Action, Entry, Kind, ReplayDriver
+from testsupport.replay import START, Action, Entry, Kind, ReplayDriver
 
 __all__ = ["Action", "Driver", "Kind", "entry_points"]
 

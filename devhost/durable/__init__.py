@@ -14,7 +14,7 @@ Wiring into a host::
     engine.stop()
 
 For tests and benchmarks that give every activity's answer and fire every timer themselves,
-:mod:`devhost.durable.replay` drives one orchestrator through the same replay, step by step.
+:mod:`testsupport.replay` drives one orchestrator through the same replay, step by step.
 """
 
 from ._episode import NonDeterministicOrchestrationError

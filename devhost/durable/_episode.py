@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import _protocol as p
-from .store import TERMINAL, Episode, Instance, Message, NewActivity, NewMessage, ts
+from testsupport import durable_protocol as p
+from testsupport.durable_protocol import ts
+
+from .store import TERMINAL, Episode, Instance, Message, NewActivity, NewMessage
 
 log = logging.getLogger("devhost.durable")
 

@@ -27,8 +27,9 @@ from azure.functions import meta
 from azure.functions.durable_functions import ActivityTriggerConverter
 
 from devhost._service import Service
+from testsupport import durable_protocol as p
+from testsupport.durable_protocol import parse_ts, ts
 
-from . import _protocol as p
 from ._episode import ACTIVE, CONTROL, control, replay
 from .clock import Clock, SystemClock, wait_until
 from .store import (
@@ -40,8 +41,6 @@ from .store import (
     NewMessage,
     Query,
     Store,
-    parse_ts,
-    ts,
 )
 
 log = logging.getLogger("devhost.durable")
@@ -143,10 +142,6 @@ class DurableEngine(Service):
         with self._cv:
             self._cv.notify_all()
         log.info("durable engine stopped")
-
-    @property
-    def orchestrator_names(self) -> frozenset[str]:
-        return frozenset(self._orchestrators)
 
     # -- client operations (what the Durable HTTP API maps to) ------------------------------
 

@@ -21,10 +21,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from azure.durable_functions.models.utils import http_utils
 
 from devhost._service import Service
+from testsupport.durable_protocol import Ev, parse_ts, ts
 
-from ._protocol import Ev
 from .engine import DurableEngine
-from .store import TERMINAL, Instance, InstanceExistsError, Query, parse_ts, ts
+from .store import TERMINAL, Instance, InstanceExistsError, Query
 
 log = logging.getLogger("devhost.durable.rpc")
 

@@ -14,14 +14,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from devhost._state import LockHeldError, hold_lock, release_lock
 
 TERMINAL = frozenset({"Completed", "Failed", "Terminated"})
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -63,15 +61,6 @@ CREATE TABLE IF NOT EXISTS activities (
     input TEXT
 );
 """
-
-
-def ts(moment: datetime) -> str:
-    """Fixed-width UTC text: sorts like the instant it names, and parses in the SDK."""
-    return moment.astimezone(UTC).strftime(_TS_FORMAT)
-
-
-def parse_ts(text: str) -> datetime:
-    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
 
 
 class StoreLockedError(RuntimeError):

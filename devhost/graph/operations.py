@@ -25,7 +25,7 @@ from typing import Any
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.storage.blob import ContainerClient
 
-from .export_files import ExportFile, manifest, render
+from .export_files import PRODUCTS_LAYOUT, ExportFile, ExportLayout, content_of, files_of
 from .redaction import log, storage_log, without_query
 from .replies import iso
 
@@ -97,8 +97,10 @@ class Operations:
         duration: timedelta,
         seed: int,
         ca_bundle: str,
+        layout: ExportLayout = PRODUCTS_LAYOUT,
     ) -> None:
         self._clock = clock
+        self._layout = layout
         self._duration = duration
         self._seed = seed
         self._ca_bundle = ca_bundle
@@ -117,7 +119,7 @@ class Operations:
             user_id=user_id,
             storage_location=container_url,
             submitted=submitted,
-            manifest=manifest(self._seed, user_id),
+            manifest=files_of(self._seed, user_id, self._layout),
             fails=fails,
             sas_url=location,
         )
@@ -178,7 +180,7 @@ class Operations:
                 user_id=user_id,
                 storage_location=str(item["storageLocation"]),
                 submitted=_aware(str(item["submitted"])),
-                manifest=manifest(self._seed, user_id),
+                manifest=files_of(self._seed, user_id, self._layout),
                 fails=bool(item["fails"]),
                 sas_url=str(item.get("sasUrl") or ""),
                 status=str(item["status"]),
@@ -262,7 +264,7 @@ class Operations:
         )
         with container:
             for item in op.manifest[op.written : due]:
-                data = render(self._seed, op.user_id, item)
+                data = content_of(self._seed, op.user_id, item)
                 container.upload_blob(item.path, data, overwrite=True)
                 op.written += 1
 

@@ -9,18 +9,10 @@ once, so no route can answer in another shape.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-
-@dataclass
-class Reply:
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-    error: tuple[str, str] | None = None  # (code, message), rendered as a Graph error body
+from devhost.https_server import Reply as Reply  # every route answers one
 
 
 class GraphError(Exception):

@@ -30,17 +30,18 @@ from urllib.parse import parse_qs
 
 from devhost._service import Service
 from devhost._state import read_json, unreadable, write_atomically
+from devhost.https_server import HttpsServer
 from devhost.tls import TlsFiles
 
 from .admin import admin_reply
 from .directory import DEMO_DIRECTORY, GUID, Directory, user_not_found
+from .export_files import PRODUCTS_LAYOUT, ExportLayout
 from .faults import FaultInjector, Faults
 from .operations import Operations, OperationView
 from .quotas import QuotaLedger, Quotas
 from .redaction import guard_urllib3, log
 from .replies import GraphError, Reply, json_reply
 from .routes import Endpoints, RequestRecord, Router
-from .server import HttpsServer
 from .storage_contract import request_info, storage_location, validate_storage_location
 from .tokens import EXPORT_ROLE, GRAPH_RESOURCE, READ_ROLE, authenticate, require
 
@@ -77,7 +78,11 @@ class GraphSimulator(Service):
         tick_interval: float | None = 0.5,
         port: int = 0,
         state_file: Path | None = None,
+        export_layout: ExportLayout = PRODUCTS_LAYOUT,
     ) -> None:
+        """``export_layout``: what each export writes (Microsoft's product folders by default;
+        the service's own ``{assetGroupId}/{agentId}/...`` layout with zips and large files for
+        the package benchmark and tests)."""
         if export_duration <= timedelta(0):
             raise ValueError("export_duration must be positive")
         self._tls = tls
@@ -89,7 +94,11 @@ class GraphSimulator(Service):
         self._injector = FaultInjector()
         self._quotas = QuotaLedger(clock)
         self._operations = Operations(
-            clock=clock, duration=export_duration, seed=seed, ca_bundle=self._ca_bundle
+            clock=clock,
+            duration=export_duration,
+            seed=seed,
+            ca_bundle=self._ca_bundle,
+            layout=export_layout,
         )
         self._router = Router(
             endpoints=Endpoints(submit=self._submit, poll=self._poll, resolve=self._resolve),

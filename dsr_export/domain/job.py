@@ -65,8 +65,6 @@ class ExportJob:
     storage_resubmits: int = 0
     #: Throttled or failed tries of the current Graph step so far (the back-off's exponent).
     throttle_round: int = 0
-    #: The operation was found from Graph's receipt after the submit's answer was lost.
-    submit_recovered: bool = False
     graph_status: str | None = None
     progress: float | None = None
     # The legal side, set by the starter (the orchestrator reads no settings and no clock).

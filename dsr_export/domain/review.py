@@ -20,8 +20,10 @@ from dsr_export.domain.package_manifest import WITHHELD_REASONS, Withheld
 from dsr_export.domain.request import FieldError, InvalidRequest
 
 _SHA256: Final = re.compile(r"[0-9a-f]{64}")
-#: More withheld files than this in one ask is a mistake, not a review.
-MAX_WITHHELD: Final = 10_000
+#: At most this many distinct hashes withheld: what fits in the intake's 16 KiB body limit with
+#: room to spare (an entry is about 100 bytes), so a schema-valid review is never refused as too
+#: large. Withholding is by content hash, so one entry covers every copy of a file.
+MAX_WITHHELD: Final = 100
 
 
 @dataclass(frozen=True)

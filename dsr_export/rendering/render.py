@@ -345,7 +345,8 @@ def visible_controls(value: Any) -> Any:
     """Every value a template prints, with bidi controls shown as ``[U+202E]``: a name from
     the export can never make the page read other than it is (escaping stops markup, not
     this)."""
-    if isinstance(value, str) and not isinstance(value, Markup):
+    if isinstance(value, str) and not isinstance(value, Markup) and not value.isascii():
+        # Every control shown is outside ASCII: an ASCII value (most of them) is left as is.
         return value.translate(_CONTROLS)
     return value
 

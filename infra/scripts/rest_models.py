@@ -239,14 +239,7 @@ class TypeSpecModels:
         origin = typing.get_origin(hint)
         args = typing.get_args(hint)
         if origin is typing.Union or origin is types.UnionType:
-            members = [a for a in args if a is not type(None)]
-            optional = len(members) < len(args)
-            enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
-            if enums:
-                return Schema("enum", values=tuple(v.value for e in enums for v in e)), optional
-            if len(members) == 1:
-                return self._hint(members[0])[0], optional
-            return ANY, optional
+            return self._union(args)
         if origin is typing.Literal:
             return Schema("enum", values=args), False
         if origin is list:
@@ -255,16 +248,33 @@ class TypeSpecModels:
         if origin is dict:
             value = self._hint(args[1])[0]
             return Schema("map", item=lambda: value), False
-        if isinstance(hint, type) and issubclass(hint, enum.Enum):
-            return Schema("enum", values=tuple(v.value for v in hint)), False
-        if isinstance(hint, type) and any("model_base" in b.__module__ for b in hint.__mro__):
-            return self._model(hint), False
-        scalars = {str: "string", bool: "boolean", int: "integer", float: "number"}
-        if isinstance(hint, type) and hint in scalars:
-            return Schema("scalar", json=scalars[hint]), False
-        if isinstance(hint, type) and hint.__name__ in ("datetime", "timedelta", "date"):
-            return Schema("scalar", json="string"), False
+        if isinstance(hint, type):
+            return self._class(hint), False
         return ANY, False
+
+    def _union(self, args: tuple[Any, ...]) -> tuple[Schema, bool]:
+        """``X | None`` is X, optional; a union of enums is one enum; any other union is ANY."""
+        members = [a for a in args if a is not type(None)]
+        optional = len(members) < len(args)
+        enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
+        if enums:
+            return Schema("enum", values=tuple(v.value for e in enums for v in e)), optional
+        if len(members) == 1:
+            return self._hint(members[0])[0], optional
+        return ANY, optional
+
+    def _class(self, hint: type) -> Schema:
+        """The schema of a class annotation: an enum, a generated model, a scalar, or ANY."""
+        scalars = {str: "string", bool: "boolean", int: "integer", float: "number"}
+        if issubclass(hint, enum.Enum):
+            return Schema("enum", values=tuple(v.value for v in hint))
+        if any("model_base" in b.__module__ for b in hint.__mro__):
+            return self._model(hint)
+        if hint in scalars:
+            return Schema("scalar", json=scalars[hint])
+        if hint.__name__ in ("datetime", "timedelta", "date"):
+            return Schema("scalar", json="string")
+        return ANY
 
     def _shape(self, cls: type) -> ObjectShape:
         cls()  # the generated base class computes _attr_to_rest_field on first use
@@ -471,6 +481,22 @@ class Step:
     field: Field | None = None
 
 
+def _literal_problem(schema: Schema, value: Any) -> str | None:
+    """What is wrong with one literal where the model has ``schema`` (an enum or a scalar)."""
+    if schema.kind == "enum":
+        if value in schema.values:
+            return None
+        same = [v for v in schema.values if str(v).casefold() == str(value).casefold()]
+        if same:
+            return f"{value!r} is spelt {same[0]!r} in the model's enum"
+        return f"{value!r} is not {schema.describe()}"
+    if schema.kind == "scalar":
+        actual = _json_type(value)
+        if actual != schema.json and not (actual == "integer" and schema.json == "number"):
+            return f"{value!r} is a {actual}; the model has a {schema.json}"
+    return None
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -510,27 +536,35 @@ class Checker:
         found: list[Finding] = []
         steps: dict[tuple[str, ...], Step] = {(): Step(root)}
         for path in sorted(paths, key=len):
-            if not path:
-                continue
-            parent = steps.get(path[:-1])
+            parent = steps.get(path[:-1]) if path else None
             if parent is None:
-                continue  # its parent was already reported
-            step, problem = self._step(parent, path, paths)
+                continue  # the root, or its parent was already reported
             excepted = (type_version, ".".join(path)) in self.exceptions
-            if problem:
-                if not excepted:
-                    found.append(finding(path, problem))
-                continue
-            if excepted:
-                found.append(finding(path, "the model has it now: remove its exception"))
-            assert step is not None
-            steps[path] = step
-            if step.field is not None and step.field.readonly:
-                found.append(finding(path, "read-only: set by Azure, not by a template"))
-            found += [finding(path, p) for p in self._values(step, paths[path])]
+            step, problems = self._path(parent, path, paths, excepted)
+            found += [finding(path, p) for p in problems]
+            if step is not None:
+                steps[path] = step
         for path, step in steps.items():
             found += [finding(path, p) for p in self._required(step, path, paths, top=path == ())]
         return found
+
+    def _path(
+        self,
+        parent: Step,
+        path: tuple[str, ...],
+        paths: Mapping[tuple[str, ...], Any],
+        excepted: bool,
+    ) -> tuple[Step | None, list[str]]:
+        """The step a template path takes in the model (None when it cannot be taken) and
+        what is wrong there; an excepted problem is silent, an exception no longer needed not."""
+        step, problem = self._step(parent, path, paths)
+        if problem:
+            return None, [] if excepted else [problem]
+        assert step is not None
+        problems = ["the model has it now: remove its exception"] if excepted else []
+        if step.field is not None and step.field.readonly:
+            problems.append("read-only: set by Azure, not by a template")
+        return step, problems + self._values(step, paths[path])
 
     def _discriminated(
         self, schema: Schema, at: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
@@ -552,21 +586,8 @@ class Checker:
         else:
             schema = parent.schema
             assert schema is not None
-            if schema.kind == "any":
-                return Step(ANY), None
-            if schema.kind == "array":
-                if segment != "[]":
-                    return None, f"the model has an array here, not {segment}"
-                assert schema.item is not None
-                item = self._discriminated(schema.item(), path, paths)
-                return Step(item), None
-            if schema.kind == "map":
-                if segment == "[]":
-                    return None, "the model has an object (a map) here, not an array"
-                assert schema.item is not None
-                return Step(self._discriminated(schema.item(), path, paths)), None
             if schema.kind != "object":
-                return None, f"the model has a {schema.describe()} above this, not an object"
+                return self._into_value(schema, path, paths)
             node, owner = schema.shape.root, schema
         if segment == "[]":
             return None, "the model has an object here, not an array"
@@ -585,6 +606,26 @@ class Checker:
             return Step(schema, field=child.field), None
         return Step(None, node=child, owner=owner, field=child.field), None
 
+    def _into_value(
+        self, schema: Schema, path: tuple[str, ...], paths: Mapping[tuple[str, ...], Any]
+    ) -> tuple[Step | None, str | None]:
+        """One step into a schema that is not an object: anything, an array's item, a map's
+        value; a scalar or an enum has nothing inside."""
+        segment = path[-1]
+        if schema.kind == "any":
+            return Step(ANY), None
+        if schema.kind == "array":
+            if segment != "[]":
+                return None, f"the model has an array here, not {segment}"
+            assert schema.item is not None
+            return Step(self._discriminated(schema.item(), path, paths)), None
+        if schema.kind == "map":
+            if segment == "[]":
+                return None, "the model has an object (a map) here, not an array"
+            assert schema.item is not None
+            return Step(self._discriminated(schema.item(), path, paths)), None
+        return None, f"the model has a {schema.describe()} above this, not an object"
+
     def _values(self, step: Step, info: Mapping[str, Any]) -> list[str]:
         kinds = set(info.get("kinds", []))
         literals = list(info.get("literals", []))
@@ -602,21 +643,7 @@ class Checker:
             return [f"{', '.join(sorted(kinds))} where the model has a value"]
         schema = step.schema
         assert schema is not None
-        problems = []
-        for value in literals:
-            if schema.kind == "enum":
-                if value in schema.values:
-                    continue
-                same = [v for v in schema.values if str(v).casefold() == str(value).casefold()]
-                if same:
-                    problems.append(f"{value!r} is spelt {same[0]!r} in the model's enum")
-                else:
-                    problems.append(f"{value!r} is not {schema.describe()}")
-            elif schema.kind == "scalar":
-                actual = _json_type(value)
-                if actual != schema.json and not (actual == "integer" and schema.json == "number"):
-                    problems.append(f"{value!r} is a {actual}; the model has a {schema.json}")
-        return problems
+        return [p for value in literals if (p := _literal_problem(schema, value)) is not None]
 
     def _required(
         self,

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from devhost.durable import DurableEngine, FastClock, StoreLockedError
-from devhost.durable._protocol import Ev
 from tests.devhost import toy_app
+from testsupport.durable_protocol import Ev
 
 APP1 = toy_app.make_app(1).get_functions()
 APP2 = toy_app.make_app(2).get_functions()
@@ -318,7 +318,7 @@ _CHILD = """
 import sys, time
 from datetime import datetime
 from devhost.durable import DurableEngine, FastClock
-from devhost.durable._protocol import Ev
+from testsupport.durable_protocol import Ev
 from tests.devhost import toy_app
 
 clock = FastClock(speed=1.0, start=datetime.fromisoformat(sys.argv[2]))

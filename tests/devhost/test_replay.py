@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from devhost.durable.replay import START, Ev, Kind, ReplayDriver, ReplayError, user_functions
 from tests.devhost import toy_app
+from testsupport.replay import START, Ev, Kind, ReplayDriver, ReplayError, user_functions
 
 ENTRIES = user_functions(toy_app.make_app(1).get_functions())
 

@@ -32,6 +32,10 @@ from tests.e2e.host import (
     personal_data_found,
     purged_personal_data_found,
 )
+from tests.fixtures.storage import azurite
+from tests.fixtures.tls import tls_files
+
+__all__ = ["azurite", "tls_files"]  # the host fixtures this tier uses
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -324,6 +324,29 @@ def check_chain(lines: list[str], request_id: str, phase: str) -> str | None:
     return None
 
 
+def _settle(
+    host: HostProcess,
+    ids: list[str],
+    report: Report,
+    docs: dict[str, dict[str, Any]],
+    deadline: float,
+) -> None:
+    """Poll every DSR's status until all are terminal or the deadline passes; the last status
+    documents land in ``docs`` and their phases and error codes in ``report``."""
+    while time.monotonic() < deadline:
+        for request_id in ids:
+            if report.phases.get(request_id) in TERMINAL:
+                continue
+            doc = _status(host, request_id)
+            if doc is not None:
+                docs[request_id] = doc
+                report.phases[request_id] = doc["phase"]
+                report.errors[request_id] = str((doc.get("error") or {}).get("code"))
+        if all(report.phases.get(request_id) in TERMINAL for request_id in ids):
+            return
+        time.sleep(0.5)
+
+
 def run(
     plan: Plan,
     *,
@@ -361,19 +384,7 @@ def run(
         chaos.join()
         if trouble:
             raise trouble[0]
-        deadline = time.monotonic() + plan.settle
-        while time.monotonic() < deadline:
-            for request_id in ids:
-                if report.phases.get(request_id) in TERMINAL:
-                    continue
-                doc = _status(host, request_id)
-                if doc is not None:
-                    docs[request_id] = doc
-                    report.phases[request_id] = doc["phase"]
-                    report.errors[request_id] = str((doc.get("error") or {}).get("code"))
-            if all(report.phases.get(request_id) in TERMINAL for request_id in ids):
-                break
-            time.sleep(0.5)
+        _settle(host, ids, report, docs, time.monotonic() + plan.settle)
         for request_id in ids:
             report.phases.setdefault(request_id, "unknown")
         report.resubmitted = sum(

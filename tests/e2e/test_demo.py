@@ -58,7 +58,22 @@ def test_the_demo_ends_with_the_evidence_verified_and_the_deletion_receipt(demo)
     assert re.search(r"deletion receipt rcpt_[0-9a-f]{24}: \d+ blobs", out)
     assert "what the workbook shows of this run" in out
     assert re.search(r"retention_deleted +\d+", out)
-    assert re.search(r"dsr_delivered +1", out)
+    # The link is for the package (one blob) once it exists, as it does here.
+    assert re.search(r"package_delivered +1", out)
+
+
+def test_the_demo_builds_verifies_and_shows_the_package_of_demo_1001(demo):
+    out = demo.stdout
+    assert re.search(r"package: package\.zip in dsr-demo-1001-[0-9a-f]{16}-pkg, \d+ files", out)
+    assert re.search(r"dsrctl verify package\.zip --jwks http\S+/api/\.well-known/jwks\.json", out)
+    assert re.search(
+        r"OK: \d+ file\(s\), \d+ bytes, match the manifest; .* signed with https://", out
+    )
+    assert "README.txt (the index as plain text), first lines:" in out
+    assert re.search(r"\| Request: DEMO-1001$", out, re.MULTILINE), "the index's summary as text"
+    assert re.search(r"\| Files: \d+ \(", out)
+    assert re.search(r"package_built +1", out)
+    assert re.search(r"evidence: OK: .*> packaged > .*> retention_deleted\)", out)
 
 
 def test_no_secret_in_what_the_demo_prints(demo):

@@ -76,6 +76,15 @@ include-operation-id = ["submitDsr", "listDsrs"]
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", "400", "401", "403", "404", "409",
 ]
+
+# negative_data_rejection: schemathesis's own list of rejections, plus 413. A schema-violating
+# review can be refused for its size (the 16 KiB body limit, documented as 413) before its
+# content is read: that is a rejection too.
+[[operations]]
+include-operation-id = ["reviewPackage"]
+checks.negative_data_rejection.expected-statuses = [
+  "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx",
+]
 """
 
 

@@ -22,7 +22,7 @@ Shared by the infra tests (tests/infra/test_*.py); it holds no test itself.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,47 +104,74 @@ def evaluate(node: Any, doc: Mapping[str, Any], params: Mapping[str, Any] | None
     if node is None or isinstance(node, bool | int | float):
         return node
     if isinstance(node, str):
-        if node in params:
-            return params[node]
-        variables = doc.get("variables", {})
-        if node in variables:
-            return evaluate(variables[node]["value"], doc, params)
-        if node in doc.get("parameters", {}):
-            return Unresolved(node)
-        return node
+        return _name(node, doc, params)
     if isinstance(node, list):
         return [evaluate(item, doc, params) for item in node]
     if "operator" in node:
         op = node["operator"]
-        operands = op.get("operands", {})
-        kind = op["type"]
-        if kind == "equals":
-            left = evaluate(operands["operand_1"], doc, params)
-            right = evaluate(operands["operand_2"], doc, params)
-            return Unresolved(f"{left}=={right}") if _unresolved(left, right) else left == right
-        if kind == "not":
-            value = evaluate(operands["bool_value"], doc, params)
-            return value if isinstance(value, Unresolved) else not value
-        if kind == "conditional":
-            test = evaluate(operands["condition"], doc, params)
-            if isinstance(test, Unresolved):
-                return test
-            branch = operands["true_value"] if test else operands["false_value"]
-            return evaluate(branch, doc, params)
-        if kind == "coalesce":
-            first = evaluate(operands["operand_1"], doc, params)
-            return evaluate(operands["operand_2"], doc, params) if first is None else first
-        if kind in ("and", "or"):
-            left = evaluate(operands["operand_1"], doc, params)
-            right = evaluate(operands["operand_2"], doc, params)
-            if _unresolved(left, right) or _parse_tree(left) or _parse_tree(right):
-                return Unresolved(f"{left} {kind} {right}")
-            return (left and right) if kind == "and" else (left or right)
-        return node
+        rule = _OPERATORS.get(op["type"])
+        if rule is None:
+            return node
+        return rule(op["type"], op.get("operands", {}), lambda n: evaluate(n, doc, params))
     if "function" in node:
         return _function(node, doc, params)
     # pycep keeps the quotes of quoted keys ('azd-service-name'); Bicep does not.
     return {key.strip("'"): evaluate(value, doc, params) for key, value in node.items()}
+
+
+def _name(node: str, doc: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """A parameter's given value, a variable's value, an unresolved parameter, or a literal."""
+    if node in params:
+        return params[node]
+    variables = doc.get("variables", {})
+    if node in variables:
+        return evaluate(variables[node]["value"], doc, params)
+    if node in doc.get("parameters", {}):
+        return Unresolved(node)
+    return node
+
+
+Evaluate = Callable[[Any], Any]
+
+
+def _equals(kind: str, operands: Mapping[str, Any], ev: Evaluate) -> Any:
+    left, right = ev(operands["operand_1"]), ev(operands["operand_2"])
+    return Unresolved(f"{left}=={right}") if _unresolved(left, right) else left == right
+
+
+def _not(kind: str, operands: Mapping[str, Any], ev: Evaluate) -> Any:
+    value = ev(operands["bool_value"])
+    return value if isinstance(value, Unresolved) else not value
+
+
+def _conditional(kind: str, operands: Mapping[str, Any], ev: Evaluate) -> Any:
+    test = ev(operands["condition"])
+    if isinstance(test, Unresolved):
+        return test
+    return ev(operands["true_value"] if test else operands["false_value"])
+
+
+def _coalesce(kind: str, operands: Mapping[str, Any], ev: Evaluate) -> Any:
+    first = ev(operands["operand_1"])
+    return ev(operands["operand_2"]) if first is None else first
+
+
+def _logical(kind: str, operands: Mapping[str, Any], ev: Evaluate) -> Any:
+    left, right = ev(operands["operand_1"]), ev(operands["operand_2"])
+    if _unresolved(left, right) or _parse_tree(left) or _parse_tree(right):
+        return Unresolved(f"{left} {kind} {right}")
+    return (left and right) if kind == "and" else (left or right)
+
+
+#: The operators evaluated; any other is returned as its parse tree.
+_OPERATORS: dict[str, Callable[[str, Mapping[str, Any], Evaluate], Any]] = {
+    "equals": _equals,
+    "not": _not,
+    "conditional": _conditional,
+    "coalesce": _coalesce,
+    "and": _logical,
+    "or": _logical,
+}
 
 
 def _unresolved(*values: Any) -> bool:

@@ -144,6 +144,18 @@ class Flattener:
         info.add_literal(value)
         return {prefix: info}
 
+    def _loop(
+        self, detail: Mapping[str, Any], config: Any, prefix: Path_, scope: frozenset[str]
+    ) -> Paths:
+        """A ``[for ...]`` loop: an array whose elements may be none at all."""
+        names = {detail.get("item_name"), detail.get("index_name")} - {None}
+        inner = scope | {str(n) for n in names}
+        paths = self.flatten(config, (*prefix, "[]"), inner)
+        if (*prefix, "[]") in paths:
+            paths[(*prefix, "[]")].always = False
+        paths[prefix] = Info(kinds={"array"})
+        return paths
+
     def flatten(self, node: Any, prefix: Path_ = (), scope: frozenset[str] = frozenset()) -> Paths:
         if node is None:
             return {}
@@ -159,14 +171,7 @@ class Flattener:
             paths[prefix] = Info(kinds={"array"})
             return paths
         if _is_node(node, "loop_type"):
-            detail = node["loop_type"]["detail"]
-            names = {detail.get("item_name"), detail.get("index_name")} - {None}
-            inner = scope | {str(n) for n in names}
-            paths = self.flatten(node["config"], (*prefix, "[]"), inner)
-            if (*prefix, "[]") in paths:
-                paths[(*prefix, "[]")].always = False
-            paths[prefix] = Info(kinds={"array"})
-            return paths
+            return self._loop(node["loop_type"]["detail"], node["config"], prefix, scope)
         if _is_node(node, "operator"):
             op = node["operator"]
             operands = op.get("operands", {})

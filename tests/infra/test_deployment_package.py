@@ -56,6 +56,7 @@ def test_the_package_is_exactly_the_app() -> None:
         "docs/deploy.md",
         "tools/kql/check.js",
         "bench/__main__.py",
+        "testsupport/replay.py",
         "infra/main.bicep",
         "README.md",
         "local.settings.json",

@@ -7,5 +7,7 @@ belong to that suite); in a run of both folders each starts a host of its own.
 from __future__ import annotations
 
 from tests.e2e.conftest import e2e_clock, e2e_graph, e2e_identity, host
+from tests.fixtures.storage import azurite
+from tests.fixtures.tls import tls_files
 
-__all__ = ["e2e_clock", "e2e_graph", "e2e_identity", "host"]
+__all__ = ["azurite", "e2e_clock", "e2e_graph", "e2e_identity", "host", "tls_files"]

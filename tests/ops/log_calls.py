@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tests.ops.kql_sources import ROOT
@@ -50,23 +51,7 @@ def calls() -> tuple[Call, ...]:
     for folder in SOURCE_DIRS:
         files.extend(sorted((ROOT / folder).rglob("*.py")))
     trees = [(path, ast.parse(path.read_text(), str(path))) for path in files]
-    wrappers: dict[str, tuple[int, frozenset[str]]] = {"log_event": (0, frozenset())}
-    forwarding: set[ast.Call] = set()
-    for _, tree in trees:
-        for fn in ast.walk(tree):
-            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-                continue
-            params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
-            for call in ast.walk(fn):
-                if isinstance(call, ast.Call) and _callee(call) == "log_event" and call.args:
-                    first = call.args[0]
-                    if isinstance(first, ast.Name) and first.id in params:
-                        added = frozenset(k.arg for k in call.keywords if k.arg) - {
-                            "level",
-                            "logger",
-                        }
-                        wrappers[fn.name] = (params.index(first.id), added)
-                        forwarding.add(call)
+    wrappers, forwarding = _wrappers(tree for _, tree in trees)
     found = []
     for path, tree in trees:
         for call in ast.walk(tree):
@@ -75,11 +60,42 @@ def calls() -> tuple[Call, ...]:
             if call in forwarding:
                 continue
             position, added = wrappers[str(_callee(call))]
-            where = f"{path.relative_to(ROOT)}:{call.lineno}"
-            assert len(call.args) > position, f"{where}: no event name"
-            names = _names(call.args[position])
-            assert names is not None, f"{where}: the event name is not a literal"
-            fields = frozenset(k.arg for k in call.keywords if k.arg) - {"level", "logger"}
-            assert all(k.arg for k in call.keywords), f"{where}: **fields cannot be checked"
-            found.append(Call(where, names, fields | added))
+            found.append(_checked(call, f"{path.relative_to(ROOT)}:{call.lineno}", position, added))
     return tuple(found)
+
+
+_NOT_FIELDS = frozenset({"level", "logger"})
+
+
+def _wrappers(
+    trees: Iterable[ast.AST],
+) -> tuple[dict[str, tuple[int, frozenset[str]]], set[ast.Call]]:
+    """The functions that pass a parameter on as ``log_event``'s event (each with the position
+    of that parameter and the fields it adds), and those forwarding calls themselves."""
+    wrappers: dict[str, tuple[int, frozenset[str]]] = {"log_event": (0, frozenset())}
+    forwarding: set[ast.Call] = set()
+    for tree in trees:
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+            for call in ast.walk(fn):
+                if not (isinstance(call, ast.Call) and _callee(call) == "log_event" and call.args):
+                    continue
+                first = call.args[0]
+                if isinstance(first, ast.Name) and first.id in params:
+                    added = frozenset(k.arg for k in call.keywords if k.arg) - _NOT_FIELDS
+                    wrappers[fn.name] = (params.index(first.id), added)
+                    forwarding.add(call)
+    return wrappers, forwarding
+
+
+def _checked(call: ast.Call, where: str, position: int, added: frozenset[str]) -> Call:
+    """One log call, with its possible event names and fields; a call that cannot be checked
+    fails here."""
+    assert len(call.args) > position, f"{where}: no event name"
+    names = _names(call.args[position])
+    assert names is not None, f"{where}: the event name is not a literal"
+    fields = frozenset(k.arg for k in call.keywords if k.arg) - _NOT_FIELDS
+    assert all(k.arg for k in call.keywords), f"{where}: **fields cannot be checked"
+    return Call(where, names, fields | added)

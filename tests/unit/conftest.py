@@ -10,7 +10,10 @@ from devhost.entra import EntraTenant
 from devhost.tls import TlsFiles
 from dsr_export import settings
 from dsr_export.adapters.entra import TokenValidator
+from tests.fixtures.tls import tls_files
 from tests.unit.intake_fakes import MemoryEvidence, QueueTrimmings
+
+__all__ = ["tls_files"]  # the host fixtures this tier uses
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from dsr_export.settings import (
     SETTINGS,
     ExportStorageSettings,
     GraphSettings,
+    LifecycleSettings,
     SasMode,
     SettingsError,
     export_policy_from_env,
@@ -223,3 +224,9 @@ def test_setup_errors_are_recognised_and_name_the_fix():
     assert "EXPORT_STORAGE_ACCOUNT_KEY" in refused["hint"]
     assert setup_error(HttpResponseError("server busy")) is None
     assert setup_error(ValueError("x")) is None
+
+
+def test_unset_settings_keep_the_defaults_their_types_declare():
+    """Each default is written once, on the type; reading an empty environment gives it."""
+    assert export_policy_from_env({}) == ExportPolicy()
+    assert LifecycleSettings.from_env({}) == LifecycleSettings()

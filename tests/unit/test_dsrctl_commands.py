@@ -541,6 +541,20 @@ def test_evidence_answered_with_nan_or_deep_nesting_is_named_not_raised(httpserv
     assert deep.stderr.startswith("error: 200 Unexpected answer: the body is not a JSON object")
 
 
+def test_the_version_is_the_installed_distributions_everywhere_it_is_told():
+    """One version, pyproject.toml's, read from the package metadata: ``--version`` and the
+    User-Agent say the same."""
+    from importlib import metadata
+
+    from dsrctl.client import USER_AGENT
+
+    installed = metadata.version("dsr-export")
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"dsrctl, version {installed}"
+    assert f"dsrctl/{installed}" == USER_AGENT
+
+
 # -- review ------------------------------------------------------------------------------------
 REVIEW = {
     "requestId": "R1",

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from devhost.durable.replay import Ev
 from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.job import ExportJob, ExportPolicy
 from tests import answers
 from tests.replay import Action, Driver
+from testsupport.replay import Ev
 
 USER_ID = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"
 FINALIZED = answers.finalized()

@@ -2,18 +2,31 @@
 
 History events are built with the field names and numeric types the SDK's ``HistoryEvent``
 reads; actions are read with the names its ``OrchestratorState`` writes. Keeping both here
-makes the rest of the engine independent of the JSON spelling.
+makes the offline host's engine (``devhost.durable``) and the replay driver
+(:mod:`testsupport.replay`) independent of the JSON spelling. It lives in ``testsupport``, not in
+the engine, so that the unit tests and the benchmarks replay orchestrators without importing any
+part of the offline host.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 
-from .store import ts
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def ts(moment: datetime) -> str:
+    """Fixed-width UTC text: sorts like the instant it names, and parses in the SDK."""
+    return moment.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, _TS_FORMAT).replace(tzinfo=UTC)
+
 
 _OUT_OF_PROC_MARKER = "$OutOfProcData$:"
 #: Azure Storage's timer limits, as the extension announces them: the SDK splits longer timers.

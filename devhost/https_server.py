@@ -1,9 +1,11 @@
-"""Graph is reached over HTTPS only, and a client that stalls must not stall the others.
+"""The local HTTPS services (Graph, Entra) are reached over TLS only, and a client that stalls
+must not stall the others.
 
 Each TLS handshake runs in its request's thread (wrapping the listening socket would run it
 in the accept loop, where one silent client blocks everybody), and a fault can drop the
-connection without an answer, as a failing front end does. The server knows nothing of Graph:
-it hands each request to a ``Handle`` and writes back the ``Reply``.
+connection without an answer, as a failing front end does. The server knows nothing of Graph
+or Entra (it sits outside ``devhost/graph`` so that a local Entra tenant needs no Graph
+simulator): it hands each request to a ``Handle`` and writes back the ``Reply``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,24 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 from devhost._state import PortInUseError
 from devhost.tls import TlsFiles, server_ssl_context
 
-from .replies import Reply
+
+@dataclass
+class Reply:
+    """What a handler answers; ``drop`` closes the connection without an answer (a fault)."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+    error: tuple[str, str] | None = None  # (code, message), rendered by the service's router
+
 
 # (method, request target, headers with lower-case names, body) -> what to answer
 Handle = Callable[[str, str, dict[str, str], bytes], Reply]

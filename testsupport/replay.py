@@ -6,9 +6,10 @@ replays the whole history every episode (as the host does) and lets its caller a
 activities, fail them, fire timers and raise events. Nothing of the orchestrator is stubbed: it
 runs through the entry point the Python worker calls (context JSON in, orchestrator state JSON
 out). Where :class:`~devhost.durable.DurableEngine` runs an app by itself, this is for tests and
-benchmarks that decide every answer.
+benchmarks that decide every answer. It imports no part of the offline host (the import contract
+"Test support stands alone" in pyproject.toml), so unit tests and ``bench/`` use it as they are.
 
-Like the rest of the offline host it drives the app from outside: it is handed the
+Like the offline host it drives the app from outside: it is handed the
 orchestrator's entry point (``get_user_function()`` of the registered function), and never
 imports the app::
 
@@ -27,9 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import _protocol as p
-from ._protocol import Act, Ev
-from .store import ts
+from . import durable_protocol as p
+from .durable_protocol import Act, Ev, ts
 
 __all__ = [
     "START",
