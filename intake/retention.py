@@ -29,15 +29,16 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.adapters.durable_client import TaskHub
 from dsr_export.adapters.queue_retention import POISON_QUEUE
 from dsr_export.adapters.rejections import REJECTED_QUEUE
 from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import TERMINAL_PHASES
+from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, ORCHESTRATOR
 from dsr_export.settings import LifecycleSettings, lifecycle_settings
 from intake import lifecycle as life
-from intake.service import ORCHESTRATOR
 
 bp = df.Blueprint()
 
@@ -70,23 +71,23 @@ class RunCounts:
 @bp.durable_client_input(client_name="client")
 async def retention_sweep(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """The daily retention run."""
-    await sweep(client, composition.now())
+    await sweep(composition.task_hub(client), composition.now())
 
 
-async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCounts:
+async def sweep(hub: TaskHub, now: datetime) -> RunCounts:
     """Delete the data and purge the history that are due at ``now``."""
     settings = lifecycle_settings()
     export_age = timedelta(days=settings.export_retention_days)
     history_age = timedelta(days=settings.history_retention_days)
     counts = RunCounts()
-    async for status in _ended_instances(client, now, export_age):
+    async for status in _ended_instances(hub, now, export_age):
         ended = lifecycle.ended_at(life.output_of(status), status.last_updated_time)
         if ended is None or now - ended < export_age:
             continue
         try:
-            if status.name == life.NOTICE_ORCHESTRATOR:
+            if status.name == NOTICE_ORCHESTRATOR:
                 if now - ended >= history_age:
-                    await client.purge_instance_history(status.instance_id)
+                    await hub.purge(status.instance_id)
                 continue
             if status.name != ORCHESTRATOR:
                 continue
@@ -95,7 +96,7 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
                 counts.deleted += 1
             if now - ended >= history_age:
                 output = life.output_of(status)
-                purged = await _purge(client, status.instance_id, now, ended, settings, output)
+                purged = await _purge(hub, status.instance_id, now, ended, settings, output)
                 counts.purged += purged is True
                 counts.skipped += purged is False
         except Exception as exc:  # noqa: BLE001 - one DSR's trouble must not stop the run
@@ -140,13 +141,12 @@ def _clear_queues(counts: RunCounts, cutoff: datetime) -> None:
 
 
 async def _ended_instances(
-    client: df.DurableOrchestrationClient, now: datetime, export_age: timedelta
+    hub: TaskHub, now: datetime, export_age: timedelta
 ) -> AsyncIterator[df.DurableOrchestrationStatus]:
     """The ended instances that can be due, a page of the task hub query at a time (each page
     handled before the next is read). One created after ``now - export_age`` cannot have ended
     before it, so the window stops there."""
-    pages = composition.task_hub_query()(
-        client,
+    pages = hub.query_pages(
         created_from=now - LOOKBACK,
         created_to=now - export_age,
         runtime_status=list(_ENDED_STATES),
@@ -180,7 +180,7 @@ def _delete(request_id: str, now: datetime, ended: datetime, days: int) -> bool:
 
 
 async def _purge(
-    client: df.DurableOrchestrationClient,
+    hub: TaskHub,
     request_id: str,
     now: datetime,
     ended: datetime,
@@ -204,12 +204,34 @@ async def _purge(
     if not complete and phase not in ENDED_PHASES:
         log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
         return False
+    _record_purge(request_id, now, ended, settings.history_retention_days, complete, output)
+    deleted = await hub.purge(request_id)
+    log_event(
+        "history_purged",
+        request_id=request_id,
+        instances=deleted,
+        evidence="complete" if complete else "short",
+        phase=phase if isinstance(phase, str) else None,
+    )
+    return True
+
+
+def _record_purge(
+    request_id: str,
+    now: datetime,
+    ended: datetime,
+    days: int,
+    complete: bool,
+    output: Mapping[str, Any],
+) -> None:
+    """The ``history_purged`` record: with the phase and error code the output gave when the
+    evidence is short."""
     error = output.get("error") if isinstance(output.get("error"), Mapping) else {}
     short = (
         {}
         if complete
         else {
-            "endedPhase": phase,
+            "endedPhase": output.get("phase"),
             "endedAt": ended.isoformat(),
             "errorCode": (error or {}).get("code"),
         }
@@ -220,20 +242,10 @@ async def _purge(
         now,
         {
             EVENT_ID: f"history-purged-{ended.isoformat()}",
-            "retentionDays": settings.history_retention_days,
+            "retentionDays": days,
             "evidence": complete,
             **short,
             "actorKind": life.RETENTION_ACTOR.kind,
             "actorId": life.RETENTION_ACTOR.id,
         },
     )
-    result = await client.purge_instance_history(request_id)
-    deleted = int(getattr(result, "instances_deleted", 0) or 0)
-    log_event(
-        "history_purged",
-        request_id=request_id,
-        instances=deleted,
-        evidence="complete" if complete else "short",
-        phase=phase if isinstance(phase, str) else None,
-    )
-    return True
