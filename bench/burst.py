@@ -28,7 +28,7 @@ from bench.replay_cost import OPERATION_URL, USER, _orchestrator
 from dsr_export.domain import steps
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.job import ExportJob
-from intake.service import ORCHESTRATOR
+from dsr_export.domain.steps import ORCHESTRATOR
 from testsupport.replay import START, Kind, ReplayDriver
 
 LIMIT = 300  # accepted submits per minute

@@ -33,7 +33,7 @@ from devhost.durable import DurableEngine, FastClock, RpcServer, close_sdk_clien
 from devhost.durable.store import Instance, Store, _write_instance
 from dsr_export import composition, settings
 from dsr_export.adapters.task_hub import Page, query_pages
-from intake.service import ORCHESTRATOR
+from dsr_export.domain.steps import ORCHESTRATOR
 
 SIZES = (100, 10_000)
 TOP = 20

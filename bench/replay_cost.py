@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from dsr_export.domain import steps
 from dsr_export.domain.job import ExportJob, ExportPolicy
-from intake.service import ORCHESTRATOR
+from dsr_export.domain.steps import ORCHESTRATOR
 from testsupport.replay import Entry, Kind, ReplayDriver, user_functions
 
 USER = "6f1c2f4e-8a53-4c1e-9a55-0c1d2e3f4a5b"

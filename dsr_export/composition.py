@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 from dsr_export import settings
 
 if TYPE_CHECKING:
+    import azure.durable_functions as df
     from azure.core.credentials import TokenCredential
 
     from dsr_export.adapters.callback_sender import CallbackSender
+    from dsr_export.adapters.durable_client import TaskHub
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
     from dsr_export.adapters.graph import GraphClient
@@ -291,5 +293,16 @@ package_reviews: Final = Part(
     "Where packages' reviews are kept (their delivery containers).",
 )
 
-#: The parts :func:`override` can replace (``clock`` is the clock of :func:`now`).
-PARTS: Final = (*_PARTS, "clock")
+#: The parts :func:`override` can replace (``clock`` is the clock of :func:`now`; ``task_hub``
+#: a callable taking the Durable client binding, see :func:`task_hub`).
+PARTS: Final = (*_PARTS, "clock", "task_hub")
+
+
+def task_hub(client: df.DurableOrchestrationClient) -> TaskHub:
+    """The task hub behind a Durable client binding, as the intake uses it
+    (:class:`dsr_export.adapters.durable_client.DurableTaskHub`)."""
+    if "task_hub" in _overrides:
+        return _overrides["task_hub"](client)  # type: ignore[no-any-return]
+    from dsr_export.adapters.durable_client import DurableTaskHub
+
+    return DurableTaskHub(client, task_hub_query())

@@ -38,17 +38,7 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
     if not faults and req.params.get("deep", "").lower() in {"1", "true", "yes"}:
         faults += _deep(env, checks)
     if faults:
-        body = problems.problem(
-            503,
-            "Not ready to export",
-            "fix each item in errors; see docs/deploy.md",
-            slug="misconfigured",
-            errors=faults,
-            checks=checks,
-        )
-        return func.HttpResponse(
-            problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE
-        )
+        return _unready(faults, checks)
     document = {
         "status": "ok",
         "checks": checks,
@@ -56,6 +46,19 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
         "warnings": health.warnings(env),
     }
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json")
+
+
+def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpResponse:
+    """503: each fault named, with what each check found."""
+    body = problems.problem(
+        503,
+        "Not ready to export",
+        "fix each item in errors; see docs/deploy.md",
+        slug="misconfigured",
+        errors=faults,
+        checks=checks,
+    )
+    return func.HttpResponse(problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE)
 
 
 def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:

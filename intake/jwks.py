@@ -14,7 +14,7 @@ problem document naming the setting or the role to fix, never a key's private de
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -23,6 +23,9 @@ from dsr_export import composition
 from dsr_export.domain import receipt
 from dsr_export.domain.logs import log_event
 from dsr_export.settings import SettingsError
+
+if TYPE_CHECKING:
+    from dsr_export.adapters.receipt_signer import ReceiptSigningError
 from intake.responses import misconfigured, problem
 
 bp = df.Blueprint()
@@ -43,16 +46,7 @@ def get_jwks(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError as exc:
         return _uncached(misconfigured(exc))
     except ReceiptSigningError as exc:
-        log_event("intake_unavailable", reason="jwks", code=exc.code)
-        answer = problem(
-            503,
-            "Signing keys unavailable",
-            f"{exc.message}: {exc.fix}",
-            "signing-keys-unavailable",
-        )
-        if exc.transient:
-            answer.headers["Retry-After"] = "60"
-        return _uncached(answer)
+        return _uncached(_unavailable(exc))
     document = receipt.jwks_document(keys)
     return func.HttpResponse(
         json.dumps(document, indent=2),
@@ -60,6 +54,16 @@ def get_jwks(req: func.HttpRequest) -> func.HttpResponse:
         mimetype=JWKS_MEDIA_TYPE,
         headers={"Cache-Control": CACHE_CONTROL},
     )
+
+
+def _unavailable(exc: ReceiptSigningError) -> func.HttpResponse:
+    log_event("intake_unavailable", reason="jwks", code=exc.code)
+    answer = problem(
+        503, "Signing keys unavailable", f"{exc.message}: {exc.fix}", "signing-keys-unavailable"
+    )
+    if exc.transient:
+        answer.headers["Retry-After"] = "60"
+    return answer
 
 
 def _uncached(answer: func.HttpResponse) -> func.HttpResponse:

@@ -18,6 +18,7 @@ from typing import Any, Final
 import azure.durable_functions as df
 
 from dsr_export import composition
+from dsr_export.adapters.durable_client import TaskHub, decode_payload
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller
@@ -25,12 +26,9 @@ from dsr_export.domain.evidence import BrokenRecord, EvidenceRecord, Kind, parse
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import canonical_request_id
-from dsr_export.domain.steps import SendCallback
+from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, SendCallback
 from intake.service import stored_job
 
-#: The notice orchestration (orchestrations/deliver_notice.py), by name: the intake starts it
-#: through the task hub, as it starts a DSR, without importing the orchestration.
-NOTICE_ORCHESTRATOR: Final = "deliver_notice"
 #: Who deletes data on schedule, as the evidence names it.
 RETENTION_ACTOR: Final = Caller("system", "retention", frozenset())
 
@@ -48,12 +46,7 @@ def records(request_id: str) -> list[EvidenceRecord]:
 
 def output_of(status: df.DurableOrchestrationStatus) -> dict[str, Any]:
     """The orchestration's output as a dict (the SDK hands it over as text or decoded)."""
-    raw = status.output
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return {}
+    raw = decode_payload(status.output)
     return raw if isinstance(raw, dict) else {}
 
 
@@ -110,7 +103,7 @@ def delete_data(
 
 
 async def notify(
-    client: df.DurableOrchestrationClient,
+    hub: TaskHub,
     job: ExportJob | None,
     event_type: str,
     now: datetime,
@@ -130,19 +123,18 @@ async def notify(
         event=event,
     )
     try:
-        await client.start_new(NOTICE_ORCHESTRATOR, f"notice-{digest}", payload.to_dict())
-    except Exception as exc:  # noqa: BLE001 - the SDK raises a bare Exception
-        if "already exists" not in str(exc):
-            # What the route did is done and recorded (the evidence has it, the answer says
-            # it): a ticket callback that could not be queued must not turn that into a 500.
-            log_event(
-                "callback_queue_failed",
-                level=logging.WARNING,
-                request_id=job.request_id,
-                event_type=event_type,
-                reason=type(exc).__name__,
-            )
-            return
+        await hub.start(NOTICE_ORCHESTRATOR, f"notice-{digest}", payload.to_dict())
+    except Exception as exc:  # noqa: BLE001 - storage or task hub trouble
+        # What the route did is done and recorded (the evidence has it, the answer says it):
+        # a ticket callback that could not be queued must not turn that into a 500.
+        log_event(
+            "callback_queue_failed",
+            level=logging.WARNING,
+            request_id=job.request_id,
+            event_type=event_type,
+            reason=type(exc).__name__,
+        )
+        return
     log_event("callback_queued", request_id=job.request_id, event_type=event_type)
 
 

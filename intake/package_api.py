@@ -12,16 +12,15 @@ The build runs in its own orchestration (``package_export``), since an export ma
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.adapters.durable_client import TaskHub, decode_payload
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller, Role
@@ -33,20 +32,22 @@ from dsr_export.domain.package_manifest import (
     PACKAGE_ORCHESTRATOR,
     package_instance_id,
 )
-from dsr_export.domain.request import FieldError, InvalidRequest, decode_body
+from dsr_export.domain.request import FieldError
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import BuildPackage
 from dsr_export.settings import SettingsError, lifecycle_settings, package_settings
 from intake import lifecycle as life
-from intake.responses import (
-    authorized,
-    json_answer,
-    misconfigured,
-    problem,
-    refuse_body,
-    valid_route_id,
-)
 from intake.service import document, find, find_dsr, stored_job
+from intake.verdicts import (
+    Done,
+    Problem,
+    Refused,
+    Verdict,
+    answers,
+    caller_of,
+    json_object,
+    route_id,
+)
 
 if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
     from dsr_export.adapters.package_builder import PackageResult
@@ -58,86 +59,106 @@ _BUSY: Final = frozenset({"Pending", "Running", "ContinuedAsNew"})
 
 @bp.route(route="exports/{requestId}/package", methods=["GET", "POST"])
 @bp.durable_client_input(client_name="client")
-async def export_package(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> func.HttpResponse:
+@answers
+async def export_package(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Build (POST) or show (GET) the subject's package."""
     building = req.method.upper() == "POST"
-    caller = authorized(req, Role.MANAGE if building else Role.READ)
-    if isinstance(caller, func.HttpResponse):
-        return caller
-    request_id = valid_route_id(req)
-    if isinstance(request_id, func.HttpResponse):
-        return request_id
-    language = _language(req) if building else None
-    if isinstance(language, func.HttpResponse):
-        return language
-    status = await find_dsr(client, request_id, show_input=True)
+    caller = caller_of(req, Role.MANAGE if building else Role.READ)
+    request_id = route_id(req)
+    language = _language(json_object(req, optional=True)) if building else None
+    hub = composition.task_hub(client)
+    dsr = await _packageable(hub, request_id)
+    return await package(hub, caller, dsr, build=building, language=language)
+
+
+async def _packageable(hub: TaskHub, request_id: str) -> Packageable:
+    """The DSR's instance id, status document and the language it was asked in: a completed
+    DSR whose data is there."""
+    status = await find_dsr(hub, request_id, show_input=True)
     if status is None:
-        return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    request_id = status.instance_id
+        raise Refused.unknown(request_id)
     job = stored_job(status)
     doc = document(status, composition.now(), job)
     if doc["phase"] != Phase.COMPLETED.value:
-        return _conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
-    deleted = lifecycle.last_deletion(life.records(request_id))
+        raise Refused.conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
+    deleted = lifecycle.last_deletion(life.records(status.instance_id))
     if deleted is not None:
-        return _conflict(
+        raise Refused.conflict(
             f"the DSR's data was erased ({lifecycle.receipt(deleted)['reason']}, receipt "
             f"{deleted.data.get('receiptId')}): there is nothing to package"
         )
-    try:
-        chosen = package_settings()
-        found = composition.package_builder().find(request_id)
-    except SettingsError as exc:
-        return misconfigured(exc)
+    return status.instance_id, doc, job.language if job else None
+
+
+#: A packageable DSR: its instance id, status document and the language it was asked in.
+Packageable = tuple[str, dict[str, Any], str | None]
+
+
+async def package(
+    hub: TaskHub,
+    caller: Caller,
+    dsr: Packageable,
+    *,
+    build: bool,
+    language: str | None,
+) -> Done:
+    """The package built (200), being built (202), or, when ``build``, its build started."""
+    request_id, doc, asked_in = dsr
+    chosen = package_settings()
+    found = composition.package_builder().find(request_id)
     if found is not None:
         return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
-    instance = await find(client, package_instance_id(request_id), show_input=True)
-    ended = False
-    if instance is not None and instance.runtime_status is not None:
-        if instance.runtime_status.name in _BUSY:
-            return _answer(request_id, 202, {"state": "building"})
-        ended = True
-        refused = _refusal(instance, doc.get("container"))
-        if refused is not None and (not building or refused.startswith("the export changed")):
-            return _conflict(refused)
-    if not building:
-        return problem(404, "No package", f"no package was built for {request_id}", "not-found")
+    instance = await find(hub, package_instance_id(request_id), show_input=True)
+    ended = instance is not None and instance.runtime_status is not None
+    if instance is not None and ended:
+        under_way = _earlier_build(instance, request_id, doc.get("container"), build=build)
+        if under_way is not None:
+            return under_way
+    if not build:
+        detail = f"no package was built for {request_id}"
+        raise Refused(Problem.NOT_FOUND, detail, title="No package")
     if ended:
         # An earlier build ended without a package (a key that could not sign, a setting):
         # once fixed, asking again builds from scratch under the same instance id.
-        await client.purge_instance_history(package_instance_id(request_id))
+        await hub.purge(package_instance_id(request_id))
     ask = BuildPackage(
         request_id=request_id,
         container=str(doc.get("container") or ""),
-        language=language or (job.language if job else None) or chosen.language,
+        language=language or asked_in or chosen.language,
         completed_at=doc.get("completedAt"),
         received_at=doc.get("receivedAt"),
         deadline=doc.get("deadline"),
         regulation=_regulation(doc.get("regulation")),
     )
-    await _start(client, request_id, ask, caller)
+    return await _start(hub, ask, caller)
+
+
+async def _start(hub: TaskHub, ask: BuildPackage, caller: Caller) -> Done:
+    payload = {"build": ask.to_dict(), "actor": {"kind": caller.kind, "id": caller.id}}
+    await hub.start(PACKAGE_ORCHESTRATOR, package_instance_id(ask.request_id), payload)
     log_event(
         "package_requested",
-        request_id=request_id,
+        request_id=ask.request_id,
         language=ask.language,
         state="building",
         caller_kind=caller.kind,
         caller_id=caller.id,
     )
-    return _answer(request_id, 202, {"state": "building"})
+    return _answer(ask.request_id, 202, {"state": "building"})
 
 
-async def _start(
-    client: df.DurableOrchestrationClient, request_id: str, ask: BuildPackage, caller: Caller
-) -> None:
-    payload = {"build": ask.to_dict(), "actor": {"kind": caller.kind, "id": caller.id}}
-    try:
-        await client.start_new(PACKAGE_ORCHESTRATOR, package_instance_id(request_id), payload)
-    except Exception as exc:  # the SDK raises a bare Exception
-        if "already exists" not in str(exc):
-            raise
+def _earlier_build(
+    instance: df.DurableOrchestrationStatus, request_id: str, container: object, *, build: bool
+) -> Done | None:
+    """The answer while a build runs; refused when the last one failed (and this call only
+    reads, or the export changed since)."""
+    assert instance.runtime_status is not None
+    if instance.runtime_status.name in _BUSY:
+        return _answer(request_id, 202, {"state": "building"})
+    refused = _refusal(instance, container)
+    if refused is not None and (not build or refused.startswith("the export changed")):
+        raise Refused.conflict(refused)
+    return None
 
 
 def _refusal(instance: df.DurableOrchestrationStatus, container: object) -> str | None:
@@ -148,11 +169,7 @@ def _refusal(instance: df.DurableOrchestrationStatus, container: object) -> str 
         return "the last build of the package failed; ask again to rebuild it"
     if error is None:
         return None
-    raw = instance.input_
-    given = raw if isinstance(raw, dict) else {}
-    if isinstance(raw, str):
-        with contextlib.suppress(ValueError):
-            given = json.loads(raw)
+    given = decode_payload(instance.input_)
     built_from = (given.get("build") or {}).get("container") if isinstance(given, dict) else None
     if built_from not in (None, container):
         return None  # an earlier attempt's container: the DSR was retried since
@@ -168,48 +185,30 @@ def _regulation(value: object) -> str | None:
     return str(value) if isinstance(value, str) else None
 
 
-def _language(req: func.HttpRequest) -> str | func.HttpResponse | None:
-    raw = (req.get_body() or b"").strip()
-    if not raw:
-        return None
-    refused = refuse_body(req)
-    if refused is not None:
-        return refused
-    try:
-        payload = decode_body(raw)
-    except InvalidRequest as exc:
-        return problem(400, "Malformed JSON", "the body is not valid JSON", "invalid-request", exc)
-    if not isinstance(payload, dict):
-        error = FieldError("", "must be a JSON object")
-        return problem(
-            400, "Invalid request", "the body must be an object", "invalid-request", [error]
-        )
+def _language(payload: dict[str, Any]) -> str | None:
     language = payload.get("language")
     if language is None:
         return None
     if not isinstance(language, str) or language.lower() not in PACKAGE_LANGUAGES:
         error = FieldError("/language", f"must be one of {', '.join(PACKAGE_LANGUAGES)}")
-        return problem(400, "Invalid request", error.detail, "invalid-request", [error])
+        raise Refused(Problem.INVALID, error.detail, [error])
     return language.lower()
 
 
-def _answer(request_id: str, status: int, body: dict[str, Any]) -> func.HttpResponse:
+def _answer(request_id: str, status: int, body: dict[str, Any]) -> Done:
     location = f"/api/exports/{request_id}/package"
-    answer = json_answer({"requestId": request_id, **body}, status, location=location)
-    answer.headers["Cache-Control"] = "no-store"
-    return answer
+    return Done({"requestId": request_id, **body}, status, location=location, no_store=True)
 
 
-def _conflict(detail: str) -> func.HttpResponse:
-    return problem(409, "DSR in the wrong state", detail, "conflict")
+# -- deliver ------------------------------------------------------------------------------------
 
 
 async def deliver_package(
-    client: df.DurableOrchestrationClient,
+    hub: TaskHub,
     status: df.DurableOrchestrationStatus,
     records: list[EvidenceRecord],
     caller: Caller,
-) -> func.HttpResponse | None:
+) -> Done | None:
     """``POST .../download`` once the DSR has a package: one read-only link per part.
 
     None when there is no package and review is off: the caller then hands out the export
@@ -218,22 +217,47 @@ async def deliver_package(
     container link never does (it would hand over the files a reviewer withheld).
     """
     request_id = status.instance_id
-    try:
-        chosen = package_settings()
-        found = composition.package_builder().find(request_id)
-    except SettingsError as exc:
-        if chosen_review_off():
-            return None  # no packaging configured: the container link, as before
-        return misconfigured(exc)
-    if chosen.review_required:
-        refused = _unreleased(request_id, found)
-        if refused is not None:
-            return _conflict(refused)
+    found = _releasable(request_id)
     if found is None:
         return None
+    now = composition.now()
+    links, expires = _package_links(request_id, found, records, caller, now)
+    log_event(
+        "package_delivered",
+        request_id=request_id,
+        parts=len(links),
+        package_sha256=found.package_sha256,
+        expires_at=expires,
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    await life.notify(hub, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires})
+    body: dict[str, Any] = {
+        "requestId": request_id,
+        "expiresAt": expires,
+        "container": found.container,
+        "permissions": ["read"],
+        "packageSha256": found.package_sha256,
+        "manifestSha256": found.manifest_sha256,
+        "links": links,
+    }
+    if len(links) == 1:
+        body["url"] = links[0]["url"]
+    return Done(body, 201, no_store=True)
+
+
+def _package_links(
+    request_id: str,
+    found: PackageResult,
+    records: list[EvidenceRecord],
+    caller: Caller,
+    now: datetime,
+) -> tuple[list[dict[str, Any]], str]:
+    """One read-only single-blob link per part, each recorded in the evidence; the links and
+    when they expire."""
     minutes = lifecycle_settings().download_link_minutes
     storage = composition.export_storage()
-    minted_at, now = composition.real_now(), composition.now()
+    minted_at = composition.real_now()
     delivered = sum(1 for r in records if r.kind is Kind.EXPORT_DELIVERED)
     links: list[dict[str, Any]] = []
     expires = minted_at
@@ -263,32 +287,24 @@ async def deliver_package(
             actor_id=caller.id,
         )
         composition.evidence_log().append(request_id, link.KIND, now, link.data())
-    log_event(
-        "package_delivered",
-        request_id=request_id,
-        parts=len(links),
-        package_sha256=found.package_sha256,
-        expires_at=expires.isoformat(),
-        caller_kind=caller.kind,
-        caller_id=caller.id,
-    )
-    await life.notify(
-        client, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires.isoformat()}
-    )
-    body: dict[str, Any] = {
-        "requestId": request_id,
-        "expiresAt": expires.isoformat(),
-        "container": found.container,
-        "permissions": ["read"],
-        "packageSha256": found.package_sha256,
-        "manifestSha256": found.manifest_sha256,
-        "links": links,
-    }
-    if len(links) == 1:
-        body["url"] = links[0]["url"]
-    answer = json_answer(body, 201)
-    answer.headers["Cache-Control"] = "no-store"
-    return answer
+    return links, expires.isoformat()
+
+
+def _releasable(request_id: str) -> PackageResult | None:
+    """The package that may go out: None when there is none and review is off; refused while
+    review requires it and it is not approved."""
+    try:
+        chosen = package_settings()
+        found = composition.package_builder().find(request_id)
+    except SettingsError:
+        if chosen_review_off():
+            return None  # no packaging configured: the container link, as before
+        raise  # a 503 naming the setting (intake.verdicts.answers)
+    if chosen.review_required:
+        refused = _unreleased(request_id, found)
+        if refused is not None:
+            raise Refused.conflict(refused)
+    return found
 
 
 def chosen_review_off() -> bool:

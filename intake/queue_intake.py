@@ -66,7 +66,11 @@ async def _handle(msg: func.QueueMessage, client: df.DurableOrchestrationClient)
         _reject(msg, "malformed", "the message is not a JSON DSR request", exc.errors, None)
         return
     outcome = await start_or_get(
-        client, payload, now=composition.now(), source="queue", caller=QUEUE_CALLER
+        composition.task_hub(client),
+        payload,
+        now=composition.now(),
+        source="queue",
+        caller=QUEUE_CALLER,
     )
     if outcome.verdict is Admission.INVALID:
         _reject(msg, "invalid", outcome.detail, outcome.errors, _request_id(payload))

@@ -1,6 +1,6 @@
 """What every HTTP route of the app answers the same way: its refusals (RFC 9457 problems
-naming each field at fault), its JSON answers, the caller's role check and the route's request
-id. One place, so the DSR routes and the lifecycle routes cannot drift apart.
+naming each field at fault) and its JSON answers. One place, so the DSR routes and the lifecycle
+routes cannot drift apart (:mod:`intake.verdicts` renders every use case's verdict with these).
 """
 
 from __future__ import annotations
@@ -11,16 +11,9 @@ from typing import Any, Final
 import azure.functions as func
 
 from dsr_export.domain import problems
-from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.logs import log_event
-from dsr_export.domain.request import (
-    MAX_BODY_BYTES,
-    FieldError,
-    InvalidRequest,
-    validate_request_id,
-)
+from dsr_export.domain.request import MAX_BODY_BYTES, FieldError, InvalidRequest
 from dsr_export.settings import SettingsError
-from intake.auth import caller_or_refusal
 
 #: Seconds a ticketing system should wait before reading the status again.
 STATUS_RETRY_AFTER: Final = "60"
@@ -58,26 +51,6 @@ def json_answer(
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype="application/json", headers=headers
     )
-
-
-def route_request_id(req: func.HttpRequest, role: Role) -> str | func.HttpResponse:
-    """The ``{requestId}`` of a route that needs ``role``, or the refusal to send."""
-    caller = authorized(req, role)
-    return caller if isinstance(caller, func.HttpResponse) else valid_route_id(req)
-
-
-def valid_route_id(req: func.HttpRequest) -> str | func.HttpResponse:
-    try:
-        return validate_request_id(req.route_params.get("requestId"))
-    except InvalidRequest as exc:
-        return problem(400, "Invalid request id", str(exc), "invalid-request", exc)
-
-
-def authorized(req: func.HttpRequest, role: Role) -> Caller | func.HttpResponse:
-    try:
-        return caller_or_refusal(req, role)
-    except SettingsError as exc:
-        return misconfigured(exc)
 
 
 def misconfigured(exc: SettingsError) -> func.HttpResponse:

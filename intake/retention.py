@@ -29,6 +29,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.adapters.durable_client import TaskHub
 from dsr_export.adapters.queue_retention import POISON_QUEUE
 from dsr_export.adapters.rejections import REJECTED_QUEUE
 from dsr_export.domain import evidence_entries as entries
@@ -36,9 +37,9 @@ from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import Kind
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import TERMINAL_PHASES
+from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, ORCHESTRATOR
 from dsr_export.settings import LifecycleSettings, lifecycle_settings
 from intake import lifecycle as life
-from intake.service import ORCHESTRATOR
 
 bp = df.Blueprint()
 
@@ -71,23 +72,23 @@ class RunCounts:
 @bp.durable_client_input(client_name="client")
 async def retention_sweep(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """The daily retention run."""
-    await sweep(client, composition.now())
+    await sweep(composition.task_hub(client), composition.now())
 
 
-async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCounts:
+async def sweep(hub: TaskHub, now: datetime) -> RunCounts:
     """Delete the data and purge the history that are due at ``now``."""
     settings = lifecycle_settings()
     export_age = timedelta(days=settings.export_retention_days)
     history_age = timedelta(days=settings.history_retention_days)
     counts = RunCounts()
-    async for status in _ended_instances(client, now, export_age):
+    async for status in _ended_instances(hub, now, export_age):
         ended = lifecycle.ended_at(life.output_of(status), status.last_updated_time)
         if ended is None or now - ended < export_age:
             continue
         try:
-            if status.name == life.NOTICE_ORCHESTRATOR:
+            if status.name == NOTICE_ORCHESTRATOR:
                 if now - ended >= history_age:
-                    await client.purge_instance_history(status.instance_id)
+                    await hub.purge(status.instance_id)
                 continue
             if status.name != ORCHESTRATOR:
                 continue
@@ -96,7 +97,7 @@ async def sweep(client: df.DurableOrchestrationClient, now: datetime) -> RunCoun
                 counts.deleted += 1
             if now - ended >= history_age:
                 output = life.output_of(status)
-                purged = await _purge(client, status.instance_id, now, ended, settings, output)
+                purged = await _purge(hub, status.instance_id, now, ended, settings, output)
                 counts.purged += purged is True
                 counts.skipped += purged is False
         except Exception as exc:  # noqa: BLE001 - one DSR's trouble must not stop the run
@@ -141,13 +142,12 @@ def _clear_queues(counts: RunCounts, cutoff: datetime) -> None:
 
 
 async def _ended_instances(
-    client: df.DurableOrchestrationClient, now: datetime, export_age: timedelta
+    hub: TaskHub, now: datetime, export_age: timedelta
 ) -> AsyncIterator[df.DurableOrchestrationStatus]:
     """The ended instances that can be due, a page of the task hub query at a time (each page
     handled before the next is read). One created after ``now - export_age`` cannot have ended
     before it, so the window stops there."""
-    pages = composition.task_hub_query()(
-        client,
+    pages = hub.query_pages(
         created_from=now - LOOKBACK,
         created_to=now - export_age,
         runtime_status=list(_ENDED_STATES),
@@ -181,7 +181,7 @@ def _delete(request_id: str, now: datetime, ended: datetime, days: int) -> bool:
 
 
 async def _purge(
-    client: df.DurableOrchestrationClient,
+    hub: TaskHub,
     request_id: str,
     now: datetime,
     ended: datetime,
@@ -205,20 +205,8 @@ async def _purge(
     if not complete and phase not in ENDED_PHASES:
         log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
         return False
-    error = output.get("error") if isinstance(output.get("error"), Mapping) else {}
-    purged = entries.HistoryPurged(
-        event_id=f"history-purged-{ended.isoformat()}",
-        retention_days=settings.history_retention_days,
-        evidence=complete,
-        ended_phase=None if complete else phase,
-        ended_at=None if complete else ended.isoformat(),
-        error_code=None if complete else (error or {}).get("code"),
-        actor_kind=life.RETENTION_ACTOR.kind,
-        actor_id=life.RETENTION_ACTOR.id,
-    )
-    composition.evidence_log().append(request_id, purged.KIND, now, purged.data())
-    result = await client.purge_instance_history(request_id)
-    deleted = int(getattr(result, "instances_deleted", 0) or 0)
+    _record_purge(request_id, now, ended, settings.history_retention_days, complete, output)
+    deleted = await hub.purge(request_id)
     log_event(
         "history_purged",
         request_id=request_id,
@@ -227,3 +215,27 @@ async def _purge(
         phase=phase if isinstance(phase, str) else None,
     )
     return True
+
+
+def _record_purge(
+    request_id: str,
+    now: datetime,
+    ended: datetime,
+    days: int,
+    complete: bool,
+    output: Mapping[str, Any],
+) -> None:
+    """The ``history_purged`` record: with the phase and error code the output gave when the
+    evidence is short."""
+    error = output.get("error") if isinstance(output.get("error"), Mapping) else {}
+    purged = entries.HistoryPurged(
+        event_id=f"history-purged-{ended.isoformat()}",
+        retention_days=days,
+        evidence=complete,
+        ended_phase=None if complete else output.get("phase"),
+        ended_at=None if complete else ended.isoformat(),
+        error_code=None if complete else (error or {}).get("code"),
+        actor_kind=life.RETENTION_ACTOR.kind,
+        actor_id=life.RETENTION_ACTOR.id,
+    )
+    composition.evidence_log().append(request_id, purged.KIND, now, purged.data())

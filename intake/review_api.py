@@ -16,29 +16,26 @@ conditionally on its ETag; a caller may also send ``If-Match`` with the ETag it 
 
 from __future__ import annotations
 
-import json
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from dsr_export import composition
+from dsr_export.adapters.durable_client import TaskHub, decode_payload
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.package_manifest import PACKAGE_ORCHESTRATOR, package_instance_id
-from dsr_export.domain.request import InvalidRequest, decode_body
+from dsr_export.domain.request import InvalidRequest
 from dsr_export.domain.review import Review, ReviewAsk
-from dsr_export.settings import SettingsError, package_settings
-from intake.responses import (
-    authorized,
-    json_answer,
-    misconfigured,
-    problem,
-    refuse_body,
-    valid_route_id,
-)
+from dsr_export.settings import package_settings
 from intake.service import find, find_dsr
+from intake.verdicts import Done, Refused, Verdict, answers, caller_of, json_body, route_id
+
+if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
+    from dsr_export.adapters.package_builder import PackageResult
+    from dsr_export.adapters.package_review import ReviewStore
 
 bp = df.Blueprint()
 
@@ -47,75 +44,58 @@ _BUSY: Final = frozenset({"Pending", "Running", "ContinuedAsNew"})
 
 @bp.route(route="exports/{requestId}/package/review", methods=["GET", "POST"])
 @bp.durable_client_input(client_name="client")
-async def review_package(
-    req: func.HttpRequest, client: df.DurableOrchestrationClient
-) -> func.HttpResponse:
+@answers
+async def review_package(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Show (GET) or decide (POST) the review of the subject's package."""
+    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    deciding = req.method.upper() == "POST"
+    payload = _body(req) if deciding else None
+    hub = composition.task_hub(client)
+    if payload is None:
+        return await show_review(hub, request_id)
+    return await decide_review(hub, caller, request_id, payload, req.headers.get("If-Match"))
+
+
+def _body(req: func.HttpRequest) -> object:
+    """The decision's JSON (an empty body decides nothing new)."""
+    if not (req.get_body() or b"").strip():
+        return {}
+    return json_body(req)
+
+
+async def show_review(hub: TaskHub, request_id: str) -> Done:
+    """The review: the preview's files, what is withheld, whether it is approved."""
+    request_id, found, store = await _reviewable(hub, request_id)
+    review, etag = _opened(request_id, found, store)
+    return _answer(request_id, review, etag, found.withheld, 200)
+
+
+async def decide_review(
+    hub: TaskHub, caller: Caller, request_id: str, payload: object, if_match: str | None
+) -> Done:
+    """Set the withheld files and maybe approve; on approval, the evidence and the rebuild
+    without the withheld files (202 while it runs)."""
     # Imported here: the Azure SDK stays off the cold-start path.
     from dsr_export.adapters.package_review import ReviewConflict
 
-    caller = authorized(req, Role.MANAGE)
-    if isinstance(caller, func.HttpResponse):
-        return caller
-    request_id = valid_route_id(req)
-    if isinstance(request_id, func.HttpResponse):
-        return request_id
-    payload: object = None
-    if req.method.upper() == "POST":
-        refused = refuse_body(req)
-        if refused is not None:
-            return refused
-        try:
-            payload = decode_body(req.get_body() or b"{}")
-        except InvalidRequest as exc:
-            return problem(
-                400, "Malformed JSON", "the body is not valid JSON", "invalid-request", exc
-            )
-    status = await find_dsr(client, request_id)
-    if status is None:
-        return problem(404, "Unknown DSR", f"no DSR with requestId {request_id}", "not-found")
-    request_id = status.instance_id
-    try:
-        if not package_settings().review_required:
-            return _conflict("review before release is off (PACKAGE_REVIEW): nothing to review")
-        found = composition.package_builder().find(request_id)
-    except SettingsError as exc:
-        return misconfigured(exc)
-    if found is None:
-        return _conflict("no package was built yet: POST .../package first, then review it")
-    store = composition.package_reviews()
-    review, etag = store.read(request_id)
-    if review is None:
-        manifest = store.preview_manifest(request_id)
-        if manifest is None:
-            return _conflict("the package has no manifest copy to review: build it again")
-        review = Review.of_manifest(manifest, found.package_sha256)
-        try:
-            etag = store.write(request_id, review, None)
-        except ReviewConflict:
-            review, etag = store.read(request_id)
-            assert review is not None
-    if payload is None:
-        return _answer(request_id, review, etag, found.withheld, 200)
-    given = req.headers.get("If-Match")
-    if given and etag and given.strip() != etag:
-        return _raced()
+    request_id, found, store = await _reviewable(hub, request_id)
+    review, etag = _opened(request_id, found, store)
+    if if_match and etag and if_match.strip() != etag:
+        raise _raced()
     try:
         ask = ReviewAsk.parse(payload, review)
     except InvalidRequest as exc:
-        return problem(400, "Invalid request", _first(exc), "invalid-request", exc)
+        raise Refused.invalid(exc, _first(exc)) from None
     decided = _decide(review, ask, caller)
-    if isinstance(decided, func.HttpResponse):
-        return decided
     if decided != review:
         try:
             etag = store.write(request_id, decided, etag)
         except ReviewConflict:
-            return _raced()
+            raise _raced() from None
     rebuild = False
     if decided.approved:
         _record(request_id, decided, caller)
-        rebuild = await _rebuild(client, request_id, decided, found.withheld)
+        rebuild = await _rebuild(hub, request_id, decided, found.withheld)
     if decided != review:
         log_event(
             "package_reviewed",
@@ -129,12 +109,46 @@ async def review_package(
     return _answer(request_id, decided, etag, found.withheld, 202 if rebuild else 200)
 
 
-def _decide(review: Review, ask: ReviewAsk, caller: Caller) -> Review | func.HttpResponse:
+async def _reviewable(hub: TaskHub, request_id: str) -> tuple[str, PackageResult, ReviewStore]:
+    """The DSR's instance id, its built package and the review store; refused when review is
+    off or there is no package yet."""
+    status = await find_dsr(hub, request_id)
+    if status is None:
+        raise Refused.unknown(request_id)
+    request_id = status.instance_id
+    if not package_settings().review_required:
+        raise Refused.conflict("review before release is off (PACKAGE_REVIEW): nothing to review")
+    found = composition.package_builder().find(request_id)
+    if found is None:
+        raise Refused.conflict("no package was built yet: POST .../package first, then review it")
+    return request_id, found, composition.package_reviews()
+
+
+def _opened(request_id: str, found: PackageResult, store: ReviewStore) -> tuple[Review, str | None]:
+    """The review and its ETag, opened from the preview's manifest the first time."""
+    from dsr_export.adapters.package_review import ReviewConflict
+
+    review, etag = store.read(request_id)
+    if review is not None:
+        return review, etag
+    manifest = store.preview_manifest(request_id)
+    if manifest is None:
+        raise Refused.conflict("the package has no manifest copy to review: build it again")
+    review = Review.of_manifest(manifest, found.package_sha256)
+    try:
+        etag = store.write(request_id, review, None)
+    except ReviewConflict:
+        review, etag = store.read(request_id)
+        assert review is not None
+    return review, etag
+
+
+def _decide(review: Review, ask: ReviewAsk, caller: Caller) -> Review:
     """The review after ``ask``; a closed review answers only the same decision again."""
     withheld = review.withheld if ask.withhold is None else ask.withhold
     if review.approved:
         if withheld != review.withheld or not ask.approve:
-            return _conflict("the package was approved: its review is closed")
+            raise Refused.conflict("the package was approved: its review is closed")
         return review
     if not ask.approve:
         return Review(review.preview_sha256, review.files, withheld)
@@ -180,7 +194,7 @@ def _record(request_id: str, review: Review, caller: Caller) -> None:
 
 
 async def _rebuild(
-    client: df.DurableOrchestrationClient,
+    hub: TaskHub,
     request_id: str,
     review: Review,
     built: tuple[dict[str, str], ...],
@@ -190,26 +204,20 @@ async def _rebuild(
     if tuple(wanted) == built:
         return False
     instance_id = package_instance_id(request_id)
-    instance = await find(client, instance_id, show_input=True)
+    instance = await find(hub, instance_id, show_input=True)
     if instance is None:
         return False
     if instance.runtime_status is not None and instance.runtime_status.name in _BUSY:
         return True
-    raw = instance.input_
-    given = json.loads(raw) if isinstance(raw, str) else raw
+    given = decode_payload(instance.input_)
     build = dict((given or {}).get("build") or {}) if isinstance(given, dict) else {}
     if not build:
         return False
     build["withheld"] = wanted
     actor = (given or {}).get("actor") if isinstance(given, dict) else None
-    await client.purge_instance_history(instance_id)
-    try:
-        await client.start_new(
-            PACKAGE_ORCHESTRATOR, instance_id, {"build": build, "actor": actor or {}}
-        )
-    except Exception as exc:  # the SDK raises a bare Exception
-        if "already exists" not in str(exc):
-            raise
+    await hub.purge(instance_id)
+    # False when it already runs (another reviewer's approval started it): the same answer.
+    await hub.start(PACKAGE_ORCHESTRATOR, instance_id, {"build": build, "actor": actor or {}})
     return True
 
 
@@ -219,7 +227,7 @@ def _answer(
     etag: str | None,
     built: tuple[dict[str, str], ...],
     status: int,
-) -> func.HttpResponse:
+) -> Done:
     released = review.approved and tuple(w.to_dict() for w in review.withheld) == built
     state = "released" if released else "rebuilding" if review.approved else "open"
     body: dict[str, Any] = {
@@ -228,25 +236,16 @@ def _answer(
         **review.to_dict(),
         "withheldCount": review.withheld_count(),
     }
-    answer = json_answer(body, status, location=f"/api/exports/{request_id}/package/review")
-    answer.headers["Cache-Control"] = "no-store"
-    if etag:
-        answer.headers["ETag"] = etag
-    return answer
+    location = f"/api/exports/{request_id}/package/review"
+    return Done(body, status, location=location, no_store=True, etag=etag)
 
 
 def _first(exc: InvalidRequest) -> str:
     return "; ".join(f"{e.pointer or '(body)'}: {e.detail}" for e in exc.errors)
 
 
-def _raced() -> func.HttpResponse:
-    return problem(
-        409,
-        "Review changed meanwhile",
+def _raced() -> Refused:
+    return Refused.conflict(
         "another reviewer changed the review at the same time: GET it and decide again",
-        "conflict",
+        "Review changed meanwhile",
     )
-
-
-def _conflict(detail: str) -> func.HttpResponse:
-    return problem(409, "DSR in the wrong state", detail, "conflict")

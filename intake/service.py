@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -20,12 +19,24 @@ from typing import Any, Final
 import azure.durable_functions as df
 
 from dsr_export import composition
+from dsr_export.adapters.durable_client import (
+    InstanceGone,
+    InstanceUnknown,
+    TaskHub,
+    decode_payload,
+)
 from dsr_export.adapters.outbound import check_url
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
-from dsr_export.domain.evidence import EVENT_ID, BrokenRecord, EvidenceRecord, parse_record
+from dsr_export.domain.evidence import (
+    EVENT_ID,
+    BrokenRecord,
+    EvidenceRecord,
+    evidence_document,
+    parse_record,
+)
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import (
@@ -34,10 +45,16 @@ from dsr_export.domain.request import (
     InvalidRequest,
     canonical_request_id,
 )
-from dsr_export.domain.status import status_document
-from dsr_export.settings import callback_settings, deadline_settings, export_policy
+from dsr_export.domain.status import TERMINAL_PHASES, Phase, status_document
+from dsr_export.domain.steps import CANCEL_EVENT, ORCHESTRATOR
+from dsr_export.settings import (
+    SettingsError,
+    callback_settings,
+    deadline_settings,
+    export_policy,
+)
+from intake.verdicts import Done, Problem, Refused
 
-ORCHESTRATOR: Final = "export_personal_data"
 #: Runtime states in which an orchestration still runs (and can take an event).
 LIVE_STATES: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
 #: The event ids of the DSR's first record and of its one possible correction.
@@ -66,7 +83,7 @@ class Outcome:
 
 
 async def start_or_get(
-    client: df.DurableOrchestrationClient,
+    hub: TaskHub,
     payload: object,
     *,
     now: datetime,
@@ -78,75 +95,103 @@ async def start_or_get(
     ``caller`` (authenticated by the intake) is recorded as the DSR's submitter; the body's
     ``requestedBy`` stays a free-text note.
     """
-    callbacks = callback_settings()
     try:
-        request = ExportRequest.parse(
-            payload,
-            now=now,
-            callback_check=functools.partial(
-                check_url,
-                allowed_hosts=callbacks.allowed_hosts,
-                allow_loopback=callbacks.allow_loopback,
-            )
-            if callbacks.enabled
-            else None,
-            max_age=timedelta(days=deadline_settings().received_at_max_age_days),
-        )
+        request = _parse(payload, now)
     except InvalidRequest as exc:
         return Outcome(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
+    existing = await _existing_or_started(hub, request, now, source, caller)
+    if isinstance(existing, Outcome):
+        return existing
+    return _duplicate(existing, request, caller, source, now)
 
-    existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
-    earlier = None if existing is not None else lifecycle.earlier_dsr(_evidence(request.request_id))
-    if earlier is not None:
-        # A concurrent duplicate may have started the DSR (and it written evidence) since the
-        # first look: the task hub decides between "under way" and "purged".
-        existing = await find_dsr(client, request.given_id or request.request_id, show_input=True)
-    if existing is None:
-        if earlier is not None:
-            # The task hub forgot the DSR (purged); its evidence did not. A second DSR under
-            # the id would export into the same container and collide with every record.
-            return Outcome(
-                Admission.CONFLICT,
-                request.request_id,
-                errors=[FieldError("/requestId", "already used for an earlier DSR")],
-                detail=lifecycle.earlier_dsr_detail(request.request_id, earlier),
-            )
-        try:
-            job = _job(request, now, caller)
-        except OverflowError:  # a deadline beyond the calendar: no real request gets here
-            error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
-            return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
-        # The evidence opens before the DSR starts: a DSR never runs without its first record
-        # (a retried delivery finds the record written and appends nothing).
-        received = _record_received(job, request, caller, source, now)
-        try:
-            await client.start_new(ORCHESTRATOR, request.request_id, job.to_input())
-        except Exception as exc:  # the SDK raises a bare Exception
-            if "already exists" not in str(exc):
-                raise
-            # A concurrent duplicate won the race: answer as to any duplicate (below).
-            existing = await find(client, request.request_id, show_input=True)
-        else:
-            _correct_received(job.request_id, received, now)
-            log_event(
-                "dsr_accepted",
-                request_id=request.request_id,
-                phase="accepted",
-                source=source,
-                caller_kind=caller.kind,
-                caller_id=caller.id,
-                deadline=job.legal_deadline,
-                warning_at=job.warning_at,
-            )
-            doc = status_document(
-                request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
-            )
-            return Outcome(Admission.STARTED, request.request_id, doc)
+
+def _parse(payload: object, now: datetime) -> ExportRequest:
+    callbacks = callback_settings()
+    return ExportRequest.parse(
+        payload,
+        now=now,
+        callback_check=functools.partial(
+            check_url,
+            allowed_hosts=callbacks.allowed_hosts,
+            allow_loopback=callbacks.allow_loopback,
+        )
+        if callbacks.enabled
+        else None,
+        max_age=timedelta(days=deadline_settings().received_at_max_age_days),
+    )
+
+
+async def _existing_or_started(
+    hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
+) -> df.DurableOrchestrationStatus | Outcome:
+    """The DSR already under way under the request's id, or the outcome of starting it."""
+    given = request.given_id or request.request_id
+    existing = await find_dsr(hub, given, show_input=True)
+    if existing is not None:
+        return existing
+    earlier = lifecycle.earlier_dsr(_evidence(request.request_id))
+    if earlier is None:
+        return await _start(hub, request, now, source, caller)
+    # A concurrent duplicate may have started the DSR (and it written evidence) since the
+    # first look: the task hub decides between "under way" and "purged".
+    existing = await find_dsr(hub, given, show_input=True)
+    if existing is not None:
+        return existing
+    # The task hub forgot the DSR (purged); its evidence did not. A second DSR under the id
+    # would export into the same container and collide with every record.
+    return Outcome(
+        Admission.CONFLICT,
+        request.request_id,
+        errors=[FieldError("/requestId", "already used for an earlier DSR")],
+        detail=lifecycle.earlier_dsr_detail(request.request_id, earlier),
+    )
+
+
+async def _start(
+    hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
+) -> df.DurableOrchestrationStatus | Outcome:
+    """Start the DSR; the one a concurrent duplicate started when it won the race."""
+    try:
+        job = _job(request, now, caller)
+    except OverflowError:  # a deadline beyond the calendar: no real request gets here
+        error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
+        return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
+    # The evidence opens before the DSR starts: a DSR never runs without its first record
+    # (a retried delivery finds the record written and appends nothing).
+    received = _record_received(job, request, caller, source, now)
+    if not await hub.start(ORCHESTRATOR, request.request_id, job.to_input()):
+        # A concurrent duplicate won the race: answer as to any duplicate.
+        existing = await find(hub, request.request_id, show_input=True)
         if existing is None:  # started and gone again between two calls: transient, retry
             raise RuntimeError(f"instance {request.request_id} vanished after already-exists")
+        return existing
+    _correct_received(job.request_id, received, now)
+    log_event(
+        "dsr_accepted",
+        request_id=request.request_id,
+        phase="accepted",
+        source=source,
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+        deadline=job.legal_deadline,
+        warning_at=job.warning_at,
+    )
+    doc = status_document(
+        request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
+    )
+    return Outcome(Admission.STARTED, request.request_id, doc)
 
+
+def _duplicate(
+    existing: df.DurableOrchestrationStatus,
+    request: ExportRequest,
+    caller: Caller,
+    source: str,
+    now: datetime,
+) -> Outcome:
+    """The answer to a request whose id names a DSR already accepted."""
     stored = stored_job(existing)
     if not _may_know_subject(caller, stored):
         # Whether the guessed person is this DSR's subject, or which field differs, is not for
@@ -158,18 +203,16 @@ async def start_or_get(
             caller_kind=caller.kind,
             caller_id=caller.id,
         )
-        return Outcome(
-            Admission.CONFLICT,
+        return _in_use(
             existing.instance_id,
-            errors=[FieldError("/requestId", "already used for another DSR")],
-            detail="this requestId is already in use",
+            "already used for another DSR",
+            "this requestId is already in use",
         )
     if not _same_subject(stored, request):
-        return Outcome(
-            Admission.CONFLICT,
+        return _in_use(
             existing.instance_id,
-            errors=[FieldError("/requestId", "already used for a DSR of another user")],
-            detail="this requestId belongs to a DSR for another user",
+            "already used for a DSR of another user",
+            "this requestId belongs to a DSR for another user",
         )
     differing = _differences(stored, request)
     if differing:
@@ -184,6 +227,15 @@ async def start_or_get(
         )
     log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
     return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
+
+
+def _in_use(request_id: str, error: str, detail: str) -> Outcome:
+    return Outcome(
+        Admission.CONFLICT,
+        request_id,
+        errors=[FieldError("/requestId", error)],
+        detail=detail,
+    )
 
 
 def _evidence(request_id: str) -> list[EvidenceRecord]:
@@ -256,7 +308,7 @@ def _correct_received(request_id: str, received: _Received, now: datetime) -> No
 
 
 async def find_dsr(
-    client: df.DurableOrchestrationClient, request_id: str, *, show_input: bool = False
+    hub: TaskHub, request_id: str, *, show_input: bool = False
 ) -> df.DurableOrchestrationStatus | None:
     """The DSR of ``request_id`` in any letter case.
 
@@ -265,24 +317,17 @@ async def find_dsr(
     holds the ticket notices (``notice-<32 hex>``), which no route may answer for as a DSR.
     """
     canonical = canonical_request_id(request_id)
-    status = await find(client, canonical, show_input=show_input)
+    status = await find(hub, canonical, show_input=show_input)
     if status is None and request_id != canonical:
-        status = await find(client, request_id, show_input=show_input)
+        status = await find(hub, request_id, show_input=show_input)
     return status if status is not None and status.name == ORCHESTRATOR else None
 
 
 async def find(
-    client: df.DurableOrchestrationClient, instance_id: str, *, show_input: bool = False
+    hub: TaskHub, instance_id: str, *, show_input: bool = False
 ) -> df.DurableOrchestrationStatus | None:
     """The instance's status, or None when the task hub does not know it."""
-    try:
-        status = await client.get_status(instance_id, show_input=show_input)
-    except TypeError:
-        # The extension answers 404 with an empty body, which the SDK cannot parse.
-        return None
-    if status is None or not status.runtime_status:
-        return None
-    return status
+    return await hub.status(instance_id, show_input=show_input)
 
 
 def document(
@@ -331,12 +376,7 @@ def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
     The SDK hands the input over as text or decoded; :meth:`ExportJob.from_input` is the one
     reader of that shape.
     """
-    raw = status.input_
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return None
+    raw = decode_payload(status.input_)
     try:
         return ExportJob.from_input(raw)
     except (TypeError, ValueError):
@@ -389,3 +429,113 @@ def is_live(status: df.DurableOrchestrationStatus) -> bool:
     """Whether the instance still runs (its runtime state, not the phase it reports)."""
     runtime = status.runtime_status.name if status.runtime_status else ""
     return runtime in LIVE_STATES
+
+
+# -- the use cases of the DSR routes (intake/http_api.py) -----------------------------------------
+
+
+async def submit(hub: TaskHub, caller: Caller, payload: object, *, now: datetime) -> Done:
+    """Accept a DSR; the same request again answers with the DSR already under way (202 for a
+    duplicate too: a retrying ticket system sees the same answer every time)."""
+    try:
+        outcome = await start_or_get(hub, payload, now=now, source="http", caller=caller)
+    except SettingsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage or task hub down: nothing was started
+        raise _unavailable(exc) from None
+    match outcome.verdict:
+        case Admission.INVALID:
+            raise Refused(Problem.INVALID, outcome.detail, outcome.errors)
+        case Admission.CONFLICT:
+            raise Refused(
+                Problem.CONFLICT, outcome.detail, outcome.errors, "Request id already used"
+            )
+    assert outcome.document is not None
+    return Done(outcome.document, 202, location=f"/api/exports/{outcome.request_id}")
+
+
+def _unavailable(exc: Exception) -> Refused:
+    """Why nothing was started: what to fix when the export account refuses the app, or to
+    send the request again later."""
+    from dsr_export.adapters.failures import setup_error
+
+    found = setup_error(exc)
+    log_event(
+        "intake_unavailable",
+        level=logging.ERROR,
+        reason=type(exc).__name__,
+        code=found["code"] if found else None,
+    )
+    if found is not None:
+        detail = str(found.get("hint") or found["message"])
+        return Refused(Problem.MISCONFIGURED, detail, title="Service misconfigured")
+    return Refused(
+        Problem.UNAVAILABLE, "send the request again later", title="Temporarily unavailable"
+    )
+
+
+async def status(hub: TaskHub, request_id: str) -> Done:
+    """The DSR's status document (never Durable's URLs, never the input); once purged on
+    schedule, the evidence still answers (phase, dates, outcome, the data)."""
+    # The input is read only to lend a not-yet-started DSR its deadline.
+    existing = await find_dsr(hub, request_id, show_input=True)
+    if existing is None:
+        records = _evidence_or_none(request_id)
+        purged = lifecycle.purged_status(records) if records else None
+        if purged is None:
+            raise Refused.unknown(request_id)
+        return Done(purged)
+    doc = document(existing, composition.now(), stored_job(existing))
+    if doc["terminal"]:
+        records = _evidence_or_none(request_id)
+        if records:
+            doc["data"] = lifecycle.data_state(records)
+    return Done(doc)
+
+
+def _evidence_or_none(request_id: str) -> list[EvidenceRecord] | None:
+    """The evidence, to say what became of the data; None when it cannot be read now (the
+    status the task hub holds is still the answer, without that part)."""
+    try:
+        return _evidence(canonical_request_id(request_id))
+    except Exception as exc:  # noqa: BLE001 - storage trouble must not hide the status
+        log_event(
+            "evidence_unreadable",
+            level=logging.WARNING,
+            request_id=request_id,
+            reason=type(exc).__name__,
+        )
+        return None
+
+
+def evidence(request_id: str) -> Done:
+    """The DSR's evidence records, as stored, and whether their hash chain verifies."""
+    lines = composition.evidence_log().read(canonical_request_id(request_id))
+    if not lines:
+        raise Refused(Problem.NOT_FOUND, f"no evidence for requestId {request_id}")
+    return Done(evidence_document(request_id, lines))
+
+
+async def cancel(hub: TaskHub, caller: Caller, request_id: str, event: dict[str, str]) -> Done:
+    """Ask the orchestration to stop; it revokes the SAS and ends ``cancelled``. The reason is
+    free text from a ticket: only its code and hash go on (``event``), never to the log."""
+    existing = await find_dsr(hub, request_id)
+    if existing is None:
+        raise Refused.unknown(request_id)
+    doc = document(existing, composition.now())
+    if not is_live(existing) or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING:
+        raise Refused.conflict(f"the DSR is {doc['phase']}", "DSR already finished")
+    try:
+        await hub.raise_event(existing.instance_id, CANCEL_EVENT, event)
+    except InstanceGone:
+        raise Refused.conflict("the DSR has just ended", "DSR already finished") from None
+    except InstanceUnknown:
+        raise Refused.unknown(request_id) from None
+    log_event(
+        "dsr_cancel_requested",
+        request_id=existing.instance_id,
+        phase=doc["phase"],
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    return Done(doc, 202, location=f"/api/exports/{existing.instance_id}")

@@ -17,14 +17,11 @@ from typing import Any
 from dsr_export.domain.deadlines import parse_regulation, view
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
-from dsr_export.domain.status import Phase
+from dsr_export.domain.status import Phase, Recorded
 
-#: Name of the external event that cancels a DSR.
-CANCEL_EVENT = "cancel"
-#: Name of the external event that tells a DSR an extension was asked. Only a nudge: the ask
-#: itself is in the DSR's evidence (``extension_asked``), where the orchestrator reads it, so an
-#: event the SDK or a continue-as-new drops loses nothing.
-EXTEND_EVENT = "extend"
+# The event names live in the step contract; re-exported for the orchestrator's imports.
+from dsr_export.domain.steps import CANCEL_EVENT as CANCEL_EVENT
+from dsr_export.domain.steps import EXTEND_EVENT as EXTEND_EVENT
 
 
 @dataclass(frozen=True)
@@ -236,42 +233,42 @@ class ExportJob:
         )
 
     # -- the documents ------------------------------------------------------------------------
+    def recorded(self, phase: Phase, **extra: Any) -> Recorded:
+        """What the orchestrator records of the DSR in ``phase`` (``extra``: further recorded
+        fields by their wire names, e.g. ``nextCheckAt``)."""
+        extensions = [dict(extension) for extension in self.extensions] or None
+        retried = self.attempt > 1 or bool(self.earlier_attempts)
+        recorded = Recorded(
+            request_id=self.request_id,
+            phase=phase.value,
+            container=self.container,
+            operation_id=self.operation_id,
+            submitted_at=self.submitted_at,
+            graph_status=self.graph_status,
+            progress=self.progress,
+            poll_round=self.poll_round,
+            received_at=self.received_at,
+            regulation=self.regulation,
+            deadline=self.legal_deadline,
+            warning_at=self.warning_at,
+            submitted_by=self.submitted_by,
+            original_deadline=self.original_deadline,
+            extensions=extensions,
+            refused_extensions=list(self.refused_extensions) or None,
+            attempt=self.attempt if retried else None,
+            attempts=[dict(earlier) for earlier in self.earlier_attempts] if retried else None,
+            callbacks={"failed": list(self.failed_callbacks)} if self.failed_callbacks else None,
+        )
+        return Recorded.from_dict({**recorded.to_dict(), **extra}) if extra else recorded
+
     def legal_body(self) -> dict[str, Any]:
         """The legal facts every document repeats, the attempts, and the callbacks that failed."""
-        body: dict[str, Any] = {
-            "receivedAt": self.received_at,
-            "regulation": self.regulation,
-            "deadline": self.legal_deadline,
-            "warningAt": self.warning_at,
-            "submittedBy": self.submitted_by,
-            "originalDeadline": self.original_deadline,
-        }
-        if self.extensions:
-            body["extensions"] = [dict(extension) for extension in self.extensions]
-        if self.refused_extensions:
-            body["refusedExtensions"] = list(self.refused_extensions)
-        if self.attempt > 1 or self.earlier_attempts:
-            body["attempt"] = self.attempt
-            body["attempts"] = [dict(earlier) for earlier in self.earlier_attempts]
-        if self.failed_callbacks:
-            body["callbacks"] = {"failed": list(self.failed_callbacks)}
-        return body
+        recorded = self.recorded(Phase.ACCEPTED).to_dict()
+        return {key: recorded[key] for key in _LEGAL if key in recorded}
 
     def status_body(self, phase: Phase, **extra: Any) -> dict[str, Any]:
         """The custom status: what the status document is built from while the DSR runs."""
-        body = {
-            "phase": phase.value,
-            "requestId": self.request_id,
-            "container": self.container,
-            "operationId": self.operation_id,
-            "submittedAt": self.submitted_at,
-            "graphStatus": self.graph_status,
-            "progress": self.progress,
-            "pollRound": self.poll_round,
-            **self.legal_body(),
-            **extra,
-        }
-        return {key: value for key, value in body.items() if value is not None}
+        return self.recorded(phase, **extra).to_dict()
 
     def event_data(self, phase: Phase, now: datetime) -> dict[str, Any]:
         """The data of a callback event (the event builder keeps only its own fields)."""
@@ -297,23 +294,15 @@ class ExportJob:
         sas: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The orchestration's output: the terminal status the ticket and the list read."""
-        result: dict[str, Any] = {
-            "requestId": self.request_id,
-            "phase": ending.phase.value,
-            "operationId": self.operation_id,
-            "container": self.container,
-            "submittedAt": self.submitted_at,
-            "graphStatus": self.graph_status,
-            "progress": self.progress,
-            "error": ending.error,
-            "manifest": manifest,
-            "sas": sas,
-            "completedAt": completed_at.isoformat(),
-            # Which containers this DSR has used: a retry continues after them.
-            "submitAttempt": self.submit_attempt,
-            **self.legal_body(),
-        }
-        return {key: value for key, value in result.items() if value is not None}
+        recorded = self.recorded(
+            ending.phase,
+            error=ending.error,
+            manifest=manifest,
+            sas=sas,
+            completedAt=completed_at.isoformat(),
+            submitAttempt=self.submit_attempt,
+        )
+        return dataclasses.replace(recorded, poll_round=None).to_dict()  # a running DSR's
 
     # -- the wire form ------------------------------------------------------------------------
     def to_input(self) -> dict[str, Any]:
@@ -336,6 +325,22 @@ class ExportJob:
         for name in ("failed_callbacks", "extensions", "earlier_attempts", "refused_extensions"):
             data[name] = tuple(data.get(name) or ())
         return cls(**data)
+
+
+#: The legal facts of :meth:`ExportJob.legal_body`, by their wire names.
+_LEGAL = (
+    "receivedAt",
+    "regulation",
+    "deadline",
+    "warningAt",
+    "submittedBy",
+    "originalDeadline",
+    "extensions",
+    "refusedExtensions",
+    "attempt",
+    "attempts",
+    "callbacks",
+)
 
 
 def _camel(name: str) -> str:

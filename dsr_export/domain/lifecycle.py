@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from dsr_export.domain.evidence import EvidenceRecord, Kind
-from dsr_export.domain.status import Phase
+from dsr_export.domain.status import Phase, Recorded, status_document
 
 #: Why data was deleted, as a receipt says it.
 ERASURE: Final = "erasure_request"
@@ -131,24 +131,28 @@ def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
         (r.data.get("operationId") for r in reversed(records) if r.data.get("operationId")),
         None,
     )
-    doc: dict[str, Any] = {
-        "requestId": records[0].request_id,
-        "phase": phase or Phase.FAILED.value,
-        "terminal": True,
-        "historyPurged": True,
-        "acceptedAt": received.at if received else None,
-        "completedAt": ended_at,
-        "receivedAt": received.data.get("receivedAt") if received else None,
-        "deadline": deadline,
-        "daysLeft": None,
-        "deadlineWarning": False,
-        "overdue": False,
-        "operationId": operation,
-        "error": {"code": code} if code else None,
-        "data": data_state(records),
-        "source": "evidence",
-    }
+    recorded = Recorded(
+        phase=phase or Phase.FAILED.value,
+        completed_at=ended_at,
+        received_at=_text(received.data.get("receivedAt")) if received else None,
+        deadline=_text(deadline),
+        operation_id=_text(operation),
+    )
+    # No clock: the legal clock of a purged DSR is not counted any more.
+    doc = status_document(records[0].request_id, None, recorded.to_dict(), None)
+    doc.update(
+        terminal=True,
+        historyPurged=True,
+        acceptedAt=received.at if received else None,
+        error={"code": code} if code else None,  # the code alone, as the evidence has it
+        data=data_state(records),
+        source="evidence",
+    )
     return {key: value for key, value in doc.items() if value is not None}
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def earlier_dsr(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:

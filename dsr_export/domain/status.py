@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Final
 
 from dsr_export.domain.deadlines import view
 from dsr_export.domain.errors import cancelled
+from dsr_export.domain.steps import Wire
 
 
 class Phase(enum.StrEnum):
@@ -36,29 +38,51 @@ TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.FAILED, Phase.TIMED_OUT, Pha
 #: (and overdue) still counts.
 OBLIGATION_CLOSED = frozenset({Phase.COMPLETED, Phase.CANCELLED})
 
-#: Fields of the custom status / output copied into the status document as they are.
-_COPIED = (
-    "graphStatus",
-    "progress",
-    "operationId",
-    "container",
-    "submittedAt",
-    "completedAt",
-    "nextCheckAt",
-    "pollRound",
-    "manifest",
-    "error",
-    "sas",
-    "receivedAt",
-    "regulation",
-    "callbacks",
-    "submittedBy",
-    "originalDeadline",
-    "extensions",
-    "refusedExtensions",
-    "attempt",
-    "attempts",
-)
+
+@dataclass(frozen=True)
+class Recorded(Wire):
+    """What the orchestrator records of a DSR: its custom status while it runs, its output at
+    the end. The stored part of the status document, its fields and their camelCase wire names
+    defined here once: the job writes it (:meth:`ExportJob.recorded`), :func:`status_document`
+    reads it, and after a purge the evidence fills it (``lifecycle.purged_status``)."""
+
+    _omit_none: ClassVar[bool] = True
+
+    request_id: str | None = None
+    phase: str | None = None
+    container: str | None = None
+    operation_id: str | None = None
+    submitted_at: str | None = None
+    graph_status: str | None = None
+    progress: Any = None
+    poll_round: int | None = None
+    next_check_at: str | None = None
+    received_at: str | None = None
+    regulation: Any = None
+    deadline: str | None = None
+    warning_at: str | None = None
+    submitted_by: Any = None
+    original_deadline: str | None = None
+    extensions: list[Any] | None = None
+    refused_extensions: list[Any] | None = None
+    attempt: int | None = None
+    attempts: list[Any] | None = None
+    callbacks: Any = None
+    error: Any = None
+    manifest: Any = None
+    sas: Any = None
+    completed_at: str | None = None
+    #: Which containers this DSR has used: a retry continues after them (never shown).
+    submit_attempt: int | None = None
+
+    def shown(self) -> dict[str, Any]:
+        """The fields the status document shows as they were recorded (the phase and the
+        deadline it derives; the request id and the submit attempt it does not show)."""
+        return {k: v for k, v in self.to_dict().items() if k not in _DERIVED}
+
+
+#: Recorded fields the status document does not copy as they are.
+_DERIVED: Final = frozenset({"requestId", "phase", "deadline", "warningAt", "submitAttempt"})
 
 
 def status_document(
@@ -84,7 +108,7 @@ def status_document(
         if isinstance(source, Mapping):
             if "phase" in source:
                 doc["phase"] = str(source["phase"])
-            doc.update({key: source[key] for key in _COPIED if key in source})
+            doc.update(Recorded.from_dict(dict(source)).shown())
     if isinstance(doc.get("error"), Mapping) and doc["error"].get("code") == "Cancelled":
         doc["error"] = dict(cancelled(doc["error"]))  # a code and a hash, never the words
     match runtime_status:

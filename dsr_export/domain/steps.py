@@ -70,6 +70,18 @@ class Wire:
         return cls(**kwargs)
 
 
+#: The orchestrations, by name: the intake starts them through the task hub (and the task hub
+#: answers with their names) without importing them.
+ORCHESTRATOR: Final = "export_personal_data"
+NOTICE_ORCHESTRATOR: Final = "deliver_notice"
+#: The external event that cancels a DSR.
+CANCEL_EVENT: Final = "cancel"
+#: The external event that tells a DSR an extension was asked. Only a nudge: the ask itself is
+#: in the DSR's evidence (``extension_asked``), where the orchestrator reads it, so an event the
+#: SDK or a continue-as-new drops loses nothing.
+EXTEND_EVENT: Final = "extend"
+
+
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)

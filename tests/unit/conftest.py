@@ -11,14 +11,16 @@ from devhost.tls import TlsFiles
 from dsr_export import settings
 from dsr_export.adapters.entra import TokenValidator
 from tests.fixtures.tls import tls_files
-from tests.unit.intake_fakes import MemoryEvidence, QueueTrimmings, fake_task_hub_query
+from tests.unit.intake_fakes import MemoryEvidence, QueueTrimmings
 
 __all__ = ["tls_files"]  # the host fixtures this tier uses
 
 
 @pytest.fixture(autouse=True)
-def _fake_task_hub_query(swap: Callable[..., None]) -> None:
-    swap(task_hub_query=fake_task_hub_query)
+def _fake_task_hub(swap: Callable[..., None]) -> None:
+    """The routes' client binding is the fake task hub itself (it implements the adapter's
+    interface; tests/unit/test_durable_client.py tests the adapter over the SDK)."""
+    swap(task_hub=lambda client: client)
 
 
 @pytest.fixture(autouse=True)

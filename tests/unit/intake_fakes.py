@@ -1,8 +1,10 @@
 """Test doubles for the intake tests: a durable client, a rejection sink, request builders.
 
-``FakeDurableClient`` stands in for the Durable extension's side of the client binding: it keeps
-instances in a dict and answers the SDK client's async calls the way the extension does (the
-same exception texts), so the intake code under test is the production code, unmodified.
+``FakeDurableClient`` stands in for the task hub behind the client binding: it keeps instances in
+a dict and implements the app's adapter interface (:class:`dsr_export.adapters.durable_client.
+TaskHub`, with its errors), so the intake code under test is the production code, unmodified.
+The adapter's mapping of the SDK's own failures is tested against the SDK's texts in
+tests/unit/test_durable_client.py and against the offline host's extension in tests/devhost.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import azure.functions as func
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from dsr_export import settings
+from dsr_export.adapters.durable_client import InstanceGone, InstanceUnknown
 from dsr_export.adapters.task_hub import Page
 from dsr_export.domain import evidence
 from dsr_export.domain.request import canonical_request_id
@@ -35,12 +38,14 @@ _LIVE = LIVE_STATES
 
 
 class FakeDurableClient:
-    """The async surface of ``DurableOrchestrationClient`` the intake uses."""
+    """The task hub as the intake sees it (:class:`TaskHub`)."""
 
     def __init__(self) -> None:
         self.instances: dict[str, dict[str, Any]] = {}
         self.started: list[tuple[str, str, Any]] = []
         self.events: list[tuple[str, str, Any]] = []
+        self.purged: list[str] = []
+        self.terminated: list[tuple[str, str]] = []
         self.get_status_calls = 0
         self.queries: list[tuple[datetime, datetime, tuple[str, ...]]] = []
         self.pages_read = 0
@@ -70,9 +75,7 @@ class FakeDurableClient:
         }
 
     def _status(self, instance_id: str, show_input: bool) -> DurableOrchestrationStatus:
-        found = self.instances.get(instance_id)
-        if found is None:
-            return DurableOrchestrationStatus()  # what the SDK builds from a 404
+        found = self.instances[instance_id]
         return DurableOrchestrationStatus(
             name=found["name"],
             instanceId=instance_id,
@@ -84,32 +87,42 @@ class FakeDurableClient:
             customStatus=found["custom"],
         )
 
-    async def get_status(
-        self, instance_id: str, show_history: bool = False, show_input: bool = False, **_: Any
-    ) -> DurableOrchestrationStatus:
+    async def status(
+        self, instance_id: str, *, show_input: bool = False
+    ) -> DurableOrchestrationStatus | None:
         self.get_status_calls += 1
         if self.fail_with is not None:
             raise self.fail_with
+        if instance_id not in self.instances:
+            return None
         return self._status(instance_id, show_input)
 
-    async def start_new(self, name: str, instance_id: str, client_input: Any) -> str:
+    async def start(self, name: str, instance_id: str, payload: Any) -> bool:
         if self.race_with is not None:
             self.add(instance_id, runtime="Pending", input_=self.race_with)
             self.race_with = None
         found = self.instances.get(instance_id)
         if found is not None and found["runtime"] in _LIVE:
-            raise Exception(f"An Orchestration instance with the ID {instance_id} already exists.")
-        self.started.append((name, instance_id, client_input))
-        self.add(instance_id, runtime="Pending", input_=client_input, name=name)
-        return instance_id
+            return False
+        self.started.append((name, instance_id, payload))
+        self.add(instance_id, runtime="Pending", input_=payload, name=name)
+        return True
 
-    async def raise_event(self, instance_id: str, event_name: str, event_data: Any = None) -> None:
+    async def raise_event(self, instance_id: str, name: str, data: Any = None) -> None:
         found = self.instances.get(instance_id)
         if found is None:
-            raise Exception(f"No instance with ID {instance_id} found.")
+            raise InstanceUnknown(instance_id)
         if found["runtime"] not in _LIVE:
-            raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
-        self.events.append((instance_id, event_name, event_data))
+            raise InstanceGone(instance_id)
+        self.events.append((instance_id, name, data))
+
+    async def terminate(self, instance_id: str, reason: str) -> None:
+        self.terminated.append((instance_id, reason))
+        self.instances[instance_id]["runtime"] = "Terminated"
+
+    async def purge(self, instance_id: str) -> int:
+        self.purged.append(instance_id)
+        return 1 if self.instances.pop(instance_id, None) is not None else 0
 
     async def query_pages(
         self,
@@ -133,12 +146,6 @@ class FakeDurableClient:
             self.pages_read += 1
             self.statuses_read += len(rows[start : start + page_size])
             yield Page(rows[start : start + page_size], more=start + page_size < len(rows))
-
-
-def fake_task_hub_query(client: FakeDurableClient, **query: Any) -> AsyncGenerator[Page, None]:
-    """Stands in for :func:`dsr_export.adapters.task_hub.query_pages` (its own tests run
-    against the offline host's extension API, tests/devhost/test_task_hub_query.py)."""
-    return client.query_pages(**query)
 
 
 class QueueTrimmings:

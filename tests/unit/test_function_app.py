@@ -23,8 +23,7 @@ def _by_trigger(functions: tuple[Any, ...], kind: str) -> dict[str, dict[str, An
 
 def test_the_orchestrator_and_every_step_of_the_contract_are_registered(app_functions):
     from dsr_export.domain.package_manifest import PACKAGE_ORCHESTRATOR
-    from intake.lifecycle import NOTICE_ORCHESTRATOR
-    from intake.service import ORCHESTRATOR
+    from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, ORCHESTRATOR
 
     orchestrators = set(_by_trigger(app_functions, "orchestrationTrigger"))
     # The names the intake starts them by (it does not import the orchestrations).
@@ -68,3 +67,22 @@ def test_client_functions_are_async(user_function, name):
     import inspect
 
     assert inspect.iscoroutinefunction(user_function(name).client_function)
+
+
+def test_every_function_reads_as_the_worker_reads_it(app_functions):
+    """The Python worker resolves each function's type hints (``typing.get_type_hints``) and
+    binds its parameters by name: a route wrapped by ``intake.verdicts.answers`` still takes
+    ``req`` and ``client`` and answers an ``HttpResponse``."""
+    import inspect
+    import typing
+
+    import azure.functions as func
+
+    checked = 0
+    for function in app_functions:
+        user = function.get_user_function()
+        hints = typing.get_type_hints(user)
+        if "req" in inspect.signature(user).parameters:
+            assert hints["return"] is func.HttpResponse, function.get_function_name()
+            checked += 1
+    assert checked >= 10

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from dsr_export.adapters.durable_client import InstanceGone
 from dsr_export.domain.evidence import EVENT_ID, Kind
 from tests.unit.intake_fakes import (
     OTHER_ID,
@@ -671,7 +672,7 @@ def test_cancel_racing_the_end_is_a_409(cancel, client):
     client.add("R-1")
 
     async def gone(*_args, **_kwargs):
-        raise Exception("Instance with ID R-1 is gone: either completed or failed")
+        raise InstanceGone("Instance with ID R-1 is gone: either completed or failed")
 
     client.raise_event = gone
     assert cancel("R-1", {"reason": "x"}).status_code == 409

@@ -33,7 +33,7 @@ BOB = Caller("application", "ticketing-b", frozenset({Role.SUBMIT, Role.READ}))
 
 
 class GatedClient(FakeDurableClient):
-    """``start_new`` waits for its caller's gate: the test says who reaches the task hub first."""
+    """``start`` waits for its caller's gate: the test says who reaches the task hub first."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,11 +41,11 @@ class GatedClient(FakeDurableClient):
         self.arrived: list[str] = []
         self.by: dict[str, str] = {}
 
-    async def start_new(self, name: str, instance_id: str, client_input: Any) -> str:
-        who = client_input["submittedBy"]["id"]
+    async def start(self, name: str, instance_id: str, payload: Any) -> bool:
+        who = payload["submittedBy"]["id"]
         self.arrived.append(who)
         await self.gates.setdefault(who, asyncio.Event()).wait()
-        return await super().start_new(name, instance_id, client_input)
+        return await super().start(name, instance_id, payload)
 
 
 @pytest.fixture(autouse=True)

@@ -237,11 +237,12 @@ def test_retention_deletes_only_what_is_due_and_purges_only_complete_evidence(
     client = FakeDurableClient()
     purged: list[str] = []
 
-    async def purge(instance_id: str) -> Any:
+    async def purge(instance_id: str) -> int:
         purged.append(instance_id)
         client.instances.pop(instance_id, None)
+        return 1
 
-    client.purge_instance_history = purge  # type: ignore[attr-defined]
+    client.purge = purge  # type: ignore[method-assign]
     for request_id, days_ago in (("OLD", 100), ("MID", 40), ("NEW", 10)):
         ended = T0 - timedelta(days=days_ago)
         client.add(
@@ -318,11 +319,12 @@ def test_a_dsr_whose_output_says_it_ended_is_purged_even_with_short_evidence(
     client = FakeDurableClient()
     purged: list[str] = []
 
-    async def purge(instance_id: str) -> Any:
+    async def purge(instance_id: str) -> int:
         purged.append(instance_id)
         client.instances.pop(instance_id, None)
+        return 1
 
-    client.purge_instance_history = purge  # type: ignore[attr-defined]
+    client.purge = purge  # type: ignore[method-assign]
     ended = T0 - timedelta(days=100)
     output = _ended("failed", ended_at=ended, error={"code": "UserNotFound"})
     client.add("GAP", runtime="Completed", output=output, created=ended)
@@ -355,8 +357,8 @@ def test_an_erasure_whose_ticket_callback_cannot_be_queued_still_answers_its_rec
     user_function, storage, evidence_log: MemoryEvidence, caplog
 ):
     class Unqueueable(FakeDurableClient):
-        async def start_new(self, name: str, instance_id: str, client_input: Any) -> str:
-            raise Exception("The task hub is unavailable")  # the SDK raises a bare Exception
+        async def start(self, name: str, instance_id: str, payload: Any) -> bool:
+            raise ConnectionError("The task hub is unavailable")
 
     client = Unqueueable()
     ended = _ended("completed")
