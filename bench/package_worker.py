@@ -14,12 +14,13 @@ from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
 
-from devhost.sample_package import SAMPLE_PROFILE, LocalSigner
+from devhost.sample_package import SAMPLE_PROFILE
 from dsr_export.adapters.package_builder import PackageBuilder, PackageJob, PackageOptions
 from dsr_export.adapters.storage import MANIFEST_BLOB
 from dsr_export.domain.organisation import OrganisationProfile
 from dsr_export.domain.request import container_name
 from dsr_export.rendering.render import Facts
+from testsupport.receipt_signer import LocalSigner
 
 
 def copy(service: BlobServiceClient, request_id: str) -> dict[str, object]:

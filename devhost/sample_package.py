@@ -10,22 +10,17 @@ the ``ReceiptSigner`` protocol): these packages prove nothing to anyone else.
 
 from __future__ import annotations
 
-import base64
 import functools
 import io
 import json
 import uuid
 import zipfile
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 from azure.core.credentials import TokenCredential
 from azure.storage.blob import BlobServiceClient
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from dsr_export.adapters.package_builder import PackageBuilder, PackageJob, PackageOptions
 from dsr_export.adapters.storage import ExportStorage
@@ -34,6 +29,7 @@ from dsr_export.domain.package_manifest import delivery_container
 from dsr_export.domain.request import container_name
 from dsr_export.rendering.render import Facts
 from dsr_export.settings import ExportStorageSettings, SasMode
+from testsupport.receipt_signer import LocalSigner
 
 REPO: Final = Path(__file__).resolve().parent.parent
 SAMPLE_PROFILE: Final = REPO / "docs" / "organisation.sample.json"
@@ -42,29 +38,6 @@ HOSTILE_NAME: Final = "Exchange/<script>window.__pwned=1;document.title='pwned'<
 #: A value that would run a script if it became markup or a link.
 HOSTILE_VALUE: Final = '<img src=x onerror="window.__pwned=1">'
 FIXED: Final = (2026, 1, 1, 0, 0, 0)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class LocalSigner:
-    """Signs receipts as ES256 compact JWS with a P-256 key made for this process."""
-
-    def __init__(self, kid: str = "local-sample-key") -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.kid = kid
-        self.signed: list[Mapping[str, Any]] = []
-
-    def sign_receipt(self, claims: Mapping[str, Any]) -> str:
-        """The receipt for ``claims``."""
-        self.signed.append(dict(claims))
-        header = {"alg": "ES256", "kid": self.kid, "typ": "dsr-receipt+jwt"}
-        head = _b64url(json.dumps(header, separators=(",", ":")).encode())
-        body = _b64url(json.dumps(dict(claims), separators=(",", ":"), sort_keys=True).encode())
-        der = self.key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        return f"{head}.{body}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def _agent_zip() -> bytes:

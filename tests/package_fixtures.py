@@ -4,17 +4,13 @@ both layouts, a nested zip and hostile names."""
 
 from __future__ import annotations
 
-import base64
 import functools
 import io
 import json
 import zipfile
-from collections.abc import Mapping
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from testsupport.receipt_signer import LocalSigner
 
 PROFILE: dict[str, Any] = {
     "organisation": {
@@ -36,28 +32,8 @@ PROFILE: dict[str, Any] = {
 }
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class TestSigner:
-    """Signs receipts as ES256 compact JWS with a key made for the test."""
-
-    __test__ = False
-
-    def __init__(self, kid: str = "test-key") -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.kid = kid
-        self.signed: list[Mapping[str, Any]] = []
-
-    def sign_receipt(self, claims: Mapping[str, Any]) -> str:
-        self.signed.append(dict(claims))
-        header = {"alg": "ES256", "kid": self.kid, "typ": "dsr-receipt+jwt"}
-        head = _b64url(json.dumps(header, separators=(",", ":")).encode())
-        body = _b64url(json.dumps(dict(claims), separators=(",", ":"), sort_keys=True).encode())
-        der = self.key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
-        r, s = decode_dss_signature(der)
-        return f"{head}.{body}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+#: The package builder's test signer: the one the offline host's sample package uses.
+TestSigner = LocalSigner
 
 
 def nested_zip() -> bytes:
