@@ -7,7 +7,7 @@ are not counted (radon's ``no_assert``): a test's checks are not paths through i
 them would push splitting well-named scenario tests into fragments.
 
 The walk covers every Python file of the repository but the virtual environments and installed
-packages; ``EXEMPT`` lists the files that other work in progress rewrites, each with its reason.
+packages; ``EXEMPT`` would list a file exempted with its reason (none is).
 """
 
 from __future__ import annotations
@@ -22,15 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 _SKIPPED_DIRS = {".venv", ".venv-checkov", ".venv-azmodels", "node_modules", ".git", "build"}
 _WORST_ALLOWED = "C"
 
-#: Files whose rank-D functions are being rewritten elsewhere, removed when that lands.
-EXEMPT = {
-    # export_package (21): the route becomes parse-call-render under issue 18, items 1-3;
-    # removed when the issue-18 refactor lands.
-    "intake/package_api.py",
-    # review_package (26), landed on main during issue 18: a route like the others, rewritten
-    # by items 1-3; removed when the issue-18 refactor lands.
-    "intake/review_api.py",
-}
+#: Files whose rank-D functions are exempt (none: the issue-18 refactor landed).
+EXEMPT: set[str] = set()
 
 
 def _python_files() -> Iterator[Path]:
