@@ -66,7 +66,7 @@ def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
         http_status=delivery.status,
         accepted=delivery.delivered,
     )
-    composition.evidence_log().append(step.request_id, sent.KIND, composition.now(), sent.data())
+    composition.evidence_log().write(step.request_id, sent, composition.now())
     log_event(
         "callback_sent" if delivery.delivered else "callback_refused",
         level=logging.INFO if delivery.delivered else logging.WARNING,

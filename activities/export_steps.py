@@ -383,9 +383,7 @@ def read_extension_asks(step: steps.ReadExtensionAsks) -> steps.ExtensionAsks:
 def _evidence(request_id: str, entry: entries.Entry) -> EvidenceRecord:
     """Append one record to the DSR's evidence; a retry of the activity appends nothing twice
     (the entry's event id)."""
-    return composition.evidence_log().append(
-        request_id, entry.KIND, composition.now(), entry.data()
-    )
+    return composition.evidence_log().write(request_id, entry, composition.now())
 
 
 def _graph_failure(

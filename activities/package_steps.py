@@ -167,7 +167,5 @@ def record_package(step: steps.RecordPackage) -> steps.Recorded:
 
 
 def _recorded(request_id: str, entry: entries.Entry) -> steps.Recorded:
-    record = composition.evidence_log().append(
-        request_id, entry.KIND, composition.now(), entry.data()
-    )
+    record = composition.evidence_log().write(request_id, entry, composition.now())
     return steps.Recorded(seq=record.seq)

@@ -155,7 +155,7 @@ def _record_delivery(
         actor_kind=caller.kind,
         actor_id=caller.id,
     )
-    composition.evidence_log().append(dsr.instance.instance_id, record.KIND, now, record.data())
+    composition.evidence_log().write(dsr.instance.instance_id, record, now)
 
 
 # -- extend -------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ async def extend(hub: TaskHub, caller: Caller, request_id: str, ask: ExtensionAs
         actor_kind=caller.kind,
         actor_id=caller.id,
     )
-    record = composition.evidence_log().append(status.instance_id, asked.KIND, now, asked.data())
+    record = composition.evidence_log().write(status.instance_id, asked, now)
     await hub.raise_event(status.instance_id, EXTEND_EVENT, {"askId": ask_id})
     log_event(
         "dsr_extended",
@@ -295,7 +295,7 @@ def _record_retry(
         actor_kind=caller.kind,
         actor_id=caller.id,
     )
-    composition.evidence_log().append(dsr.instance.instance_id, retried.KIND, now, retried.data())
+    composition.evidence_log().write(dsr.instance.instance_id, retried, now)
     return previous_code
 
 

@@ -96,7 +96,7 @@ def delete_data(
         actor_kind=actor.kind,
         actor_id=actor.id,
     )
-    record = composition.evidence_log().append(request_id, entry.KIND, now, entry.data())
+    record = composition.evidence_log().write(request_id, entry, now)
     doc = lifecycle.receipt(record)
     doc["containers"] = list(removed.containers)
     return Deletion(doc, deleted=True)

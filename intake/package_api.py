@@ -286,7 +286,7 @@ def _package_links(
             actor_kind=caller.kind,
             actor_id=caller.id,
         )
-        composition.evidence_log().append(request_id, link.KIND, now, link.data())
+        composition.evidence_log().write(request_id, link, now)
     return links, expires.isoformat()
 
 

@@ -238,4 +238,4 @@ def _record_purge(
         actor_kind=life.RETENTION_ACTOR.kind,
         actor_id=life.RETENTION_ACTOR.id,
     )
-    composition.evidence_log().append(request_id, purged.KIND, now, purged.data())
+    composition.evidence_log().write(request_id, purged, now)

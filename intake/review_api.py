@@ -181,7 +181,7 @@ def _record(request_id: str, review: Review, caller: Caller) -> None:
             file_count=count,
             **actor,
         )
-        log.append(request_id, withheld.KIND, now, withheld.data())
+        log.write(request_id, withheld, now)
     reviewed = entries.PackageReviewed(
         event_id=f"reviewed-{preview[:32]}",
         preview_sha256=preview,
@@ -190,7 +190,7 @@ def _record(request_id: str, review: Review, caller: Caller) -> None:
         reason_codes=",".join(sorted({w.reason_code for w in review.withheld})),
         **actor,
     )
-    log.append(request_id, reviewed.KIND, now, reviewed.data())
+    log.write(request_id, reviewed, now)
 
 
 async def _rebuild(

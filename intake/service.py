@@ -273,7 +273,7 @@ def _record_received(
         submitter_tenant_id=caller.tenant_id,
         user_object_id=request.user_object_id,
     )
-    record = composition.evidence_log().append(job.request_id, received.KIND, now, received.data())
+    record = composition.evidence_log().write(job.request_id, received, now)
     return _Received(record, received)
 
 
@@ -295,7 +295,7 @@ def _correct_received(request_id: str, received: _Received, now: datetime) -> No
         received.mine, event_id=CORRECTED_EVENT, supersedes_seq=received.record.seq
     )
     try:
-        composition.evidence_log().append(request_id, correction.KIND, now, correction.data())
+        composition.evidence_log().write(request_id, correction, now)
     except Exception as exc:  # noqa: BLE001 - the DSR runs; the log says what is missing
         log_event(
             "received_correction_failed",

@@ -38,6 +38,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from dsr_export.adapters.failures import logged_retry
 from dsr_export.domain import evidence, pacing
 from dsr_export.domain.evidence import EvidenceRecord, Kind, Verification
+from dsr_export.domain.evidence_entries import Entry
 from dsr_export.domain.logs import log_event
 
 #: The evidence container's default name. It can never be an export container's name (those end
@@ -102,6 +103,11 @@ class EvidenceLog:
         return str(self._container.container_name)
 
     # -- writing --------------------------------------------------------------------------------
+
+    def write(self, request_id: str, entry: Entry, at: datetime) -> EvidenceRecord:
+        """Record one typed entry (:mod:`dsr_export.domain.evidence_entries`): ``append`` with
+        the entry's kind and data, so no writer unpacks an entry by hand."""
+        return self.append(request_id, entry.KIND, at, entry.data())
 
     def append(
         self, request_id: str, kind: Kind | str, at: datetime, data: Mapping[str, object]

@@ -7,7 +7,7 @@ call site, not a refusal at run time (tests/unit/test_evidence_entries.py checks
 here is one its kind may carry). The wire names are the fields' names in camelCase; a field
 left ``None`` is not written.
 
-Pure: no I/O; the writer hands ``entry.KIND`` and ``entry.data()`` to the evidence log.
+Pure: no I/O; writers hand an entry to the evidence log's ``write``.
 """
 
 from __future__ import annotations

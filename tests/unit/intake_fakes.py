@@ -265,6 +265,9 @@ class MemoryEvidence:
     def __init__(self) -> None:
         self.records: dict[str, list[evidence.EvidenceRecord]] = {}
 
+    def write(self, request_id: str, entry: Any, at: datetime) -> evidence.EvidenceRecord:
+        return self.append(request_id, entry.KIND, at, entry.data())
+
     def append(
         self, request_id: str, kind: Any, at: datetime, data: Mapping[str, object]
     ) -> evidence.EvidenceRecord:
