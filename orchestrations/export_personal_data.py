@@ -276,6 +276,15 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
         if answer.granted or answer.ask_at is None:
             return job
         fire_at = min(datetime.fromisoformat(answer.ask_at), job.give_up_at())
+        _log(
+            context,
+            "submit_queued",
+            logging.INFO,
+            job,
+            slot_at=fire_at.isoformat(),
+            position=answer.position,
+            queued=answer.queued,
+        )
         _status(
             context,
             job,

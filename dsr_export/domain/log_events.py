@@ -123,6 +123,8 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("submit_quota_spent", ("request_id", "tenant", "blocked_until", "in_window")),
     # --- orchestrator (through _log: request_id, instance_id, deadline on every line)
     LogEvent("submit_restarted", ORCHESTRATOR_FIELDS),
+    # Waiting for the slot the tenant's submit gate named (a lifecycle line: not stalled).
+    LogEvent("submit_queued", (*ORCHESTRATOR_FIELDS, "slot_at", "position", "queued")),
     LogEvent("submit_waits_for_storage", (*ORCHESTRATOR_FIELDS, "resubmit", "wait_seconds")),
     LogEvent("dsr_finished", (*ORCHESTRATOR_FIELDS, "phase", "code")),
     LogEvent("deadline_warning", ORCHESTRATOR_FIELDS),
