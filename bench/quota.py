@@ -247,7 +247,7 @@ class _Backlog:
         return count
 
 
-def backlog(count: int, *, refused_count: bool, spent: int = 0, poll_hours: float = 0.5) -> Run:
+def backlog(count: int, *, refused_count: bool, spent: int = 0, poll_hours: float = 0.25) -> Run:
     """Run ``count`` DSRs arriving at once to their submit (and ``poll_hours`` of polls)."""
     run = _Backlog(count, refused_count=refused_count, spent=spent, poll_hours=poll_hours).loop()
     return run
@@ -272,7 +272,7 @@ def gate_status(run_state: dict[str, str | None]) -> dict[str, Any]:
     return gate.status(gate.GateState.from_dict(json.loads(raw) if raw else None))
 
 
-def main(count: int = 3000, poll_hours: float = 0.5) -> None:
+def main(count: int = 3000, poll_hours: float = 0.25) -> None:
     print(
         f"quota: {count} DSRs at once, deadlines over 1-30 days, Graph's documented quota "
         "(1,000 submits / 24 h per tenant), virtual time"

@@ -270,6 +270,7 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
             deadline=job.legal_deadline,
             received=job.received_at or job.started_at,
             now=now.isoformat(),
+            subject=job.user_id,
         )
         raw = yield context.call_entity(_gate(job), submit_gate.ASK, asked.to_dict())
         answer = gate.Answer.from_dict(raw)

@@ -35,6 +35,10 @@ from dsr_export.domain import pacing
 
 #: Submits a tenant may send in a window (Microsoft: 1,000 a day per tenant).
 SUBMITS_PER_WINDOW: Final = 1000
+#: Submits for one subject (user) in a window (Microsoft: 100 a day per subject), whatever
+#: sends them: retries, resubmits after a storage outage, a submit Graph never posted, another
+#: DSR of the same person.
+SUBMITS_PER_SUBJECT: Final = 100
 #: The window the gate counts in: rolling, so it is never looser than a calendar day.
 WINDOW_SECONDS: Final = 24 * 3600
 #: Added to a let-through's 24 hours before its slot counts as free: the submit reaches Graph a
@@ -120,6 +124,8 @@ class GateState:
     #: Exports Graph accepted and the gate let through, not yet reported ended.
     granted_total: int = 0
     quota_signals: int = 0
+    #: Per subject (the user's object id): when each submit for it went, oldest first.
+    subjects: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +137,7 @@ class GateState:
             "clock": self.clock,
             "grantedTotal": self.granted_total,
             "quotaSignals": self.quota_signals,
+            "subjects": {k: list(v) for k, v in self.subjects.items()},
         }
 
     @classmethod
@@ -152,6 +159,9 @@ class GateState:
             clock=raw.get("clock"),
             granted_total=int(raw.get("grantedTotal") or 0),
             quota_signals=int(raw.get("quotaSignals") or 0),
+            subjects={
+                str(k): tuple(str(t) for t in v) for k, v in (raw.get("subjects") or {}).items()
+            },
         )
 
 
@@ -163,6 +173,8 @@ class Ask:
     deadline: str | None
     received: str | None
     now: str
+    #: The subject's object id (a GUID, as in the job's input): its own quota of 100 a day.
+    subject: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -170,6 +182,7 @@ class Ask:
             "deadline": self.deadline,
             "received": self.received,
             "now": self.now,
+            "subject": self.subject,
         }
 
     @classmethod
@@ -180,6 +193,7 @@ class Ask:
             deadline=raw.get("deadline"),
             received=raw.get("received"),
             now=str(raw.get("now")),
+            subject=raw.get("subject"),
         )
 
 
@@ -207,7 +221,10 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
     # A let-through never reported (its DSR gone) stops counting as out after a while.
     stale = _iso(now - timedelta(seconds=LAPSE_SECONDS))
     out = {k: v for k, v in state.out.items() if v > stale}
-    return replace(state, sent=sent, out=out, clock=_iso(now)), now
+    subjects = {
+        k: kept for k, v in state.subjects.items() if (kept := v[bisect_right(v, horizon) :])
+    }
+    return replace(state, sent=sent, out=out, subjects=subjects, clock=_iso(now)), now
 
 
 def _ranked(state: GateState, now: datetime) -> list[str]:
@@ -236,6 +253,12 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
     """A DSR asks to submit: through now, or when to ask again. Asking again is idempotent."""
     state, now = _tick(state, request.now)
     rid = request.request_id
+    held = _subject_held(state, request.subject)
+    if held is not None:
+        # The subject's own quota is spent: the DSR leaves the queue (it holds no rank, so it
+        # keeps no one waiting) and comes back when the subject's oldest submit is a day old.
+        state = withdraw(state, rid)
+        return state, Answer(granted=False, ask_at=_iso(max(held, now)), queued=len(state.waiters))
     known = state.waiters.get(rid)
     waiter = Waiter(
         deadline=_canon(request.deadline) or (known.deadline if known else _NO_DEADLINE),
@@ -253,7 +276,7 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
     elif state.probing:
         free = min(free, 1)
     if not blocked and rank < free:
-        return _let_through(state, rid, now, len(ranked) - 1)
+        return _let_through(state, rid, request.subject, now, len(ranked) - 1)
     if blocked:
         again = max(_at(state.blocked_until or _iso(now)), now)
         if rank:
@@ -267,15 +290,28 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
     return replace(state, waiters=waiters), answer
 
 
+def _subject_held(state: GateState, subject: str | None) -> datetime | None:
+    """When the subject's count drops below its quota, if it is at the quota now."""
+    sent = state.subjects.get(subject or "", ())
+    if not subject or len(sent) < SUBMITS_PER_SUBJECT:
+        return None
+    span = timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS)
+    return _at(sent[len(sent) - SUBMITS_PER_SUBJECT]) + span
+
+
 def _let_through(
-    state: GateState, rid: str, now: datetime, queued: int
+    state: GateState, rid: str, subject: str | None, now: datetime, queued: int
 ) -> tuple[GateState, Answer]:
     waiters = {k: w for k, w in state.waiters.items() if k != rid}
+    subjects = dict(state.subjects)
+    if subject:
+        subjects[subject] = (*subjects.get(subject, ()), _iso(now))
     state = replace(
         state,
         waiters=waiters,
         sent=(*state.sent, _iso(now)),
         out={**state.out, rid: _iso(now)},
+        subjects=subjects,
         granted_total=state.granted_total + 1,
     )
     return state, Answer(granted=True, position=0, queued=queued)

@@ -80,6 +80,30 @@ def test_a_later_deadline_asking_first_never_jumps_an_earlier_one() -> None:
     assert answer.granted
 
 
+def test_the_101st_submit_for_one_subject_waits_a_day_others_go_on() -> None:
+    """Graph allows 100 submits a day per subject: whatever sends them (retries, resubmits after
+    an outage, a submit never posted, another DSR of the same person), the gate counts them."""
+    state = gate.GateState()
+    for n in range(gate.SUBMITS_PER_SUBJECT):
+        at = (T0 + timedelta(minutes=n)).isoformat()
+        state, answer = gate.ask(state, gate.Ask(f"R{n}", None, None, at, subject="ada"))
+        assert answer.granted
+        state = gate.report(state, gate.Report(f"R{n}", gate.Verdict.RETRY, at))
+        state = gate.withdraw(state, f"R{n}")
+    hour = T0 + timedelta(hours=3)
+    state, answer = gate.ask(state, gate.Ask("R-101", None, None, hour.isoformat(), "ada"))
+    assert not answer.granted
+    assert answer.ask_at is not None
+    freed = T0 + DAY + timedelta(seconds=gate.SLOT_MARGIN_SECONDS)
+    assert datetime.fromisoformat(answer.ask_at) == freed
+    assert "R-101" not in state.waiters, "it holds no rank while its subject is held"
+    state, other = gate.ask(state, gate.Ask("B", None, None, hour.isoformat(), "bob"))
+    assert other.granted
+    _, answer = gate.ask(state, gate.Ask("R-101", None, None, freed.isoformat(), "ada"))
+    assert answer.granted
+    assert gate.GateState.from_dict(state.to_dict()) == state
+
+
 def test_a_waiter_that_never_comes_back_stops_holding_its_rank() -> None:
     state = _fill(1000)
     state, gone = _ask(state, "gone", T0, deadline_days=1)
