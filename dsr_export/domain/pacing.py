@@ -34,10 +34,9 @@ SPREAD: Final = 0.5
 #: 429 means "the window's quota is spent", not "try in a minute": a blind minute (or an inline
 #: retry) is a wasted call that may itself count against the quota (Microsoft does not say).
 #: An hour is the whole poll window, so the hour's budget has turned over in either reading
-#: (rolling or clock hour); for submits it is a twenty-fourth of the day, so a DSR comes back
-#: at most about 1.5 h (with the spread) after the quota frees (at midnight UTC, or as its
-#: oldest submit turns 24 h old: Microsoft does not say which) while trying at most 24 times a
-#: day. Used as the minimum wait, like a Retry-After (``errors.classify``).
+#: (rolling or clock hour). For submits it is the tenant's submit gate's hold after such a 429
+#: (:mod:`dsr_export.domain.gate`: then one probe at a time), a twenty-fourth of the day, so
+#: at most 24 probes a day. Used as the minimum wait, like a Retry-After (``errors.classify``).
 QUOTA_WAIT_SECONDS: Final = 3600
 
 
