@@ -715,7 +715,7 @@ def _download_with_display(
     "--out",
     "out_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Save the evidence document (JSON) here, e.g. for python -m dsr_export.evidence.",
+    help="Save the evidence document (JSON) here, e.g. for python -m dsr_export.evidence_cli.",
 )
 @click.option("--head", help="The hash the log must end at (kept from an earlier check).")
 @_json_option

@@ -29,9 +29,8 @@ from dsr_export.domain.request import FieldError
 from dsr_export.domain.status import TERMINAL_PHASES, Phase
 from dsr_export.domain.steps import EXTEND_EVENT, ORCHESTRATOR
 from dsr_export.settings import export_policy, lifecycle_settings
-from intake import lifecycle as life
-from intake import package_api
-from intake.service import document, find, find_dsr, is_live, stored_job
+from intake import lifecycle_actions, package_api
+from intake.service import document, evidence_records, find, find_dsr, is_live, stored_job
 from intake.verdicts import Done, Problem, Refused
 
 #: Phases a failed DSR may be retried from.
@@ -52,7 +51,7 @@ class Found:
 
     def records(self) -> list[EvidenceRecord]:
         if self._records is None:
-            self._records = life.records(self.request_id)
+            self._records = evidence_records(self.request_id)
         return self._records
 
     @property
@@ -114,8 +113,12 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
         caller_id=caller.id,
         expires_at=expires.isoformat(),
     )
-    await life.notify(
-        hub, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires.isoformat()}
+    await lifecycle_actions.notify(
+        hub,
+        lifecycle_actions.job_of(status),
+        events.DELIVERED,
+        now,
+        {"expiresAt": expires.isoformat()},
     )
     body = {
         "requestId": status.instance_id,
@@ -169,7 +172,7 @@ async def extend(hub: TaskHub, caller: Caller, request_id: str, ask: ExtensionAs
     if dsr.phase in ENDED or dsr.phase == Phase.FINALIZING.value or not is_live(status):
         hint = " (retry it first)" if dsr.phase in RETRYABLE else ""
         raise Refused.conflict(f"the DSR is {dsr.phase}: only a running DSR is extended{hint}")
-    job = life.job_of(status)
+    job = lifecycle_actions.job_of(status)
     if job is None:
         raise Refused.conflict("the DSR's state cannot be read")
     now = composition.now()
@@ -254,10 +257,10 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
             # Already retried (this call, sent twice): the attempt under way is the answer.
             return Done(dsr.doc, 202, location=location)
         raise Refused.conflict(f"the DSR is {dsr.phase}: only a failed or timed-out DSR is retried")
-    job = life.job_of(status)
+    job = lifecycle_actions.job_of(status)
     if job is None:
         raise Refused.conflict("the DSR's state cannot be read")
-    ended = life.output_of(status)
+    ended = lifecycle_actions.output_of(status)
     attempt = job.next_attempt(ended).replace(policy=export_policy())
     now = composition.now()
     previous_code = _record_retry(dsr, attempt.attempt, ended, why, caller, now)
@@ -291,7 +294,7 @@ def _record_retry(
         previous_phase=dsr.phase,
         previous_error_code=previous_code,
         container=ended.get("container"),
-        reason_sha256=life.reason_sha256(why),
+        reason_sha256=lifecycle_actions.reason_sha256(why),
         actor_kind=caller.kind,
         actor_id=caller.id,
     )
@@ -310,7 +313,9 @@ async def erase(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
         raise Refused.conflict(f"the DSR is {dsr.phase}: cancel it first, or wait until it ends")
     request_id = str(dsr.doc["requestId"])
     now = composition.now()
-    done = life.delete_data(request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why)
+    done = lifecycle_actions.delete_data(
+        request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why
+    )
     if done is None:
         earlier = lifecycle.last_deletion(dsr.records())
         detail = "the DSR has no exported data"
@@ -328,9 +333,9 @@ async def erase(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
         caller_id=caller.id,
     )
     if status is not None:
-        await life.notify(
+        await lifecycle_actions.notify(
             hub,
-            life.job_of(status),
+            lifecycle_actions.job_of(status),
             events.ERASED,
             now,
             {"receiptId": receipt["receiptId"], "deletedAt": receipt["deletedAt"]},

@@ -36,8 +36,8 @@ from dsr_export.domain.request import FieldError
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import BuildPackage
 from dsr_export.settings import SettingsError, lifecycle_settings, package_settings
-from intake import lifecycle as life
-from intake.service import document, find, find_dsr, stored_job
+from intake import lifecycle_actions
+from intake.service import document, evidence_records, find, find_dsr, stored_job
 from intake.verdicts import (
     Done,
     Problem,
@@ -81,7 +81,7 @@ async def _packageable(hub: TaskHub, request_id: str) -> Packageable:
     doc = document(status, composition.now(), job)
     if doc["phase"] != Phase.COMPLETED.value:
         raise Refused.conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
-    deleted = lifecycle.last_deletion(life.records(status.instance_id))
+    deleted = lifecycle.last_deletion(evidence_records(status.instance_id))
     if deleted is not None:
         raise Refused.conflict(
             f"the DSR's data was erased ({lifecycle.receipt(deleted)['reason']}, receipt "
@@ -163,7 +163,7 @@ def _earlier_build(
 
 def _refusal(instance: df.DurableOrchestrationStatus, container: object) -> str | None:
     """Why the last build of this DSR's current container ended without a package, if it did."""
-    output = life.output_of(instance)
+    output = lifecycle_actions.output_of(instance)
     error = output.get("error") if isinstance(output.get("error"), dict) else None
     if instance.runtime_status is not None and instance.runtime_status.name != "Completed":
         return "the last build of the package failed; ask again to rebuild it"
@@ -231,7 +231,9 @@ async def deliver_package(
         caller_kind=caller.kind,
         caller_id=caller.id,
     )
-    await life.notify(hub, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires})
+    await lifecycle_actions.notify(
+        hub, lifecycle_actions.job_of(status), events.DELIVERED, now, {"expiresAt": expires}
+    )
     body: dict[str, Any] = {
         "requestId": request_id,
         "expiresAt": expires,

@@ -72,7 +72,7 @@ class Admission(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SubmissionOutcome:
     """The answer to one submission; ``document`` is the DSR's status when there is a DSR."""
 
     verdict: Admission
@@ -89,7 +89,7 @@ async def start_or_get(
     now: datetime,
     source: str,
     caller: Caller,
-) -> Outcome:
+) -> SubmissionOutcome:
     """Validate ``payload`` and start its export, or answer with the one already under way.
 
     ``caller`` (authenticated by the intake) is recorded as the DSR's submitter; the body's
@@ -98,11 +98,11 @@ async def start_or_get(
     try:
         request = _parse(payload, now)
     except InvalidRequest as exc:
-        return Outcome(
+        return SubmissionOutcome(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
     existing = await _existing_or_started(hub, request, now, source, caller)
-    if isinstance(existing, Outcome):
+    if isinstance(existing, SubmissionOutcome):
         return existing
     return _duplicate(existing, request, caller, source, now)
 
@@ -125,13 +125,13 @@ def _parse(payload: object, now: datetime) -> ExportRequest:
 
 async def _existing_or_started(
     hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
-) -> df.DurableOrchestrationStatus | Outcome:
+) -> df.DurableOrchestrationStatus | SubmissionOutcome:
     """The DSR already under way under the request's id, or the outcome of starting it."""
     given = request.given_id or request.request_id
     existing = await find_dsr(hub, given, show_input=True)
     if existing is not None:
         return existing
-    earlier = lifecycle.earlier_dsr(_evidence(request.request_id))
+    earlier = lifecycle.earlier_dsr(evidence_records(request.request_id))
     if earlier is None:
         return await _start(hub, request, now, source, caller)
     # A concurrent duplicate may have started the DSR (and it written evidence) since the
@@ -141,7 +141,7 @@ async def _existing_or_started(
         return existing
     # The task hub forgot the DSR (purged); its evidence did not. A second DSR under the id
     # would export into the same container and collide with every record.
-    return Outcome(
+    return SubmissionOutcome(
         Admission.CONFLICT,
         request.request_id,
         errors=[FieldError("/requestId", "already used for an earlier DSR")],
@@ -151,13 +151,15 @@ async def _existing_or_started(
 
 async def _start(
     hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
-) -> df.DurableOrchestrationStatus | Outcome:
+) -> df.DurableOrchestrationStatus | SubmissionOutcome:
     """Start the DSR; the one a concurrent duplicate started when it won the race."""
     try:
         job = _job(request, now, caller)
     except OverflowError:  # a deadline beyond the calendar: no real request gets here
         error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
-        return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
+        return SubmissionOutcome(
+            Admission.INVALID, errors=[error], detail="receivedAt is out of range"
+        )
     # The evidence opens before the DSR starts: a DSR never runs without its first record
     # (a retried delivery finds the record written and appends nothing).
     received = _record_received(job, request, caller, source, now)
@@ -181,7 +183,7 @@ async def _start(
     doc = status_document(
         request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
     )
-    return Outcome(Admission.STARTED, request.request_id, doc)
+    return SubmissionOutcome(Admission.STARTED, request.request_id, doc)
 
 
 def _duplicate(
@@ -190,7 +192,7 @@ def _duplicate(
     caller: Caller,
     source: str,
     now: datetime,
-) -> Outcome:
+) -> SubmissionOutcome:
     """The answer to a request whose id names a DSR already accepted."""
     stored = stored_job(existing)
     if not _may_know_subject(caller, stored):
@@ -216,7 +218,7 @@ def _duplicate(
         )
     differing = _differences(stored, request)
     if differing:
-        return Outcome(
+        return SubmissionOutcome(
             Admission.CONFLICT,
             existing.instance_id,
             errors=[
@@ -226,11 +228,13 @@ def _duplicate(
             detail="this requestId names a DSR accepted with other values",
         )
     log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
-    return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
+    return SubmissionOutcome(
+        Admission.EXISTING, existing.instance_id, document(existing, now, stored)
+    )
 
 
-def _in_use(request_id: str, error: str, detail: str) -> Outcome:
-    return Outcome(
+def _in_use(request_id: str, error: str, detail: str) -> SubmissionOutcome:
+    return SubmissionOutcome(
         Admission.CONFLICT,
         request_id,
         errors=[FieldError("/requestId", error)],
@@ -238,10 +242,10 @@ def _in_use(request_id: str, error: str, detail: str) -> Outcome:
     )
 
 
-def _evidence(request_id: str) -> list[EvidenceRecord]:
-    """The request id's evidence records that parse (a broken one is the verifier's to name)."""
+def evidence_records(request_id: str) -> list[EvidenceRecord]:
+    """The DSR's evidence records that parse (a broken one is the verifier's to name)."""
     kept = []
-    for line in composition.evidence_log().read(request_id):
+    for line in composition.evidence_log().read(canonical_request_id(request_id)):
         try:
             kept.append(parse_record(line))
         except BrokenRecord:
@@ -497,7 +501,7 @@ def _evidence_or_none(request_id: str) -> list[EvidenceRecord] | None:
     """The evidence, to say what became of the data; None when it cannot be read now (the
     status the task hub holds is still the answer, without that part)."""
     try:
-        return _evidence(canonical_request_id(request_id))
+        return evidence_records(request_id)
     except Exception as exc:  # noqa: BLE001 - storage trouble must not hide the status
         log_event(
             "evidence_unreadable",

@@ -22,7 +22,7 @@ from dsr_export.adapters.durable_client import TaskHub, decode_payload
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller
-from dsr_export.domain.evidence import BrokenRecord, EvidenceRecord, Kind, parse_record
+from dsr_export.domain.evidence import Kind
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import canonical_request_id
@@ -31,17 +31,6 @@ from intake.service import stored_job
 
 #: Who deletes data on schedule, as the evidence names it.
 RETENTION_ACTOR: Final = Caller("system", "retention", frozenset())
-
-
-def records(request_id: str) -> list[EvidenceRecord]:
-    """The DSR's evidence records that parse (a broken one is the verifier's to name)."""
-    kept = []
-    for line in composition.evidence_log().read(canonical_request_id(request_id)):
-        try:
-            kept.append(parse_record(line))
-        except BrokenRecord:
-            continue
-    return kept
 
 
 def output_of(status: df.DurableOrchestrationStatus) -> dict[str, Any]:
