@@ -26,7 +26,7 @@ from dsr_export.domain.evidence import EvidenceRecord, Kind
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import FieldError
-from dsr_export.domain.status import TERMINAL_PHASES, Phase
+from dsr_export.domain.status import TERMINAL_PHASES, Phase, StatusDocument
 from dsr_export.domain.steps import EXTEND_EVENT, ORCHESTRATOR
 from dsr_export.settings import export_policy, lifecycle_settings
 from intake import lifecycle_actions, package_api
@@ -46,7 +46,7 @@ class Found:
 
     request_id: str
     status: df.DurableOrchestrationStatus | None
-    doc: dict[str, Any]
+    doc: StatusDocument
     _records: list[EvidenceRecord] | None = None
 
     def records(self) -> list[EvidenceRecord]:
@@ -56,7 +56,7 @@ class Found:
 
     @property
     def phase(self) -> str:
-        return str(self.doc["phase"])
+        return self.doc.phase
 
     @property
     def instance(self) -> df.DurableOrchestrationStatus:
@@ -72,14 +72,13 @@ async def found(hub: TaskHub, request_id: str, *, allow_purged: bool = False) ->
     status = await find_dsr(hub, request_id, show_input=True)
     if status is not None:
         return Found(request_id, status, document(status, composition.now(), stored_job(status)))
-    dsr = Found(request_id, None, {})
-    purged = lifecycle.purged_status(dsr.records()) if dsr.records() else None
+    records = evidence_records(request_id)
+    purged = lifecycle.purged_status(records) if records else None
     if purged is None:
         raise Refused.unknown(request_id)
     if not allow_purged:
         raise Refused.conflict("the DSR's history was purged; only its evidence remains")
-    dsr.doc = purged
-    return dsr
+    return Found(request_id, None, purged, records)
 
 
 # -- deliver ------------------------------------------------------------------------------------
@@ -95,7 +94,7 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
     packaged = await package_api.deliver_package(hub, dsr.instance, dsr.records(), caller)
     if packaged is not None:
         return packaged
-    container = dsr.doc.get("container")
+    container = dsr.doc.container
     storage = composition.export_storage()
     if not isinstance(container, str) or not storage.has_data(container):
         raise Refused.conflict("the exported data no longer exists")
@@ -146,7 +145,7 @@ def _delivered_yet(dsr: Found) -> None:
 def _record_delivery(
     dsr: Found, container: str, expires: str, caller: Caller, now: datetime
 ) -> None:
-    manifest = dsr.doc.get("manifest") if isinstance(dsr.doc.get("manifest"), dict) else {}
+    manifest = dsr.doc.manifest if isinstance(dsr.doc.manifest, dict) else {}
     delivered = sum(1 for r in dsr.records() if r.kind is Kind.EXPORT_DELIVERED)
     record = entries.ExportDelivered(
         event_id=f"delivered-{delivered + 1}-{expires}",
@@ -253,9 +252,9 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     status = dsr.instance
     location = f"/api/exports/{status.instance_id}"
     if dsr.phase not in RETRYABLE or is_live(status):
-        if is_live(status) and int(dsr.doc.get("attempt") or 1) > 1:
+        if is_live(status) and int(dsr.doc.attempt or 1) > 1:
             # Already retried (this call, sent twice): the attempt under way is the answer.
-            return Done(dsr.doc, 202, location=location)
+            return Done(dsr.doc.to_wire(), 202, location=location)
         raise Refused.conflict(f"the DSR is {dsr.phase}: only a failed or timed-out DSR is retried")
     job = lifecycle_actions.job_of(status)
     if job is None:
@@ -277,9 +276,7 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     started = await find(hub, status.instance_id, show_input=True)
     if started is None:  # gone between two calls: transient
         raise RuntimeError(f"instance {status.instance_id} vanished after a retry")
-    answer = document(started, now, attempt)
-    answer.update({k: v for k, v in attempt.legal_body().items() if k not in answer})
-    return Done(answer, 202, location=location)
+    return Done(document(started, now, attempt).to_wire(), 202, location=location)
 
 
 def _record_retry(
@@ -311,7 +308,7 @@ async def erase(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     status = dsr.status
     if dsr.phase not in ENDED or (status is not None and is_live(status)):
         raise Refused.conflict(f"the DSR is {dsr.phase}: cancel it first, or wait until it ends")
-    request_id = str(dsr.doc["requestId"])
+    request_id = dsr.doc.request_id
     now = composition.now()
     done = lifecycle_actions.delete_data(
         request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why

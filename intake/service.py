@@ -12,9 +12,10 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import azure.durable_functions as df
 
@@ -45,7 +46,7 @@ from dsr_export.domain.request import (
     InvalidRequest,
     canonical_request_id,
 )
-from dsr_export.domain.status import TERMINAL_PHASES, Phase, status_document
+from dsr_export.domain.status import TERMINAL_PHASES, Phase, StatusDocument, status_document
 from dsr_export.domain.steps import CANCEL_EVENT, ORCHESTRATOR
 from dsr_export.settings import (
     SettingsError,
@@ -77,7 +78,7 @@ class SubmissionOutcome:
 
     verdict: Admission
     request_id: str | None = None
-    document: dict[str, Any] | None = None
+    document: StatusDocument | None = None
     errors: list[FieldError] = field(default_factory=list)
     detail: str = ""
 
@@ -181,7 +182,7 @@ async def _start(
         warning_at=job.warning_at,
     )
     doc = status_document(
-        request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
+        request.request_id, "Pending", None, None, now, now, now=now, legal=job.legal_record()
     )
     return SubmissionOutcome(Admission.STARTED, request.request_id, doc)
 
@@ -336,8 +337,9 @@ async def find(
 
 def document(
     status: df.DurableOrchestrationStatus, now: datetime, stored: ExportJob | None = None
-) -> dict[str, Any]:
-    """The DSR status document of one instance (the input only lends its deadline)."""
+) -> StatusDocument:
+    """The DSR status document of one instance (the input only lends its legal facts, while
+    the orchestrator has not recorded them)."""
     runtime = status.runtime_status.name if status.runtime_status else None
     return status_document(
         status.instance_id,
@@ -347,7 +349,7 @@ def document(
         status.created_time,
         status.last_updated_time,
         now=now,
-        legal=_legal_from_job(stored),
+        legal=stored.legal_record() if stored is not None else None,
     )
 
 
@@ -370,10 +372,6 @@ def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
     )
 
 
-def _legal(job: ExportJob) -> dict[str, Any]:
-    return {"deadline": job.legal_deadline, "warningAt": job.warning_at}
-
-
 def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
     """The DSR as it was started (the orchestration input), or None when it is unreadable.
 
@@ -385,10 +383,6 @@ def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
         return ExportJob.from_input(raw)
     except (TypeError, ValueError):
         return None
-
-
-def _legal_from_job(job: ExportJob | None) -> dict[str, Any] | None:
-    return _legal(job) if job is not None else None
 
 
 def _differences(job: ExportJob | None, request: ExportRequest) -> list[str]:
@@ -455,7 +449,7 @@ async def submit(hub: TaskHub, caller: Caller, payload: object, *, now: datetime
                 Problem.CONFLICT, outcome.detail, outcome.errors, "Request id already used"
             )
     assert outcome.document is not None
-    return Done(outcome.document, 202, location=f"/api/exports/{outcome.request_id}")
+    return Done(outcome.document.to_wire(), 202, location=f"/api/exports/{outcome.request_id}")
 
 
 def _unavailable(exc: Exception) -> Refused:
@@ -485,16 +479,30 @@ async def status(hub: TaskHub, request_id: str) -> Done:
     existing = await find_dsr(hub, request_id, show_input=True)
     if existing is None:
         records = _evidence_or_none(request_id)
-        purged = lifecycle.purged_status(records) if records else None
+        purged = (
+            lifecycle.purged_status(records, review_required=package_review_required())
+            if records
+            else None
+        )
         if purged is None:
             raise Refused.unknown(request_id)
-        return Done(purged)
+        return Done(purged.to_wire())
     doc = document(existing, composition.now(), stored_job(existing))
-    if doc["terminal"]:
+    if doc.terminal:
         records = _evidence_or_none(request_id)
         if records:
-            doc["data"] = lifecycle.data_state(records)
-    return Done(doc)
+            doc = replace(
+                doc,
+                data=lifecycle.data_state(records),
+                package=lifecycle.package_state(records, review_required=package_review_required()),
+            )
+    return Done(doc.to_wire())
+
+
+def package_review_required() -> bool:
+    """Whether packages are reviewed before release, reading only ``PACKAGE_REVIEW`` (a status
+    read must not fail on another package setting, such as the organisation's profile)."""
+    return os.environ.get("PACKAGE_REVIEW", "off").strip().lower() == "required"
 
 
 def _evidence_or_none(request_id: str) -> list[EvidenceRecord] | None:
@@ -527,8 +535,8 @@ async def cancel(hub: TaskHub, caller: Caller, request_id: str, event: dict[str,
     if existing is None:
         raise Refused.unknown(request_id)
     doc = document(existing, composition.now())
-    if not is_live(existing) or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING:
-        raise Refused.conflict(f"the DSR is {doc['phase']}", "DSR already finished")
+    if not is_live(existing) or doc.phase in TERMINAL_PHASES or doc.phase == Phase.FINALIZING:
+        raise Refused.conflict(f"the DSR is {doc.phase}", "DSR already finished")
     try:
         await hub.raise_event(existing.instance_id, CANCEL_EVENT, event)
     except InstanceGone:
@@ -538,8 +546,8 @@ async def cancel(hub: TaskHub, caller: Caller, request_id: str, event: dict[str,
     log_event(
         "dsr_cancel_requested",
         request_id=existing.instance_id,
-        phase=doc["phase"],
+        phase=doc.phase,
         caller_kind=caller.kind,
         caller_id=caller.id,
     )
-    return Done(doc, 202, location=f"/api/exports/{existing.instance_id}")
+    return Done(doc.to_wire(), 202, location=f"/api/exports/{existing.instance_id}")

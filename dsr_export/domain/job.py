@@ -17,7 +17,7 @@ from typing import Any
 from dsr_export.domain.deadlines import parse_regulation, view
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
-from dsr_export.domain.status import Phase, Recorded
+from dsr_export.domain.status import Phase, RecordedStatus
 
 # The event names live in the step contract; re-exported for the orchestrator's imports.
 from dsr_export.domain.steps import CANCEL_EVENT as CANCEL_EVENT
@@ -233,12 +233,12 @@ class ExportJob:
         )
 
     # -- the documents ------------------------------------------------------------------------
-    def recorded(self, phase: Phase, **extra: Any) -> Recorded:
+    def recorded(self, phase: Phase, **extra: Any) -> RecordedStatus:
         """What the orchestrator records of the DSR in ``phase`` (``extra``: further recorded
         fields by their wire names, e.g. ``nextCheckAt``)."""
         extensions = [dict(extension) for extension in self.extensions] or None
         retried = self.attempt > 1 or bool(self.earlier_attempts)
-        recorded = Recorded(
+        recorded = RecordedStatus(
             request_id=self.request_id,
             phase=phase.value,
             container=self.container,
@@ -259,12 +259,13 @@ class ExportJob:
             attempts=[dict(earlier) for earlier in self.earlier_attempts] if retried else None,
             callbacks={"failed": list(self.failed_callbacks)} if self.failed_callbacks else None,
         )
-        return Recorded.from_dict({**recorded.to_dict(), **extra}) if extra else recorded
+        return RecordedStatus.from_dict({**recorded.to_dict(), **extra}) if extra else recorded
 
-    def legal_body(self) -> dict[str, Any]:
-        """The legal facts every document repeats, the attempts, and the callbacks that failed."""
-        recorded = self.recorded(Phase.ACCEPTED).to_dict()
-        return {key: recorded[key] for key in _LEGAL if key in recorded}
+    def legal_record(self) -> RecordedStatus:
+        """The legal facts every document repeats, the attempts, and the callbacks that
+        failed: what stands in for a status the orchestrator has not written yet."""
+        recorded = self.recorded(Phase.ACCEPTED)
+        return RecordedStatus(**{name: getattr(recorded, name) for name in _LEGAL})
 
     def status_body(self, phase: Phase, **extra: Any) -> dict[str, Any]:
         """The custom status: what the status document is built from while the DSR runs."""
@@ -327,16 +328,16 @@ class ExportJob:
         return cls(**data)
 
 
-#: The legal facts of :meth:`ExportJob.legal_body`, by their wire names.
+#: The legal facts of :meth:`ExportJob.legal_record`.
 _LEGAL = (
-    "receivedAt",
+    "received_at",
     "regulation",
     "deadline",
-    "warningAt",
-    "submittedBy",
-    "originalDeadline",
+    "warning_at",
+    "submitted_by",
+    "original_deadline",
     "extensions",
-    "refusedExtensions",
+    "refused_extensions",
     "attempt",
     "attempts",
     "callbacks",

@@ -519,9 +519,9 @@ def _brute_force(client: FakeDurableClient, params: dict[str, str]) -> list[str]
         if status.name != "export_personal_data":
             continue
         doc = document(status, T0)
-        if "phase" in params and doc["phase"] != params["phase"]:
+        if "phase" in params and doc.phase != params["phase"]:
             continue
-        if "overdue" in params and doc["overdue"] is not (params["overdue"] == "true"):
+        if "overdue" in params and doc.overdue is not (params["overdue"] == "true"):
             continue
         rows.append((status.created_time.isoformat(), instance_id))
     return [instance_id for _, instance_id in sorted(rows)]
