@@ -108,28 +108,43 @@ def package_state(
     built, and once the data (the package with it) was deleted. Hashes, counts and a time:
     never a file's name."""
     packaged: EvidenceRecord | None = None
-    approved = delivered = False
+    approved = sent = False
     for record in records:
         if record.kind in _PACKAGE_GONE:
-            packaged, approved, delivered = None, False, False
+            packaged, approved, sent = None, False, False
         elif record.kind is Kind.PACKAGED:
-            packaged, delivered = record, False
+            packaged, sent = record, False
         elif record.kind is Kind.PACKAGE_REVIEWED:
             approved = True
-        elif record.kind is Kind.EXPORT_DELIVERED and packaged is not None:
-            sha = record.data.get("packageSha256")
-            delivered = delivered or sha == packaged.data.get("packageSha256")
+        elif record.kind is Kind.EXPORT_DELIVERED:
+            sent = sent or _links_to(record, packaged)
     if packaged is None:
         return None
-    review = ReviewState.APPROVED if approved else ReviewState.PENDING
-    stage = PackageStage.APPROVED if approved else PackageStage.BUILT
     return PackageState(
-        state=PackageStage.SENT if delivered else stage,
+        state=_stage(approved=approved, sent=sent),
         package_sha256=str(packaged.data.get("packageSha256")),
         parts=_count(packaged.data.get("partCount")),
         packaged_at=packaged.at,
-        review=review if approved or review_required else ReviewState.OFF,
+        review=_review(approved=approved, required=review_required),
     )
+
+
+def _links_to(delivery: EvidenceRecord, packaged: EvidenceRecord | None) -> bool:
+    """Whether a delivery handed out a link to this package (not to an earlier one)."""
+    sha = delivery.data.get("packageSha256")
+    return packaged is not None and sha is not None and sha == packaged.data.get("packageSha256")
+
+
+def _stage(*, approved: bool, sent: bool) -> PackageStage:
+    if sent:
+        return PackageStage.SENT
+    return PackageStage.APPROVED if approved else PackageStage.BUILT
+
+
+def _review(*, approved: bool, required: bool) -> ReviewState:
+    if approved:
+        return ReviewState.APPROVED
+    return ReviewState.PENDING if required else ReviewState.OFF
 
 
 def _ended(records: Sequence[EvidenceRecord]) -> tuple[str | None, str | None, str | None]:

@@ -221,17 +221,13 @@ def status_document(
     (the job's legal facts, :meth:`ExportJob.legal_record`) stands in for what the
     orchestrator has not recorded yet (a DSR still pending, an attempt just started).
     """
-    sources = [
-        s for s in (legal, RecordedStatus.read(custom_status), RecordedStatus.read(output)) if s
-    ]
-    shown: dict[str, Any] = {}
-    phase = Phase.ACCEPTED.value
-    for source in sources:
-        shown.update(
-            {name: getattr(source, name) for name in _COPIED if getattr(source, name) is not None}
-        )
-        if source is not legal and source.phase is not None:
-            phase = str(source.phase)
+    recorded = (RecordedStatus.read(custom_status), RecordedStatus.read(output))
+    sources = [source for source in (legal, *recorded) if source is not None]
+    shown = _recorded_fields(sources)
+    phase = next(
+        (str(source.phase) for source in reversed(recorded) if source and source.phase),
+        Phase.ACCEPTED.value,
+    )
     error = shown.get("error")
     if isinstance(error, Mapping) and error.get("code") == "Cancelled":
         shown["error"] = dict(cancelled(error))  # a code and a hash, never the words
@@ -246,11 +242,24 @@ def status_document(
         request_id=request_id,
         phase=phase,
         terminal=phase in TERMINAL_PHASES,
-        accepted_at=created_at.isoformat() if created_at else None,
-        updated_at=last_updated_at.isoformat() if last_updated_at else None,
+        accepted_at=_iso(created_at),
+        updated_at=_iso(last_updated_at),
         **_deadline_fields(phase, sources, now),
         **shown,
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _recorded_fields(sources: list[RecordedStatus]) -> dict[str, Any]:
+    """The recorded fields the document shows, the later source's where several record one."""
+    shown: dict[str, Any] = {}
+    for source in sources:
+        recorded = {name: getattr(source, name) for name in _COPIED}
+        shown.update({name: value for name, value in recorded.items() if value is not None})
+    return shown
 
 
 def _deadline_fields(
