@@ -49,16 +49,13 @@ OBLIGATION_CLOSED = frozenset({Phase.COMPLETED, Phase.CANCELLED})
 
 
 @dataclass(frozen=True)
-class RecordedStatus(Wire):
-    """What the orchestrator records of a DSR: its custom status while it runs, its output at
-    the end. The stored part of the status document, its fields and their camelCase wire names
-    defined here once: the job writes it (:meth:`ExportJob.recorded`), :func:`status_document`
-    reads it, and after a purge the evidence fills it (``lifecycle.purged_status``)."""
+class ShownAsRecorded(Wire):
+    """The fields the status document shows as the orchestrator recorded them: declared once,
+    for both :class:`RecordedStatus` (what is stored) and :class:`StatusDocument` (what is
+    shown)."""
 
     _omit_none: ClassVar[bool] = True
 
-    request_id: str | None = None
-    phase: str | None = None
     container: str | None = None
     operation_id: str | None = None
     submitted_at: str | None = None
@@ -68,8 +65,6 @@ class RecordedStatus(Wire):
     next_check_at: str | None = None
     received_at: str | None = None
     regulation: Any = None
-    deadline: str | None = None
-    warning_at: str | None = None
     submitted_by: Any = None
     original_deadline: str | None = None
     extensions: list[Any] | None = None
@@ -81,6 +76,20 @@ class RecordedStatus(Wire):
     manifest: Any = None
     sas: Any = None
     completed_at: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedStatus(ShownAsRecorded):
+    """What the orchestrator records of a DSR: its custom status while it runs, its output at
+    the end. The stored part of the status document, its fields and their camelCase wire names
+    defined here once: the job writes it (:meth:`ExportJob.recorded`), :func:`status_document`
+    reads it, and after a purge the evidence fills it (``lifecycle.purged_status``). Besides
+    what the document shows as recorded, the fields it derives (the phase, the deadline)."""
+
+    request_id: str | None = None
+    phase: str | None = None
+    deadline: str | None = None
+    warning_at: str | None = None
     #: Which containers this DSR has used: a retry continues after them (never shown).
     submit_attempt: int | None = None
 
@@ -133,8 +142,8 @@ class PackageState(Wire):
     review: ReviewState
 
 
-@dataclass(frozen=True)
-class StatusDocument(Wire):
+@dataclass(frozen=True, kw_only=True)
+class StatusDocument(ShownAsRecorded):
     """The DSR status document (OpenAPI ``StatusDocument``; the list's items are these too).
 
     Immutable: a use case that adds what the evidence says (:attr:`data`, :attr:`package`)
@@ -153,27 +162,6 @@ class StatusDocument(Wire):
     days_left: int | None = None
     deadline_warning: bool = False
     overdue: bool = False
-    # -- as recorded (RecordedStatus) ----------------------------------------------------------
-    container: str | None = None
-    operation_id: str | None = None
-    submitted_at: str | None = None
-    graph_status: str | None = None
-    progress: Any = None
-    poll_round: int | None = None
-    next_check_at: str | None = None
-    received_at: str | None = None
-    regulation: Any = None
-    submitted_by: Any = None
-    original_deadline: str | None = None
-    extensions: list[Any] | None = None
-    refused_extensions: list[Any] | None = None
-    attempt: int | None = None
-    attempts: list[Any] | None = None
-    callbacks: Any = None
-    error: Any = None
-    manifest: Any = None
-    sas: Any = None
-    completed_at: str | None = None
     # -- from the evidence ---------------------------------------------------------------------
     data: DataFate | None = None
     package: PackageState | None = None
@@ -182,25 +170,29 @@ class StatusDocument(Wire):
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object every route answers: the one serializer of the document. The
-        schema's required fields are always there (null when unknown); the rest only when
+        schema's required fields always come first (null when unknown); the rest only when
         set."""
-        wire = {k: v.to_dict() if isinstance(v, Wire) else v for k, v in self.to_dict().items()}
-        for key in _ALWAYS_SHOWN:
-            wire.setdefault(key, None)
-        return wire
+        body = {k: v.to_dict() if isinstance(v, Wire) else v for k, v in self.to_dict().items()}
+        head = {key: body.pop(key, None) for key in _ALWAYS_SHOWN}
+        return {**head, **body}
 
 
-#: Wire fields shown even when they hold null: what a ticket may always read.
-_ALWAYS_SHOWN: Final = ("acceptedAt", "updatedAt", "deadline", "daysLeft")
-
-
-#: Recorded fields the document shows as they were recorded (the phase and the deadline it
-#: derives; the request id, the warning moment and the submit attempt it does not show).
-_COPIED: Final = tuple(
-    item.name
-    for item in dataclasses.fields(RecordedStatus)
-    if item.name not in {"request_id", "phase", "deadline", "warning_at", "submit_attempt"}
+#: Wire fields always shown, first, even when null: what a ticket may always read.
+_ALWAYS_SHOWN: Final = (
+    "requestId",
+    "phase",
+    "terminal",
+    "acceptedAt",
+    "updatedAt",
+    "deadline",
+    "daysLeft",
+    "deadlineWarning",
+    "overdue",
 )
+
+
+#: The recorded fields the document shows as they were recorded.
+_COPIED: Final = tuple(item.name for item in dataclasses.fields(ShownAsRecorded))
 
 
 def status_document(
