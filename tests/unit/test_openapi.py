@@ -444,6 +444,20 @@ def test_the_orchestrators_callback_events_match_the_documented_schema():
 # -- the status document: its one serializer and the schema name the same fields ----------------
 
 
+def _failed_then_purged(log: MemoryEvidence, request_id: str, at: datetime) -> None:
+    """The evidence of a DSR that failed and whose history was purged 90 days later."""
+    failed = entries.Finished(
+        event_id="finished",
+        phase="failed",
+        error_code="UserNotFound",
+        error_category="user",
+        operation_id=None,
+    )
+    log.write(request_id, failed, at)
+    purged = entries.HistoryPurged(event_id="purged", retention_days=90, evidence=True)
+    log.write(request_id, purged, at + timedelta(days=90))
+
+
 def _status_documents() -> dict[str, StatusDocument]:
     """Representative documents, each built the way a route builds it: a DSR pending, one
     exporting (extended, a callback failed), one retried, one completed with what the evidence
@@ -497,22 +511,7 @@ def _status_documents() -> dict[str, StatusDocument]:
         review=ReviewState.APPROVED,
     )
     log = MemoryEvidence()
-    log.write(
-        "RITM0001",
-        entries.Finished(
-            event_id="finished",
-            phase="failed",
-            error_code="UserNotFound",
-            error_category="user",
-            operation_id=None,
-        ),
-        now,
-    )
-    log.write(
-        "RITM0001",
-        entries.HistoryPurged(event_id="purged", retention_days=90, evidence=True),
-        now + timedelta(days=90),
-    )
+    _failed_then_purged(log, "RITM0001", now)
     purged = lifecycle.purged_status(log.records["RITM0001"])
     assert purged is not None
     return {
@@ -567,22 +566,7 @@ def test_the_status_serializer_and_the_schema_name_the_same_fields():
 def test_the_status_of_a_purged_dsr_fits_the_schema(user_function, evidence_log):
     """A purged DSR's status, answered from the evidence, is a status document like any other:
     the required fields are there (null when the legal clock is no longer counted)."""
-    evidence_log.write(
-        "RITM0099",
-        entries.Finished(
-            event_id="finished",
-            phase="failed",
-            error_code="UserNotFound",
-            error_category="user",
-            operation_id=None,
-        ),
-        T0,
-    )
-    evidence_log.write(
-        "RITM0099",
-        entries.HistoryPurged(event_id="purged", retention_days=90, evidence=True),
-        T0,
-    )
+    _failed_then_purged(evidence_log, "RITM0099", T0)
     answer = call(
         user_function("get_dsr"),
         FakeDurableClient(),

@@ -17,7 +17,7 @@ import pytest
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import lifecycle
 from dsr_export.domain.evidence import EvidenceRecord, Kind
-from dsr_export.domain.status import PackageStage, ReviewState
+from dsr_export.domain.status import PackageStage, PackageState, ReviewState
 from tests.unit.intake_fakes import (
     T0,
     FakeDurableClient,
@@ -127,6 +127,13 @@ def _records(log: MemoryEvidence) -> list[EvidenceRecord]:
     return log.records["RITM0042"]
 
 
+def _package(log: MemoryEvidence, *, review_required: bool) -> PackageState:
+    """The package the status shows now (there must be one)."""
+    found = lifecycle.package_state(_records(log), review_required=review_required)
+    assert found is not None
+    return found
+
+
 def test_no_package_before_one_is_built():
     log = MemoryEvidence()
     _completed(log)
@@ -137,8 +144,7 @@ def test_the_package_goes_built_then_sent_with_review_off():
     log = MemoryEvidence()
     _completed(log)
     _packaged(log, PACKAGE_SHA, _at(2))
-    built = lifecycle.package_state(_records(log), review_required=False)
-    assert built is not None
+    built = _package(log, review_required=False)
     assert built.to_dict() == {
         "state": "built",
         "packageSha256": PACKAGE_SHA,
@@ -147,8 +153,7 @@ def test_the_package_goes_built_then_sent_with_review_off():
         "review": "off",
     }
     _sent(log, PACKAGE_SHA, _at(3))
-    sent = lifecycle.package_state(_records(log), review_required=False)
-    assert sent is not None
+    sent = _package(log, review_required=False)
     assert (sent.state, sent.review) == (PackageStage.SENT, ReviewState.OFF)
 
 
@@ -156,21 +161,17 @@ def test_under_review_the_package_waits_then_is_approved_and_the_rebuild_is_show
     log = MemoryEvidence()
     _completed(log)
     _packaged(log, PREVIEW_SHA, _at(2))
-    waiting = lifecycle.package_state(_records(log), review_required=True)
-    assert waiting is not None
+    waiting = _package(log, review_required=True)
     assert (waiting.state, waiting.review) == (PackageStage.BUILT, ReviewState.PENDING)
     _reviewed(log, _at(3))
     _packaged(log, PACKAGE_SHA, _at(4), parts=1)  # rebuilt without the withheld files
-    approved = lifecycle.package_state(_records(log), review_required=True)
-    assert approved is not None
+    approved = _package(log, review_required=True)
     assert (approved.state, approved.review) == (PackageStage.APPROVED, ReviewState.APPROVED)
     assert (approved.package_sha256, approved.parts) == (PACKAGE_SHA, 1)
     _sent(log, PREVIEW_SHA, _at(5))  # a link to another package does not count
     assert lifecycle.package_state(_records(log), review_required=True) == approved
     _sent(log, PACKAGE_SHA, _at(6))
-    sent = lifecycle.package_state(_records(log), review_required=True)
-    assert sent is not None
-    assert sent.state is PackageStage.SENT
+    assert _package(log, review_required=True).state is PackageStage.SENT
 
 
 def test_the_package_goes_with_the_data_and_with_a_new_export():
