@@ -26,6 +26,7 @@ from dsr_export.domain.evidence import Kind
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import canonical_request_id
+from dsr_export.domain.status import RecordedStatus
 from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, SendCallback
 from intake.service import stored_job
 
@@ -134,12 +135,13 @@ def job_of(status: df.DurableOrchestrationStatus) -> ExportJob | None:
     if job is None:
         return None
     for source in (status.custom_status, output_of(status)):
-        if isinstance(source, dict) and source.get("deadline"):
+        recorded = RecordedStatus.read(source)
+        if recorded is not None and recorded.deadline:
             job = job.replace(
-                legal_deadline=source.get("deadline"),
-                warning_at=source.get("warningAt", job.warning_at),
-                original_deadline=source.get("originalDeadline", job.original_deadline),
-                extensions=tuple(source.get("extensions") or job.extensions),
-                attempt=int(source.get("attempt") or job.attempt),
+                legal_deadline=recorded.deadline,
+                warning_at=recorded.warning_at or job.warning_at,
+                original_deadline=recorded.original_deadline or job.original_deadline,
+                extensions=tuple(recorded.extensions or job.extensions),
+                attempt=int(recorded.attempt or job.attempt),
             )
     return job

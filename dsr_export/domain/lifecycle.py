@@ -278,9 +278,10 @@ def evidence_complete(records: Sequence[EvidenceRecord]) -> bool:
 def ended_at(output: object, fallback: datetime | None) -> datetime | None:
     """When a DSR ended, from its orchestration output (``completedAt``, the orchestrator's own
     clock), else ``fallback`` (the task hub's last update)."""
-    if isinstance(output, Mapping) and isinstance(output.get("completedAt"), str):
+    recorded = RecordedStatus.read(output)
+    if recorded is not None and isinstance(recorded.completed_at, str):
         try:
-            return datetime.fromisoformat(output["completedAt"])
+            return datetime.fromisoformat(recorded.completed_at)
         except ValueError:
             pass
     return fallback
