@@ -194,20 +194,20 @@ class ExportJob:
         Same request, user, legal deadline (extensions included) and ticket; a fresh container
         (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
         """
-        used = ended.get("submitAttempt")
+        last = RecordedStatus.read(ended) or RecordedStatus()
+        used = last.submit_attempt
         submits = (
             used if isinstance(used, int) and used >= self.submit_attempt else self.submit_attempt
         )
-        error = ended.get("error") if isinstance(ended.get("error"), Mapping) else {}
-        attempt = int(ended.get("attempt") or self.attempt)
+        error = last.error if isinstance(last.error, Mapping) else {}
+        attempt = int(last.attempt or self.attempt)
         earlier = {
             "attempt": attempt,
-            "phase": ended.get("phase"),
-            "errorCode": (error or {}).get("code"),
-            "container": ended.get("container"),
-            "endedAt": ended.get("completedAt"),
+            "phase": last.phase,
+            "errorCode": error.get("code"),
+            "container": last.container,
+            "endedAt": last.completed_at,
         }
-        legal = {key: ended[key] for key in ("deadline", "warningAt") if ended.get(key)}
         return ExportJob(
             request_id=self.request_id,
             user=self.user,
@@ -215,17 +215,17 @@ class ExportJob:
             policy=self.policy,
             received_at=self.received_at,
             regulation=self.regulation,
-            legal_deadline=legal.get("deadline", self.legal_deadline),
-            warning_at=legal.get("warningAt", self.warning_at),
-            original_deadline=ended.get("originalDeadline") or self.original_deadline,
-            extensions=tuple(ended.get("extensions") or self.extensions),
-            refused_extensions=tuple(ended.get("refusedExtensions") or self.refused_extensions),
+            legal_deadline=last.deadline or self.legal_deadline,
+            warning_at=last.warning_at or self.warning_at,
+            original_deadline=last.original_deadline or self.original_deadline,
+            extensions=tuple(last.extensions or self.extensions),
+            refused_extensions=tuple(last.refused_extensions or self.refused_extensions),
             callback_url=self.callback_url,
             requested_by=self.requested_by,
             submitted_by=self.submitted_by,
             attempt=attempt + 1,
             earlier_attempts=(
-                *tuple(ended.get("attempts") or self.earlier_attempts),
+                *tuple(last.attempts or self.earlier_attempts),
                 {key: value for key, value in earlier.items() if value is not None},
             ),
             submit_attempt=submits + 1,
