@@ -222,6 +222,7 @@ class ExportJob:
             refused_extensions=tuple(last.refused_extensions or self.refused_extensions),
             callback_url=self.callback_url,
             requested_by=self.requested_by,
+            language=self.language,
             submitted_by=self.submitted_by,
             attempt=attempt + 1,
             earlier_attempts=(
