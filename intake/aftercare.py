@@ -276,7 +276,8 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     started = await find(hub, status.instance_id, show_input=True)
     if started is None:  # gone between two calls: transient
         raise RuntimeError(f"instance {status.instance_id} vanished after a retry")
-    return Done(document(started, now, attempt).to_wire(), 202, location=location)
+    answer = document(started, now, legal=attempt.legal_record())
+    return Done(answer.to_wire(), 202, location=location)
 
 
 def _record_retry(

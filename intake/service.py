@@ -46,7 +46,13 @@ from dsr_export.domain.request import (
     InvalidRequest,
     canonical_request_id,
 )
-from dsr_export.domain.status import TERMINAL_PHASES, Phase, StatusDocument, status_document
+from dsr_export.domain.status import (
+    TERMINAL_PHASES,
+    Phase,
+    RecordedStatus,
+    StatusDocument,
+    status_document,
+)
 from dsr_export.domain.steps import CANCEL_EVENT, ORCHESTRATOR
 from dsr_export.settings import (
     SettingsError,
@@ -182,7 +188,7 @@ async def _start(
         warning_at=job.warning_at,
     )
     doc = status_document(
-        request.request_id, "Pending", None, None, now, now, now=now, legal=job.legal_record()
+        request.request_id, "Pending", None, None, now, now, now=now, legal=job.deadline_record()
     )
     return SubmissionOutcome(Admission.STARTED, request.request_id, doc)
 
@@ -336,11 +342,18 @@ async def find(
 
 
 def document(
-    status: df.DurableOrchestrationStatus, now: datetime, stored: ExportJob | None = None
+    status: df.DurableOrchestrationStatus,
+    now: datetime,
+    stored: ExportJob | None = None,
+    *,
+    legal: RecordedStatus | None = None,
 ) -> StatusDocument:
-    """The DSR status document of one instance (the input only lends its legal facts, while
-    the orchestrator has not recorded them)."""
+    """The DSR status document of one instance. The input only lends its deadline (``stored``)
+    or, for an attempt just started, the legal facts it carries on (``legal``), while the
+    orchestrator has not recorded them."""
     runtime = status.runtime_status.name if status.runtime_status else None
+    if legal is None and stored is not None:
+        legal = stored.deadline_record()
     return status_document(
         status.instance_id,
         runtime,
@@ -349,7 +362,7 @@ def document(
         status.created_time,
         status.last_updated_time,
         now=now,
-        legal=stored.legal_record() if stored is not None else None,
+        legal=legal,
     )
 
 

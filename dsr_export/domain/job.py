@@ -262,6 +262,12 @@ class ExportJob:
         )
         return RecordedStatus.from_dict({**recorded.to_dict(), **extra}) if extra else recorded
 
+    def deadline_record(self) -> RecordedStatus:
+        """The legal deadline and its warning moment alone: what a DSR that has not written
+        its status yet lends its document (no more, so that a client can tell a DSR just
+        accepted from one already under way, as ``dsrctl import`` does)."""
+        return RecordedStatus(deadline=self.legal_deadline, warning_at=self.warning_at)
+
     def legal_record(self) -> RecordedStatus:
         """The legal facts every document repeats, the attempts, and the callbacks that
         failed: what stands in for a status the orchestrator has not written yet."""

@@ -210,8 +210,9 @@ def status_document(
 
     Days left, warning and overdue are computed against ``now`` (the caller's clock), so they
     are right at read time however long ago the orchestrator last wrote its status. ``legal``
-    (the job's legal facts, :meth:`ExportJob.legal_record`) stands in for what the
-    orchestrator has not recorded yet (a DSR still pending, an attempt just started).
+    (the job's deadline, :meth:`ExportJob.deadline_record`, or all its legal facts for an
+    attempt just started, :meth:`ExportJob.legal_record`) stands in for what the orchestrator
+    has not recorded yet.
     """
     recorded = (RecordedStatus.read(custom_status), RecordedStatus.read(output))
     sources = [source for source in (legal, *recorded) if source is not None]

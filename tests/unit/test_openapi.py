@@ -516,7 +516,7 @@ def _status_documents() -> dict[str, StatusDocument]:
     assert purged is not None
     return {
         "pending": status_document(
-            "RITM0001", "Pending", None, None, now, now, now=now, legal=job.legal_record()
+            "RITM0001", "Pending", None, None, now, now, now=now, legal=job.deadline_record()
         ),
         "exporting": status_document("RITM0001", "Running", custom, None, now, now, now=now),
         "retried": status_document(
