@@ -54,6 +54,24 @@ def test_invalid_graph_settings_name_the_setting(env, setting):
     assert setting in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://graph.microsoft.com\\@evil.example",
+        "https://graph.microsoft.com@evil.example",
+        "https://user:pw@graph.microsoft.com",
+        "https://graph.microsoft.com\t.evil.example",
+        "https://graph\u200b.microsoft.com",
+    ],
+)
+def test_a_graph_origin_parsers_read_differently_stops_the_start(url):
+    """The review campaign's GRAPH_BASE_URL shapes (tests/e2e/review_probes.py): the settings
+    read one host, the sender another or none, so the host started and refused every call."""
+    with pytest.raises(SettingsError) as caught:
+        GraphSettings.from_env({"GRAPH_BASE_URL": url})
+    assert caught.value.setting == "GRAPH_BASE_URL"
+
+
 def test_stored_policy_needs_the_account_key():
     with pytest.raises(SettingsError) as caught:
         ExportStorageSettings.from_env({"EXPORT_STORAGE_BLOB_ENDPOINT": ENDPOINT})
