@@ -235,12 +235,21 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 def sample(probes: list[Probe], size: int, seed: int) -> list[Probe]:
-    """``size`` fast probes, seeded, spread over the families (each family's share rounded up)."""
-    fast = [p for p in probes if p.fast]
-    chosen = random.Random(seed).sample(  # noqa: S311 - a sample, not a secret
-        fast, min(size, len(fast))
-    )
-    return sorted(chosen, key=fast.index)
+    """``size`` fast probes, seeded, taken from the families in turn (a few of each, not
+    mostly roles, the largest family); in campaign order."""
+    shuffle = random.Random(seed)  # noqa: S311 - a sample, not a secret
+    families: dict[str, list[Probe]] = {}
+    for probe in probes:
+        if probe.fast:
+            families.setdefault(probe.family, []).append(probe)
+    for members in families.values():
+        shuffle.shuffle(members)
+    chosen: list[Probe] = []
+    while len(chosen) < size and any(families.values()):
+        for members in families.values():
+            if members and len(chosen) < size:
+                chosen.append(members.pop())
+    return sorted(chosen, key=probes.index)
 
 
 # -- HTTP as a caller sends it -----------------------------------------------------------------
@@ -776,10 +785,13 @@ def _graph_origin_probe(shape: str) -> Callable[[Campaign], None]:
                 url = shape.format(f=foreign.port, g=graph.port)
                 graph.extra_headers = {"Location": url}
                 client = _graph_client(graph)
-                attempts = [lambda: client.get_operation(url)]  # as a tampered task hub says
+                attempts: list[Callable[[], object]] = [
+                    lambda: client.get_operation(url)  # as a tampered task hub says
+                ]
                 if url.isascii():  # a header can carry it: as Graph's Location says
-                    submit = lambda: client.submit_export(str(uuid.uuid4()), "https://a/c?sig=x")  # noqa: E731
-                    attempts.insert(0, submit)
+                    attempts.insert(
+                        0, lambda: client.submit_export(str(uuid.uuid4()), "https://a/c?sig=x")
+                    )
                 codes = []
                 for attempt in attempts:
                     try:
