@@ -1740,6 +1740,51 @@ def notes_probes() -> list[Probe]:
     return probes
 
 
+# -- the admin API and the local tenant's hooks: the master key only ---------------------------
+def _root(campaign: Campaign) -> str:
+    return campaign.host.api.removesuffix("/api")
+
+
+def _admin_probe(method: str, path: str, key: str | None, refused: set[int]) -> Probe:
+    def check(campaign: Campaign) -> None:
+        headers = {}
+        if key == "function":
+            headers["x-functions-key"] = FUNCTION_KEY
+        elif key is not None:
+            headers["x-functions-key"] = key
+        answer = requests.request(
+            method, f"{_root(campaign)}{path}", headers=headers, json={}, timeout=30
+        )
+        record_seen(answer.text)
+        expect(answer.status_code in refused, f"{answer.status_code} {answer.text[:160]}")
+        expect(FUNCTION_KEY not in answer.text, "a key in the answer")
+
+    who = {None: "no key", "function": "the function key"}.get(key, "a wrong key")
+    return Probe("admin API", f"{method} {path} with {who}", check)
+
+
+ADMIN_PATHS = (
+    ("POST", "/admin/functions/retention_sweep"),
+    ("GET", "/admin/host/keys"),
+    ("GET", "/admin/host/systemkeys/_master"),
+    ("GET", "/admin/functions/submit_dsr/keys"),
+    ("PUT", "/admin/host/keys/planted"),
+    ("POST", "/admin/host/keys/planted"),
+    ("POST", "/.auth/devhost/rotate"),
+)
+
+
+def admin_probes() -> list[Probe]:
+    probes = [
+        _admin_probe(method, path, key, {401, 403})
+        for method, path in ADMIN_PATHS
+        for key in (None, "function", "not-a-key")
+    ]
+    probes.append(_admin_probe("POST", "/.auth/devhost/token", None, {401}))
+    probes.append(_admin_probe("POST", "/.auth/devhost/token", "not-a-key", {401}))
+    return probes
+
+
 # -- slow clients ------------------------------------------------------------------------------
 def _open(campaign: Campaign) -> ssl.SSLSocket:
     """A TLS connection to the host's API port, as a client opens it (or plain TCP)."""
@@ -1918,6 +1963,7 @@ def all_probes() -> list[Probe]:
         *f12_probes(),
         *f13_probes(),
         *notes_probes(),
+        *admin_probes(),
         *slow_probes(),
         *personal_probes(),
     ]
