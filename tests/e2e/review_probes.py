@@ -1,5 +1,5 @@
-"""The third hostile review's probe campaign (issue 17), scripted: ``python -m
-tests.e2e.review_probes`` starts an offline host and re-runs the review's probe families.
+"""The third hostile review's probe campaign (issue 17), scripted: ``make probes`` (``python -m
+tests.e2e.review_probes``) starts an offline host and re-runs the review's probe families.
 
 The review ran 326 probes by hand against the offline host (lifecycle routes, roles and keys,
 the admin API, dsrctl, personal data, retention, abuse); 40 did not hold (F-1..F-13,
