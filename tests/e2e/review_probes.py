@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import jwt
 import requests
@@ -65,7 +65,7 @@ from dsr_export.adapters.queue_retention import POISON_QUEUE
 from dsr_export.adapters.rejections import REJECTED_QUEUE
 from dsr_export.domain import evidence, lifecycle
 from dsr_export.domain.errors import CallbackRefused
-from dsr_export.settings import GraphSettings, SettingsError
+from dsr_export.settings import EntraSettings, GraphSettings, SettingsError
 from tests.e2e.host import (
     EXPORT_DURATION,
     FUNCTION_KEY,
@@ -810,7 +810,7 @@ def _graph_origin_probe(shape: str) -> Callable[[Campaign], None]:
     return check
 
 
-#: GRAPH_BASE_URL values: refused at start, or read alike by the settings and the sender.
+#: Values of a URL setting: refused at start, or read alike by the settings and the sender.
 GRAPH_SETTINGS = {
     "backslash before @": "https://graph.microsoft.com\\@evil.example",
     "userinfo": "https://graph.microsoft.com@evil.example",
@@ -831,20 +831,37 @@ GRAPH_SETTINGS = {
 }
 
 
-def _graph_setting_probe(value: str) -> Callable[[Campaign], None]:
+def _graph_origin_setting(value: str) -> str:
+    return GraphSettings.from_env({"GRAPH_BASE_URL": value}).base_url
+
+
+def _authority_setting(value: str) -> str:
+    guid = "00000000-0000-0000-0000-00000000000a"
+    env = {"AUTH_CLIENT_ID": guid, "AUTH_TENANT_ID": guid, "AUTH_AUTHORITY_HOST": value}
+    settings = EntraSettings.from_env(env)
+    assert settings is not None
+    return settings.authority
+
+
+#: The settings that name where a token goes (Graph's bearer token, the JWKS fetch).
+URL_SETTINGS: dict[str, Callable[[str], str]] = {
+    "GRAPH_BASE_URL": _graph_origin_setting,
+    "AUTH_AUTHORITY_HOST": _authority_setting,
+}
+
+
+def _url_setting_probe(read: Callable[[str], str], value: str) -> Callable[[Campaign], None]:
     def check(campaign: Campaign) -> None:
         try:
-            settings = GraphSettings.from_env({"GRAPH_BASE_URL": value})
+            url = read(value)
         except SettingsError:
             return
         try:
-            target = outbound.judge(settings.base_url)
+            target = outbound.judge(url)
         except outbound.UrlRefused as exc:
-            raise NotHeld(f"accepted at start, refused by every Graph call: {exc}") from None
-        from urllib.parse import urlsplit
-
-        read = (urlsplit(settings.base_url).hostname or "").rstrip(".")
-        expect(read == target.host, f"the settings read {read}, the sender {target.host}")
+            raise NotHeld(f"accepted at start, refused by every call: {exc}") from None
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        expect(host == target.host, f"the settings read {host}, the sender {target.host}")
 
     return check
 
@@ -863,7 +880,8 @@ def url_probes() -> list[Probe]:
         for shape in GRAPH_SHAPES
     ]
     probes += [
-        Probe("graph-setting", f"GRAPH_BASE_URL {name}", _graph_setting_probe(value))
+        Probe("url-settings", f"{setting}: {name}", _url_setting_probe(read, value))
+        for setting, read in URL_SETTINGS.items()
         for name, value in GRAPH_SETTINGS.items()
     ]
     return probes
