@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -140,12 +141,20 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 
 def _https_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    """An https:// URL that every parser reads alike. ``urlsplit`` here and urllib3 in the
+    sender disagree on backslashes, userinfo and stray whitespace (the review's
+    ``https://graph.microsoft.com@evil.example`` started a host whose every Graph call was
+    then refused as foreign): such a setting stops the start, naming itself."""
     value = _get(env, name, default).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme != "https":
         raise SettingsError(name, f"must be an https:// URL, got {value!r}")
     if not parts.hostname:
         raise SettingsError(name, f"must be an absolute URL, got {value!r}")
+    if "\\" in value or "@" in parts.netloc:
+        raise SettingsError(name, "must not carry a backslash or credentials")
+    if any(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in value):
+        raise SettingsError(name, "must not contain control, format or whitespace characters")
     return value
 
 
