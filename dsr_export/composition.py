@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from dsr_export.adapters.callback_sender import CallbackSender
+    from dsr_export.adapters.credentials import TenantCredentials
     from dsr_export.adapters.durable_client import TaskHub
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
     from dsr_export.adapters.task_hub import Page
+    from dsr_export.adapters.tenant_registry import TenantRegistry
 
 #: Reads instances, a page at a time:
 #: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
@@ -142,6 +144,29 @@ def _credential() -> TokenCredential:
     return app_identity()
 
 
+def _tenant_credentials() -> TenantCredentials:
+    from dsr_export.adapters.credentials import TenantCredentials
+
+    return TenantCredentials(settings.tenancy_settings(), credential())
+
+
+def _tenant_registry() -> TenantRegistry:
+    from azure.storage.blob import BlobServiceClient
+
+    from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
+    from dsr_export.adapters.failures import logged_retry
+    from dsr_export.adapters.tenant_registry import ChangeLog, TenantRegistry
+
+    endpoint = settings.lifecycle_settings().evidence_blob_endpoint
+    service = (
+        export_storage().service
+        if endpoint is None
+        else BlobServiceClient(endpoint, credential(), retry_policy=logged_retry("evidence"))
+    )
+    changes = ChangeLog(service.get_container_client(EVIDENCE_CONTAINER))
+    return TenantRegistry.in_host_storage(changes)
+
+
 def _graph() -> GraphClient:
     from dsr_export.adapters.graph import GraphClient
 
@@ -231,6 +256,18 @@ credential: Final = Part(
     "credential",
     _credential,
     "The app's identity: tokens for Graph and, in user-delegation mode, for storage.",
+)
+tenant_credentials: Final = Part(
+    "tenant_credentials",
+    _tenant_credentials,
+    "Graph credentials per tenant: the managed identity (TENANCY=single), or the multi-tenant "
+    "app signing in with the identity's token as its federated credential (multi); one per "
+    "tenant, cached.",
+)
+tenant_registry: Final = Part(
+    "tenant_registry",
+    _tenant_registry,
+    "The registered tenants (host storage, ``dsr-tenants``) and their change log (evidence).",
 )
 graph: Final = Part(
     "graph",

@@ -29,6 +29,7 @@ from dsr_export.settings import (
     PackageSettings,
     ReceiptSettings,
     SettingsError,
+    TenancySettings,
     export_policy_from_env,
 )
 
@@ -51,6 +52,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     LifecycleSettings.from_env,
     _receipt_settings_if_set,
     PackageSettings.from_env,
+    TenancySettings.from_env,
 )
 
 
@@ -84,6 +86,7 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
         "historyRetentionDays": lifecycle.history_retention_days,
         "downloadLinkMinutes": lifecycle.download_link_minutes,
         "evidenceApart": lifecycle.evidence_blob_endpoint not in (None, storage.blob_endpoint),
+        "tenancy": TenancySettings.from_env(env).mode.value,
     }
 
 
