@@ -139,7 +139,6 @@ class TokenService:
             )
         client_id = form.get("client_id", "").lower()
         app = self.app(client_id)
-        resource = _resource(form.get("scope", ""))
         if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
             raise OAuthError(
                 401,
@@ -148,6 +147,7 @@ class TokenService:
                 "The request body must contain the following parameter: 'client_assertion' "
                 "or 'client_secret'.",
             )
+        resource = _resource(form.get("scope", ""))
         if app is None:
             raise _not_in_directory(client_id, tenant)
         self._check_assertion(app, form["client_assertion"])
