@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -72,8 +73,8 @@ def federation(
         )
 
 
-def claims(token: str) -> dict[str, object]:
-    decoded: dict[str, object] = jwt.decode(token, options={"verify_signature": False})
+def claims(token: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     return decoded
 
 
@@ -84,10 +85,11 @@ def test_a_consented_tenant_gives_the_app_a_graph_token_with_its_permissions(
 
     got = claims(token.token)
     assert (got["tid"], got["appid"], got["aud"]) == (CONSENTED, MULTI_TENANT_CLIENT_ID, GRAPH)
-    assert sorted(got["roles"]) == ["User.Export.All", "User.Read.All"]  # type: ignore[arg-type]
+    assert sorted(got["roles"]) == ["User.Export.All", "User.Read.All"]
     assert token.expires_on > time.time() + 3000
     # Signed by the tenant's published key, as Entra signs it.
     key = federation.entra.public_key(jwt.get_unverified_header(token.token)["kid"])
+    assert key is not None
     assert jwt.decode(token.token, key, algorithms=["RS256"], audience=GRAPH)["tid"] == CONSENTED
 
 
