@@ -30,7 +30,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -412,7 +412,7 @@ def record_hash(record: Mapping[str, Any]) -> str:
     return _digest({k: v for k, v in record.items() if k != "hash"})
 
 
-def verify_chain(records: list[Mapping[str, Any]]) -> list[str]:
+def verify_chain(records: Sequence[Mapping[str, Any]]) -> list[str]:
     """What is wrong with a change log, line by line (empty: intact)."""
     problems = []
     previous: str | None = None
