@@ -21,7 +21,8 @@ from dsr_export import composition
 from dsr_export.domain import problems
 from dsr_export.domain.callers import KeysUnavailable
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings
+from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings, TenancySettings
+from intake import tenant_checks
 
 bp = df.Blueprint()
 
@@ -35,20 +36,24 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
     env = dict(os.environ)
     faults = health.settings_problems(env)
     checks: dict[str, Any] = {"settings": "ok" if not faults else "failed"}
+    extra: dict[str, Any] = {}  # the per-tenant results (TENANCY=multi)
     if not faults and req.params.get("deep", "").lower() in {"1", "true", "yes"}:
-        faults += _deep(env, checks)
+        faults += _deep(env, checks, extra)
     if faults:
-        return _unready(faults, checks)
+        return _unready(faults, checks, extra)
     document = {
         "status": "ok",
         "checks": checks,
         "configuration": health.configuration(env),
         "warnings": health.warnings(env),
+        **extra,
     }
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json")
 
 
-def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpResponse:
+def _unready(
+    faults: list[FieldError], checks: dict[str, Any], extra: dict[str, Any]
+) -> func.HttpResponse:
     """503: each fault named, with what each check found."""
     body = problems.problem(
         503,
@@ -57,11 +62,12 @@ def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpRespo
         slug="misconfigured",
         errors=faults,
         checks=checks,
+        **extra,
     )
     return func.HttpResponse(problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE)
 
 
-def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
+def _deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> list[FieldError]:
     from dsr_export.adapters import health
     from dsr_export.adapters.storage import ExportStorage
 
@@ -85,6 +91,8 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
         faults += _entra_keys(checks)
     if env.get("RECEIPT_SIGNING_KEY_ID", "").strip():
         faults += _receipt_key(checks)
+    if TenancySettings.from_env(env).multi:
+        faults += tenant_checks.deep(env, checks, extra)
     return faults
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,7 +39,13 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 from dsr_export.adapters.credentials import host_storage_identity
 from dsr_export.domain import tenants
 from dsr_export.domain.logs import log_event
-from dsr_export.domain.tenants import Tenant
+from dsr_export.domain.tenants import (
+    Registered,
+    Tenant,
+    TenantExists,
+    TenantUnknown,
+    VersionMismatch,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -52,39 +57,8 @@ _JSON: Final = ContentSettings(content_type="application/json")
 _ATTEMPTS: Final = 5
 
 
-class TenantExists(Exception):
-    """A tenant with that id is already registered."""
-
-
-class TenantUnknown(LookupError):
-    """No tenant with that id is registered."""
-
-
-class VersionMismatch(Exception):
-    """The tenant changed since the version the caller read (``If-Match``)."""
-
-
 class ChangeLogError(RuntimeError):
     """The change log cannot be appended to: the change was not made."""
-
-
-@dataclass(frozen=True)
-class Registered:
-    """A tenant as the registry holds it: the tenant, its version and who last changed it."""
-
-    tenant: Tenant
-    etag: str
-    created_at: str
-    updated_at: str
-    updated_by: Mapping[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **self.tenant.to_json(),
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-            "updatedBy": dict(self.updated_by),
-        }
 
 
 class ChangeLog:
@@ -214,7 +188,7 @@ class TenantRegistry:
             if exc.status_code in (409, 412):
                 raise TenantExists(tenant.tenant_id) from None
             raise
-        self._log(
+        self._record_change(
             "created",
             None,
             tenant,
@@ -277,7 +251,7 @@ class TenantRegistry:
             )
         except ResourceModifiedError:
             return None
-        self._log(
+        self._record_change(
             "updated",
             current.tenant,
             after,
@@ -293,7 +267,7 @@ class TenantRegistry:
         )
         return Registered(after, str(written["etag"]), current.created_at, at.isoformat(), by)
 
-    def _log(
+    def _record_change(
         self,
         action: str,
         before: Tenant | None,

@@ -338,6 +338,40 @@ def _budget(raw: object, errors: list[FieldError]) -> QuotaBudget:
     )
 
 
+# -- the registry's answers ------------------------------------------------------------------
+
+
+class TenantExists(Exception):
+    """A tenant with that id is already registered."""
+
+
+class TenantUnknown(LookupError):
+    """No tenant with that id is registered."""
+
+
+class VersionMismatch(Exception):
+    """The tenant changed since the version the caller read (``If-Match``)."""
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A tenant as the registry holds it: the tenant, its version and who last changed it."""
+
+    tenant: Tenant
+    etag: str
+    created_at: str
+    updated_at: str
+    updated_by: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.tenant.to_json(),
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "updatedBy": dict(self.updated_by),
+        }
+
+
 # -- the admin-consent link --------------------------------------------------------------------
 
 #: The Graph application permissions the app asks each tenant's administrator to grant.

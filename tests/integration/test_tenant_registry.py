@@ -14,12 +14,10 @@ from dsr_export.adapters.tenant_registry import (
     REGISTRY_CONTAINER,
     ChangeLog,
     ChangeLogError,
-    TenantExists,
     TenantRegistry,
-    TenantUnknown,
-    VersionMismatch,
 )
 from dsr_export.domain import tenants
+from dsr_export.domain.tenants import TenantExists, TenantUnknown, VersionMismatch
 
 pytestmark = pytest.mark.azurite
 
