@@ -28,7 +28,7 @@ def deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> 
 
     try:
         registered = composition.tenant_registry().list()
-    except AzureError as exc:
+    except (AzureError, RuntimeError) as exc:  # RuntimeError: no host storage setting
         checks["tenants"] = "failed"
         return [
             FieldError(
