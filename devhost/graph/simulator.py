@@ -226,9 +226,10 @@ class GraphSimulator(Service):
         self._quotas.spend(submits=submits, subject=subject, polls=polls)
         self._persist()
 
-    def quota_usage(self) -> dict[str, Any]:
-        """What counts against each quota now: submits, submits by subject, polls."""
-        return self._quotas.usage()
+    def quota_usage(self, tenant: str | None = None) -> dict[str, Any]:
+        """What counts against each quota now: submits, submits by subject, polls (of the
+        customer ``tenant``, if given)."""
+        return self._tenancy.space(tenant).quotas.usage()
 
     # -- inspection ------------------------------------------------------------------------
 
