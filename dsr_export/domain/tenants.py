@@ -166,10 +166,7 @@ def apply_patch(current: Tenant, patch: Mapping[str, Any]) -> Tenant:
         errors.append(FieldError("/tenantId", "cannot be changed; add another tenant instead"))
     unknown = sorted(set(patch) - {"tenantId", *EDITABLE})
     errors += [FieldError(f"/{name}", "is not a tenant field") for name in unknown]
-    merged = current.to_json()
-    for name in EDITABLE:
-        if name in patch:
-            merged[name] = patch[name]
+    merged = merge_patch(current.to_json(), {k: v for k, v in patch.items() if k in EDITABLE})
     if merged.get("evidencePrefix") is None:
         merged["evidencePrefix"] = default_evidence_prefix(current.tenant_id)
     tenant = _build(current.tenant_id, merged, errors)
@@ -177,6 +174,20 @@ def apply_patch(current: Tenant, patch: Mapping[str, Any]) -> Tenant:
         raise InvalidRequest(errors)
     assert tenant is not None
     return tenant
+
+
+def merge_patch(target: object, patch: object) -> Any:
+    """RFC 7396 JSON merge patch: an object merges member by member (``null`` removes one, so
+    the field takes its default), anything else replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    merged = dict(target) if isinstance(target, Mapping) else {}
+    for name, value in patch.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = merge_patch(merged.get(name), value)
+    return merged
 
 
 def from_stored(document: Mapping[str, Any]) -> Tenant:

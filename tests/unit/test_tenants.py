@@ -109,6 +109,20 @@ def test_a_patch_changes_what_it_names_and_resets_nulls() -> None:
     assert pointers(exc) == ["/tenantId"]
 
 
+def test_a_patch_merges_the_quota_budget_member_by_member() -> None:
+    tenant = tenants.parse_tenant(
+        {
+            "tenantId": TID,
+            "displayName": "C",
+            "quotaBudget": {"submitsPerDay": 500, "pollsPerHour": 900},
+        }
+    )
+    halved = tenants.apply_patch(tenant, {"quotaBudget": {"submitsPerDay": 250}})
+    assert halved.quota_budget == tenants.QuotaBudget(250, 900)
+    reset = tenants.apply_patch(halved, {"quotaBudget": {"pollsPerHour": None}})
+    assert reset.quota_budget == tenants.QuotaBudget(250, tenants.POLLS_PER_HOUR_LIMIT)
+
+
 def test_the_consent_link_is_the_admin_consent_endpoint_of_the_tenants_cloud() -> None:
     client = "00000000-0000-4000-8000-0000000000ac"
     tenant = tenants.parse_tenant({"tenantId": TID, "displayName": "C"})
