@@ -135,6 +135,7 @@ def reset() -> None:
     """Forget every built part and every setting read, so the next use reads them anew."""
     for part in _PARTS.values():
         part.forget()
+    _tenant_export_storage.cache_clear()
     settings.clear_cache()
 
 
@@ -177,6 +178,24 @@ def _export_storage() -> ExportStorage:
     from dsr_export.adapters.storage import ExportStorage
 
     return ExportStorage(settings.export_storage_settings(), credential())
+
+
+def export_storage_for(account: str | None) -> ExportStorage:
+    """A tenant's export account (``exportsAccount`` in the tenant registry: an account of its
+    own, for data residency), reached with the app's identity; the shared one for None."""
+    if account is None or account == settings.export_storage_settings().blob_endpoint:
+        return export_storage()
+    return _tenant_export_storage(account)
+
+
+@functools.cache
+def _tenant_export_storage(account: str) -> ExportStorage:
+    import dataclasses
+
+    from dsr_export.adapters.storage import ExportStorage
+
+    chosen = dataclasses.replace(settings.export_storage_settings(), blob_endpoint=account)
+    return ExportStorage(chosen, credential())
 
 
 def _callback_sender() -> CallbackSender:

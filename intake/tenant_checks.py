@@ -10,13 +10,11 @@ fault named ``/tenants/{tenantId}/token|graphRoles|storage``. Kept apart from
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from dsr_export import composition
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import ExportStorageSettings, GraphSettings
+from dsr_export.settings import GraphSettings
 
 
 def deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> list[FieldError]:
@@ -37,21 +35,15 @@ def deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> 
                 "access to the host storage account (container dsr-tenants)",
             )
         ]
-    shared = ExportStorageSettings.from_env(env)
     credentials = composition.tenant_credentials()
     found = health.tenant_health(
-        [(r.tenant.tenant_id, _probe(shared, r.tenant.exports_account)) for r in registered],
+        [
+            (r.tenant.tenant_id, composition.export_storage_for(r.tenant.exports_account).probe)
+            for r in registered
+        ],
         credentials.for_tenant,
         GraphSettings.from_env(env),
     )
     checks["tenants"] = "ok" if found.ok else "failed"
     extra["tenants"] = found.results
     return found.faults
-
-
-def _probe(shared: ExportStorageSettings, account: str | None) -> Callable[[], object]:
-    """A harmless read of the tenant's export account (the shared one when it has none)."""
-    from dsr_export.adapters.storage import ExportStorage
-
-    chosen = shared if account is None else dataclasses.replace(shared, blob_endpoint=account)
-    return ExportStorage(chosen, composition.credential()).probe

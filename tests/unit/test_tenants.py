@@ -179,3 +179,21 @@ def test_tenancy_is_single_unless_set_and_multi_needs_the_apps_client_id() -> No
     assert wrong.value.setting == "TENANCY"
     with pytest.raises(SettingsError):
         TenancySettings.from_env({"MULTI_TENANT_CLIENT_ID": "contoso-app"})
+
+
+def test_a_tenant_with_an_export_account_of_its_own_gets_that_account() -> None:
+    from dsr_export import composition
+    from tests.unit.intake_fakes import app_settings
+
+    shared = "https://stshared.blob.core.windows.net"
+    own = "https://stcontosoeu.blob.core.windows.net"
+    with app_settings(EXPORT_STORAGE_BLOB_ENDPOINT=shared, EXPORT_SAS_MODE="user-delegation"):
+        composition.reset()
+        try:
+            assert composition.export_storage_for(None) is composition.export_storage()
+            assert composition.export_storage_for(shared) is composition.export_storage()
+            theirs = composition.export_storage_for(own)
+            assert theirs is composition.export_storage_for(own)  # built once
+            assert theirs.service.url.rstrip("/") == own
+        finally:
+            composition.reset()
