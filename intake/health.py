@@ -21,8 +21,7 @@ from dsr_export import composition
 from dsr_export.domain import problems
 from dsr_export.domain.callers import KeysUnavailable
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings, TenancySettings
-from intake import tenant_checks
+from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings
 
 bp = df.Blueprint()
 
@@ -32,13 +31,15 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
     """Settings, and with ``deep`` the Graph app roles and export storage access."""
     # Imported here, not at cold start: the checks pull in the storage and Graph SDKs.
     from dsr_export.adapters import health
+    from intake import tenant_checks
 
     env = dict(os.environ)
     faults = health.settings_problems(env)
     checks: dict[str, Any] = {"settings": "ok" if not faults else "failed"}
-    extra: dict[str, Any] = {}  # the per-tenant results (TENANCY=multi)
+    extra: dict[str, Any] = {}  # per registered tenant (TENANCY=multi): intake/tenant_checks.py
     if not faults and req.params.get("deep", "").lower() in {"1", "true", "yes"}:
-        faults += _deep(env, checks, extra)
+        faults += _deep(env, checks)
+        faults += tenant_checks.deep(env, checks, extra)
     if faults:
         return _unready(faults, checks, extra)
     document = {
@@ -67,7 +68,7 @@ def _unready(
     return func.HttpResponse(problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE)
 
 
-def _deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> list[FieldError]:
+def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
     from dsr_export.adapters import health
     from dsr_export.adapters.storage import ExportStorage
 
@@ -91,8 +92,6 @@ def _deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) ->
         faults += _entra_keys(checks)
     if env.get("RECEIPT_SIGNING_KEY_ID", "").strip():
         faults += _receipt_key(checks)
-    if TenancySettings.from_env(env).multi:
-        faults += tenant_checks.deep(env, checks, extra)
     return faults
 
 

@@ -14,11 +14,14 @@ from typing import Any
 
 from dsr_export import composition
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import GraphSettings
+from dsr_export.settings import GraphSettings, TenancySettings
 
 
 def deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> list[FieldError]:
-    """Every registered tenant checked; ``checks["tenants"]`` sums them up."""
+    """Every registered tenant checked, with ``TENANCY=multi``; ``checks["tenants"]`` sums them
+    up. Nothing with ``single``: the identity's own tenant is the deep check's already."""
+    if not TenancySettings.from_env(env).multi:
+        return []
     # Imported here, not at cold start: the checks pull in the storage and identity SDKs.
     from azure.core.exceptions import AzureError
 
