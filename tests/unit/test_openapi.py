@@ -5,9 +5,7 @@ demand, and the intake's real answers valid against its schemas."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import inspect
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,8 +256,10 @@ def _answer(user_function: Callable[[str], Any], operation_id: str, client: Any 
     entry = user_function(name)
     if durable:
         return call(entry, client or FakeDurableClient(), req=build())
+    import asyncio  # here, not above: the tenant routes are the only async ones without a client
+
     answer = entry(req=build())
-    return asyncio.run(answer) if inspect.iscoroutine(answer) else answer
+    return asyncio.run(answer) if asyncio.iscoroutine(answer) else answer
 
 
 @pytest.mark.parametrize("operation_id", [op for op in ROUTES if _guarded(op)])
