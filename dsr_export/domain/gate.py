@@ -270,24 +270,30 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
     ranked = _ranked(state, now)
     rank = ranked.index(rid)
     blocked = state.blocked_until is not None and now < _at(state.blocked_until)
-    free = _free(state)
-    if state.probing and state.out:
-        free = 0
-    elif state.probing:
-        free = min(free, 1)
+    window_free = _free(state)
+    free = window_free
+    if state.probing:  # one submit at a time until Graph accepts one again
+        free = 0 if state.out else min(window_free, 1)
     if not blocked and rank < free:
         return _let_through(state, rid, request.subject, now, len(ranked) - 1)
-    if blocked:
-        again = max(_at(state.blocked_until or _iso(now)), now)
-        if rank:
-            again += timedelta(seconds=PROBE_RECHECK_SECONDS)
-    elif state.probing and state.out:
-        again = now + timedelta(seconds=PROBE_RECHECK_SECONDS)
-    else:
-        again = max(_slot_at(state, rank - free, now), now)
+    again = _again(state, rank, window_free, now, blocked=blocked)
     waiters = {**state.waiters, rid: replace(waiter, ask_at=_iso(again))}
     answer = Answer(granted=False, ask_at=_iso(again), position=rank, queued=len(ranked))
     return replace(state, waiters=waiters), answer
+
+
+def _again(
+    state: GateState, rank: int, window_free: int, now: datetime, *, blocked: bool
+) -> datetime:
+    """When a DSR the gate holds back should ask again."""
+    recheck = timedelta(seconds=PROBE_RECHECK_SECONDS)
+    if blocked:
+        again = max(_at(state.blocked_until or _iso(now)), now)
+        return again + recheck if rank else again
+    if state.probing and window_free:
+        # The window has room but a probe decides first: soon, not a window later.
+        return now + recheck
+    return max(_slot_at(state, rank - window_free, now), now)
 
 
 def _subject_held(state: GateState, subject: str | None) -> datetime | None:

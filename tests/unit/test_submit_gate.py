@@ -131,6 +131,33 @@ def test_a_quota_refusal_blocks_the_gate_then_lets_one_probe_through_at_a_time()
     assert gate.status(state)["quotaSignals"] == 1
 
 
+def test_after_a_spent_quota_the_queue_waits_for_the_probe_not_for_another_window() -> None:
+    state = gate.GateState()
+    for n in range(1000):  # a whole window let through at once
+        state, _ = _ask(state, f"fill-{n}", T0)
+    late = T0 + timedelta(seconds=1000)
+    state = gate.report(state, gate.Report("fill-999", gate.Verdict.QUOTA, late.isoformat()))
+    two_hours = T0 + timedelta(hours=2)
+    state, a = _ask(state, "A", two_hours, deadline_days=2)
+    state, b = _ask(state, "B", two_hours, deadline_days=3)
+    assert a.ask_at is not None
+    assert not a.granted
+    assert not b.granted, "the window is still full: both wait for its first slot"
+    slot = datetime.fromisoformat(a.ask_at)
+    assert slot == T0 + DAY + timedelta(seconds=gate.SLOT_MARGIN_SECONDS)
+    # The later deadline's timer fires first: the probe is the earlier one's, so it waits for
+    # the probe's answer, not for another window.
+    state, b = _ask(state, "B", slot, deadline_days=3)
+    assert not b.granted
+    assert b.ask_at is not None
+    assert datetime.fromisoformat(b.ask_at) - slot == timedelta(seconds=gate.PROBE_RECHECK_SECONDS)
+    state, a = _ask(state, "A", slot, deadline_days=2)
+    assert a.granted, "the probe: one submit, earliest deadline first"
+    state = gate.report(state, gate.Report("A", gate.Verdict.ACCEPTED, slot.isoformat()))
+    _, b = _ask(state, "B", datetime.fromisoformat(b.ask_at), deadline_days=3)
+    assert b.granted
+
+
 def test_the_state_survives_its_wire_form() -> None:
     state = _fill(3)
     state, _ = _ask(_fill(1000), "w", T0)
