@@ -45,8 +45,12 @@ WINDOW_SECONDS: Final = 24 * 3600
 #: little after the gate let it through (an activity to schedule), and Graph counts from then.
 SLOT_MARGIN_SECONDS: Final = 60
 #: A waiter that has not asked again this long after the time it was given no longer holds
-#: its rank (timers fire late by up to about 30 s on an idle app; a host restart takes longer).
-LAPSE_SECONDS: Final = 900
+#: its rank (a DSR terminated without withdrawing). Generous: timers fire late on a busy or
+#: idle app, and a DSR that lapses too early is jumped by later deadlines.
+LAPSE_SECONDS: Final = 6 * 3600
+#: A gap this long with no operation at all is a pause (the host down, a deployment): it does
+#: not count against the waiters, whose timers could not fire meanwhile.
+PAUSE_SECONDS: Final = 600
 #: After Graph said the quota is spent: the wait before the gate lets one submit through again.
 QUOTA_WAIT_SECONDS: Final = pacing.QUOTA_WAIT_SECONDS
 #: While one probe submit is out after a spent quota, others ask again after this long.
@@ -216,6 +220,12 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
     now = _at(reported)
     if state.clock is not None:
         now = max(now, _at(state.clock))
+        gap = now - _at(state.clock)
+        if gap > timedelta(seconds=PAUSE_SECONDS):
+            paused = {
+                k: replace(w, ask_at=_iso(_at(w.ask_at) + gap)) for k, w in state.waiters.items()
+            }
+            state = replace(state, waiters=paused)
     horizon = _iso(now - timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS))
     sent = state.sent[bisect_right(state.sent, horizon) :]  # in order: the clock only advances
     # A let-through never reported (its DSR gone) stops counting as out after a while.

@@ -104,6 +104,19 @@ def test_the_101st_submit_for_one_subject_waits_a_day_others_go_on() -> None:
     assert gate.GateState.from_dict(state.to_dict()) == state
 
 
+def test_a_host_down_for_hours_does_not_make_the_waiters_lapse() -> None:
+    """A pause no one could ask in (the host down) does not count against the waiters: the
+    earliest deadline keeps its rank even when a later one's timer fires first after it."""
+    state = _fill(1000)
+    state, soon = _ask(state, "soon", T0 + timedelta(minutes=20), deadline_days=2)
+    state, _ = _ask(state, "late", T0 + timedelta(minutes=20), deadline_days=9)
+    assert soon.ask_at is not None
+    back = datetime.fromisoformat(soon.ask_at) + timedelta(seconds=gate.LAPSE_SECONDS * 2)
+    state, _ = _ask(state, "late", back, deadline_days=9)
+    assert gate.status(state)["lapsed"] == 0
+    assert gate.status(state)["queued"] == 1, "the earlier deadline still waits in its place"
+
+
 def test_a_waiter_that_never_comes_back_stops_holding_its_rank() -> None:
     state = _fill(1000)
     state, gone = _ask(state, "gone", T0, deadline_days=1)
