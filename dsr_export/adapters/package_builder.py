@@ -26,11 +26,11 @@ import queue
 import threading
 import zipfile
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Final, Protocol, cast
+from typing import IO, Any, Final, ParamSpec, Protocol, TypeVar, cast
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -65,6 +65,9 @@ from dsr_export.domain.package_manifest import (
 )
 from dsr_export.rendering.render import Facts, FileEntry, ProductEntry, Renderer, product_entry
 from dsr_export.rendering.views import FileView, view_of
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 #: The package's manifest, copied beside its parts (the same bytes as its ``manifest.json``).
 MANIFEST_COPY_BLOB: Final = "package-manifest.json"
@@ -568,38 +571,69 @@ class PackageBuilder:
         renderer: Renderer,
         language: str,
     ) -> tuple[list[PackageFile], dict[str, ProductEntry]]:
+        """Every blob into its data member, and its page after it, in two threads: the zip
+        thread writes the members in order (it deflates, checksums and hashes, all of which
+        release the GIL) while this one renders the page of the blob before (Python, holding
+        it). The zip thread's queue holds at most one blob and one page ahead: the memory is
+        bounded as in one thread, the order of the members the same every run (data 0, data
+        1, page 0, data 2, page 1, ...)."""
         files: list[PackageFile] = []
         products: dict[str, ProductEntry] = {}
-        with ReadAhead(export, listed) as reader:
+        pages: list[tuple[Future[PackageFile], str]] = []
+        with ReadAhead(export, listed) as reader, _ZipThread() as zipper:
+            previous: tuple[_Listed, Future[tuple[str, bytes | None]]] | None = None
             for item in listed:
-                self._write_one(
-                    export, item, reader.chunks(item), parts, renderer, language, files, products
-                )
+                mtype = media_type(item.name)
+                chunks = reader.chunks(item)
+                member = data_member(item.name)
+                copied = zipper.submit(self._copy, chunks, item, parts, member, mtype)
+                if previous is not None:
+                    pages.append(self._page_of(export, *previous, parts, renderer, zipper))
+                    self._note(previous[0], previous[1], language, files, products)
+                previous = (item, copied)
+            if previous is not None:
+                pages.append(self._page_of(export, *previous, parts, renderer, zipper))
+                self._note(previous[0], previous[1], language, files, products)
+            files += [_page(page.result(), product) for page, product in pages]
         return files, products
 
-    def _write_one(
+    def _page_of(
         self,
         export: ContainerClient,
         item: _Listed,
-        chunks: Iterator[bytes],
+        copied: Future[tuple[str, bytes | None]],
         parts: _Parts,
         renderer: Renderer,
+        zipper: _ZipThread,
+    ) -> tuple[Future[PackageFile], str]:
+        """Render the page of ``item`` (once its member is written) and queue it for the zip;
+        its product."""
+        digest, kept = copied.result()
+        mtype = media_type(item.name)
+        product = product_of(item.name)
+        entry = FileEntry(item.name, data_member(item.name), item.size, digest, mtype, product)
+        entry.page = file_page(item.name)
+        view = self._view(export.get_blob_client(item.name), item, mtype, kept)
+        page = renderer.file_page(entry, view)
+        return zipper.submit(parts.add, entry.page, page, "text/html"), product
+
+    @staticmethod
+    def _note(
+        item: _Listed,
+        copied: Future[tuple[str, bytes | None]],
         language: str,
         files: list[PackageFile],
         products: dict[str, ProductEntry],
     ) -> None:
-        product = product_of(item.name)
-        section = products.setdefault(product, product_entry(product, language))
-        mtype = media_type(item.name)
+        """``item`` in the manifest's files and its product's list."""
+        digest, _ = copied.result()
+        mtype, product = media_type(item.name), product_of(item.name)
         member = data_member(item.name)
-        digest, kept = self._copy(chunks, item, parts, member, mtype)
+        section = products.setdefault(product, product_entry(product, language))
         entry = FileEntry(item.name, member, item.size, digest, mtype, product)
-        files.append(PackageFile(member, item.size, digest, mtype, product, "data"))
-        view = self._view(export.get_blob_client(item.name), item, mtype, kept)
         entry.page = file_page(item.name)
-        page = parts.add(entry.page, renderer.file_page(entry, view), "text/html")
-        files.append(_page(page, product))
         section.files.append(entry)
+        files.append(PackageFile(member, item.size, digest, mtype, product, "data"))
 
     def _copy(
         self, chunks: Iterator[bytes], item: _Listed, parts: _Parts, member: str, mtype: str
@@ -608,22 +642,18 @@ class PackageBuilder:
         show (else None)."""
         digest = hashlib.sha256()
         keep = item.size <= self._options.render_max_bytes and mtype != "application/zip"
-        kept = bytearray() if keep else None
+        kept: list[bytes] | None = [] if keep else None
         written = 0
-        with self.open_member(parts, member, item.size, mtype) as handle:
+        with parts.open(member, item.size, mtype) as handle:
             for chunk in chunks:
                 handle.write(chunk)
                 digest.update(chunk)
                 written += len(chunk)
                 if kept is not None:
-                    kept += chunk
+                    kept.append(chunk)
         if written != item.size:
             raise ExportChanged(0, 0, 1)
-        return digest.hexdigest(), bytes(kept) if kept is not None else None
-
-    @staticmethod
-    def open_member(parts: _Parts, member: str, size: int, mtype: str) -> IO[bytes]:
-        return parts.open(member, size, mtype)
+        return digest.hexdigest(), b"".join(kept) if kept is not None else None
 
     def _view(self, blob: BlobClient, item: _Listed, mtype: str, kept: bytes | None) -> FileView:
         if mtype == "application/zip":
@@ -634,6 +664,25 @@ class PackageBuilder:
                 raise ExportChanged(0, 0, 1) from None
             return FileView("zip", listing=listing)
         return view_of(mtype, kept)
+
+
+class _ZipThread:
+    """One thread that runs what it is given in order (the zip's writes); an error is raised
+    where its result is taken. Leaving the ``with`` cancels what has not started and waits for
+    what has (before the reader it takes blobs from is stopped)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zip")
+
+    def __enter__(self) -> _ZipThread:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+        """Run ``call`` after everything submitted before it."""
+        return self._pool.submit(call, *args, **kwargs)
 
 
 class ReadAhead:
@@ -649,6 +698,7 @@ class ReadAhead:
         self._export, self._listed = export, list(listed)
         self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=READ_AHEAD)
         self._stop = threading.Event()
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
 
     def __enter__(self) -> ReadAhead:
@@ -681,12 +731,23 @@ class ReadAhead:
                 if not self._put((item.name, self._END)):
                     return
         except BaseException as error:  # noqa: BLE001 - handed to the builder's thread
+            self._error = error
             self._put(("", error))
 
     def chunks(self, item: _Listed) -> Iterator[bytes]:
-        """The ranges of ``item`` (the next blob in order)."""
+        """The ranges of ``item`` (the next blob in order). Once the reader has failed (its
+        error raised to whoever took it) or stopped, every later call raises too, never
+        waits."""
         while True:
-            name, value = self._queue.get()
+            try:
+                name, value = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._thread.is_alive() and not self._stop.is_set():
+                    continue
+                try:  # it may have put its last range between the wait and the check
+                    name, value = self._queue.get_nowait()
+                except queue.Empty:
+                    raise RuntimeError("the read-ahead has stopped") from self._error
             if isinstance(value, BaseException):
                 raise value
             if name != item.name:
