@@ -203,12 +203,16 @@ class PackageResult:
 class BlockBlobWriter:
     """A write-only, unseekable file over a block blob: ``write`` stages 4 MiB blocks as they
     fill, :meth:`commit` commits them. Also hashes what passes (the part's SHA-256) and feeds
-    the running hash of the whole package."""
+    the running hash of the whole package (none for a package of one part: its hash is the
+    part's, and the bytes are hashed once)."""
 
-    def __init__(self, blob: BlobClient, package_hash: Any, block_bytes: int = BLOCK_BYTES) -> None:
+    def __init__(
+        self, blob: BlobClient, package_hash: Any | None, block_bytes: int = BLOCK_BYTES
+    ) -> None:
         self._blob, self._package_hash = blob, package_hash
         self._block_bytes = block_bytes
-        self._buffer = bytearray()
+        self._pieces: list[memoryview] = []
+        self._filled = 0
         self._blocks: list[BlobBlock] = []
         self._position = 0
         self.sha256 = hashlib.sha256()
@@ -218,16 +222,28 @@ class BlockBlobWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         size = len(data)
-        self._buffer += data
         self._position += size
         self.sha256.update(data)
-        self._package_hash.update(data)
-        while len(self._buffer) >= self._block_bytes:
-            with memoryview(self._buffer) as view:
-                block = bytes(view[: self._block_bytes])
-            del self._buffer[: self._block_bytes]
-            self._stage(block)
+        if self._package_hash is not None:
+            self._package_hash.update(data)
+        # A block is joined once from views of what was written (bytes are immutable, so a
+        # view is safe to keep; a mutable buffer the caller may reuse is copied first): each
+        # byte is copied once on its way to a block, not into, out of and along a buffer.
+        view = memoryview(data if isinstance(data, bytes) else bytes(data))
+        while view:
+            room = self._block_bytes - self._filled
+            piece, view = view[:room], view[room:]
+            self._pieces.append(piece)
+            self._filled += len(piece)
+            if self._filled == self._block_bytes:
+                self._stage(self._take())
         return size
+
+    def _take(self) -> bytes:
+        block = b"".join(self._pieces)
+        self._pieces.clear()
+        self._filled = 0
+        return block
 
     def tell(self) -> int:
         return self._position
@@ -251,9 +267,8 @@ class BlockBlobWriter:
 
     def commit(self) -> int:
         """Stage the rest, wait for every block, and commit the blob; its size."""
-        if self._buffer:
-            self._stage(bytes(self._buffer))
-            self._buffer.clear()
+        if self._pieces:
+            self._stage(self._take())
         self._drain()
         self._blob.commit_block_list(
             self._blocks, content_settings=ContentSettings(content_type="application/zip")
@@ -336,7 +351,8 @@ class _Parts:
     def current(self) -> zipfile.ZipFile:
         if self.zip is None:
             name = self.names[len(self.done)]
-            self.writer = BlockBlobWriter(self.container.get_blob_client(name), self.package_hash)
+            whole = self.package_hash if len(self.names) > 1 else None
+            self.writer = BlockBlobWriter(self.container.get_blob_client(name), whole)
             self.zip = zipfile.ZipFile(self.writer, "w", allowZip64=True)  # type: ignore[call-overload]
             self.members = 0
         return self.zip
@@ -350,6 +366,12 @@ class _Parts:
             and len(self.done) + 1 < len(self.names)
         ):
             self.close()
+
+    def package_sha256(self) -> str:
+        """The SHA-256 of all the parts' bytes, in order (of one part: the part's)."""
+        if len(self.done) == 1 and len(self.names) == 1:
+            return str(self.done[0]["sha256"])
+        return str(self.package_hash.hexdigest())
 
     def close(self) -> None:
         if self.zip is None or self.writer is None:
@@ -481,7 +503,7 @@ class PackageBuilder:
         result = PackageResult(
             container=delivery.container_name,
             parts=tuple(parts.done),
-            package_sha256=parts.package_hash.hexdigest(),
+            package_sha256=parts.package_sha256(),
             manifest_sha256=manifest_sha,
             export_manifest_sha256=export_sha,
             file_count=manifest.file_count,
