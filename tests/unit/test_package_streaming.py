@@ -7,15 +7,18 @@ scalar cells rendered as the tree renders scalars."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import threading
+import zipfile
 import zlib
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceModifiedError
+from isal import isal_zlib
 
 from dsr_export.adapters import package_builder
 from dsr_export.adapters.package_builder import (
@@ -156,7 +159,7 @@ def test_blocks_staged_behind_the_writer_commit_in_order():
     assert blob.committed == content
 
 
-def test_members_are_deflated_at_level_one():
+def test_members_are_deflated_by_isa_l_at_level_one_and_read_back_by_zipfile():
     text = json.dumps(
         [{"at": f"2026-01-{d % 28 + 1:02d}", "n": d * 7919 % 1000} for d in range(4000)]
     )
@@ -167,11 +170,14 @@ def test_members_are_deflated_at_level_one():
     parts.close()
     committed = container.blobs["package.zip"].committed
     assert committed is not None
-    raw = zlib.compressobj(package_builder.DEFLATE_LEVEL, zlib.DEFLATED, -15)
+    raw = isal_zlib.compressobj(package_builder.DEFLATE_LEVEL, isal_zlib.DEFLATED, -15)
     level_one = raw.compress(data) + raw.flush()
-    default = zlib.compressobj(6, zlib.DEFLATED, -15)
-    assert len(level_one) != len(default.compress(data) + default.flush())
+    zlib_one = zlib.compressobj(1, zlib.DEFLATED, -15)
+    assert level_one != zlib_one.compress(data) + zlib_one.flush()
     assert level_one in committed
+    with zipfile.ZipFile(io.BytesIO(committed)) as archive:
+        assert archive.read("data/x.json") == data  # the CRC checked on the way
+        assert archive.getinfo("data/x.json").compress_size == len(level_one) < len(data) // 4
 
 
 def test_a_json_tables_scalar_cells_render_as_the_tree_renders_scalars():
