@@ -4,9 +4,10 @@ of objects as tables, other lists as trees, scalars as typed spans.
 Written straight to a list of strings rather than through a template macro per value: a large
 export has thousands of JSON files of hundreds of rows each, and a macro call (and a node
 object) per cell was most of the time its pages took (``make bench``). The markup is the same
-the templates use elsewhere, and every value, key and column from the export goes through
-:func:`markupsafe.escape` after :func:`visible_controls`: text, never markup, and no bidi
-control that could make the page read other than it is.
+the templates use elsewhere, and every value, key and column from the export is escaped (the
+five characters :func:`markupsafe.escape` escapes) after its bidi controls are made visible
+(:func:`visible_controls`): text, never markup, and no control that could make the page read
+other than it is.
 
 Bounded, so one huge or hostile file cannot make a page too large to open or too slow to
 build: at most :data:`MAX_ROWS` rows per table, :data:`MAX_ITEMS` fields or items per object or
@@ -17,11 +18,12 @@ said where it was cut, and the raw file under ``data/`` holds all of it.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 MAX_ROWS: Final = 500
 MAX_COLUMNS: Final = 24
@@ -52,7 +54,10 @@ def visible_controls(value: Any) -> Any:
 
 
 def _text(value: str) -> str:
-    return str(escape(visible_controls(value)))
+    """``value`` escaped for HTML text and attributes, bidi controls shown."""
+    if not value.isascii():
+        value = value.translate(_CONTROLS)
+    return html.escape(value)  # & < > " ' (what markupsafe.escape escapes), as plain str
 
 
 class _Writer:
@@ -67,7 +72,11 @@ class _Writer:
 
     def scalar(self, value: Any) -> None:
         self.budget -= 1
-        if value is None:
+        if type(value) is str:  # most values: tested first
+            if len(value) > MAX_VALUE_CHARS:
+                value = value[:MAX_VALUE_CHARS] + "…"
+            self.out.append(f'<span class="kind-string">{_text(value)}</span>')
+        elif value is None:
             self.out.append('<span class="kind-null null">null</span>')
         elif value is True or value is False:
             self.out.append(f'<span class="kind-bool">{"true" if value else "false"}</span>')
@@ -75,10 +84,8 @@ class _Writer:
             text = repr(value) if isinstance(value, float) else str(value)
             self.out.append(f'<span class="kind-number">{text}</span>')
         else:
-            text = str(value)
-            if len(text) > MAX_VALUE_CHARS:
-                text = text[:MAX_VALUE_CHARS] + "…"
-            self.out.append(f'<span class="kind-string">{_text(text)}</span>')
+            self.scalar(str(value))
+            self.budget += 1
 
     def value(self, value: Any, depth: int) -> None:
         if isinstance(value, dict | list) and depth >= MAX_DEPTH:

@@ -169,6 +169,8 @@ class Renderer:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
             extensions=["jinja2.ext.i18n"],
             undefined=jinja2.StrictUndefined,
+            # Templates are compiled once: no check of their files per page (a stat each).
+            auto_reload=False,
             trim_blocks=False,
             finalize=visible_controls,
         )
