@@ -22,8 +22,6 @@ import contextlib
 import hashlib
 import io
 import json
-import queue
-import threading
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,10 +77,13 @@ KEPT_BLOBS: Final = frozenset({REVIEW_BLOB})
 BLOCK_BYTES: Final = 4 * 1024 * 1024
 #: Each blob of the export is read in ranges of this size (one request each: fewer, larger
 #: ranges move more bytes per round trip; memory is bounded by READ_AHEAD of them).
-READ_BYTES: Final = 1024 * 1024
-#: Ranges read ahead of the one being zipped (by one reader thread, across blobs): the network
-#: waits overlap with compressing and hashing. Peak memory: READ_AHEAD + 2 ranges.
-READ_AHEAD: Final = 4
+READ_BYTES: Final = 2 * 1024 * 1024
+#: Ranges requested ahead of the one being zipped (across blobs): the network waits overlap
+#: with compressing and hashing. Peak memory: READ_AHEAD + 1 ranges.
+READ_AHEAD: Final = 6
+#: Threads reading those ranges at once: most blobs are small, a round trip each, and a plain
+#: copy's one-at-a-time downloads wait on every one of them (make bench).
+READERS: Final = 3
 #: Blocks being uploaded while the next fills (one uploader thread).
 STAGE_AHEAD: Final = 1
 #: Deflate level of the members that are compressed, in ISA-L's deflate (``isal``): 1 shrinks
@@ -715,79 +716,75 @@ class _ZipThread:
 
 
 class ReadAhead:
-    """Reads the export's blobs, in order, in ranges of :data:`READ_BYTES`, on one thread, at
-    most :data:`READ_AHEAD` ranges ahead of the builder: the next range (of this blob or the
-    next) is on its way while this one is compressed, hashed and uploaded. An error of the
-    reader (the export changed, storage failed) is raised where the builder takes that range;
-    leaving the ``with`` stops the reader."""
-
-    _END: Final = object()
+    """Reads the export's blobs, in order, in ranges of :data:`READ_BYTES`, on
+    :data:`READERS` threads at once, at most :data:`READ_AHEAD` ranges ahead of the builder:
+    the next ranges (of this blob or the next ones) are on their way while this one is
+    compressed, hashed and uploaded, and one slow round trip does not stall the others (most
+    blobs of an export are small: a request each). Ranges are handed over in the export's
+    order whatever order they arrive in. An error of a read (the export changed, storage
+    failed) is raised where the builder takes that range, and every later call raises too;
+    leaving the ``with`` cancels what has not started and waits for what has."""
 
     def __init__(self, export: ContainerClient, listed: Sequence[_Listed]) -> None:
-        self._export, self._listed = export, list(listed)
-        self._queue: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=READ_AHEAD)
-        self._stop = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="read-ahead", daemon=True)
+        self._export = export
+        self._plan = _ranges(listed)
+        self._ahead: deque[tuple[str, Future[bytes | None]]] = deque()
+        self._pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="read-ahead")
+        self._failed: BaseException | None = None
 
     def __enter__(self) -> ReadAhead:
-        self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:  # unblock a reader waiting for room
-                self._queue.get_nowait()
-        self._thread.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ahead.clear()
 
-    def _put(self, item: tuple[str, object]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
+    def _fill(self) -> None:
+        while len(self._ahead) < READ_AHEAD:
+            step = next(self._plan, None)
+            if step is None:
+                return
+            item, offset, length = step
+            if length < 0:  # the end of a blob: nothing to read
+                done: Future[bytes | None] = Future()
+                done.set_result(None)
+                self._ahead.append((item.name, done))
                 continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for item in self._listed:
-                blob = self._export.get_blob_client(item.name)
-                for chunk in _chunks(blob, item.size, item.etag):
-                    if not self._put((item.name, chunk)):
-                        return
-                if not self._put((item.name, self._END)):
-                    return
-        except BaseException as error:  # noqa: BLE001 - handed to the builder's thread
-            self._error = error
-            self._put(("", error))
+            blob = self._export.get_blob_client(item.name)
+            read = self._pool.submit(_read_range, blob, offset, length, item.etag)
+            self._ahead.append((item.name, read))
 
     def chunks(self, item: _Listed) -> Iterator[bytes]:
-        """The ranges of ``item`` (the next blob in order). Once the reader has failed (its
-        error raised to whoever took it) or stopped, every later call raises too, never
-        waits."""
+        """The ranges of ``item`` (the next blob in order)."""
         while True:
-            try:
-                name, value = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self._thread.is_alive() and not self._stop.is_set():
-                    continue
-                try:  # it may have put its last range between the wait and the check
-                    name, value = self._queue.get_nowait()
-                except queue.Empty:
-                    raise RuntimeError("the read-ahead has stopped") from self._error
-            if isinstance(value, BaseException):
-                raise value
+            if self._failed is not None:
+                raise RuntimeError("the read-ahead has failed") from self._failed
+            self._fill()
+            if not self._ahead:
+                raise RuntimeError(f"read-ahead: nothing more to read, not {item.name!r}")
+            name, read = self._ahead.popleft()
             if name != item.name:
                 raise RuntimeError(f"read-ahead out of order: {name!r}, not {item.name!r}")
-            if value is self._END:
+            try:
+                chunk = read.result()
+            except BaseException as error:
+                self._failed = error
+                raise
+            if chunk is None:
                 return
-            yield cast(bytes, value)
+            yield chunk
 
 
-def _chunks(blob: BlobClient, size: int, etag: str | None) -> Iterator[bytes]:
-    """The blob in ranged reads of :data:`READ_BYTES`, each pinned to the listed ETag.
+def _ranges(listed: Sequence[_Listed]) -> Iterator[tuple[_Listed, int, int]]:
+    """Every range of every blob in order, each blob closed by a length of -1."""
+    for item in listed:
+        for offset in range(0, item.size, READ_BYTES):
+            yield item, offset, min(READ_BYTES, item.size - offset)
+        yield item, item.size, -1
+
+
+def _read_range(blob: BlobClient, offset: int, length: int, etag: str | None) -> bytes | None:
+    """One range of a blob, pinned to the listed ETag.
 
     Ranged, not ``download_blob().chunks()``: the SDK's downloader fetches its first 32 MiB in
     one piece (``max_single_get_size``), which is what this must never hold.
@@ -796,9 +793,7 @@ def _chunks(blob: BlobClient, size: int, etag: str | None) -> Iterator[bytes]:
     if etag:
         kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
     try:
-        for offset in range(0, size, READ_BYTES):
-            length = min(READ_BYTES, size - offset)
-            yield blob.download_blob(offset=offset, length=length, **kwargs).readall()
+        return bytes(blob.download_blob(offset=offset, length=length, **kwargs).readall())
     except ResourceModifiedError:
         raise ExportChanged(0, 0, 1) from None
 

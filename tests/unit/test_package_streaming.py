@@ -1,6 +1,7 @@
 """How the builder moves bytes (counts and order, never time): each blob read in ranges of
-READ_BYTES by one reader thread at most READ_AHEAD ranges ahead, in the export's order; a
-reader's error raised where the builder takes that range; blocks uploaded behind the writer
+READ_BYTES by READERS threads at most READ_AHEAD ranges ahead, handed over in the export's
+order; a reader's error raised where the builder takes that range (and on every later take,
+never a wait); blocks uploaded behind the writer
 with an upload's error surfacing before any commit; members deflated at level 1; a JSON table's
 scalar cells rendered as the tree renders scalars."""
 
@@ -103,7 +104,9 @@ def test_blobs_are_read_in_ranges_in_order_and_never_more_than_read_ahead():
         "C/empty.json": b"",
         "D/last.json": b"[1]",
     }
-    assert [length for _, length in export.blobs["B/big.bin"].ranges] == [READ_BYTES] * 5 + [768]
+    assert [length for _, length in sorted(export.blobs["B/big.bin"].ranges)] == [
+        READ_BYTES
+    ] * 5 + [768]
     assert export.blobs["C/empty.json"].ranges == []
     # Taken, in the queue, and the one the reader holds while waiting for room.
     assert export.ahead <= READ_AHEAD + 2
@@ -115,6 +118,8 @@ def test_an_export_changed_while_read_ahead_is_raised_where_the_builder_takes_it
     with ReadAhead(export, listed) as reader:  # type: ignore[arg-type]
         assert b"".join(reader.chunks(listed[0])) == b"{}"
         with pytest.raises(ExportChanged):
+            list(reader.chunks(listed[1]))
+        with pytest.raises(RuntimeError, match="failed"):
             list(reader.chunks(listed[1]))
 
 
