@@ -77,10 +77,13 @@ KEPT_BLOBS: Final = frozenset({REVIEW_BLOB})
 BLOCK_BYTES: Final = 4 * 1024 * 1024
 #: Each blob of the export is read in ranges of this size (one request each: fewer, larger
 #: ranges move more bytes per round trip; memory is bounded by READ_AHEAD of them).
-READ_BYTES: Final = 2 * 1024 * 1024
-#: Ranges requested ahead of the one being zipped (across blobs): the network waits overlap
-#: with compressing and hashing. Peak memory: READ_AHEAD + 1 ranges.
-READ_AHEAD: Final = 6
+READ_BYTES: Final = 1024 * 1024
+#: Ranges requested ahead of the one being zipped (across blobs), and at most this many bytes
+#: of them: the network waits overlap with compressing and hashing, many small blobs are on
+#: their way at once, and a large blob holds a few ranges only. Peak memory: about
+#: READ_AHEAD_BYTES + 2 ranges.
+READ_AHEAD: Final = 8
+READ_AHEAD_BYTES: Final = 2 * READ_BYTES
 #: Threads reading those ranges at once: most blobs are small, a round trip each, and a plain
 #: copy's one-at-a-time downloads wait on every one of them (make bench).
 READERS: Final = 3
@@ -717,7 +720,8 @@ class _ZipThread:
 
 class ReadAhead:
     """Reads the export's blobs, in order, in ranges of :data:`READ_BYTES`, on
-    :data:`READERS` threads at once, at most :data:`READ_AHEAD` ranges ahead of the builder:
+    :data:`READERS` threads at once, at most :data:`READ_AHEAD` ranges (and
+    :data:`READ_AHEAD_BYTES`) ahead of the builder:
     the next ranges (of this blob or the next ones) are on their way while this one is
     compressed, hashed and uploaded, and one slow round trip does not stall the others (most
     blobs of an export are small: a request each). Ranges are handed over in the export's
@@ -728,7 +732,7 @@ class ReadAhead:
     def __init__(self, export: ContainerClient, listed: Sequence[_Listed]) -> None:
         self._export = export
         self._plan = _ranges(listed)
-        self._ahead: deque[tuple[str, Future[bytes | None]]] = deque()
+        self._ahead: deque[tuple[str, int, Future[bytes | None]]] = deque()
         self._pool = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="read-ahead")
         self._failed: BaseException | None = None
 
@@ -740,7 +744,9 @@ class ReadAhead:
         self._ahead.clear()
 
     def _fill(self) -> None:
-        while len(self._ahead) < READ_AHEAD:
+        while len(self._ahead) < READ_AHEAD and (
+            not self._ahead or sum(size for _, size, _ in self._ahead) < READ_AHEAD_BYTES
+        ):
             step = next(self._plan, None)
             if step is None:
                 return
@@ -748,11 +754,11 @@ class ReadAhead:
             if length < 0:  # the end of a blob: nothing to read
                 done: Future[bytes | None] = Future()
                 done.set_result(None)
-                self._ahead.append((item.name, done))
+                self._ahead.append((item.name, 0, done))
                 continue
             blob = self._export.get_blob_client(item.name)
             read = self._pool.submit(_read_range, blob, offset, length, item.etag)
-            self._ahead.append((item.name, read))
+            self._ahead.append((item.name, length, read))
 
     def chunks(self, item: _Listed) -> Iterator[bytes]:
         """The ranges of ``item`` (the next blob in order)."""
@@ -762,7 +768,7 @@ class ReadAhead:
             self._fill()
             if not self._ahead:
                 raise RuntimeError(f"read-ahead: nothing more to read, not {item.name!r}")
-            name, read = self._ahead.popleft()
+            name, _, read = self._ahead.popleft()
             if name != item.name:
                 raise RuntimeError(f"read-ahead out of order: {name!r}, not {item.name!r}")
             try:
