@@ -1,7 +1,7 @@
 """Review before release on the offline host (``PACKAGE_REVIEW=required``): a DSR completes, its
 package is built as a preview that cannot go out, a ``DSR.Manage`` caller lists its files,
 withholds one with a reason code and approves; the final package leaves that file out and says
-"1 file withheld" with the code, the evidence records the exclusion by hash and code (never a
+"1 file was withheld." with the code, the evidence records the exclusion by hash and code (never a
 name), and ``dsrctl verify`` passes on the final package against the host's JWKS."""
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_a_reviewer_withholds_a_file_and_the_final_package_says_so(
     ]
     index, readme = members["index.html"].decode(), members["README.txt"].decode()
     for page in (index, readme):
-        assert "1 files were withheld." in page
+        assert "1 file was withheld." in page
         assert "OTHERS_RIGHTS" in page
 
     logs = export_container(azurite, tls_files, "dsr-evidence")
