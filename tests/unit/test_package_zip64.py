@@ -108,7 +108,7 @@ def test_a_member_over_4_gib_and_offsets_past_it_read_back_with_zipfile():
     assert parts.done[0]["size"] == reader.size > SIZE
     assert parts.package_sha256() == parts.done[0]["sha256"]
 
-    with zipfile.ZipFile(reader) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(reader) as archive:
         assert archive.namelist() == ["index.html", "data/large.bin", "pages/after.html"]
         large, last = archive.getinfo("data/large.bin"), archive.getinfo("pages/after.html")
         assert large.file_size == large.compress_size == SIZE
