@@ -9,6 +9,11 @@ and a ``.zip`` of the export is listed through ranged reads of its directory. Th
 container is only read (conditional on the ETags listed at the start): it stays as Graph wrote
 it.
 
+Four kinds of thread share the work so that packaging keeps pace with a plain copy of the same
+blobs (``make bench``): reader threads fetch ranges ahead (:class:`ReadAhead`), the zip thread
+writes the members in order (deflate, CRC and hashes release the GIL), the builder's thread
+renders the page of the file before meanwhile, and an uploader stages the previous block.
+
 Idempotent and resumable: the package is complete exactly when ``package-state.json`` is in the
 delivery container (written last); a second run answers it, a run after a crash deletes what
 the first left and builds again from scratch. An export that no longer matches the
