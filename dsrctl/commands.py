@@ -802,3 +802,10 @@ def main() -> None:
     # configured; what matters is printed by the commands themselves, one line per failure.
     logging.getLogger("azure").setLevel(logging.ERROR)
     cli(prog_name="dsrctl")
+
+
+# The tenant registry's commands live in their own module, which registers them on ``cli``
+# (imported last: it builds on the group and helpers above).
+from dsrctl.tenants import tenants as _tenants  # noqa: E402
+
+cli.add_command(_tenants)

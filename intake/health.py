@@ -31,24 +31,30 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
     """Settings, and with ``deep`` the Graph app roles and export storage access."""
     # Imported here, not at cold start: the checks pull in the storage and Graph SDKs.
     from dsr_export.adapters import health
+    from intake import tenant_checks
 
     env = dict(os.environ)
     faults = health.settings_problems(env)
     checks: dict[str, Any] = {"settings": "ok" if not faults else "failed"}
+    extra: dict[str, Any] = {}  # per registered tenant (TENANCY=multi): intake/tenant_checks.py
     if not faults and req.params.get("deep", "").lower() in {"1", "true", "yes"}:
         faults += _deep(env, checks)
+        faults += tenant_checks.deep(env, checks, extra)
     if faults:
-        return _unready(faults, checks)
+        return _unready(faults, checks, extra)
     document = {
         "status": "ok",
         "checks": checks,
         "configuration": health.configuration(env),
         "warnings": health.warnings(env),
+        **extra,
     }
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json")
 
 
-def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpResponse:
+def _unready(
+    faults: list[FieldError], checks: dict[str, Any], extra: dict[str, Any]
+) -> func.HttpResponse:
     """503: each fault named, with what each check found."""
     body = problems.problem(
         503,
@@ -57,6 +63,7 @@ def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpRespo
         slug="misconfigured",
         errors=faults,
         checks=checks,
+        **extra,
     )
     return func.HttpResponse(problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE)
 

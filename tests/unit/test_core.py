@@ -18,6 +18,7 @@ from dsr_export.domain.request import (
 from dsr_export.domain.status import status_document
 from dsr_export.settings import (
     SETTINGS,
+    EntraSettings,
     ExportStorageSettings,
     GraphSettings,
     LifecycleSettings,
@@ -52,6 +53,29 @@ def test_invalid_graph_settings_name_the_setting(env, setting):
         GraphSettings.from_env(env)
     assert caught.value.setting == setting
     assert setting in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://graph.microsoft.com\\@evil.example",
+        "https://graph.microsoft.com@evil.example",
+        "https://user:pw@graph.microsoft.com",
+        "https://graph.microsoft.com\t.evil.example",
+        "https://graph\u200b.microsoft.com",
+    ],
+)
+def test_a_token_destination_parsers_read_differently_stops_the_start(url):
+    """The review campaign's URL-setting shapes (tests/e2e/review_probes.py): the settings read
+    one host, the sender another or none, so the host started and refused every call."""
+    with pytest.raises(SettingsError) as caught:
+        GraphSettings.from_env({"GRAPH_BASE_URL": url})
+    assert caught.value.setting == "GRAPH_BASE_URL"
+    guid = "00000000-0000-0000-0000-00000000000a"
+    entra = {"AUTH_CLIENT_ID": guid, "AUTH_TENANT_ID": guid, "AUTH_AUTHORITY_HOST": url}
+    with pytest.raises(SettingsError) as caught:
+        EntraSettings.from_env(entra)
+    assert caught.value.setting == "AUTH_AUTHORITY_HOST"
 
 
 def test_stored_policy_needs_the_account_key():
