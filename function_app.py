@@ -6,7 +6,7 @@ import azure.functions as func
 from activities.callback_steps import bp as callback_activities
 from activities.export_steps import bp as export_activities
 from activities.package_steps import bp as package_activities
-from intake.health import bp as health_check
+from intake.health_api import bp as health_check
 from intake.http_api import bp as http_intake
 from intake.jwks import bp as receipt_keys
 from intake.lifecycle_api import bp as lifecycle_routes

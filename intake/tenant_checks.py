@@ -5,7 +5,7 @@ consented, and the app's federated credential trusts this identity), does the to
 ``User.Export.All`` and ``User.Read.All``, and does the tenant's export storage (its own
 account, or the shared one) let the app in. Per tenant, under ``tenants`` in the answer; each
 fault named ``/tenants/{tenantId}/token|graphRoles|storage``. Kept apart from
-:mod:`intake.health` so that the health route only calls it.
+:mod:`intake.health_api` so that the health route only calls it.
 """
 
 from __future__ import annotations

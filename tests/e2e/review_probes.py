@@ -1419,7 +1419,7 @@ def _verify_probe(make: Callable[[str], bytes], with_id: bool) -> Callable[[Camp
         request_id = _rid("F8LOG")
         path = campaign.work / f"{request_id}.jsonl"
         path.write_bytes(make(request_id))
-        command = [sys.executable, "-m", "dsr_export.evidence", "verify", str(path)]
+        command = [sys.executable, "-m", "dsr_export.evidence_cli", "verify", str(path)]
         command += ["--request-id", request_id] if with_id else []
         run = subprocess.run(
             command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False

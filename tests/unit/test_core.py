@@ -214,14 +214,16 @@ def test_poll_wait_doubles_to_the_cap_and_honours_retry_after():
 
 def test_status_document_never_contains_the_input_and_maps_termination():
     now = datetime(2026, 3, 1, tzinfo=UTC)
-    doc = status_document("R1", "Running", {"phase": "exporting", "progress": 40}, None, now, now)
+    doc = status_document(
+        "R1", "Running", {"phase": "exporting", "progress": 40}, None, now, now
+    ).to_wire()
     assert doc["phase"] == "exporting"
     assert doc["progress"] == 40
     assert doc["terminal"] is False
-    cancelled = status_document("R1", "Terminated", {"phase": "exporting"}, None)
+    cancelled = status_document("R1", "Terminated", {"phase": "exporting"}, None).to_wire()
     assert cancelled["phase"] == "cancelled"
     assert cancelled["terminal"] is True
-    failed = status_document("R1", "Failed", None, None)
+    failed = status_document("R1", "Failed", None, None).to_wire()
     assert failed["error"]["code"] == "OrchestrationFailed"
 
 
@@ -231,7 +233,7 @@ def test_status_document_shows_each_ask_applied_or_refused():
         "extensions": [{"askId": "ask_1", "days": 1}],
         "refusedExtensions": ["ask_2"],
     }
-    doc = status_document("R1", "Running", custom, None)
+    doc = status_document("R1", "Running", custom, None).to_wire()
     assert doc["extensions"] == [{"askId": "ask_1", "days": 1}]
     assert doc["refusedExtensions"] == ["ask_2"]
 

@@ -21,7 +21,7 @@ from dsr_export import composition
 from dsr_export.domain import problems
 from dsr_export.domain.callers import KeysUnavailable
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings
+from dsr_export.settings import AuthSettings, GraphSettings
 
 bp = df.Blueprint()
 
@@ -70,7 +70,6 @@ def _unready(
 
 def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
     from dsr_export.adapters import health
-    from dsr_export.adapters.storage import ExportStorage
 
     faults = []
     missing = health.missing_graph_roles(composition.credential(), GraphSettings.from_env(env))
@@ -83,8 +82,7 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
                 "application permissions with admin consent (docs/deploy.md)",
             )
         )
-    storage = ExportStorage(ExportStorageSettings.from_env(env), composition.credential())
-    error = health.storage_problem(storage.probe)
+    error = health.storage_problem(composition.export_storage().probe)
     checks["exportStorage"] = "ok" if error is None else "failed"
     if error is not None:
         faults.append(FieldError("/exportStorage", str(error.get("hint") or error["message"])))
