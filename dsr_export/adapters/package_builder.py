@@ -337,8 +337,26 @@ class RangeReader(io.RawIOBase):
         return bytes(out)
 
 
+def _part_names_for(listed: list[_ExportBlob], part_bytes: int) -> list[str]:
+    """The names the package may use: one zip, or as many parts as the data needs plus one,
+    since the pages and the manifest go last."""
+    total = sum(item.size for item in listed)
+    count = max(1, -(-total // part_bytes)) if total > part_bytes else 1
+    return part_names(count + 1 if count > 1 else 1)
+
+
+@dataclass(frozen=True)
+class _SealTimes:
+    """The moments the receipt states: packaged (now), the export's completion, and the head of
+    the evidence chain it is bound to."""
+
+    now: datetime
+    completed_at: str | None
+    evidence_head: str | None
+
+
 @dataclass
-class _Listed:
+class _ExportBlob:
     name: str
     size: int
     etag: str | None
@@ -463,64 +481,28 @@ class PackageBuilder:
         same export; nothing is signed then)."""
         export = self._service.get_container_client(job.container)
         export_manifest, export_sha = self._export_manifest(export)
-        found = self.find(job.request_id)
         withheld = tuple(item.to_dict() for item in job.withheld)
-        if (
-            found is not None
-            and found.export_manifest_sha256 == export_sha
-            and found.withheld == withheld
+        found = self.find(job.request_id)
+        if found is not None and (found.export_manifest_sha256, found.withheld) == (
+            export_sha,
+            withheld,
         ):
             return found
         listed = self._check_unchanged(export, export_manifest)
         listed = [item for item in listed if data_member(item.name) not in job.skip]
         delivery = self._fresh_delivery(job.request_id)
-        total = sum(item.size for item in listed)
-        count = (
-            max(1, -(-total // self._options.part_bytes)) if total > self._options.part_bytes else 1
+        parts = _Parts(
+            delivery, _part_names_for(listed, self._options.part_bytes), self._options.part_bytes
         )
-        # A split package gets one more name than its data needs: pages and the manifest go last.
-        names = part_names(count + 1 if count > 1 else 1)
-        parts = _Parts(delivery, names, self._options.part_bytes)
         renderer = Renderer(job.language, self._organisation, job.facts)
         files, products = self._write_data(export, listed, parts, renderer, job.language)
-        for product in products.values():
-            files.append(
-                _page(
-                    parts.add(product.page, renderer.product_page(product), "text/html"),
-                    product.name,
-                )
-            )
-        ordered = sorted(products.values(), key=lambda p: (p.name == "RequestInfo", p.name.lower()))
-        # The index, README, manifest and receipt go into the part being written: no more parts.
-        parts.names = names[: len(parts.done) + 1]
-        used_names = list(parts.names)
-        codes, count = [item.reason_code for item in job.withheld], len(job.withheld)
-        index = renderer.index(ordered, used_names, codes, count)
-        files.append(_role(parts.add(INDEX_MEMBER, index, "text/html"), "index"))
-        readme = renderer.readme(ordered, used_names, codes, count)
-        files.append(_role(parts.add(README_MEMBER, readme, "text/plain"), "readme"))
-        manifest = manifest_of(
-            job.request_id, job.generation, now, files, used_names, withheld=job.withheld
-        )
-        manifest_bytes = manifest.to_bytes()
-        manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-        claims = receipt_claims(
-            manifest,
-            manifest_sha,
-            completed_at=completed_at,
-            evidence_head_sha256=evidence_head,
-            issued_at=now,
-            issuer=self._options.issuer,
-        )
-        receipt = signer.sign_receipt(claims).encode("ascii")
-        parts.add(MANIFEST_MEMBER, manifest_bytes, "application/json")
-        parts.add(RECEIPT_MEMBER, receipt, "application/jose")
-        parts.close()
+        times = _SealTimes(now=now, completed_at=completed_at, evidence_head=evidence_head)
+        manifest, manifest_bytes = self._seal(job, signer, parts, renderer, files, products, times)
         result = PackageResult(
             container=delivery.container_name,
             parts=tuple(parts.done),
             package_sha256=parts.package_sha256(),
-            manifest_sha256=manifest_sha,
+            manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
             export_manifest_sha256=export_sha,
             file_count=manifest.file_count,
             total_bytes=manifest.total_bytes,
@@ -529,7 +511,61 @@ class PackageBuilder:
             language=job.language,
             withheld=withheld,
         )
-        # A copy of the manifest beside the parts: what a reviewer lists, without opening a zip.
+        self._save_state(delivery, manifest_bytes, result)
+        return result
+
+    def _seal(
+        self,
+        job: PackageJob,
+        signer: PackageSigner,
+        parts: _Parts,
+        renderer: Renderer,
+        files: list[PackageFile],
+        products: dict[str, ProductEntry],
+        times: _SealTimes,
+    ) -> tuple[Any, bytes]:
+        """The pages, the index, the README, the manifest and the signed receipt, written last
+        into the part being written (no more parts after them): the receipt covers them all."""
+        for product in products.values():
+            files.append(
+                _page(
+                    parts.add(product.page, renderer.product_page(product), "text/html"),
+                    product.name,
+                )
+            )
+        ordered = sorted(products.values(), key=lambda p: (p.name == "RequestInfo", p.name.lower()))
+        parts.names = parts.names[: len(parts.done) + 1]
+        used_names = list(parts.names)
+        codes, count = [item.reason_code for item in job.withheld], len(job.withheld)
+        index = renderer.index(ordered, used_names, codes, count)
+        files.append(_role(parts.add(INDEX_MEMBER, index, "text/html"), "index"))
+        readme = renderer.readme(ordered, used_names, codes, count)
+        files.append(_role(parts.add(README_MEMBER, readme, "text/plain"), "readme"))
+        manifest = manifest_of(
+            job.request_id, job.generation, times.now, files, used_names, withheld=job.withheld
+        )
+        manifest_bytes = manifest.to_bytes()
+        claims = receipt_claims(
+            manifest,
+            hashlib.sha256(manifest_bytes).hexdigest(),
+            completed_at=times.completed_at,
+            evidence_head_sha256=times.evidence_head,
+            issued_at=times.now,
+            issuer=self._options.issuer,
+        )
+        receipt = signer.sign_receipt(claims).encode("ascii")
+        parts.add(MANIFEST_MEMBER, manifest_bytes, "application/json")
+        parts.add(RECEIPT_MEMBER, receipt, "application/jose")
+        parts.close()
+        return manifest, manifest_bytes
+
+    @staticmethod
+    def _save_state(
+        delivery: ContainerClient, manifest_bytes: bytes, result: PackageResult
+    ) -> None:
+        """A copy of the manifest beside the parts (what a reviewer lists, without opening a
+        zip), then the state blob that marks the package complete: written last, so a build
+        killed before it is built again rather than answered."""
         delivery.upload_blob(
             MANIFEST_COPY_BLOB,
             manifest_bytes,
@@ -542,7 +578,6 @@ class PackageBuilder:
             overwrite=True,
             content_settings=ContentSettings(content_type="application/json"),
         )
-        return result
 
     # -- the export, as it completed ---------------------------------------------------------
     @staticmethod
@@ -559,15 +594,15 @@ class PackageBuilder:
         return document, hashlib.sha256(content).hexdigest()
 
     @staticmethod
-    def _check_unchanged(export: ContainerClient, manifest: Mapping[str, Any]) -> list[_Listed]:
+    def _check_unchanged(export: ContainerClient, manifest: Mapping[str, Any]) -> list[_ExportBlob]:
         expected = {entry["name"]: entry for entry in manifest["blobs"] if isinstance(entry, dict)}
-        listed: list[_Listed] = []
+        listed: list[_ExportBlob] = []
         added = altered = 0
         for blob in export.list_blobs():
             if blob.name in (MANIFEST_BLOB, LEGACY_AUDIT_BLOB):
                 continue
             md5 = blob.content_settings.content_md5 if blob.content_settings else None
-            item = _Listed(
+            item = _ExportBlob(
                 blob.name,
                 int(blob.size or 0),
                 blob.etag,
@@ -604,7 +639,7 @@ class PackageBuilder:
     def _write_data(
         self,
         export: ContainerClient,
-        listed: list[_Listed],
+        listed: list[_ExportBlob],
         parts: _Parts,
         renderer: Renderer,
         language: str,
@@ -619,7 +654,7 @@ class PackageBuilder:
         products: dict[str, ProductEntry] = {}
         pages: list[tuple[Future[PackageFile], str]] = []
         with ReadAhead(export, listed) as reader, _ZipThread() as zipper:
-            previous: tuple[_Listed, Future[tuple[str, bytes | None]]] | None = None
+            previous: tuple[_ExportBlob, Future[tuple[str, bytes | None]]] | None = None
             for item in listed:
                 mtype = media_type(item.name)
                 chunks = reader.chunks(item)
@@ -638,7 +673,7 @@ class PackageBuilder:
     def _page_of(
         self,
         export: ContainerClient,
-        item: _Listed,
+        item: _ExportBlob,
         copied: Future[tuple[str, bytes | None]],
         parts: _Parts,
         renderer: Renderer,
@@ -657,7 +692,7 @@ class PackageBuilder:
 
     @staticmethod
     def _note(
-        item: _Listed,
+        item: _ExportBlob,
         copied: Future[tuple[str, bytes | None]],
         language: str,
         files: list[PackageFile],
@@ -674,7 +709,7 @@ class PackageBuilder:
         files.append(PackageFile(member, item.size, digest, mtype, product, "data"))
 
     def _copy(
-        self, chunks: Iterator[bytes], item: _Listed, parts: _Parts, member: str, mtype: str
+        self, chunks: Iterator[bytes], item: _ExportBlob, parts: _Parts, member: str, mtype: str
     ) -> tuple[str, bytes | None]:
         """Stream one blob into its member; its SHA-256, and its bytes when small enough to
         show (else None)."""
@@ -693,7 +728,9 @@ class PackageBuilder:
             raise ExportChanged(0, 0, 1)
         return digest.hexdigest(), b"".join(kept) if kept is not None else None
 
-    def _view(self, blob: BlobClient, item: _Listed, mtype: str, kept: bytes | None) -> FileView:
+    def _view(
+        self, blob: BlobClient, item: _ExportBlob, mtype: str, kept: bytes | None
+    ) -> FileView:
         if mtype == "application/zip":
             try:
                 reader = cast(IO[bytes], RangeReader(blob, item.size, item.etag))
@@ -734,7 +771,7 @@ class ReadAhead:
     failed) is raised where the builder takes that range, and every later call raises too;
     leaving the ``with`` cancels what has not started and waits for what has."""
 
-    def __init__(self, export: ContainerClient, listed: Sequence[_Listed]) -> None:
+    def __init__(self, export: ContainerClient, listed: Sequence[_ExportBlob]) -> None:
         self._export = export
         self._plan = _ranges(listed)
         self._ahead: deque[tuple[str, int, Future[bytes | None]]] = deque()
@@ -765,7 +802,7 @@ class ReadAhead:
             read = self._pool.submit(_read_range, blob, offset, length, item.etag)
             self._ahead.append((item.name, length, read))
 
-    def chunks(self, item: _Listed) -> Iterator[bytes]:
+    def chunks(self, item: _ExportBlob) -> Iterator[bytes]:
         """The ranges of ``item`` (the next blob in order)."""
         while True:
             if self._failed is not None:
@@ -786,7 +823,7 @@ class ReadAhead:
             yield chunk
 
 
-def _ranges(listed: Sequence[_Listed]) -> Iterator[tuple[_Listed, int, int]]:
+def _ranges(listed: Sequence[_ExportBlob]) -> Iterator[tuple[_ExportBlob, int, int]]:
     """Every range of every blob in order, each blob closed by a length of -1."""
     for item in listed:
         for offset in range(0, item.size, READ_BYTES):

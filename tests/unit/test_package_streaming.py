@@ -28,7 +28,7 @@ from dsr_export.adapters.package_builder import (
     BlockBlobWriter,
     ExportChanged,
     ReadAhead,
-    _Listed,
+    _ExportBlob,
     _Parts,
 )
 from dsr_export.domain.organisation import OrganisationProfile
@@ -69,15 +69,15 @@ class FakeExport:
         self.blobs: dict[str, RangedBlob] = {}
         self.fetched = self.taken = self.ahead = 0
 
-    def add(self, name: str, data: bytes, **kwargs: Any) -> _Listed:
+    def add(self, name: str, data: bytes, **kwargs: Any) -> _ExportBlob:
         self.blobs[name] = RangedBlob(data, self, **kwargs)
-        return _Listed(name, len(data), '"etag"', None, None)
+        return _ExportBlob(name, len(data), '"etag"', None, None)
 
     def get_blob_client(self, name: str) -> RangedBlob:
         return self.blobs[name]
 
 
-def _read_all(export: FakeExport, listed: list[_Listed]) -> dict[str, bytes]:
+def _read_all(export: FakeExport, listed: list[_ExportBlob]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     with ReadAhead(export, listed) as reader:  # type: ignore[arg-type]
         for item in listed:
