@@ -273,7 +273,7 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
             subject=job.user_id,
         )
         raw = yield context.call_entity(_gate(job), submit_gate.ASK, asked.to_dict())
-        answer = gate.Answer.from_dict(raw)
+        answer = gate.GateAnswer.from_dict(raw)
         if answer.granted or answer.ask_at is None:
             return job
         fire_at = min(datetime.fromisoformat(answer.ask_at), job.give_up_at())
@@ -303,16 +303,16 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
 
 def _verdict(outcome: Outcome, *, quota: bool) -> str:
     if outcome is Outcome.ACCEPTED:
-        return gate.Verdict.ACCEPTED
+        return gate.SubmitVerdict.ACCEPTED
     if quota:
-        return gate.Verdict.QUOTA
+        return gate.SubmitVerdict.QUOTA
     if outcome is Outcome.RETRY:
-        return gate.Verdict.RETRY
-    return gate.Verdict.ENDED
+        return gate.SubmitVerdict.RETRY
+    return gate.SubmitVerdict.ENDED
 
 
 def _report_to_gate(context: df.DurableOrchestrationContext, job: ExportJob, verdict: str) -> None:
-    done = gate.Report(
+    done = gate.SubmitReport(
         request_id=job.request_id,
         verdict=verdict,
         now=context.current_utc_datetime.isoformat(),

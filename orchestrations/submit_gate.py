@@ -51,9 +51,9 @@ def submit_gate(context: df.DurableEntityContext) -> None:
         _log_answer(tenant, asked, answer, state)
         context.set_result(answer.to_dict())
     elif operation == REPORT:
-        done = gate.Report.from_dict(raw)
+        done = gate.SubmitReport.from_dict(raw)
         state = gate.report(state, done)
-        if done.verdict == gate.Verdict.QUOTA:
+        if done.verdict == gate.SubmitVerdict.QUOTA:
             log_event(
                 "submit_quota_spent",
                 level=logging.WARNING,
@@ -72,7 +72,9 @@ def submit_gate(context: df.DurableEntityContext) -> None:
     context.set_state(state.to_dict())
 
 
-def _log_answer(tenant: str, asked: gate.Ask, answer: gate.Answer, state: gate.GateState) -> None:
+def _log_answer(
+    tenant: str, asked: gate.Ask, answer: gate.GateAnswer, state: gate.GateState
+) -> None:
     """A let-through, with the queue behind it; or a DSR whose slot comes after its legal
     deadline (the backlog cannot meet its deadlines at the quota's pace: operations alerts)."""
     if answer.granted:

@@ -60,7 +60,7 @@ _NO_DEADLINE: Final = "9999-12-31T23:59:59.000000+00:00"
 _FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 
 
-class Verdict:
+class SubmitVerdict:
     """How a submit the gate let through ended, as the DSR reports it."""
 
     ACCEPTED = "accepted"  # Graph took the export: the DSR leaves the queue
@@ -83,7 +83,7 @@ class Waiter:
 
 
 @dataclass(frozen=True)
-class Answer:
+class GateAnswer:
     """The gate's answer to one ask: through now, or ask again at ``ask_at``."""
 
     granted: bool
@@ -100,7 +100,7 @@ class Answer:
         }
 
     @classmethod
-    def from_dict(cls, raw: Any) -> Answer:
+    def from_dict(cls, raw: Any) -> GateAnswer:
         raw = raw if isinstance(raw, dict) else {}
         return cls(
             granted=bool(raw.get("granted")),
@@ -259,7 +259,7 @@ def _slot_at(state: GateState, beyond: int, now: datetime) -> datetime:
     return went + span * (rounds + 1)
 
 
-def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
+def ask(state: GateState, request: Ask) -> tuple[GateState, GateAnswer]:
     """A DSR asks to submit: through now, or when to ask again. Asking again is idempotent."""
     state, now = _tick(state, request.now)
     rid = request.request_id
@@ -268,7 +268,9 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
         # The subject's own quota is spent: the DSR leaves the queue (it holds no rank, so it
         # keeps no one waiting) and comes back when the subject's oldest submit is a day old.
         state = withdraw(state, rid)
-        return state, Answer(granted=False, ask_at=_iso(max(held, now)), queued=len(state.waiters))
+        return state, GateAnswer(
+            granted=False, ask_at=_iso(max(held, now)), queued=len(state.waiters)
+        )
     known = state.waiters.get(rid)
     waiter = Waiter(
         deadline=_canon(request.deadline) or (known.deadline if known else _NO_DEADLINE),
@@ -288,7 +290,7 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, Answer]:
         return _let_through(state, rid, request.subject, now, len(ranked) - 1)
     again = _again(state, rank, window_free, now, blocked=blocked)
     waiters = {**state.waiters, rid: replace(waiter, ask_at=_iso(again))}
-    answer = Answer(granted=False, ask_at=_iso(again), position=rank, queued=len(ranked))
+    answer = GateAnswer(granted=False, ask_at=_iso(again), position=rank, queued=len(ranked))
     return replace(state, waiters=waiters), answer
 
 
@@ -317,7 +319,7 @@ def _subject_held(state: GateState, subject: str | None) -> datetime | None:
 
 def _let_through(
     state: GateState, rid: str, subject: str | None, now: datetime, queued: int
-) -> tuple[GateState, Answer]:
+) -> tuple[GateState, GateAnswer]:
     waiters = {k: w for k, w in state.waiters.items() if k != rid}
     subjects = dict(state.subjects)
     if subject:
@@ -330,12 +332,12 @@ def _let_through(
         subjects=subjects,
         granted_total=state.granted_total + 1,
     )
-    return state, Answer(granted=True, position=0, queued=queued)
+    return state, GateAnswer(granted=True, position=0, queued=queued)
 
 
 @dataclass(frozen=True)
-class Report:
-    """A DSR reports how the submit the gate let through ended (a :class:`Verdict`)."""
+class SubmitReport:
+    """A DSR reports how the submit the gate let through ended (a :class:`SubmitVerdict`)."""
 
     request_id: str
     verdict: str
@@ -353,18 +355,18 @@ class Report:
         }
 
     @classmethod
-    def from_dict(cls, raw: Any) -> Report:
+    def from_dict(cls, raw: Any) -> SubmitReport:
         raw = raw if isinstance(raw, dict) else {}
         return cls(
             request_id=str(raw.get("requestId") or ""),
-            verdict=str(raw.get("verdict") or Verdict.ENDED),
+            verdict=str(raw.get("verdict") or SubmitVerdict.ENDED),
             now=str(raw.get("now")),
             deadline=raw.get("deadline"),
             received=raw.get("received"),
         )
 
 
-def report(state: GateState, done: Report) -> GateState:
+def report(state: GateState, done: SubmitReport) -> GateState:
     """Record a let-through's outcome; a spent quota blocks the gate for a while.
 
     The slot it used stays counted whatever the outcome: Microsoft does not say whether a
@@ -374,9 +376,9 @@ def report(state: GateState, done: Report) -> GateState:
     rid = done.request_id
     out = {k: v for k, v in state.out.items() if k != rid}
     state = replace(state, out=out)
-    if done.verdict == Verdict.ACCEPTED:
+    if done.verdict == SubmitVerdict.ACCEPTED:
         return replace(state, probing=False, blocked_until=None)
-    if done.verdict == Verdict.ENDED:
+    if done.verdict == SubmitVerdict.ENDED:
         return withdraw(state, rid)
     # Still wants a slot: it keeps its place (its deadline), asking again at once or after
     # the quota's wait.
@@ -384,7 +386,7 @@ def report(state: GateState, done: Report) -> GateState:
         _canon(done.deadline) or _NO_DEADLINE, _canon(done.received) or _iso(now), _iso(now)
     )
     state = replace(state, waiters={**state.waiters, rid: state.waiters.get(rid, waiter)})
-    if done.verdict == Verdict.QUOTA:
+    if done.verdict == SubmitVerdict.QUOTA:
         until = _iso(now + timedelta(seconds=QUOTA_WAIT_SECONDS))
         return replace(
             state, blocked_until=until, probing=True, quota_signals=state.quota_signals + 1
@@ -401,7 +403,7 @@ def withdraw(state: GateState, request_id: str) -> GateState:
     )
 
 
-def slot_after_deadline(asked: Ask, answer: Answer) -> bool:
+def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
     """Whether the slot the gate named for this DSR comes after its legal deadline."""
     if answer.granted or answer.ask_at is None or asked.deadline is None:
         return False

@@ -88,7 +88,7 @@ def test_the_101st_submit_for_one_subject_waits_a_day_others_go_on() -> None:
         at = (T0 + timedelta(minutes=n)).isoformat()
         state, answer = gate.ask(state, gate.Ask(f"R{n}", None, None, at, subject="ada"))
         assert answer.granted
-        state = gate.report(state, gate.Report(f"R{n}", gate.Verdict.RETRY, at))
+        state = gate.report(state, gate.SubmitReport(f"R{n}", gate.SubmitVerdict.RETRY, at))
         state = gate.withdraw(state, f"R{n}")
     hour = T0 + timedelta(hours=3)
     state, answer = gate.ask(state, gate.Ask("R-101", None, None, hour.isoformat(), "ada"))
@@ -130,7 +130,7 @@ def test_a_waiter_that_never_comes_back_stops_holding_its_rank() -> None:
 def test_a_quota_refusal_blocks_the_gate_then_lets_one_probe_through_at_a_time() -> None:
     state, _ = _ask(gate.GateState(), "R1", T0)
     now = T0 + timedelta(seconds=5)
-    state = gate.report(state, gate.Report("R1", gate.Verdict.QUOTA, now.isoformat()))
+    state = gate.report(state, gate.SubmitReport("R1", gate.SubmitVerdict.QUOTA, now.isoformat()))
     state, answer = _ask(state, "R2", now)
     assert not answer.granted, "Graph said the quota is spent: the gate's own count yields"
     hour = now + timedelta(seconds=gate.QUOTA_WAIT_SECONDS)
@@ -138,7 +138,9 @@ def test_a_quota_refusal_blocks_the_gate_then_lets_one_probe_through_at_a_time()
     assert answer.granted, "one probe after the wait: the refused DSR kept its place"
     state, answer = _ask(state, "R2", hour)
     assert not answer.granted, "one at a time until Graph accepts again"
-    state = gate.report(state, gate.Report("R1", gate.Verdict.ACCEPTED, hour.isoformat()))
+    state = gate.report(
+        state, gate.SubmitReport("R1", gate.SubmitVerdict.ACCEPTED, hour.isoformat())
+    )
     _, answer = _ask(state, "R2", hour)
     assert answer.granted
     assert gate.status(state)["quotaSignals"] == 1
@@ -149,7 +151,9 @@ def test_after_a_spent_quota_the_queue_waits_for_the_probe_not_for_another_windo
     for n in range(1000):  # a whole window let through at once
         state, _ = _ask(state, f"fill-{n}", T0)
     late = T0 + timedelta(seconds=1000)
-    state = gate.report(state, gate.Report("fill-999", gate.Verdict.QUOTA, late.isoformat()))
+    state = gate.report(
+        state, gate.SubmitReport("fill-999", gate.SubmitVerdict.QUOTA, late.isoformat())
+    )
     two_hours = T0 + timedelta(hours=2)
     state, a = _ask(state, "A", two_hours, deadline_days=2)
     state, b = _ask(state, "B", two_hours, deadline_days=3)
@@ -166,7 +170,9 @@ def test_after_a_spent_quota_the_queue_waits_for_the_probe_not_for_another_windo
     assert datetime.fromisoformat(b.ask_at) - slot == timedelta(seconds=gate.PROBE_RECHECK_SECONDS)
     state, a = _ask(state, "A", slot, deadline_days=2)
     assert a.granted, "the probe: one submit, earliest deadline first"
-    state = gate.report(state, gate.Report("A", gate.Verdict.ACCEPTED, slot.isoformat()))
+    state = gate.report(
+        state, gate.SubmitReport("A", gate.SubmitVerdict.ACCEPTED, slot.isoformat())
+    )
     _, b = _ask(state, "B", datetime.fromisoformat(b.ask_at), deadline_days=3)
     assert b.granted
 
@@ -217,7 +223,9 @@ def _simulate(count: int, seed: int = 7) -> dict[str, float]:
         asks += 1
         if answer.granted:
             submitted[rid] = at
-            state = gate.report(state, gate.Report(rid, gate.Verdict.ACCEPTED, at.isoformat()))
+            state = gate.report(
+                state, gate.SubmitReport(rid, gate.SubmitVerdict.ACCEPTED, at.isoformat())
+            )
         else:
             assert answer.ask_at is not None
             turned_away.setdefault(rid, at)
@@ -299,7 +307,7 @@ def test_a_quota_refused_submit_goes_back_to_the_gate_which_learns_the_quota_is_
     assert not is_quota_refusal(error)
     d.complete(refused.to_dict(), name=steps.SUBMIT_EXPORT.name)
     report = d.entity_calls("report")[-1]
-    assert report.input["verdict"] == gate.Verdict.QUOTA
+    assert report.input["verdict"] == gate.SubmitVerdict.QUOTA
     timer = d.pending()
     assert timer.kind == Kind.TIMER
     assert timer.fire_at - d.now == timedelta(seconds=gate.QUOTA_WAIT_SECONDS)
