@@ -42,10 +42,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backlog", type=int, default=3000, help="DSRs in the quota benchmark's backlog"
     )
+    parser.add_argument(
+        "--export-hours",
+        type=float,
+        default=0,
+        help="quota only: exports of this many hours on average (polls against the budget)",
+    )
+    parser.add_argument(
+        "--max-poll-seconds",
+        type=int,
+        default=3600,
+        help="quota --export-hours: the policy's longest poll interval",
+    )
     args = parser.parse_args(argv)
     size = package_throughput.QUICK_GB if args.quick else args.package_gb
     if args.only == "quota":
-        quota.main(args.backlog)
+        if args.export_hours:
+            quota.main_long(args.backlog, args.export_hours, args.max_poll_seconds)
+        else:
+            quota.main(args.backlog)
         return 0
     if args.only != "package":
         replay_cost.main()
