@@ -17,6 +17,7 @@ from typing import Any
 from dsr_export.domain.deadlines import parse_regulation, view
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
+from dsr_export.domain.request import container_name
 from dsr_export.domain.status import Phase, Recorded
 
 # The event names live in the step contract; re-exported for the orchestrator's imports.
@@ -193,11 +194,17 @@ class ExportJob:
 
         Same request, user, legal deadline (extensions included) and ticket; a fresh container
         (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
+
+        Unless Graph still has the export the ended attempt followed (:func:`_resumable`): then
+        the new attempt takes up that container again, finds Graph's receipt in it and resumes
+        the known operation (``recover_submit``), never submitting a second export of the
+        person's data while the first runs or has completed.
         """
         used = ended.get("submitAttempt")
         submits = (
             used if isinstance(used, int) and used >= self.submit_attempt else self.submit_attempt
         )
+        resume = _resumable(ended, container_name(self.request_id, submits))
         error = ended.get("error") if isinstance(ended.get("error"), Mapping) else {}
         attempt = int(ended.get("attempt") or self.attempt)
         earlier = {
@@ -228,8 +235,8 @@ class ExportJob:
                 *tuple(ended.get("attempts") or self.earlier_attempts),
                 {key: value for key, value in earlier.items() if value is not None},
             ),
-            submit_attempt=submits + 1,
-            submit_base=submits,
+            submit_attempt=submits if resume else submits + 1,
+            submit_base=submits - 1 if resume else submits,
         )
 
     # -- the documents ------------------------------------------------------------------------
@@ -325,6 +332,19 @@ class ExportJob:
         for name in ("failed_callbacks", "extensions", "earlier_attempts", "refused_extensions"):
             data[name] = tuple(data.get(name) or ())
         return cls(**data)
+
+
+def _resumable(ended: Mapping[str, Any], last_container: str) -> bool:
+    """Whether a retry resumes the export the ended attempt followed rather than submit anew:
+    the attempt failed (not timed out: Graph did not finish in the DSR's time) while Graph had
+    its export in that attempt's last container, and Graph had not reported the export failed
+    (a storage outage, a finalisation or a check that failed ended it, not Graph's export)."""
+    return (
+        ended.get("phase") == Phase.FAILED.value
+        and bool(ended.get("operationId"))
+        and ended.get("container") == last_container
+        and ended.get("graphStatus") != "failed"
+    )
 
 
 #: The legal facts of :meth:`ExportJob.legal_body`, by their wire names.

@@ -115,6 +115,9 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     # --- orchestrator (through _log: request_id, instance_id, deadline on every line)
     LogEvent("submit_restarted", ORCHESTRATOR_FIELDS),
     LogEvent("submit_waits_for_storage", (*ORCHESTRATOR_FIELDS, "resubmit", "wait_seconds")),
+    LogEvent(
+        "step_waits_for_storage", (*ORCHESTRATOR_FIELDS, "step", "outage_wait", "wait_seconds")
+    ),
     LogEvent("dsr_finished", (*ORCHESTRATOR_FIELDS, "phase", "code")),
     LogEvent("deadline_warning", ORCHESTRATOR_FIELDS),
     LogEvent("deadline_overdue", ORCHESTRATOR_FIELDS),
