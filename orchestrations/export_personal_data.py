@@ -376,8 +376,11 @@ def _graph_step(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: st
     """Call a Graph step; wait out its ``retry`` answers on durable timers until the DSR's own
     time-out, with jittered back-off (Retry-After the minimum). Returns ``(job, answer)``
     (``ok``/``accepted``, ``failed``, ...); times out while Graph keeps refusing, or continues
-    as new after a history's worth of retries."""
-    answer = yield from _call(run, job, step, payload)
+    as new after a history's worth of retries.
+
+    A storage outage is waited out too (``ride_out``): the submit records Graph's answer in the
+    evidence, and its recovery reads Graph's receipt, after Graph may have the export."""
+    answer = yield from _call(run, job, step, payload, ride_out=True)
     rounds = 0
     while answer.outcome is Outcome.RETRY:
         if run.context.current_utc_datetime >= job.give_up_at():
@@ -388,7 +391,7 @@ def _graph_step(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: st
         job = job.replace(throttle_round=job.throttle_round + 1)
         wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
         job = yield from _wait(run, job, min(_after(run.context, wait), job.give_up_at()))
-        answer = yield from _call(run, job, step, payload)
+        answer = yield from _call(run, job, step, payload, ride_out=True)
         rounds += 1
     return job.replace(throttle_round=0), answer
 

@@ -338,10 +338,17 @@ def _resumable(ended: Mapping[str, Any], last_container: str) -> bool:
     """Whether a retry resumes the export the ended attempt followed rather than submit anew:
     the attempt failed (not timed out: Graph did not finish in the DSR's time) while Graph had
     its export in that attempt's last container, and Graph had not reported the export failed
-    (a storage outage, a finalisation or a check that failed ended it, not Graph's export)."""
+    (a storage outage, a finalisation or a check that failed ended it, not Graph's export).
+
+    Also after a storage outage that outlasted the submit's own record (``StorageUnavailable``
+    without an operation): Graph may have the export; the container tells (its receipt is
+    recovered, or, absent, the submit goes into that same, empty container).
+    """
+    error = ended.get("error") if isinstance(ended.get("error"), Mapping) else {}
+    outage = (error or {}).get("code") == "StorageUnavailable"
     return (
         ended.get("phase") == Phase.FAILED.value
-        and bool(ended.get("operationId"))
+        and (bool(ended.get("operationId")) or outage)
         and ended.get("container") == last_container
         and ended.get("graphStatus") != "failed"
     )

@@ -174,10 +174,14 @@ def test_an_outage_outlasting_every_wait_ends_the_dsr_visibly_and_retry_resumes_
         ({"phase": "timed_out", "graphStatus": "running"}, False),
         ({"phase": "failed", "graphStatus": "running", "operationId": None}, False),
         ({"phase": "failed", "graphStatus": "running", "container": "other"}, False),
+        # The submit's record outlasted: Graph may have the export, the container tells.
+        ({"operationId": None, "error": {"code": "StorageUnavailable"}}, True),
+        ({"operationId": None, "error": {"code": "ActivityFailed"}}, False),
     ],
 )
 def test_a_retry_resumes_only_an_export_graph_still_has(ended: dict[str, Any], resumes: bool):
     output = {
+        "phase": "failed",
         "attempt": 1,
         "operationId": answers.OPERATION_ID,
         "container": CONTAINER,
@@ -234,3 +238,29 @@ def test_the_activity_wrapper_raises_the_named_outage_for_storage_that_does_not_
         user_function(steps.RECORD_FINISHED.name)(finished.to_dict())
     assert errors.is_storage_outage(Exception(f"{type(raised.value).__name__}: {raised.value}"))
     assert isinstance(raised.value.__cause__, ServiceRequestError)
+
+
+def test_a_submit_whose_record_meets_an_outage_waits_and_recovers_the_export():
+    """Graph accepted the export, then the evidence account stopped answering the submit's
+    record through all its attempts: the DSR waits, and the submit, called again, finds Graph's
+    receipt and recovers the export instead of ending (before: ActivityFailed, and a retry
+    submitted a second export)."""
+    d = Driver("export_personal_data", _job().to_input())
+    d.episode()
+    d.complete(answers.prepared(CONTAINER, settle_seconds=0), name=steps.PREPARE_CONTAINER.name)
+    d.fire_timer()  # the first submit's spread
+    _fail_every_attempt(d, OUTAGE.replace(steps.CHECK_EXPORT.name, steps.SUBMIT_EXPORT.name))
+    assert d.pending().kind == Kind.TIMER, "waits"
+    d.fire_timer()
+    assert d.pending().name == steps.SUBMIT_EXPORT.name
+    d.complete(steps.ExportSubmitted(outcome=steps.Outcome.UNKNOWN).to_dict())
+    recovered = steps.ExportRecovered(
+        operation_id=answers.OPERATION_ID,
+        operation_url=answers.OPERATION_URL,
+        submitted_at="2026-03-01T09:00:30+00:00",
+        sas_expires_at="2026-04-30T09:00:00+00:00",
+        retry_after_seconds=60,
+    ).to_dict()
+    reply = d.complete(recovered, name=steps.RECOVER_SUBMIT.name)
+    assert reply["customStatus"]["phase"] == "exporting"
+    assert reply["customStatus"]["operationId"] == answers.OPERATION_ID
