@@ -638,12 +638,14 @@ def main(argv: list[str] | None = None) -> int:
     """``make chaos``: the full run, on services of its own."""
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.storage_chaos", description=__doc__)
     parser.add_argument("--dsrs", type=int, default=200)
-    parser.add_argument("--outages", type=int, default=6)
-    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--outages", type=int, default=8)
+    parser.add_argument("--kills", type=int, default=8)
     # Slow enough that an outage can be minutes of the fast clock: stopping and starting
     # Azurite takes a few real seconds (at 300: a one-day export takes about 5 minutes).
     parser.add_argument("--speed", type=float, default=300.0)
-    parser.add_argument("--span", type=float, default=330.0, help="real seconds of chaos")
+    # Long enough that outages and kills go on while DSRs complete (from about 290 s: a day of
+    # Graph's time after the last arrived) and the operator packages and erases them.
+    parser.add_argument("--span", type=float, default=480.0, help="real seconds of chaos")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--packages", type=int, default=20, help="DSRs packaged once completed")
     parser.add_argument("--erasures", type=int, default=20, help="DSRs erased once completed")
