@@ -153,7 +153,7 @@ def _recorded(instance: df.DurableOrchestrationStatus | None) -> bool:
     it (the evidence account down) ended failed: asking again records the same package."""
     if instance is None or instance.runtime_status is None:
         return True
-    return instance.runtime_status.name == "Completed"
+    return str(instance.runtime_status.name) == "Completed"
 
 
 def _earlier_build(
