@@ -1,17 +1,30 @@
-"""An erasure whose deletion went through but whose receipt could not be written (the evidence
-account went down, or the host died, between the two) is receipted when it is sent again: once,
-with what the export held, never a 409 saying there is nothing to delete."""
+"""Evidence writes that an outage or a host kill split from what they record, made whole when the
+operator or the ticket sends again: an erasure whose deletion went through but whose receipt
+could not be written is receipted (once, with what the export held, never a 409 saying there is
+nothing to delete); a submission whose start was lost after its ``received`` record starts as
+first received, with one ``received`` record."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain import lifecycle
+from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.evidence import Kind
-from tests.unit.intake_fakes import T0, FakeDurableClient, MemoryEvidence, body, intake_settings
+from tests.unit.intake_fakes import (
+    T0,
+    FakeDurableClient,
+    MemoryEvidence,
+    body,
+    intake_settings,
+    valid_payload,
+)
 from tests.unit.test_lifecycle_routes import FakeStorage, _ended, _route
 
 CONTAINER = "dsr-r-1-abc"
@@ -75,3 +88,43 @@ def test_a_dsr_without_a_completed_export_still_has_nothing_to_erase(
     )
     assert answer.status_code == 409
     assert not [r for r in evidence_log.records.get("R-1", []) if r.kind is Kind.ERASED]
+
+
+# -- intake: a resend after the first submission's start was lost -------------------------------
+
+
+class _LostStart(FakeDurableClient):
+    """The task hub as a host killed (or storage stopped) after ``received`` was written: the
+    first ``start`` raises, the ones after work."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    async def start(self, name: str, instance_id: str, payload: Any) -> bool:
+        if not self.lost:
+            self.lost += 1
+            raise ConnectionError("the host went away")
+        return await super().start(name, instance_id, payload)
+
+
+def test_a_resend_after_a_lost_start_starts_as_first_received_with_one_receipt(
+    swap: Callable[..., None], evidence_log: MemoryEvidence
+):
+    from intake.service import start_or_get
+
+    swap(clock=lambda: T0)
+    client = _LostStart()
+    caller = Caller("application", "ticketing-a", frozenset({Role.SUBMIT, Role.READ}))
+    payload = valid_payload("NEW-2")
+    with intake_settings():
+        with pytest.raises(ConnectionError):
+            asyncio.run(start_or_get(client, payload, now=T0, source="http", caller=caller))
+        later = T0 + timedelta(minutes=3)
+        asyncio.run(start_or_get(client, payload, now=later, source="http", caller=caller))
+    received = [r for r in evidence_log.records["NEW-2"] if r.kind is Kind.RECEIVED]
+    # Before: a second, correcting ``received`` with the resend's time and a later deadline.
+    assert len(received) == 1, [r.data for r in received]
+    [(_, _, started)] = [s for s in client.started if s[1] == "NEW-2"]
+    assert started["receivedAt"] == T0.isoformat() == received[0].data["receivedAt"]
+    assert started["legalDeadline"] == received[0].data["deadline"]
