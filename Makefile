@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 
-.PHONY: help venv node lint fmt test test-fast demo serve bench chaos clean checkov azmodels
+.PHONY: help venv node lint fmt test test-fast demo serve bench chaos probes clean checkov azmodels
 
 help:
 	@echo "make demo   - run the whole pipeline offline (Azurite + Graph simulator + devhost)"
@@ -13,6 +13,7 @@ help:
 	@echo "make serve  - run the offline host for interactive use (see README)"
 	@echo "make bench  - benchmarks (counts and ratios)"
 	@echo "make chaos  - 200 DSRs through storage outages, host kills and Graph faults (~10 min)"
+	@echo "make probes - the third review's probes against an offline host (~3 min)"
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY) on PATH (Python 3.11)"; exit 1; }
@@ -92,6 +93,11 @@ bench: venv node
 # broken chain, unverified package or unreceipted erasure. make chaos ARGS="--dsrs 50 --seed 3"
 chaos: venv node
 	$(PYTHON) -m tests.e2e.storage_chaos $(ARGS)
+
+# The third review's probes (issue 17) against an offline host: a table per family, exit 1 if
+# any does not hold (docs/security.md). make probes ARGS="--family F-1 --family roles"
+probes: venv node
+	$(PYTHON) -m tests.e2e.review_probes $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) $(AZMODELS_VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .devhost

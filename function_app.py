@@ -6,7 +6,7 @@ import azure.functions as func
 from activities.callback_steps import bp as callback_activities
 from activities.export_steps import bp as export_activities
 from activities.package_steps import bp as package_activities
-from intake.health import bp as health_check
+from intake.health_api import bp as health_check
 from intake.http_api import bp as http_intake
 from intake.jwks import bp as receipt_keys
 from intake.lifecycle_api import bp as lifecycle_routes
@@ -14,6 +14,7 @@ from intake.package_api import bp as package_routes
 from intake.queue_intake import bp as queue_intake
 from intake.retention import bp as retention
 from intake.review_api import bp as review_routes
+from intake.tenants_api import bp as tenant_routes
 from orchestrations.deliver_notice import bp as notice_orchestration
 from orchestrations.export_personal_data import bp as export_orchestration
 from orchestrations.package_export import bp as package_orchestration
@@ -33,3 +34,4 @@ app.register_functions(retention)
 app.register_functions(receipt_keys)
 app.register_functions(package_routes)
 app.register_functions(review_routes)
+app.register_functions(tenant_routes)

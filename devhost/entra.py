@@ -18,6 +18,14 @@ new key, which the key set publishes from then on; the old key stays published f
 (``keep_previous``, the default) or is dropped at once. The app never learns it is offline: only
 its settings (:meth:`EntraTenant.app_settings`) name this authority.
 
+It also plays the customer tenants of ``TENANCY=multi`` (docs/devhost.md, "Several tenants"):
+the same key set signs for every tenant it knows (Entra's signing keys are common to all
+tenants), each tenant has its own metadata and issuer, and ``POST /{tenant}/oauth2/v2.0/token``
+takes the client credentials grant with a client assertion (:mod:`devhost.entra_federation`):
+the multi-tenant app presents the managed identity's token as its federated credential and gets
+an app-only token in a tenant only where that tenant consented (:meth:`EntraTenant.consent`,
+:meth:`EntraTenant.revoke`).
+
 The private keys are kept in a state file (owner-only), so a restarted host keeps its tenant,
 as Azure's tenant outlives a worker.
 """
@@ -41,16 +49,39 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from devhost._service import Service
 from devhost._state import read_json, write_atomically
+from devhost.entra_federation import (
+    GRAPH_PERMISSIONS,
+    FederatedCredential,
+    MultiTenantApp,
+    OAuthError,
+    TokenService,
+)
 from devhost.https_server import HttpsServer, Reply
 from devhost.tls import TlsFiles
 from dsr_export.domain.callers import CALLER_ID
 
-__all__ = ["APP_ID_URI", "CLIENT_ID", "TENANT_ID", "EntraTenant"]
+__all__ = [
+    "APP_ID_URI",
+    "CLIENT_ID",
+    "CUSTOMER_TENANTS",
+    "MULTI_TENANT_CLIENT_ID",
+    "TENANT_ID",
+    "EntraTenant",
+]
 
 TENANT_ID: Final = "00000000-0000-4000-8000-0000000000aa"
 #: The app's registration in the local tenant: its client id and Application ID URI.
 CLIENT_ID: Final = "00000000-0000-4000-8000-0000000000ab"
 APP_ID_URI: Final = "api://dsr-export-local"
+#: The customer tenants a multi-tenant deployment serves offline (docs/devhost.md): the first two
+#: consent when the stack starts, the third never does until a test says so.
+CUSTOMER_TENANTS: Final = (
+    "00000000-0000-4000-8000-0000000000c1",
+    "00000000-0000-4000-8000-0000000000c2",
+    "00000000-0000-4000-8000-0000000000c3",
+)
+#: The multi-tenant app registration (``MULTI_TENANT_CLIENT_ID``), homed in the identity's tenant.
+MULTI_TENANT_CLIENT_ID: Final = "00000000-0000-4000-8000-0000000000ac"
 V1_ISSUER_HOST: Final = "https://sts.windows.net"
 KEYS_FILE: Final = "entra-keys.json"
 _KEY_BITS: Final = 2048
@@ -107,8 +138,10 @@ class EntraTenant(Service):
         app_id_uri: str = APP_ID_URI,
         port: int = 0,
         state_file: Path | None = None,
+        other_tenants: tuple[str, ...] = CUSTOMER_TENANTS,
     ) -> None:
         self.tenant_id = tenant_id
+        self.tenants = {tenant_id, *other_tenants}
         self.client_id = client_id
         self.app_id_uri = app_id_uri
         self._tls = tls
@@ -118,6 +151,11 @@ class EntraTenant(Service):
         self._signing, self._published = self._load_keys()
         self._server: HttpsServer | None = None
         self.requests: list[str] = []
+        self.federation = TokenService(
+            known_tenant=lambda tenant: tenant in self.tenants,
+            public_key=self.public_key,
+            sign=self.sign,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -238,30 +276,79 @@ class EntraTenant(Service):
             key = key or self._signing
         return jwt.encode(dict(claims), key.private, algorithm="RS256", headers={"kid": key.kid})
 
+    # -- the multi-tenant app (TENANCY=multi) ------------------------------------------------
+
+    def issuer_of(self, tenant_id: str) -> str:
+        """A tenant's v2.0 issuer: what a managed identity's exchange token names as ``iss``."""
+        return f"{self.authority}/{tenant_id}/v2.0"
+
+    def register_multi_tenant_app(
+        self,
+        *,
+        home_tenant: str,
+        identity_object_id: str,
+        client_id: str = MULTI_TENANT_CLIENT_ID,
+    ) -> MultiTenantApp:
+        """The app registration of docs/deploy.md: multi-tenant, one federated identity
+        credential trusting the managed identity (issuer its tenant's v2.0 issuer, subject its
+        object id, audience ``api://AzureADTokenExchange``), consented in its home tenant."""
+        self.tenants.add(home_tenant)
+        app = MultiTenantApp(
+            client_id,
+            home_tenant,
+            [FederatedCredential(self.issuer_of(home_tenant), identity_object_id)],
+            {home_tenant: GRAPH_PERMISSIONS},
+        )
+        return self.federation.register(app)
+
+    def consent(
+        self,
+        tenant_id: str,
+        roles: tuple[str, ...] = GRAPH_PERMISSIONS,
+        *,
+        client_id: str = MULTI_TENANT_CLIENT_ID,
+    ) -> None:
+        """The tenant's administrator follows the consent link and grants ``roles``."""
+        self.tenants.add(tenant_id)
+        self.federation.consent(client_id, tenant_id, roles)
+
+    def revoke(self, tenant_id: str, *, client_id: str = MULTI_TENANT_CLIENT_ID) -> None:
+        """The tenant's administrator removes the app: its tokens there stop at once (new ones;
+        a token already issued lives out its hour, as in Azure)."""
+        self.federation.revoke(client_id, tenant_id)
+
     # -- protocol --------------------------------------------------------------------------
 
     def _handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply:
         path = urlsplit(target).path.rstrip("/")
         self.requests.append(path)
+        tenant, _, rest = path.lstrip("/").partition("/")
+        if method == "POST" and rest == "oauth2/v2.0/token":
+            return self._token(tenant, body)
         if method != "GET":
             return _json(405, {"error": "invalid_request"})
-        tenant = self.tenant_id
         documents = {
-            f"/{tenant}/v2.0/.well-known/openid-configuration": lambda: self._configuration("2.0"),
-            f"/{tenant}/.well-known/openid-configuration": lambda: self._configuration("1.0"),
-            f"/{tenant}/discovery/v2.0/keys": self.jwks,
-            f"/{tenant}/discovery/keys": self.jwks,
+            "v2.0/.well-known/openid-configuration": lambda: self._configuration("2.0", tenant),
+            ".well-known/openid-configuration": lambda: self._configuration("1.0", tenant),
+            "discovery/v2.0/keys": self.jwks,
+            "discovery/keys": self.jwks,
         }
-        found = documents.get(path)
-        if found is None:
+        found = documents.get(rest)
+        if found is None or tenant not in self.tenants:
             return _json(404, {"error": "invalid_tenant"})
         return _json(200, found())
 
-    def _configuration(self, version: str) -> dict[str, Any]:
-        base = f"{self.authority}/{self.tenant_id}"
+    def _token(self, tenant: str, body: bytes) -> Reply:
+        try:
+            return _json(200, self.federation.token(tenant, body))
+        except OAuthError as error:
+            return _json(error.status, error.body(tenant))
+
+    def _configuration(self, version: str, tenant: str) -> dict[str, Any]:
+        base = f"{self.authority}/{tenant}"
         v2 = version == "2.0"
         return {
-            "issuer": self.issuer_v2 if v2 else self.issuer_v1,
+            "issuer": self.issuer_of(tenant) if v2 else f"{V1_ISSUER_HOST}/{tenant}/",
             "authorization_endpoint": f"{base}/oauth2/{'v2.0/' if v2 else ''}authorize",
             "token_endpoint": f"{base}/oauth2/{'v2.0/' if v2 else ''}token",
             "jwks_uri": f"{base}/discovery/{'v2.0/' if v2 else ''}keys",

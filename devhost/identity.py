@@ -4,6 +4,12 @@ With ``IDENTITY_ENDPOINT`` and ``IDENTITY_HEADER`` pointing here, the production
 code (``ManagedIdentityCredential`` / ``DefaultAzureCredential``) runs unchanged offline. The
 tokens are JWT-shaped so that Azurite's ``--oauth basic`` (which checks ``aud``, ``iss`` and
 lifetime, not the signature) and the Graph simulator accept them.
+
+One resource is different: ``api://AzureADTokenExchange``, the token a managed identity presents
+as a federated identity credential (``TENANCY=multi``). Entra checks that one's signature, so
+once :meth:`ManagedIdentityEndpoint.federate` has named the local Entra's signer, it is an RS256
+v2.0 token from the identity's tenant (issuer ``{authority}/{tenant}/v2.0``, subject the
+identity's object id), as Azure issues it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import json
 import secrets
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -33,6 +39,7 @@ GRAPH_RESOURCE = "https://graph.microsoft.com"
 STORAGE_RESOURCE = "https://storage.azure.com"
 DEFAULT_ROLES: Mapping[str, Sequence[str]] = {GRAPH_RESOURCE: ("User.Export.All", "User.Read.All")}
 
+TOKEN_EXCHANGE_RESOURCE = "api://AzureADTokenExchange"  # noqa: S105 - an audience
 _API_VERSION = "2019-08-01"
 _PATH = "/msi/token"
 
@@ -65,6 +72,12 @@ class ManagedIdentityEndpoint(Service):
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._federation: tuple[Callable[[Mapping[str, Any]], str], str] | None = None
+
+    def federate(self, sign: Callable[[Mapping[str, Any]], str], issuer: str) -> None:
+        """Issue ``api://AzureADTokenExchange`` tokens signed by ``sign`` (the local Entra's
+        key) under ``issuer`` (the identity's tenant's v2.0 issuer), as Entra issues them."""
+        self._federation = (sign, issuer)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,6 +154,23 @@ class ManagedIdentityEndpoint(Service):
         }
 
     def _token(self, resource: str, now: datetime, expires: datetime) -> str:
+        if self._federation is not None and _normalise(resource) == TOKEN_EXCHANGE_RESOURCE:
+            sign, issuer = self._federation
+            return sign(
+                {
+                    "aud": TOKEN_EXCHANGE_RESOURCE,
+                    "iss": issuer,
+                    "sub": self.object_id,
+                    "oid": self.object_id,
+                    "azp": self.client_id,
+                    "tid": self.tenant_id,
+                    "iat": int(now.timestamp()),
+                    "nbf": int(now.timestamp()),
+                    "exp": int(expires.timestamp()),
+                    "uti": uuid.uuid4().hex,
+                    "ver": "2.0",
+                }
+            )
         claims: dict[str, Any] = {
             "aud": resource,
             "iss": f"https://sts.windows.net/{self.tenant_id}/",

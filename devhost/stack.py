@@ -45,10 +45,11 @@ from devhost._state import (
 )
 from devhost.azurite import ACCOUNT_KEY, Azurite
 from devhost.durable import DurableEngine, FastClock, RpcServer
+from devhost.entra import CUSTOMER_TENANTS, MULTI_TENANT_CLIENT_ID, EntraTenant
 from devhost.entra import KEYS_FILE as ENTRA_KEYS_FILE
-from devhost.entra import EntraTenant
 from devhost.functions_host import FunctionsHost
-from devhost.graph import GraphSimulator
+from devhost.graph import DEMO_DIRECTORY, GraphSimulator
+from devhost.graph.tenancy import customer_directory
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.keys import KEYS_FILE, KeyRing
 from devhost.keyvault import APP_ACTIONS, VAULT_HOST, KeyVaultEmulator, VaultProxy
@@ -164,6 +165,8 @@ class DevStack(Service):
             ports["entra"] = self.tenant.port
             _save_ports(state / PORTS_FILE, ports)
             env.update(self.tenant.app_settings())
+        if self.tenant is not None and self.identity is not None:
+            self._federate(env)
         if self.options.platform_auth and self.tenant is not None:
             self.platform_auth = PlatformAuth(self.tenant)
             env.update(self.platform_auth.app_settings())
@@ -234,6 +237,33 @@ class DevStack(Service):
         ports["graphSimulator"] = self.graph.port
         _save_ports(state / PORTS_FILE, ports)
         env["GRAPH_BASE_URL"] = self.graph.base_url
+
+    def _federate(self, env: MutableMapping[str, str]) -> None:
+        """The multi-tenant app of docs/deploy.md, offline (docs/devhost.md, "Several tenants").
+
+        Registered in the local Entra with one federated identity credential trusting the local
+        managed identity, whose exchange tokens the Entra's key now signs; the first two
+        customer tenants consent, the third does not. The Graph simulator serves each customer
+        tenant its own directory (the demo's UPNs, other people) and quotas. With
+        ``TENANCY=multi`` the app is pointed at it: ``MULTI_TENANT_CLIENT_ID``, and
+        ``AZURE_AUTHORITY_HOST`` (azure-identity's own setting for the login host) at the local
+        Entra. Nothing changes for a single-tenant app, which never asks the token endpoint.
+        """
+        tenant, identity = self.tenant, self.identity
+        assert tenant is not None
+        assert identity is not None
+        tenant.register_multi_tenant_app(
+            home_tenant=identity.tenant_id, identity_object_id=identity.object_id
+        )
+        identity.federate(tenant.sign, tenant.issuer_of(identity.tenant_id))
+        for customer in CUSTOMER_TENANTS[:2]:
+            tenant.consent(customer)
+        if self.graph is not None:
+            for customer in CUSTOMER_TENANTS:
+                self.graph.add_tenant(customer, customer_directory(customer, [*DEMO_DIRECTORY]))
+        if env.get("TENANCY", "").strip().lower() == "multi":
+            env.setdefault("MULTI_TENANT_CLIENT_ID", MULTI_TENANT_CLIENT_ID)
+            env.setdefault("AZURE_AUTHORITY_HOST", tenant.authority)
 
     def _start_app(
         self, state: Path, env: MutableMapping[str, str], host_json: dict[str, Any]

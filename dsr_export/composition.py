@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from dsr_export.adapters.callback_sender import CallbackSender
+    from dsr_export.adapters.credentials import TenantCredentials
     from dsr_export.adapters.durable_client import TaskHub
     from dsr_export.adapters.entra import TokenValidator
     from dsr_export.adapters.evidence_log import EvidenceLog
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.rejections import RejectionSink
     from dsr_export.adapters.storage import ExportStorage
     from dsr_export.adapters.task_hub import Page
+    from dsr_export.adapters.tenant_registry import TenantRegistry
 
 #: Reads instances, a page at a time:
 #: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
@@ -133,6 +135,7 @@ def reset() -> None:
     """Forget every built part and every setting read, so the next use reads them anew."""
     for part in _PARTS.values():
         part.forget()
+    _tenant_export_storage.cache_clear()
     settings.clear_cache()
 
 
@@ -140,6 +143,29 @@ def _credential() -> TokenCredential:
     from dsr_export.adapters.credentials import app_identity
 
     return app_identity()
+
+
+def _tenant_credentials() -> TenantCredentials:
+    from dsr_export.adapters.credentials import TenantCredentials
+
+    return TenantCredentials(settings.tenancy_settings(), credential())
+
+
+def _tenant_registry() -> TenantRegistry:
+    from azure.storage.blob import BlobServiceClient
+
+    from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
+    from dsr_export.adapters.failures import logged_retry
+    from dsr_export.adapters.tenant_registry import ChangeLog, TenantRegistry
+
+    endpoint = settings.lifecycle_settings().evidence_blob_endpoint
+    service = (
+        export_storage().service
+        if endpoint is None
+        else BlobServiceClient(endpoint, credential(), retry_policy=logged_retry("evidence"))
+    )
+    changes = ChangeLog(service.get_container_client(EVIDENCE_CONTAINER))
+    return TenantRegistry.in_host_storage(changes)
 
 
 def _graph() -> GraphClient:
@@ -152,6 +178,24 @@ def _export_storage() -> ExportStorage:
     from dsr_export.adapters.storage import ExportStorage
 
     return ExportStorage(settings.export_storage_settings(), credential())
+
+
+def export_storage_for(account: str | None) -> ExportStorage:
+    """A tenant's export account (``exportsAccount`` in the tenant registry: an account of its
+    own, for data residency), reached with the app's identity; the shared one for None."""
+    if account is None or account == settings.export_storage_settings().blob_endpoint:
+        return export_storage()
+    return _tenant_export_storage(account)
+
+
+@functools.cache
+def _tenant_export_storage(account: str) -> ExportStorage:
+    import dataclasses
+
+    from dsr_export.adapters.storage import ExportStorage
+
+    chosen = dataclasses.replace(settings.export_storage_settings(), blob_endpoint=account)
+    return ExportStorage(chosen, credential())
 
 
 def _callback_sender() -> CallbackSender:
@@ -231,6 +275,18 @@ credential: Final = Part(
     "credential",
     _credential,
     "The app's identity: tokens for Graph and, in user-delegation mode, for storage.",
+)
+tenant_credentials: Final = Part(
+    "tenant_credentials",
+    _tenant_credentials,
+    "Graph credentials per tenant: the managed identity (TENANCY=single), or the multi-tenant "
+    "app signing in with the identity's token as its federated credential (multi); one per "
+    "tenant, cached.",
+)
+tenant_registry: Final = Part(
+    "tenant_registry",
+    _tenant_registry,
+    "The registered tenants (host storage, ``dsr-tenants``) and their change log (evidence).",
 )
 graph: Final = Part(
     "graph",

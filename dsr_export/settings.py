@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -63,6 +64,8 @@ SETTINGS: Final[dict[str, str]] = {
     "PACKAGE_REVIEW": "off, or required: a package is reviewed and approved before it is delivered",
     "ORGANISATION_PROFILE": "the organisation's profile for the package (JSON, or a file's path)",
     "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
+    "TENANCY": "single (default: the managed identity's own tenant) or multi (a registry)",
+    "MULTI_TENANT_CLIENT_ID": "client id of the multi-tenant app trusting the identity (multi)",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -140,12 +143,20 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
 
 
 def _https_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    """An https:// URL that every parser reads alike. ``urlsplit`` here and urllib3 in the
+    sender disagree on backslashes, userinfo and stray whitespace (the review's
+    ``https://graph.microsoft.com@evil.example`` started a host whose every Graph call was
+    then refused as foreign): such a setting stops the start, naming itself."""
     value = _get(env, name, default).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme != "https":
         raise SettingsError(name, f"must be an https:// URL, got {value!r}")
     if not parts.hostname:
         raise SettingsError(name, f"must be an absolute URL, got {value!r}")
+    if "\\" in value or "@" in parts.netloc:
+        raise SettingsError(name, "must not carry a backslash or credentials")
+    if any(char.isspace() or unicodedata.category(char)[0] in "CZ" for char in value):
+        raise SettingsError(name, "must not contain control, format or whitespace characters")
     return value
 
 
@@ -511,6 +522,54 @@ class ReceiptSettings:
         )
 
 
+class Tenancy(enum.StrEnum):
+    """How many Entra tenants one deployment serves (docs/deploy.md, "Many tenants")."""
+
+    SINGLE = "single"
+    MULTI = "multi"
+
+
+@dataclass(frozen=True)
+class TenancySettings:
+    """``single``: the managed identity calls Graph in its own tenant, as it always has.
+    ``multi``: Graph tokens for each registered tenant come from the multi-tenant app
+    registration ``MULTI_TENANT_CLIENT_ID``, which trusts the managed identity as a federated
+    identity credential: no secret anywhere (``dsr_export.adapters.credentials``)."""
+
+    mode: Tenancy = Tenancy.SINGLE
+    client_id: str | None = None
+
+    @property
+    def multi(self) -> bool:
+        return self.mode is Tenancy.MULTI
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TenancySettings:
+        raw = _get(env, "TENANCY", Tenancy.SINGLE.value).lower()
+        try:
+            mode = Tenancy(raw)
+        except ValueError:
+            raise SettingsError("TENANCY", "must be single or multi") from None
+        client_id = _get(env, "MULTI_TENANT_CLIENT_ID", "").lower() or None
+        if client_id is not None and not _GUID.fullmatch(client_id):
+            raise SettingsError(
+                "MULTI_TENANT_CLIENT_ID", "must be the multi-tenant app's client id (a GUID)"
+            )
+        if mode is Tenancy.MULTI and client_id is None:
+            raise SettingsError(
+                "MULTI_TENANT_CLIENT_ID",
+                "is required with TENANCY=multi: the client id of the multi-tenant app "
+                "registration whose federated credential trusts the managed identity",
+            )
+        return cls(mode=mode, client_id=client_id)
+
+
+@functools.cache
+def tenancy_settings() -> TenancySettings:
+    """The process-wide tenancy settings, read on first use."""
+    return TenancySettings.from_env()
+
+
 @functools.cache
 def receipt_settings() -> ReceiptSettings:
     """The process-wide receipt-signing settings, read on first use."""
@@ -629,6 +688,7 @@ def deadline_settings() -> DeadlineSettings:
 def clear_cache() -> None:
     """Forget every setting read, so the next use reads the environment again (tests)."""
     for reader in (
+        tenancy_settings,
         receipt_settings,
         auth_settings,
         lifecycle_settings,

@@ -352,6 +352,38 @@ class ApiClient:
         return self._call("DELETE", path, json_body={"reason": reason}).body
 
     # -- the wire ---------------------------------------------------------------------------
+    # -- the tenant registry (DSR.Admin) ----------------------------------------------------
+    def tenants(self) -> dict[str, Any]:
+        """``GET /api/tenants``: ``{"tenants": [...], "count": N}``."""
+        return self._call("GET", "/tenants").body
+
+    def add_tenant(self, tenant: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /api/tenants``: 201 and the tenant as registered."""
+        return self._call("POST", "/tenants", json_body=dict(tenant), expect=(201,)).body
+
+    def update_tenant(
+        self, tenant_id: str, patch: Mapping[str, Any], *, if_match: str | None = None
+    ) -> dict[str, Any]:
+        """``PATCH /api/tenants/{id}``: a JSON merge patch; ``if_match``: only that version."""
+        headers = {"if-match": if_match} if if_match else None
+        return self._call(
+            "PATCH", self._tenant(tenant_id), json_body=dict(patch), extra_headers=headers
+        ).body
+
+    def consent_link(self, tenant_id: str, redirect_uri: str | None = None) -> dict[str, Any]:
+        """``GET /api/tenants/{id}/consent-link``: the admin-consent URL for that tenant."""
+        params = {"redirectUri": redirect_uri} if redirect_uri else None
+        return self._call("GET", self._tenant(tenant_id, "consent-link"), params=params).body
+
+    def health(self, *, deep: bool = True) -> Answer:
+        """``GET /api/health``: 200 ready, or 503 with each fault (both answered, not raised)."""
+        params = {"deep": "true"} if deep else None
+        return self._call("GET", "/health", params=params, expect=(200, 503))
+
+    def _tenant(self, tenant_id: str, action: str | None = None) -> str:
+        path = "/tenants/" + quote(tenant_id.strip(), safe="")
+        return f"{path}/{action}" if action else path
+
     def _dsr(self, request_id: str, action: str | None = None) -> str:
         path = "/exports/" + quote(request_id.strip(), safe="")
         return f"{path}/{action}" if action else path
@@ -374,6 +406,7 @@ class ApiClient:
         json_body: dict[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         expect: tuple[int, ...] = (200, 202),
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Answer:
         try:
             response = self._session.request(
@@ -381,7 +414,7 @@ class ApiClient:
                 f"{self.base_url}/api{path}",
                 json=json_body,
                 params=dict(params or {}),
-                headers=self.headers(),
+                headers={**self.headers(), **(extra_headers or {})},
                 timeout=self._timeout,
                 verify=self._verify,
                 allow_redirects=False,  # the key and the token go nowhere --url does not name

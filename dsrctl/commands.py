@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from dsr_export.domain.status import Phase
-from dsrctl import __version__, csv_import, download, evidence, output, verify, watch
+from dsrctl import __version__, csv_import, download, evidence_check, output, verify, watch
 from dsrctl.client import ApiClient, ApiError, CredentialError, NetworkError, TokenSource
 from dsrctl.output import is_interactive
 
@@ -715,7 +715,7 @@ def _download_with_display(
     "--out",
     "out_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Save the evidence document (JSON) here, e.g. for python -m dsr_export.evidence.",
+    help="Save the evidence document (JSON) here, e.g. for python -m dsr_export.evidence_cli.",
 )
 @click.option("--head", help="The hash the log must end at (kept from an earlier check).")
 @_json_option
@@ -732,11 +732,11 @@ def evidence_(
     document = settings.client().evidence(request_id)
     if out_file is not None:
         out_file.write_text(output.json_text(document) + "\n")
-    result = evidence.check(document, request_id, head=head)
+    result = evidence_check.check(document, request_id, head=head)
     if out.json_mode:
         out.json(document)
         return output.EXIT_OK if result.ok else output.EXIT_FAILED
-    out.table(["SEQ", "AT", "KIND", "DATA"], evidence.rows(document))
+    out.table(["SEQ", "AT", "KIND", "DATA"], evidence_check.rows(document))
     for text in result.lines():
         out.line(text)
     if out_file is not None:
@@ -802,3 +802,10 @@ def main() -> None:
     # configured; what matters is printed by the commands themselves, one line per failure.
     logging.getLogger("azure").setLevel(logging.ERROR)
     cli(prog_name="dsrctl")
+
+
+# The tenant registry's commands live in their own module, which registers them on ``cli``
+# (imported last: it builds on the group and helpers above).
+from dsrctl.tenants import tenants as _tenants  # noqa: E402
+
+cli.add_command(_tenants)

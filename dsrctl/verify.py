@@ -39,7 +39,7 @@ class VerifyFailed(Exception):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class VerifiedPackage:
     """The check's result and where the keys came from."""
 
     package: Path
@@ -80,7 +80,7 @@ class Outcome:
 
 def verify(
     package: Path, *, jwks: str | None, service_url: str | None, verify_tls: bool | str = True
-) -> Outcome:
+) -> VerifiedPackage:
     """Check ``package`` (and its sibling parts, if the manifest names any)."""
     source, keys = load_jwks(jwks, service_url=service_url, verify_tls=verify_tls)
     with contextlib.ExitStack() as stack:
@@ -90,7 +90,7 @@ def verify(
             if sibling.is_file() and name not in parts:
                 parts[name] = _open(stack, sibling)
         check = receipt.verify_package(parts, keys, first=package.name)
-    return Outcome(package, source, check)
+    return VerifiedPackage(package, source, check)
 
 
 def load_jwks(

@@ -169,7 +169,7 @@ class LiveView:
 
 
 @dataclass
-class Outcome:
+class WatchResult:
     """The watch's end: every DSR as last seen, and whether the wait ran out first."""
 
     tracked: list[Tracked] = field(default_factory=list)
@@ -202,11 +202,11 @@ def watch(
     timeout: float | None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
-) -> Outcome:
+) -> WatchResult:
     """Poll every DSR of ``ids`` each ``interval`` seconds until all are terminal, or
     ``timeout`` seconds passed (None: no limit). Raises :class:`ApiError` for a refusal that
     polling again cannot mend (401, 403, 400)."""
-    outcome = Outcome([Tracked(request_id) for request_id in dict.fromkeys(ids)])
+    outcome = WatchResult([Tracked(request_id) for request_id in dict.fromkeys(ids)])
     deadline = None if timeout is None else clock() + timeout
     try:
         while True:

@@ -98,6 +98,13 @@ param packagePartMaxBytes int = 4294967296
 @allowed(['off', 'required'])
 param packageReview string = 'off'
 
+@description('single: the managed identity calls Graph in its own tenant. multi: the app serves the tenants of its registry through the multi-tenant app registration multiTenantClientId, which trusts the managed identity as a federated identity credential (docs/deploy.md, "Many tenants").')
+@allowed(['single', 'multi'])
+param tenancy string = 'single'
+
+@description('Client id of the multi-tenant app registration (tenancy=multi); empty with single.')
+param multiTenantClientId string = ''
+
 @description('The organisation\'s profile for the subject\'s package (JSON; docs/organisation.sample.json). Empty: packaging is refused, naming this setting.')
 param organisationProfile string = ''
 
@@ -457,6 +464,8 @@ module functionApp 'modules/function-app.bicep' = {
     packageLanguage: packageLanguage
     packagePartMaxBytes: packagePartMaxBytes
     packageReview: packageReview
+    tenancy: tenancy
+    multiTenantClientId: multiTenantClientId
     organisationProfile: organisationProfile
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri

@@ -26,12 +26,11 @@ from dsr_export.domain.evidence import EvidenceRecord, Kind
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import FieldError
-from dsr_export.domain.status import TERMINAL_PHASES, Phase
+from dsr_export.domain.status import TERMINAL_PHASES, Phase, StatusDocument
 from dsr_export.domain.steps import EXTEND_EVENT, ORCHESTRATOR
 from dsr_export.settings import export_policy, lifecycle_settings
-from intake import lifecycle as life
-from intake import package_api
-from intake.service import document, find, find_dsr, is_live, stored_job
+from intake import lifecycle_actions, package_api
+from intake.service import document, evidence_records, find, find_dsr, is_live, stored_job
 from intake.verdicts import Done, Problem, Refused
 
 #: Phases a failed DSR may be retried from.
@@ -47,17 +46,17 @@ class Found:
 
     request_id: str
     status: df.DurableOrchestrationStatus | None
-    doc: dict[str, Any]
+    doc: StatusDocument
     _records: list[EvidenceRecord] | None = None
 
     def records(self) -> list[EvidenceRecord]:
         if self._records is None:
-            self._records = life.records(self.request_id)
+            self._records = evidence_records(self.request_id)
         return self._records
 
     @property
     def phase(self) -> str:
-        return str(self.doc["phase"])
+        return self.doc.phase
 
     @property
     def instance(self) -> df.DurableOrchestrationStatus:
@@ -73,14 +72,13 @@ async def found(hub: TaskHub, request_id: str, *, allow_purged: bool = False) ->
     status = await find_dsr(hub, request_id, show_input=True)
     if status is not None:
         return Found(request_id, status, document(status, composition.now(), stored_job(status)))
-    dsr = Found(request_id, None, {})
-    purged = lifecycle.purged_status(dsr.records()) if dsr.records() else None
+    records = evidence_records(request_id)
+    purged = lifecycle.purged_status(records) if records else None
     if purged is None:
         raise Refused.unknown(request_id)
     if not allow_purged:
         raise Refused.conflict("the DSR's history was purged; only its evidence remains")
-    dsr.doc = purged
-    return dsr
+    return Found(request_id, None, purged, records)
 
 
 # -- deliver ------------------------------------------------------------------------------------
@@ -96,7 +94,7 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
     packaged = await package_api.deliver_package(hub, dsr.instance, dsr.records(), caller)
     if packaged is not None:
         return packaged
-    container = dsr.doc.get("container")
+    container = dsr.doc.container
     storage = composition.export_storage()
     if not isinstance(container, str) or not storage.has_data(container):
         raise Refused.conflict("the exported data no longer exists")
@@ -114,8 +112,12 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
         caller_id=caller.id,
         expires_at=expires.isoformat(),
     )
-    await life.notify(
-        hub, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires.isoformat()}
+    await lifecycle_actions.notify(
+        hub,
+        lifecycle_actions.job_of(status),
+        events.DELIVERED,
+        now,
+        {"expiresAt": expires.isoformat()},
     )
     body = {
         "requestId": status.instance_id,
@@ -143,7 +145,7 @@ def _delivered_yet(dsr: Found) -> None:
 def _record_delivery(
     dsr: Found, container: str, expires: str, caller: Caller, now: datetime
 ) -> None:
-    manifest = dsr.doc.get("manifest") if isinstance(dsr.doc.get("manifest"), dict) else {}
+    manifest = dsr.doc.manifest if isinstance(dsr.doc.manifest, dict) else {}
     delivered = sum(1 for r in dsr.records() if r.kind is Kind.EXPORT_DELIVERED)
     record = entries.ExportDelivered(
         event_id=f"delivered-{delivered + 1}-{expires}",
@@ -169,7 +171,7 @@ async def extend(hub: TaskHub, caller: Caller, request_id: str, ask: ExtensionAs
     if dsr.phase in ENDED or dsr.phase == Phase.FINALIZING.value or not is_live(status):
         hint = " (retry it first)" if dsr.phase in RETRYABLE else ""
         raise Refused.conflict(f"the DSR is {dsr.phase}: only a running DSR is extended{hint}")
-    job = life.job_of(status)
+    job = lifecycle_actions.job_of(status)
     if job is None:
         raise Refused.conflict("the DSR's state cannot be read")
     now = composition.now()
@@ -250,14 +252,14 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     status = dsr.instance
     location = f"/api/exports/{status.instance_id}"
     if dsr.phase not in RETRYABLE or is_live(status):
-        if is_live(status) and int(dsr.doc.get("attempt") or 1) > 1:
+        if is_live(status) and int(dsr.doc.attempt or 1) > 1:
             # Already retried (this call, sent twice): the attempt under way is the answer.
-            return Done(dsr.doc, 202, location=location)
+            return Done(dsr.doc.to_wire(), 202, location=location)
         raise Refused.conflict(f"the DSR is {dsr.phase}: only a failed or timed-out DSR is retried")
-    job = life.job_of(status)
+    job = lifecycle_actions.job_of(status)
     if job is None:
         raise Refused.conflict("the DSR's state cannot be read")
-    ended = life.output_of(status)
+    ended = lifecycle_actions.output_of(status)
     attempt = job.next_attempt(ended).replace(policy=export_policy())
     now = composition.now()
     previous_code = _record_retry(dsr, attempt.attempt, ended, why, caller, now)
@@ -274,9 +276,8 @@ async def retry(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     started = await find(hub, status.instance_id, show_input=True)
     if started is None:  # gone between two calls: transient
         raise RuntimeError(f"instance {status.instance_id} vanished after a retry")
-    answer = document(started, now, attempt)
-    answer.update({k: v for k, v in attempt.legal_body().items() if k not in answer})
-    return Done(answer, 202, location=location)
+    answer = document(started, now, legal=attempt.legal_record())
+    return Done(answer.to_wire(), 202, location=location)
 
 
 def _record_retry(
@@ -291,7 +292,7 @@ def _record_retry(
         previous_phase=dsr.phase,
         previous_error_code=previous_code,
         container=ended.get("container"),
-        reason_sha256=life.reason_sha256(why),
+        reason_sha256=lifecycle_actions.reason_sha256(why),
         actor_kind=caller.kind,
         actor_id=caller.id,
     )
@@ -308,11 +309,13 @@ async def erase(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     status = dsr.status
     if dsr.phase not in ENDED or (status is not None and is_live(status)):
         raise Refused.conflict(f"the DSR is {dsr.phase}: cancel it first, or wait until it ends")
-    request_id = str(dsr.doc["requestId"])
+    request_id = dsr.doc.request_id
     now = composition.now()
-    done = life.delete_data(request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why)
+    done = lifecycle_actions.delete_data(
+        request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why
+    )
     if done is None:  # an earlier erasure may have deleted it and lost its receipt
-        done = life.unreceipted_deletion(
+        done = lifecycle_actions.unreceipted_deletion(
             request_id, dsr.records(), now=now, actor=caller, reason=why
         )
     if done is None:
@@ -332,9 +335,9 @@ async def erase(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
         caller_id=caller.id,
     )
     if status is not None:
-        await life.notify(
+        await lifecycle_actions.notify(
             hub,
-            life.job_of(status),
+            lifecycle_actions.job_of(status),
             events.ERASED,
             now,
             {"receiptId": receipt["receiptId"], "deletedAt": receipt["deletedAt"]},

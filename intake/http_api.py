@@ -72,7 +72,7 @@ async def list_dsrs(req: func.HttpRequest, client: df.DurableOrchestrationClient
         raise Refused.invalid(exc, "one or more parameters are invalid", "Invalid query") from None
     rows, more = await listing.page(composition.task_hub(client), query, composition.now())
     token = _token(rows[-1][0]) if more else None
-    return Done({"items": [doc for _, doc in rows], "continuationToken": token})
+    return Done({"items": [doc.to_wire() for _, doc in rows], "continuationToken": token})
 
 
 @bp.route(route="exports/{requestId}", methods=["GET"])

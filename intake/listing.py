@@ -19,12 +19,12 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import azure.durable_functions as df
 
 from dsr_export.adapters.durable_client import TaskHub
-from dsr_export.domain.status import TERMINAL_PHASES, Phase
+from dsr_export.domain.status import TERMINAL_PHASES, Phase, StatusDocument
 from dsr_export.domain.steps import ORCHESTRATOR
 from intake.service import LIVE_STATES, document
 
@@ -39,7 +39,7 @@ LIST_WINDOW: Final = timedelta(days=400)
 MAX_ROUNDS: Final = 64
 
 Key = tuple[str, str]
-Row = tuple[Key, dict[str, Any]]
+Row = tuple[Key, StatusDocument]
 
 
 @dataclass
@@ -66,7 +66,7 @@ async def oldest(
     runtime_status: Iterable[str],
     after: Key | None,
     wanted: int,
-    accept: Callable[[df.DurableOrchestrationStatus], dict[str, Any] | None],
+    accept: Callable[[df.DurableOrchestrationStatus], StatusDocument | None],
 ) -> ListRead:
     """The ``wanted`` oldest rows after ``after`` in the window, each the document ``accept``
     makes of an instance it takes (None: not a row of this list)."""
@@ -97,7 +97,7 @@ class _Scan:
     statuses: list[str]
     after: Key | None
     wanted: int
-    accept: Callable[[df.DurableOrchestrationStatus], dict[str, Any] | None]
+    accept: Callable[[df.DurableOrchestrationStatus], StatusDocument | None]
     read: ListRead
 
     async def window(
@@ -159,13 +159,13 @@ async def page(hub: TaskHub, query: ListQuery, now: datetime) -> tuple[list[Row]
     a next page exists. Paging is keyset (``after``), so pages stay stable while new DSRs
     arrive (they sort after it)."""
 
-    def accept(status: df.DurableOrchestrationStatus) -> dict[str, Any] | None:
+    def accept(status: df.DurableOrchestrationStatus) -> StatusDocument | None:
         if status.name != ORCHESTRATOR or not status.runtime_status:
             return None  # a notice orchestration, or a row the extension could not read
         doc = document(status, now)
-        if query.phase is not None and doc["phase"] != query.phase:
+        if query.phase is not None and doc.phase != query.phase:
             return None
-        if query.overdue is not None and doc["overdue"] is not query.overdue:
+        if query.overdue is not None and doc.overdue is not query.overdue:
             return None
         return doc
 

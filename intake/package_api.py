@@ -12,7 +12,6 @@ The build runs in its own orchestration (``package_export``), since an export ma
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,11 +32,18 @@ from dsr_export.domain.package_manifest import (
     package_instance_id,
 )
 from dsr_export.domain.request import FieldError
-from dsr_export.domain.status import Phase
+from dsr_export.domain.status import Phase, StatusDocument
 from dsr_export.domain.steps import BuildPackage
 from dsr_export.settings import SettingsError, lifecycle_settings, package_settings
-from intake import lifecycle as life
-from intake.service import document, find, find_dsr, stored_job
+from intake import lifecycle_actions
+from intake.service import (
+    document,
+    evidence_records,
+    find,
+    find_dsr,
+    package_review_required,
+    stored_job,
+)
 from intake.verdicts import (
     Done,
     Problem,
@@ -79,9 +85,9 @@ async def _packageable(hub: TaskHub, request_id: str) -> Packageable:
         raise Refused.unknown(request_id)
     job = stored_job(status)
     doc = document(status, composition.now(), job)
-    if doc["phase"] != Phase.COMPLETED.value:
-        raise Refused.conflict(f"the DSR is {doc['phase']}: only a completed DSR is packaged")
-    deleted = lifecycle.last_deletion(life.records(status.instance_id))
+    if doc.phase != Phase.COMPLETED.value:
+        raise Refused.conflict(f"the DSR is {doc.phase}: only a completed DSR is packaged")
+    deleted = lifecycle.last_deletion(evidence_records(status.instance_id))
     if deleted is not None:
         raise Refused.conflict(
             f"the DSR's data was erased ({lifecycle.receipt(deleted)['reason']}, receipt "
@@ -91,7 +97,7 @@ async def _packageable(hub: TaskHub, request_id: str) -> Packageable:
 
 
 #: A packageable DSR: its instance id, status document and the language it was asked in.
-Packageable = tuple[str, dict[str, Any], str | None]
+Packageable = tuple[str, StatusDocument, str | None]
 
 
 async def package(
@@ -111,7 +117,7 @@ async def package(
         return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
     ended = instance is not None and instance.runtime_status is not None
     if instance is not None and ended:
-        under_way = _earlier_build(instance, request_id, doc.get("container"), build=build)
+        under_way = _earlier_build(instance, request_id, doc.container, build=build)
         if under_way is not None:
             return under_way
     if not build:
@@ -123,12 +129,12 @@ async def package(
         await hub.purge(package_instance_id(request_id))
     ask = BuildPackage(
         request_id=request_id,
-        container=str(doc.get("container") or ""),
+        container=doc.container or "",
         language=language or asked_in or chosen.language,
-        completed_at=doc.get("completedAt"),
-        received_at=doc.get("receivedAt"),
-        deadline=doc.get("deadline"),
-        regulation=_regulation(doc.get("regulation")),
+        completed_at=doc.completed_at,
+        received_at=doc.received_at,
+        deadline=doc.deadline,
+        regulation=_regulation(doc.regulation),
     )
     return await _start(hub, ask, caller)
 
@@ -172,7 +178,7 @@ def _earlier_build(
 
 def _refusal(instance: df.DurableOrchestrationStatus, container: object) -> str | None:
     """Why the last build of this DSR's current container ended without a package, if it did."""
-    output = life.output_of(instance)
+    output = lifecycle_actions.output_of(instance)
     error = output.get("error") if isinstance(output.get("error"), dict) else None
     if instance.runtime_status is not None and instance.runtime_status.name != "Completed":
         return "the last build of the package failed; ask again to rebuild it"
@@ -240,7 +246,9 @@ async def deliver_package(
         caller_kind=caller.kind,
         caller_id=caller.id,
     )
-    await life.notify(hub, life.job_of(status), events.DELIVERED, now, {"expiresAt": expires})
+    await lifecycle_actions.notify(
+        hub, lifecycle_actions.job_of(status), events.DELIVERED, now, {"expiresAt": expires}
+    )
     body: dict[str, Any] = {
         "requestId": request_id,
         "expiresAt": expires,
@@ -306,7 +314,7 @@ def _releasable(request_id: str) -> PackageResult | None:
         chosen = package_settings()
         found = composition.package_builder().find(request_id)
     except SettingsError:
-        if chosen_review_off():
+        if not package_review_required():
             return None  # no packaging configured: the container link, as before
         raise  # a 503 naming the setting (intake.verdicts.answers)
     if chosen.review_required:
@@ -314,12 +322,6 @@ def _releasable(request_id: str) -> PackageResult | None:
         if refused is not None:
             raise Refused.conflict(refused)
     return found
-
-
-def chosen_review_off() -> bool:
-    """Whether review is off, reading only ``PACKAGE_REVIEW`` (the profile may be the setting
-    that failed)."""
-    return os.environ.get("PACKAGE_REVIEW", "off").strip().lower() != "required"
 
 
 def _unreleased(request_id: str, found: PackageResult | None) -> str | None:

@@ -39,7 +39,8 @@ from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import TERMINAL_PHASES
 from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, ORCHESTRATOR
 from dsr_export.settings import LifecycleSettings, lifecycle_settings
-from intake import lifecycle as life
+from intake import lifecycle_actions
+from intake.service import evidence_records
 
 bp = df.Blueprint()
 
@@ -82,7 +83,7 @@ async def sweep(hub: TaskHub, now: datetime) -> RunCounts:
     history_age = timedelta(days=settings.history_retention_days)
     counts = RunCounts()
     async for status in _ended_instances(hub, now, export_age):
-        ended = lifecycle.ended_at(life.output_of(status), status.last_updated_time)
+        ended = lifecycle.ended_at(lifecycle_actions.output_of(status), status.last_updated_time)
         if ended is None or now - ended < export_age:
             continue
         try:
@@ -96,7 +97,7 @@ async def sweep(hub: TaskHub, now: datetime) -> RunCounts:
             if _delete(status.instance_id, now, ended, settings.export_retention_days):
                 counts.deleted += 1
             if now - ended >= history_age:
-                output = life.output_of(status)
+                output = lifecycle_actions.output_of(status)
                 purged = await _purge(hub, status.instance_id, now, ended, settings, output)
                 counts.purged += purged is True
                 counts.skipped += purged is False
@@ -159,11 +160,11 @@ async def _ended_instances(
 
 
 def _delete(request_id: str, now: datetime, ended: datetime, days: int) -> bool:
-    done = life.delete_data(
+    done = lifecycle_actions.delete_data(
         request_id,
         now=now,
         kind=Kind.RETENTION_DELETED,
-        actor=life.RETENTION_ACTOR,
+        actor=lifecycle_actions.RETENTION_ACTOR,
         retention_days=days,
         ended_at=ended.isoformat(),
     )
@@ -200,7 +201,7 @@ async def _purge(
     for the DSR) and the next run purges it, its record already written; the other order could
     leave a purged DSR whose evidence does not say so, and so no status at all.
     """
-    complete = lifecycle.evidence_complete(life.records(request_id))
+    complete = lifecycle.evidence_complete(evidence_records(request_id))
     phase = output.get("phase")
     if not complete and phase not in ENDED_PHASES:
         log_event("retention_failed", request_id=request_id, reason="EvidenceIncomplete")
@@ -235,7 +236,7 @@ def _record_purge(
         ended_phase=None if complete else output.get("phase"),
         ended_at=None if complete else ended.isoformat(),
         error_code=None if complete else (error or {}).get("code"),
-        actor_kind=life.RETENTION_ACTOR.kind,
-        actor_id=life.RETENTION_ACTOR.id,
+        actor_kind=lifecycle_actions.RETENTION_ACTOR.kind,
+        actor_id=lifecycle_actions.RETENTION_ACTOR.id,
     )
     composition.evidence_log().write(request_id, purged, now)

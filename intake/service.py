@@ -12,9 +12,10 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 import azure.durable_functions as df
 
@@ -45,7 +46,13 @@ from dsr_export.domain.request import (
     InvalidRequest,
     canonical_request_id,
 )
-from dsr_export.domain.status import TERMINAL_PHASES, Phase, status_document
+from dsr_export.domain.status import (
+    TERMINAL_PHASES,
+    Phase,
+    RecordedStatus,
+    StatusDocument,
+    status_document,
+)
 from dsr_export.domain.steps import CANCEL_EVENT, ORCHESTRATOR
 from dsr_export.settings import (
     SettingsError,
@@ -72,12 +79,12 @@ class Admission(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SubmissionOutcome:
     """The answer to one submission; ``document`` is the DSR's status when there is a DSR."""
 
     verdict: Admission
     request_id: str | None = None
-    document: dict[str, Any] | None = None
+    document: StatusDocument | None = None
     errors: list[FieldError] = field(default_factory=list)
     detail: str = ""
 
@@ -89,7 +96,7 @@ async def start_or_get(
     now: datetime,
     source: str,
     caller: Caller,
-) -> Outcome:
+) -> SubmissionOutcome:
     """Validate ``payload`` and start its export, or answer with the one already under way.
 
     ``caller`` (authenticated by the intake) is recorded as the DSR's submitter; the body's
@@ -98,11 +105,11 @@ async def start_or_get(
     try:
         request = _parse(payload, now)
     except InvalidRequest as exc:
-        return Outcome(
+        return SubmissionOutcome(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
     existing = await _existing_or_started(hub, request, now, source, caller)
-    if isinstance(existing, Outcome):
+    if isinstance(existing, SubmissionOutcome):
         return existing
     return _duplicate(existing, request, caller, source, now)
 
@@ -125,13 +132,13 @@ def _parse(payload: object, now: datetime) -> ExportRequest:
 
 async def _existing_or_started(
     hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
-) -> df.DurableOrchestrationStatus | Outcome:
+) -> df.DurableOrchestrationStatus | SubmissionOutcome:
     """The DSR already under way under the request's id, or the outcome of starting it."""
     given = request.given_id or request.request_id
     existing = await find_dsr(hub, given, show_input=True)
     if existing is not None:
         return existing
-    earlier = lifecycle.earlier_dsr(_evidence(request.request_id))
+    earlier = lifecycle.earlier_dsr(evidence_records(request.request_id))
     if earlier is None:
         return await _start(hub, request, now, source, caller)
     # A concurrent duplicate may have started the DSR (and it written evidence) since the
@@ -141,7 +148,7 @@ async def _existing_or_started(
         return existing
     # The task hub forgot the DSR (purged); its evidence did not. A second DSR under the id
     # would export into the same container and collide with every record.
-    return Outcome(
+    return SubmissionOutcome(
         Admission.CONFLICT,
         request.request_id,
         errors=[FieldError("/requestId", "already used for an earlier DSR")],
@@ -151,13 +158,15 @@ async def _existing_or_started(
 
 async def _start(
     hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
-) -> df.DurableOrchestrationStatus | Outcome:
+) -> df.DurableOrchestrationStatus | SubmissionOutcome:
     """Start the DSR; the one a concurrent duplicate started when it won the race."""
     try:
         job = _job(request, now, caller)
     except OverflowError:  # a deadline beyond the calendar: no real request gets here
         error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
-        return Outcome(Admission.INVALID, errors=[error], detail="receivedAt is out of range")
+        return SubmissionOutcome(
+            Admission.INVALID, errors=[error], detail="receivedAt is out of range"
+        )
     # The evidence opens before the DSR starts: a DSR never runs without its first record
     # (a retried delivery finds the record written and appends nothing).
     received = _record_received(job, request, caller, source, now)
@@ -184,9 +193,9 @@ async def _start(
         warning_at=job.warning_at,
     )
     doc = status_document(
-        request.request_id, "Pending", None, None, now, now, now=now, legal=_legal(job)
+        request.request_id, "Pending", None, None, now, now, now=now, legal=job.deadline_record()
     )
-    return Outcome(Admission.STARTED, request.request_id, doc)
+    return SubmissionOutcome(Admission.STARTED, request.request_id, doc)
 
 
 def _duplicate(
@@ -195,7 +204,7 @@ def _duplicate(
     caller: Caller,
     source: str,
     now: datetime,
-) -> Outcome:
+) -> SubmissionOutcome:
     """The answer to a request whose id names a DSR already accepted."""
     stored = stored_job(existing)
     if not _may_know_subject(caller, stored):
@@ -221,7 +230,7 @@ def _duplicate(
         )
     differing = _differences(stored, request)
     if differing:
-        return Outcome(
+        return SubmissionOutcome(
             Admission.CONFLICT,
             existing.instance_id,
             errors=[
@@ -231,11 +240,13 @@ def _duplicate(
             detail="this requestId names a DSR accepted with other values",
         )
     log_event("dsr_duplicate", request_id=existing.instance_id, source=source)
-    return Outcome(Admission.EXISTING, existing.instance_id, document(existing, now, stored))
+    return SubmissionOutcome(
+        Admission.EXISTING, existing.instance_id, document(existing, now, stored)
+    )
 
 
-def _in_use(request_id: str, error: str, detail: str) -> Outcome:
-    return Outcome(
+def _in_use(request_id: str, error: str, detail: str) -> SubmissionOutcome:
+    return SubmissionOutcome(
         Admission.CONFLICT,
         request_id,
         errors=[FieldError("/requestId", error)],
@@ -243,10 +254,10 @@ def _in_use(request_id: str, error: str, detail: str) -> Outcome:
     )
 
 
-def _evidence(request_id: str) -> list[EvidenceRecord]:
-    """The request id's evidence records that parse (a broken one is the verifier's to name)."""
+def evidence_records(request_id: str) -> list[EvidenceRecord]:
+    """The DSR's evidence records that parse (a broken one is the verifier's to name)."""
     kept = []
-    for line in composition.evidence_log().read(request_id):
+    for line in composition.evidence_log().read(canonical_request_id(request_id)):
         try:
             kept.append(parse_record(line))
         except BrokenRecord:
@@ -360,10 +371,18 @@ async def find(
 
 
 def document(
-    status: df.DurableOrchestrationStatus, now: datetime, stored: ExportJob | None = None
-) -> dict[str, Any]:
-    """The DSR status document of one instance (the input only lends its deadline)."""
+    status: df.DurableOrchestrationStatus,
+    now: datetime,
+    stored: ExportJob | None = None,
+    *,
+    legal: RecordedStatus | None = None,
+) -> StatusDocument:
+    """The DSR status document of one instance. The input only lends its deadline (``stored``)
+    or, for an attempt just started, the legal facts it carries on (``legal``), while the
+    orchestrator has not recorded them."""
     runtime = status.runtime_status.name if status.runtime_status else None
+    if legal is None and stored is not None:
+        legal = stored.deadline_record()
     return status_document(
         status.instance_id,
         runtime,
@@ -372,7 +391,7 @@ def document(
         status.created_time,
         status.last_updated_time,
         now=now,
-        legal=_legal_from_job(stored),
+        legal=legal,
     )
 
 
@@ -395,10 +414,6 @@ def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
     )
 
 
-def _legal(job: ExportJob) -> dict[str, Any]:
-    return {"deadline": job.legal_deadline, "warningAt": job.warning_at}
-
-
 def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
     """The DSR as it was started (the orchestration input), or None when it is unreadable.
 
@@ -410,10 +425,6 @@ def stored_job(status: df.DurableOrchestrationStatus) -> ExportJob | None:
         return ExportJob.from_input(raw)
     except (TypeError, ValueError):
         return None
-
-
-def _legal_from_job(job: ExportJob | None) -> dict[str, Any] | None:
-    return _legal(job) if job is not None else None
 
 
 def _differences(job: ExportJob | None, request: ExportRequest) -> list[str]:
@@ -480,7 +491,7 @@ async def submit(hub: TaskHub, caller: Caller, payload: object, *, now: datetime
                 Problem.CONFLICT, outcome.detail, outcome.errors, "Request id already used"
             )
     assert outcome.document is not None
-    return Done(outcome.document, 202, location=f"/api/exports/{outcome.request_id}")
+    return Done(outcome.document.to_wire(), 202, location=f"/api/exports/{outcome.request_id}")
 
 
 def _unavailable(exc: Exception) -> Refused:
@@ -510,23 +521,37 @@ async def status(hub: TaskHub, request_id: str) -> Done:
     existing = await find_dsr(hub, request_id, show_input=True)
     if existing is None:
         records = _evidence_or_none(request_id)
-        purged = lifecycle.purged_status(records) if records else None
+        purged = (
+            lifecycle.purged_status(records, review_required=package_review_required())
+            if records
+            else None
+        )
         if purged is None:
             raise Refused.unknown(request_id)
-        return Done(purged)
+        return Done(purged.to_wire())
     doc = document(existing, composition.now(), stored_job(existing))
-    if doc["terminal"]:
+    if doc.terminal:
         records = _evidence_or_none(request_id)
         if records:
-            doc["data"] = lifecycle.data_state(records)
-    return Done(doc)
+            doc = replace(
+                doc,
+                data=lifecycle.data_state(records),
+                package=lifecycle.package_state(records, review_required=package_review_required()),
+            )
+    return Done(doc.to_wire())
+
+
+def package_review_required() -> bool:
+    """Whether packages are reviewed before release, reading only ``PACKAGE_REVIEW`` (a status
+    read must not fail on another package setting, such as the organisation's profile)."""
+    return os.environ.get("PACKAGE_REVIEW", "off").strip().lower() == "required"
 
 
 def _evidence_or_none(request_id: str) -> list[EvidenceRecord] | None:
     """The evidence, to say what became of the data; None when it cannot be read now (the
     status the task hub holds is still the answer, without that part)."""
     try:
-        return _evidence(canonical_request_id(request_id))
+        return evidence_records(request_id)
     except Exception as exc:  # noqa: BLE001 - storage trouble must not hide the status
         log_event(
             "evidence_unreadable",
@@ -552,8 +577,8 @@ async def cancel(hub: TaskHub, caller: Caller, request_id: str, event: dict[str,
     if existing is None:
         raise Refused.unknown(request_id)
     doc = document(existing, composition.now())
-    if not is_live(existing) or doc["phase"] in TERMINAL_PHASES or doc["phase"] == Phase.FINALIZING:
-        raise Refused.conflict(f"the DSR is {doc['phase']}", "DSR already finished")
+    if not is_live(existing) or doc.phase in TERMINAL_PHASES or doc.phase == Phase.FINALIZING:
+        raise Refused.conflict(f"the DSR is {doc.phase}", "DSR already finished")
     try:
         await hub.raise_event(existing.instance_id, CANCEL_EVENT, event)
     except InstanceGone:
@@ -563,8 +588,8 @@ async def cancel(hub: TaskHub, caller: Caller, request_id: str, event: dict[str,
     log_event(
         "dsr_cancel_requested",
         request_id=existing.instance_id,
-        phase=doc["phase"],
+        phase=doc.phase,
         caller_kind=caller.kind,
         caller_id=caller.id,
     )
-    return Done(doc, 202, location=f"/api/exports/{existing.instance_id}")
+    return Done(doc.to_wire(), 202, location=f"/api/exports/{existing.instance_id}")

@@ -43,6 +43,7 @@ from .redaction import guard_urllib3, log
 from .replies import GraphError, Reply, json_reply
 from .routes import Endpoints, RequestRecord, Router
 from .storage_contract import request_info, storage_location, validate_storage_location
+from .tenancy import Space, Tenancy
 from .tokens import EXPORT_ROLE, GRAPH_RESOURCE, READ_ROLE, authenticate, require
 
 _STATE_VERSION = 1
@@ -93,6 +94,8 @@ class GraphSimulator(Service):
         self._directory = Directory(directory or DEMO_DIRECTORY)
         self._injector = FaultInjector()
         self._quotas = QuotaLedger(clock)
+        #: Customer tenants (TENANCY=multi), each with its own directory, quotas, operations.
+        self._tenancy = Tenancy(Space(self._directory, self._quotas), clock)
         self._operations = Operations(
             clock=clock,
             duration=export_duration,
@@ -173,11 +176,23 @@ class GraphSimulator(Service):
     def faults(self, faults: Faults) -> None:
         self._injector.faults = faults
 
-    def add_user(self, upn: str, object_id: str | None = None) -> str:
-        """Add a user to the directory; returns the object id (made up if not given)."""
-        added = self._directory.add(upn, object_id or self._new_guid())
+    def add_user(self, upn: str, object_id: str | None = None, *, tenant: str | None = None) -> str:
+        """Add a user to the directory (of the customer ``tenant``, if given: registered on
+        first use); returns the object id (made up if not given)."""
+        directory = self._tenancy.add(tenant).directory if tenant else self._directory
+        added = directory.add(upn, object_id or self._new_guid())
         self._persist()
         return added
+
+    def add_tenant(self, tenant_id: str, users: Mapping[str, str] | None = None) -> None:
+        """Serve a customer tenant of its own: tokens whose ``tid`` names it reach only its
+        directory (``users``: UPN -> object id), its quotas and its operations."""
+        self._tenancy.add(tenant_id, users)
+        self._persist()
+
+    def tenants(self) -> list[str]:
+        """The customer tenants served apart from the home tenant."""
+        return self._tenancy.tenants()
 
     def set_faults(self, **changes: Any) -> Faults:
         """Change some knobs at once (the admin route uses this); unknown names are refused."""
@@ -211,9 +226,10 @@ class GraphSimulator(Service):
         self._quotas.spend(submits=submits, subject=subject, polls=polls)
         self._persist()
 
-    def quota_usage(self) -> dict[str, Any]:
-        """What counts against each quota now: submits, submits by subject, polls."""
-        return self._quotas.usage()
+    def quota_usage(self, tenant: str | None = None) -> dict[str, Any]:
+        """What counts against each quota now: submits, submits by subject, polls (of the
+        customer ``tenant``, if given)."""
+        return self._tenancy.space(tenant).quotas.usage()
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -254,14 +270,15 @@ class GraphSimulator(Service):
     def _submit(self, version: str, user: str, claims: Mapping[str, Any], body: bytes) -> Reply:
         require(claims, EXPORT_ROLE)
         self._injector.throttle_submits()
+        space = self._tenancy.of(claims)
         try:
-            self._quotas.charge_submit(user)
+            space.quotas.charge_submit(user)
         finally:
             self._persist()  # a counted request stays counted across a restart
         if not GUID.match(user):
             raise GraphError(400, "InvalidInput", f"Invalid input: '{user}' is an invalid Guid.")
         user_id = user.lower()
-        if self._directory.lookup(user_id, self.faults.missing_users) is None:
+        if space.directory.lookup(user_id, self.faults.missing_users) is None:
             raise user_not_found(user)
         location = storage_location(body)
         with self._lock:
@@ -283,7 +300,9 @@ class GraphSimulator(Service):
             raise GraphError(
                 500, "InternalServerError", "An internal server error occurred while posting."
             )
-        fails = self._directory.is_among(user_id, self.faults.failing_users)
+        fails = space.directory.is_among(user_id, self.faults.failing_users)
+        if space is not self._tenancy.space(None):
+            space.operations.add(op_id)
         self._operations.accept(op_id, user_id, submitted, location, fails=fails)
         self._persist()  # accepted means kept: written before the 202 goes out
         url = f"{self.base_url}/{version}/dataPolicyOperations/{op_id}"
@@ -294,9 +313,11 @@ class GraphSimulator(Service):
 
     def _poll(self, version: str, op_id: str, claims: Mapping[str, Any]) -> Reply:
         require(claims, READ_ROLE)
+        space = self._tenancy.of(claims)
         try:
-            self._quotas.charge_poll()
-            view = self._operations.advance(op_id)
+            space.quotas.charge_poll()
+            # Another tenant's operation is unknown here, as Graph knows a tenant's only.
+            view = self._operations.advance(op_id) if self._tenancy.owns(space, op_id) else None
         finally:
             self._persist()
         if view is None:
@@ -311,7 +332,7 @@ class GraphSimulator(Service):
 
     def _resolve(self, version: str, user: str, query: str, claims: Mapping[str, Any]) -> Reply:
         require(claims, READ_ROLE)
-        found = self._directory.lookup(user, self.faults.missing_users)
+        found = self._tenancy.of(claims).directory.lookup(user, self.faults.missing_users)
         if found is None:
             raise user_not_found(user)
         oid, upn = found
@@ -343,6 +364,7 @@ class GraphSimulator(Service):
             self._operations.restore(data["operations"])
             if "quotas" in data:  # absent in a file written before the quotas were kept
                 self._quotas.restore(data["quotas"])
+            self._tenancy.restore(data.get("tenants", {}))  # absent before tenants existed
             with self._lock:
                 self._ids.setstate((version, tuple(internal), gauss))
         except (AttributeError, KeyError, TypeError, ValueError) as error:
@@ -367,6 +389,7 @@ class GraphSimulator(Service):
                 "directory": self._directory.users(),
                 "operations": self._operations.snapshot(),
                 "quotas": self._quotas.snapshot(),
+                "tenants": self._tenancy.snapshot(),
             }
             text = json.dumps(state, sort_keys=True)
             if text != self._persisted:

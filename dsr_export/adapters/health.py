@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Mapping
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError
@@ -18,6 +21,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError
 from dsr_export.adapters.failures import setup_error
 from dsr_export.adapters.graph import GRAPH_SCOPE_SUFFIX, TokenProvider
 from dsr_export.domain.errors import ErrorDoc
+from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import FieldError
 from dsr_export.settings import (
     AuthSettings,
@@ -29,6 +33,7 @@ from dsr_export.settings import (
     PackageSettings,
     ReceiptSettings,
     SettingsError,
+    TenancySettings,
     export_policy_from_env,
 )
 
@@ -51,6 +56,7 @@ _LOADERS: Final[tuple[Callable[[Mapping[str, str]], object], ...]] = (
     LifecycleSettings.from_env,
     _receipt_settings_if_set,
     PackageSettings.from_env,
+    TenancySettings.from_env,
 )
 
 
@@ -84,6 +90,7 @@ def configuration(env: Mapping[str, str]) -> dict[str, Any]:
         "historyRetentionDays": lifecycle.history_retention_days,
         "downloadLinkMinutes": lifecycle.download_link_minutes,
         "evidenceApart": lifecycle.evidence_blob_endpoint not in (None, storage.blob_endpoint),
+        "tenancy": TenancySettings.from_env(env).mode.value,
     }
 
 
@@ -147,3 +154,69 @@ def _claims(token: str) -> dict[str, Any]:
     except (IndexError, ValueError, binascii.Error):
         return {}
     return claims if isinstance(claims, dict) else {}
+
+
+#: An Entra error code in a token error's text (``AADSTS700016: ...``).
+_AADSTS = re.compile(r"AADSTS\d+")
+
+
+@dataclass
+class TenantHealth:
+    """``TENANCY=multi``: what ``deep`` found for each registered tenant, and each fault named."""
+
+    results: dict[str, dict[str, str]] = field(default_factory=dict)
+    faults: list[FieldError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.faults
+
+
+def tenant_health(
+    tenants: Iterable[tuple[str, Callable[[], object]]],
+    credential_for: Callable[[str], TokenProvider],
+    graph: GraphSettings,
+) -> TenantHealth:
+    """Per tenant (its id and a probe of its export storage): can a Graph token be had there
+    (its administrator consented), does it carry ``User.Export.All`` and ``User.Read.All``, does
+    its export storage let the app in. A token refused is logged with Entra's code only."""
+    found = TenantHealth()
+    for tenant_id, probe in tenants:
+        result = {"token": "ok", "graphRoles": "ok", "storage": "ok"}
+        where = f"/tenants/{tenant_id}"
+        try:
+            token = credential_for(tenant_id).get_token(graph.base_url + GRAPH_SCOPE_SUFFIX).token
+        except ClientAuthenticationError as exc:
+            code = _AADSTS.search(str(exc))
+            reason = code.group(0) if code else type(exc).__name__
+            log_event(
+                "tenant_token_failed", level=logging.WARNING, tenant_id=tenant_id, reason=reason
+            )
+            result["token"], result["graphRoles"] = "failed", "skipped"
+            found.faults.append(
+                FieldError(
+                    f"{where}/token",
+                    f"no Graph token in this tenant ({reason}): its administrator must grant "
+                    "the app's permissions with the consent link (dsrctl tenants consent-link)",
+                )
+            )
+        else:
+            granted = set(_claims(token).get("roles") or [])
+            missing = [role for role in GRAPH_ROLES if role not in granted]
+            if missing:
+                result["graphRoles"] = "missing"
+                found.faults.append(
+                    FieldError(
+                        f"{where}/graphRoles",
+                        f"the tenant's token lacks {', '.join(missing)}: its administrator must "
+                        "consent again (the consent link asks for every permission)",
+                    )
+                )
+        error = storage_problem(probe)
+        if error is not None:
+            result["storage"] = "failed"
+            found.faults.append(
+                FieldError(f"{where}/storage", str(error.get("hint") or error["message"]))
+            )
+        found.results[tenant_id] = result
+    return found

@@ -36,6 +36,8 @@ class Role(enum.StrEnum):
     SUBMIT = "DSR.Submit"
     READ = "DSR.Read"
     MANAGE = "DSR.Manage"
+    #: Changes the tenant registry (``/api/tenants``): which tenants this deployment serves.
+    ADMIN = "DSR.Admin"
 
 
 class NotAuthenticated(ValueError):

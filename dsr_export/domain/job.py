@@ -18,7 +18,7 @@ from dsr_export.domain.deadlines import parse_regulation, view
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
 from dsr_export.domain.request import container_name
-from dsr_export.domain.status import Phase, Recorded
+from dsr_export.domain.status import Phase, RecordedStatus
 
 # The event names live in the step contract; re-exported for the orchestrator's imports.
 from dsr_export.domain.steps import CANCEL_EVENT as CANCEL_EVENT
@@ -200,21 +200,21 @@ class ExportJob:
         the known operation (``recover_submit``), never submitting a second export of the
         person's data while the first runs or has completed.
         """
-        used = ended.get("submitAttempt")
+        last = RecordedStatus.read(ended) or RecordedStatus()
+        used = last.submit_attempt
         submits = (
             used if isinstance(used, int) and used >= self.submit_attempt else self.submit_attempt
         )
-        resume = _resumable(ended, container_name(self.request_id, submits))
-        error = ended.get("error") if isinstance(ended.get("error"), Mapping) else {}
-        attempt = int(ended.get("attempt") or self.attempt)
+        resume = _resumable(last, container_name(self.request_id, submits))
+        error = last.error if isinstance(last.error, Mapping) else {}
+        attempt = int(last.attempt or self.attempt)
         earlier = {
             "attempt": attempt,
-            "phase": ended.get("phase"),
-            "errorCode": (error or {}).get("code"),
-            "container": ended.get("container"),
-            "endedAt": ended.get("completedAt"),
+            "phase": last.phase,
+            "errorCode": error.get("code"),
+            "container": last.container,
+            "endedAt": last.completed_at,
         }
-        legal = {key: ended[key] for key in ("deadline", "warningAt") if ended.get(key)}
         return ExportJob(
             request_id=self.request_id,
             user=self.user,
@@ -222,17 +222,18 @@ class ExportJob:
             policy=self.policy,
             received_at=self.received_at,
             regulation=self.regulation,
-            legal_deadline=legal.get("deadline", self.legal_deadline),
-            warning_at=legal.get("warningAt", self.warning_at),
-            original_deadline=ended.get("originalDeadline") or self.original_deadline,
-            extensions=tuple(ended.get("extensions") or self.extensions),
-            refused_extensions=tuple(ended.get("refusedExtensions") or self.refused_extensions),
+            legal_deadline=last.deadline or self.legal_deadline,
+            warning_at=last.warning_at or self.warning_at,
+            original_deadline=last.original_deadline or self.original_deadline,
+            extensions=tuple(last.extensions or self.extensions),
+            refused_extensions=tuple(last.refused_extensions or self.refused_extensions),
             callback_url=self.callback_url,
             requested_by=self.requested_by,
+            language=self.language,
             submitted_by=self.submitted_by,
             attempt=attempt + 1,
             earlier_attempts=(
-                *tuple(ended.get("attempts") or self.earlier_attempts),
+                *tuple(last.attempts or self.earlier_attempts),
                 {key: value for key, value in earlier.items() if value is not None},
             ),
             submit_attempt=submits if resume else submits + 1,
@@ -240,12 +241,12 @@ class ExportJob:
         )
 
     # -- the documents ------------------------------------------------------------------------
-    def recorded(self, phase: Phase, **extra: Any) -> Recorded:
+    def recorded(self, phase: Phase, **extra: Any) -> RecordedStatus:
         """What the orchestrator records of the DSR in ``phase`` (``extra``: further recorded
         fields by their wire names, e.g. ``nextCheckAt``)."""
         extensions = [dict(extension) for extension in self.extensions] or None
         retried = self.attempt > 1 or bool(self.earlier_attempts)
-        recorded = Recorded(
+        recorded = RecordedStatus(
             request_id=self.request_id,
             phase=phase.value,
             container=self.container,
@@ -266,12 +267,19 @@ class ExportJob:
             attempts=[dict(earlier) for earlier in self.earlier_attempts] if retried else None,
             callbacks={"failed": list(self.failed_callbacks)} if self.failed_callbacks else None,
         )
-        return Recorded.from_dict({**recorded.to_dict(), **extra}) if extra else recorded
+        return RecordedStatus.from_dict({**recorded.to_dict(), **extra}) if extra else recorded
 
-    def legal_body(self) -> dict[str, Any]:
-        """The legal facts every document repeats, the attempts, and the callbacks that failed."""
-        recorded = self.recorded(Phase.ACCEPTED).to_dict()
-        return {key: recorded[key] for key in _LEGAL if key in recorded}
+    def deadline_record(self) -> RecordedStatus:
+        """The legal deadline and its warning moment alone: what a DSR that has not written
+        its status yet lends its document (no more, so that a client can tell a DSR just
+        accepted from one already under way, as ``dsrctl import`` does)."""
+        return RecordedStatus(deadline=self.legal_deadline, warning_at=self.warning_at)
+
+    def legal_record(self) -> RecordedStatus:
+        """The legal facts every document repeats, the attempts, and the callbacks that
+        failed: what stands in for a status the orchestrator has not written yet."""
+        recorded = self.recorded(Phase.ACCEPTED)
+        return RecordedStatus(**{name: getattr(recorded, name) for name in _LEGAL})
 
     def status_body(self, phase: Phase, **extra: Any) -> dict[str, Any]:
         """The custom status: what the status document is built from while the DSR runs."""
@@ -334,7 +342,7 @@ class ExportJob:
         return cls(**data)
 
 
-def _resumable(ended: Mapping[str, Any], last_container: str) -> bool:
+def _resumable(last: RecordedStatus, last_container: str) -> bool:
     """Whether a retry resumes the export the ended attempt followed rather than submit anew:
     the attempt failed (not timed out: Graph did not finish in the DSR's time) while Graph had
     its export in that attempt's last container, and Graph had not reported the export failed
@@ -344,26 +352,26 @@ def _resumable(ended: Mapping[str, Any], last_container: str) -> bool:
     without an operation): Graph may have the export; the container tells (its receipt is
     recovered, or, absent, the submit goes into that same, empty container).
     """
-    error = ended.get("error") if isinstance(ended.get("error"), Mapping) else {}
-    outage = (error or {}).get("code") == "StorageUnavailable"
+    error = last.error if isinstance(last.error, Mapping) else {}
+    outage = error.get("code") == "StorageUnavailable"
     return (
-        ended.get("phase") == Phase.FAILED.value
-        and (bool(ended.get("operationId")) or outage)
-        and ended.get("container") == last_container
-        and ended.get("graphStatus") != "failed"
+        last.phase == Phase.FAILED.value
+        and (bool(last.operation_id) or outage)
+        and last.container == last_container
+        and last.graph_status != "failed"
     )
 
 
-#: The legal facts of :meth:`ExportJob.legal_body`, by their wire names.
+#: The legal facts of :meth:`ExportJob.legal_record`.
 _LEGAL = (
-    "receivedAt",
+    "received_at",
     "regulation",
     "deadline",
-    "warningAt",
-    "submittedBy",
-    "originalDeadline",
+    "warning_at",
+    "submitted_by",
+    "original_deadline",
     "extensions",
-    "refusedExtensions",
+    "refused_extensions",
     "attempt",
     "attempts",
     "callbacks",

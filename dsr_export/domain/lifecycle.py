@@ -10,13 +10,23 @@ Pure: records and moments are passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from dsr_export.domain.evidence import EvidenceRecord, Kind
-from dsr_export.domain.status import Phase, Recorded, status_document
+from dsr_export.domain.status import (
+    DataFate,
+    PackageStage,
+    PackageState,
+    Phase,
+    RecordedStatus,
+    ReviewState,
+    StatusDocument,
+    status_document,
+)
 
 #: Why data was deleted, as a receipt says it.
 ERASURE: Final = "erasure_request"
@@ -70,20 +80,71 @@ def last_deletion(records: Iterable[EvidenceRecord]) -> EvidenceRecord | None:
     return found
 
 
-def data_state(records: Sequence[EvidenceRecord]) -> dict[str, Any]:
+def data_state(records: Sequence[EvidenceRecord]) -> DataFate:
     """What the status document says of the data after the export: ``deleted`` (with the
     receipt) or the deliveries made so far."""
     deletion = last_deletion(records)
     deliveries = sum(1 for record in records if record.kind is Kind.EXPORT_DELIVERED)
-    state: dict[str, Any] = {"deliveries": deliveries}
-    if deletion is not None:
-        state.update(
-            state="deleted",
-            reason=_DELETIONS[deletion.kind],
-            deletedAt=deletion.at,
-            receiptId=deletion.data.get("receiptId"),
-        )
-    return state
+    if deletion is None:
+        return DataFate(deliveries)
+    return DataFate(
+        deliveries,
+        state="deleted",
+        reason=_DELETIONS[deletion.kind],
+        deleted_at=deletion.at,
+        receipt_id=_text(deletion.data.get("receiptId")),
+    )
+
+
+#: Records after which an earlier package is gone or stale: a new export, or its deletion.
+_PACKAGE_GONE: Final = frozenset({Kind.COMPLETED, Kind.RETRIED, *_DELETIONS})
+
+
+def package_state(
+    records: Sequence[EvidenceRecord], *, review_required: bool
+) -> PackageState | None:
+    """The subject's package of the DSR's last export, as its evidence tells it (``packaged``,
+    ``package_reviewed``, a ``package-link`` delivery of that package); None before one was
+    built, and once the data (the package with it) was deleted. Hashes, counts and a time:
+    never a file's name."""
+    packaged: EvidenceRecord | None = None
+    approved = sent = False
+    for record in records:
+        if record.kind in _PACKAGE_GONE:
+            packaged, approved, sent = None, False, False
+        elif record.kind is Kind.PACKAGED:
+            packaged, sent = record, False
+        elif record.kind is Kind.PACKAGE_REVIEWED:
+            approved = True
+        elif record.kind is Kind.EXPORT_DELIVERED:
+            sent = sent or _links_to(record, packaged)
+    if packaged is None:
+        return None
+    return PackageState(
+        state=_stage(approved=approved, sent=sent),
+        package_sha256=str(packaged.data.get("packageSha256")),
+        parts=_count(packaged.data.get("partCount")),
+        packaged_at=packaged.at,
+        review=_review(approved=approved, required=review_required),
+    )
+
+
+def _links_to(delivery: EvidenceRecord, packaged: EvidenceRecord | None) -> bool:
+    """Whether a delivery handed out a link to this package (not to an earlier one)."""
+    sha = delivery.data.get("packageSha256")
+    return packaged is not None and sha is not None and sha == packaged.data.get("packageSha256")
+
+
+def _stage(*, approved: bool, sent: bool) -> PackageStage:
+    if sent:
+        return PackageStage.SENT
+    return PackageStage.APPROVED if approved else PackageStage.BUILT
+
+
+def _review(*, approved: bool, required: bool) -> ReviewState:
+    if approved:
+        return ReviewState.APPROVED
+    return ReviewState.PENDING if required else ReviewState.OFF
 
 
 def _ended(records: Sequence[EvidenceRecord]) -> tuple[str | None, str | None, str | None]:
@@ -115,10 +176,12 @@ def received_record(records: Sequence[EvidenceRecord]) -> EvidenceRecord | None:
     return next((r for r in reversed(records) if r.kind is Kind.RECEIVED), None)
 
 
-def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
+def purged_status(
+    records: Sequence[EvidenceRecord], *, review_required: bool = False
+) -> StatusDocument | None:
     """The status document of a DSR whose durable history was purged, from its evidence: its
-    phase, dates and outcome, the deadline as received (extensions included) and the data's
-    fate. None when the evidence does not say the history was purged."""
+    phase, dates and outcome, the deadline as received (extensions included), the data's
+    fate and the package. None when the evidence does not say the history was purged."""
     if not any(record.kind is Kind.HISTORY_PURGED for record in records):
         return None
     received = received_record(records)
@@ -131,7 +194,7 @@ def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
         (r.data.get("operationId") for r in reversed(records) if r.data.get("operationId")),
         None,
     )
-    recorded = Recorded(
+    recorded = RecordedStatus(
         phase=phase or Phase.FAILED.value,
         completed_at=ended_at,
         received_at=_text(received.data.get("receivedAt")) if received else None,
@@ -140,15 +203,20 @@ def purged_status(records: Sequence[EvidenceRecord]) -> dict[str, Any] | None:
     )
     # No clock: the legal clock of a purged DSR is not counted any more.
     doc = status_document(records[0].request_id, None, recorded.to_dict(), None)
-    doc.update(
+    return dataclasses.replace(
+        doc,
         terminal=True,
-        historyPurged=True,
-        acceptedAt=received.at if received else None,
+        history_purged=True,
+        accepted_at=received.at if received else None,
         error={"code": code} if code else None,  # the code alone, as the evidence has it
         data=data_state(records),
+        package=package_state(records, review_required=review_required),
         source="evidence",
     )
-    return {key: value for key, value in doc.items() if value is not None}
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) else 1
 
 
 def _text(value: object) -> str | None:
@@ -210,9 +278,10 @@ def evidence_complete(records: Sequence[EvidenceRecord]) -> bool:
 def ended_at(output: object, fallback: datetime | None) -> datetime | None:
     """When a DSR ended, from its orchestration output (``completedAt``, the orchestrator's own
     clock), else ``fallback`` (the task hub's last update)."""
-    if isinstance(output, Mapping) and isinstance(output.get("completedAt"), str):
+    recorded = RecordedStatus.read(output)
+    if recorded is not None and isinstance(recorded.completed_at, str):
         try:
-            return datetime.fromisoformat(output["completedAt"])
+            return datetime.fromisoformat(recorded.completed_at)
         except ValueError:
             pass
     return fallback

@@ -180,6 +180,11 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     ),
     LogEvent("queue_retention_failed", ("queue", "reason"), request_scoped=False),
     LogEvent("retention_failed", ("request_id", "reason")),
+    # --- the tenant registry (TENANCY=multi): field names only, never values
+    LogEvent(
+        "tenant_changed", ("tenant_id", "action", "fields", *CALLER_FIELDS), request_scoped=False
+    ),
+    LogEvent("tenant_token_failed", ("tenant_id", "reason"), request_scoped=False),
 )
 
 #: Every field name any event declares.

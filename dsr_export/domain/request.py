@@ -199,11 +199,7 @@ class ExportRequest:
             request_id = canonical_request_id(given_id)
         except InvalidRequest as exc:
             errors.extend(exc.errors)
-        user = payload.get("user")
-        if not isinstance(user, str) or not (is_object_id(user) or _UPN.fullmatch(user)):
-            errors.append(
-                FieldError("/user", "must be an Entra object id (GUID) or a user principal name")
-            )
+        user = _user(payload.get("user"), errors)
         callback_url = _callback_url(payload.get("callbackUrl"), callback_check, errors)
         received_at = _received_at(payload.get("receivedAt"), now, max_age, errors)
         regulation = GDPR
@@ -211,18 +207,11 @@ class ExportRequest:
             regulation = parse_regulation(payload.get("regulation"))
         except ValueError as exc:
             errors.append(FieldError("/regulation", str(exc)))
-        requested_by = payload.get("requestedBy")
-        if requested_by is not None and not (
-            isinstance(requested_by, str) and 0 < len(requested_by) <= MAX_REQUESTED_BY_LENGTH
-        ):
-            errors.append(
-                FieldError("/requestedBy", f"must be a string of 1-{MAX_REQUESTED_BY_LENGTH}")
-            )
-            requested_by = None
+        requested_by = _requested_by(payload.get("requestedBy"), errors)
         language = _language(payload.get("language"), errors)
         if errors:
             raise InvalidRequest(errors)
-        assert isinstance(user, str)
+        assert user is not None
         return cls(
             request_id=request_id,
             user=user,
@@ -234,6 +223,23 @@ class ExportRequest:
             given_id=given_id,
             language=language,
         )
+
+
+def _user(value: object, errors: list[FieldError]) -> str | None:
+    """The subject as sent: an Entra object id or a user principal name (None, with the
+    error, otherwise)."""
+    if isinstance(value, str) and (is_object_id(value) or _UPN.fullmatch(value)):
+        return value
+    errors.append(FieldError("/user", "must be an Entra object id (GUID) or a user principal name"))
+    return None
+
+
+def _requested_by(value: object, errors: list[FieldError]) -> str | None:
+    """The free-text note of who asked, bounded (None, with the error, when it is not)."""
+    if value is None or (isinstance(value, str) and 0 < len(value) <= MAX_REQUESTED_BY_LENGTH):
+        return value
+    errors.append(FieldError("/requestedBy", f"must be a string of 1-{MAX_REQUESTED_BY_LENGTH}"))
+    return None
 
 
 def _language(value: object, errors: list[FieldError]) -> str | None:

@@ -58,6 +58,12 @@ param packagePartMaxBytes int
 @description('off, or required: packages are reviewed and approved before delivery.')
 param packageReview string
 
+@description('single or multi (a tenant registry, through the multi-tenant app).')
+param tenancy string
+
+@description('Client id of the multi-tenant app registration (tenancy=multi).')
+param multiTenantClientId string
+
 @description('The organisation\'s profile for the package (JSON: organisation, DPO, GDPR Art. 15(1) processing information); see docs/delivery.md.')
 param organisationProfile string
 
@@ -289,6 +295,8 @@ var appSettings = {
   PACKAGE_LANGUAGE: packageLanguage
   PACKAGE_PART_MAX_BYTES: string(packagePartMaxBytes)
   PACKAGE_REVIEW: packageReview
+  TENANCY: tenancy
+  MULTI_TENANT_CLIENT_ID: multiTenantClientId
   ORGANISATION_PROFILE: organisationProfile
   // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
   // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no

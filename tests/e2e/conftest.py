@@ -16,17 +16,14 @@ from devhost.durable import FastClock
 from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
-from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
-from dsr_export.domain import evidence
 from tests.e2e import host as e2e_host
 from tests.e2e.host import (
     API_VERSIONS,
     EXPORT_DURATION,
     GRAPH_ROLES,
-    PERSONAL,
     SPEED,
     HostProcess,
-    export_container,
+    evidence_problems,
     host_env,
     identity_with_roles,
     personal_data_found,
@@ -118,24 +115,7 @@ def every_evidence_chain_verifies(azurite: Azurite, tls_files: TlsFiles) -> Iter
     UPN the suite sent, and starts with the DSR's receipt; and no task hub holds anything of a
     DSR whose history the retention run purged, nor a UPN in a row of an instance gone."""
     yield
-    logs = export_container(azurite, tls_files, EVIDENCE_CONTAINER)
-    if not logs.exists():  # no DSR ran in this session's storage (one module run alone)
-        return
-    broken, checked, purged = [], 0, set()
-    for blob in logs.list_blobs():
-        text = logs.download_blob(blob.name).readall().decode()
-        verification = evidence.verify(text.splitlines())
-        checked += 1
-        if not verification.ok:
-            broken.append(f"{blob.name}: {verification.summary()}")
-        elif verification.records and verification.records[0].kind is not evidence.Kind.RECEIVED:
-            broken.append(f"{blob.name}: does not start with its receipt")
-        broken += [f"{blob.name}: holds {upn}" for upn in PERSONAL if upn in text.lower()]
-        purged |= {
-            record.request_id
-            for record in verification.records
-            if record.kind is evidence.Kind.HISTORY_PURGED
-        }
+    checked, broken, purged = evidence_problems(azurite, tls_files)
     broken += purged_personal_data_found(purged)
     if broken:
         pytest.fail(f"evidence ({checked} logs): " + "; ".join(broken[:20]))

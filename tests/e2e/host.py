@@ -27,6 +27,8 @@ from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from devhost.graph import GraphSimulator
 from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
+from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
+from dsr_export.domain import evidence
 
 REPO = Path(__file__).resolve().parents[2]
 #: One Graph day passes in about 4.3 real seconds.
@@ -117,6 +119,31 @@ def task_hub_rows(instance_ids: set[str] | None = None) -> list[tuple[str, str, 
                         text = " ".join(str(t) for t in texts if t is not None)
                         rows.append((f"{db.name}:{table}", instance_id, text))
     return rows
+
+
+def evidence_problems(azurite: Azurite, tls: TlsFiles) -> tuple[int, list[str], set[str]]:
+    """Every evidence log in the session's storage: how many there are, what is wrong with
+    them (a chain that does not verify, a log that does not start with the DSR's receipt, a UPN
+    the suite sent), and the DSRs whose history they say was purged."""
+    logs = export_container(azurite, tls, EVIDENCE_CONTAINER)
+    if not logs.exists():  # no DSR ran in this session's storage (one module run alone)
+        return 0, [], set()
+    broken, checked, purged = [], 0, set()
+    for blob in logs.list_blobs():
+        text = logs.download_blob(blob.name).readall().decode()
+        verification = evidence.verify(text.splitlines())
+        checked += 1
+        if not verification.ok:
+            broken.append(f"{blob.name}: {verification.summary()}")
+        elif verification.records and verification.records[0].kind is not evidence.Kind.RECEIVED:
+            broken.append(f"{blob.name}: does not start with its receipt")
+        broken += [f"{blob.name}: holds {upn}" for upn in PERSONAL if upn in text.lower()]
+        purged |= {
+            record.request_id
+            for record in verification.records
+            if record.kind is evidence.Kind.HISTORY_PURGED
+        }
+    return checked, broken, purged
 
 
 def purged_personal_data_found(purged: set[str]) -> list[str]:

@@ -374,6 +374,7 @@ def test_app_role_ids_never_change() -> None:
         "DSR.Submit": "decd5808-3634-4769-b920-f86be0ceca19",
         "DSR.Read": "c6d0c95a-1bfb-4f7b-8b22-a1dd1cd86958",
         "DSR.Manage": "4c843a7f-8312-43a2-8541-f25aa8ca8bc1",
+        "DSR.Admin": "21bccf05-32b5-467a-805a-87bfbf8db1dd",
     }
 
 

@@ -18,6 +18,7 @@ from dsr_export.domain.request import (
 from dsr_export.domain.status import status_document
 from dsr_export.settings import (
     SETTINGS,
+    EntraSettings,
     ExportStorageSettings,
     GraphSettings,
     LifecycleSettings,
@@ -52,6 +53,29 @@ def test_invalid_graph_settings_name_the_setting(env, setting):
         GraphSettings.from_env(env)
     assert caught.value.setting == setting
     assert setting in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://graph.microsoft.com\\@evil.example",
+        "https://graph.microsoft.com@evil.example",
+        "https://user:pw@graph.microsoft.com",
+        "https://graph.microsoft.com\t.evil.example",
+        "https://graph\u200b.microsoft.com",
+    ],
+)
+def test_a_token_destination_parsers_read_differently_stops_the_start(url):
+    """The review campaign's URL-setting shapes (tests/e2e/review_probes.py): the settings read
+    one host, the sender another or none, so the host started and refused every call."""
+    with pytest.raises(SettingsError) as caught:
+        GraphSettings.from_env({"GRAPH_BASE_URL": url})
+    assert caught.value.setting == "GRAPH_BASE_URL"
+    guid = "00000000-0000-0000-0000-00000000000a"
+    entra = {"AUTH_CLIENT_ID": guid, "AUTH_TENANT_ID": guid, "AUTH_AUTHORITY_HOST": url}
+    with pytest.raises(SettingsError) as caught:
+        EntraSettings.from_env(entra)
+    assert caught.value.setting == "AUTH_AUTHORITY_HOST"
 
 
 def test_stored_policy_needs_the_account_key():
@@ -190,14 +214,16 @@ def test_poll_wait_doubles_to_the_cap_and_honours_retry_after():
 
 def test_status_document_never_contains_the_input_and_maps_termination():
     now = datetime(2026, 3, 1, tzinfo=UTC)
-    doc = status_document("R1", "Running", {"phase": "exporting", "progress": 40}, None, now, now)
+    doc = status_document(
+        "R1", "Running", {"phase": "exporting", "progress": 40}, None, now, now
+    ).to_wire()
     assert doc["phase"] == "exporting"
     assert doc["progress"] == 40
     assert doc["terminal"] is False
-    cancelled = status_document("R1", "Terminated", {"phase": "exporting"}, None)
+    cancelled = status_document("R1", "Terminated", {"phase": "exporting"}, None).to_wire()
     assert cancelled["phase"] == "cancelled"
     assert cancelled["terminal"] is True
-    failed = status_document("R1", "Failed", None, None)
+    failed = status_document("R1", "Failed", None, None).to_wire()
     assert failed["error"]["code"] == "OrchestrationFailed"
 
 
@@ -207,7 +233,7 @@ def test_status_document_shows_each_ask_applied_or_refused():
         "extensions": [{"askId": "ask_1", "days": 1}],
         "refusedExtensions": ["ask_2"],
     }
-    doc = status_document("R1", "Running", custom, None)
+    doc = status_document("R1", "Running", custom, None).to_wire()
     assert doc["extensions"] == [{"askId": "ask_1", "days": 1}]
     assert doc["refusedExtensions"] == ["ask_2"]
 

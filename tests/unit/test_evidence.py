@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsr_export import evidence as cli
+from dsr_export import evidence_cli as cli
 from dsr_export.adapters.evidence_log import EvidenceLog
 from dsr_export.domain import evidence
 from dsr_export.domain.evidence import (
@@ -442,7 +442,7 @@ def test_the_services_readers_of_a_stored_log_name_a_malformed_line(line: bytes,
     document = evidence.evidence_document(REQUEST, read)  # what the route answers
     json.dumps(document, allow_nan=False).encode("utf-8")
     assert document["verification"]["broken"] == {"record": 1, "line": 2, "reason": result.reason}
-    parsed = []  # intake.lifecycle.records: the records that parse, the broken one skipped
+    parsed = []  # intake.service.evidence_records: the records that parse, the broken one skipped
     for text in read:
         with contextlib.suppress(evidence.BrokenRecord):
             parsed.append(evidence.parse_record(text).seq)
@@ -716,7 +716,7 @@ def test_python_dash_m_runs_it_with_nothing_but_the_domain(tmp_path: Path):
         "import runpy, sys\n"
         "sys.argv = ['evidence', 'verify', sys.argv[1]]\n"
         "try:\n"
-        "    runpy.run_module('dsr_export.evidence', run_name='__main__')\n"
+        "    runpy.run_module('dsr_export.evidence_cli', run_name='__main__')\n"
         "except SystemExit as end:\n"
         "    loaded = [m for m in sys.modules if m.startswith(('azure', 'requests', 'urllib3',"
         " 'dsr_export.adapters', 'dsr_export.settings', 'dsr_export.composition'))]\n"
@@ -727,7 +727,7 @@ def test_python_dash_m_runs_it_with_nothing_but_the_domain(tmp_path: Path):
     )
     assert done.stdout == "OK: 3 records\n0 []\n"
     ran = subprocess.run(
-        [sys.executable, "-m", "dsr_export.evidence", "verify", path],
+        [sys.executable, "-m", "dsr_export.evidence_cli", "verify", path],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -203,6 +203,15 @@ def test_a_retried_dsr_keeps_its_deadline_and_extensions_and_takes_a_fresh_conta
     assert [a["attempt"] for a in third.earlier_attempts] == [1, 2]
 
 
+def test_a_retried_dsr_keeps_the_language_its_package_was_asked_in():
+    """The package of a retried DSR is built in the language the request named, not in
+    ``PACKAGE_LANGUAGE``: the retry's input carries it on."""
+    job = _job(user_id="oid").replace(language="de")
+    attempt = job.next_attempt({"phase": "failed", "completedAt": "2026-03-02T09:00:00+00:00"})
+    assert attempt.language == "de"
+    assert ExportJob.from_input(attempt.to_input()).language == "de"
+
+
 def test_json_whole_numbers_are_taken_as_json_schema_takes_them():
     # JSON Schema's "integer" includes 30.0; a reasonCode that is not text is a field error.
     assert ExtensionAsk.parse({"months": 2.0}).months == 2

@@ -139,7 +139,7 @@ def test_the_deep_check_says_whether_the_tenants_signing_keys_can_be_had(entra_t
     from dsr_export.adapters.entra import SigningKeys, TokenValidator
     from dsr_export.domain.callers import KeysUnavailable
     from dsr_export.settings import EntraSettings
-    from intake.health import _entra_keys
+    from intake.health_api import _entra_keys
 
     checks: dict[str, Any] = {}
     assert _entra_keys(checks) == []

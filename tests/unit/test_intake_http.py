@@ -519,9 +519,9 @@ def _brute_force(client: FakeDurableClient, params: dict[str, str]) -> list[str]
         if status.name != "export_personal_data":
             continue
         doc = document(status, T0)
-        if "phase" in params and doc["phase"] != params["phase"]:
+        if "phase" in params and doc.phase != params["phase"]:
             continue
-        if "overdue" in params and doc["overdue"] is not (params["overdue"] == "true"):
+        if "overdue" in params and doc.overdue is not (params["overdue"] == "true"):
             continue
         rows.append((status.created_time.isoformat(), instance_id))
     return [instance_id for _, instance_id in sorted(rows)]
@@ -735,13 +735,13 @@ def test_a_duplicate_racing_a_dsr_that_already_wrote_evidence_is_a_duplicate(
 
     evidence_log.append("RITM0001", Kind.RECEIVED, T0, {EVENT_ID: "received"})
     evidence_log.append("RITM0001", Kind.SUBMITTED, T0, {EVENT_ID: "submitted:c"})
-    read = service._evidence
+    read = service.evidence_records
 
     def racing(request_id: str):
         client.add("RITM0001", runtime="Running", custom_status={"phase": "exporting"})
         return read(request_id)
 
-    monkeypatch.setattr(service, "_evidence", racing)
+    monkeypatch.setattr(service, "evidence_records", racing)
     response = submit(valid_payload())
     assert response.status_code == 202, body(response)
     assert body(response)["phase"] == "exporting"

@@ -338,10 +338,11 @@ def test_a_dsr_whose_output_says_it_ended_is_purged_even_with_short_evidence(
     assert record.kind is Kind.HISTORY_PURGED
     assert record.data["evidence"] is False
     assert (record.data["endedPhase"], record.data["errorCode"]) == ("failed", "UserNotFound")
-    status = lifecycle.purged_status(evidence_log.records["GAP"])
-    assert status is not None
-    assert (status["phase"], status["error"]) == ("failed", {"code": "UserNotFound"})
-    assert status["completedAt"] == ended.isoformat()
+    document = lifecycle.purged_status(evidence_log.records["GAP"])
+    assert document is not None
+    shown = document.to_wire()
+    assert (shown["phase"], shown["error"]) == ("failed", {"code": "UserNotFound"})
+    assert shown["completedAt"] == ended.isoformat()
 
 
 def test_the_retention_settings_refuse_a_history_purged_before_its_data():

@@ -5,9 +5,11 @@ demand, and the intake's real answers valid against its schemas."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,19 @@ import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from openapi_spec_validator import validate
 
-from dsr_export.domain import steps
+from dsr_export.domain import evidence_entries as entries
+from dsr_export.domain import lifecycle, steps
 from dsr_export.domain.callers import Role
-from dsr_export.domain.job import CANCEL_EVENT, ExportJob
+from dsr_export.domain.job import CANCEL_EVENT, Ending, ExportJob
+from dsr_export.domain.status import (
+    DataFate,
+    PackageStage,
+    PackageState,
+    Phase,
+    ReviewState,
+    StatusDocument,
+    status_document,
+)
 from intake import http_api
 from tests import answers
 from tests.replay import Driver
@@ -26,6 +38,7 @@ from tests.unit.intake_fakes import (
     T0,
     USER_ID,
     FakeDurableClient,
+    MemoryEvidence,
     app_settings,
     body,
     call,
@@ -34,6 +47,15 @@ from tests.unit.intake_fakes import (
     valid_payload,
 )
 
+TENANT = "00000000-0000-4000-8000-0000000000c1"
+#: Operations that check a role without a Durable client (the tenant registry's).
+GUARDED_WITHOUT_CLIENT = {
+    "listTenants",
+    "addTenant",
+    "getTenant",
+    "updateTenant",
+    "getConsentLink",
+}
 SPEC: dict[str, Any] = json.loads(http_api.OPENAPI_PATH.read_text(encoding="utf-8"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 #: The app function behind each operation, and a request that reaches its role check.
@@ -111,6 +133,29 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
             route_params={"requestId": "R-1"},
         ),
     ),
+    "listTenants": ("tenants_collection", False, lambda: request("GET", "tenants")),
+    "addTenant": (
+        "tenants_collection",
+        False,
+        lambda: request("POST", "tenants", {"tenantId": TENANT, "displayName": "Contoso"}),
+    ),
+    "getTenant": (
+        "tenant_item",
+        False,
+        lambda: request("GET", f"tenants/{TENANT}", route_params={"tenantId": TENANT}),
+    ),
+    "updateTenant": (
+        "tenant_item",
+        False,
+        lambda: request(
+            "PATCH", f"tenants/{TENANT}", {"displayName": "C"}, route_params={"tenantId": TENANT}
+        ),
+    ),
+    "getConsentLink": (
+        "tenant_consent_link",
+        False,
+        lambda: request("GET", f"tenants/{TENANT}/consent-link", route_params={"tenantId": TENANT}),
+    ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
     "getJwks": ("get_jwks", False, lambda: request("GET", ".well-known/jwks.json")),
@@ -181,7 +226,7 @@ def test_every_role_guarded_operation_names_its_role_and_documents_403():
     roles = {role.value for role in Role}
     for path, method, operation in _operations():
         role = operation.get("x-required-role")
-        if not ROUTES[operation["operationId"]][1]:
+        if not _guarded(operation["operationId"]):
             assert role is None, f"{method} {path} checks no role"
             continue
         assert role in roles, f"{method} {path}"
@@ -215,15 +260,22 @@ def _configured(swap: Callable[..., None]) -> Iterator[None]:
         yield
 
 
+def _guarded(operation_id: str) -> bool:
+    return ROUTES[operation_id][1] or operation_id in GUARDED_WITHOUT_CLIENT
+
+
 def _answer(user_function: Callable[[str], Any], operation_id: str, client: Any = None) -> Any:
     name, durable, build = ROUTES[operation_id]
     entry = user_function(name)
     if durable:
         return call(entry, client or FakeDurableClient(), req=build())
-    return entry(req=build())
+    import asyncio  # here, not above: the tenant routes are the only async ones without a client
+
+    answer = entry(req=build())
+    return asyncio.run(answer) if asyncio.iscoroutine(answer) else answer
 
 
-@pytest.mark.parametrize("operation_id", [op for op, (_, guarded, _) in ROUTES.items() if guarded])
+@pytest.mark.parametrize("operation_id", [op for op in ROUTES if _guarded(op)])
 def test_the_documented_role_is_the_one_the_route_demands(user_function, operation_id):
     operation = next(op for _, _, op in _operations() if op["operationId"] == operation_id)
     role = operation["x-required-role"]
@@ -426,3 +478,139 @@ def test_the_orchestrators_callback_events_match_the_documented_schema():
     ]
     for event in events:
         _validator("CallbackEvent").validate(event)
+
+
+# -- the status document: its one serializer and the schema name the same fields ----------------
+
+
+def _failed_then_purged(log: MemoryEvidence, request_id: str, at: datetime) -> None:
+    """The evidence of a DSR that failed and whose history was purged 90 days later."""
+    failed = entries.Finished(
+        event_id="finished",
+        phase="failed",
+        error_code="UserNotFound",
+        error_category="user",
+        operation_id=None,
+    )
+    log.write(request_id, failed, at)
+    purged = entries.HistoryPurged(event_id="purged", retention_days=90, evidence=True)
+    log.write(request_id, purged, at + timedelta(days=90))
+
+
+def _status_documents() -> dict[str, StatusDocument]:
+    """Representative documents, each built the way a route builds it: a DSR pending, one
+    exporting (extended, a callback failed), one retried, one completed with what the evidence
+    adds (the data's fate, the package), and one whose history was purged."""
+    now = datetime(2026, 3, 10, tzinfo=UTC)
+    job = ExportJob(
+        request_id="RITM0001",
+        user=USER_ID,
+        user_id=USER_ID,
+        received_at="2026-03-01T09:00:00+00:00",
+        regulation="gdpr",
+        legal_deadline="2026-04-01T09:00:00+00:00",
+        warning_at="2026-03-25T09:00:00+00:00",
+        submitted_by={"kind": "functionKey", "id": "sha256:0123456789abcdef"},
+    )
+    running = job.replace(
+        container="dsr-ritm0001-0000",
+        operation_id="op-1",
+        submitted_at="2026-03-01T09:05:00+00:00",
+        graph_status="running",
+        progress=40,
+        poll_round=3,
+        original_deadline="2026-03-31T09:00:00+00:00",
+        extensions=(
+            {
+                "askId": "ask_1",
+                "previousDeadline": "2026-03-31T09:00:00+00:00",
+                "deadline": "2026-04-01T09:00:00+00:00",
+                "days": 1,
+            },
+        ),
+        refused_extensions=("ask_2",),
+        failed_callbacks=("dsr.accepted",),
+    )
+    custom = running.status_body(Phase.EXPORTING, nextCheckAt="2026-03-10T01:00:00+00:00")
+    failed = running.result(Ending(Phase.FAILED, {"code": "UserNotFound"}), now)
+    retried = running.next_attempt(failed)
+    manifest = {"blobCount": 1, "totalBytes": 2, "products": {"Exchange": 1}}
+    done = running.result(
+        Ending(Phase.COMPLETED),
+        now,
+        manifest=manifest,
+        sas={"revoked": True, "expiresAt": None},
+    )
+    completed = status_document("RITM0001", "Completed", None, done, now, now, now=now)
+    package = PackageState(
+        state=PackageStage.SENT,
+        package_sha256="ab" * 32,
+        parts=2,
+        packaged_at=now.isoformat(),
+        review=ReviewState.APPROVED,
+    )
+    log = MemoryEvidence()
+    _failed_then_purged(log, "RITM0001", now)
+    purged = lifecycle.purged_status(log.records["RITM0001"])
+    assert purged is not None
+    return {
+        "pending": status_document(
+            "RITM0001", "Pending", None, None, now, now, now=now, legal=job.deadline_record()
+        ),
+        "exporting": status_document("RITM0001", "Running", custom, None, now, now, now=now),
+        "retried": status_document(
+            "RITM0001", "Pending", None, None, now, now, now=now, legal=retried.legal_record()
+        ),
+        "completed": dataclasses.replace(
+            completed,
+            data=DataFate(2, "deleted", "erasure_request", now.isoformat(), "rcpt_1"),
+            package=package,
+        ),
+        "purged": purged,
+    }
+
+
+STATUS_DOCUMENTS = _status_documents()
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return dict(SPEC["components"]["schemas"][name])
+
+
+@pytest.mark.parametrize("name", STATUS_DOCUMENTS)
+def test_each_representative_status_document_fits_the_schema(name):
+    """Every key the serializer writes is documented, and every required one is written."""
+    shown = STATUS_DOCUMENTS[name].to_wire()
+    schema = _schema("StatusDocument")
+    assert set(shown) <= set(schema["properties"]), name
+    assert set(schema["required"]) <= set(shown), name
+    _validator("StatusDocument").validate(shown)
+
+
+def test_the_status_serializer_and_the_schema_name_the_same_fields():
+    """Both ways: the documents write every documented property between them, and the model
+    has a field for each property and no other (a field added on one side only fails here)."""
+    documented = set(_schema("StatusDocument")["properties"])
+    written = set().union(*(doc.to_wire() for doc in STATUS_DOCUMENTS.values()))
+    assert written == documented
+    filled: dict[str, Any] = {f.name: 1 for f in dataclasses.fields(StatusDocument)}
+    every = StatusDocument(**filled)
+    assert set(every.to_wire()) == documented
+    package = STATUS_DOCUMENTS["completed"].to_wire()["package"]
+    assert set(package) == set(_schema("StatusPackage")["properties"])
+    data = _schema("StatusDocument")["properties"]["data"]["properties"]
+    assert set(STATUS_DOCUMENTS["completed"].to_wire()["data"]) == set(data)
+
+
+def test_the_status_of_a_purged_dsr_fits_the_schema(user_function, evidence_log):
+    """A purged DSR's status, answered from the evidence, is a status document like any other:
+    the required fields are there (null when the legal clock is no longer counted)."""
+    _failed_then_purged(evidence_log, "RITM0099", T0)
+    answer = call(
+        user_function("get_dsr"),
+        FakeDurableClient(),
+        req=request("GET", "exports/RITM0099", route_params={"requestId": "RITM0099"}),
+    )
+    assert answer.status_code == 200, body(answer)
+    assert body(answer)["historyPurged"] is True
+    _validator("StatusDocument").validate(body(answer))

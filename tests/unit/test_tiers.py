@@ -23,6 +23,7 @@ STAND_INS = {
     "devhost._service",
     "devhost._state",
     "devhost.entra",
+    "devhost.entra_federation",  # the local Entra's token endpoint (TENANCY=multi)
     "devhost.https_server",
     "devhost.platform_auth",
     "devhost.tls",

@@ -22,26 +22,16 @@ from dsr_export.adapters.durable_client import TaskHub, decode_payload
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller
-from dsr_export.domain.evidence import BrokenRecord, EvidenceRecord, Kind, parse_record
+from dsr_export.domain.evidence import EvidenceRecord, Kind
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import canonical_request_id
+from dsr_export.domain.status import RecordedStatus
 from dsr_export.domain.steps import NOTICE_ORCHESTRATOR, SendCallback
 from intake.service import stored_job
 
 #: Who deletes data on schedule, as the evidence names it.
 RETENTION_ACTOR: Final = Caller("system", "retention", frozenset())
-
-
-def records(request_id: str) -> list[EvidenceRecord]:
-    """The DSR's evidence records that parse (a broken one is the verifier's to name)."""
-    kept = []
-    for line in composition.evidence_log().read(canonical_request_id(request_id)):
-        try:
-            kept.append(parse_record(line))
-        except BrokenRecord:
-            continue
-    return kept
 
 
 def output_of(status: df.DurableOrchestrationStatus) -> dict[str, Any]:
@@ -195,12 +185,13 @@ def job_of(status: df.DurableOrchestrationStatus) -> ExportJob | None:
     if job is None:
         return None
     for source in (status.custom_status, output_of(status)):
-        if isinstance(source, dict) and source.get("deadline"):
+        recorded = RecordedStatus.read(source)
+        if recorded is not None and recorded.deadline:
             job = job.replace(
-                legal_deadline=source.get("deadline"),
-                warning_at=source.get("warningAt", job.warning_at),
-                original_deadline=source.get("originalDeadline", job.original_deadline),
-                extensions=tuple(source.get("extensions") or job.extensions),
-                attempt=int(source.get("attempt") or job.attempt),
+                legal_deadline=recorded.deadline,
+                warning_at=recorded.warning_at or job.warning_at,
+                original_deadline=recorded.original_deadline or job.original_deadline,
+                extensions=tuple(recorded.extensions or job.extensions),
+                attempt=int(recorded.attempt or job.attempt),
             )
     return job

@@ -21,7 +21,7 @@ from dsr_export import composition
 from dsr_export.domain import problems
 from dsr_export.domain.callers import KeysUnavailable
 from dsr_export.domain.request import FieldError
-from dsr_export.settings import AuthSettings, ExportStorageSettings, GraphSettings
+from dsr_export.settings import AuthSettings, GraphSettings
 
 bp = df.Blueprint()
 
@@ -31,24 +31,30 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
     """Settings, and with ``deep`` the Graph app roles and export storage access."""
     # Imported here, not at cold start: the checks pull in the storage and Graph SDKs.
     from dsr_export.adapters import health
+    from intake import tenant_checks
 
     env = dict(os.environ)
     faults = health.settings_problems(env)
     checks: dict[str, Any] = {"settings": "ok" if not faults else "failed"}
+    extra: dict[str, Any] = {}  # per registered tenant (TENANCY=multi): intake/tenant_checks.py
     if not faults and req.params.get("deep", "").lower() in {"1", "true", "yes"}:
         faults += _deep(env, checks)
+        faults += tenant_checks.deep(env, checks, extra)
     if faults:
-        return _unready(faults, checks)
+        return _unready(faults, checks, extra)
     document = {
         "status": "ok",
         "checks": checks,
         "configuration": health.configuration(env),
         "warnings": health.warnings(env),
+        **extra,
     }
     return func.HttpResponse(json.dumps(document), status_code=200, mimetype="application/json")
 
 
-def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpResponse:
+def _unready(
+    faults: list[FieldError], checks: dict[str, Any], extra: dict[str, Any]
+) -> func.HttpResponse:
     """503: each fault named, with what each check found."""
     body = problems.problem(
         503,
@@ -57,13 +63,13 @@ def _unready(faults: list[FieldError], checks: dict[str, Any]) -> func.HttpRespo
         slug="misconfigured",
         errors=faults,
         checks=checks,
+        **extra,
     )
     return func.HttpResponse(problems.dumps(body), status_code=503, mimetype=problems.CONTENT_TYPE)
 
 
 def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
     from dsr_export.adapters import health
-    from dsr_export.adapters.storage import ExportStorage
 
     faults = []
     missing = health.missing_graph_roles(composition.credential(), GraphSettings.from_env(env))
@@ -76,8 +82,7 @@ def _deep(env: dict[str, str], checks: dict[str, Any]) -> list[FieldError]:
                 "application permissions with admin consent (docs/deploy.md)",
             )
         )
-    storage = ExportStorage(ExportStorageSettings.from_env(env), composition.credential())
-    error = health.storage_problem(storage.probe)
+    error = health.storage_problem(composition.export_storage().probe)
     checks["exportStorage"] = "ok" if error is None else "failed"
     if error is not None:
         faults.append(FieldError("/exportStorage", str(error.get("hint") or error["message"])))

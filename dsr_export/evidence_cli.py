@@ -1,4 +1,4 @@
-"""Verify a DSR's evidence log offline: ``python -m dsr_export.evidence verify FILE``.
+"""Verify a DSR's evidence log offline: ``python -m dsr_export.evidence_cli verify FILE``.
 
 ``FILE`` (``-`` for standard input) is a log as downloaded from the evidence container (JSON
 lines) or the answer of ``GET /api/exports/{requestId}/evidence`` (a JSON document with its
@@ -36,7 +36,7 @@ def log_lines(content: bytes) -> list[bytes] | list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(
-        prog="python -m dsr_export.evidence", description="Check a DSR's evidence log."
+        prog="python -m dsr_export.evidence_cli", description="Check a DSR's evidence log."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("verify", help="verify a log's hash chain, naming a break")

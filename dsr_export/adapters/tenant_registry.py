@@ -1,0 +1,329 @@
+"""The tenant registry in storage: one JSON blob per tenant, and an append-only change log.
+
+Why blobs and not Azure Table storage: the registry is small (an app registration holds at most
+20 federated credentials, but serves any number of tenants: tens to hundreds of documents),
+read whole, and written by an operator now and then. A blob per tenant with its ETag gives the
+one thing concurrency needs, a conditional write (``If-Match`` on change, ``If-None-Match: *`` on
+create), with the storage SDK the app already ships; ``azure-data-tables`` would add a
+dependency (and a second client stack on the cold-start path) for queries the registry never
+makes. The documents live in the host storage account (``AzureWebJobsStorage``, container
+``dsr-tenants``), which the app's identity already owns; not in the export account, whose
+lifecycle rule deletes everything, and not in the evidence account, which is immutable.
+
+Every change appends one hash-chained line to ``registry/tenants.jsonl`` in the evidence
+container (:func:`dsr_export.domain.tenants.change_record`): who, when, which fields, hashes of
+the old and new values; never a value. The append discipline is the evidence's: created only if
+missing, appended only at the position last read (a stale writer gets 412 and reads again). A
+change is written first and logged second; if the log refuses, the document is put back as it
+was (conditionally on the version just written) and the change fails: no change stands that
+the log does not show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
+from dsr_export.adapters.credentials import host_storage_identity
+from dsr_export.domain import tenants
+from dsr_export.domain.logs import log_event
+from dsr_export.domain.tenants import (
+    Registered,
+    Tenant,
+    TenantExists,
+    TenantUnknown,
+    VersionMismatch,
+)
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+REGISTRY_CONTAINER: Final = "dsr-tenants"
+#: The change log's blob in the evidence container (evidence logs are ``{ID}.jsonl``: no slash).
+CHANGE_LOG_BLOB: Final = "registry/tenants.jsonl"
+_JSON: Final = ContentSettings(content_type="application/json")
+_ATTEMPTS: Final = 5
+
+
+class ChangeLogError(RuntimeError):
+    """The change log cannot be appended to: the change was not made."""
+
+
+class ChangeLog:
+    """The registry's append-only change log (one append blob, hash-chained lines)."""
+
+    def __init__(self, container: ContainerClient, blob: str = CHANGE_LOG_BLOB) -> None:
+        self._blob = container.get_blob_client(blob)
+        self._container = container
+
+    def records(self) -> list[dict[str, Any]]:
+        content, _ = self._read()
+        return [json.loads(line) for line in content.split(b"\n") if line.strip()]
+
+    def append(self, build: Callable[[str | None], dict[str, Any]]) -> dict[str, Any]:
+        """Append the record ``build(previous hash)`` makes, at the log's end as read."""
+        for _ in range(_ATTEMPTS):
+            content, length = self._read()
+            lines = [line for line in content.split(b"\n") if line.strip()]
+            previous = json.loads(lines[-1]).get("hash") if lines else None
+            record = build(previous)
+            line = (json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode()
+            if self._append_at(length, line):
+                return record
+        raise ChangeLogError("other writers kept moving the change log's end")
+
+    def _read(self) -> tuple[bytes, int]:
+        try:
+            content = bytes(self._blob.download_blob().readall())
+        except ResourceNotFoundError:
+            return b"", 0
+        return content, len(content)
+
+    def _append_at(self, position: int, line: bytes) -> bool:
+        if position == 0:
+            _ignore_exists(self._container.create_container)
+            _ignore_exists(
+                lambda: self._blob.create_append_blob(
+                    content_settings=ContentSettings(content_type="application/jsonl"),
+                    match_condition=MatchConditions.IfMissing,
+                )
+            )
+        try:
+            self._blob.append_block(line, appendpos_condition=position)
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        return True
+
+
+class TenantRegistry:
+    """Read and change the registered tenants; every change is logged in :class:`ChangeLog`."""
+
+    def __init__(self, container: ContainerClient, changes: ChangeLog) -> None:
+        self._container = container
+        self._changes = changes
+        self._ready = False
+
+    @classmethod
+    def in_host_storage(
+        cls,
+        changes: ChangeLog,
+        env: Mapping[str, str] = os.environ,
+        identity: Callable[[str | None], TokenCredential] = host_storage_identity,
+    ) -> TenantRegistry:
+        """The registry in the host storage account, reached as the host reaches it."""
+        connection = env.get("AzureWebJobsStorage", "").strip()
+        if connection:
+            service = BlobServiceClient.from_connection_string(connection)
+        else:
+            endpoint = env.get("AzureWebJobsStorage__blobServiceUri", "").strip()
+            if not endpoint:
+                raise RuntimeError(
+                    "neither AzureWebJobsStorage nor AzureWebJobsStorage__blobServiceUri is set"
+                )
+            client_id = env.get("AzureWebJobsStorage__clientId", "").strip() or None
+            service = BlobServiceClient(endpoint, credential=identity(client_id))
+        return cls(service.get_container_client(REGISTRY_CONTAINER), changes)
+
+    @property
+    def changes(self) -> ChangeLog:
+        return self._changes
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list(self) -> list[Registered]:
+        """Every registered tenant, by tenant id."""
+        found = []
+        try:
+            for blob in self._container.list_blobs(name_starts_with="tenants/"):
+                got = self.get(blob.name.removeprefix("tenants/").removesuffix(".json"))
+                if got is not None:
+                    found.append(got)
+        except ResourceNotFoundError:
+            return []
+        return sorted(found, key=lambda registered: registered.tenant.tenant_id)
+
+    def get(self, tenant_id: str) -> Registered | None:
+        try:
+            download = self._blob(tenant_id).download_blob()
+            content = download.readall()
+        except ResourceNotFoundError:
+            return None
+        document = json.loads(content)
+        return Registered(
+            tenant=tenants.from_stored(document["tenant"]),
+            etag=str(download.properties.etag),
+            created_at=str(document["createdAt"]),
+            updated_at=str(document["updatedAt"]),
+            updated_by=dict(document["updatedBy"]),
+        )
+
+    # -- changing --------------------------------------------------------------------------
+
+    def add(self, tenant: Tenant, by: Mapping[str, Any], at: datetime) -> Registered:
+        """Register a new tenant; :class:`TenantExists` if it is registered already."""
+        self._ensure_container()
+        document = _document(tenant, created_at=at.isoformat(), at=at, by=by)
+        blob = self._blob(tenant.tenant_id)
+        try:
+            written = blob.upload_blob(
+                document, content_settings=_JSON, match_condition=MatchConditions.IfMissing
+            )
+        except (ResourceExistsError, ResourceModifiedError):
+            raise TenantExists(tenant.tenant_id) from None
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                raise TenantExists(tenant.tenant_id) from None
+            raise
+        self._record_change(
+            "created",
+            None,
+            tenant,
+            by,
+            at,
+            undo=lambda: blob.delete_blob(
+                etag=written["etag"], match_condition=MatchConditions.IfNotModified
+            ),
+        )
+        return Registered(tenant, str(written["etag"]), at.isoformat(), at.isoformat(), dict(by))
+
+    def update(
+        self,
+        tenant_id: str,
+        change: Callable[[Tenant], Tenant],
+        by: Mapping[str, Any],
+        at: datetime,
+        *,
+        if_match: str | None = None,
+    ) -> Registered:
+        """Apply ``change`` to the tenant as stored, conditionally on its version.
+
+        With ``if_match`` the caller's version must still be the stored one
+        (:class:`VersionMismatch`); without, a change that races another is applied again to
+        the newer version. Nothing changed (the same document): nothing written or logged.
+        """
+        for _ in range(_ATTEMPTS):
+            current = self.get(tenant_id)
+            if current is None:
+                raise TenantUnknown(tenant_id)
+            if if_match is not None and if_match != current.etag:
+                raise VersionMismatch(tenant_id)
+            after = change(current.tenant)
+            if after == current.tenant:
+                return current
+            written = self._replace(current, after, by, at)
+            if written is not None:
+                return written
+            if if_match is not None:
+                raise VersionMismatch(tenant_id)
+        raise VersionMismatch(tenant_id)
+
+    def _replace(
+        self, current: Registered, after: Tenant, by: Mapping[str, Any], at: datetime
+    ) -> Registered | None:
+        blob = self._blob(after.tenant_id)
+        previous = _document(
+            current.tenant,
+            created_at=current.created_at,
+            at=datetime.fromisoformat(current.updated_at),
+            by=current.updated_by,
+        )
+        try:
+            written = blob.upload_blob(
+                _document(after, created_at=current.created_at, at=at, by=by),
+                overwrite=True,
+                content_settings=_JSON,
+                etag=current.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return None
+        self._record_change(
+            "updated",
+            current.tenant,
+            after,
+            by,
+            at,
+            undo=lambda: blob.upload_blob(
+                previous,
+                overwrite=True,
+                content_settings=_JSON,
+                etag=written["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            ),
+        )
+        return Registered(after, str(written["etag"]), current.created_at, at.isoformat(), by)
+
+    def _record_change(
+        self,
+        action: str,
+        before: Tenant | None,
+        after: Tenant,
+        by: Mapping[str, Any],
+        at: datetime,
+        *,
+        undo: Callable[[], object],
+    ) -> None:
+        """Record the change; if the log refuses, undo it and fail."""
+        try:
+            record = self._changes.append(
+                lambda previous: tenants.change_record(
+                    previous_hash=previous, at=at, by=by, action=action, before=before, after=after
+                )
+            )
+        except Exception:
+            undo()
+            raise
+        log_event(
+            "tenant_changed",
+            tenant_id=after.tenant_id,
+            action=action,
+            fields=",".join(sorted(record["changed"])),
+            caller_kind=by.get("kind"),
+            caller_id=by.get("id"),
+        )
+
+    def _blob(self, tenant_id: str) -> Any:
+        return self._container.get_blob_client(f"tenants/{tenant_id.lower()}.json")
+
+    def _ensure_container(self) -> None:
+        if not self._ready:
+            _ignore_exists(self._container.create_container)
+            self._ready = True
+
+
+def _document(tenant: Tenant, *, created_at: str, at: datetime, by: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "tenant": tenant.to_json(),
+            "createdAt": created_at,
+            "updatedAt": at.isoformat(),
+            "updatedBy": dict(by),
+        },
+        sort_keys=True,
+    ).encode()
+
+
+def _ignore_exists(create: Callable[[], object]) -> None:
+    """Creating what exists is no error (nor is a 403 from a role that may not create what the
+    deployment made): the write that follows says whether it can be written."""
+    try:
+        create()
+    except (ResourceExistsError, ResourceModifiedError):
+        return
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise

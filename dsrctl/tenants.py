@@ -1,0 +1,200 @@
+"""``dsrctl tenants``: the tenant registry of a multi-tenant deployment (app role ``DSR.Admin``).
+
+``list``, ``add TENANT_ID --name ...``, ``update TENANT_ID [--name ...] [--if-match ETAG]``,
+``consent-link TENANT_ID`` (the URL to send the tenant's administrator) and ``health`` (each
+tenant's token, Graph permissions and storage, from ``GET /api/health?deep=true``). A secret is
+never an option: the callback secret is given as a Key Vault secret URI (``--callback-secret-ref``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from dsrctl import output
+from dsrctl.commands import Settings, _handled, _json_option
+
+CLOUDS = ("global", "usgov", "usgovdod", "china")
+
+
+@click.group(name="tenants")
+def tenants() -> None:
+    """The tenant registry (TENANCY=multi): list, add, update, consent link, health."""
+
+
+def _fields(
+    name: str | None,
+    cloud: str | None,
+    regulation: str | None,
+    secret_ref: str | None,
+    submits: int | None,
+    polls: int | None,
+) -> dict[str, Any]:
+    """The registry fields the options give (an option left out is not sent)."""
+    body: dict[str, Any] = {}
+    if name is not None:
+        body["displayName"] = name
+    if cloud is not None:
+        body["cloud"] = cloud
+    if regulation is not None:
+        body["regulation"] = int(regulation) if regulation.strip().isdigit() else regulation
+    if secret_ref is not None:
+        body["callbackSecretRef"] = secret_ref or None
+    budget = {
+        key: value
+        for key, value in (("submitsPerDay", submits), ("pollsPerHour", polls))
+        if value is not None
+    }
+    if budget:
+        body["quotaBudget"] = budget
+    return body
+
+
+def _field_options(function: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--cloud", type=click.Choice(CLOUDS), help="The tenant's cloud."),
+            click.option(
+                "--regulation", help="Default regulation: gdpr, ccpa or a number of days."
+            ),
+            click.option(
+                "--callback-secret-ref",
+                "secret_ref",
+                help="Key Vault secret URI of its callback secret ('' to clear); never the secret.",
+            ),
+            click.option("--submits-per-day", "submits", type=click.IntRange(1, 1000)),
+            click.option("--polls-per-hour", "polls", type=click.IntRange(1, 10000)),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _rows(items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            str(item.get("tenantId")),
+            output.printable(item.get("displayName")),
+            str(item.get("cloud")),
+            output.compact(item.get("regulation")),
+            output.moment(item.get("updatedAt")),
+        ]
+        for item in items
+    ]
+
+
+@tenants.command(name="list")
+@_json_option
+@_handled
+def list_tenants(settings: Settings, out: output.Output) -> int:
+    """List the registered tenants (GET /api/tenants)."""
+    answer = settings.client().tenants()
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    items = [item for item in answer.get("tenants") or [] if isinstance(item, dict)]
+    out.table(["TENANT ID", "NAME", "CLOUD", "REGULATION", "UPDATED"], _rows(items))
+    out.info(f"{len(items)} tenant{'' if len(items) == 1 else 's'}")
+    return output.EXIT_OK
+
+
+@tenants.command(name="add")
+@click.argument("tenant_id")
+@click.option("--name", required=True, help="The organisation's name.")
+@_field_options
+@_json_option
+@_handled
+def add_tenant(
+    settings: Settings,
+    out: output.Output,
+    tenant_id: str,
+    name: str,
+    cloud: str | None,
+    regulation: str | None,
+    secret_ref: str | None,
+    submits: int | None,
+    polls: int | None,
+) -> int:
+    """Register a tenant (POST /api/tenants); then send its administrator the consent link."""
+    body = {"tenantId": tenant_id, **_fields(name, cloud, regulation, secret_ref, submits, polls)}
+    added = settings.client().add_tenant(body)
+    if out.json_mode:
+        out.json(added)
+        return output.EXIT_OK
+    out.pairs([(key, output.compact(value)) for key, value in added.items()])
+    out.info(f"next: dsrctl tenants consent-link {added.get('tenantId')}")
+    return output.EXIT_OK
+
+
+@tenants.command(name="update")
+@click.argument("tenant_id")
+@click.option("--name", help="The organisation's name.")
+@_field_options
+@click.option("--if-match", help="Change only this version (the ETag a read answered).")
+@_json_option
+@_handled
+def update_tenant(
+    settings: Settings,
+    out: output.Output,
+    tenant_id: str,
+    name: str | None,
+    cloud: str | None,
+    regulation: str | None,
+    secret_ref: str | None,
+    submits: int | None,
+    polls: int | None,
+    if_match: str | None,
+) -> int:
+    """Change a tenant (PATCH /api/tenants/{id}): only the options given."""
+    patch = _fields(name, cloud, regulation, secret_ref, submits, polls)
+    if not patch:
+        raise click.UsageError("give at least one field to change")
+    changed = settings.client().update_tenant(tenant_id, patch, if_match=if_match)
+    if out.json_mode:
+        out.json(changed)
+        return output.EXIT_OK
+    out.pairs([(key, output.compact(value)) for key, value in changed.items()])
+    return output.EXIT_OK
+
+
+@tenants.command(name="consent-link")
+@click.argument("tenant_id")
+@click.option("--redirect-uri", help="Where Entra sends the administrator after (https).")
+@_json_option
+@_handled
+def consent_link(
+    settings: Settings, out: output.Output, tenant_id: str, redirect_uri: str | None
+) -> int:
+    """The admin-consent URL the tenant's administrator opens (GET .../consent-link)."""
+    answer = settings.client().consent_link(tenant_id, redirect_uri)
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    out.line(str(answer.get("consentLink")))
+    permissions = ", ".join(str(p) for p in answer.get("permissions") or [])
+    out.info(f"grants {permissions} to app {answer.get('clientId')} in {tenant_id}")
+    return output.EXIT_OK
+
+
+@tenants.command(name="health")
+@_json_option
+@_handled
+def tenants_health(settings: Settings, out: output.Output) -> int:
+    """Each tenant's token, Graph permissions and storage (GET /api/health?deep=true)."""
+    answer = settings.client().health(deep=True)
+    results = answer.body.get("tenants") or {}
+    if out.json_mode:
+        out.json({"status": answer.status, "tenants": results})
+    else:
+        rows = [
+            [str(tid), str(r.get("token")), str(r.get("graphRoles")), str(r.get("storage"))]
+            for tid, r in sorted(results.items())
+            if isinstance(r, dict)
+        ]
+        out.table(["TENANT ID", "TOKEN", "GRAPH ROLES", "STORAGE"], rows)
+        for error in answer.body.get("errors") or []:
+            if isinstance(error, dict) and str(error.get("pointer", "")).startswith("/tenants"):
+                out.warning(f"{error.get('pointer')}: {output.printable(error.get('detail'))}")
+    return output.EXIT_OK if answer.status == 200 else output.EXIT_FAILED

@@ -1,0 +1,68 @@
+"""Run by test_tenants_stack.py in a process of its own: the offline host's whole stack with
+``TENANCY=multi``, operated with ``dsrctl tenants`` as an operator would.
+
+``python -m tests.devhost.tenants_host STATE OUT``: register a consented tenant and one whose
+administrator never consented, list them, fetch the consent link, read the per-tenant health;
+then the administrator consents and the health is read again, and the first tenant is renamed
+on a stale and on a current version. Writes what it saw as JSON to OUT; the test judges it.
+A process of its own because a process can load ``function_app`` only once (azure-functions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from devhost.entra import CUSTOMER_TENANTS
+from devhost.stack import DevStack, StackOptions
+from dsrctl.commands import cli
+
+CONSENTED, _, NEVER = CUSTOMER_TENANTS
+
+
+def main(argv: list[str]) -> None:
+    state, out = Path(argv[0]), Path(argv[1])
+    os.environ["TENANCY"] = "multi"
+    os.environ["AUTH_FUNCTION_KEY_ROLES"] = "DSR.Submit,DSR.Read,DSR.Manage,DSR.Admin"
+    options = StackOptions(state_dir=state, use_local_settings=False, function_key="tenants-k")
+    with DevStack(options, environ=os.environ) as stack:
+        runner = CliRunner()
+        base = ["--url", stack.api_url, "--function-key", stack.function_key, "--json"]
+
+        def dsrctl(*args: str) -> dict[str, Any]:
+            done = runner.invoke(cli, [*base, *args], catch_exceptions=False)
+            return {"code": done.exit_code, "out": json.loads(done.stdout or "null")}
+
+        seen: dict[str, Any] = {"clientId": os.environ.get("MULTI_TENANT_CLIENT_ID")}
+        seen["add"] = dsrctl(
+            "tenants", "add", CONSENTED, "--name", "Contoso", "--regulation", "gdpr"
+        )
+        seen["addNever"] = dsrctl("tenants", "add", NEVER, "--name", "Fabrikam")
+        seen["list"] = dsrctl("tenants", "list")
+        seen["consentLink"] = dsrctl("tenants", "consent-link", NEVER)
+        seen["healthBefore"] = dsrctl("tenants", "health")
+        assert stack.tenant is not None
+        stack.tenant.consent(NEVER)  # its administrator opened the link and granted
+        seen["healthAfter"] = dsrctl("tenants", "health")
+        stale = '"0x8D0000000000000"'
+        seen["updateStale"] = dsrctl(
+            "tenants", "update", CONSENTED, "--name", "X", "--if-match", stale
+        )
+        seen["update"] = dsrctl("tenants", "update", CONSENTED, "--name", "Contoso EU")
+        seen["secret"] = dsrctl(
+            "tenants",
+            "update",
+            CONSENTED,
+            "--callback-secret-ref",
+            "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+        )
+        out.write_text(json.dumps(seen, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

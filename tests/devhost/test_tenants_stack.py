@@ -1,0 +1,69 @@
+"""TENANCY=multi on the offline host, end to end: ``dsrctl tenants`` against the real app, which
+gets each tenant's Graph token from the local Entra through its federated credential; a tenant
+whose administrator has not consented fails the deep health check with Entra's own code, and
+passes once consent is given."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devhost.entra import CUSTOMER_TENANTS, MULTI_TENANT_CLIENT_ID
+from devhost.stack import REPO_ROOT
+from tests.e2e.host import user_env
+
+pytestmark = pytest.mark.azurite
+
+CONSENTED, _, NEVER = CUSTOMER_TENANTS
+
+
+def run_host(state: Path, out: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.devhost.tenants_host", str(state), str(out)],
+        cwd=REPO_ROOT,
+        env=user_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    seen: dict[str, Any] = json.loads(out.read_text())
+    return seen
+
+
+def test_an_operator_onboards_tenants_and_the_health_follows_consent(tmp_path: Path) -> None:
+    seen = run_host(tmp_path / "state", tmp_path / "seen.json")
+
+    assert seen["clientId"] == MULTI_TENANT_CLIENT_ID
+    assert seen["add"]["code"] == 0
+    assert seen["add"]["out"]["tenantId"] == CONSENTED
+    assert [t["tenantId"] for t in seen["list"]["out"]["tenants"]] == [CONSENTED, NEVER]
+    link = seen["consentLink"]["out"]["consentLink"]
+    assert link.startswith(f"https://login.microsoftonline.com/{NEVER}/v2.0/adminconsent?")
+    assert f"client_id={MULTI_TENANT_CLIENT_ID}" in link
+
+    before = seen["healthBefore"]
+    assert before["code"] == 1
+    assert before["out"]["status"] == 503
+    assert before["out"]["tenants"][CONSENTED] == {
+        "token": "ok",
+        "graphRoles": "ok",
+        "storage": "ok",
+    }
+    assert before["out"]["tenants"][NEVER]["token"] == "failed"
+
+    after = seen["healthAfter"]
+    assert (after["code"], after["out"]["status"]) == (0, 200)
+    assert after["out"]["tenants"][NEVER] == {"token": "ok", "graphRoles": "ok", "storage": "ok"}
+
+    assert seen["updateStale"]["code"] == 1
+    assert seen["update"]["code"] == 0
+    assert seen["update"]["out"]["displayName"] == "Contoso EU"
+    assert seen["secret"]["code"] == 1
+    assert "whsec_" not in json.dumps(seen["secret"])
