@@ -65,6 +65,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports --no-cache
+	$(PYTHON) tools/shape/check.py
 
 fmt: venv
 	$(BIN)/ruff format .

@@ -356,7 +356,7 @@ def verify_package(
 
 
 @dataclass(frozen=True)
-class _Listed:
+class _ManifestFile:
     path: str
     size: int
     sha256: str
@@ -366,7 +366,7 @@ class _Listed:
 class _Manifest:
     request_id: str
     generation: int
-    files: tuple[_Listed, ...]
+    files: tuple[_ManifestFile, ...]
     parts: tuple[str, ...]
 
 
@@ -393,7 +393,7 @@ def _manifest(raw: bytes) -> _Manifest:
             raise ReceiptError(f"{where}.size", "must be a whole number of bytes")
         if not isinstance(digest, str) or not _SHA256.match(digest):
             raise ReceiptError(f"{where}.sha256", "must be 64 lower-case hex digits")
-        listed.append(_Listed(path, size, digest))
+        listed.append(_ManifestFile(path, size, digest))
     part_names = document.get("parts", [])
     if not isinstance(part_names, list) or not all(isinstance(p, str) for p in part_names):
         raise ReceiptError("parts", "must be a list of file names")

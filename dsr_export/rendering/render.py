@@ -27,7 +27,6 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
 from babel.units import format_unit
-from markupsafe import Markup
 
 from dsr_export.domain import archive
 from dsr_export.domain.export_catalog import (
@@ -43,6 +42,7 @@ from dsr_export.domain.package_manifest import (
     PAGES_DIR,
     REQUEST_INFO,
 )
+from dsr_export.rendering.json_html import More, json_html, visible_controls
 from dsr_export.rendering.views import FileView
 
 #: Languages with a catalogue (English is the source text).
@@ -169,6 +169,8 @@ class Renderer:
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
             extensions=["jinja2.ext.i18n"],
             undefined=jinja2.StrictUndefined,
+            # Templates are compiled once: no check of their files per page (a stat each).
+            auto_reload=False,
             trim_blocks=False,
             finalize=visible_controls,
         )
@@ -267,7 +269,17 @@ class Renderer:
                 explained = explain_request_info_field(name, self.language)
                 if explained is not None:
                     notes.append((name, explained.text))
-        return self._render("file.html", file=file, view=view, notes=notes)
+        tree = json_html(view.data, self._more) if view.mode == "json" else None
+        return self._render("file.html", file=file, view=view, notes=notes, tree=tree)
+
+    def _more(self, what: More, count: int) -> str:
+        """The sentence under a table, object or list that says how much is not shown."""
+        texts = {
+            "rows": self._gettext("%(count)s more rows not shown"),
+            "fields": self._gettext("%(count)s more fields not shown"),
+            "items": self._gettext("%(count)s more items not shown"),
+        }
+        return texts[what] % {"count": self.number(count)}
 
     def product_page(self, product: ProductEntry) -> bytes:
         """The page of one section."""
@@ -333,22 +345,6 @@ class Renderer:
         return template.render(
             bars=bars, height=8 + 22 * len(bars), title=self._gettext("Data by section")
         )
-
-
-_CONTROLS: Final = {
-    code: f"[U+{code:04X}]"
-    for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)
-}
-
-
-def visible_controls(value: Any) -> Any:
-    """Every value a template prints, with bidi controls shown as ``[U+202E]``: a name from
-    the export can never make the page read other than it is (escaping stops markup, not
-    this)."""
-    if isinstance(value, str) and not isinstance(value, Markup) and not value.isascii():
-        # Every control shown is outside ASCII: an ASCII value (most of them) is left as is.
-        return value.translate(_CONTROLS)
-    return value
 
 
 def product_page_name(product: str) -> str:

@@ -3,7 +3,8 @@ text, a zip as its listing; anything else (or anything that cannot be read) as a
 
 Every view is bounded (rows, columns, depth, characters), so one huge or hostile file cannot
 make a page too large to open; what is cut is counted and said. Nothing here produces markup:
-the templates render these values, escaped.
+the templates render these values, escaped (a JSON value through
+:mod:`dsr_export.rendering.json_html`).
 """
 
 from __future__ import annotations
@@ -15,75 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from dsr_export.domain.archive import Listing
+from dsr_export.rendering.json_html import MAX_COLUMNS, MAX_ROWS
 
-MAX_ROWS: Final = 500
-MAX_COLUMNS: Final = 24
-MAX_DEPTH: Final = 8
 MAX_TEXT: Final = 200_000
-MAX_ITEMS: Final = 200
-
-Shape = Literal["scalar", "object", "table", "list"]
-
-
-@dataclass
-class Node:
-    """A JSON value as a page shows it: a scalar; an object (key, node pairs); a list of
-    objects as a table (columns, rows of nodes); any other list (nodes). ``more`` counts
-    what was left out."""
-
-    shape: Shape
-    value: str = ""
-    kind: str = "string"
-    items: list[tuple[str, Node]] = field(default_factory=list)
-    columns: list[str] = field(default_factory=list)
-    rows: list[list[Node]] = field(default_factory=list)
-    elements: list[Node] = field(default_factory=list)
-    more: int = 0
-
-
-def _scalar(value: Any) -> Node:
-    if value is None:
-        return Node("scalar", "null", "null")
-    if isinstance(value, bool):
-        return Node("scalar", "true" if value else "false", "bool")
-    if isinstance(value, int | float):
-        return Node("scalar", repr(value) if isinstance(value, float) else str(value), "number")
-    text = str(value)
-    return Node("scalar", text if len(text) <= 2000 else text[:2000] + "…", "string")
-
-
-def json_node(value: Any, depth: int = 0) -> Node:
-    """``value`` as a bounded tree of nodes."""
-    if depth >= MAX_DEPTH and isinstance(value, dict | list):
-        return Node("scalar", json.dumps(value, ensure_ascii=False)[:2000], "string")
-    if isinstance(value, dict):
-        keys = list(value)
-        return Node(
-            "object",
-            items=[(str(k), json_node(value[k], depth + 1)) for k in keys[:MAX_ITEMS]],
-            more=max(0, len(keys) - MAX_ITEMS),
-        )
-    if isinstance(value, list):
-        if value and all(isinstance(item, dict) for item in value):
-            columns: list[str] = []
-            for item in value[:MAX_ROWS]:
-                for key in item:
-                    if key not in columns and len(columns) < MAX_COLUMNS:
-                        columns.append(str(key))
-            rows = [
-                [
-                    json_node(item.get(col), depth + 1) if col in item else Node("scalar")
-                    for col in columns
-                ]
-                for item in value[:MAX_ROWS]
-            ]
-            return Node("table", columns=columns, rows=rows, more=max(0, len(value) - MAX_ROWS))
-        return Node(
-            "list",
-            elements=[json_node(item, depth + 1) for item in value[:MAX_ITEMS]],
-            more=max(0, len(value) - MAX_ITEMS),
-        )
-    return _scalar(value)
 
 
 @dataclass
@@ -92,7 +27,8 @@ class FileView:
 
     mode: Literal["json", "csv", "text", "zip", "none"]
     problem: str | None = None
-    tree: Node | None = None
+    #: The parsed JSON (``json``): written to HTML, bounded, when the page is rendered.
+    data: Any = None
     header: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     more_rows: int = 0
@@ -126,7 +62,7 @@ def view_of(media_type: str, content: bytes | None) -> FileView:
         )
     if media_type == "application/json":
         try:
-            return FileView("json", tree=json_node(json.loads(text)))
+            return FileView("json", data=json.loads(text))
         except (ValueError, RecursionError):
             return _text_view(text, problem="invalid-json")
     if media_type in {"text/csv", "text/tab-separated-values"}:

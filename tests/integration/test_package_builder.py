@@ -308,7 +308,8 @@ def test_the_approved_package_leaves_out_the_withheld_files_and_says_so(service,
     assert [w.to_dict() for w in final_manifest.withheld] == [final.withheld[0]]
     assert target.sha256 not in {f.sha256 for f in final_manifest.files if f.role == "data"}
     count = decided.withheld_count()
-    assert f"{count} files were withheld." in package.read("README.txt").decode()
+    said = f"{count} file was withheld." if count == 1 else f"{count} files were withheld."
+    assert said in package.read("README.txt").decode()
     assert "OTHERS_RIGHTS" in package.read("index.html").decode()
     assert reviews.read(request_id)[0] == decided, "the review survives the rebuild"
     again = bound.build(job, now=NOW, completed_at=None, evidence_head=None)

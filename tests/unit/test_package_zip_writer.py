@@ -77,3 +77,17 @@ def test_parts_roll_at_the_size_and_never_past_the_last_name():
         assert content is not None
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
             assert archive.namelist()
+
+
+def test_a_buffer_the_caller_reuses_after_writing_is_staged_as_it_was_written():
+    blob = MemoryBlob()
+    writer = BlockBlobWriter(blob, None, block_bytes=1000)  # type: ignore[arg-type]
+    buffer = bytearray(b"a" * 600)
+    writer.write(buffer)
+    buffer[:] = b"b" * 600  # zipfile's callers may hand in a buffer and refill it
+    writer.write(buffer)
+    writer.write(memoryview(b"c" * 2500))
+    assert writer.commit() == 3700
+    assert blob.block_sizes == [1000, 1000, 1000, 700]
+    assert blob.committed == b"a" * 600 + b"b" * 600 + b"c" * 2500
+    assert writer.sha256.hexdigest() == hashlib.sha256(blob.committed).hexdigest()
