@@ -18,11 +18,13 @@ from intake.tenants_api import bp as tenant_routes
 from orchestrations.deliver_notice import bp as notice_orchestration
 from orchestrations.export_personal_data import bp as export_orchestration
 from orchestrations.package_export import bp as package_orchestration
+from orchestrations.submit_gate import bp as submit_gate
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(export_orchestration)
 app.register_functions(notice_orchestration)
 app.register_functions(package_orchestration)
+app.register_functions(submit_gate)
 app.register_functions(export_activities)
 app.register_functions(callback_activities)
 app.register_functions(package_activities)

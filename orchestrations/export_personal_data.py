@@ -34,12 +34,13 @@ from typing import Any, TypeVar
 
 import azure.durable_functions as df
 
-from dsr_export.domain import errors, events, pacing, steps
+from dsr_export.domain import errors, events, gate, pacing, steps
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
 from dsr_export.domain.job import CANCEL_EVENT, EXTEND_EVENT, Ending, ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.status import Phase
 from dsr_export.domain.steps import Outcome
+from orchestrations import submit_gate
 from orchestrations.callback_delivery import deliver
 
 bp = df.Blueprint()
@@ -263,20 +264,117 @@ def _submit_into_container(run: _Run, job: ExportJob) -> Flow:
 
 
 def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
-    """Let the policy settle, then submit; returns ``(job, answer)``.
+    """Let the policy settle, then submit when the tenant's gate lets this DSR through;
+    returns ``(job, answer)``.
 
-    A first submit is also held back a little, differently for each DSR, so a burst reaches
-    Graph spread out. The last chance to cancel, too.
+    Every submit call goes through the gate (:mod:`orchestrations.submit_gate`): Graph allows
+    1,000 a day per tenant and a refused one may count, so a retry needs a slot too. A quota
+    refusal (429 without Retry-After) is the gate's to wait out (it learns the quota is spent);
+    other retryable refusals back off as any Graph step does. The gate hears how each submit
+    ended. The last chance to cancel, too.
     """
-    delay = settle_seconds
-    if job.submit_attempt == 1:
-        delay += pacing.first_submit_delay(job.request_id)
-    if delay:
-        job = yield from _wait(run, job, _after(run.context, delay))
-    _status(run.context, job, Phase.SUBMITTING)
+    if settle_seconds:
+        job = yield from _wait(run, job, _after(run.context, settle_seconds))
     assert job.user_id is not None and job.container is not None  # noqa: PT018
     submit = steps.SubmitExport(job.request_id, job.user_id, job.container)
-    return (yield from _graph_step(run, job, steps.SUBMIT_EXPORT, submit))
+    rounds = 0
+    while True:
+        job = yield from _admitted(run, job)
+        _status(run.context, job, Phase.SUBMITTING)
+        answer = yield from _call(run, job, steps.SUBMIT_EXPORT, submit)
+        quota = answer.outcome is Outcome.RETRY and errors.is_quota_refusal(answer.error)
+        _report_to_gate(run.context, job, _verdict(answer.outcome, quota=quota))
+        if answer.outcome is not Outcome.RETRY:
+            return job.replace(throttle_round=0), answer
+        if run.context.current_utc_datetime >= job.give_up_at():
+            error = errors.gave_up_waiting(job.policy.timeout_days, answer.error)
+            raise _PhaseEnd(job, Ending(Phase.TIMED_OUT, error))
+        rounds += 1
+        if rounds >= job.policy.rounds_per_history:
+            raise _PhaseEnd(job)
+        if not quota:  # the gate waits out a spent quota; anything else backs off here
+            job = job.replace(throttle_round=job.throttle_round + 1)
+            wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
+            job = yield from _wait(run, job, min(_after(run.context, wait), job.give_up_at()))
+
+
+def _gate(job: ExportJob) -> df.EntityId:
+    return submit_gate.gate_id(job.tenant_id or submit_gate.HOME_TENANT)
+
+
+def _admitted(run: _Run, job: ExportJob) -> Flow:
+    """Ask the tenant's gate for a slot until it lets this DSR through, waiting on a durable
+    timer for the time it names; returns the job. An idle gate answers at once.
+
+    A DSR that ends while it waits (cancelled, timed out) leaves the queue; one that continues
+    as new keeps its place and asks again from the next execution.
+    """
+    context = run.context
+    for _ in range(job.policy.rounds_per_history):
+        now = context.current_utc_datetime
+        if now >= job.give_up_at():
+            _withdraw_from_gate(context, job)
+            error = errors.gave_up_waiting(job.policy.timeout_days, None)
+            raise _PhaseEnd(job, Ending(Phase.TIMED_OUT, error))
+        asked = gate.Ask(
+            request_id=job.request_id,
+            deadline=job.legal_deadline,
+            received=job.received_at or job.started_at,
+            now=now.isoformat(),
+            subject=job.user_id,
+        )
+        raw = yield context.call_entity(_gate(job), submit_gate.ASK, asked.to_dict())
+        answer = gate.GateAnswer.from_dict(raw)
+        if answer.granted or answer.ask_at is None:
+            return job
+        fire_at = min(datetime.fromisoformat(answer.ask_at), job.give_up_at())
+        _log(
+            context,
+            "submit_queued",
+            logging.INFO,
+            job,
+            slot_at=fire_at.isoformat(),
+            position=answer.position,
+            queued=answer.queued,
+        )
+        _status(
+            context,
+            job,
+            Phase.SUBMITTING,
+            nextCheckAt=fire_at.isoformat(),
+        )
+        try:
+            job = yield from _wait(run, job, fire_at)
+        except _PhaseEnd as end:
+            if end.ending is not None:
+                _withdraw_from_gate(context, end.job)
+            raise
+    raise _PhaseEnd(job)
+
+
+def _verdict(outcome: Outcome, *, quota: bool) -> str:
+    if outcome is Outcome.ACCEPTED:
+        return gate.SubmitVerdict.ACCEPTED
+    if quota:
+        return gate.SubmitVerdict.QUOTA
+    if outcome is Outcome.RETRY:
+        return gate.SubmitVerdict.RETRY
+    return gate.SubmitVerdict.ENDED
+
+
+def _report_to_gate(context: df.DurableOrchestrationContext, job: ExportJob, verdict: str) -> None:
+    done = gate.SubmitReport(
+        request_id=job.request_id,
+        verdict=verdict,
+        now=context.current_utc_datetime.isoformat(),
+        deadline=job.legal_deadline,
+        received=job.received_at or job.started_at,
+    )
+    context.signal_entity(_gate(job), submit_gate.REPORT, done.to_dict())
+
+
+def _withdraw_from_gate(context: df.DurableOrchestrationContext, job: ExportJob) -> None:
+    context.signal_entity(_gate(job), submit_gate.WITHDRAW, {"requestId": job.request_id})
 
 
 def _wait_for_storage(run: _Run, job: ExportJob, error: errors.ErrorDoc | None) -> Flow:

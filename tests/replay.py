@@ -17,7 +17,10 @@ from typing import Any
 
 from testsupport.replay import START, Action, Entry, Kind, ReplayDriver
 
-__all__ = ["Action", "Driver", "Kind", "entry_points"]
+__all__ = ["GATE", "Action", "Driver", "Kind", "entry_points"]
+
+#: The app's submit gate entity (orchestrations/submit_gate.py).
+GATE = "submit_gate"
 
 #: Gives the lookup of the app's functions by name, once a test asks for it.
 Lookup = Callable[[], Callable[[str], Any]]
@@ -47,6 +50,7 @@ class Driver(ReplayDriver):
         entry: Entry | None = None,
         now: datetime = START,
         instance_id: str = "dsr-test",
+        entities: dict[str, Entry] | None = None,
     ) -> None:
         if entry is None:
             if _bound is None:
@@ -55,4 +59,8 @@ class Driver(ReplayDriver):
                     "binds them); elsewhere pass entry=, the orchestrator's user function"
                 )
             entry = _bound()(name)
-        super().__init__(entry, name, input, now=now, instance_id=instance_id)
+            if entities is None:
+                # The app's entities run as the host would run them (an idle submit gate lets
+                # a DSR through at once), unless a test answers them itself (``entities={}``).
+                entities = {GATE: _bound()(GATE)}
+        super().__init__(entry, name, input, now=now, instance_id=instance_id, entities=entities)

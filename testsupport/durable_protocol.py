@@ -48,6 +48,7 @@ class Ev(IntEnum):
     TIMER_FIRED = 11
     ORCHESTRATOR_STARTED = 12
     ORCHESTRATOR_COMPLETED = 13
+    EVENT_SENT = 14
     EVENT_RAISED = 15
 
 
@@ -75,8 +76,12 @@ SUPPORTED_LEAVES = frozenset(
         Act.CONTINUE_AS_NEW,
         Act.CREATE_TIMER,
         Act.WAIT_FOR_EXTERNAL_EVENT,
+        Act.CALL_ENTITY,
+        Act.SIGNAL_ENTITY,
     }
 )
+#: Actions that send a message to an entity (recorded as ``EventSent``).
+ENTITY_ACTIONS = frozenset({Act.CALL_ENTITY, Act.SIGNAL_ENTITY})
 
 
 def event(kind: Ev, at: datetime, event_id: int = -1, **fields: Any) -> dict[str, Any]:
@@ -135,9 +140,54 @@ def parse_failure(exc: BaseException) -> tuple[str, dict[str, Any]]:
     return str(message), state
 
 
+def entity_request(action: dict[str, Any], request_id: str, parent: str) -> dict[str, Any]:
+    """The request message the extension sends an entity for a call or signal action, as the
+    SDK reads it back from ``EventSent`` (it takes the response's event name from ``id``)."""
+    return {
+        "id": request_id,
+        "op": action.get("operation"),
+        "signal": action.get("actionType") == Act.SIGNAL_ENTITY,
+        "input": action.get("input"),
+        "parent": parent,
+    }
+
+
+def entity_context(
+    name: str, key: str, state: str | None, operations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The context JSON the extension hands an entity function for one batch of operations
+    (``state``: the entity's serialised state, None when it does not exist)."""
+    return {
+        "self": {"name": name, "key": key},
+        "exists": state is not None,
+        "state": state,
+        # The operation's input travels JSON-encoded once more: the SDK's ``get_input`` decodes
+        # it twice (``json.loads``, then its own ``df_loads``).
+        "batch": [
+            {"name": op.get("op"), "input": json.dumps(op.get("input"))} for op in operations
+        ],
+    }
+
+
+def entity_response(result: dict[str, Any]) -> str:
+    """An operation's result as the ``EventRaised`` input the calling orchestration reads."""
+    body: dict[str, Any] = {"result": result.get("result")}
+    if result.get("isError"):
+        body["exceptionType"] = "Exception"
+    return json.dumps(body)
+
+
+def split_entity_id(scheduler_id: str) -> tuple[str, str]:
+    """``@name@key`` -> (name, key), as ``EntityId.get_entity_id`` reads it."""
+    _, name, key = scheduler_id.split("@", 2)
+    return name, key
+
+
 def describe_event(ev: dict[str, Any]) -> str:
     if ev["EventType"] == Ev.TASK_SCHEDULED:
         return f"activity '{ev.get('Name')}' (sequence {ev['EventId']})"
+    if ev["EventType"] == Ev.EVENT_SENT:
+        return f"entity operation to {ev.get('InstanceId')} (sequence {ev['EventId']})"
     return f"timer (sequence {ev['EventId']})"
 
 
@@ -149,6 +199,8 @@ def describe_action(action: dict[str, Any] | None) -> str:
         return f"activity '{action.get('functionName')}'"
     if kind == Act.CREATE_TIMER:
         return "timer"
+    if kind in ENTITY_ACTIONS:
+        return f"entity operation '{action.get('operation')}' to {action.get('instanceId')}"
     try:
         return f"action {Act(kind).name}"  # type: ignore[arg-type]
     except ValueError:
@@ -161,4 +213,6 @@ def matches(ev: dict[str, Any], action: dict[str, Any]) -> bool:
         return kind in (Act.CALL_ACTIVITY, Act.CALL_ACTIVITY_WITH_RETRY) and action.get(
             "functionName"
         ) == ev.get("Name")
+    if ev["EventType"] == Ev.EVENT_SENT:
+        return kind in ENTITY_ACTIONS and action.get("instanceId") == ev.get("InstanceId")
     return bool(kind == Act.CREATE_TIMER)

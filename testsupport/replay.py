@@ -67,6 +67,7 @@ class Kind(enum.StrEnum):
     TIMER = "timer"
     EVENT = "event"
     CONTINUE_AS_NEW = "continue_as_new"
+    ENTITY = "entity"  # a call (answered) or signal (not) to an entity operation
 
 
 @dataclass
@@ -78,6 +79,9 @@ class Action:
     input: Any = None
     fire_at: Any = None  # a datetime for timers; Any keeps callers' arithmetic free of casts
     retry: dict[str, Any] | None = None
+    #: An entity operation's target (``@name@key``) and whether it is a one-way signal.
+    target: str | None = None
+    signal: bool = False
     seq: int = -1
     attempts: int = 0
     done: bool = False
@@ -89,6 +93,12 @@ class ReplayDriver:
     ``now`` is the driver's clock: it moves only when a timer fires (or a host retry waits).
     ``history`` holds the current execution's events, ``actions`` what the orchestrator asked
     for in it, ``replies`` every orchestrator state the SDK returned.
+
+    ``entities`` maps entity names to their functions' entry points (``get_user_function()``):
+    operations on those run at once, through the SDK's entity entry point, on state the driver
+    keeps (``entity_states``, by ``@name@key``), and a call's answer is delivered as the next
+    episode, as the extension would. Calls to any other entity stay open for
+    :meth:`answer_entity`.
     """
 
     def __init__(
@@ -99,8 +109,12 @@ class ReplayDriver:
         *,
         now: datetime = START,
         instance_id: str = "replay",
+        entities: dict[str, Entry] | None = None,
     ) -> None:
         self.name = name
+        self.entities = dict(entities or {})
+        self.entity_states: dict[str, str | None] = {}
+        self._answers: list[tuple[Action, dict[str, Any]]] = []
         self.now = now
         self.instance_id = instance_id
         self.input: Any = None
@@ -140,7 +154,32 @@ class ReplayDriver:
             self.actions.append(self._schedule(raw))
         for event in self.history:
             event["IsPlayed"] = True  # everything up to here is old news for the next replay
+        if self._answers:
+            action, result = self._answers.pop(0)
+            return self._entity_answered(action, result)
         return reply
+
+    def _entity_answered(self, action: Action, result: dict[str, Any]) -> dict[str, Any]:
+        action.done = True
+        self._new_episode()
+        self._event(Ev.EVENT_RAISED, Name=_request_id(action), Input=p.entity_response(result))
+        return self.episode()
+
+    def _run_entity(self, action: Action, raw: dict[str, Any]) -> None:
+        """Run an operation on an entity the driver has the function of."""
+        assert action.target is not None
+        name, key = p.split_entity_id(action.target)
+        entry = self.entities[name]
+        request = p.entity_request(raw, _request_id(action), self.instance_id)
+        state = self.entity_states.get(action.target)
+        reply = json.loads(entry(json.dumps(p.entity_context(name, key, state, [request]))))
+        self.entity_states[action.target] = (
+            reply.get("entityState") if reply.get("entityExists") else None
+        )
+        if action.signal:
+            action.done = True
+        else:
+            self._answers.append((action, reply["results"][0]))
 
     def _schedule(self, raw: dict[str, Any]) -> Action:
         kind = raw.get("actionType")
@@ -161,6 +200,23 @@ class ReplayDriver:
             return action
         if kind == Act.WAIT_FOR_EXTERNAL_EVENT:
             return Action(Kind.EVENT, name=raw["externalEventName"])
+        if kind in p.ENTITY_ACTIONS:
+            target = str(raw["instanceId"])
+            action = Action(
+                Kind.ENTITY,
+                raw.get("operation"),
+                json.loads(raw["input"]) if raw.get("input") else None,
+                target=target,
+                signal=kind == Act.SIGNAL_ENTITY,
+                seq=self._next_seq(),
+            )
+            request = p.entity_request(raw, _request_id(action), self.instance_id)
+            self._event(
+                Ev.EVENT_SENT, action.seq, InstanceId=target, Name="op", Input=json.dumps(request)
+            )
+            if p.split_entity_id(target)[0] in self.entities:
+                self._run_entity(action, raw)
+            return action
         if kind == Act.CONTINUE_AS_NEW:
             return Action(Kind.CONTINUE_AS_NEW, input=json.loads(raw["input"]))
         raise ReplayError(f"the driver does not implement {p.describe_action(raw)}: {raw}")
@@ -246,12 +302,31 @@ class ReplayDriver:
         self._event(Ev.EVENT_RAISED, Name=name, Input=json.dumps(json.dumps(data)))
         return self.episode()
 
+    def entity_calls(self, operation: str | None = None) -> list[Action]:
+        """Every entity operation (calls and signals) of this execution, in order."""
+        return [
+            a
+            for a in self.actions
+            if a.kind == Kind.ENTITY and (operation is None or a.name == operation)
+        ]
+
+    def answer_entity(self, result: Any) -> dict[str, Any]:
+        """Answer the open call to an entity the driver does not run, with ``result``."""
+        open_ = [a for a in self.entity_calls() if not a.done and not a.signal]
+        _expect(bool(open_), "no entity call is open")
+        return self._entity_answered(open_[0], {"isError": False, "result": json.dumps(result)})
+
     def continue_as_new(self) -> dict[str, Any]:
         """Start the next execution with the input the orchestrator asked for."""
         action = self.actions[-1]
         _expect(action.kind == Kind.CONTINUE_AS_NEW, f"the last action is {action}")
         self._new_execution(action.input)
         return self.episode()
+
+
+def _request_id(action: Action) -> str:
+    """A call's request id: fixed by its sequence, so the driver's histories repeat exactly."""
+    return f"request-{action.seq}"
 
 
 def _expect(condition: bool, message: str) -> None:

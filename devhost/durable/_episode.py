@@ -22,7 +22,7 @@ from typing import Any
 from testsupport import durable_protocol as p
 from testsupport.durable_protocol import ts
 
-from .store import TERMINAL, Episode, Instance, Message, NewActivity, NewMessage
+from .store import TERMINAL, Episode, Instance, Message, NewActivity, NewMessage, Send
 
 log = logging.getLogger("devhost.durable")
 
@@ -183,7 +183,7 @@ def _apply_actions(
     recorded = [
         e
         for e in history
-        if e["EventType"] in (p.Ev.TASK_SCHEDULED, p.Ev.TIMER_CREATED)
+        if e["EventType"] in (p.Ev.TASK_SCHEDULED, p.Ev.TIMER_CREATED, p.Ev.EVENT_SENT)
         and str(e["EventId"]) not in aux
     ]
     emitted = [
@@ -270,11 +270,73 @@ def _schedule(
                 "interval_ms": int(options.get("firstRetryIntervalInMilliseconds", 0)),
                 "attempts": 1,
             }
+    elif kind in p.ENTITY_ACTIONS:
+        # Like the extension: an EventSent in the caller's history, the request in the
+        # entity's queue; a call's answer comes back as an EventRaised named by the request id.
+        inst = ep.instance
+        target = str(action["instanceId"])
+        request = p.entity_request(action, uuid.uuid4().hex, inst.instance_id)
+        request["parentExecution"] = inst.execution_id
+        ep.events.append(
+            p.event(
+                p.Ev.EVENT_SENT,
+                now,
+                task_id,
+                InstanceId=target,
+                Name="op",
+                Input=json.dumps(request),
+            )
+        )
+        ep.sends.append(Send(target, NewMessage("entity", ts(now), request)))
     elif kind == p.Act.CREATE_TIMER:
         fire_at = ts(datetime.fromisoformat(str(action["fireAt"])))
         ep.events.append(p.event(p.Ev.TIMER_CREATED, now, task_id, FireAt=fire_at))
         if not action.get("isCanceled"):
             ep.messages.append(_timer_message(task_id, fire_at, now))
+
+
+def entity_operation(
+    entry: Callable[[str], str] | None, inst: Instance, msg: Message, now: datetime
+) -> Episode:
+    """One operation on an entity, as the extension runs it: the entity function gets the
+    state and the operation, its new state is kept, a call's caller gets the result.
+
+    One message, one operation, one transaction: the engine's single dispatcher runs the
+    operations of an entity one at a time in the order they arrived, and a host killed
+    mid-operation runs it again from the stored state (the message is consumed only with the
+    new state).
+    """
+    request = msg.body
+    name, key = p.split_entity_id(inst.instance_id)
+    ep = Episode(instance=inst, consumed_message=msg.id, events=[])
+    if entry is None:
+        result: dict[str, Any] = {
+            "isError": True,
+            "result": json.dumps(f"entity '{name}' is not registered in this host"),
+        }
+    else:
+        context = p.entity_context(name, key, inst.input, [request])
+        try:
+            reply = json.loads(entry(json.dumps(context)))
+        except Exception as exc:  # noqa: BLE001 - the extension answers the caller with it
+            reply = {"results": [{"isError": True, "result": json.dumps(str(exc))}]}
+        else:
+            inst.input = reply.get("entityState") if reply.get("entityExists") else None
+        results = reply.get("results") or [{"isError": True, "result": json.dumps("no result")}]
+        result = results[0]
+    inst.status = "Running"
+    inst.last_updated_time = ts(now)
+    if not request.get("signal") and request.get("parent"):
+        body = p.event(p.Ev.EVENT_RAISED, now, Name=request["id"], Input=p.entity_response(result))
+        ep.sends.append(
+            Send(
+                str(request["parent"]),
+                NewMessage("event", ts(now), body),
+                execution_id=request.get("parentExecution"),
+            )
+        )
+    log.debug("entity %s: %s", inst.instance_id, request.get("op"))
+    return ep
 
 
 def _allocate(inst: Instance) -> int:

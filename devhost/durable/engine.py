@@ -30,7 +30,7 @@ from devhost._service import Service
 from testsupport import durable_protocol as p
 from testsupport.durable_protocol import parse_ts, ts
 
-from ._episode import ACTIVE, CONTROL, control, replay
+from ._episode import ACTIVE, CONTROL, control, entity_operation, replay
 from .clock import Clock, SystemClock, wait_until
 from .store import (
     TERMINAL,
@@ -80,10 +80,14 @@ class DurableEngine(Service):
         self._workers = workers
         self._orchestrators: dict[str, Callable[[str], str]] = {}
         self._activities: dict[str, _Activity] = {}
+        self._entities: dict[str, Callable[[str], str]] = {}
         for fn in functions:
             kind = getattr(fn.get_trigger(), "type", None)
             if kind == "orchestrationTrigger":
                 self._orchestrators[fn.get_function_name()] = fn.get_user_function()
+            elif kind == "entityTrigger":
+                # Entity ids carry the name in lower case (``EntityId.get_scheduler_id``).
+                self._entities[fn.get_function_name().lower()] = fn.get_user_function()
             elif kind == "activityTrigger":
                 self._activities[fn.get_function_name()] = _Activity(
                     fn.get_user_function(), _activity_param(fn)
@@ -212,6 +216,11 @@ class DurableEngine(Service):
     def query(self, q: Query, *, limit: int | None = None, offset: int = 0) -> list[Instance]:
         return self._require_store().query(q, limit=limit, offset=offset)
 
+    def entity_state(self, name: str, key: str) -> Any:
+        """The entity's state as its function last set it (None: it does not exist)."""
+        inst = self._require_store().get_instance(f"@{name.lower()}@{key}")
+        return None if inst is None or inst.input is None else json.loads(inst.input)
+
     def get_history(self, instance_id: str) -> list[dict[str, Any]]:
         return self._require_store().history(instance_id)
 
@@ -335,7 +344,10 @@ class DurableEngine(Service):
         inst = store.get_instance(msg.instance_id)
         now = self.clock.now()
         ep: Episode | None = None
-        if inst is not None and msg.kind in CONTROL:
+        if inst is not None and msg.kind == "entity":
+            name = inst.instance_id.split("@", 2)[1]
+            ep = entity_operation(self._entities.get(name), inst, msg, now)
+        elif inst is not None and msg.kind in CONTROL:
             ep = control(inst, msg, now)
         elif inst is not None:
             history = store.history(inst.instance_id)

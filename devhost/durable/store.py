@@ -122,6 +122,21 @@ class NewActivity:
     input: str | None
 
 
+@dataclass(frozen=True)
+class Send:
+    """A message from one instance to another (an entity operation, an entity's answer);
+    ``execution_id`` pins it to that execution of the target (None: whichever is current)."""
+
+    target: str
+    message: NewMessage
+    execution_id: str | None = None
+
+
+#: Entities live in the instances table under ``@name@key`` with this execution id; their
+#: serialised state is the ``input`` column.
+ENTITY_EXECUTION = "entity"
+
+
 @dataclass
 class Episode:
     """Everything one orchestration episode changes, applied atomically."""
@@ -134,6 +149,7 @@ class Episode:
     activities: list[NewActivity] = field(default_factory=list)
     cancel_timers: list[int] = field(default_factory=list)
     drop_pending: bool = False
+    sends: list[Send] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -224,6 +240,8 @@ class Store:
         if q.created_to:
             sql += " AND created_time <= ?"
             args.append(q.created_to)
+        # Entities are instances of their own kind: an orchestration query never lists them.
+        sql += " AND substr(instance_id, 1, 1) != '@'"
         if q.prefix:
             sql += " AND substr(instance_id, 1, ?) = ?"
             args += [len(q.prefix), q.prefix]
@@ -360,6 +378,8 @@ class Store:
                     for a in ep.activities
                 ],
             )
+            for send in ep.sends:
+                _deliver(db, send, inst.last_updated_time)
 
     # -- activity work items ---------------------------------------------------------------
 
@@ -459,6 +479,27 @@ def _insert_messages(
             for m in msgs
         ],
     )
+
+
+def _deliver(db: sqlite3.Connection, send: Send, now: str) -> None:
+    """Queue ``send`` for its target; an entity comes into being with its first message, a
+    message for an orchestration that is gone (or for an execution that is over) is dropped
+    here or when it is handled, as in the extension."""
+    target = send.target
+    if target.startswith("@"):
+        name = target.split("@", 2)[1]
+        db.execute(
+            "INSERT OR IGNORE INTO instances (instance_id, name, execution_id, status, input, "
+            "output, custom_status, created_time, last_updated_time) "
+            "VALUES (?, ?, ?, 'Running', NULL, NULL, NULL, ?, ?)",
+            (target, name, ENTITY_EXECUTION, now, now),
+        )
+    row = db.execute(
+        "SELECT execution_id, status FROM instances WHERE instance_id = ?", (target,)
+    ).fetchone()
+    if row is None or row["status"] in TERMINAL:
+        return
+    _insert_messages(db, target, send.execution_id or row["execution_id"], [send.message])
 
 
 def _delete_instance(db: sqlite3.Connection, instance_id: str) -> None:

@@ -126,6 +126,12 @@ def quota_refused(exc: GraphFailure, *, subject: Subject) -> bool:
     return exc.status == 429 and exc.retry_after is None and subject in ("submit", "poll")
 
 
+def is_quota_refusal(error: ErrorDoc | None) -> bool:
+    """Whether a step's error is the submit quota's refusal (:func:`quota_refused`), as the
+    orchestrator sees it in the activity's result."""
+    return bool(error) and (error or {}).get("hint") == _QUOTA_HINTS["submit"]
+
+
 @dataclass(frozen=True)
 class RetryDecision:
     """What a Graph failure means for its step: retry after ``retry_after_seconds``, or fail

@@ -101,6 +101,9 @@ class ExportJob:
     earlier_attempts: tuple[dict[str, Any], ...] = ()
     #: Submits (containers) the earlier attempts used: this attempt's containers come after.
     submit_base: int = 0
+    #: The Entra tenant whose Graph quota the export uses, which keys its submit gate (None:
+    #: the app's own tenant, the only one today).
+    tenant_id: str | None = None
 
     def replace(self, **changes: Any) -> ExportJob:
         """A copy with ``changes`` applied (the job is immutable)."""

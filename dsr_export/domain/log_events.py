@@ -112,8 +112,19 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         ("request_id", "step", "reason", "waiting_for", "graph_code", "graph_request_id"),
     ),
     LogEvent("evidence_unreadable", ("request_id", "reason")),
+    # --- the tenant's submit gate (orchestrations/submit_gate.py): ids and counts only
+    LogEvent(
+        "submit_slot_granted", ("request_id", "tenant", "queued", "in_window", "next_slot_at")
+    ),
+    LogEvent(
+        "submit_gate_behind",
+        ("request_id", "tenant", "queued", "position", "slot_at", "deadline"),
+    ),
+    LogEvent("submit_quota_spent", ("request_id", "tenant", "blocked_until", "in_window")),
     # --- orchestrator (through _log: request_id, instance_id, deadline on every line)
     LogEvent("submit_restarted", ORCHESTRATOR_FIELDS),
+    # Waiting for the slot the tenant's submit gate named (a lifecycle line: not stalled).
+    LogEvent("submit_queued", (*ORCHESTRATOR_FIELDS, "slot_at", "position", "queued")),
     LogEvent("submit_waits_for_storage", (*ORCHESTRATOR_FIELDS, "resubmit", "wait_seconds")),
     LogEvent(
         "step_waits_for_storage", (*ORCHESTRATOR_FIELDS, "step", "outage_wait", "wait_seconds")

@@ -5,11 +5,13 @@ submit, the ticket's callbacks, the activities' own retries and the adapters' in
 all take their waits from here (each pinned by tests/unit/test_pacing.py), so a change to one
 policy is made, and reviewed, here.
 
-A thousand DSRs arriving together and throttled together would, with plain doubling, come back
-together: every wave hits the limit again (a measured burst drew more throttled answers than
-submits). So every wait is spread by a jitter drawn from the request id and the attempt: the
-same DSR waits the same on every replay (orchestrators must be deterministic; no random), while
-different DSRs spread out. Graph's Retry-After is always the minimum: the jitter only adds.
+Submits are not paced here: each one waits for a slot at its tenant's submit gate
+(:mod:`dsr_export.domain.gate`), which admits them in deadline order at the pace of Graph's
+documented quota (1,000 a day per tenant). Everything else that many DSRs may hit at once (a
+503 for all, an outage's end) must not bring them back together, so every wait is spread by a
+jitter drawn from the request id and the attempt: the same DSR waits the same on every replay
+(orchestrators must be deterministic; no random), while different DSRs spread out. Graph's
+Retry-After is always the minimum: the jitter only adds.
 """
 
 from __future__ import annotations
@@ -23,14 +25,6 @@ BASE_SECONDS: Final = 30
 CAP_SECONDS: Final = 3600
 #: Each wait is stretched by up to this share of itself.
 SPREAD: Final = 0.5
-#: The first submit of a DSR is held back by up to this long, so a burst arrives spread out:
-#: about the time Graph needs to accept 1,000 submits at 300 a minute. Measured by ``make
-#: bench`` (bench/burst.py): 1,000 DSRs arriving at once are all submitted within 1.2x the time
-#: the limit allows, with about 1 % of submits throttled; a shorter spread draws a wave of 429s
-#: (a third of all calls at 120 s). Three and a half minutes cost nothing on a legal clock of a
-#: month. (A shared gate, a Durable entity acting as a token bucket, would adapt to any burst;
-#: see docs/architecture.md for why the app does without one.)
-FIRST_SUBMIT_SPREAD_SECONDS: Final = 210
 
 
 #: The wait after Graph refuses on one of its documented quotas. Microsoft Graph
@@ -40,10 +34,9 @@ FIRST_SUBMIT_SPREAD_SECONDS: Final = 210
 #: 429 means "the window's quota is spent", not "try in a minute": a blind minute (or an inline
 #: retry) is a wasted call that may itself count against the quota (Microsoft does not say).
 #: An hour is the whole poll window, so the hour's budget has turned over in either reading
-#: (rolling or clock hour); for submits it is a twenty-fourth of the day, so a DSR comes back
-#: at most about 1.5 h (with the spread) after the quota frees (at midnight UTC, or as its
-#: oldest submit turns 24 h old: Microsoft does not say which) while trying at most 24 times a
-#: day. Used as the minimum wait, like a Retry-After (``errors.classify``).
+#: (rolling or clock hour). For submits it is the tenant's submit gate's hold after such a 429
+#: (:mod:`dsr_export.domain.gate`: then one probe at a time), a twenty-fourth of the day, so
+#: at most 24 probes a day. Used as the minimum wait, like a Retry-After (``errors.classify``).
 QUOTA_WAIT_SECONDS: Final = 3600
 
 
@@ -76,11 +69,6 @@ def retry_wait(
 def spread(seconds: int, request_id: str, attempt: int, purpose: str = "retry") -> int:
     """``seconds`` stretched by up to :data:`SPREAD`, fixed for this DSR and attempt."""
     return int(seconds * (1 + SPREAD * fraction(request_id, attempt, purpose)))
-
-
-def first_submit_delay(request_id: str, spread: int = FIRST_SUBMIT_SPREAD_SECONDS) -> int:
-    """Seconds to hold a DSR's first submit back: up to ``spread``, fixed per DSR."""
-    return int(spread * fraction(request_id, 0, "first-submit"))
 
 
 #: The first wait after a submit the export storage's outage spoilt, doubled each time.

@@ -1,7 +1,7 @@
 // Scheduled log alert rules over the app's structured log lines in Application Insights
 // `traces`, one per thing an operator must act on during a DSR's life: a legal deadline passed
 // or at risk, intake refused or poisoned, a configuration failure, callbacks that keep
-// failing, a DSR with no progress. Each rule's query lives in alerts/<rule>.kql next to this
+// failing, a DSR with no progress, a submit backlog that outruns Graph's quota. Each rule's query lives in alerts/<rule>.kql next to this
 // file (readable, diffable, and checked by Kusto's own analyzer in `make test`: tests/ops);
 // docs/operations.md has a runbook entry per rule (what it means, its query, what to do).
 //
@@ -113,6 +113,16 @@ var rules = [
     query: loadTextContent('alerts/callbacks-failing.kql')
     dimension: 'RequestId'
     description: 'Ticket callbacks keep failing. Runbook: docs/operations.md#alert-callbacks-failing'
+  }
+  {
+    name: 'submit-backlog-behind'
+    severity: 2
+    frequency: 'PT1H'
+    window: 'PT1H'
+    timeRange: ''
+    query: loadTextContent('alerts/submit-backlog-behind.kql')
+    dimension: 'Tenant'
+    description: 'A DSR waits for a submit slot after its legal deadline: the backlog outruns Graph\'s quota. Runbook: docs/operations.md#alert-submit-backlog-behind'
   }
   {
     name: 'dsr-stalled'

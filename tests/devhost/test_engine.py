@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from devhost.durable import DurableEngine, FastClock, StoreLockedError
+from devhost.durable.store import Query
 from tests.devhost import toy_app
 from testsupport.durable_protocol import Ev
 
@@ -411,3 +412,47 @@ def test_many_concurrent_instances_with_retries_and_fan_out(db: str) -> None:
 
     assert {d.status for d in done} == {"Completed"}
     assert json.loads(done[3].output or "") == ["hello 3", "hello x", "hello y"]
+
+
+def test_entity_operations_run_one_at_a_time_and_calls_get_the_state(db: str) -> None:
+    """Signals from many orchestrations, then a call: no increment is lost to a race, the
+    caller gets the entity's answer through the SDK's own call_entity replay."""
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST), workers=2) as engine:
+        ids = [
+            engine.start_new("counter_orch", f"c-{n}", sdk_input({"key": "k", "adds": 5}))
+            for n in range(8)
+        ]
+        done = [engine.wait_for(i) for i in ids]
+        assert engine.entity_state("counter", "k") == 40
+        totals = [json.loads(inst.output or "")["total"] for inst in done]
+        history = engine.get_history(ids[0])
+        listed = engine.query(Query())
+    assert all(inst.status == "Completed" for inst in done)
+    assert max(totals) == 40, "the last caller reads every increment"
+    assert all(t >= 5 for t in totals), "a caller's own signals come before its call"
+    assert types(history).count(Ev.EVENT_SENT) == 6, "five signals and one call"
+    assert [i.instance_id for i in listed] == sorted(ids), "entities are not orchestrations"
+
+
+def test_an_entity_operation_that_raises_fails_the_call_not_the_entity(
+    engine: DurableEngine,
+) -> None:
+    iid = engine.start_new("counter_orch", None, sdk_input({"key": "e", "adds": 2, "read": "x"}))
+    out = json.loads(engine.wait_for(iid).output or "")
+    assert "no operation x" in out["error"]
+    assert engine.entity_state("counter", "e") == 2
+
+
+def test_entity_state_and_a_waiting_caller_survive_a_host_restart(db: str) -> None:
+    clock1 = FastClock(speed=1.0)
+    with DurableEngine(APP1, db, clock=clock1) as engine:
+        iid = engine.start_new(
+            "counter_orch", "r", sdk_input({"key": "r", "adds": 3, "wait_days": 1})
+        )
+        poll(lambda: engine.entity_state("counter", "r") == 3)
+
+    with DurableEngine(APP1, db, clock=FastClock(speed=FAST, start=clock1.now())) as engine:
+        inst = engine.wait_for(iid)
+        state = engine.entity_state("counter", "r")
+    assert json.loads(inst.output or "") == {"total": 3}
+    assert state == 3

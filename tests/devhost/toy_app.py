@@ -99,6 +99,34 @@ def make_app(variant: int = 1) -> df.DFApp:
     def sub_orch(context: df.DurableOrchestrationContext):
         return (yield context.call_sub_orchestrator("seq_orch", {"names": []}))
 
+    @bp.orchestration_trigger(context_name="context")
+    def counter_orch(context: df.DurableOrchestrationContext):
+        """Signals ``adds`` increments to a counter, then calls it for the total."""
+        args = context.get_input()
+        counter = df.EntityId("counter", args["key"])
+        for _ in range(args["adds"]):
+            context.signal_entity(counter, "add", 1)
+        if args.get("wait_days"):
+            yield context.create_timer(
+                context.current_utc_datetime + timedelta(days=args["wait_days"])
+            )
+        try:
+            total = yield context.call_entity(counter, args.get("read", "get"))
+        except Exception as exc:  # noqa: BLE001 - the entity's error reaches the caller
+            return {"error": str(exc)}
+        return {"total": total}
+
+    @bp.entity_trigger(context_name="context")
+    def counter(context: df.DurableEntityContext) -> None:
+        value = context.get_state(lambda: 0)
+        if context.operation_name == "add":
+            value += context.get_input()
+            context.set_state(value)
+        elif context.operation_name == "get":
+            context.set_result(value)
+        else:
+            raise ValueError(f"no operation {context.operation_name}")
+
     @bp.activity_trigger(input_name="name")
     def greet(name: str) -> str:
         return f"hello {name}"

@@ -47,7 +47,8 @@ WATCHES = {
         "graph_error",
     },
     "callbacks-failing": {"callback_failed", "callback_refused"},
-    "dsr-stalled": {"dsr_accepted", "export_checked", "dsr_finished"},
+    "dsr-stalled": {"dsr_accepted", "export_checked", "dsr_finished", "submit_queued"},
+    "submit-backlog-behind": {"submit_gate_behind"},
 }
 _DURATION = re.compile(r"PT(15M|30M|1H|6H)|P[12]D")
 

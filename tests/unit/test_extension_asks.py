@@ -262,7 +262,6 @@ def test_an_ask_during_a_storage_outage_wait_applies_and_the_dsr_submits_again()
     d = _driver()
     d.episode()
     d.complete(answers.prepared("dsr-ritm0017-x", settle_seconds=0))
-    d.fire_timer()  # the first submit is held back
     error = {"code": "StorageLocationInvalid", "category": "storage", "message": "m"}
     resubmit = steps.ExportSubmitted.resubmit(300, error)  # type: ignore[arg-type]
     d.complete(resubmit.to_dict(), name=steps.SUBMIT_EXPORT.name)

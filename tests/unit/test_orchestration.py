@@ -232,7 +232,6 @@ def test_permanent_submit_error_fails_without_retry():
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
-    d.fire_timer()  # the first submit is held back a little (pacing)
     error: ErrorDoc = {
         "status": 403,
         "code": "Forbidden",
@@ -247,24 +246,23 @@ def test_permanent_submit_error_fails_without_retry():
     assert _names(d).count(steps.SUBMIT_EXPORT.name) == 1
 
 
-def test_a_first_submit_is_held_back_by_a_jitter_fixed_per_dsr():
-    delays = set()
-    for request_id in ("RITM0001", "RITM0002", "RITM0003"):
-        job = ExportJob(request_id=request_id, user=USER_ID, user_id=USER_ID)
-        for _ in range(2):  # the same DSR waits the same: replay is deterministic
-            d = Driver("export_personal_data", job.to_input())
-            d.episode()
-            d.complete(answers.prepared(settle_seconds=30))
-            delays.add((request_id, (d.pending().fire_at - d.now).total_seconds()))
-    assert len(delays) == 3, "one delay per DSR, and different DSRs differ"
-    assert all(30 <= delay <= 30 + 210 for _, delay in delays)
+def test_a_lone_dsr_submits_as_soon_as_the_policy_settled_through_an_idle_gate():
+    d = _driver()
+    d.episode()
+    d.complete(answers.prepared(settle_seconds=30))
+    assert d.pending().fire_at - d.now == timedelta(seconds=30), "the policy settles; no more"
+    d.fire_timer()
+    assert d.pending().name == steps.SUBMIT_EXPORT.name, "the idle gate let it through at once"
+    assert [a.name for a in d.entity_calls()] == ["ask"]
+    d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
+    assert [(a.name, a.signal) for a in d.entity_calls()] == [("ask", False), ("report", True)]
+    assert d.entity_calls()[-1].input["verdict"] == "accepted"
 
 
 def test_throttled_submit_waits_and_tries_again():
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
-    d.fire_timer()
     d.complete(steps.ExportSubmitted.retry(300, {"code": "TooMany"}).to_dict())
     timer = d.pending()
     assert timedelta(seconds=300) <= timer.fire_at - d.now <= timedelta(seconds=450)
@@ -560,7 +558,6 @@ def test_a_callback_that_keeps_failing_backs_off_then_is_recorded_and_the_dsr_go
     assert reply["customStatus"]["callbacks"] == {"failed": ["dsr.accepted"]}
 
     d.complete(answers.prepared(settle_seconds=0))
-    d.fire_timer()
     error: ErrorDoc = {"status": 403, "code": "Forbidden", "message": "m"}
     d.complete(steps.ExportSubmitted.failed(error).to_dict(), name=steps.SUBMIT_EXPORT.name)
     d.complete(FINALIZED, name=steps.FINALIZE_EXPORT.name)
@@ -687,7 +684,6 @@ def test_a_cancel_buffered_during_the_submit_wins_the_first_poll_without_waiting
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
-    d.fire_timer()
     d.raise_event("cancel", {"reason": "withdrawn"})  # arrives while submit_export runs
     started = d.now
     d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)

@@ -70,7 +70,6 @@ def test_a_quota_refused_submit_waits_for_the_quota_not_a_minute() -> None:
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
-    d.fire_timer()  # the first submit's spread
     assert d.pending().name == steps.SUBMIT_EXPORT.name
     d.complete(refused.to_dict())
     wait = d.pending().fire_at - d.now
@@ -86,7 +85,6 @@ def test_a_quota_refused_poll_waits_for_the_quota_not_a_minute() -> None:
     d = _driver()
     d.episode()
     d.complete(answers.prepared(settle_seconds=0))
-    d.fire_timer()
     d.complete(answers.accepted(60), name=steps.SUBMIT_EXPORT.name)
     d.fire_timer()  # the submit's Retry-After
     assert d.pending().name == steps.CHECK_EXPORT.name

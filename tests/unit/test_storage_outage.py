@@ -150,7 +150,6 @@ def test_the_dsr_waits_then_submits_into_a_fresh_container(caplog):
     d = _driver()
     d.episode()
     d.complete(answers.prepared("dsr-ritm0001-x", settle_seconds=0))
-    d.fire_timer()  # the first submit's pacing
     with caplog.at_level(logging.INFO):
         reply = d.complete(_resubmit(), name=steps.SUBMIT_EXPORT.name)
     assert reply["customStatus"]["phase"] == "submitting"
@@ -200,7 +199,6 @@ def test_storage_resubmits_do_not_use_up_the_never_posted_budget():
     d = _driver()
     d.episode()
     d.complete(answers.prepared("c-1", settle_seconds=0))
-    d.fire_timer()
     d.complete(_resubmit())
     d.fire_timer()
     d.complete(answers.prepared("c-2", settle_seconds=0))

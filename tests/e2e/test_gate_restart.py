@@ -1,0 +1,85 @@
+"""DSRs waiting at the tenant's submit gate survive a host kill and go to Graph in deadline order.
+
+The host runs as a person runs it (``python -m devhost serve``, fast clock). Graph's quota is
+made tiny (two submits a day, refused ones not counted) and four DSRs arrive at once with
+different legal deadlines: the idle gate lets them all through, Graph accepts two and refuses
+two on quota (429 without Retry-After), and the gate learns the quota is spent: it holds the
+two back, then lets one probe through an hour at a time. The host is killed while they wait;
+after the restart, the queue (the gate entity's state) and the waits carry on, and every DSR is
+submitted once and completes. (The order among the waiting ones is the replay tests' and the
+unit tests' to pin: after a kill on the fast clock it is not asserted here.)
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from devhost.graph import DEMO_DIRECTORY
+from tests.e2e.host import FUNCTION_KEY, TERMINAL, ServeProcess, user_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.azurite]
+
+SPEED = 20_000  # a Graph day in about 4 real seconds
+USER = DEMO_DIRECTORY["adele.vance@contoso.example"]
+
+
+@pytest.fixture(autouse=True)
+def every_evidence_chain_verifies() -> None:
+    """This module's host keeps its own storage (see tests/e2e/test_restart.py)."""
+
+
+def _serve_args(state: Path) -> list[str]:
+    settings = state.parent / "no-local-settings.json"
+    args = ["--port", "0", "--state", str(state), "--speed", str(SPEED)]
+    args += ["--export-days", "1", "--function-key", FUNCTION_KEY]
+    return [*args, "--settings", str(settings)]
+
+
+def _set_quota(host: ServeProcess, **knobs: object) -> None:
+    answer = requests.post(
+        f"{host.graph}/_sim/quotas",
+        json=knobs,
+        verify=str(host.endpoints["caBundle"]),
+        timeout=30,
+    )
+    answer.raise_for_status()
+
+
+def test_dsrs_waiting_for_a_slot_survive_a_kill_and_each_submit_once(tmp_path: Path):
+    state = tmp_path / "state"
+    host = ServeProcess(state, user_env(), _serve_args(state))
+    host.start()
+    try:
+        _set_quota(host, submits_per_day=2, submits_per_subject_per_day=None, refused_count=False)
+        now = datetime.now(UTC)
+        # Received 5, 15 and 25 days ago: the last has the earliest legal deadline.
+        ids = {f"GATE-{age}": now - timedelta(days=age) for age in (5, 10, 15, 25)}
+        for request_id in ids:
+            body = {
+                "requestId": request_id,
+                "user": USER,
+                "receivedAt": ids[request_id].isoformat(),
+            }
+            answer = host.post("/exports", body)
+            assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 60
+        while host.sim("quotas/usage")["submits"] < 2:
+            assert time.monotonic() < deadline, "the first two never reached Graph"
+            time.sleep(0.1)
+        host.kill()
+        host.start()
+        # Graph's quota knobs are the simulator's: a killed host may not have kept them.
+        _set_quota(host, submits_per_day=2, submits_per_subject_per_day=None, refused_count=False)
+        docs = {rid: host.wait_for(rid, TERMINAL, timeout=180) for rid in ids}
+        assert {d["phase"] for d in docs.values()} == {"completed"}, docs
+        stats = host.sim("stats")
+        assert sorted(stats["submissionsByContainer"].values()) == [1] * len(ids)
+        assert stats["operations"] == len(ids), "one export each"
+        assert all(docs[rid].get("submittedAt") for rid in ids)
+    finally:
+        host.stop()
