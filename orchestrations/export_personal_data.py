@@ -281,7 +281,9 @@ def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
     while True:
         job = yield from _admitted(run, job)
         _status(run.context, job, Phase.SUBMITTING)
-        answer = yield from _call(run, job, steps.SUBMIT_EXPORT, submit)
+        # Ridden out like the activity's own retries: Graph may have the export when the
+        # submit's record of it meets a storage outage (then the retry recovers it).
+        answer = yield from _call(run, job, steps.SUBMIT_EXPORT, submit, ride_out=True)
         quota = answer.outcome is Outcome.RETRY and errors.is_quota_refusal(answer.error)
         _report_to_gate(run.context, job, _verdict(answer.outcome, quota=quota))
         if answer.outcome is not Outcome.RETRY:

@@ -37,12 +37,18 @@ def _exporting(d: Driver, *, callbacks: bool = False) -> None:
     if callbacks:
         d.complete(answers.DELIVERED, name=steps.SEND_CALLBACK.name)
     d.complete(answers.prepared(CONTAINER, settle_seconds=0), name=steps.PREPARE_CONTAINER.name)
-    d.fire_timer()  # the first submit's spread
+    _until_the_submit(d)
     d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
     if callbacks:
         d.complete(answers.DELIVERED, name=steps.SEND_CALLBACK.name)
     d.fire_timer()  # the first poll's wait
     assert d.pending().name == steps.CHECK_EXPORT.name
+
+
+def _until_the_submit(d: Driver) -> None:
+    """Past whatever holds the first submit back (a spread, a gate), if anything does."""
+    while d.pending().kind == Kind.TIMER:
+        d.fire_timer()
 
 
 def _fail_every_attempt(d: Driver, reason: str = OUTAGE) -> dict[str, Any]:
@@ -248,7 +254,7 @@ def test_a_submit_whose_record_meets_an_outage_waits_and_recovers_the_export():
     d = Driver("export_personal_data", _job().to_input())
     d.episode()
     d.complete(answers.prepared(CONTAINER, settle_seconds=0), name=steps.PREPARE_CONTAINER.name)
-    d.fire_timer()  # the first submit's spread
+    _until_the_submit(d)
     _fail_every_attempt(d, OUTAGE.replace(steps.CHECK_EXPORT.name, steps.SUBMIT_EXPORT.name))
     assert d.pending().kind == Kind.TIMER, "waits"
     d.fire_timer()
