@@ -89,8 +89,9 @@ bench: venv node
 	$(PYTHON) -m bench
 
 # Storage (Azurite) stopped for minutes to hours of the fast clock, several times, with host
-# kills: prints completed / lost / duplicated / chains verified; exits 1 below 99.5 % completed
-# or on any loss, duplicate or broken chain. make chaos ARGS="--dsrs 50 --seed 3"
+# kills, packages built and data erased meanwhile: prints completed / lost / duplicated / chains
+# verified / packages / erasures; exits 1 below 99.5 % completed or on any loss, duplicate,
+# broken chain, unverified package or unreceipted erasure. make chaos ARGS="--dsrs 50 --seed 3"
 chaos: venv node
 	$(PYTHON) -m tests.e2e.storage_chaos $(ARGS)
 

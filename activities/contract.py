@@ -4,7 +4,9 @@ Each activity body takes its typed input and returns its typed result; this wrap
 wire form into the one and writes the other out, so no activity spells a key or a name. For
 Graph-facing steps it also turns an operator-only problem (a setting, storage refusing the app)
 into a ``failed`` result naming the fix, instead of an exception the orchestrator would retry
-five times. Storage that does not answer (an outage) is left to those retries, and logged.
+five times. Storage that does not answer (an outage) is left to those retries, and logged, and
+raised as :class:`~dsr_export.domain.errors.StorageUnavailableError` so the orchestrator can
+wait out a longer outage where that is worth more than ending the DSR.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 import azure.durable_functions as df
 
 from dsr_export.adapters.failures import in_step, setup_error, storage_unanswered
+from dsr_export.domain.errors import StorageUnavailableError
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.steps import GraphStepResult, Step, Wire
 
@@ -35,7 +38,9 @@ def activity(bp: df.Blueprint, step: Step[In, Out]) -> Callable[[Callable[[In], 
                 with in_step(payload.get("requestId"), step.name):
                     return body(step.input_type.from_dict(payload)).to_dict()
             except Exception as exc:
-                _note_outage(step, payload, exc)
+                outage = _note_outage(step, payload, exc)
+                if outage is not None:
+                    raise outage from exc
                 raise
 
         return _register(bp, step, body, run)
@@ -57,7 +62,9 @@ def graph_activity(
             except Exception as exc:
                 error = setup_error(exc)
                 if error is None:
-                    _note_outage(step, payload, exc)
+                    outage = _note_outage(step, payload, exc)
+                    if outage is not None:
+                        raise outage from exc
                     raise
                 log_event(
                     "setup_error",
@@ -74,19 +81,27 @@ def graph_activity(
     return register
 
 
-def _note_outage(step: Step[Any, Any], payload: Payload, exc: BaseException) -> None:
+def _note_outage(
+    step: Step[Any, Any], payload: Payload, exc: BaseException
+) -> StorageUnavailableError | None:
     """Say in the log that storage did not answer this step, which the orchestrator's retry
-    options will try again (docs/operations.md: how long an outage is ridden out)."""
+    options will try again (docs/operations.md: how long an outage is ridden out); returns the
+    error to raise instead, which names the outage so the orchestrator can tell it from any
+    other failure once the retries are spent."""
     reason = storage_unanswered(exc)
-    if reason is not None:
-        log_event(
-            "storage_unavailable",
-            level=logging.WARNING,
-            request_id=payload.get("requestId"),
-            step=step.name,
-            reason=reason,
-            waiting_for="storage (activity retried)",
-        )
+    if reason is None:
+        return None
+    log_event(
+        "storage_unavailable",
+        level=logging.WARNING,
+        request_id=payload.get("requestId"),
+        step=step.name,
+        reason=reason,
+        waiting_for="storage (activity retried)",
+    )
+    return StorageUnavailableError(
+        f"storage did not answer step {step.name} ({reason}: {type(exc).__name__})"
+    )
 
 
 def _register(

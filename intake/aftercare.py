@@ -314,6 +314,10 @@ async def erase(hub: TaskHub, caller: Caller, request_id: str, why: str) -> Done
     done = lifecycle_actions.delete_data(
         request_id, now=now, kind=Kind.ERASED, actor=caller, reason=why
     )
+    if done is None:  # an earlier erasure may have deleted it and lost its receipt
+        done = lifecycle_actions.unreceipted_deletion(
+            request_id, dsr.records(), now=now, actor=caller, reason=why
+        )
     if done is None:
         earlier = lifecycle.last_deletion(dsr.records())
         detail = "the DSR has no exported data"

@@ -22,7 +22,7 @@ from dsr_export.adapters.durable_client import TaskHub, decode_payload
 from dsr_export.domain import events, lifecycle
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.callers import Caller
-from dsr_export.domain.evidence import Kind
+from dsr_export.domain.evidence import EvidenceRecord, Kind
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.request import canonical_request_id
@@ -86,10 +86,60 @@ def delete_data(
         actor_kind=actor.kind,
         actor_id=actor.id,
     )
+    return _receipted(request_id, entry, now, removed.containers)
+
+
+def _receipted(
+    request_id: str, entry: entries.Entry, now: datetime, containers: tuple[str, ...]
+) -> Deletion:
     record = composition.evidence_log().write(request_id, entry, now)
     doc = lifecycle.receipt(record)
-    doc["containers"] = list(removed.containers)
+    doc["containers"] = list(containers)
     return Deletion(doc, deleted=True)
+
+
+def unreceipted_deletion(
+    request_id: str,
+    dsr_records: list[EvidenceRecord],
+    *,
+    now: datetime,
+    actor: Caller,
+    reason: str | None,
+) -> Deletion | None:
+    """The receipt of an erasure that deleted the data but never recorded it (the evidence
+    account stopped answering, or the host died, between the two), written when it is sent
+    again and finds nothing left: without it the erasure could never be receipted.
+
+    Only for a completed export with no deletion receipt after it; what it held is taken from
+    its ``completed`` record (the same counts the deletion would have found). None otherwise.
+    """
+    completed: EvidenceRecord | None = None
+    for record in dsr_records:
+        if record.kind is Kind.COMPLETED:
+            completed = record
+        elif record.kind is Kind.RETRIED:
+            completed = None
+    if completed is None or lifecycle.last_deletion(dsr_records) is not None:
+        return None
+    data = completed.data
+    container = data.get("container")
+    if not isinstance(container, str) or not container:
+        return None
+    receipt_id = lifecycle.receipt_id(canonical_request_id(request_id), [container])
+    entry = entries.deletion(
+        Kind.ERASED,
+        event_id=receipt_id,
+        receipt_id=receipt_id,
+        container=container,
+        container_count=1,
+        blob_count=data.get("blobCount"),
+        total_bytes=data.get("totalBytes"),
+        manifest_sha256=data.get("manifestSha256"),
+        reason_sha256=reason_sha256(reason) if reason else None,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+    )
+    return _receipted(request_id, entry, now, (container,))
 
 
 async def notify(

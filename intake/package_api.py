@@ -112,9 +112,9 @@ async def package(
     request_id, doc, asked_in = dsr
     chosen = package_settings()
     found = composition.package_builder().find(request_id)
-    if found is not None:
-        return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
     instance = await find(hub, package_instance_id(request_id), show_input=True)
+    if found is not None and _recorded(instance):
+        return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
     ended = instance is not None and instance.runtime_status is not None
     if instance is not None and ended:
         under_way = _earlier_build(instance, request_id, doc.container, build=build)
@@ -151,6 +151,15 @@ async def _start(hub: TaskHub, ask: BuildPackage, caller: Caller) -> Done:
         caller_id=caller.id,
     )
     return _answer(ask.request_id, 202, {"state": "building"})
+
+
+def _recorded(instance: df.DurableOrchestrationStatus | None) -> bool:
+    """Whether a package found built is also in the evidence: its build ended (its last step
+    records it), or its history is gone. A build that wrote the package but could not record
+    it (the evidence account down) ended failed: asking again records the same package."""
+    if instance is None or instance.runtime_status is None:
+        return True
+    return str(instance.runtime_status.name) == "Completed"
 
 
 def _earlier_build(

@@ -170,6 +170,11 @@ async def _start(
     # The evidence opens before the DSR starts: a DSR never runs without its first record
     # (a retried delivery finds the record written and appends nothing).
     received = _record_received(job, request, caller, source, now)
+    first = _first_arrival(received)
+    if first is not None:  # a resend of a submission that never started: it arrived then
+        job = _job(request, first, caller)
+        mine = replace(received.mine, received_at=job.received_at, deadline=job.legal_deadline)
+        received = _Received(received.record, mine)
     if not await hub.start(ORCHESTRATOR, request.request_id, job.to_input()):
         # A concurrent duplicate won the race: answer as to any duplicate.
         existing = await find(hub, request.request_id, show_input=True)
@@ -286,6 +291,30 @@ def _record_received(
     )
     record = composition.evidence_log().write(job.request_id, received, now)
     return _Received(record, received)
+
+
+#: What a resend of the same submission changes in its ``received`` record: its times only.
+_ARRIVAL_FIELDS: Final = frozenset({"receivedAt", "deadline"})
+
+
+def _first_arrival(received: _Received) -> datetime | None:
+    """When the recorded ``received`` is this same submission sent before (its start lost to a
+    restart or an outage, the ticket sending again), the time it first arrived; None otherwise.
+
+    The legal clock runs from the first arrival, which the evidence holds; and the DSR starts
+    as recorded, so nothing needs correcting (a correction is for a race between two different
+    submissions).
+    """
+    written = {k: v for k, v in received.record.data.items() if k != EVENT_ID}
+    wanted = {k: v for k, v in received.mine.data().items() if k != EVENT_ID and v is not None}
+    differing = {k for k in written.keys() | wanted.keys() if written.get(k) != wanted.get(k)}
+    recorded = written.get("receivedAt")
+    if not differing or not differing <= _ARRIVAL_FIELDS or not isinstance(recorded, str):
+        return None
+    try:
+        return datetime.fromisoformat(recorded)
+    except ValueError:
+        return None
 
 
 def _correct_received(request_id: str, received: _Received, now: datetime) -> None:

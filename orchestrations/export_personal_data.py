@@ -92,6 +92,8 @@ class _Run:
     cancel: Any
     extend: Any
     extend_spent: bool = False
+    #: The DSR's ending is decided (:func:`_finish`): a wait no longer races the cancel.
+    finishing: bool = False
 
 
 @bp.orchestration_trigger(context_name="context")
@@ -153,17 +155,66 @@ def _running_phase(job: ExportJob) -> Phase:
     return Phase.SUBMITTING if job.user_id else Phase.RESOLVING_USER
 
 
-def _call(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: steps.Wire) -> Flow:
+def _call(
+    run: _Run,
+    job: ExportJob,
+    step: steps.Step[Any, R],
+    payload: steps.Wire,
+    *,
+    ride_out: bool = False,
+) -> Flow:
     """Call ``step`` with the standard retry options; returns its typed result. An activity
-    that failed all its attempts ends the DSR failed, with ``job`` as it stands."""
-    try:
-        raw = yield run.context.call_activity_with_retry(
-            step.name, ACTIVITY_RETRY, payload.to_dict()
-        )
-        result: R = step.result_type.from_dict(raw)
-    except Exception as exc:
-        raise _PhaseEnd(job, Ending(Phase.FAILED, errors.activity_failed(exc))) from exc
-    return result
+    that failed all its attempts ends the DSR failed, with ``job`` as it stands.
+
+    With ``ride_out``, a step whose storage stayed down through those attempts (about nine
+    minutes) is called again after durable waits, the export storage outage's at submit
+    (:func:`dsr_export.domain.pacing.storage_wait`, 8.6 to 12.9 hours in all), before the DSR
+    ends ``StorageUnavailable``: for the steps whose failure would end a DSR Graph is already
+    exporting, or lose the record of how it ended.
+    """
+    outages = 0
+    while True:
+        try:
+            raw = yield run.context.call_activity_with_retry(
+                step.name, ACTIVITY_RETRY, payload.to_dict()
+            )
+            result: R = step.result_type.from_dict(raw)
+        except Exception as exc:
+            if not (ride_out and errors.is_storage_outage(exc)):
+                raise _PhaseEnd(job, Ending(Phase.FAILED, errors.activity_failed(exc))) from exc
+            if outages >= pacing.STORAGE_RESUBMITS:
+                exporting = job.operation_id is not None
+                error = errors.storage_outlasted(step.name, outages, exc, exporting=exporting)
+                raise _PhaseEnd(job, Ending(Phase.FAILED, error)) from exc
+            outages += 1
+            yield from _wait_out_storage(run, job, step.name, outages)
+            continue
+        return result
+
+
+def _wait_out_storage(run: _Run, job: ExportJob, step: str, outage: int) -> Flow:
+    """Wait before calling ``step`` again after its storage did not answer; a cancel that comes
+    meanwhile ends the DSR (unless its ending is decided already)."""
+    wait = pacing.storage_wait(job.request_id, outage)
+    _log(
+        run.context,
+        "step_waits_for_storage",
+        logging.WARNING,
+        job,
+        step=step,
+        outage_wait=outage,
+        wait_seconds=wait,
+    )
+    fire_at = _after(run.context, wait)
+    phase = Phase.FINALIZING if run.finishing else _running_phase(job)
+    _status(run.context, job, phase, nextCheckAt=fire_at.isoformat())
+    racing = [run.context.create_timer(fire_at)]
+    if not run.finishing:
+        racing.append(run.cancel)
+    winner = yield run.context.task_any(racing)
+    if winner == run.cancel:
+        data = _event_data(run.cancel.result)
+        raise _PhaseEnd(job, Ending(Phase.CANCELLED, errors.cancelled(data)))
 
 
 def _fail(job: ExportJob, error: errors.ErrorDoc | None) -> _PhaseEnd:
@@ -232,7 +283,9 @@ def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
     while True:
         job = yield from _admitted(run, job)
         _status(run.context, job, Phase.SUBMITTING)
-        answer = yield from _call(run, job, steps.SUBMIT_EXPORT, submit)
+        # Ridden out like the activity's own retries: Graph may have the export when the
+        # submit's record of it meets a storage outage (then the retry recovers it).
+        answer = yield from _call(run, job, steps.SUBMIT_EXPORT, submit, ride_out=True)
         quota = answer.outcome is Outcome.RETRY and errors.is_quota_refusal(answer.error)
         _report_to_gate(run.context, job, _verdict(answer.outcome, quota=quota))
         if answer.outcome is not Outcome.RETRY:
@@ -425,8 +478,11 @@ def _graph_step(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: st
     """Call a Graph step; wait out its ``retry`` answers on durable timers until the DSR's own
     time-out, with jittered back-off (Retry-After the minimum). Returns ``(job, answer)``
     (``ok``/``accepted``, ``failed``, ...); times out while Graph keeps refusing, or continues
-    as new after a history's worth of retries."""
-    answer = yield from _call(run, job, step, payload)
+    as new after a history's worth of retries.
+
+    A storage outage is waited out too (``ride_out``): the submit records Graph's answer in the
+    evidence, and its recovery reads Graph's receipt, after Graph may have the export."""
+    answer = yield from _call(run, job, step, payload, ride_out=True)
     rounds = 0
     while answer.outcome is Outcome.RETRY:
         if run.context.current_utc_datetime >= job.give_up_at():
@@ -437,7 +493,7 @@ def _graph_step(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: st
         job = job.replace(throttle_round=job.throttle_round + 1)
         wait = pacing.retry_wait(job.request_id, job.throttle_round, answer.retry_after_seconds)
         job = yield from _wait(run, job, min(_after(run.context, wait), job.give_up_at()))
-        answer = yield from _call(run, job, step, payload)
+        answer = yield from _call(run, job, step, payload, ride_out=True)
         rounds += 1
     return job.replace(throttle_round=0), answer
 
@@ -485,7 +541,8 @@ def _poll_once(run: _Run, job: ExportJob, in_flight: int = 1) -> Flow:
     job = yield from _wait(run, job, fire_at, restart_as=lambda j: j.replace(next_check_at=resume))
     assert job.operation_url is not None
     check = steps.CheckExport(job.request_id, job.operation_url, last_status=job.graph_status)
-    checked = yield from _call(run, job, steps.CHECK_EXPORT, check)
+    # A storage outage must not end an export Graph runs: the check (and its record) waits.
+    checked = yield from _call(run, job, steps.CHECK_EXPORT, check, ride_out=True)
     return _checked(job, checked, in_flight)
 
 
@@ -542,6 +599,7 @@ def _finish(run: _Run, job: ExportJob, ending: Ending) -> Flow:
     its evidence.
     """
     context = run.context
+    run.finishing = True
     job = yield from _late_asks(run, job)
     _status(context, job, Phase.FINALIZING)
     if job.container is None:
@@ -597,7 +655,7 @@ def _record_finished(run: _Run, job: ExportJob, ending: Ending) -> Flow:
         attempt=job.attempt,
     )
     with contextlib.suppress(_PhaseEnd):
-        yield from _call(run, job, steps.RECORD_FINISHED, finished)
+        yield from _call(run, job, steps.RECORD_FINISHED, finished, ride_out=_rides_out(ending))
 
 
 def _finalize(run: _Run, job: ExportJob, ending: Ending) -> Flow:
@@ -616,13 +674,21 @@ def _finalize(run: _Run, job: ExportJob, ending: Ending) -> Flow:
         attempt=job.attempt,
     )
     try:
-        finalized = yield from _call(run, job, steps.FINALIZE_EXPORT, finalize)
+        finalized = yield from _call(
+            run, job, steps.FINALIZE_EXPORT, finalize, ride_out=_rides_out(ending)
+        )
     except _PhaseEnd as end:  # every attempt failed; recorded, not raised
         cause = end.__cause__ if end.__cause__ is not None else end
         failed = Ending(Phase.FAILED, errors.finalize_failed(cause, ending.phase.value))
         unrevoked = {"revoked": False, "expiresAt": job.sas_expires_at}
         return failed, steps.ExportFinalized(manifest=None, sas=unrevoked)
     return ending, finalized
+
+
+def _rides_out(ending: Ending) -> bool:
+    """Whether the finalisation waits out a storage outage: not when the DSR ends because
+    storage stayed down for hours already (the ticket would hear a day late)."""
+    return (ending.error or {}).get("code") not in errors.STORAGE_OUTAGE_CODES
 
 
 def _terminal_fields(*, manifest: Any, sas: Any, ending: Ending, at: datetime) -> dict[str, Any]:
@@ -740,7 +806,7 @@ def _extended(
         actor_id=actor.get("id"),
         ask_id=ask_id,
     )
-    yield from _call(run, job, steps.RECORD_EXTENSION, record)
+    yield from _call(run, job, steps.RECORD_EXTENSION, record, ride_out=True)
     phase = _running_phase(job)
     _status(run.context, job, phase)
     previous, days = applied["previousDeadline"], applied["days"]

@@ -238,6 +238,48 @@ def activity_failed(exc: BaseException) -> ErrorDoc:
     return {"code": "ActivityFailed", "category": "service", "message": _first_line(exc)}
 
 
+class StorageUnavailableError(RuntimeError):
+    """An activity's storage (the export or the evidence account) did not answer, the Azure
+    SDK's own retries spent: raised by the activity wrapper in place of the SDK's error.
+
+    The orchestrator tells it from any other failure by its name in the failure's text (what
+    the Durable host hands back of an activity's exception), and where ending the DSR would
+    cost more than waiting (Graph already exports) it waits the outage out on durable timers.
+    """
+
+
+#: Errors of a DSR that ended because storage stayed down for hours: its finalisation, which
+#: needs the same storage, is not waited out again.
+STORAGE_OUTAGE_CODES: Final = frozenset({"ExportStorageUnavailable", "StorageUnavailable"})
+
+
+def is_storage_outage(exc: BaseException) -> bool:
+    """Whether an activity failed because its storage did not answer (its last attempt)."""
+    return StorageUnavailableError.__name__ in str(exc)
+
+
+def storage_outlasted(step: str, waits: int, exc: BaseException, *, exporting: bool) -> ErrorDoc:
+    """The error for a step whose storage stayed down through every wait (hours)."""
+    hint = (
+        "Check the export and evidence accounts' health (Azure status, Resource health) and "
+        "their network rules; once they answer, POST /api/exports/{requestId}/retry"
+    )
+    if exporting:
+        hint += (
+            " resumes the export Graph already has (its container and operation): it never "
+            "submits a second one while Graph runs or has completed the first"
+        )
+    return {
+        "code": "StorageUnavailable",
+        "category": "storage",
+        "message": (
+            f"storage did not answer step {step} through {waits} waits over hours: "
+            f"{_first_line(exc)}"
+        ),
+        "hint": hint + " (docs/operations.md, storage outages).",
+    }
+
+
 def finalize_failed(exc: BaseException, intended: str) -> ErrorDoc:
     """The error for a finalisation that failed all its attempts.
 

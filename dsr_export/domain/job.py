@@ -17,6 +17,7 @@ from typing import Any
 from dsr_export.domain.deadlines import parse_regulation, view
 from dsr_export.domain.errors import ErrorDoc
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused, extended, whole_days
+from dsr_export.domain.request import container_name
 from dsr_export.domain.status import Phase, RecordedStatus
 
 # The event names live in the step contract; re-exported for the orchestrator's imports.
@@ -196,12 +197,18 @@ class ExportJob:
 
         Same request, user, legal deadline (extensions included) and ticket; a fresh container
         (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
+
+        Unless Graph still has the export the ended attempt followed (:func:`_resumable`): then
+        the new attempt takes up that container again, finds Graph's receipt in it and resumes
+        the known operation (``recover_submit``), never submitting a second export of the
+        person's data while the first runs or has completed.
         """
         last = RecordedStatus.read(ended) or RecordedStatus()
         used = last.submit_attempt
         submits = (
             used if isinstance(used, int) and used >= self.submit_attempt else self.submit_attempt
         )
+        resume = _resumable(last, container_name(self.request_id, submits))
         error = last.error if isinstance(last.error, Mapping) else {}
         attempt = int(last.attempt or self.attempt)
         earlier = {
@@ -232,8 +239,8 @@ class ExportJob:
                 *tuple(last.attempts or self.earlier_attempts),
                 {key: value for key, value in earlier.items() if value is not None},
             ),
-            submit_attempt=submits + 1,
-            submit_base=submits,
+            submit_attempt=submits if resume else submits + 1,
+            submit_base=submits - 1 if resume else submits,
         )
 
     # -- the documents ------------------------------------------------------------------------
@@ -336,6 +343,26 @@ class ExportJob:
         for name in ("failed_callbacks", "extensions", "earlier_attempts", "refused_extensions"):
             data[name] = tuple(data.get(name) or ())
         return cls(**data)
+
+
+def _resumable(last: RecordedStatus, last_container: str) -> bool:
+    """Whether a retry resumes the export the ended attempt followed rather than submit anew:
+    the attempt failed (not timed out: Graph did not finish in the DSR's time) while Graph had
+    its export in that attempt's last container, and Graph had not reported the export failed
+    (a storage outage, a finalisation or a check that failed ended it, not Graph's export).
+
+    Also after a storage outage that outlasted the submit's own record (``StorageUnavailable``
+    without an operation): Graph may have the export; the container tells (its receipt is
+    recovered, or, absent, the submit goes into that same, empty container).
+    """
+    error = last.error if isinstance(last.error, Mapping) else {}
+    outage = error.get("code") == "StorageUnavailable"
+    return (
+        last.phase == Phase.FAILED.value
+        and (bool(last.operation_id) or outage)
+        and last.container == last_container
+        and last.graph_status != "failed"
+    )
 
 
 #: The legal facts of :meth:`ExportJob.legal_record`.

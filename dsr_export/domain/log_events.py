@@ -126,6 +126,9 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     # Waiting for the slot the tenant's submit gate named (a lifecycle line: not stalled).
     LogEvent("submit_queued", (*ORCHESTRATOR_FIELDS, "slot_at", "position", "queued")),
     LogEvent("submit_waits_for_storage", (*ORCHESTRATOR_FIELDS, "resubmit", "wait_seconds")),
+    LogEvent(
+        "step_waits_for_storage", (*ORCHESTRATOR_FIELDS, "step", "outage_wait", "wait_seconds")
+    ),
     LogEvent("dsr_finished", (*ORCHESTRATOR_FIELDS, "phase", "code")),
     LogEvent("deadline_warning", ORCHESTRATOR_FIELDS),
     LogEvent("deadline_overdue", ORCHESTRATOR_FIELDS),

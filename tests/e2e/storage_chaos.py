@@ -2,19 +2,28 @@
 containers, evidence logs, queues) is stopped for minutes to hours of the fast clock's time at
 random moments, several times, the host is killed now and then, and Graph throttles and fails.
 
-Nobody steers a DSR. Afterwards every DSR must have reached its end, at Graph exactly one export
-per DSR, and every evidence log verify: a whole chain that starts with the DSR's receipt, holds
-each event once, and for a completed DSR its submit, its completion and its SAS revocation. The
-host's log must say what it waited for.
+Nobody steers a DSR through its export. An operator acts after it, through the outages and
+kills alike: as DSRs complete, some get their subject's package built (``POST .../package``,
+asked again whenever a build ends failed) and some get their data erased (``DELETE .../data``,
+sent again while it answers an error). Afterwards every DSR must have reached its end, at Graph
+exactly one export per DSR, every package be complete and verify (``dsrctl verify``'s check
+against the host's published keys), every erasure be done with exactly one receipt and its
+containers gone, and every evidence log verify: a whole chain that starts with the DSR's
+receipt, holds each event once, and for a completed DSR its submit, its completion and its SAS
+revocation, for a packaged one one ``packaged`` record of that package, for an erased one one
+``erased`` record of that receipt. The host's log must say what it waited for.
 
 Used by ``tests/e2e/test_chaos.py`` (a small, seeded run in ``make test``) and by ``make chaos``
 (``python -m tests.e2e.storage_chaos``: 200 DSRs, prints completed / lost / duplicated / chains
-verified, exits 1 below 99.5 % completed or on any loss, duplicate or broken chain).
+verified / packages / erasures, exits 1 below 99.5 % completed or on any loss, duplicate,
+broken chain, unverified package or erasure without its one receipt).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import random
 import re
@@ -23,20 +32,26 @@ import tempfile
 import threading
 import time
 import uuid
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from devhost.azurite import Azurite, outage_ports
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite, outage_ports
 from devhost.durable import FastClock
 from devhost.graph import GraphSimulator
 from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles, make_tls_files
 from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
-from dsr_export.domain import evidence
+from dsr_export.domain import evidence, receipt
+from dsr_export.domain.request import container_name
 from tests.e2e.host import (
+    FUNCTION_KEY,
     GRAPH_ROLES,
     TERMINAL,
     HostProcess,
@@ -67,6 +82,10 @@ class Plan:
     at_submit: int = 0
     #: Real seconds over which the DSRs arrive (a ticket system sends them one by one).
     intake_span: float = 0.0
+    #: Of the DSRs, how many get their package built, and how many (others) their data erased,
+    #: as soon as they complete.
+    packages: int = 0
+    erasures: int = 0
 
 
 @dataclass
@@ -88,6 +107,16 @@ class Report:
     storage_unavailable_lines: int = 0
     submit_waits_lines: int = 0
     resubmitted: int = 0
+    #: The operator's side: packages asked for and verified, builds asked again after one
+    #: failed; erasures asked for and done (one receipt each), deletes sent again.
+    packages_asked: int = 0
+    packages_verified: int = 0
+    package_rebuilds: int = 0
+    package_problems: list[str] = field(default_factory=list)
+    erasures_asked: int = 0
+    erasures_done: int = 0
+    erasure_resends: int = 0
+    erasure_problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -136,6 +165,12 @@ class Report:
             + (f"; broken: {self.broken_chains[:5]}" if self.broken_chains else ""),
             f"storage outages:  {len(self.outages)} (fast clock: {outage_text}); "
             f"{self.at_submit} began as Graph checked a SAS",
+            f"packages:         {self.packages_verified} of {self.packages_asked} complete and "
+            f"verified ({self.package_rebuilds} asked again after a failed build)"
+            + (f"; problems: {self.package_problems[:3]}" if self.package_problems else ""),
+            f"erasures:         {self.erasures_done} of {self.erasures_asked} done with one "
+            f"receipt ({self.erasure_resends} deletes sent again)"
+            + (f"; problems: {self.erasure_problems[:3]}" if self.erasure_problems else ""),
             f"host kills:       {self.kills}",
             f"host log:         storage_retry x{self.storage_retry_lines}, "
             f"storage_unavailable x{self.storage_unavailable_lines}, "
@@ -300,7 +335,123 @@ def _submit_all(
         raise AssertionError(f"{len(waiting)} DSRs never accepted: {sorted(waiting)[:5]}")
 
 
-def check_chain(lines: list[str], request_id: str, phase: str) -> str | None:
+@dataclass
+class _Aftercare:
+    """The operator's work on one completed DSR: its package or its erasure."""
+
+    request_id: str
+    action: str  # "package" or "erase"
+    asked: bool = False
+    done: bool = False
+    #: The package's state document (200), or the erasure's receipt.
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+def _operator(
+    host: HostProcess,
+    work: list[_Aftercare],
+    report: Report,
+    deadline: float,
+    stop: threading.Event,
+) -> None:
+    """Package or erase each DSR of ``work`` once it completed, as an operator would through
+    outages and restarts: an error or a refused connection is tried again a little later, a
+    build that ended failed is asked for again."""
+    while not stop.is_set() and time.monotonic() < deadline:
+        pending = [item for item in work if not item.done]
+        if not pending:
+            return
+        for item in pending:
+            try:
+                _act(host, item, report)
+            except (OSError, ValueError):
+                continue  # the host restarts, or answered half: again next round
+        time.sleep(0.3)
+
+
+def _act(host: HostProcess, item: _Aftercare, report: Report) -> None:
+    if not item.asked:
+        doc = _status(host, item.request_id)
+        if doc is None or doc["phase"] != "completed":
+            return
+    path = f"/exports/{item.request_id}"
+    if item.action == "erase":
+        answer = _delete(host, f"{path}/data", {"reason": "chaos: the subject asked"})
+        report.erasure_resends += item.asked
+        item.asked = True
+        if answer.status_code == 200:
+            item.done, item.answer = True, answer.json()
+        elif answer.status_code == 409:
+            item.done = True  # done before, its answer lost: the checks below find the receipt
+        return
+    if not item.asked:
+        answer = host.post(f"{path}/package", {"language": "en"})
+        item.asked = answer.status_code in (200, 202)
+        return
+    answer = host.get(f"{path}/package")
+    if answer.status_code == 200:
+        item.done, item.answer = True, answer.json()
+    elif answer.status_code in (404, 409):  # the build ended failed (or never started)
+        again = host.post(f"{path}/package", {"language": "en"})
+        report.package_rebuilds += again.status_code in (200, 202)
+
+
+def _delete(host: HostProcess, path: str, body: object) -> Any:
+    return requests.delete(
+        f"{host.api}{path}", json=body, headers={"x-functions-key": FUNCTION_KEY}, timeout=30
+    )
+
+
+def _aftercare_plan(plan: Plan, ids: list[str], rng: random.Random) -> list[_Aftercare]:
+    chosen = rng.sample(ids, min(len(ids), plan.packages + plan.erasures))
+    return [
+        _Aftercare(rid, "package" if n < plan.packages else "erase") for n, rid in enumerate(chosen)
+    ]
+
+
+def _check_package(
+    item: _Aftercare, azurite: Azurite, tls: TlsFiles, jwks: dict[str, Any]
+) -> str | None:
+    """Why this DSR's package is not complete and verifiable (None when it is)."""
+    if not item.done:
+        return f"{item.request_id}: no package built"
+    package = item.answer
+    container = export_container(azurite, tls, str(package["container"]))
+    parts = [str(part["name"]) for part in package["parts"]]
+    with contextlib.ExitStack() as opened:
+        archives = {
+            name: opened.enter_context(
+                zipfile.ZipFile(io.BytesIO(container.download_blob(name).readall()))
+            )
+            for name in parts
+        }
+        check = receipt.verify_package(archives, jwks, first=parts[-1])
+    if not check.ok:
+        return f"{item.request_id}: {check.problems[:2]}"
+    return None
+
+
+def _check_erasure(item: _Aftercare, azurite: Azurite, tls: TlsFiles) -> str | None:
+    """Why this DSR's erasure is not done (None when it is): its containers must be gone."""
+    if not item.done:
+        return f"{item.request_id}: never erased"
+    # Every container of the DSR starts with its first's name (fresh ones, the delivery one).
+    account = BlobServiceClient(
+        azurite.blob_endpoint,
+        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
+        connection_verify=tls.ca_bundle,
+    )
+    found = account.list_containers(name_starts_with=container_name(item.request_id))
+    left = [c.name for c in found]
+    return f"{item.request_id}: containers left: {left}" if left else None
+
+
+def check_chain(
+    lines: list[str],
+    request_id: str,
+    phase: str,
+    aftercare: _Aftercare | None = None,
+) -> str | None:
     """Why this DSR's evidence is not whole (None when it is)."""
     verification = evidence.verify(lines, request_id=request_id)
     if not verification.ok:
@@ -321,6 +472,28 @@ def check_chain(lines: list[str], request_id: str, phase: str) -> str | None:
         for kind in (evidence.Kind.COMPLETED, evidence.Kind.SAS_REVOKED):
             if kinds[kind] != 1:
                 return f"{request_id}: {kinds[kind]} {kind.value} records"
+    if aftercare is not None:
+        return _check_aftercare_records(records, aftercare)
+    return None
+
+
+def _check_aftercare_records(
+    records: tuple[evidence.EvidenceRecord, ...] | list[evidence.EvidenceRecord],
+    item: _Aftercare,
+) -> str | None:
+    """The one ``packaged`` record of the package answered, or the one ``erased`` receipt."""
+    rid = item.request_id
+    if item.action == "package":
+        sums = [r.data.get("packageSha256") for r in records if r.kind is evidence.Kind.PACKAGED]
+        wanted = item.answer.get("packageSha256")
+        if sums != [wanted]:
+            return f"{rid}: packaged records {sums}, the package is {wanted}"
+        return None
+    erased = [r.data.get("receiptId") for r in records if r.kind is evidence.Kind.ERASED]
+    if len(erased) != 1:
+        return f"{rid}: {len(erased)} erasure receipts"
+    if item.answer and item.answer.get("receiptId") != erased[0]:
+        return f"{rid}: answered receipt {item.answer.get('receiptId')}, recorded {erased[0]}"
     return None
 
 
@@ -367,6 +540,11 @@ def run(
     host = HostProcess(state, host_env(azurite, identity, graph, tls), speed=plan.speed)
     report = Report(dsrs=plan.dsrs, speed=plan.speed)
     docs: dict[str, dict[str, Any]] = {}
+    # Its own draw: the chaos schedule of a seed stays what it was without an operator.
+    work = _aftercare_plan(plan, ids, random.Random(plan.seed + 1))  # noqa: S311
+    report.packages_asked = sum(item.action == "package" for item in work)
+    report.erasures_asked = len(work) - report.packages_asked
+    jwks: dict[str, Any] = {}
     host.start()
     try:
         if plan.graph_faults:
@@ -379,12 +557,25 @@ def run(
             daemon=True,
         )
         chaos.start()
+        # The operator packages and erases completed DSRs while the chaos goes on.
+        stop = threading.Event()
+        operator = threading.Thread(
+            target=_operator,
+            args=(host, work, report, time.monotonic() + 600 + plan.span + plan.settle, stop),
+            daemon=True,
+        )
+        operator.start()
         _submit_all(host, ids, users, time.monotonic() + 600, plan.intake_span / plan.dsrs)
         say(f"{plan.dsrs} DSRs accepted")
         chaos.join()
         if trouble:
             raise trouble[0]
-        _settle(host, ids, report, docs, time.monotonic() + plan.settle)
+        settle_by = time.monotonic() + plan.settle
+        _settle(host, ids, report, docs, settle_by)
+        operator.join(timeout=max(1.0, settle_by - time.monotonic()))
+        stop.set()
+        operator.join()
+        jwks = requests.get(f"{host.api}/.well-known/jwks.json", timeout=30).json()
         for request_id in ids:
             report.phases.setdefault(request_id, "unknown")
         report.resubmitted = sum(
@@ -399,6 +590,8 @@ def run(
     report.exports = {
         request_id: per_user.get(user, 0) for request_id, user in zip(ids, users, strict=True)
     }
+    _check_aftercare(work, report, azurite, tls, jwks)
+    by_id = {item.request_id: item for item in work}
     logs = export_container(azurite, tls, EVIDENCE_CONTAINER)
     for request_id in ids:
         try:
@@ -406,7 +599,9 @@ def run(
         except Exception as exc:  # noqa: BLE001 - a missing log is a broken chain
             report.broken_chains.append(f"{request_id}: no log ({type(exc).__name__})")
             continue
-        problem = check_chain(content.splitlines(), request_id, report.phases[request_id])
+        problem = check_chain(
+            content.splitlines(), request_id, report.phases[request_id], by_id.get(request_id)
+        )
         if problem is None:
             report.chains_verified += 1
         else:
@@ -419,17 +614,41 @@ def run(
     return report
 
 
+def _check_aftercare(
+    work: list[_Aftercare],
+    report: Report,
+    azurite: Azurite,
+    tls: TlsFiles,
+    jwks: dict[str, Any],
+) -> None:
+    for item in work:
+        if item.action == "package":
+            problem = _check_package(item, azurite, tls, jwks)
+            report.packages_verified += problem is None
+            if problem is not None:
+                report.package_problems.append(problem)
+        else:
+            problem = _check_erasure(item, azurite, tls)
+            report.erasures_done += problem is None
+            if problem is not None:
+                report.erasure_problems.append(problem)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``make chaos``: the full run, on services of its own."""
     parser = argparse.ArgumentParser(prog="python -m tests.e2e.storage_chaos", description=__doc__)
     parser.add_argument("--dsrs", type=int, default=200)
-    parser.add_argument("--outages", type=int, default=6)
-    parser.add_argument("--kills", type=int, default=6)
+    parser.add_argument("--outages", type=int, default=8)
+    parser.add_argument("--kills", type=int, default=8)
     # Slow enough that an outage can be minutes of the fast clock: stopping and starting
     # Azurite takes a few real seconds (at 300: a one-day export takes about 5 minutes).
     parser.add_argument("--speed", type=float, default=300.0)
-    parser.add_argument("--span", type=float, default=330.0, help="real seconds of chaos")
+    # Long enough that outages and kills go on while DSRs complete (from about 290 s: a day of
+    # Graph's time after the last arrived) and the operator packages and erases them.
+    parser.add_argument("--span", type=float, default=480.0, help="real seconds of chaos")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--packages", type=int, default=20, help="DSRs packaged once completed")
+    parser.add_argument("--erasures", type=int, default=20, help="DSRs erased once completed")
     args = parser.parse_args(argv)
     plan = Plan(
         dsrs=args.dsrs,
@@ -444,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         settle=900.0,
         at_submit=2,
         intake_span=120.0,
+        packages=args.packages,
+        erasures=args.erasures,
     )
     with tempfile.TemporaryDirectory(prefix="storage-chaos-") as tmp:
         root = Path(tmp)
@@ -465,6 +686,8 @@ def main(argv: list[str] | None = None) -> int:
         and not report.lost
         and not report.duplicated
         and report.chains_verified == plan.dsrs
+        and report.packages_verified == report.packages_asked
+        and report.erasures_done == report.erasures_asked
     )
     return 0 if good else 1
 

@@ -176,7 +176,8 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
 ):
     """A small, seeded ``make chaos``: the storage down for minutes to hours of the fast clock,
     three times at random moments (one of them as Graph checks a SAS), and the host killed
-    twice, while DSRs are accepted, submit, poll, write their evidence and finish."""
+    twice, while DSRs are accepted, submit, poll, write their evidence and finish, and an
+    operator builds the packages of three completed DSRs and erases the data of three others."""
     plan = storage_chaos.Plan(
         dsrs=16,
         outages=3,
@@ -189,6 +190,8 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
         at_submit=1,
         intake_span=15.0,
         graph_faults=False,  # the test above has them; here a struck submit must resubmit
+        packages=3,
+        erasures=3,
     )
     clock = FastClock(plan.speed)
     with (
@@ -210,6 +213,8 @@ def test_storage_outages_and_host_kills_lose_and_duplicate_nothing(
     assert report.completed == plan.dsrs, (summary, report.failed)
     assert (report.lost, report.duplicated, report.without_export) == ([], [], []), summary
     assert report.chains_verified == plan.dsrs, (summary, report.broken_chains)
+    assert report.packages_verified == plan.packages, (summary, report.package_problems)
+    assert report.erasures_done == plan.erasures, (summary, report.erasure_problems)
     assert (len(report.outages), report.kills) == (plan.outages, plan.kills), summary
     assert report.storage_retry_lines > 0, "the host's log says what it waited for"
     assert report.at_submit == plan.at_submit, summary

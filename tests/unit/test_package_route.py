@@ -95,6 +95,9 @@ def test_a_completed_dsr_starts_one_build_then_answers_the_package(user_function
     assert _post(user_function, client).status_code == 202
     assert len(client.started) == 1
     builder.built = RESULT
+    # Written but not yet recorded (the build's last step): still building.
+    assert _post(user_function, client).status_code == 202
+    client.add(instance, runtime="Completed")
     done = _post(user_function, client)
     assert done.status_code == 200
     assert body(done)["packageSha256"] == "a" * 64
@@ -195,3 +198,20 @@ def test_the_language_the_dsr_asked_for_is_the_packages_default(user_function, b
     _completed(client, input_={"requestId": "R-1", "user": "u", "language": "de"})
     assert _post(user_function, client).status_code == 202
     assert client.started[0][2]["build"]["language"] == "de"
+
+
+def test_a_package_written_but_never_recorded_is_built_again_not_answered(user_function, builder):
+    """The build wrote the package, then the evidence account stopped answering its record
+    step until the build failed: answering the package then would leave it out of the
+    evidence for good. Asked again, the build runs (it reuses the package) and records it."""
+    client = Client()
+    _completed(client)
+    builder.built = RESULT
+    instance = package_instance_id("R-1")
+    client.add(instance, runtime="Failed", input_={"build": {"container": "dsr-r-1-abc"}})
+    shown = _post(user_function, client, method="GET")
+    assert shown.status_code == 409, body(shown)  # before: 200, never recorded
+    assert "ask again" in body(shown)["detail"]
+    again = _post(user_function, client)
+    assert again.status_code == 202, body(again)
+    assert [started[1] for started in client.started] == [instance]
