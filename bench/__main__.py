@@ -10,7 +10,9 @@ Nothing here is a test: nothing asserts a timing.
 interpreters per cold-start median (default 15); the package benchmark's export of G GB
 (default 1, a few minutes; the issue's 5 GB run: ``--package-gb 5``, about half an hour;
 ``--quick`` 0.25), after one of a quarter of that (``--one-size``: only G); ``package`` runs
-only that one.
+only that one. ``python -m bench quota --backlog N --export-hours H [--max-poll-seconds S]``:
+long exports instead, polls against the tenant's hourly budget and the completion-detection
+latency.
 """
 
 from __future__ import annotations
