@@ -382,8 +382,10 @@ def report(state: GateState, done: SubmitReport) -> GateState:
     rid = done.request_id
     out = {k: v for k, v in state.out.items() if k != rid}
     state = replace(state, out=out)
-    if done.verdict == SubmitVerdict.ACCEPTED:
-        return replace(state, probing=False, blocked_until=None)
+    if done.verdict == SubmitVerdict.ACCEPTED:  # in flight until its DSR checks in (pace)
+        lapse = timedelta(seconds=pacing.pace_lapse_seconds(len(state.exporting) + 1, 3600))
+        exporting = {**state.exporting, rid: _iso(now + lapse)}
+        return replace(state, probing=False, blocked_until=None, exporting=exporting)
     if done.verdict == SubmitVerdict.ENDED:
         return withdraw(state, rid)
     # Still wants a slot: it keeps its place (its deadline), asking again at once or after
@@ -441,7 +443,9 @@ def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, int]:
     moment = _iso(now)
     exporting = {k: v for k, v in state.exporting.items() if v > moment}
     exporting.pop(asked.request_id, None)
-    count = len(exporting) + 1
+    # Let through and not yet reported: exports about to be in flight (a window's worth goes
+    # through at once on an empty window; the first DSRs must not count only themselves).
+    count = len(exporting.keys() | state.out.keys() | {asked.request_id})
     lapse = timedelta(seconds=pacing.pace_lapse_seconds(count, asked.cap))
     exporting[asked.request_id] = _iso(now + lapse)
     return replace(state, exporting=exporting), count

@@ -85,6 +85,17 @@ def test_the_gate_counts_each_polling_export_once_until_its_dsr_withdraws() -> N
     assert gate.GateState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 
+def test_exports_let_through_count_before_their_dsrs_check_in() -> None:
+    state = gate.GateState()
+    for n in range(1000):  # an empty window: a thousand let through at once
+        state, answer = gate.ask(state, gate.Ask(f"D{n}", None, None, T0.isoformat()))
+        assert answer.granted
+    state, count = _pace(state, "D0", T0 + timedelta(minutes=1))
+    assert count == 1000, "the first to check in does not count only itself"
+    state = gate.report(state, gate.SubmitReport("D1", gate.SubmitVerdict.ACCEPTED, T0.isoformat()))
+    assert "D1" in state.exporting, "accepted: in flight before its first check-in"
+
+
 def test_an_export_whose_dsr_went_silent_stops_counting_after_its_check_ins_lapse() -> None:
     state, _ = _pace(gate.GateState(), "gone", T0)
     lapse = timedelta(seconds=pacing.pace_lapse_seconds(1, 3600))
