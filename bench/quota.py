@@ -22,6 +22,16 @@ organisation's catch-up after an outage, a bulk import), on a tenant whose windo
   export; every export runs that long here); goal <= 9,000;
 - history events per execution (the largest); goal <= 200;
 - the extra wait of a lone DSR at an idle gate over the policy's settle time; goal <= 5 s.
+
+With ``--export-hours H`` it runs long exports too (issue 20, item 3): every export takes
+between H/2 and 3H/2 hours at Graph (spread evenly), so many are in flight at once, and every
+poll is charged to the simulator's hourly quota (10,000 GETs, 429 without Retry-After beyond).
+Reported: the most exports in flight at once, peak GETs in any hour (goal <= 9,000), polls Graph
+refused, and the completion-detection latency (from the moment the simulator's export is
+complete to the check that sees it; median and p95). ``--max-poll-seconds`` sets the policy's
+longest poll interval (``EXPORT_POLL_MAX_INTERVAL_SECONDS``, default 3,600): with a shorter
+one the budget binds at a backlog a laptop can replay (at the default hour, beyond 9,000 exports
+in flight).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from bench.replay_cost import OPERATION_URL, USER, entries
 from devhost.graph.quotas import QuotaLedger
 from devhost.graph.replies import GraphError
 from dsr_export.domain import gate, steps
-from dsr_export.domain.job import ExportJob
+from dsr_export.domain.job import ExportJob, ExportPolicy
 from dsr_export.domain.steps import ORCHESTRATOR
 from testsupport.replay import START, Kind, ReplayDriver
 
@@ -60,6 +70,18 @@ class Run:
     gets_by_hour: Counter[int] = field(default_factory=Counter)
     asks: int = 0
     failed: int = 0
+    refused_polls: int = 0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    #: Seconds from each export's completion at Graph to the check that saw it.
+    latencies: list[float] = field(default_factory=list)
+
+    def latency(self, share: float) -> float:
+        """The ``share`` quantile of the completion-detection latencies, seconds."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        return ordered[min(int(share * len(ordered)), len(ordered) - 1)]
 
     @property
     def minimum(self) -> timedelta:
@@ -109,7 +131,16 @@ def _accepted(n: int, at: datetime) -> dict[str, Any]:
 class _Backlog:
     """The event loop: DSR drivers, one shared gate, Graph's ledger, virtual time."""
 
-    def __init__(self, count: int, *, refused_count: bool, spent: int, poll_hours: float) -> None:
+    def __init__(
+        self,
+        count: int,
+        *,
+        refused_count: bool,
+        spent: int,
+        poll_hours: float,
+        policy: ExportPolicy | None = None,
+        long: bool = False,
+    ) -> None:
         self.now = START
         self.graph = QuotaLedger(lambda: self.now)
         self.graph.set(refused_count=refused_count)
@@ -117,6 +148,10 @@ class _Backlog:
             self.graph.spend(submits=spent)
         self.run = Run(count, refused_count)
         self.poll_for = timedelta(hours=poll_hours)
+        self.policy = policy or ExportPolicy()
+        self.long = long
+        self.done_at: dict[int, datetime] = {}
+        self.poll_refusal = _poll_refusal()
         self.queue: list[tuple[datetime, int, int]] = []
         self.order = itertools.count()
         self.gate_state: dict[str, str | None] = {}
@@ -136,6 +171,7 @@ class _Backlog:
             user_id=f"{n:08d}-0000-4000-8000-000000000000",
             received_at=START.isoformat(),
             legal_deadline=deadline.isoformat(),
+            policy=self.policy,
         )
         driver = ReplayDriver(
             entries()[ORCHESTRATOR],
@@ -205,6 +241,8 @@ class _Backlog:
             self._submit(n, driver)
         elif name == steps.CHECK_EXPORT.name:
             self._check(n, driver)
+        elif name == steps.READ_EXTENSION_ASKS.name:  # a fresh execution: no asks recorded
+            driver.complete(steps.ExtensionAsks().to_dict())
         elif name in (steps.FINALIZE_EXPORT.name, steps.RECORD_FINISHED.name):
             if n not in self.submitted or name == steps.RECORD_FINISHED.name:
                 self.run.failed += 1
@@ -222,12 +260,29 @@ class _Backlog:
             driver.complete(self.refusal)
             return
         self.submitted[n] = self.now
+        self.run.in_flight += 1
+        self.run.most_in_flight = max(self.run.most_in_flight, self.run.in_flight)
+        if self.long:  # between half and one and a half times the export time, evenly spread
+            share = 0.5 + (n * 0.618034) % 1.0
+            self.done_at[n] = self.now + self.poll_for * share
+        else:
+            self.done_at[n] = self.now + self.poll_for
         self.run.last_submit = max(self.run.last_submit, self.now - START)
         driver.complete(_accepted(n, self.now))
 
     def _check(self, n: int, driver: ReplayDriver) -> None:
         self.run.gets_by_hour[int((self.now - START) / timedelta(hours=1))] += 1
-        done = self.now - self.submitted[n] >= self.poll_for
+        if self.long:
+            try:
+                self.graph.charge_poll()
+            except GraphError:
+                self.run.refused_polls += 1
+                driver.complete(self.poll_refusal)
+                return
+        done = self.now >= self.done_at[n]
+        if done:
+            self.run.in_flight -= 1
+            self.run.latencies.append((self.now - self.done_at[n]).total_seconds())
         driver.complete(steps.ExportChecked(status="complete" if done else "running").to_dict())
 
     def _inversions(self) -> int:
@@ -245,6 +300,28 @@ class _Backlog:
                     count += 1
                     break
         return count
+
+
+def _poll_refusal() -> dict[str, Any]:
+    """The check activity's answer to Graph's hourly quota 429 (no Retry-After)."""
+    from activities.export_steps import _graph_failure
+    from dsr_export.adapters.graph_errors import GraphError as AppGraphError
+
+    return _graph_failure(
+        steps.CHECK_EXPORT,
+        "BENCH",
+        AppGraphError(429, "TooManyRequests", "quota"),
+        subject="poll",
+    ).to_dict()
+
+
+def long_exports(count: int, *, export_hours: float, max_poll_seconds: int = 3600) -> Run:
+    """``count`` DSRs at once whose exports take ``export_hours`` on average at Graph."""
+    policy = ExportPolicy(max_poll_interval_seconds=max_poll_seconds)
+    sim = _Backlog(
+        count, refused_count=True, spent=0, poll_hours=export_hours, policy=policy, long=True
+    )
+    return sim.loop()
 
 
 def backlog(count: int, *, refused_count: bool, spent: int = 0, poll_hours: float = 0.25) -> Run:
@@ -270,6 +347,24 @@ def lone_dsr_extra_seconds() -> float:
 def gate_status(run_state: dict[str, str | None]) -> dict[str, Any]:
     raw = run_state.get(f"@{GATE}@home")
     return gate.status(gate.GateState.from_dict(json.loads(raw) if raw else None))
+
+
+def main_long(count: int, export_hours: float, max_poll_seconds: int) -> None:
+    """The long-export run: polls against the hourly budget, completion-detection latency."""
+    print(
+        f"quota, long exports: {count} DSRs at once, each export {export_hours / 2:g}-"
+        f"{export_hours * 1.5:g} h at Graph, longest poll interval {max_poll_seconds} s, "
+        "Graph's 10,000 GETs / h per tenant, virtual time"
+    )
+    run = long_exports(count, export_hours=export_hours, max_poll_seconds=max_poll_seconds)
+    unpaced = run.most_in_flight * 3600 // max_poll_seconds
+    print(
+        f"most in flight {run.most_in_flight}; peak GETs/h {run.peak_gets} (unpaced at the "
+        f"cap: {unpaced}); polls refused {run.refused_polls}; completion seen after: median "
+        f"{run.latency(0.5) / 60:.1f} min, p95 {run.latency(0.95) / 60:.1f} min; "
+        f"max history {run.max_history}; failed {run.failed}"
+    )
+    print("goals: <= 9,000 GETs/h, <= 200 history events per execution")
 
 
 def main(count: int = 3000, poll_hours: float = 0.25) -> None:

@@ -109,6 +109,8 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
         extend=context.wait_for_external_event(EXTEND_EVENT),
     )
     end = yield from _phases(run, job, continued=continued)
+    if end.ending is not None and end.job.operation_id is not None:
+        _withdraw_from_gate(context, end.job)  # its export no longer counts in flight
     if end.ending is not None:
         return (yield from _finish(run, end.job, end.ending))
     # Bounded history: a fresh execution carries the state on.
@@ -498,16 +500,33 @@ def _graph_step(run: _Run, job: ExportJob, step: steps.Step[Any, R], payload: st
 
 def _poll(run: _Run, job: ExportJob) -> Flow:
     """Wait with durable timers and check the operation until it ends or time runs out;
-    continues as new after ``rounds_per_history`` rounds."""
-    for _ in range(job.policy.rounds_per_history):
-        job = yield from _poll_once(run, job)
+    continues as new after ``rounds_per_history`` rounds. The tenant's gate hears from the
+    DSR every :data:`pacing.POLL_PACE_EVERY` rounds and answers how many exports are in
+    flight: the waits widen so that all of them poll within the tenant's hourly budget."""
+    in_flight = 1
+    for index in range(job.policy.rounds_per_history):
+        if index % pacing.POLL_PACE_EVERY == 0:
+            in_flight = yield from _in_flight(run, job)
+        job = yield from _poll_once(run, job, in_flight)
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).
     job = yield from _wait(run, job, run.context.current_utc_datetime)
     raise _PhaseEnd(job)
 
 
-def _poll_once(run: _Run, job: ExportJob) -> Flow:
+def _in_flight(run: _Run, job: ExportJob) -> Flow:
+    """The tenant's exports in flight, this one counted (the gate's ``pace``)."""
+    context = run.context
+    asked = gate.PaceAsk(
+        request_id=job.request_id,
+        now=context.current_utc_datetime.isoformat(),
+        cap=job.policy.max_poll_interval_seconds,
+    )
+    raw = yield context.call_entity(_gate(job), submit_gate.PACE, asked.to_dict())
+    return max(int((raw or {}).get("inFlight") or 1), 1)
+
+
+def _poll_once(run: _Run, job: ExportJob, in_flight: int = 1) -> Flow:
     """One round: the legal clock, a wait, a check of the operation; returns the job."""
     job = yield from _legal_clock(run.context, job)
     now = run.context.current_utc_datetime
@@ -524,7 +543,7 @@ def _poll_once(run: _Run, job: ExportJob) -> Flow:
     check = steps.CheckExport(job.request_id, job.operation_url, last_status=job.graph_status)
     # A storage outage must not end an export Graph runs: the check (and its record) waits.
     checked = yield from _call(run, job, steps.CHECK_EXPORT, check, ride_out=True)
-    return _checked(job, checked)
+    return _checked(job, checked, in_flight)
 
 
 def _next_check_at(job: ExportJob, now: datetime) -> datetime:
@@ -539,14 +558,19 @@ def _next_check_at(job: ExportJob, now: datetime) -> datetime:
     return fire_at
 
 
-def _checked(job: ExportJob, checked: steps.ExportChecked) -> ExportJob:
+def _checked(job: ExportJob, checked: steps.ExportChecked, in_flight: int = 1) -> ExportJob:
     """The job after one check of the operation; ends the DSR when the operation ended."""
     cap = job.policy.max_poll_interval_seconds
     job = job.replace(poll_round=job.poll_round + 1)
     match checked.outcome:
         case Outcome.RETRY:
             wait = pacing.poll_retry_wait(
-                job.request_id, job.poll_round, job.wait_seconds, cap, checked.retry_after_seconds
+                job.request_id,
+                job.poll_round,
+                job.wait_seconds,
+                cap,
+                checked.retry_after_seconds,
+                in_flight,
             )
             return job.replace(wait_seconds=wait)
         case Outcome.FAILED:
@@ -555,7 +579,9 @@ def _checked(job: ExportJob, checked: steps.ExportChecked) -> ExportJob:
             job = job.replace(
                 graph_status=checked.status,
                 progress=checked.progress,
-                wait_seconds=pacing.poll_wait(job.wait_seconds, cap=cap),
+                wait_seconds=pacing.paced_poll_wait(
+                    job.request_id, job.poll_round, job.wait_seconds, cap=cap, in_flight=in_flight
+                ),
             )
     if checked.status == "complete":
         raise _PhaseEnd(job, Ending(Phase.COMPLETED))

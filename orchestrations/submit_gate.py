@@ -29,6 +29,7 @@ ASK = "ask"
 REPORT = "report"
 WITHDRAW = "withdraw"
 STATUS = "status"
+PACE = "pace"
 #: The gate key of the app's own tenant (a DSR that names no tenant).
 HOME_TENANT = "home"
 
@@ -64,6 +65,9 @@ def submit_gate(context: df.DurableEntityContext) -> None:
             )
     elif operation == WITHDRAW:
         state = gate.withdraw(state, str((raw or {}).get("requestId") or ""))
+    elif operation == PACE:
+        state, in_flight = gate.pace(state, gate.PaceAsk.from_dict(raw))
+        context.set_result({"inFlight": in_flight})
     elif operation == STATUS:
         context.set_result(gate.status(state, (raw or {}).get("now")))
         return

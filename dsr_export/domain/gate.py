@@ -130,6 +130,9 @@ class GateState:
     quota_signals: int = 0
     #: Per subject (the user's object id): when each submit for it went, oldest first.
     subjects: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Exports in flight (polling): request id -> until when it counts without a word from
+    #: its DSR (:func:`pace`).
+    exporting: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +145,7 @@ class GateState:
             "grantedTotal": self.granted_total,
             "quotaSignals": self.quota_signals,
             "subjects": {k: list(v) for k, v in self.subjects.items()},
+            "exporting": dict(self.exporting),
         }
 
     @classmethod
@@ -166,6 +170,7 @@ class GateState:
             subjects={
                 str(k): tuple(str(t) for t in v) for k, v in (raw.get("subjects") or {}).items()
             },
+            exporting={str(k): str(v) for k, v in (raw.get("exporting") or {}).items()},
         )
 
 
@@ -225,7 +230,8 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
             paused = {
                 k: replace(w, ask_at=_iso(_at(w.ask_at) + gap)) for k, w in state.waiters.items()
             }
-            state = replace(state, waiters=paused)
+            exporting = {k: _iso(_at(v) + gap) for k, v in state.exporting.items()}
+            state = replace(state, waiters=paused, exporting=exporting)
     horizon = _iso(now - timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS))
     sent = state.sent[bisect_right(state.sent, horizon) :]  # in order: the clock only advances
     # A let-through never reported (its DSR gone) stops counting as out after a while.
@@ -376,8 +382,10 @@ def report(state: GateState, done: SubmitReport) -> GateState:
     rid = done.request_id
     out = {k: v for k, v in state.out.items() if k != rid}
     state = replace(state, out=out)
-    if done.verdict == SubmitVerdict.ACCEPTED:
-        return replace(state, probing=False, blocked_until=None)
+    if done.verdict == SubmitVerdict.ACCEPTED:  # in flight until its DSR checks in (pace)
+        lapse = timedelta(seconds=pacing.pace_lapse_seconds(len(state.exporting) + 1, 3600))
+        exporting = {**state.exporting, rid: _iso(now + lapse)}
+        return replace(state, probing=False, blocked_until=None, exporting=exporting)
     if done.verdict == SubmitVerdict.ENDED:
         return withdraw(state, rid)
     # Still wants a slot: it keeps its place (its deadline), asking again at once or after
@@ -400,7 +408,47 @@ def withdraw(state: GateState, request_id: str) -> GateState:
         state,
         waiters={k: w for k, w in state.waiters.items() if k != request_id},
         out={k: v for k, v in state.out.items() if k != request_id},
+        exporting={k: v for k, v in state.exporting.items() if k != request_id},
     )
+
+
+@dataclass(frozen=True)
+class PaceAsk:
+    """A polling DSR's call: count my export in flight; how many are? ``cap`` is its policy's
+    longest poll interval (how long the gate keeps counting it without a word)."""
+
+    request_id: str
+    now: str
+    cap: int = 3600
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requestId": self.request_id, "now": self.now, "cap": self.cap}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> PaceAsk:
+        raw = raw if isinstance(raw, dict) else {}
+        return cls(
+            request_id=str(raw.get("requestId") or ""),
+            now=str(raw.get("now")),
+            cap=int(raw.get("cap") or 3600),
+        )
+
+
+def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, int]:
+    """A polling DSR checks in: its export counts as in flight until a while after its next
+    check-in is due (:func:`pacing.pace_lapse_seconds`), or until it withdraws (its DSR
+    ended); returns the tenant's exports in flight, this one included, from which the DSR
+    paces its polls (:func:`pacing.paced_poll_wait`)."""
+    state, now = _tick(state, asked.now)
+    moment = _iso(now)
+    exporting = {k: v for k, v in state.exporting.items() if v > moment}
+    exporting.pop(asked.request_id, None)
+    # Let through and not yet reported: exports about to be in flight (a window's worth goes
+    # through at once on an empty window; the first DSRs must not count only themselves).
+    count = len(exporting.keys() | state.out.keys() | {asked.request_id})
+    lapse = timedelta(seconds=pacing.pace_lapse_seconds(count, asked.cap))
+    exporting[asked.request_id] = _iso(now + lapse)
+    return replace(state, exporting=exporting), count
 
 
 def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
@@ -424,6 +472,7 @@ def status(state: GateState, now: str | None = None) -> dict[str, Any]:
         "inWindow": len(state.sent),
         "free": _free(state),
         "outstanding": len(state.out),
+        "exporting": sum(1 for v in state.exporting.values() if moment is None or v > _iso(moment)),
         "nextSlotAt": next_slot,
         "blockedUntil": state.blocked_until,
         "earliestDeadline": head.deadline if head else None,

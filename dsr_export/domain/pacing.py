@@ -134,14 +134,68 @@ def poll_wait(previous: int, *, cap: int, retry_after: int | None = None) -> int
 
 
 def poll_retry_wait(
-    request_id: str, poll_round: int, previous: int, cap: int, retry_after: int | None
+    request_id: str,
+    poll_round: int,
+    previous: int,
+    cap: int,
+    retry_after: int | None,
+    in_flight: int = 1,
 ) -> int:
     """Seconds until the next poll after Graph refused a check: :func:`poll_wait`, spread,
     because after an outage every DSR gets its 503 at once and they must not all come back at
-    once."""
-    return spread(
+    once; never below the tenant's poll budget (:func:`budget_wait`)."""
+    wait = spread(
         poll_wait(previous, cap=cap, retry_after=retry_after), request_id, poll_round, "poll"
     )
+    return max(wait, budgeted_wait(request_id, poll_round, in_flight))
+
+
+#: The polls (``GET dataPolicyOperation``) all of a tenant's exports may send in an hour.
+#: Microsoft documents 10,000 "other" data-policy-operation requests an hour per tenant, with a
+#: 429 without Retry-After beyond; 9,000 leaves a tenth for what the budget does not pace (an
+#: export's first poll, retries after a refused check, a check at a legal-clock moment, another
+#: app of the tenant).
+POLL_BUDGET_PER_HOUR: Final = 9000
+#: A DSR in its poll phase asks its tenant's gate how many exports are in flight at the first
+#: poll of each execution and every this many polls after: a call is two history events, so a
+#: fresh count costs little, and the count it carries changes at most by the gate's submit pace
+#: (1,000 a day) meanwhile.
+POLL_PACE_EVERY: Final = 5
+
+
+def budget_wait(in_flight: int) -> int:
+    """The least seconds between two polls of one export when ``in_flight`` exports of the
+    tenant poll: each takes its share of :data:`POLL_BUDGET_PER_HOUR` (9,000 in flight: an
+    hour; 20,000: 2.2 hours). Rounded up, so the shares never add up to more than the budget."""
+    return -(-max(in_flight, 0) * 3600 // POLL_BUDGET_PER_HOUR)
+
+
+def budgeted_wait(request_id: str, poll_round: int, in_flight: int) -> int:
+    """:func:`budget_wait`, spread like the other waits (the jitter only adds, so the tenant's
+    polls stay under the budget), fixed for this DSR and poll."""
+    return spread(budget_wait(in_flight), request_id, poll_round, "poll-budget")
+
+
+def paced_poll_wait(
+    request_id: str, poll_round: int, previous: int, *, cap: int, in_flight: int
+) -> int:
+    """Seconds until the next poll of a running export: :func:`poll_wait` (doubling up to the
+    cap) while the tenant's exports fit the poll budget, the budget's share (spread) when they
+    do not. One export in flight: exactly :func:`poll_wait`."""
+    own = poll_wait(previous, cap=cap)
+    floor = budget_wait(in_flight)
+    if floor <= own:
+        return own
+    return budgeted_wait(request_id, poll_round, in_flight)
+
+
+def pace_lapse_seconds(in_flight: int, cap: int) -> int:
+    """How long the gate keeps counting an export in flight after the DSR's last call: the
+    longest :data:`POLL_PACE_EVERY` polls can take (each wait at most the cap or the budget's
+    share, stretched by the spread, or a quota refusal's wait), plus the gate's lapse margin
+    for late timers. An export whose DSR vanished without a word stops counting after that."""
+    longest = max(cap, budget_wait(in_flight), QUOTA_WAIT_SECONDS)
+    return int(POLL_PACE_EVERY * longest * (1 + SPREAD)) + 6 * 3600
 
 
 #: Waits between ticket callback attempts: four attempts over about 12 minutes, short enough

@@ -175,8 +175,10 @@ def test_continue_as_new_after_n_rounds_keeps_the_state():
     assert reply.get("output") is None, "continue_as_new is not a terminal result"
 
     reply = d.continue_as_new()
-    fresh = [Ev.ORCHESTRATOR_STARTED, Ev.EXECUTION_STARTED, Ev.TIMER_CREATED]
-    assert [e["EventType"] for e in d.history] == fresh, "fresh history: only the timer"
+    fresh = [Ev.ORCHESTRATOR_STARTED, Ev.EXECUTION_STARTED]
+    pace = [Ev.EVENT_SENT, Ev.ORCHESTRATOR_COMPLETED, Ev.ORCHESTRATOR_STARTED, Ev.EVENT_RAISED]
+    fresh += [*pace, Ev.TIMER_CREATED]
+    assert [e["EventType"] for e in d.history] == fresh, "fresh history: the gate's count, a timer"
     timer = d.pending()
     assert timer.kind == "timer"
     assert timer.fire_at - d.now == timedelta(seconds=480)
@@ -255,8 +257,9 @@ def test_a_lone_dsr_submits_as_soon_as_the_policy_settled_through_an_idle_gate()
     assert d.pending().name == steps.SUBMIT_EXPORT.name, "the idle gate let it through at once"
     assert [a.name for a in d.entity_calls()] == ["ask"]
     d.complete(answers.accepted(), name=steps.SUBMIT_EXPORT.name)
-    assert [(a.name, a.signal) for a in d.entity_calls()] == [("ask", False), ("report", True)]
-    assert d.entity_calls()[-1].input["verdict"] == "accepted"
+    calls = [(a.name, a.signal) for a in d.entity_calls()]
+    assert calls == [("ask", False), ("report", True), ("pace", False)]
+    assert d.entity_calls("report")[-1].input["verdict"] == "accepted"
 
 
 def test_throttled_submit_waits_and_tries_again():
