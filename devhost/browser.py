@@ -16,7 +16,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -173,7 +175,11 @@ async def launch(executable: Path | None = None) -> AsyncIterator[Browser]:
     binary = executable or chromium()
     if binary is None:
         raise BrowserError("chromium is not installed (apt-get install -y chromium)")
-    with tempfile.TemporaryDirectory(prefix="dsr-chromium-") as profile_dir:
+    # Chromium's helpers (zygote, crashpad) may still write into the profile for a moment after
+    # the browser exits: the group is killed below, and a file they leave does not fail a test.
+    with tempfile.TemporaryDirectory(
+        prefix="dsr-chromium-", ignore_cleanup_errors=True
+    ) as profile_dir:
         profile = Path(profile_dir)
         process = subprocess.Popen(
             [str(binary), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
@@ -196,6 +202,8 @@ async def launch(executable: Path | None = None) -> AsyncIterator[Browser]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 async def _attach(ws: aiohttp.ClientWebSocketResponse) -> Browser:
