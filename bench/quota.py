@@ -43,7 +43,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from bench.replay_cost import OPERATION_URL, USER, entries
 from devhost.graph.quotas import QuotaLedger
@@ -104,17 +104,19 @@ class Run:
         return max(self.gets_by_hour.values(), default=0)
 
 
-def _quota_refusal() -> dict[str, Any]:
-    """The submit activity's answer to Graph's quota 429 (no Retry-After)."""
+def _quota_refusal(
+    step: steps.Step[Any, Any], subject: Literal["submit", "poll"]
+) -> dict[str, Any]:
+    """The activity's answer to one of Graph's quota 429s (no Retry-After): the submit's daily
+    quota or the polls' hourly one."""
     from activities.export_steps import _graph_failure
     from dsr_export.adapters.graph_errors import GraphError as AppGraphError
 
-    return _graph_failure(
-        steps.SUBMIT_EXPORT,
-        "BENCH",
-        AppGraphError(429, "TooManyRequests", "quota"),
-        subject="submit",
-    ).to_dict()
+    failure = _graph_failure(
+        step, "BENCH", AppGraphError(429, "TooManyRequests", "quota"), subject=subject
+    )
+    answer: dict[str, Any] = failure.to_dict()
+    return answer
 
 
 def _accepted(n: int, at: datetime) -> dict[str, Any]:
@@ -151,7 +153,7 @@ class _Backlog:
         self.policy = policy or ExportPolicy()
         self.long = long
         self.done_at: dict[int, datetime] = {}
-        self.poll_refusal = _poll_refusal()
+        self.poll_refusal = _quota_refusal(steps.CHECK_EXPORT, "poll")
         self.queue: list[tuple[datetime, int, int]] = []
         self.order = itertools.count()
         self.gate_state: dict[str, str | None] = {}
@@ -159,7 +161,7 @@ class _Backlog:
         self.deadlines: dict[int, datetime] = {}
         self.turned_away: dict[int, datetime] = {}
         self.submitted: dict[int, datetime] = {}
-        self.refusal = _quota_refusal()
+        self.refusal = _quota_refusal(steps.SUBMIT_EXPORT, "submit")
         for n in range(count):
             self._start(n, count)
 
@@ -300,19 +302,6 @@ class _Backlog:
                     count += 1
                     break
         return count
-
-
-def _poll_refusal() -> dict[str, Any]:
-    """The check activity's answer to Graph's hourly quota 429 (no Retry-After)."""
-    from activities.export_steps import _graph_failure
-    from dsr_export.adapters.graph_errors import GraphError as AppGraphError
-
-    return _graph_failure(
-        steps.CHECK_EXPORT,
-        "BENCH",
-        AppGraphError(429, "TooManyRequests", "quota"),
-        subject="poll",
-    ).to_dict()
 
 
 def long_exports(count: int, *, export_hours: float, max_poll_seconds: int = 3600) -> Run:
