@@ -60,6 +60,41 @@ class KeysUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class TenantScope:
+    """Where a caller may act: the tenants whose DSRs it may submit, see and change.
+
+    App roles say *what* a caller may do; its scope says *where* (issue 21). ``tenants`` is
+    ``None`` for every tenant (a single-tenant deployment, or an operator bound to all of
+    them), else the tenant ids the caller is bound to (possibly none). A DSR of a tenant
+    outside the scope is answered as if it did not exist: 404, never 403, so that a caller
+    learns nothing of another tenant's requests.
+    """
+
+    tenants: frozenset[str] | None = None
+
+    @classmethod
+    def everywhere(cls) -> TenantScope:
+        """Every tenant this deployment serves."""
+        return cls(None)
+
+    @classmethod
+    def only(cls, tenant_ids: Iterable[str]) -> TenantScope:
+        """Just these tenants (ids compared in lower case, as Entra writes them)."""
+        return cls(frozenset(t.lower() for t in tenant_ids))
+
+    def admits(self, tenant_id: str) -> bool:
+        """Whether a DSR of ``tenant_id`` is within the caller's reach."""
+        return self.tenants is None or tenant_id.lower() in self.tenants
+
+    @property
+    def sole(self) -> str | None:
+        """The one tenant the caller is bound to, which a request that names none implies."""
+        if self.tenants is not None and len(self.tenants) == 1:
+            return next(iter(self.tenants))
+        return None
+
+
+@dataclass(frozen=True)
 class Caller:
     """One authenticated caller: how it was identified, its pseudonymous id, its roles."""
 
@@ -67,10 +102,16 @@ class Caller:
     id: str
     roles: frozenset[Role]
     tenant_id: str | None = None
+    #: Where the caller may act (its tenant bindings); every tenant unless bound.
+    scope: TenantScope = TenantScope()
 
     def may(self, role: Role) -> bool:
         """Whether the caller holds ``role``."""
         return role in self.roles
+
+    def reaches(self, tenant_id: str) -> bool:
+        """Whether the caller may see or act on a DSR of ``tenant_id`` (else: 404)."""
+        return self.scope.admits(tenant_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The caller as a DSR records it (no roles: they are the caller's, not the DSR's)."""
