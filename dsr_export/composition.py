@@ -210,14 +210,14 @@ def _callback_sender() -> CallbackSender:
 def _evidence_log() -> EvidenceLog:
     from dsr_export.adapters.evidence_log import EvidenceLog
 
-    prefix_of = _evidence_prefix if settings.tenancy_settings().multi else None
+    prefix_of = evidence_prefix if settings.tenancy_settings().multi else None
     endpoint = settings.lifecycle_settings().evidence_blob_endpoint
     if endpoint is None:
         return EvidenceLog(export_storage().service, prefix_of=prefix_of)
     return EvidenceLog.for_account(endpoint, credential(), prefix_of=prefix_of)
 
 
-def _evidence_prefix(dsr_id: str) -> str:
+def evidence_prefix(dsr_id: str) -> str:
     """A multi-tenant DSR's evidence prefix, its tenant's ``evidencePrefix``. An id of no
     registered tenant has none to write to: refused, never logged at the root."""
     tenant = tenant_of(dsr_id)
