@@ -296,6 +296,7 @@ class ExportJob:
         """The data of a callback event (the event builder keeps only its own fields)."""
         data: dict[str, Any] = {
             "requestId": self.request_id,
+            "tenantId": self.tenant_id,
             "phase": phase.value,
             "operationId": self.operation_id,
             "graphStatus": self.graph_status,
