@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import azure.durable_functions as df
     from azure.core.credentials import TokenCredential
 
+    from dsr_export.adapters.callback_secrets import CallbackSecrets
     from dsr_export.adapters.callback_sender import CallbackSender
     from dsr_export.adapters.credentials import TenantCredentials
     from dsr_export.adapters.durable_client import TaskHub
@@ -205,6 +206,12 @@ def _callback_sender() -> CallbackSender:
     from dsr_export.adapters.callback_sender import CallbackSender
 
     return CallbackSender(allow_loopback=settings.callback_settings().allow_loopback)
+
+
+def _callback_secrets() -> CallbackSecrets:
+    from dsr_export.adapters.callback_secrets import CallbackSecrets
+
+    return CallbackSecrets(credential())
 
 
 def _evidence_log() -> EvidenceLog:
@@ -401,6 +408,12 @@ callback_sender: Final = Part(
     "callback_sender",
     _callback_sender,
     "What delivers ticket callbacks (judged, resolved and pinned; short retries).",
+)
+callback_secrets: Final = Part(
+    "callback_secrets",
+    _callback_secrets,
+    "Each tenant's callback signing key, read from its Key Vault secret (``callbackSecretRef``) "
+    "with the app's identity and cached (TENANCY=multi).",
 )
 rejections: Final = Part(
     "rejections",

@@ -11,6 +11,7 @@ as JSON to OUT; the test judges it. A process of its own because a process can l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -29,10 +30,13 @@ from devhost.stack import DevStack, StackOptions
 from devhost.tls import TlsFiles, server_ssl_context
 from dsr_export import composition
 from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
+from dsr_export.domain import events
 
 A, B, _ = CUSTOMER_TENANTS
 TICKET = "RITM0012345"
 SECRET = "whsec_ZTJlLWNhbGxiYWNrLXNpZ25pbmcta2V5LTMyLWJ5dGVz"
+#: Tenant B's own callback secret, in the (local) Key Vault; the registry holds its URI only.
+SECRET_B = "whsec_" + base64.b64encode(b"fabrikam-callback-signing-key-32").decode()
 TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
 
 
@@ -46,7 +50,10 @@ class Sink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                sink.bodies.append(json.loads(self.rfile.read(length)))
+                raw = self.rfile.read(length)
+                body = json.loads(raw)
+                body["signedWith"] = _signer(self.headers, raw)
+                sink.bodies.append(body)
                 self.send_response(204)
                 self.end_headers()
 
@@ -59,6 +66,17 @@ class Sink:
         )
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _signer(headers: Any, raw: bytes) -> str | None:
+    """Whose key signed the callback: ``A`` (the app's ``CALLBACK_SIGNING_SECRET``), ``B`` (B's
+    own secret), or None."""
+    for who, secret in (("A", SECRET), ("B", SECRET_B)):
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        stamp = int(headers["webhook-timestamp"])
+        if events.sign(key, headers["webhook-id"], stamp, raw) == headers["webhook-signature"]:
+            return who
+    return None
 
 
 class Api:
@@ -117,8 +135,10 @@ def main(argv: list[str]) -> None:
         sink = Sink(TlsFiles(state / "tls" / "cert.pem", state / "tls" / "key.pem"))
         api = Api(stack.api_url, stack.function_key)
         seen: dict[str, Any] = {"upn": next(iter(DEMO_DIRECTORY)), "tenants": {}}
-        for tenant, name in ((A, "Contoso"), (B, "Fabrikam")):
-            added = api.call("POST", "/tenants", {"tenantId": tenant, "displayName": name})
+        assert stack.keyvault is not None
+        ref = stack.keyvault.set_secret("fabrikam-callbacks", SECRET_B).rsplit("/", 1)[0]
+        for tenant, extra in ((A, {}), (B, {"callbackSecretRef": ref})):
+            added = api.call("POST", "/tenants", {"tenantId": tenant, "displayName": "T", **extra})
             assert added.status_code == 201, added.text
         dsrs = {tenant: submit(api, sink, TICKET, tenant) for tenant in (A, B)}
         for tenant, dsr in dsrs.items():

@@ -90,6 +90,9 @@ def test_each_tenants_callbacks_carry_its_own_dsr(seen) -> None:
         dsr = dsr_keys.dsr_id(tenant, TICKET)
         assert {("dsr.accepted", dsr, tenant), ("dsr.completed", dsr, tenant)} <= told
     assert not any(dsr.startswith(dsr_keys.tenant_key(B)) and t == A for _, dsr, t in told)
+    # Each tenant's callbacks are signed with its own secret: B's from its Key Vault secret.
+    signers = {(c["data"].get("tenantId"), c["signedWith"]) for c in seen["callbacks"]}
+    assert signers == {(A, "A"), (B, "B")}
 
 
 def test_a_revoked_consent_fails_that_tenants_new_dsr_and_no_other(seen) -> None:
