@@ -279,7 +279,12 @@ class KeyVaultEmulator(Service):
             return 200, self._secret(segments[1], segments[2] if len(segments) == 3 else None)
         if len(segments) < 2 or segments[0] != "keys":
             raise _Refusal(404, "NotFound", "The requested resource was not found.")
-        name, rest = segments[1], segments[2:]
+        return self._route_key(request, segments[1], segments[2:])
+
+    def _route_key(
+        self, request: _Request, name: str, rest: list[str]
+    ) -> tuple[int, dict[str, Any]]:
+        """One key operation: ``/keys/{name}/...`` with what follows the name in ``rest``."""
         method = request.method
         if method == "POST" and rest == ["create"]:
             return 200, self._create(request, name)
