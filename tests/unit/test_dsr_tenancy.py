@@ -351,3 +351,70 @@ def test_another_token_refusal_is_not_taken_for_missing_consent(swap) -> None:
 def test_a_dsr_of_no_registered_tenant_gets_no_graph_client() -> None:
     with pytest.raises(LookupError):
         composition.graph_of(f"{dsr_keys.tenant_key(UNREGISTERED)}:R-1")
+
+
+# -- the queue ------------------------------------------------------------------------------------
+def test_a_queue_message_names_its_tenant_or_is_recorded_as_refused(
+    client, user_function, swap
+) -> None:
+    from datetime import UTC, datetime
+
+    from azure.functions.queue import QueueMessage
+
+    from tests.unit.intake_fakes import ListSink
+
+    sink = ListSink()
+    swap(rejections=sink)
+
+    def deliver(body: dict[str, Any]) -> None:
+        msg = QueueMessage(
+            id="msg-1",
+            body=json.dumps(body).encode(),
+            dequeue_count=1,
+            insertion_time=datetime(2026, 3, 1, 8, 59, tzinfo=UTC),
+        )
+        asyncio.run(user_function("intake_dsr_message").client_function(msg=msg, client=client))
+
+    deliver(valid_payload("RITM0012345", tenantId=A))
+    deliver(valid_payload("RITM0012345", tenantId=B))
+    deliver(valid_payload("RITM0012346"))
+    deliver(valid_payload("RITM0012347", tenantId=UNREGISTERED))
+    assert [instance for _, instance, _ in client.started] == [
+        f"{KEY_A}:RITM0012345",
+        f"{KEY_B}:RITM0012345",
+    ]
+    assert [(r["requestId"], [e["pointer"] for e in r["errors"]]) for r in sink.records] == [
+        ("RITM0012346", ["/tenantId"]),
+        ("RITM0012347", ["/tenantId"]),
+    ]
+
+
+# -- the orchestration, through the SDK's replay ---------------------------------------------
+def test_a_tenants_dsr_asks_its_tenants_gate_and_shows_its_tenant() -> None:
+    """The input's ``tenantId`` keys the submit gate and reaches the custom status; an input
+    without it (written before tenants) asks the home tenant's gate, as it always did."""
+    from datetime import timedelta
+
+    from tests import answers
+    from tests.replay import Driver
+
+    def first_ask(tenant: str | None = None) -> tuple[str | None, dict[str, Any]]:
+        job = ExportJob(
+            request_id=f"{KEY_A}:RITM1" if tenant else "RITM1",
+            user=USER_ID,
+            user_id=USER_ID,
+            legal_deadline=(T0 + timedelta(days=3)).isoformat(),
+            received_at=T0.isoformat(),
+            tenant_id=tenant,
+        )
+        d = Driver("export_personal_data", job.to_input(), now=T0, entities={})
+        d.episode()
+        reply = d.complete(answers.prepared(settle_seconds=0))
+        return d.entity_calls("ask")[-1].target, reply["customStatus"]
+
+    target, status = first_ask(A)
+    assert target == f"@submit_gate@{A}"
+    assert status["tenantId"] == A
+    target, status = first_ask()
+    assert target == "@submit_gate@home"
+    assert "tenantId" not in status
