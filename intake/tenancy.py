@@ -143,14 +143,6 @@ def _valid(raw: str | None) -> str:
         raise Refused.invalid(exc, str(exc), "Invalid request id") from None
 
 
-def reaches_dsr(caller: Caller, tenant_id: str | None) -> bool:
-    """Whether ``caller`` may see a DSR of ``tenant_id`` (a list row): every DSR with
-    ``TENANCY=single``; a multi-tenant DSR only within the caller's reach."""
-    if tenant_id is None:
-        return not multi() or caller.scope.tenants is None
-    return caller.reaches(tenant_id)
-
-
 def dsr_of(
     req: func.HttpRequest, caller: Caller, *, missing: Callable[[str], Refused] = Refused.unknown
 ) -> str:
