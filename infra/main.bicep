@@ -112,6 +112,9 @@ param multiTenantClientId string = ''
 @maxLength(120)
 param multiTenantAppDisplayName string = ''
 
+@description('An https page of yours where Entra sends a customer tenant\'s administrator after the consent prompt (registered on the multi-tenant app the deployment creates; dsrctl tenants consent-link --redirect-uri names it). Empty: none.')
+param multiTenantRedirectUri string = ''
+
 @description('The organisation\'s profile for the subject\'s package (JSON; docs/organisation.sample.json). Empty: packaging is refused, naming this setting.')
 param organisationProfile string = ''
 
@@ -455,6 +458,7 @@ module multiTenantApp 'modules/multi-tenant-app.bicep' = if (createMultiTenantAp
     uniqueName: 'dsr-export-tenants-${resourceToken}'
     displayName: empty(multiTenantAppDisplayName) ? 'DSR export tenants (${environmentName})' : multiTenantAppDisplayName
     identityPrincipalId: identity.outputs.principalId
+    redirectUri: multiTenantRedirectUri
   }
 }
 

@@ -25,6 +25,9 @@ param displayName string
 @description('Principal (object) id of the app\'s user-assigned managed identity: the subject the federated credential trusts.')
 param identityPrincipalId string
 
+@description('Where Entra sends a customer tenant\'s administrator after the consent prompt (an https page of yours; the consent link names it with redirectUri). Empty: none registered.')
+param redirectUri string = ''
+
 // Microsoft Graph's application id: the same in every tenant.
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 
@@ -73,6 +76,13 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
       ]
     }
   ]
+  // Only where the administrator lands after consenting (Entra appends admin_consent and
+  // tenant to it): no token is ever sent there, the app signs no one in.
+  web: {
+    redirectUris: empty(redirectUri) ? [] : [
+      redirectUri
+    ]
+  }
   // App instance property lock: nobody in a customer tenant can add a secret or a certificate
   // to the app's service principal there (which would let them act as the app in that tenant
   // without this deployment). The app holds none either: its credential is the one below.

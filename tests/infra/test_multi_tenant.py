@@ -168,6 +168,14 @@ def test_the_app_accepts_any_organisation_and_asks_for_the_two_graph_app_roles()
     # Application permissions ("Role"), never delegated ("Scope"): the export runs unattended.
     assert asked == {(role_id, "Role") for role_id in GRAPH_APP_ROLES}
     assert sorted(GRAPH_APP_ROLES.values()) == ["User.Export.All", "User.Read.All"]
+    # Where the administrator lands after consenting, if anywhere: never an implicit grant.
+    assert evaluate(app["web"], doc, {"redirectUri": ""}) == {"redirectUris": []}
+    assert evaluate(app["web"], doc, {"redirectUri": "https://msp.example/thanks"}) == {
+        "redirectUris": ["https://msp.example/thanks"]
+    }
+    main = template("main.bicep")
+    assert module_params(main, "multiTenantApp")["redirectUri"] == "multiTenantRedirectUri"
+    assert _env_default("multiTenantRedirectUri") == ("MULTI_TENANT_REDIRECT_URI", "")
     # App instance property lock: no credential can be added to its service principals.
     assert evaluate(app["servicePrincipalLockConfiguration"], doc) == {
         "isEnabled": True,
