@@ -245,9 +245,9 @@ def test_the_declarations_check_themselves() -> None:
 # The queries against the declarations
 
 #: The tenant a line about a DSR belongs to (issue 21, TENANCY=multi; a line without one is the
-#: app's own tenant's). The workbook's Tenant filter and the alerts' TenantId dimension read it
-#: of every event that names a DSR (request_id); the events declare it with the change that
-#: binds every DSR to a tenant. Until each does, a query may read it of any such event.
+#: app's own tenant's). It is not declared event by event: every line about a tenant's DSR
+#: carries it, whatever the event. The workbook's Tenant filter and the alerts' TenantId
+#: dimension read it of every event that names a DSR (request_id).
 TENANT_FIELD = "tenant_id"
 _STARTS = re.compile(r'message startswith "(\w+) "')
 _PARSE_KV = re.compile(r"parse-kv message as \(([^)]*)\)")
