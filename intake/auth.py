@@ -101,9 +101,8 @@ def _scoped(caller: Caller, role: Role) -> Caller | func.HttpResponse:
         log_event(
             "access_denied",
             level=logging.WARNING,
-            reason="bindings_unavailable",
+            reason=f"bindings_unavailable:{type(exc).__name__}",
             role=role,
-            error=type(exc).__name__,
         )
         return _refusal(
             503,
