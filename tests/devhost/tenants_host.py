@@ -86,6 +86,7 @@ def main(argv: list[str]) -> None:
         seen["boundList"] = as_bound("tenants", "list")
         seen["boundOther"] = as_bound("tenants", "consent-link", NEVER)
         seen["boundBind"] = as_bound("bindings", "set", bound, "--all-tenants")
+        seen["boundHealth"] = as_bound("tenants", "health")
         seen["bindings"] = dsrctl("bindings", "list")
         seen["unbind"] = dsrctl("bindings", "remove", bound)
         seen["unboundList"] = as_bound("tenants", "list")

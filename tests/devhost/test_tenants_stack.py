@@ -77,6 +77,7 @@ def test_an_operator_onboards_tenants_and_the_health_follows_consent(tmp_path: P
     assert seen["boundOther"]["code"] != 0
     assert "404" in seen["boundOther"]["out"] + seen["boundOther"]["err"]
     assert seen["boundBind"]["code"] != 0
+    assert list(json.loads(seen["boundHealth"]["out"])["tenants"]) == [CONSENTED]
     assert [b["principal"] for b in seen["bindings"]["out"]["bindings"]] == [
         seen["bind"]["out"]["principal"]
     ]

@@ -248,3 +248,16 @@ def test_single_tenancy_reads_no_binding(entra_tokens, user_function, swap) -> N
     answer = _tenants(user_function, entra_tokens.mint(["DSR.Admin"]))
     assert (answer.status_code, body(answer)["count"]) == (200, 2)
     assert registry.bindings.reads == 0
+
+
+def test_the_per_tenant_health_is_for_admins_and_their_tenants(multi, swap) -> None:
+    from intake import tenant_checks
+
+    registry = FakeRegistry([])
+    swap(tenant_registry=registry)
+    checks: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    with app_settings(AUTH_FUNCTION_KEY_ROLES="DSR.Read"):
+        faults = tenant_checks.deep({**MULTI}, checks, extra, request("GET", "health"))
+    assert (faults, checks, extra) == ([], {"tenants": "skipped"}, {})
+    assert registry.bindings.reads == 0
