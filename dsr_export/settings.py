@@ -68,6 +68,7 @@ SETTINGS: Final[dict[str, str]] = {
     "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
     "TENANCY": "single (default: the managed identity's own tenant) or multi (a registry)",
     "MULTI_TENANT_CLIENT_ID": "client id of the multi-tenant app trusting the identity (multi)",
+    "TENANCY_OPERATORS": "principals bound to every tenant by configuration (multi), by commas",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
