@@ -304,10 +304,12 @@ def remove_binding(settings: Settings, out: output.Output, principal: str) -> in
 
 
 @bindings.command(name="fingerprint")
-def key_fingerprint() -> None:
+@_handled
+def key_fingerprint(settings: Settings, out: output.Output) -> int:
     """A function key's fingerprint, the principal that binds it: reads the key from standard
-    input (never an argument: it would stay in the shell's history)."""
+    input (never an argument: it would stay in the shell's history). Needs no --url."""
     key = sys.stdin.read().strip()
     if not key:
         raise click.UsageError("pipe the function key on standard input")
-    click.echo(from_function_key(key, ()).id)
+    out.line(from_function_key(key, ()).id)
+    return output.EXIT_OK

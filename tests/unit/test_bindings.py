@@ -261,3 +261,14 @@ def test_the_per_tenant_health_is_for_admins_and_their_tenants(multi, swap) -> N
         faults = tenant_checks.deep({**MULTI}, checks, extra, request("GET", "health"))
     assert (faults, checks, extra) == ([], {"tenants": "skipped"}, {})
     assert registry.bindings.reads == 0
+
+
+def test_dsrctl_fingerprints_a_key_read_from_standard_input() -> None:
+    from click.testing import CliRunner
+
+    from dsrctl.commands import cli
+
+    done = CliRunner().invoke(cli, ["bindings", "fingerprint"], input="a-key\n")
+    assert (done.exit_code, done.stdout.strip()) == (0, KEY)
+    usage = CliRunner().invoke(cli, ["bindings", "set", KEY, "--tenant", A, "--all-tenants"])
+    assert usage.exit_code == 2
