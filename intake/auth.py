@@ -97,7 +97,9 @@ def _scoped(caller: Caller, role: Role) -> Caller | func.HttpResponse:
 
     try:
         bound = [b.binding for b in composition.tenant_registry().bindings.all()]
-    except (AzureError, RuntimeError) as exc:  # RuntimeError: no host storage setting
+    # RuntimeError: no host storage setting; ValueError, KeyError: a document someone edited
+    # into something the app does not read (refused, never read as "no binding").
+    except (AzureError, RuntimeError, ValueError, KeyError) as exc:
         log_event(
             "access_denied",
             level=logging.WARNING,

@@ -217,6 +217,19 @@ def test_unreadable_bindings_refuse_the_caller(user_function, registry, multi, s
     assert refused.headers["Retry-After"] == "60"
 
 
+def test_a_bindings_document_the_app_cannot_read_refuses_the_caller(
+    user_function, registry, multi
+) -> None:
+    register(user_function, A)
+    bind(user_function, fingerprint(BOUND_TO_A), {"tenants": [A]})
+    blob = registry._container.get_blob_client("bindings.json")
+    document = json.loads(blob.download_blob().readall())
+    document["bindings"][0]["binding"]["kind"] = "root"  # edited in storage by hand
+    blob.upload_blob(json.dumps(document), overwrite=True)
+    refused, body = answer(user_function, "tenants_collection", "GET", "tenants", key=BOUND_TO_A)
+    assert (refused.status_code, body["type"].rsplit("#", 1)[1]) == (503, "bindings-unavailable")
+
+
 def test_a_write_on_a_stale_version_is_made_again_on_the_new_one(registry) -> None:
     """Two operators binding at once: neither change is lost (the document is written on its
     ETag, and a writer that lost the race reads again)."""
