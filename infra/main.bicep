@@ -108,6 +108,9 @@ param tenancy string = 'single'
 @description('Client id of a multi-tenant app registration you created yourself, with its federated identity credential (tenancy=multi, docs/deploy.md). Empty: with tenancy=multi the deployment creates both with the Microsoft Graph Bicep extension (modules/multi-tenant-app.bicep). Ignored with single.')
 param multiTenantClientId string = ''
 
+@description('Principals bound to every tenant by configuration (tenancy=multi), separated by commas: Entra object, application or group ids, or function key fingerprints (sha256:<16 hex digits>). The first operators, who make the other bindings (docs/security.md, "Callers bound to tenants"). Keep it to the operators\' group.')
+param tenancyOperators string = ''
+
 @description('Display name of the multi-tenant app registration the deployment creates: what each customer tenant\'s administrator sees on the consent prompt and in Enterprise applications. Empty: "DSR export tenants (<environmentName>)".')
 @maxLength(120)
 param multiTenantAppDisplayName string = ''
@@ -498,6 +501,7 @@ module functionApp 'modules/function-app.bicep' = {
     packageReview: packageReview
     tenancy: tenancy
     multiTenantClientId: tenancyClientId
+    tenancyOperators: tenancyOperators
     organisationProfile: organisationProfile
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri

@@ -142,7 +142,12 @@ def test_the_app_settings_carry_tenancy_and_the_client_id() -> None:
     settings = app_settings("stored-policy")
     assert settings["TENANCY"] == Unresolved("tenancy")
     assert settings["MULTI_TENANT_CLIENT_ID"] == Unresolved("multiTenantClientId")
-    assert {"TENANCY", "MULTI_TENANT_CLIENT_ID"} <= set(SETTINGS)
+    assert settings["TENANCY_OPERATORS"] == Unresolved("tenancyOperators")
+    assert {"TENANCY", "MULTI_TENANT_CLIENT_ID", "TENANCY_OPERATORS"} <= set(SETTINGS)
+    main = template("main.bicep")
+    assert module_params(main, "functionApp")["tenancyOperators"] == "tenancyOperators"
+    assert param_default(main, "tenancyOperators") == ""
+    assert _env_default("tenancyOperators") == ("TENANCY_OPERATORS", "")
 
 
 def test_the_multi_tenant_app_does_not_wait_for_the_graph_grants() -> None:
