@@ -18,7 +18,8 @@ import pytest
 from dsr_export import composition
 from dsr_export.adapters.failures import TenantConsentMissing, setup_error
 from dsr_export.domain import dsr_keys
-from dsr_export.domain.callers import Caller, Role, TenantScope
+from dsr_export.domain.bindings import Binding, Bound, PrincipalKind
+from dsr_export.domain.callers import Caller, Role, TenantScope, from_function_key
 from dsr_export.domain.deadlines import parse_regulation
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.request import canonical_request_id, validate_request_id
@@ -27,6 +28,7 @@ from intake import listing, service, tenancy
 from intake.service import Admission, start_or_get
 from intake.verdicts import Refused
 from tests.unit.intake_fakes import (
+    FUNCTION_KEY,
     T0,
     USER_ID,
     FakeDurableClient,
@@ -41,6 +43,8 @@ A = "11111111-1111-4111-8111-111111111111"
 B = "22222222-2222-4222-8222-222222222222"
 UNREGISTERED = "33333333-3333-4333-8333-333333333333"
 KEY_A, KEY_B = dsr_keys.tenant_key(A), dsr_keys.tenant_key(B)
+#: A function key bound to tenant B alone (by a binding in the registry).
+B_KEY = "bound-to-fabrikam"
 EVERYWHERE = Caller("application", "operator", frozenset(Role) - {Role.ADMIN})
 
 
@@ -65,6 +69,18 @@ class MemoryRegistry:
     def list(self) -> list[Registered]:
         return [r for r in (self.get(t) for t in sorted(self.tenants)) if r is not None]
 
+    @property
+    def bindings(self) -> Any:
+        """One key bound to tenant B alone; the routes' own function key is an operator (bound
+        to every tenant by ``TENANCY_OPERATORS``)."""
+        bound = Binding(from_function_key(B_KEY, ()).id, PrincipalKind.FUNCTION_KEY, frozenset({B}))
+
+        class Bindings:
+            def all(self) -> list[Bound]:
+                return [Bound(bound, T0.isoformat(), T0.isoformat(), {})]
+
+        return Bindings()
+
 
 @pytest.fixture(autouse=True)
 def _multi(swap: Callable[..., None]) -> Iterator[MemoryRegistry]:
@@ -74,7 +90,9 @@ def _multi(swap: Callable[..., None]) -> Iterator[MemoryRegistry]:
     )
     swap(clock=lambda: T0, tenant_registry=registry)
     with intake_settings(
-        TENANCY="multi", MULTI_TENANT_CLIENT_ID="00000000-0000-4000-8000-0000000000ac"
+        TENANCY="multi",
+        MULTI_TENANT_CLIENT_ID="00000000-0000-4000-8000-0000000000ac",
+        TENANCY_OPERATORS=from_function_key(FUNCTION_KEY, ()).id,
     ):
         composition.reset()
         yield registry
@@ -418,3 +436,53 @@ def test_a_tenants_dsr_asks_its_tenants_gate_and_shows_its_tenant() -> None:
     target, status = first_ask()
     assert target == "@submit_gate@home"
     assert "tenantId" not in status
+
+
+def test_a_key_bound_to_one_tenant_sees_only_it_through_every_dsr_route(
+    client, user_function
+) -> None:
+    """The real authentication gives the key its binding's scope; every DSR route then answers
+    another tenant's DSR with the 404 of a DSR that does not exist, and the list is its own."""
+    submit(client, EVERYWHERE, valid_payload("R-1", tenantId=A))
+    submit(client, EVERYWHERE, valid_payload("R-1", tenantId=B))
+    of_a, of_b = f"{KEY_A}:R-1", f"{KEY_B}:R-1"
+    routes = [
+        ("get_dsr", "GET", ""),
+        ("get_evidence", "GET", "/evidence"),
+        ("cancel_dsr", "POST", "/cancel"),
+        ("download_export", "POST", "/download"),
+        ("extend_deadline", "POST", "/extend"),
+        ("retry_dsr", "POST", "/retry"),
+        ("erase_data", "DELETE", "/data"),
+        ("export_package", "GET", "/package"),
+        ("review_package", "GET", "/package/review"),
+    ]
+    body_of = {"reason": "withdrawn", "days": 10, "reasonCode": "other"}
+
+    def answer(name: str, method: str, tail: str, dsr: str, key: str) -> Any:
+        req = request(
+            method, f"exports/{dsr}{tail}", body_of, route_params={"requestId": dsr}, key=key
+        )
+        return call(user_function(name), client, req=req)
+
+    for name, method, tail in routes:
+        theirs = answer(name, method, tail, of_a, B_KEY)
+        missing = answer(name, method, tail, f"{KEY_A}:R-404", FUNCTION_KEY)
+        assert theirs.status_code == missing.status_code == 404, name
+        assert body(theirs) == {
+            **body(missing),
+            "detail": body(missing)["detail"].replace("R-404", "R-1"),
+        }, name
+    assert client.events == [], "nothing reached A's DSR"
+    assert answer("get_dsr", "GET", "", of_b, B_KEY).status_code == 200
+    own = call(user_function("get_dsr"), client, req=_keyed("r-1"))
+    assert own.status_code == 200
+    assert body(own)["requestId"] == of_b, "the key's one tenant names the DSR"
+    listed = call(user_function("list_dsrs"), client, req=request("GET", "exports", key=B_KEY))
+    assert [item["requestId"] for item in body(listed)["items"]] == [of_b]
+
+
+def _keyed(request_id: str) -> Any:
+    return request(
+        "GET", f"exports/{request_id}", route_params={"requestId": request_id}, key=B_KEY
+    )
