@@ -31,6 +31,7 @@ from devhost.tls import TlsFiles, server_ssl_context
 from dsr_export import composition
 from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
 from dsr_export.domain import events
+from dsr_export.domain.callers import from_function_key
 
 A, B, _ = CUSTOMER_TENANTS
 TICKET = "RITM0012345"
@@ -38,6 +39,10 @@ SECRET = "whsec_ZTJlLWNhbGxiYWNrLXNpZ25pbmcta2V5LTMyLWJ5dGVz"
 #: Tenant B's own callback secret, in the (local) Key Vault; the registry holds its URI only.
 SECRET_B = "whsec_" + base64.b64encode(b"fabrikam-callback-signing-key-32").decode()
 TERMINAL = {"completed", "failed", "timed_out", "cancelled"}
+OPERATOR_KEY = "dsr-tenants-k"
+#: Fabrikam's ticket system's key, bound to tenant B alone.
+B_KEY = "fabrikam-ticketing-k"
+DEMO_USER = next(iter(DEMO_DIRECTORY))
 
 
 class Sink:
@@ -104,7 +109,7 @@ class Api:
 def submit(api: Api, sink: Sink, ticket: str, tenant: str) -> str:
     body = {
         "requestId": ticket,
-        "user": next(iter(DEMO_DIRECTORY)),
+        "user": DEMO_USER,
         "tenantId": tenant,
         "callbackUrl": f"https://127.0.0.1:{sink.port}/cb",
     }
@@ -122,12 +127,14 @@ def main(argv: list[str]) -> None:
             "CALLBACK_SIGNING_SECRET": SECRET,
             "CALLBACK_ALLOWED_HOSTS": "127.0.0.1",
             "CALLBACK_ALLOW_LOOPBACK_UNSAFE": "true",
+            # The operator's key, bound to every tenant by configuration.
+            "TENANCY_OPERATORS": from_function_key(OPERATOR_KEY, ()).id,
         }
     )
     options = StackOptions(
         state_dir=state,
         use_local_settings=False,
-        function_key="dsr-tenants-k",
+        function_key=OPERATOR_KEY,
         speed=20_000.0,
         export_duration=timedelta(hours=2),
     )
@@ -151,6 +158,7 @@ def main(argv: list[str]) -> None:
                 ).json()["requestId"],
             }
         seen["graphTenants"] = stack.graph.tenants() if stack.graph else []
+        seen["bound"] = _as_bound_to_b(stack, api, dsrs[A])
         # A's administrator removes the app. A token already issued lives out its hour (as in
         # Azure); the app's cached credential is dropped as that hour passing would.
         assert stack.tenant is not None
@@ -172,6 +180,29 @@ def main(argv: list[str]) -> None:
             c.name for c in service.list_containers(name_starts_with="dsr-")
         )
         out.write_text(json.dumps(seen, indent=2))
+
+
+def _as_bound_to_b(stack: DevStack, api: Api, of_a: str) -> dict[str, Any]:
+    """What a key bound to B alone sees: its own DSR by the ticket's id, A's as if it did not
+    exist (the same 404 as an id that names nothing), and a list of B's DSRs only."""
+    assert stack.keys is not None
+    stack.keys.set_host_key("fabrikam-ticketing", B_KEY)
+    bound = from_function_key(B_KEY, ()).id
+    answer = api.call("PUT", f"/bindings/{bound}", {"kind": "functionKey", "tenants": [B]})
+    assert answer.status_code in (200, 201), answer.text
+    as_b = Api(api.url, B_KEY)
+    theirs = as_b.call("GET", f"/exports/{of_a}")
+    nothing = api.call("GET", f"/exports/{of_a.rsplit(':', 1)[0]}:NO-SUCH-DSR")
+    return {
+        "own": as_b.call("GET", f"/exports/{TICKET}").json(),
+        "theirs": [theirs.status_code, theirs.json()],
+        "nothing": [nothing.status_code, nothing.json()],
+        "evidence": as_b.call("GET", f"/exports/{of_a}/evidence").status_code,
+        "list": [item["requestId"] for item in as_b.call("GET", "/exports").json()["items"]],
+        "submitForA": as_b.call(
+            "POST", "/exports", {"requestId": "X-1", "user": DEMO_USER, "tenantId": A}
+        ).status_code,
+    }
 
 
 def _all_ended(sink: Sink, dsrs: list[str]) -> bool:

@@ -106,3 +106,15 @@ def test_a_revoked_consent_fails_that_tenants_new_dsr_and_no_other(seen) -> None
     told = {(c["type"], c["data"]["requestId"]) for c in seen["callbacks"]}
     assert ("dsr.failed", dsr_keys.dsr_id(A, "RITM0012346")) in told
     assert ("dsr.completed", dsr_keys.dsr_id(B, "RITM0012346")) in told
+
+
+def test_a_key_bound_to_one_tenant_sees_nothing_of_the_other(seen) -> None:
+    bound = seen["bound"]
+    assert bound["own"]["requestId"] == dsr_keys.dsr_id(B, TICKET), "its one tenant implied"
+    status, theirs = bound["theirs"]
+    _, nothing = bound["nothing"]
+    assert status == 404
+    assert theirs == {**nothing, "detail": nothing["detail"].replace("NO-SUCH-DSR", TICKET)}
+    assert bound["evidence"] == 404
+    assert bound["list"] == [dsr_keys.dsr_id(B, TICKET)]
+    assert bound["submitForA"] == 404
