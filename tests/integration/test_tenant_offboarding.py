@@ -217,7 +217,8 @@ def test_retiring_is_refused_while_dsrs_are_in_flight_unless_forced(
     refused, body = lifecycle(user_function, "retire", A)
     assert (refused.status_code, body["title"]) == (409, "DSRs in flight")
     assert refused.mimetype == "application/problem+json"
-    assert "2 DSR(s) in flight" in body["detail"] and '"force": true' in body["detail"]
+    assert "2 DSR(s) in flight" in body["detail"]
+    assert '"force": true' in body["detail"]
     assert registry.get(A).tenant.accepts_dsrs
     invalid, body = lifecycle(user_function, "retire", A, {"force": "yes"})
     assert (invalid.status_code, body["errors"][0]["pointer"]) == (400, "/force")

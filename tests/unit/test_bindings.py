@@ -65,7 +65,6 @@ def test_a_retired_tenant_is_taken_out_of_a_binding_and_an_empty_binding_goes() 
     assert record["tenants"] == {"from": sorted([A, B]), "to": [B]}
 
 
-
 def test_a_binding_names_registered_tenants_or_every_tenant() -> None:
     bound = parse_binding(USER, {"kind": "user", "tenants": [A.upper(), A, B]}, {A, B})
     assert bound == Binding(USER, PrincipalKind.USER, frozenset({A, B}))
