@@ -5,11 +5,11 @@
 administrator never consented, list them, fetch the consent link, read the per-tenant health;
 then the administrator consents and the health is read again, and the first tenant is renamed
 on a stale and on a current version. Last, a second key is bound to the consented tenant
-alone with ``dsrctl bindings``, used, and unbound. Then a customer leaves: a third tenant whose
-administrator revoked the consent fails the health check until it is retired (``dsrctl tenants retire``), after
-which the check passes, the list leaves it out unless asked, and it is reinstated. Writes what it saw as JSON to OUT; the test
-judges it. A process of its own because a process can load ``function_app`` only once
-(azure-functions).
+alone with ``dsrctl bindings``, used, and unbound. Then a customer leaves: a third tenant
+whose administrator revoked the consent fails the health check until it is retired
+(``dsrctl tenants retire``), after which the check passes, the list leaves it out unless
+asked, and it is reinstated. Writes what it saw as JSON to OUT; the test judges it. A process
+of its own because a process can load ``function_app`` only once (azure-functions).
 """
 
 from __future__ import annotations
