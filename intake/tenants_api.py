@@ -64,7 +64,7 @@ async def tenant_retire(req: func.HttpRequest) -> Verdict:
     tenant_id = tenant_admin.valid_id(req.route_params.get("tenantId"))
     payload = json_object(req, optional=True)
     in_flight = await tenant_dsrs.in_flight(tenant_id)
-    return tenant_admin.retire_tenant(
+    retired = tenant_admin.retire_tenant(
         composition.tenant_registry(),
         caller,
         tenant_id,
@@ -73,6 +73,10 @@ async def tenant_retire(req: func.HttpRequest) -> Verdict:
         in_flight,
         req.headers.get("if-match") or None,
     )
+    if tenancy_settings().multi:
+        # Its credential and cached tokens go too (this instance's; others' expire in the hour).
+        composition.tenant_credentials().forget(tenant_id)
+    return retired
 
 
 @bp.route(route="tenants/{tenantId}/reinstate", methods=["POST"])

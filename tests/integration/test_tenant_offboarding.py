@@ -243,11 +243,16 @@ def test_the_deep_health_check_leaves_a_retired_tenant_out(
     from intake import tenant_checks
 
     class NoCredentials:
-        asked: list[str] = []
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+            self.forgotten: list[str] = []
 
         def for_tenant(self, tenant_id: str) -> Any:
             self.asked.append(tenant_id)
             raise AssertionError("a retired tenant is never checked")
+
+        def forget(self, tenant_id: str) -> None:
+            self.forgotten.append(tenant_id)
 
     credentials = NoCredentials()
     swap(tenant_credentials=credentials)
@@ -255,6 +260,7 @@ def test_the_deep_health_check_leaves_a_retired_tenant_out(
         user_function, "tenants_collection", "POST", "tenants", {"tenantId": A, "displayName": "A"}
     )
     assert lifecycle(user_function, "retire", A)[0].status_code == 200
+    assert credentials.forgotten == [A]  # its credential and cached tokens dropped
     checks: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     env = {"TENANCY": "multi", "MULTI_TENANT_CLIENT_ID": "00000000-0000-4000-8000-0000000000ac"}
