@@ -51,7 +51,7 @@ def submission_tenant(payload: object, caller: Caller) -> Tenant | None:
 
     Raises :class:`InvalidRequest` naming ``/tenantId`` when none is named and the caller's
     binding implies none (or the value is no tenant id), and :class:`TenantOutOfReach` for a
-    tenant not registered or outside the caller's reach.
+    tenant not registered, retired, or outside the caller's reach: one answer for all.
     """
     if not multi():
         return None
@@ -59,15 +59,17 @@ def submission_tenant(payload: object, caller: Caller) -> Tenant | None:
     raw = caller.scope.sole if named is None else named
     if raw is None:
         raise InvalidRequest([FieldError("/tenantId", _NAME_ONE)])
-    return registered(_tenant_id(raw), caller)
+    return registered(_tenant_id(raw), caller, new_dsr=True)
 
 
-def registered(tenant_id: str, caller: Caller) -> Tenant:
-    """The registry's entry of ``tenant_id``, when ``caller`` reaches it."""
+def registered(tenant_id: str, caller: Caller, *, new_dsr: bool = False) -> Tenant:
+    """The registry's entry of ``tenant_id``, when ``caller`` reaches it; for a ``new_dsr``,
+    only while the tenant takes DSRs (a retired tenant is answered as an unknown one, while
+    its DSRs stay readable as its record)."""
     if not caller.reaches(tenant_id):
         raise TenantOutOfReach(tenant_id)
     found = composition.tenant_registry().get(tenant_id)
-    if found is None:
+    if found is None or (new_dsr and not found.tenant.accepts_dsrs):
         raise TenantOutOfReach(tenant_id)
     name_tenant(found.tenant.tenant_id)
     return found.tenant

@@ -83,7 +83,7 @@ class MemoryRegistry:
 
 
 @pytest.fixture(autouse=True)
-def _multi(swap: Callable[..., None]) -> Iterator[MemoryRegistry]:
+def registry(swap: Callable[..., None]) -> Iterator[MemoryRegistry]:
     registry = MemoryRegistry(
         Tenant(A, "Contoso", evidence_prefix="t-contoso"),
         Tenant(B, "Fabrikam", regulation=parse_regulation("ccpa"), deadline_warning_days=3),
@@ -486,3 +486,17 @@ def _keyed(request_id: str) -> Any:
     return request(
         "GET", f"exports/{request_id}", route_params={"requestId": request_id}, key=B_KEY
     )
+
+
+def test_a_retired_tenant_takes_no_new_dsr_and_its_dsrs_stay_readable(client, registry) -> None:
+    from dsr_export.domain import tenants
+
+    submit(client, EVERYWHERE, valid_payload("R-1", tenantId=A))
+    registry.tenants[A] = tenants.retire(registry.tenants[A], T0, {"kind": "test", "id": "op"})
+    retired = refused(lambda: asyncio.run(_submit(client, EVERYWHERE, A)))
+    unknown = refused(lambda: asyncio.run(_submit(client, EVERYWHERE, UNREGISTERED)))
+    assert retired[0] == unknown[0] == 404
+    assert retired[1]["title"] == unknown[1]["title"]
+    assert retired[1]["detail"].replace(A, "X") == unknown[1]["detail"].replace(UNREGISTERED, "X")
+    assert len(client.started) == 1
+    assert tenancy.route_dsr_id(f"{KEY_A}:R-1", EVERYWHERE) == f"{KEY_A}:R-1"
