@@ -2,22 +2,49 @@
 
 The seam between the tenant registry and the DSRs (issue 21). Retiring a tenant is refused
 while any of its DSRs is in flight (``intake.tenant_admin.retire_tenant``), unless forced, and
-that needs the DSRs of one tenant, which the DSR-to-tenant link gives (each DSR's id names its
-tenant's key: ``{tenant key}:{requestId}``). Until that link is in place every DSR is the home
-tenant's, exported there whatever the registry holds (docs/msp.md, "What is built"): no DSR
-belongs to a registered customer tenant, so none is in flight for one and the count is zero.
-
-When DSRs carry their tenant, this function is the one place to change: count the task hub's
-live DSR instances (``intake.service.LIVE_STATES``) whose id belongs to ``tenant_id``
-(``dsr_keys.belongs_to``), which needs the route's Durable client passed in. Kept out of
-:mod:`intake.tenant_admin`, whose use cases take the count as an argument (the route tests
-swap it), so that the rule and its data source can change apart.
+so is moving its exports to another account (``exportsAccount``, docs/architecture.md "Many
+tenants"). A DSR's id names its tenant's key (``{tenant key}:{requestId}``,
+:mod:`dsr_export.domain.dsr_keys`), so the count asks the task hub for the live instances whose
+id starts with that key (the extension's ``instanceIdPrefix``: one partition range in the Azure
+Storage backend, not every tenant's DSRs read and filtered) and counts the DSR orchestrations
+among them that belong to the tenant. Kept out of :mod:`intake.tenant_admin`, whose use cases
+take the count as an argument, so that the rule and its data source can change apart.
 """
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime
 
-async def in_flight(tenant_id: str) -> int:
-    """The number of ``tenant_id``'s DSRs not ended yet (none before DSRs carry a tenant)."""
-    del tenant_id  # every DSR is the home tenant's until the DSR-to-tenant link lands
-    return 0
+from dsr_export.adapters.durable_client import TaskHub
+from dsr_export.domain import dsr_keys
+from dsr_export.domain.steps import ORCHESTRATOR
+from dsr_export.settings import tenancy_settings
+from intake.listing import LIST_WINDOW
+from intake.service import LIVE_STATES
+
+
+async def in_flight(hub: TaskHub, tenant_id: str, now: datetime) -> int:
+    """The number of ``tenant_id``'s DSRs not ended yet (live in the task hub), among those
+    created in the list's window (what ``dsrctl ls --tenant`` shows). Zero with
+    ``TENANCY=single``: every DSR is the home tenant's there, none a registered tenant's."""
+    if not tenancy_settings().multi:
+        return 0
+    count = 0
+    pages = hub.query_pages(
+        created_from=now - LIST_WINDOW,
+        created_to=now,
+        runtime_status=sorted(LIVE_STATES),
+        instance_id_prefix=f"{dsr_keys.tenant_key(tenant_id)}:",
+    )
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            count += sum(
+                1
+                for status in page.statuses
+                if status.name == ORCHESTRATOR
+                and status.runtime_status is not None
+                and status.runtime_status.name in LIVE_STATES
+                and dsr_keys.belongs_to(str(status.instance_id), tenant_id)
+            )
+    return count

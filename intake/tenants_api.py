@@ -6,7 +6,8 @@
 ``DSR.Admin`` (and the bindings for a caller bound to every tenant).
 
 The routes parse, call the use case (:mod:`intake.tenant_admin`) and return its verdict, which
-:func:`intake.verdicts.answers` renders. No Durable client: the registry is in storage.
+:func:`intake.verdicts.answers` renders. The registry is in storage; the retire route also takes
+a Durable client, to count the tenant's DSRs in flight (:mod:`intake.tenant_dsrs`).
 """
 
 from __future__ import annotations
@@ -55,15 +56,18 @@ async def tenant_item(req: func.HttpRequest) -> Verdict:
 
 
 @bp.route(route="tenants/{tenantId}/retire", methods=["POST"])
+@bp.durable_client_input(client_name="client")
 @answers
-async def tenant_retire(req: func.HttpRequest) -> Verdict:
+async def tenant_retire(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Retire the tenant (its customer left): a record from then on, no new DSRs, no
     bindings, left out of the deep health check. 409 while its DSRs are in flight, unless
     ``{"force": true}``; conditional on ``If-Match`` when sent."""
     caller = caller_of(req, Role.ADMIN)
     tenant_id = tenant_admin.valid_id(req.route_params.get("tenantId"))
     payload = json_object(req, optional=True)
-    in_flight = await tenant_dsrs.in_flight(tenant_id)
+    in_flight = await tenant_dsrs.in_flight(
+        composition.task_hub(client), tenant_id, composition.now()
+    )
     retired = tenant_admin.retire_tenant(
         composition.tenant_registry(),
         caller,

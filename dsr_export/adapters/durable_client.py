@@ -100,9 +100,10 @@ class TaskHub(Protocol):
         created_to: datetime,
         runtime_status: Iterable[str] = (),
         page_size: int = ...,
+        instance_id_prefix: str | None = None,
     ) -> AsyncGenerator[Any, None]:
-        """The instances created in the window, a page at a time
-        (:func:`dsr_export.adapters.task_hub.query_pages`)."""
+        """The instances created in the window (whose id starts with ``instance_id_prefix``,
+        if given), a page at a time (:func:`dsr_export.adapters.task_hub.query_pages`)."""
         ...
 
 
@@ -158,6 +159,7 @@ class DurableTaskHub:
         created_to: datetime,
         runtime_status: Iterable[str] = (),
         page_size: int = 100,
+        instance_id_prefix: str | None = None,
     ) -> AsyncGenerator[Any, None]:
         return self._query(
             self.client,
@@ -165,4 +167,5 @@ class DurableTaskHub:
             created_to=created_to,
             runtime_status=runtime_status,
             page_size=page_size,
+            instance_id_prefix=instance_id_prefix,
         )

@@ -50,10 +50,14 @@ async def query_pages(
     created_to: datetime,
     runtime_status: Iterable[str] = (),
     page_size: int = PAGE_SIZE,
+    instance_id_prefix: str | None = None,
 ) -> AsyncGenerator[Page, None]:
     """The instances created in the window (with one of ``runtime_status``, if given), a page
     at a time, in the extension's order (which the caller must not rely on: the Azure Storage
-    backend answers in instance id order). A page is read only when the caller asks for it."""
+    backend answers in instance id order). A page is read only when the caller asks for it.
+    ``instance_id_prefix``: only the instances whose id starts with it (the extension's
+    ``instanceIdPrefix``, 2.7.2 on; the Azure Storage backend reads it as a partition key range,
+    so the DSRs of one tenant, ``{tenant key}:``, are read without the others')."""
     import aiohttp  # the SDK's own HTTP client; imported when listing, not at cold start
 
     # The SDK exposes no paging, and no other way to its binding's base URL.
@@ -67,6 +71,8 @@ async def query_pages(
     statuses = sorted(set(runtime_status))
     if statuses:
         params["runtimeStatus"] = ",".join(statuses)
+    if instance_id_prefix:
+        params["instanceIdPrefix"] = instance_id_prefix
     url = f"{base}instances/?{urlencode(params)}"
     token: str | None = None
     async with aiohttp.ClientSession() as session:

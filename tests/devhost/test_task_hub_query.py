@@ -106,3 +106,23 @@ def test_a_reader_that_stops_reads_no_further_page(hub: tuple[DurableEngine, Rpc
             await close_sdk_client_session()
 
     assert asyncio.run(scenario()) == [(50, True), (50, True)]
+
+
+def test_the_query_is_bounded_by_instance_id_prefix(hub: tuple[DurableEngine, RpcServer]):
+    """The extension's ``instanceIdPrefix``: how the DSRs of one tenant (``{tenant key}:``)
+    are counted without reading the others' (``intake.tenant_dsrs``)."""
+    engine, rpc = hub
+
+    async def scenario() -> list[str]:
+        try:
+            client = df.DurableOrchestrationClient(json.dumps(rpc.client_binding()))
+            found: list[str] = []
+            pages = query_pages(client, instance_id_prefix="dsr-01", **_window(engine))
+            async for page in pages:
+                found += [str(status.instance_id) for status in page.statuses]
+            return found
+        finally:
+            await close_sdk_client_session()
+
+    found = asyncio.run(scenario())
+    assert sorted(found) == [f"dsr-{n:04d}" for n in range(100, 200)]

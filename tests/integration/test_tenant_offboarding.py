@@ -18,12 +18,11 @@ from azure.storage.blob import BlobServiceClient
 
 from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from dsr_export.adapters.tenant_registry import REGISTRY_CONTAINER, ChangeLog, TenantRegistry
-from dsr_export.domain import tenants
+from dsr_export.domain import dsr_keys, tenants
 from dsr_export.domain.bindings import Binding, PrincipalKind
 from dsr_export.domain.callers import from_function_key
 from dsr_export.domain.request import InvalidRequest
-from intake import tenant_dsrs
-from tests.unit.intake_fakes import FUNCTION_KEY, app_settings, request
+from tests.unit.intake_fakes import FUNCTION_KEY, FakeDurableClient, app_settings, request
 
 pytestmark = pytest.mark.azurite
 
@@ -65,19 +64,22 @@ def multi():
 
 
 @pytest.fixture
-def in_flight(monkeypatch) -> dict[str, int]:
-    """The tenants' DSRs in flight, as the seam answers them (``intake.tenant_dsrs``)."""
-    counts: dict[str, int] = {}
-
-    async def count(tenant_id: str) -> int:
-        return counts.get(tenant_id, 0)
-
-    monkeypatch.setattr(tenant_dsrs, "in_flight", count)
-    return counts
+def hub(swap) -> FakeDurableClient:
+    """The task hub behind the retire route's Durable client: a tenant's DSRs in flight are
+    its live DSR instances there, which the route counts (``intake.tenant_dsrs``)."""
+    fake = FakeDurableClient()
+    swap(task_hub=lambda client: fake)
+    return fake
 
 
 def answer(user_function, name: str, *args: Any, key: str = OPERATOR, **kwargs: Any):
-    response = asyncio.run(user_function(name)(req=request(*args, key=key, **kwargs)))
+    entry = user_function(name)
+    req = request(*args, key=key, **kwargs)
+    # The retire route counts DSRs in flight through its Durable client (the ``hub`` fixture).
+    called = (
+        entry.client_function(req=req, client=None) if name == "tenant_retire" else entry(req=req)
+    )
+    response = asyncio.run(called)
     body = json.loads(response.get_body()) if response.get_body() else None
     return response, body
 
@@ -127,7 +129,7 @@ def setup(user_function) -> None:
 
 
 def test_a_retired_tenant_is_a_record_no_binding_reaches(
-    user_function, registry, multi, in_flight
+    user_function, registry, multi, hub
 ) -> None:
     setup(user_function)
     retired, body = lifecycle(user_function, "retire", A)
@@ -210,10 +212,18 @@ def test_a_retired_tenant_is_a_record_no_binding_reaches(
 
 
 def test_retiring_is_refused_while_dsrs_are_in_flight_unless_forced(
-    user_function, registry, multi, in_flight
+    user_function, registry, multi, hub
 ) -> None:
     setup(user_function)
-    in_flight[A] = 2
+    # Two of A's DSRs are live; one has ended, and B's live one is B's: neither counts.
+    for request_id, runtime in (("R-1", "Running"), ("R-2", "Pending"), ("R-3", "Completed")):
+        hub.add(dsr_keys.dsr_id(A, request_id), runtime=runtime)
+    hub.add(dsr_keys.dsr_id(B, "R-1"))
+    refused, body = lifecycle(user_function, "retire", B)
+    assert (refused.status_code, body["title"]) == (409, "DSRs in flight")
+    assert "1 DSR(s) in flight" in body["detail"]
+    # Only B's DSRs were read (its key is the instance id prefix), and only the live ones.
+    assert hub.prefixes[-1] == f"{dsr_keys.tenant_key(B)}:"
     refused, body = lifecycle(user_function, "retire", A)
     assert (refused.status_code, body["title"]) == (409, "DSRs in flight")
     assert refused.mimetype == "application/problem+json"
@@ -238,7 +248,7 @@ def test_retiring_is_refused_while_dsrs_are_in_flight_unless_forced(
 
 
 def test_the_deep_health_check_leaves_a_retired_tenant_out(
-    user_function, registry, multi, in_flight, swap
+    user_function, registry, multi, hub, swap
 ) -> None:
     from intake import tenant_checks
 

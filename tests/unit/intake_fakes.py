@@ -48,6 +48,7 @@ class FakeDurableClient:
         self.terminated: list[tuple[str, str]] = []
         self.get_status_calls = 0
         self.queries: list[tuple[datetime, datetime, tuple[str, ...]]] = []
+        self.prefixes: list[str | None] = []
         self.pages_read = 0
         self.statuses_read = 0
         #: Set to make the next start_new lose a race to a concurrent duplicate.
@@ -131,15 +132,18 @@ class FakeDurableClient:
         created_to: datetime,
         runtime_status: Any = (),
         page_size: int = 100,
+        instance_id_prefix: str | None = None,
     ) -> AsyncGenerator[Page, None]:
         """The extension's instance query, with its filters, a page at a time, in instance id
         order (as the Azure Storage backend answers: not the list's created-time order)."""
         self.queries.append((created_from, created_to, tuple(runtime_status)))
+        self.prefixes.append(instance_id_prefix)
         wanted = set(runtime_status)
         rows = [
             self._status(i, False)
             for i, found in sorted(self.instances.items())
             if (not wanted or found["runtime"] in wanted)
+            and i.startswith(instance_id_prefix or "")
             and created_from <= found["created"] <= created_to
         ]
         for start in range(0, max(len(rows), 1), page_size):

@@ -164,7 +164,7 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
     ),
     "retireTenant": (
         "tenant_retire",
-        False,
+        True,
         lambda: request("POST", f"tenants/{TENANT}/retire", route_params={"tenantId": TENANT}),
     ),
     "reinstateTenant": (
