@@ -113,14 +113,17 @@ def update_tenant(
     patch: dict[str, Any],
     now: datetime,
     if_match: str | None,
+    dsrs_held: int = 0,
 ) -> Done:
-    """A JSON merge patch of the tenant, conditional on ``If-Match`` when the caller sends it."""
+    """A JSON merge patch of the tenant, conditional on ``If-Match`` when the caller sends it.
+    ``evidencePrefix`` never changes (400), ``exportsAccount`` not while ``dsrs_held`` of its
+    DSRs are still in the task hub (409; :func:`dsr_export.domain.tenants.apply_patch`)."""
     if not caller.reaches(tenant_id):
         raise _unknown(tenant_id)
     try:
         changed = registry.update(
             tenant_id,
-            lambda tenant: tenants.apply_patch(tenant, patch),
+            lambda tenant: tenants.apply_patch(tenant, patch, dsrs_held),
             caller.to_dict(),
             now,
             if_match=if_match,
@@ -131,6 +134,15 @@ def update_tenant(
         raise _unknown(tenant_id) from None
     except tenants.VersionMismatch:
         raise _changed(tenant_id) from None
+    except tenants.AccountInUse as exc:
+        raise Refused.conflict(
+            f"tenant {tenant_id} has {exc.held} DSR(s) whose containers may be in its current "
+            "exportsAccount (in flight, or ended with their history kept until retention "
+            "purges it): each step finds a DSR's containers in the account the registry names, "
+            "so the account changes only once none is left (dsrctl ls --tenant "
+            f"{tenant_id}); see docs/msp.md, data residency",
+            "Exports account in use",
+        ) from None
     except tenants.TenantRetired:
         raise Refused.conflict(
             f"tenant {tenant_id} is retired and its record stays as it was: reinstate it first "

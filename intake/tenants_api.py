@@ -39,10 +39,12 @@ async def tenants_collection(req: func.HttpRequest) -> Verdict:
 
 
 @bp.route(route="tenants/{tenantId}", methods=["GET", "PATCH"])
+@bp.durable_client_input(client_name="client")
 @answers
-async def tenant_item(req: func.HttpRequest) -> Verdict:
+async def tenant_item(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """GET: one tenant and its version (``ETag``). PATCH: a JSON merge patch of it, conditional
-    on ``If-Match`` when sent."""
+    on ``If-Match`` when sent; one naming ``exportsAccount`` counts the tenant's DSRs the task
+    hub still holds (the change is refused while any is)."""
     caller = caller_of(req, Role.ADMIN)
     tenant_id = tenant_admin.valid_id(req.route_params.get("tenantId"))
     registry = composition.tenant_registry()
@@ -50,9 +52,11 @@ async def tenant_item(req: func.HttpRequest) -> Verdict:
         return tenant_admin.get_tenant(registry, caller, tenant_id)
     patch = json_object(req)
     if_match = req.headers.get("if-match") or None
-    return tenant_admin.update_tenant(
-        registry, caller, tenant_id, patch, composition.now(), if_match
-    )
+    now = composition.now()
+    held = 0
+    if "exportsAccount" in patch and caller.reaches(tenant_id):
+        held = await tenant_dsrs.held(composition.task_hub(client), tenant_id, now)
+    return tenant_admin.update_tenant(registry, caller, tenant_id, patch, now, if_match, held)
 
 
 @bp.route(route="tenants/{tenantId}/retire", methods=["POST"])

@@ -199,10 +199,18 @@ def parse_tenant(payload: Mapping[str, Any]) -> Tenant:
     return tenant
 
 
-def apply_patch(current: Tenant, patch: Mapping[str, Any]) -> Tenant:
+def apply_patch(current: Tenant, patch: Mapping[str, Any], dsrs_held: int = 0) -> Tenant:
     """``current`` with a JSON merge patch (RFC 7396) applied: a field given replaces it, a
     null resets it to its default (an optional field: none). The id never changes, and a
-    retired tenant not at all (:class:`TenantRetired`): its record stays as it was retired."""
+    retired tenant not at all (:class:`TenantRetired`): its record stays as it was retired.
+
+    ``evidencePrefix`` never changes either: the tenant's evidence chains live under it, and
+    a DSR's chain is found by it, so a new prefix would start a second chain for a DSR whose
+    first one stays behind. ``exportsAccount`` changes only while none of its DSRs is held in
+    the task hub (``dsrs_held``: in flight, or ended with the history that finds its containers
+    not yet purged): each step finds a DSR's containers in its tenant's account as the registry
+    says now, so a DSR held across the change would look for them in the wrong account
+    (:class:`AccountInUse`)."""
     if current.retired is not None:
         raise TenantRetired(current.tenant_id)
     errors = _unknown_fields(patch)
@@ -211,11 +219,21 @@ def apply_patch(current: Tenant, patch: Mapping[str, Any]) -> Tenant:
     merged = merge_patch(current.to_json(), {k: v for k, v in patch.items() if k in EDITABLE})
     if merged.get("evidencePrefix") is None:
         merged["evidencePrefix"] = default_evidence_prefix(current.tenant_id)
+    if merged["evidencePrefix"] != current.evidence_prefix:
+        errors.append(FieldError("/evidencePrefix", _PREFIX_FIXED))
     tenant = _build(current.tenant_id, merged, errors)
     if errors:
         raise InvalidRequest(errors)
     assert tenant is not None
+    if tenant.exports_account != current.exports_account and dsrs_held:
+        raise AccountInUse(dsrs_held)
     return tenant
+
+
+_PREFIX_FIXED: Final = (
+    "cannot be changed once the tenant is registered: its DSRs' evidence chains are under it, "
+    "and a new prefix would split each chain in two"
+)
 
 
 def _unknown_fields(payload: Mapping[str, Any]) -> list[FieldError]:
@@ -433,6 +451,15 @@ class TenantUnknown(LookupError):
 
 class VersionMismatch(Exception):
     """The tenant changed since the version the caller read (``If-Match``)."""
+
+
+class AccountInUse(Exception):
+    """A change of ``exportsAccount`` while ``held`` of the tenant's DSRs may still have
+    containers in the current one (:func:`apply_patch`)."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(f"{held} DSR(s) held")
+        self.held = held
 
 
 class TenantRetired(Exception):

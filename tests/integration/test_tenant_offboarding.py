@@ -75,10 +75,9 @@ def hub(swap) -> FakeDurableClient:
 def answer(user_function, name: str, *args: Any, key: str = OPERATOR, **kwargs: Any):
     entry = user_function(name)
     req = request(*args, key=key, **kwargs)
-    # The retire route counts DSRs in flight through its Durable client (the ``hub`` fixture).
-    called = (
-        entry.client_function(req=req, client=None) if name == "tenant_retire" else entry(req=req)
-    )
+    # The routes that count DSRs take a Durable client (the ``hub`` fixture stands behind it).
+    durable = getattr(entry, "client_function", None)
+    called = durable(req=req, client=None) if durable else entry(req=req)
     response = asyncio.run(called)
     body = json.loads(response.get_body()) if response.get_body() else None
     return response, body
@@ -308,3 +307,48 @@ def test_a_stale_version_is_refused_and_a_binding_racing_a_retirement_never_stan
         store.put(binding, by, T0, guard=guard)
     assert store.get(principal) is None
     assert tenants.verify_chain(registry.changes.records()) == []
+
+
+def test_a_tenant_keeps_its_evidence_prefix_and_its_account_while_dsrs_hold_it(
+    user_function, registry, multi, hub
+) -> None:
+    """Issue 21: a DSR's evidence chain is found by its tenant's ``evidencePrefix`` and its
+    containers in its tenant's ``exportsAccount``, as the registry says at each step."""
+    setup(user_function)
+
+    def patch(tenant: str, change: dict[str, Any]):
+        return answer(
+            user_function,
+            "tenant_item",
+            "PATCH",
+            f"tenants/{tenant}",
+            change,
+            route_params={"tenantId": tenant},
+        )
+
+    moved, body = patch(A, {"evidencePrefix": "elsewhere"})
+    assert (moved.status_code, [e["pointer"] for e in body["errors"]]) == (400, ["/evidencePrefix"])
+    assert "split each chain" in body["errors"][0]["detail"]
+    # The same prefix again, or null (its default, which it has), changes nothing.
+    for same in (f"t-{A}", None):
+        kept, body = patch(A, {"evidencePrefix": same, "displayName": "A again"})
+        assert (kept.status_code, body["evidencePrefix"]) == (200, f"t-{A}"), body
+
+    # An ended DSR of A's whose history is kept may still have containers: A's account stays.
+    hub.add(dsr_keys.dsr_id(A, "R-1"), runtime="Completed")
+    hub.add(dsr_keys.dsr_id(B, "R-1"), runtime="Running")
+    account = "https://residency.blob.core.windows.net"
+    refused, body = patch(A, {"exportsAccount": account})
+    assert (refused.status_code, body["title"]) == (409, "Exports account in use"), body
+    assert "1 DSR(s)" in body["detail"]
+    assert registry.get(A).tenant.exports_account is None
+    assert hub.prefixes == [f"{dsr_keys.tenant_key(A)}:"]
+    # B's DSR is B's: A's account moves once A's DSR is purged; a PATCH not naming the
+    # account reads no task hub.
+    del hub.instances[dsr_keys.dsr_id(A, "R-1")]
+    done, body = patch(A, {"exportsAccount": account})
+    assert (done.status_code, body["exportsAccount"]) == (200, account), body
+    assert patch(B, {"displayName": "B2"})[0].status_code == 200
+    assert len(hub.prefixes) == 2
+    refused, body = patch(B, {"exportsAccount": account})
+    assert (refused.status_code, body["title"]) == (409, "Exports account in use")

@@ -147,12 +147,12 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
     ),
     "getTenant": (
         "tenant_item",
-        False,
+        True,
         lambda: request("GET", f"tenants/{TENANT}", route_params={"tenantId": TENANT}),
     ),
     "updateTenant": (
         "tenant_item",
-        False,
+        True,
         lambda: request(
             "PATCH", f"tenants/{TENANT}", {"displayName": "C"}, route_params={"tenantId": TENANT}
         ),
