@@ -46,7 +46,7 @@ def _withheld(step: steps.BuildPackage) -> tuple[tuple[Withheld, ...], frozenset
     without reading every blob first)."""
     if not step.withheld:
         return (), frozenset()
-    review, _ = composition.package_reviews().read(step.request_id)
+    review, _ = composition.package_reviews_of(step.request_id).read(step.request_id)
     if review is None:
         raise RuntimeError("the package's review is missing: it cannot be rebuilt without it")
     asked = tuple(Withheld(str(w["sha256"]), str(w["reasonCode"])) for w in step.withheld)
@@ -63,7 +63,7 @@ def build_package(step: steps.BuildPackage) -> steps.PackageBuilt:
     from dsr_export.rendering.render import Facts
 
     now = composition.now()
-    builder = composition.package_builder()
+    builder = composition.package_builder_of(step.request_id)
     withheld, skip = _withheld(step)
     job = PackageJob(
         withheld=withheld,

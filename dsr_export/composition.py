@@ -138,6 +138,8 @@ def reset() -> None:
     for part in _PARTS.values():
         part.forget()
     _tenant_export_storage.cache_clear()
+    _tenant_package_builder.cache_clear()
+    _tenant_package_reviews.cache_clear()
     _tenant_graph.cache_clear()
     _TENANT_IDS.clear()
     settings.clear_cache()
@@ -332,6 +334,49 @@ def _rejections() -> RejectionSink:
 
 
 def _package_builder() -> PackageBuilder:
+    return _package_builder_over(export_storage())
+
+
+def package_builder_of(dsr_id: str) -> PackageBuilder:
+    """The package builder in the export account of a DSR's tenant (its ``exportsAccount``,
+    else the shared one): a package is built, reviewed and delivered beside the export it
+    packages, so a tenant with an account of its own (data residency) keeps its package there."""
+    account = _account_of(dsr_id, "package_builder")
+    return package_builder() if account is None else _tenant_package_builder(account)
+
+
+def package_reviews_of(dsr_id: str) -> ReviewStore:
+    """Where a DSR's package review is kept: its delivery container, in its tenant's account."""
+    account = _account_of(dsr_id, "package_reviews")
+    return package_reviews() if account is None else _tenant_package_reviews(account)
+
+
+def _account_of(dsr_id: str, part: str) -> str | None:
+    """The DSR's tenant's own export account, None for the shared one (``single``, a tenant
+    without one) or when ``part`` is swapped (:func:`override`: the swap stands for every
+    account)."""
+    if part in _overrides:
+        return None
+    tenant = tenant_of(dsr_id)
+    account = tenant.exports_account if tenant is not None else None
+    if account is None or account == settings.export_storage_settings().blob_endpoint:
+        return None
+    return account
+
+
+@functools.cache
+def _tenant_package_builder(account: str) -> PackageBuilder:
+    return _package_builder_over(_tenant_export_storage(account))
+
+
+@functools.cache
+def _tenant_package_reviews(account: str) -> ReviewStore:
+    from dsr_export.adapters.package_review import ReviewStore
+
+    return ReviewStore(_tenant_export_storage(account).service)
+
+
+def _package_builder_over(storage: ExportStorage) -> PackageBuilder:
     from dsr_export.adapters.package_builder import PackageBuilder, PackageOptions
 
     chosen = settings.package_settings()
@@ -341,7 +386,7 @@ def _package_builder() -> PackageBuilder:
             "is required to build packages (docs/delivery.md, docs/organisation.sample.json)",
         )
     options = PackageOptions(part_bytes=chosen.part_max_bytes, issuer=chosen.issuer)
-    return PackageBuilder(export_storage().service, chosen.organisation, options)
+    return PackageBuilder(storage.service, chosen.organisation, options)
 
 
 def _token_validator() -> TokenValidator:

@@ -111,7 +111,7 @@ async def package(
     """The package built (200), being built (202), or, when ``build``, its build started."""
     request_id, doc, asked_in = dsr
     chosen = package_settings()
-    found = composition.package_builder().find(request_id)
+    found = composition.package_builder_of(request_id).find(request_id)
     instance = await find(hub, package_instance_id(request_id), show_input=True)
     if found is not None and _recorded(instance):
         return _answer(request_id, 200, {"state": "complete", **found.to_dict()})
@@ -278,7 +278,7 @@ def _package_links(
     """One read-only single-blob link per part, each recorded in the evidence; the links and
     when they expire."""
     minutes = lifecycle_settings().download_link_minutes
-    storage = composition.export_storage()
+    storage = composition.export_storage_of(request_id)
     minted_at = composition.real_now()
     delivered = sum(1 for r in records if r.kind is Kind.EXPORT_DELIVERED)
     links: list[dict[str, Any]] = []
@@ -327,7 +327,7 @@ def _releasable(request_id: str) -> PackageResult | None:
     review requires it and it is not approved."""
     try:
         chosen = package_settings()
-        found = composition.package_builder().find(request_id)
+        found = composition.package_builder_of(request_id).find(request_id)
     except SettingsError:
         if not package_review_required():
             return None  # no packaging configured: the container link, as before
@@ -346,7 +346,7 @@ def _unreleased(request_id: str, found: PackageResult | None) -> str | None:
             "review before release is on: build the package (POST .../package), review and "
             "approve it (POST .../package/review) before it is delivered"
         )
-    review, _ = composition.package_reviews().read(request_id)
+    review, _ = composition.package_reviews_of(request_id).read(request_id)
     if review is None or not review.approved:
         return "the package awaits review: approve it (POST .../package/review) first"
     if tuple(w.to_dict() for w in review.withheld) != found.withheld:

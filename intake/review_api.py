@@ -120,10 +120,10 @@ async def _reviewable(hub: TaskHub, request_id: str) -> tuple[str, PackageResult
     request_id = status.instance_id
     if not package_settings().review_required:
         raise Refused.conflict("review before release is off (PACKAGE_REVIEW): nothing to review")
-    found = composition.package_builder().find(request_id)
+    found = composition.package_builder_of(request_id).find(request_id)
     if found is None:
         raise Refused.conflict("no package was built yet: POST .../package first, then review it")
-    return request_id, found, composition.package_reviews()
+    return request_id, found, composition.package_reviews_of(request_id)
 
 
 def _opened(request_id: str, found: PackageResult, store: ReviewStore) -> tuple[Review, str | None]:

@@ -202,6 +202,58 @@ def test_a_tenant_with_an_export_account_of_its_own_gets_that_account() -> None:
             composition.reset()
 
 
+def test_a_tenant_with_an_export_account_of_its_own_gets_its_packages_there() -> None:
+    """Issue 21: the package is built, reviewed and delivered beside the export it packages,
+    in the DSR's tenant's ``exportsAccount``; a tenant without one, or a single-tenant DSR,
+    uses the shared account's builder and reviews."""
+    from dsr_export import composition
+    from dsr_export.domain import dsr_keys
+    from tests.unit.intake_fakes import app_settings
+
+    shared = "https://stshared.blob.core.windows.net"
+    own = "https://stcontosoeu.blob.core.windows.net"
+    other = "00000000-0000-4000-8000-0000000000c2"
+
+    class Registry:
+        def __init__(self) -> None:
+            found = [
+                tenants.parse_tenant({"tenantId": TID, "displayName": "C", "exportsAccount": own}),
+                tenants.parse_tenant({"tenantId": other, "displayName": "F"}),
+            ]
+            self.entries = {t.tenant_id: tenants.Registered(t, "e", "", "", {}) for t in found}
+
+        def get(self, tenant_id: str) -> tenants.Registered | None:
+            return self.entries.get(tenant_id)
+
+        def list(self) -> list[tenants.Registered]:
+            return list(self.entries.values())
+
+    with (
+        app_settings(
+            EXPORT_STORAGE_BLOB_ENDPOINT=shared,
+            EXPORT_SAS_MODE="user-delegation",
+            TENANCY="multi",
+            MULTI_TENANT_CLIENT_ID="00000000-0000-4000-8000-0000000000ac",
+            ORGANISATION_PROFILE="docs/organisation.sample.json",
+        ),
+        composition.override(tenant_registry=Registry()),
+    ):
+        composition.reset()
+        try:
+            theirs = dsr_keys.dsr_id(TID, "R-1")
+            builder = composition.package_builder_of(theirs)
+            assert builder is composition.package_builder_of(dsr_keys.dsr_id(TID, "R-2"))
+            assert builder._service.url.rstrip("/") == own
+            reviews = composition.package_reviews_of(theirs)
+            assert reviews._service.url.rstrip("/") == own
+            for shared_one in (dsr_keys.dsr_id(other, "R-1"), "R-1"):
+                assert composition.package_builder_of(shared_one) is composition.package_builder()
+                assert composition.package_reviews_of(shared_one) is composition.package_reviews()
+            assert composition.package_builder()._service.url.rstrip("/") == shared
+        finally:
+            composition.reset()
+
+
 # -- retiring a tenant (offboarding) ------------------------------------------------------------
 
 OPERATOR = {"kind": "user", "id": "00000000-0000-4000-8000-00000000aaaa"}
