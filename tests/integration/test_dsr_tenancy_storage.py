@@ -1,6 +1,6 @@
 """Two tenants' DSRs in real storage (Azurite), the same request id in both: two evidence
 chains, each under its tenant's prefix; two sets of containers, and erasing one tenant's DSR
-touches nothing of the other's (issue 21, TENANCY=multi)."""
+touches nothing of the other's, nor does the retention run (issue 21, TENANCY=multi)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dsr_export import composition
 from dsr_export.adapters.evidence_log import EvidenceLog
 from dsr_export.adapters.storage import ExportStorage
 from dsr_export.domain import dsr_keys
-from dsr_export.domain.evidence import Kind
+from dsr_export.domain.evidence import Kind, parse_record
 from dsr_export.domain.request import container_name
 from dsr_export.domain.tenants import Tenant
 from dsr_export.settings import ExportStorageSettings, SasMode
@@ -101,3 +101,81 @@ def test_the_same_request_id_in_two_tenants_has_two_containers(service, azurite)
     assert deleted.containers == (names[of_a],)
     assert storage.container(names[of_b]).exists(), "erasing in A touches nothing of B"
     assert storage.containers_of(of_b) == [names[of_b]]
+
+
+def test_retention_deletes_each_tenants_dsr_on_time_with_the_receipt_in_its_chain(
+    service, azurite, two_tenants, swap
+) -> None:
+    """The scheduled retention run over tenant-keyed DSRs (``{tenant key}:{ID}``), the same
+    ticket in both tenants: each DSR's data goes ``EXPORT_RETENTION_DAYS`` after it ended, not
+    a day before, its receipt in its own tenant's chain (``{evidencePrefix}/{ID}.jsonl``), its
+    history ``HISTORY_RETENTION_DAYS`` after, recorded there too; nothing of the other tenant
+    is touched."""
+    import asyncio
+
+    from intake import retention
+    from tests.unit.intake_fakes import FakeDurableClient
+
+    storage = ExportStorage(
+        ExportStorageSettings(
+            blob_endpoint=azurite.blob_endpoint,
+            sas_mode=SasMode.STORED_POLICY,
+            sas_lifetime=timedelta(days=60),
+            account_key=ACCOUNT_KEY,
+        ),
+        credential=None,  # type: ignore[arg-type]  # stored-policy mode signs with the key
+    )
+    evidence = service.get_container_client(f"dsr-evidence-{uuid.uuid4().hex[:12]}")
+    log = EvidenceLog(evidence, prefix_of=composition.evidence_prefix)
+    swap(export_storage=storage, evidence_log=log, queue_trimmer=lambda queue, cutoff: 0)
+    ticket = f"RITM{uuid.uuid4().hex[:7].upper()}"
+    hub = FakeDurableClient()
+    ended = {dsr_keys.dsr_id(A, ticket): T0, dsr_keys.dsr_id(B, ticket): T0 + timedelta(days=5)}
+    names = {}
+    for dsr, at in ended.items():
+        name = container_name(dsr)
+        storage.prepare(name, datetime.now(UTC))
+        url, _ = storage.mint_graph_sas(name, datetime.now(UTC))
+        ContainerClient.from_container_url(url).upload_blob("Exchange/mail.json", dsr.encode())
+        storage.write_manifest(name, dsr, datetime.now(UTC))
+        names[dsr] = name
+        log.append(dsr, Kind.RECEIVED, at - timedelta(days=1), {"source": "http"})
+        log.append(dsr, Kind.COMPLETED, at, {"blobCount": 1, "container": name})
+        output = {"phase": "completed", "requestId": dsr, "completedAt": at.isoformat()}
+        hub.add(dsr, runtime="Completed", output=output, created=at - timedelta(days=1))
+    of_a, of_b = ended
+
+    def chain(dsr: str) -> list[Kind]:
+        return [parse_record(line).kind for line in log.read(dsr)]
+
+    days = 30  # EXPORT_RETENTION_DAYS, the default
+    early = asyncio.run(retention.sweep(hub, T0 + timedelta(days=days - 1)))
+    assert (early.due, early.deleted, early.failed) == (0, 0, 0), "nothing a day early"
+    assert storage.containers_of(of_a) == [names[of_a]]
+
+    on_time = asyncio.run(retention.sweep(hub, T0 + timedelta(days=days)))
+    assert (on_time.due, on_time.deleted, on_time.failed) == (1, 1, 0)
+    assert storage.containers_of(of_a) == []
+    assert chain(of_a)[-1] is Kind.RETENTION_DELETED
+    assert log.verify(of_a).ok
+    # B's DSR, the same ticket, ended later: its data and its chain are as they were.
+    assert storage.containers_of(of_b) == [names[of_b]]
+    assert chain(of_b) == [Kind.RECEIVED, Kind.COMPLETED]
+
+    later = asyncio.run(retention.sweep(hub, T0 + timedelta(days=days + 5)))
+    assert (later.due, later.deleted, later.failed) == (2, 1, 0), "A's again: nothing left"
+    assert storage.containers_of(of_b) == []
+    assert chain(of_b)[-1] is Kind.RETENTION_DELETED
+    assert chain(of_a).count(Kind.RETENTION_DELETED) == 1
+    # HISTORY_RETENTION_DAYS (90) after A's ended, its history goes, recorded in A's chain.
+    purged = asyncio.run(retention.sweep(hub, T0 + timedelta(days=90)))
+    assert (purged.purged, purged.failed) == (1, 0)
+    assert chain(of_a)[-1] is Kind.HISTORY_PURGED
+    assert set(hub.instances) == {of_b}
+    assert chain(of_b)[-1] is Kind.RETENTION_DELETED
+    assert log.verify(of_a).ok
+    assert log.verify(of_b).ok
+    assert sorted(blob.name for blob in evidence.list_blobs()) == [
+        f"t-contoso/{dsr_keys.tenant_key(A)}~{ticket}.jsonl",
+        f"t-fabrikam/{dsr_keys.tenant_key(B)}~{ticket}.jsonl",
+    ]
