@@ -111,6 +111,9 @@ param multiTenantClientId string = ''
 @description('Principals bound to every tenant by configuration (tenancy=multi), separated by commas: Entra object, application or group ids, or function key fingerprints (sha256:<16 hex digits>). The first operators, who make the other bindings (docs/security.md, "Callers bound to tenants"). Keep it to the operators\' group.')
 param tenancyOperators string = ''
 
+@description('Names of the secrets in this deployment\'s Key Vault that sign tenants\' callbacks (tenancy=multi; the registry\'s callbackSecretRef names them), separated by commas. The app identity may read each of them, and no other secret of the vault: add a tenant\'s secret to the vault, its name here, and provision (docs/msp.md, "Callback secrets"). Ignored with single.')
+param tenantCallbackSecrets string = ''
+
 @description('Display name of the multi-tenant app registration the deployment creates: what each customer tenant\'s administrator sees on the consent prompt and in Enterprise applications. Empty: "DSR export tenants (<environmentName>)".')
 @maxLength(120)
 param multiTenantAppDisplayName string = ''
@@ -294,6 +297,8 @@ var useScheduler = durableBackend == 'durableTaskScheduler'
 // tenancy=multi unless the caller brought one (multiTenantClientId).
 var isMultiTenant = tenancy == 'multi'
 var createMultiTenantApp = isMultiTenant && empty(multiTenantClientId)
+// tenancy=multi: the tenants' callback secrets the app identity may read, one grant each.
+var tenantCallbackSecretNames = isMultiTenant && !empty(tenantCallbackSecrets) ? map(split(tenantCallbackSecrets, ','), secret => trim(secret)) : []
 // host.json's hubName: the same task hub name on either backend.
 var taskHubName = 'dsrexport'
 
@@ -353,6 +358,7 @@ module keyVault 'modules/keyvault.bicep' = {
     networkIsolation: networkIsolation
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
     receiptSignerRoleId: receiptSignerRole.outputs.id
+    tenantCallbackSecretNames: tenantCallbackSecretNames
   }
 }
 

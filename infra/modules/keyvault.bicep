@@ -35,6 +35,9 @@ param receiptSignerRoleId string
 @maxValue(24)
 param receiptKeyRotationMonths int = 12
 
+@description('Names of secrets in this vault that sign tenants\' callbacks (tenancy=multi, the registry\'s callbackSecretRef); the app identity may read each of them. Stored by an operator, not by the deployment: each must exist when the deployment runs.')
+param tenantCallbackSecretNames array = []
+
 @description('Purge protection: a deleted vault or secret cannot be purged before the soft-delete period ends, by anyone. On by default; it also means a deleted vault keeps its name for that period and azd down --purge cannot purge it. Irreversible once on.')
 param purgeProtection bool = true
 
@@ -103,6 +106,31 @@ resource callbackSecretUser 'Microsoft.Authorization/roleAssignments@2022-04-01'
     principalType: 'ServicePrincipal'
   }
 }
+
+// The tenants' callback signing secrets (tenancy=multi): stored by an operator when a tenant
+// gets a secret of its own (its registry entry's callbackSecretRef), not by the deployment.
+resource tenantCallbackSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = [
+  for secretName in tenantCallbackSecretNames: {
+    parent: vault
+    name: secretName
+  }
+]
+
+// Why Key Vault Secrets User: the callback activity reads the secret of the DSR's tenant
+// (callbackSecretRef) with the app identity, at run time (callback_secrets.py). Scope: each
+// named secret, not the vault: the identity reads no other tenant's secret that is not listed,
+// and nothing else stored here (the vault scope would reach every secret added later).
+resource tenantCallbackSecretUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (secretName, i) in tenantCallbackSecretNames: {
+    name: guid(tenantCallbackSecret[i].id, appPrincipalId, keyVaultSecretsUserRoleId)
+    scope: tenantCallbackSecret[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUserRoleId)
+      principalId: appPrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
 
 // The receipt key: EC P-256 (ES256), usable only to sign and verify, never exportable. Created
 // once; a later deployment does not add a version (ARM creates a key only if it is absent), so

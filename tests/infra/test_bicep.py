@@ -364,15 +364,20 @@ def test_callback_secret_comes_from_a_secure_parameter() -> None:
         assert "secure" in decorators(template(path), name), f"{path}: {name} not @secure()"
         assert param_default(template(path), name) is None, f"{path}: {name} has a default"
     doc = template("modules/keyvault.bicep")
-    secret = body(only(resources(doc, "Microsoft.KeyVault/vaults/secrets")))
+    written = {
+        name: r
+        for name, r in resources(doc, "Microsoft.KeyVault/vaults/secrets").items()
+        if not r["existing"]
+    }
+    secret = body(only(written))
     assert secret["properties"]["value"] == "callbackSigningSecret"
 
 
 def test_key_vault_grants_are_per_secret_and_per_key() -> None:
     doc = template("modules/keyvault.bicep")
-    secret, key = sorted(
-        resources(doc, ROLE_ASSIGNMENT).values(), key=lambda r: str(body(r)["scope"])
-    )
+    grants = resources(doc, ROLE_ASSIGNMENT)
+    assert set(grants) == {"callbackSecretUser", "receiptKeySigner", "tenantCallbackSecretUser"}
+    secret, key = grants["callbackSecretUser"], grants["receiptKeySigner"]
     assert resources(doc)[body(secret)["scope"]]["type"] == "Microsoft.KeyVault/vaults/secrets"
     assert resources(doc)[body(key)["scope"]]["type"] == "Microsoft.KeyVault/vaults/keys"
     assert body(key)["properties"]["roleDefinitionId"] == "receiptSignerRoleId"
@@ -382,6 +387,41 @@ def test_key_vault_grants_are_per_secret_and_per_key() -> None:
     params = module_params(main, "keyVault")
     assert accessor_path(params["receiptSignerRoleId"]) == ["receiptSignerRole", "outputs", "id"]
     assert module_params(main, "receiptSignerRole")["vaultName"] == params["name"]
+
+
+def test_the_app_reads_each_tenants_callback_secret_and_no_other() -> None:
+    """tenancy=multi: the callback activity reads the DSR's tenant's secret (its registry
+    entry's ``callbackSecretRef``) with the app identity, so the identity holds Key Vault
+    Secrets User on each secret named in ``tenantCallbackSecrets``, one grant per secret (an
+    existing one, stored by an operator): never on the vault, which would reach every secret
+    stored there later."""
+    doc = template("modules/keyvault.bicep")
+    grant = resources(doc, ROLE_ASSIGNMENT)["tenantCallbackSecretUser"]
+    loop = grant["config"]["loop_type"]["detail"]
+    assert loop["array_name"] == "tenantCallbackSecretNames"
+    scope = body(grant)["scope"]["operator"]
+    assert scope["type"] == "index_accessor"
+    assert scope["operands"]["operand_2"] == loop["index_name"]
+    secret = resources(doc)[scope["operands"]["operand_1"]]
+    assert (secret["type"], secret["existing"]) == ("Microsoft.KeyVault/vaults/secrets", True)
+    assert secret["config"]["loop_type"]["detail"]["array_name"] == "tenantCallbackSecretNames"
+    assert body(secret)["parent"] == "vault"
+    props = body(grant)["properties"]
+    role = props["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+    assert evaluate(role, doc) == ROLE_IDS["Key Vault Secrets User"]
+    assert (props["principalId"], props["principalType"]) == ("appPrincipalId", "ServicePrincipal")
+    assert param_default(doc, "tenantCallbackSecretNames") == []
+    # main.bicep: the comma-separated names (azd: TENANT_CALLBACK_SECRETS), with multi only.
+    main = template("main.bicep")
+    assert module_params(main, "keyVault")["tenantCallbackSecretNames"] == (
+        "tenantCallbackSecretNames"
+    )
+    text = (INFRA / "main.bicep").read_text()
+    assert re.search(
+        r"var tenantCallbackSecretNames = isMultiTenant && !empty\(tenantCallbackSecrets\)", text
+    )
+    params = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["tenantCallbackSecrets"] == {"value": "${TENANT_CALLBACK_SECRETS=}"}
 
 
 def test_the_receipt_key_is_ec_p256_for_signing_only_and_rotates() -> None:
@@ -514,7 +554,10 @@ def test_every_role_assignment_is_justified_and_resource_scoped() -> None:
             match = re.search(rf"((?://[^\n]*\n)+)resource {symbol} '", text)
             assert match, f"{path}:{symbol} has no comment"
             assert "why" in match.group(1).lower(), f"{path}:{symbol}: comment lacks a why"
-            assert body(resource)["scope"] in resources(doc), f"{path}:{symbol} scope"
+            scope = body(resource)["scope"]
+            if isinstance(scope, dict):  # a loop's grant: scope[i], each of a loop's resources
+                scope = scope["operator"]["operands"]["operand_1"]
+            assert scope in resources(doc), f"{path}:{symbol} scope"
             assert body(resource)["properties"]["principalType"] == "ServicePrincipal"
 
 

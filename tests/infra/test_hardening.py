@@ -473,6 +473,8 @@ def test_both_secrets_say_what_they_hold() -> None:
     for path in ("modules/keyvault.bicep", "modules/export-storage.bicep"):
         doc = template(path)
         for symbol, secret in resources(doc, "Microsoft.KeyVault/vaults/secrets").items():
+            if secret["existing"]:
+                continue  # a tenant's callback secret, stored by an operator: only read here
             assert body(secret)["properties"]["contentType"], f"{path}:{symbol}"
 
 
