@@ -62,7 +62,7 @@ node: node_modules/.package-lock.json
 
 # Everything `make test` needs. The four environments are independent (each its own folder,
 # pip and npm each their own install): `make -j4 install` prepares them side by side (.ci/run).
-install: venv node checkov azmodels
+install: venv node $(CHECKOV_VENV)/.installed azmodels
 
 lint: venv
 	$(BIN)/ruff check .
