@@ -77,8 +77,9 @@ fmt: venv
 
 # pytest in PYTEST_WORKERS processes (pytest-xdist), a test module to a worker (loadscope: a
 # module's fixtures are built once); each worker starts its own Azurite, simulators and hosts
-# on free ports. PYTEST_WORKERS=0 runs it in one process. ARGS go to pytest.
-PYTEST_WORKERS ?= 2
+# on free ports. Three on CI's two cores: the end-to-end tests mostly wait on the fast clock.
+# PYTEST_WORKERS=0 runs it in one process. ARGS go to pytest.
+PYTEST_WORKERS ?= 3
 
 test: venv node lint checkov azmodels
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(ARGS)
