@@ -54,8 +54,10 @@ $(AZMODELS_VENV)/.installed: requirements-azmodels.txt requirements-azmodels-ove
 
 azmodels: $(AZMODELS_VENV)/.installed
 
+# --prefer-offline: packages already in npm's cache are taken from it without asking the registry
+# again (the lock file's integrity hashes still apply); the longest install on CI's machine.
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error --prefer-offline
 	touch $@
 
 node: node_modules/.package-lock.json
