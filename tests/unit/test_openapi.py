@@ -55,6 +55,8 @@ GUARDED_WITHOUT_CLIENT = {
     "getTenant",
     "updateTenant",
     "getConsentLink",
+    "retireTenant",
+    "reinstateTenant",
     "listBindings",
     "getBinding",
     "putBinding",
@@ -159,6 +161,16 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         "tenant_consent_link",
         False,
         lambda: request("GET", f"tenants/{TENANT}/consent-link", route_params={"tenantId": TENANT}),
+    ),
+    "retireTenant": (
+        "tenant_retire",
+        False,
+        lambda: request("POST", f"tenants/{TENANT}/retire", route_params={"tenantId": TENANT}),
+    ),
+    "reinstateTenant": (
+        "tenant_reinstate",
+        False,
+        lambda: request("POST", f"tenants/{TENANT}/reinstate", route_params={"tenantId": TENANT}),
     ),
     "listBindings": ("bindings_collection", False, lambda: request("GET", "bindings")),
     "getBinding": (
