@@ -419,7 +419,8 @@ def _report_to_gate(context: df.DurableOrchestrationContext, job: ExportJob, ver
 
 
 def _withdraw_from_gate(context: df.DurableOrchestrationContext, job: ExportJob) -> None:
-    context.signal_entity(_gate(job), submit_gate.WITHDRAW, {"requestId": job.request_id})
+    leaving = {"requestId": job.request_id, "countedUntil": job.pace_until}
+    context.signal_entity(_gate(job), submit_gate.WITHDRAW, leaving)
 
 
 def _wait_for_storage(run: _Run, job: ExportJob, error: errors.ErrorDoc | None) -> Flow:
@@ -547,7 +548,7 @@ def _poll(run: _Run, job: ExportJob) -> Flow:
     in_flight = 1
     for index in range(job.policy.rounds_per_history):
         if index % pacing.POLL_PACE_EVERY == 0:
-            in_flight = yield from _in_flight(run, job)
+            job, in_flight = yield from _in_flight(run, job)
         job = yield from _poll_once(run, job, in_flight)
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).
@@ -556,15 +557,18 @@ def _poll(run: _Run, job: ExportJob) -> Flow:
 
 
 def _in_flight(run: _Run, job: ExportJob) -> Flow:
-    """The tenant's exports in flight, this one counted (the gate's ``pace``)."""
+    """The tenant's exports in flight, this one counted (the gate's ``pace``); returns
+    ``(job, count)``, the job remembering where the gate counts it."""
     context = run.context
     asked = gate.PaceAsk(
         request_id=job.request_id,
         now=context.current_utc_datetime.isoformat(),
         cap=job.policy.max_poll_interval_seconds,
+        counted_until=job.pace_until,
     )
     raw = yield context.call_entity(_gate(job), submit_gate.PACE, asked.to_dict())
-    return max(int((raw or {}).get("inFlight") or 1), 1)
+    paced = gate.Paced.from_dict(raw)
+    return job.replace(pace_until=paced.counted_until or None), max(paced.in_flight, 1)
 
 
 def _poll_once(run: _Run, job: ExportJob, in_flight: int = 1) -> Flow:

@@ -64,10 +64,11 @@ def submit_gate(context: df.DurableEntityContext) -> None:
                 in_window=len(state.sent),
             )
     elif operation == WITHDRAW:
-        state = gate.withdraw(state, str((raw or {}).get("requestId") or ""))
+        raw = raw if isinstance(raw, dict) else {}
+        state = gate.withdraw(state, str(raw.get("requestId") or ""), raw.get("countedUntil"))
     elif operation == PACE:
-        state, in_flight = gate.pace(state, gate.PaceAsk.from_dict(raw))
-        context.set_result({"inFlight": in_flight})
+        state, paced = gate.pace(state, gate.PaceAsk.from_dict(raw))
+        context.set_result(paced.to_dict())
     elif operation == STATUS:
         context.set_result(gate.status(state, (raw or {}).get("now")))
         return

@@ -55,6 +55,9 @@ PAUSE_SECONDS: Final = 600
 QUOTA_WAIT_SECONDS: Final = pacing.QUOTA_WAIT_SECONDS
 #: While one probe submit is out after a spent quota, others ask again after this long.
 PROBE_RECHECK_SECONDS: Final = 300
+#: Exports in flight are counted per lapse bucket of this many seconds (rounded up), not one
+#: entry per export: at 20,000 in flight the state stays a few kB (``python -m bench gate``).
+BUCKET_SECONDS: Final = 600
 #: A waiter with no legal deadline sorts after every dated one.
 _NO_DEADLINE: Final = "9999-12-31T23:59:59.000000+00:00"
 _FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
@@ -130,9 +133,17 @@ class GateState:
     quota_signals: int = 0
     #: Per subject (the user's object id): when each submit for it went, oldest first.
     subjects: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: Exports in flight (polling): request id -> until when it counts without a word from
-    #: its DSR (:func:`pace`).
-    exporting: dict[str, str] = field(default_factory=dict)
+    #: Exports in flight (polling), counted by lapse bucket: until when they count without a
+    #: word from their DSRs -> how many (:func:`pace`). The order of exports does not matter,
+    #: only their number, so no entry per export: each DSR remembers its bucket and gives it
+    #: back when it checks in again or leaves, and the gate moves or drops one from it.
+    exporting: dict[str, int] = field(default_factory=dict)
+    #: Accepted by Graph, their DSRs' first check-in to come (moments): request id -> when.
+    starting: dict[str, str] = field(default_factory=dict)
+    #: Seconds of pauses (:data:`PAUSE_SECONDS`) so far: the in-flight buckets are kept on a
+    #: clock that stands still while nothing runs (the gate's time minus this), so an export
+    #: does not lapse while its DSR's timers could not fire, and its bucket keeps its name.
+    paused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,7 +156,9 @@ class GateState:
             "grantedTotal": self.granted_total,
             "quotaSignals": self.quota_signals,
             "subjects": {k: list(v) for k, v in self.subjects.items()},
-            "exporting": dict(self.exporting),
+            "inFlight": dict(self.exporting),
+            "starting": dict(self.starting),
+            "paused": self.paused,
         }
 
     @classmethod
@@ -170,7 +183,9 @@ class GateState:
             subjects={
                 str(k): tuple(str(t) for t in v) for k, v in (raw.get("subjects") or {}).items()
             },
-            exporting={str(k): str(v) for k, v in (raw.get("exporting") or {}).items()},
+            exporting=_in_flight_from(raw),
+            starting={str(k): str(v) for k, v in (raw.get("starting") or {}).items()},
+            paused=int(raw.get("paused") or 0),
         )
 
 
@@ -206,6 +221,27 @@ class Ask:
         )
 
 
+def _in_flight_from(raw: dict[str, Any]) -> dict[str, int]:
+    """The in-flight buckets; a state written before them (one entry per export: request id
+    -> until when) is counted into buckets once."""
+    buckets: dict[str, int] = {}
+    for until, count in (raw.get("inFlight") or {}).items():
+        if isinstance(count, int) and count > 0:
+            buckets[str(until)] = count
+    for until in (raw.get("exporting") or {}).values():
+        key = bucket(_at(str(until)))
+        buckets[key] = buckets.get(key, 0) + 1
+    return buckets
+
+
+def bucket(moment: datetime) -> str:
+    """The in-flight bucket an export counting until ``moment`` goes in: the next multiple of
+    :data:`BUCKET_SECONDS` (never earlier, so it never lapses early)."""
+    epoch = moment.timestamp()
+    rounded = -(-int(epoch) // BUCKET_SECONDS) * BUCKET_SECONDS
+    return _iso(datetime.fromtimestamp(rounded, UTC))
+
+
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -230,17 +266,24 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
             paused = {
                 k: replace(w, ask_at=_iso(_at(w.ask_at) + gap)) for k, w in state.waiters.items()
             }
-            exporting = {k: _iso(_at(v) + gap) for k, v in state.exporting.items()}
-            state = replace(state, waiters=paused, exporting=exporting)
+            credit = state.paused + int(gap.total_seconds())
+            state = replace(state, waiters=paused, paused=credit)
     horizon = _iso(now - timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS))
     sent = state.sent[bisect_right(state.sent, horizon) :]  # in order: the clock only advances
     # A let-through never reported (its DSR gone) stops counting as out after a while.
     stale = _iso(now - timedelta(seconds=LAPSE_SECONDS))
     out = {k: v for k, v in state.out.items() if v > stale}
+    starting = {k: v for k, v in state.starting.items() if v > stale}
     subjects = {
         k: kept for k, v in state.subjects.items() if (kept := v[bisect_right(v, horizon) :])
     }
-    return replace(state, sent=sent, out=out, subjects=subjects, clock=_iso(now)), now
+    state = replace(state, sent=sent, out=out, starting=starting, subjects=subjects)
+    return replace(state, clock=_iso(now)), now
+
+
+def _lapse_clock(state: GateState, now: datetime) -> datetime:
+    """The clock the in-flight buckets are named on: the gate's, pauses left out."""
+    return now - timedelta(seconds=state.paused)
 
 
 def _ranked(state: GateState, now: datetime) -> list[str]:
@@ -382,10 +425,9 @@ def report(state: GateState, done: SubmitReport) -> GateState:
     rid = done.request_id
     out = {k: v for k, v in state.out.items() if k != rid}
     state = replace(state, out=out)
-    if done.verdict == SubmitVerdict.ACCEPTED:  # in flight until its DSR checks in (pace)
-        lapse = timedelta(seconds=pacing.pace_lapse_seconds(len(state.exporting) + 1, 3600))
-        exporting = {**state.exporting, rid: _iso(now + lapse)}
-        return replace(state, probing=False, blocked_until=None, exporting=exporting)
+    if done.verdict == SubmitVerdict.ACCEPTED:  # in flight; its DSR checks in at once (pace)
+        starting = {**state.starting, rid: _iso(now)}
+        return replace(state, probing=False, blocked_until=None, starting=starting)
     if done.verdict == SubmitVerdict.ENDED:
         return withdraw(state, rid)
     # Still wants a slot: it keeps its place (its deadline), asking again at once or after
@@ -402,27 +444,44 @@ def report(state: GateState, done: SubmitReport) -> GateState:
     return state
 
 
-def withdraw(state: GateState, request_id: str) -> GateState:
-    """The DSR no longer wants a slot (cancelled, ended, its submit settled)."""
+def withdraw(state: GateState, request_id: str, counted_until: str | None = None) -> GateState:
+    """The DSR no longer wants a slot (cancelled, ended, its submit settled); its export, if
+    it was counted in flight (``counted_until``: the bucket it was given), no longer counts."""
     return replace(
         state,
         waiters={k: w for k, w in state.waiters.items() if k != request_id},
         out={k: v for k, v in state.out.items() if k != request_id},
-        exporting={k: v for k, v in state.exporting.items() if k != request_id},
+        starting={k: v for k, v in state.starting.items() if k != request_id},
+        exporting=_uncount(state.exporting, counted_until),
     )
+
+
+def _uncount(exporting: dict[str, int], until: str | None) -> dict[str, int]:
+    """One export fewer in bucket ``until`` (if it still counts there)."""
+    if until is None or exporting.get(until, 0) <= 0:
+        return exporting
+    left = {**exporting, until: exporting[until] - 1}
+    return {k: v for k, v in left.items() if v > 0}
 
 
 @dataclass(frozen=True)
 class PaceAsk:
     """A polling DSR's call: count my export in flight; how many are? ``cap`` is its policy's
-    longest poll interval (how long the gate keeps counting it without a word)."""
+    longest poll interval (how long the gate keeps counting it without a word);
+    ``counted_until``: the bucket the gate counted it in last (None: not counted yet)."""
 
     request_id: str
     now: str
     cap: int = 3600
+    counted_until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"requestId": self.request_id, "now": self.now, "cap": self.cap}
+        return {
+            "requestId": self.request_id,
+            "now": self.now,
+            "cap": self.cap,
+            "countedUntil": self.counted_until,
+        }
 
     @classmethod
     def from_dict(cls, raw: Any) -> PaceAsk:
@@ -431,24 +490,47 @@ class PaceAsk:
             request_id=str(raw.get("requestId") or ""),
             now=str(raw.get("now")),
             cap=int(raw.get("cap") or 3600),
+            counted_until=raw.get("countedUntil"),
         )
 
 
-def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, int]:
+@dataclass(frozen=True)
+class Paced:
+    """The gate's answer to :class:`PaceAsk`: the tenant's exports in flight, this one
+    counted, and the bucket it is now counted in (to give back next time)."""
+
+    in_flight: int
+    counted_until: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inFlight": self.in_flight, "countedUntil": self.counted_until}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Paced:
+        raw = raw if isinstance(raw, dict) else {}
+        return cls(int(raw.get("inFlight") or 1), str(raw.get("countedUntil") or ""))
+
+
+def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, Paced]:
     """A polling DSR checks in: its export counts as in flight until a while after its next
     check-in is due (:func:`pacing.pace_lapse_seconds`), or until it withdraws (its DSR
     ended); returns the tenant's exports in flight, this one included, from which the DSR
     paces its polls (:func:`pacing.paced_poll_wait`)."""
     state, now = _tick(state, asked.now)
-    moment = _iso(now)
-    exporting = {k: v for k, v in state.exporting.items() if v > moment}
-    exporting.pop(asked.request_id, None)
+    rid, lapse_now = asked.request_id, _lapse_clock(state, now)
+    live = {k: v for k, v in state.exporting.items() if k > _iso(lapse_now)}
+    exporting = _uncount(live, asked.counted_until)  # moved, not counted twice
+    # A DSR that checks in polls its export: it is no longer out or starting.
+    starting = {k: v for k, v in state.starting.items() if k != rid}
+    out = {k: v for k, v in state.out.items() if k != rid}
     # Let through and not yet reported: exports about to be in flight (a window's worth goes
     # through at once on an empty window; the first DSRs must not count only themselves).
-    count = len(exporting.keys() | state.out.keys() | {asked.request_id})
+    count = sum(exporting.values()) + len(out) + len(starting) + 1
     lapse = timedelta(seconds=pacing.pace_lapse_seconds(count, asked.cap))
-    exporting[asked.request_id] = _iso(now + lapse)
-    return replace(state, exporting=exporting), count
+    until = bucket(lapse_now + lapse)
+    exporting = {**exporting, until: exporting.get(until, 0) + 1}
+    state = replace(state, exporting=exporting, starting=starting, out=out)
+    return state, Paced(count, until)
 
 
 def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
@@ -472,7 +554,12 @@ def status(state: GateState, now: str | None = None) -> dict[str, Any]:
         "inWindow": len(state.sent),
         "free": _free(state),
         "outstanding": len(state.out),
-        "exporting": sum(1 for v in state.exporting.values() if moment is None or v > _iso(moment)),
+        "exporting": len(state.starting)
+        + sum(
+            n
+            for until, n in state.exporting.items()
+            if moment is None or until > _iso(_lapse_clock(state, moment))
+        ),
         "nextSlotAt": next_slot,
         "blockedUntil": state.blocked_until,
         "earliestDeadline": head.deadline if head else None,

@@ -173,12 +173,12 @@ class _Operations:
         return SimpleNamespace(user_id=USER_ID, submitted_at=T0)
 
 
-def _recover(user_function, final: bool) -> steps.ExportRecovered:  # type: ignore[no-untyped-def]
+def _recover(user_function, final: bool) -> steps.ExportRecovered:
     payload = steps.RecoverSubmit(RID, USER_ID, CONTAINER, final=final).to_dict()
     return steps.ExportRecovered.from_dict(user_function(steps.RECOVER_SUBMIT.name)(payload))
 
 
-def test_a_half_written_receipt_is_looked_at_again_not_a_verdict(user_function, swap) -> None:  # type: ignore[no-untyped-def]
+def test_a_half_written_receipt_is_looked_at_again_not_a_verdict(user_function, swap) -> None:
     """Graph creates its receipt, then writes it; a host killed in between (or a lookup in
     between) found it empty, and the DSR ended SubmitOutcomeUnknown at the first lookup."""
     storage, graph = _Receipts([None, {"CommandId": "op-1"}]), _Operations()
