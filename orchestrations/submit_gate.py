@@ -24,14 +24,14 @@ from dsr_export.domain.logs import log_event
 bp = df.Blueprint()
 
 #: The entity's function name (entity ids are lower case).
-ENTITY_NAME = "submit_gate"
+ENTITY_NAME = gate.ENTITY_NAME
 ASK = "ask"
 REPORT = "report"
 WITHDRAW = "withdraw"
 STATUS = "status"
 PACE = "pace"
 #: The gate key of the app's own tenant (a DSR that names no tenant).
-HOME_TENANT = "home"
+HOME_TENANT = gate.HOME_TENANT
 
 
 def gate_id(tenant: str) -> df.EntityId:

@@ -33,6 +33,10 @@ from typing import Any, Final
 
 from dsr_export.domain import pacing
 
+#: The Durable entity's function name (entity ids are lower case); one entity per tenant.
+ENTITY_NAME: Final = "submit_gate"
+#: The gate key of the app's own tenant (a DSR that names no tenant).
+HOME_TENANT: Final = "home"
 #: Submits a tenant may send in a window (Microsoft: 1,000 a day per tenant).
 SUBMITS_PER_WINDOW: Final = 1000
 #: Submits for one subject (user) in a window (Microsoft: 100 a day per subject), whatever
@@ -565,4 +569,30 @@ def status(state: GateState, now: str | None = None) -> dict[str, Any]:
         "earliestDeadline": head.deadline if head else None,
         "grantedTotal": state.granted_total,
         "quotaSignals": state.quota_signals,
+    }
+
+
+def view(state: GateState, now: str, tenant: str) -> dict[str, Any]:
+    """What an operator sees of one tenant's gate (``GET /api/gate``): counts and times only,
+    no request id, no subject, nothing of a person: the queue's length, the next slot, the
+    submits used in the rolling 24 hours, the exports in flight, the earliest deadline
+    waiting, and whether Graph's quota refusal holds the gate."""
+    seen = status(state, now)
+    head = seen["earliestDeadline"]
+    return {
+        "tenant": tenant,
+        "asOf": _iso(_at(now)),
+        "queued": seen["queued"],
+        "lapsed": seen["lapsed"],
+        "submitsInWindow": seen["inWindow"],
+        "submitQuota": SUBMITS_PER_WINDOW,
+        "windowHours": WINDOW_SECONDS // 3600,
+        "nextSlotAt": seen["nextSlotAt"],
+        "letThroughUnreported": seen["outstanding"],
+        "exportsInFlight": seen["exporting"],
+        "earliestDeadline": None if head == _NO_DEADLINE else head,
+        "blockedUntil": seen["blockedUntil"],
+        "probing": state.probing,
+        "quotaSignals": seen["quotaSignals"],
+        "letThroughTotal": seen["grantedTotal"],
     }

@@ -156,6 +156,12 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         False,
         lambda: request("GET", f"tenants/{TENANT}/consent-link", route_params={"tenantId": TENANT}),
     ),
+    "getGate": ("get_gate", True, lambda: request("GET", "gate")),
+    "getTenantGate": (
+        "get_tenant_gate",
+        True,
+        lambda: request("GET", f"gate/{TENANT}", route_params={"tenantId": TENANT}),
+    ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),
     "getJwks": ("get_jwks", False, lambda: request("GET", ".well-known/jwks.json")),
