@@ -549,6 +549,9 @@ def _poll(run: _Run, job: ExportJob) -> Flow:
     for index in range(job.policy.rounds_per_history):
         if index % pacing.POLL_PACE_EVERY == 0:
             job, in_flight = yield from _in_flight(run, job)
+            if job.poll_round == 0:  # the first poll, within the budget too
+                first = pacing.first_poll_wait(job.request_id, job.wait_seconds, in_flight)
+                job = job.replace(wait_seconds=first)
         job = yield from _poll_once(run, job, in_flight)
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).

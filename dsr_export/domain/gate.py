@@ -14,11 +14,12 @@ earliest received, then request id). A DSR asks; it is let through when its rank
 waiters is below the free slots, else it is told when to ask again: the moment the window
 frees enough slots for its rank. A DSR is therefore never let through while one with an earlier
 deadline waits (no inversion), and an idle gate lets a lone DSR through at once. A waiter that
-does not come back within :data:`LAPSE_SECONDS` of the time it was given (terminated, its host
-gone) stops holding its rank, so it cannot block the queue. A 429 without Retry-After teaches
-the gate that the quota is spent whatever its own count says (another app of the tenant, or a
-reading of the quota stricter than ours): nothing is let through for :data:`QUOTA_WAIT_SECONDS`,
-then one submit at a time until one is accepted.
+does not come back while other waiters' timers fire :data:`LAPSE_SECONDS` past the time it was
+given (terminated, its host gone) stops holding its rank, so it cannot block the queue; timers
+that fire late all alike (a busy host, a fast clock) make no one lapse. A 429 without
+Retry-After teaches the gate that the quota is spent whatever its own count says (another app
+of the tenant, or a reading of the quota stricter than ours): nothing is let through for
+:data:`QUOTA_WAIT_SECONDS`, then one submit at a time until one is accepted.
 
 Everything here is a function of the state and the caller's (orchestration) time, so the
 Durable entity that holds the state (``orchestrations/submit_gate.py``) is a thin shell.
@@ -144,6 +145,10 @@ class GateState:
     exporting: dict[str, int] = field(default_factory=dict)
     #: Accepted by Graph, their DSRs' first check-in to come (moments): request id -> when.
     starting: dict[str, str] = field(default_factory=dict)
+    #: The latest time a waiter had been given and came back at (its timer fired): a waiter
+    #: lapses once timers :data:`LAPSE_SECONDS` later than its own have fired, so a host that
+    #: runs timers late (busy, or a fast clock) makes no one lapse.
+    fired: str | None = None
     #: Seconds of pauses (:data:`PAUSE_SECONDS`) so far: the in-flight buckets are kept on a
     #: clock that stands still while nothing runs (the gate's time minus this), so an export
     #: does not lapse while its DSR's timers could not fire, and its bucket keeps its name.
@@ -162,6 +167,7 @@ class GateState:
             "subjects": {k: list(v) for k, v in self.subjects.items()},
             "inFlight": dict(self.exporting),
             "starting": dict(self.starting),
+            "fired": self.fired,
             "paused": self.paused,
         }
 
@@ -189,6 +195,7 @@ class GateState:
             },
             exporting=_in_flight_from(raw),
             starting={str(k): str(v) for k, v in (raw.get("starting") or {}).items()},
+            fired=raw.get("fired"),
             paused=int(raw.get("paused") or 0),
         )
 
@@ -271,7 +278,8 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
                 k: replace(w, ask_at=_iso(_at(w.ask_at) + gap)) for k, w in state.waiters.items()
             }
             credit = state.paused + int(gap.total_seconds())
-            state = replace(state, waiters=paused, paused=credit)
+            fired = None if state.fired is None else _iso(_at(state.fired) + gap)
+            state = replace(state, waiters=paused, paused=credit, fired=fired)
     horizon = _iso(now - timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS))
     sent = state.sent[bisect_right(state.sent, horizon) :]  # in order: the clock only advances
     # A let-through never reported (its DSR gone) stops counting as out after a while.
@@ -290,11 +298,23 @@ def _lapse_clock(state: GateState, now: datetime) -> datetime:
     return now - timedelta(seconds=state.paused)
 
 
-def _ranked(state: GateState, now: datetime) -> list[str]:
-    """Request ids of the waiters that hold a rank, earliest deadline first."""
-    cutoff = _iso(now - timedelta(seconds=LAPSE_SECONDS))
-    live = [k for k, w in state.waiters.items() if w.ask_at >= cutoff]
+def _ranked(state: GateState) -> list[str]:
+    """Request ids of the waiters that hold a rank, earliest deadline first: all but those
+    whose time came :data:`LAPSE_SECONDS` before a time at which another waiter came back."""
+    live = list(state.waiters)
+    if state.fired is not None:
+        cutoff = _iso(_at(state.fired) - timedelta(seconds=LAPSE_SECONDS))
+        live = [k for k, w in state.waiters.items() if w.ask_at >= cutoff]
     return sorted(live, key=lambda k: state.waiters[k].key(k))
+
+
+def _came_back(state: GateState, known: Waiter | None, now: datetime) -> GateState:
+    """A waiter asks again at or after the time it was given: timers up to then have fired."""
+    if known is None or _iso(now) < known.ask_at:
+        return state
+    if state.fired is not None and state.fired >= known.ask_at:
+        return state
+    return replace(state, fired=known.ask_at)
 
 
 def _free(state: GateState) -> int:
@@ -325,6 +345,7 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, GateAnswer]:
             granted=False, ask_at=_iso(max(held, now)), queued=len(state.waiters)
         )
     known = state.waiters.get(rid)
+    state = _came_back(state, known, now)
     waiter = Waiter(
         deadline=_canon(request.deadline) or (known.deadline if known else _NO_DEADLINE),
         received=_canon(request.received) or (known.received if known else _iso(now)),
@@ -332,7 +353,7 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, GateAnswer]:
     )
     waiters = {**state.waiters, rid: waiter}
     state = replace(state, waiters=waiters)
-    ranked = _ranked(state, now)
+    ranked = _ranked(state)
     rank = ranked.index(rid)
     blocked = state.blocked_until is not None and now < _at(state.blocked_until)
     window_free = _free(state)
@@ -547,7 +568,7 @@ def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
 def status(state: GateState, now: str | None = None) -> dict[str, Any]:
     """Counts only (no request ids beyond the head): what operations shows of one gate."""
     moment = _at(now) if now else _at(state.clock) if state.clock else None
-    ranked = _ranked(state, moment) if moment else sorted(state.waiters)
+    ranked = _ranked(state)
     head = state.waiters[ranked[0]] if ranked else None
     next_slot = None
     if moment is not None and ranked and _free(state) == 0:

@@ -57,6 +57,14 @@ def test_beyond_the_budget_the_wait_is_the_share_spread_per_request() -> None:
     assert len(set(waits.values())) > 1, "different DSRs spread out"
 
 
+def test_the_first_poll_waits_the_retry_after_unless_the_budget_is_wider() -> None:
+    assert pacing.first_poll_wait("r1", 60, 1) == 60, "a lone export: a minute, as before"
+    assert pacing.first_poll_wait("r1", 60, 150) == 60
+    assert pacing.first_poll_wait("r1", 60, 151) >= pacing.budget_wait(151)
+    assert 8000 <= pacing.first_poll_wait("r1", 60, 20000) < 12000
+    assert pacing.first_poll_wait("r1", 9000, 20000) >= 9000, "Retry-After is the minimum"
+
+
 def test_a_refused_check_waits_at_least_the_budgets_share() -> None:
     assert pacing.poll_retry_wait("r1", 2, 60, 3600, None, 1) == pacing.poll_retry_wait(
         "r1", 2, 60, 3600, None
@@ -179,7 +187,9 @@ def test_a_lone_export_polls_on_its_own_doubling_cadence() -> None:
 def test_with_20000_exports_in_flight_the_poll_phase_waits_its_share_of_the_budget() -> None:
     d = _driver(19999)
     waits = _poll_waits(d, 7)
-    assert waits[0] == 60, "the first poll: before the count mattered"
+    # The first poll too (before: a minute, and a window's 1,000 first polls in one minute).
+    assert waits[0] == pacing.first_poll_wait("RITM0001", 60, 20000)
+    assert waits[0] == pacing.budgeted_wait("RITM0001", 0, 20000)
     for poll_round, wait in enumerate(waits[1:], start=1):
         assert wait == pacing.budgeted_wait("RITM0001", poll_round, 20000)
         assert 8000 <= wait < 12000
