@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+from dsr_export.domain.bindings import valid_principal
 from dsr_export.domain.callers import Role, parse_roles
 from dsr_export.domain.job import ExportPolicy
 from dsr_export.domain.organisation import OrganisationProfile, ProfileInvalid
 from dsr_export.domain.package_manifest import PACKAGE_LANGUAGES
+from dsr_export.domain.request import InvalidRequest
 
 #: Every setting the app reads, with a one-line meaning. Infra and docs are checked against it.
 SETTINGS: Final[dict[str, str]] = {
@@ -66,6 +68,7 @@ SETTINGS: Final[dict[str, str]] = {
     "QUEUE_RETENTION_DAYS": "days a poisoned request or a rejection record stays queued (1-30)",
     "TENANCY": "single (default: the managed identity's own tenant) or multi (a registry)",
     "MULTI_TENANT_CLIENT_ID": "client id of the multi-tenant app trusting the identity (multi)",
+    "TENANCY_OPERATORS": "principals bound to every tenant by configuration (multi), by commas",
 }
 
 #: Settings the Functions platform and SDKs read on the app's behalf (not by our code).
@@ -538,6 +541,10 @@ class TenancySettings:
 
     mode: Tenancy = Tenancy.SINGLE
     client_id: str | None = None
+    #: ``TENANCY_OPERATORS``: principals (object, application or group ids, key fingerprints)
+    #: bound to every tenant by configuration, beside the registry's bindings: the first
+    #: operator, who makes the other bindings (docs/security.md, "Callers bound to tenants").
+    operators: frozenset[str] = frozenset()
 
     @property
     def multi(self) -> bool:
@@ -561,7 +568,22 @@ class TenancySettings:
                 "is required with TENANCY=multi: the client id of the multi-tenant app "
                 "registration whose federated credential trusts the managed identity",
             )
-        return cls(mode=mode, client_id=client_id)
+        return cls(mode=mode, client_id=client_id, operators=_operators(env))
+
+
+def _operators(env: Mapping[str, str]) -> frozenset[str]:
+    found = set()
+    for raw in _get(env, "TENANCY_OPERATORS", "").split(","):
+        if raw.strip():
+            try:
+                found.add(valid_principal(raw))
+            except InvalidRequest:
+                raise SettingsError(
+                    "TENANCY_OPERATORS",
+                    "must list Entra object, application or group ids, or function key "
+                    "fingerprints sha256:<16 hex digits>, separated by commas",
+                ) from None
+    return frozenset(found)
 
 
 @functools.cache

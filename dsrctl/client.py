@@ -375,6 +375,27 @@ class ApiClient:
         params = {"redirectUri": redirect_uri} if redirect_uri else None
         return self._call("GET", self._tenant(tenant_id, "consent-link"), params=params).body
 
+    # -- the callers' tenant bindings (DSR.Admin, bound to every tenant) ---------------------
+    def bindings(self) -> dict[str, Any]:
+        """``GET /api/bindings``: ``{"bindings": [...], "count": N}``."""
+        return self._call("GET", "/bindings").body
+
+    def binding(self, principal: str) -> dict[str, Any]:
+        """``GET /api/bindings/{principal}``: the tenants one principal is bound to."""
+        return self._call("GET", self._binding(principal)).body
+
+    def bind(self, principal: str, binding: Mapping[str, Any]) -> dict[str, Any]:
+        """``PUT /api/bindings/{principal}``: 201 (newly bound) or 200, and the binding."""
+        path = self._binding(principal)
+        return self._call("PUT", path, json_body=dict(binding), expect=(200, 201)).body
+
+    def unbind(self, principal: str) -> dict[str, Any]:
+        """``DELETE /api/bindings/{principal}``: the principal then reaches no tenant."""
+        return self._call("DELETE", self._binding(principal)).body
+
+    def _binding(self, principal: str) -> str:
+        return "/bindings/" + quote(principal.strip(), safe="")
+
     def health(self, *, deep: bool = True) -> Answer:
         """``GET /api/health``: 200 ready, or 503 with each fault (both answered, not raised)."""
         params = {"deep": "true"} if deep else None

@@ -806,9 +806,11 @@ def main() -> None:
 
 # The tenant registry's commands live in their own module, which registers them on ``cli``
 # (imported last: it builds on the group and helpers above).
+from dsrctl.tenant_commands import bindings as _bindings  # noqa: E402
 from dsrctl.tenant_commands import tenants as _tenants  # noqa: E402
 
 cli.add_command(_tenants)
+cli.add_command(_bindings)
 
 # The submit gate's view (``dsrctl gate``), likewise in its own module.
 from dsrctl.gate_command import gate as _gate  # noqa: E402

@@ -2,17 +2,21 @@
 
 ``list``, ``add TENANT_ID --name ...``, ``update TENANT_ID [--name ...] [--if-match ETAG]``,
 ``consent-link TENANT_ID`` (the URL to send the tenant's administrator) and ``health`` (each
-tenant's token, Graph permissions and storage, from ``GET /api/health?deep=true``). A secret is
-never an option: the callback secret is given as a Key Vault secret URI (``--callback-secret-ref``).
+tenant's token, Graph permissions and storage, from ``GET /api/health?deep=true``); and
+``dsrctl bindings`` (``list``, ``show``, ``set``, ``remove``, ``fingerprint``): which tenants each
+caller may act in. A secret is never an option: the callback secret is given as a Key Vault
+secret URI (``--callback-secret-ref``), and a key to fingerprint is read from standard input.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 
+from dsr_export.domain.callers import from_function_key
 from dsrctl import output
 from dsrctl.commands import Settings, _handled, _json_option
 
@@ -198,3 +202,114 @@ def tenants_health(settings: Settings, out: output.Output) -> int:
             if isinstance(error, dict) and str(error.get("pointer", "")).startswith("/tenants"):
                 out.warning(f"{error.get('pointer')}: {output.printable(error.get('detail'))}")
     return output.EXIT_OK if answer.status == 200 else output.EXIT_FAILED
+
+
+# -- the callers' tenant bindings ------------------------------------------------------------
+
+KINDS = ("user", "application", "group", "functionKey")
+
+
+@click.group(name="bindings")
+def bindings() -> None:
+    """Which tenants each caller may act in (TENANCY=multi): list, show, set, remove.
+
+    A principal is an Entra object id (user), application id, group id, or a function key's
+    fingerprint (``dsrctl bindings fingerprint``). Only a caller bound to every tenant may
+    read or change bindings.
+    """
+
+
+def _binding_rows(items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            str(item.get("principal")),
+            str(item.get("kind")),
+            output.compact(item.get("tenants")),
+            output.moment(item.get("updatedAt")),
+        ]
+        for item in items
+    ]
+
+
+@bindings.command(name="list")
+@_json_option
+@_handled
+def list_bindings(settings: Settings, out: output.Output) -> int:
+    """List every binding (GET /api/bindings)."""
+    answer = settings.client().bindings()
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    items = [item for item in answer.get("bindings") or [] if isinstance(item, dict)]
+    out.table(["PRINCIPAL", "KIND", "TENANTS", "UPDATED"], _binding_rows(items))
+    out.info(f"{len(items)} binding{'' if len(items) == 1 else 's'}")
+    return output.EXIT_OK
+
+
+@bindings.command(name="show")
+@click.argument("principal")
+@_json_option
+@_handled
+def show_binding(settings: Settings, out: output.Output, principal: str) -> int:
+    """One principal's binding (GET /api/bindings/{principal})."""
+    answer = settings.client().binding(principal)
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    out.pairs([(key, output.compact(value)) for key, value in answer.items()])
+    return output.EXIT_OK
+
+
+@bindings.command(name="set")
+@click.argument("principal")
+@click.option("--kind", type=click.Choice(KINDS), help="What the principal is (not for a key).")
+@click.option("--tenant", "tenant_ids", multiple=True, help="A tenant id (repeat for more).")
+@click.option("--all-tenants", is_flag=True, help="Every tenant: the deployment's operators.")
+@_json_option
+@_handled
+def set_binding(
+    settings: Settings,
+    out: output.Output,
+    principal: str,
+    kind: str | None,
+    tenant_ids: tuple[str, ...],
+    all_tenants: bool,
+) -> int:
+    """Bind a principal to tenants, replacing its binding (PUT /api/bindings/{principal})."""
+    if all_tenants == bool(tenant_ids):
+        raise click.UsageError("give --tenant (one or more) or --all-tenants")
+    body: dict[str, Any] = {"tenants": "*" if all_tenants else list(tenant_ids)}
+    if kind is not None:
+        body["kind"] = kind
+    answer = settings.client().bind(principal, body)
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    out.pairs([(key, output.compact(value)) for key, value in answer.items()])
+    return output.EXIT_OK
+
+
+@bindings.command(name="remove")
+@click.argument("principal")
+@_json_option
+@_handled
+def remove_binding(settings: Settings, out: output.Output, principal: str) -> int:
+    """Remove a principal's binding: it then reaches no tenant (DELETE /api/bindings/...)."""
+    answer = settings.client().unbind(principal)
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    out.info(f"{principal} is bound to no tenant now")
+    return output.EXIT_OK
+
+
+@bindings.command(name="fingerprint")
+@_handled
+def key_fingerprint(settings: Settings, out: output.Output) -> int:
+    """A function key's fingerprint, the principal that binds it: reads the key from standard
+    input (never an argument: it would stay in the shell's history). Needs no --url."""
+    key = sys.stdin.read().strip()
+    if not key:
+        raise click.UsageError("pipe the function key on standard input")
+    out.line(from_function_key(key, ()).id)
+    return output.EXIT_OK

@@ -17,6 +17,9 @@
 //   function-app     Flex Consumption app + every app setting the code reads, App Service
 //                    authentication (Entra ID), access restrictions, its log to Log Analytics
 //   entra-app        the app's own Entra registration with the DSR.* app roles (Graph extension)
+//   multi-tenant-app tenancy=multi only: the multi-tenant app registration (Graph application
+//                    permissions asked of each customer tenant) whose federated identity
+//                    credential trusts the identity: no secret (Graph extension)
 //   network          networkIsolation only: VNet for the app, private endpoints and DNS zones
 //                    (the scheduler's too, when there is one)
 //   graph-app-roles  User.Export.All + User.Read.All for the identity (Graph Bicep extension),
@@ -98,12 +101,22 @@ param packagePartMaxBytes int = 4294967296
 @allowed(['off', 'required'])
 param packageReview string = 'off'
 
-@description('single: the managed identity calls Graph in its own tenant. multi: the app serves the tenants of its registry through the multi-tenant app registration multiTenantClientId, which trusts the managed identity as a federated identity credential (docs/deploy.md, "Many tenants").')
+@description('single: the managed identity calls Graph in its own tenant. multi: the app serves the tenants of its registry through a multi-tenant app registration (created by the deployment, or multiTenantClientId) which trusts the managed identity as a federated identity credential (docs/deploy.md, "Many tenants").')
 @allowed(['single', 'multi'])
 param tenancy string = 'single'
 
-@description('Client id of the multi-tenant app registration (tenancy=multi); empty with single.')
+@description('Client id of a multi-tenant app registration you created yourself, with its federated identity credential (tenancy=multi, docs/deploy.md). Empty: with tenancy=multi the deployment creates both with the Microsoft Graph Bicep extension (modules/multi-tenant-app.bicep). Ignored with single.')
 param multiTenantClientId string = ''
+
+@description('Principals bound to every tenant by configuration (tenancy=multi), separated by commas: Entra object, application or group ids, or function key fingerprints (sha256:<16 hex digits>). The first operators, who make the other bindings (docs/security.md, "Callers bound to tenants"). Keep it to the operators\' group.')
+param tenancyOperators string = ''
+
+@description('Display name of the multi-tenant app registration the deployment creates: what each customer tenant\'s administrator sees on the consent prompt and in Enterprise applications. Empty: "DSR export tenants (<environmentName>)".')
+@maxLength(120)
+param multiTenantAppDisplayName string = ''
+
+@description('An https page of yours where Entra sends a customer tenant\'s administrator after the consent prompt (registered on the multi-tenant app the deployment creates; dsrctl tenants consent-link --redirect-uri names it). Empty: none.')
+param multiTenantRedirectUri string = ''
 
 @description('The organisation\'s profile for the subject\'s package (JSON; docs/organisation.sample.json). Empty: packaging is refused, naming this setting.')
 param organisationProfile string = ''
@@ -277,6 +290,10 @@ var createEntraApp = enableEntraAuth && empty(entraAppClientId)
 var entraIdentifierUri = 'api://${tenant().tenantId}/dsr-export-${resourceToken}'
 var allowedIpRanges = empty(appAllowedIpRanges) ? [] : split(replace(appAllowedIpRanges, ' ', ''), ',')
 var useScheduler = durableBackend == 'durableTaskScheduler'
+// The multi-tenant app registration (and its federated credential): created here with
+// tenancy=multi unless the caller brought one (multiTenantClientId).
+var isMultiTenant = tenancy == 'multi'
+var createMultiTenantApp = isMultiTenant && empty(multiTenantClientId)
 // host.json's hubName: the same task hub name on either backend.
 var taskHubName = 'dsrexport'
 
@@ -434,6 +451,24 @@ module entraApp 'modules/entra-app.bicep' = if (createEntraApp) {
   }
 }
 
+// tenancy=multi: the multi-tenant app registration that trusts the identity as its federated
+// credential (no secret anywhere), the Graph application permissions each customer tenant's
+// administrator is asked for, and its service principal in this (the home) tenant.
+module multiTenantApp 'modules/multi-tenant-app.bicep' = if (createMultiTenantApp) {
+  name: 'multi-tenant-app'
+  scope: rg
+  params: {
+    uniqueName: 'dsr-export-tenants-${resourceToken}'
+    displayName: empty(multiTenantAppDisplayName) ? 'DSR export tenants (${environmentName})' : multiTenantAppDisplayName
+    identityPrincipalId: identity.outputs.principalId
+    redirectUri: multiTenantRedirectUri
+  }
+}
+
+// MULTI_TENANT_CLIENT_ID: the registration made above, the one the caller brought, or none
+// (tenancy=single).
+var tenancyClientId = isMultiTenant ? (createMultiTenantApp ? multiTenantApp.outputs.appId : multiTenantClientId) : ''
+
 // What App Service authentication validates tokens against: the registration made above, the
 // one the caller brought, or none (enableEntraAuth=false: function keys only).
 var apiAppId = enableEntraAuth ? (createEntraApp ? entraApp.outputs.appId : entraAppClientId) : ''
@@ -465,7 +500,8 @@ module functionApp 'modules/function-app.bicep' = {
     packagePartMaxBytes: packagePartMaxBytes
     packageReview: packageReview
     tenancy: tenancy
-    multiTenantClientId: multiTenantClientId
+    multiTenantClientId: tenancyClientId
+    tenancyOperators: tenancyOperators
     organisationProfile: organisationProfile
     sasMode: exportSasMode
     exportAccountKeySecretUri: exportStorage.outputs.accountKeySecretUri
@@ -567,6 +603,10 @@ output EXPORT_ACCOUNT_KEY_IN_USE string = isUserDelegation ? '' : exportAccountK
 // entraApp* parameters' variables so that azd does not feed them back as "bring your own".
 output API_APP_ID string = apiAppId
 output API_IDENTIFIER_URI string = apiIdentifierUri
+// tenancy=multi: the multi-tenant app's client id (the consent link names it), whether created
+// here or brought; empty with single. Named apart from the multiTenantClientId parameter's
+// variable (MULTI_TENANT_CLIENT_ID) so that azd does not feed it back as "bring your own".
+output TENANCY_APP_ID string = tenancyClientId
 output OPERATIONS_WORKBOOK_ID string = workbook.outputs.id
 // The task hub backend; with the scheduler, its name and the task hub's dashboard
 // (docs/operations.md, "Durable Task Scheduler"). Empty with durableBackend=azureStorage.

@@ -3,8 +3,9 @@
 Every route of the HTTP API names the app role it needs; :func:`caller_or_refusal` answers with
 the authenticated caller, or with the refusal to send (401 when there is no identity the app
 accepts, 403 when the caller lacks the role, 503 when the tenant's signing keys cannot be had),
-as RFC 9457 problems. Refusals are logged with the caller's pseudonymous id and the role, never
-with the request's content.
+as RFC 9457 problems. With ``TENANCY=multi`` the caller also carries its tenant scope, from the
+registry's bindings (:mod:`dsr_export.domain.bindings`): where it may act. Refusals are logged
+with the caller's pseudonymous id and the role, never with the request's content.
 
 Who the caller is comes from one of two things, never from a header another layer wrote:
 
@@ -19,6 +20,7 @@ Who the caller is comes from one of two things, never from a header another laye
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
@@ -27,6 +29,7 @@ import azure.functions as func
 
 from dsr_export import composition
 from dsr_export.domain import problems
+from dsr_export.domain.bindings import scope_for
 from dsr_export.domain.callers import (
     Caller,
     KeysUnavailable,
@@ -36,7 +39,7 @@ from dsr_export.domain.callers import (
     from_function_key,
 )
 from dsr_export.domain.logs import log_event
-from dsr_export.settings import AuthSettings, auth_settings
+from dsr_export.settings import AuthSettings, auth_settings, tenancy_settings
 
 KEY_HEADER: Final = "x-functions-key"
 KEY_QUERY: Final = "code"
@@ -45,7 +48,8 @@ KEYS_RETRY_AFTER: Final = "60"
 
 
 def caller_or_refusal(req: func.HttpRequest, role: Role) -> Caller | func.HttpResponse:
-    """The caller if it holds ``role``; otherwise the 401, 403 or 503 response to send."""
+    """The caller if it holds ``role``, with its tenant scope; otherwise the 401, 403 or 503
+    response to send."""
     settings = auth_settings()
     try:
         authorization = req.headers.get("authorization")
@@ -79,7 +83,52 @@ def caller_or_refusal(req: func.HttpRequest, role: Role) -> Caller | func.HttpRe
         return _refusal(
             403, "Forbidden", f"the caller lacks the app role {role.value}", "forbidden"
         )
-    return caller
+    return _scoped(caller, role)
+
+
+def _scoped(caller: Caller, role: Role) -> Caller | func.HttpResponse:
+    """``caller`` with the tenants it is bound to (``TENANCY=multi``; every tenant in
+    ``single``). The bindings are read on every request, so a removed binding binds nobody from
+    the next request on; if they cannot be read, the caller is refused (503), never let in."""
+    tenancy = tenancy_settings()
+    if not tenancy.multi:
+        return caller
+    from azure.core.exceptions import AzureError
+
+    try:
+        bound = [b.binding for b in composition.tenant_registry().bindings.all()]
+    # RuntimeError: no host storage setting; ValueError, KeyError: a document someone edited
+    # into something the app does not read (refused, never read as "no binding").
+    except (AzureError, RuntimeError, ValueError, KeyError) as exc:
+        log_event(
+            "access_denied",
+            level=logging.WARNING,
+            reason=f"bindings_unavailable:{type(exc).__name__}",
+            role=role,
+        )
+        return _refusal(
+            503,
+            "Authorisation unavailable",
+            "the callers' tenant bindings cannot be read now; try again later",
+            "bindings-unavailable",
+        )
+    return dataclasses.replace(caller, scope=scope_for(caller, bound, tenancy.operators))
+
+
+def operators_only(caller: Caller, what: str) -> func.HttpResponse | None:
+    """A 403 unless ``caller`` is bound to every tenant (``what``: what it may not do)."""
+    if caller.scope.tenants is None:
+        return None
+    log_event(
+        "access_denied",
+        level=logging.WARNING,
+        reason="not_all_tenants",
+        caller_kind=caller.kind,
+        caller_id=caller.id,
+    )
+    return _refusal(
+        403, "Forbidden", f"only a caller bound to every tenant may {what}", "forbidden"
+    )
 
 
 def _token_caller(authorization: str, settings: AuthSettings) -> Caller:

@@ -39,7 +39,7 @@ def get_health(req: func.HttpRequest) -> func.HttpResponse:
     extra: dict[str, Any] = {}  # per registered tenant (TENANCY=multi): intake/tenant_checks.py
     if not faults and req.params.get("deep", "").lower() in {"1", "true", "yes"}:
         faults += _deep(env, checks)
-        faults += tenant_checks.deep(env, checks, extra)
+        faults += tenant_checks.deep(env, checks, extra, req)
     if faults:
         return _unready(faults, checks, extra)
     document = {

@@ -235,6 +235,11 @@ async def deliver_package(
     found = _releasable(request_id)
     if found is None:
         return None
+    if not _in_evidence(found, records):
+        raise Refused.conflict(
+            "the package was written but its build is not in the evidence yet: ask for the "
+            "package again (POST .../package), which records it, then ask for the download"
+        )
     now = composition.now()
     links, expires = _package_links(request_id, found, records, caller, now)
     log_event(
@@ -305,6 +310,16 @@ def _package_links(
         )
         composition.evidence_log().write(request_id, link, now)
     return links, expires.isoformat()
+
+
+def _in_evidence(found: PackageResult, records: list[EvidenceRecord]) -> bool:
+    """Whether the evidence records this very package's build: a link to a package the
+    evidence does not know (written by a build that could not record it) would leave the
+    DSR's chain saying something went out that it never says was made."""
+    return any(
+        r.kind is Kind.PACKAGED and r.data.get("packageSha256") == found.package_sha256
+        for r in records
+    )
 
 
 def _releasable(request_id: str) -> PackageResult | None:

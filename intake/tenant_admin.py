@@ -4,8 +4,11 @@
 Each takes the registry, the caller and its typed inputs and returns a
 :class:`~intake.verdicts.Done` or refuses (:class:`~intake.verdicts.Refused`): a body at fault
 names each field (``/tenantId``, ``/callbackSecretRef``...), an unknown tenant is a 404, a
-second add or a change on a stale version (``If-Match``) a 409. Every change is recorded in the
-registry's change log by the registry itself (who, when, which fields; never a value).
+second add or a change on a stale version (``If-Match``) a 409. A tenant the caller is not
+bound to is answered as unknown (404, never 403: no existence leak), lists hold only the
+caller's tenants, and only a caller bound to every tenant may add one. Every change is
+recorded in the registry's change log by the registry itself (who, when, which fields; never a
+value).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dsr_export.domain import tenants
 from dsr_export.domain.callers import Caller
 from dsr_export.domain.request import FieldError, InvalidRequest
 from dsr_export.settings import TenancySettings
+from intake.auth import operators_only
 from intake.verdicts import Done, Problem, Refused
 
 if TYPE_CHECKING:
@@ -49,14 +53,19 @@ def valid_id(raw: str | None) -> str:
     return value
 
 
-def list_tenants(registry: TenantRegistry) -> Done:
-    found = registry.list()
+def list_tenants(registry: TenantRegistry, caller: Caller) -> Done:
+    """The tenants the caller is bound to (every one, for an operator bound to all)."""
+    found = [r for r in registry.list() if caller.reaches(r.tenant.tenant_id)]
     return Done({"tenants": [r.to_json() for r in found], "count": len(found)})
 
 
 def add_tenant(
     registry: TenantRegistry, caller: Caller, payload: dict[str, Any], now: datetime
 ) -> Done:
+    """Register a tenant: only a caller bound to every tenant may (403 otherwise)."""
+    refusal = operators_only(caller, "add a tenant")
+    if refusal is not None:
+        raise Refused(Problem.INVALID, "not bound to every tenant", ready=refusal)
     try:
         tenant = tenants.parse_tenant(payload)
     except InvalidRequest as exc:
@@ -71,8 +80,8 @@ def add_tenant(
     return registered(added, 201)
 
 
-def get_tenant(registry: TenantRegistry, tenant_id: str) -> Done:
-    found = registry.get(tenant_id)
+def get_tenant(registry: TenantRegistry, caller: Caller, tenant_id: str) -> Done:
+    found = registry.get(tenant_id) if caller.reaches(tenant_id) else None
     if found is None:
         raise _unknown(tenant_id)
     return registered(found)
@@ -87,6 +96,8 @@ def update_tenant(
     if_match: str | None,
 ) -> Done:
     """A JSON merge patch of the tenant, conditional on ``If-Match`` when the caller sends it."""
+    if not caller.reaches(tenant_id):
+        raise _unknown(tenant_id)
     try:
         changed = registry.update(
             tenant_id,
@@ -108,7 +119,11 @@ def update_tenant(
 
 
 def consent_link(
-    registry: TenantRegistry, tenancy: TenancySettings, tenant_id: str, redirect: str | None
+    registry: TenantRegistry,
+    tenancy: TenancySettings,
+    caller: Caller,
+    tenant_id: str,
+    redirect: str | None,
 ) -> Done:
     """The admin-consent URL of the multi-tenant app in the tenant's cloud."""
     if not tenancy.multi or tenancy.client_id is None:
@@ -120,7 +135,7 @@ def consent_link(
     if redirect is not None and not _https_url(redirect):
         error = FieldError("/redirectUri", "must be an https URL registered on the app")
         raise Refused(Problem.INVALID, "invalid redirectUri", [error], "Invalid redirect")
-    found = registry.get(tenant_id)
+    found = registry.get(tenant_id) if caller.reaches(tenant_id) else None
     if found is None:
         raise _unknown(tenant_id)
     link = tenants.consent_link(found.tenant, tenancy.client_id, redirect)

@@ -12,15 +12,30 @@ from __future__ import annotations
 
 from typing import Any
 
+import azure.functions as func
+
 from dsr_export import composition
+from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.request import FieldError
 from dsr_export.settings import GraphSettings, TenancySettings
+from intake.auth import caller_or_refusal
 
 
-def deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> list[FieldError]:
-    """Every registered tenant checked, with ``TENANCY=multi``; ``checks["tenants"]`` sums them
-    up. Nothing with ``single``: the identity's own tenant is the deep check's already."""
+def deep(
+    env: dict[str, str],
+    checks: dict[str, Any],
+    extra: dict[str, Any],
+    req: func.HttpRequest | None = None,
+) -> list[FieldError]:
+    """Every registered tenant the caller reaches checked, with ``TENANCY=multi``;
+    ``checks["tenants"]`` sums them up. Nothing with ``single``: the identity's own tenant is
+    the deep check's already. The per-tenant part names tenants, so it is for ``DSR.Admin``
+    callers only, and each sees only the tenants it is bound to (``skipped`` for others)."""
     if not TenancySettings.from_env(env).multi:
+        return []
+    caller = caller_or_refusal(req, Role.ADMIN) if req is not None else None
+    if not isinstance(caller, Caller):
+        checks["tenants"] = "skipped"
         return []
     # Imported here, not at cold start: the checks pull in the storage and identity SDKs.
     from azure.core.exceptions import AzureError
@@ -28,7 +43,9 @@ def deep(env: dict[str, str], checks: dict[str, Any], extra: dict[str, Any]) -> 
     from dsr_export.adapters import health
 
     try:
-        registered = composition.tenant_registry().list()
+        registered = [
+            r for r in composition.tenant_registry().list() if caller.reaches(r.tenant.tenant_id)
+        ]
     except (AzureError, RuntimeError) as exc:  # RuntimeError: no host storage setting
         checks["tenants"] = "failed"
         return [

@@ -37,7 +37,8 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from dsr_export.adapters.credentials import host_storage_identity
-from dsr_export.domain import tenants
+from dsr_export.domain import bindings, tenants
+from dsr_export.domain.bindings import Binding, Bound
 from dsr_export.domain.logs import log_event
 from dsr_export.domain.tenants import (
     Registered,
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
 REGISTRY_CONTAINER: Final = "dsr-tenants"
 #: The change log's blob in the evidence container (evidence logs are ``{ID}.jsonl``: no slash).
 CHANGE_LOG_BLOB: Final = "registry/tenants.jsonl"
+#: Every caller's tenant bindings, one document (:class:`BindingStore`).
+BINDINGS_BLOB: Final = "bindings.json"
 _JSON: Final = ContentSettings(content_type="application/json")
 _ATTEMPTS: Final = 5
 
@@ -141,6 +144,11 @@ class TenantRegistry:
     @property
     def changes(self) -> ChangeLog:
         return self._changes
+
+    @property
+    def bindings(self) -> BindingStore:
+        """The callers' tenant bindings, beside the tenants (the same container and log)."""
+        return BindingStore(self._container, self._changes)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -303,6 +311,143 @@ class TenantRegistry:
         if not self._ready:
             _ignore_exists(self._container.create_container)
             self._ready = True
+
+
+class BindingStore:
+    """Every tenant binding in one JSON document (``bindings.json`` beside the tenants), written
+    only on its ETag, each change logged in the registry's change log.
+
+    One document, not a blob per binding: every authenticated request of a multi-tenant
+    deployment reads the bindings (a caller's scope is the union over its id, its groups and its
+    key fingerprint), and one small read answers that however many groups the caller is in.
+    """
+
+    def __init__(self, container: ContainerClient, changes: ChangeLog) -> None:
+        self._container = container
+        self._blob = container.get_blob_client(BINDINGS_BLOB)
+        self._changes = changes
+
+    def all(self) -> list[Bound]:
+        """Every binding, by principal."""
+        found, _ = self._read()
+        return [found[principal] for principal in sorted(found)]
+
+    def get(self, principal: str) -> Bound | None:
+        found, _ = self._read()
+        return found.get(principal)
+
+    def put(self, binding: Binding, by: Mapping[str, Any], at: datetime) -> tuple[Bound, bool]:
+        """Bind ``binding.principal`` as ``binding`` says (replacing its binding); True when it
+        was bound nowhere before. The same binding again: nothing written or logged."""
+        for _ in range(_ATTEMPTS):
+            found, etag = self._read()
+            before = found.get(binding.principal)
+            if before is not None and before.binding == binding:
+                return before, False
+            created = before.created_at if before is not None else at.isoformat()
+            stored = Bound(binding, created, at.isoformat(), dict(by))
+            if self._write(
+                {**found, binding.principal: stored}, found, etag, before, stored, by, at
+            ):
+                return stored, before is None
+        raise VersionMismatch("bindings")
+
+    def delete(self, principal: str, by: Mapping[str, Any], at: datetime) -> bool:
+        """Remove ``principal``'s binding; False if it had none."""
+        for _ in range(_ATTEMPTS):
+            found, etag = self._read()
+            before = found.get(principal)
+            if before is None:
+                return False
+            rest = {name: bound for name, bound in found.items() if name != principal}
+            if self._write(rest, found, etag, before, None, by, at):
+                return True
+        raise VersionMismatch("bindings")
+
+    def _read(self) -> tuple[dict[str, Bound], str | None]:
+        try:
+            download = self._blob.download_blob()
+            content = download.readall()
+        except ResourceNotFoundError:
+            return {}, None
+        document = json.loads(content)
+        found = {}
+        for item in document.get("bindings", []):
+            binding = bindings.from_stored(item["binding"])
+            found[binding.principal] = Bound(
+                binding, str(item["createdAt"]), str(item["updatedAt"]), dict(item["updatedBy"])
+            )
+        return found, str(download.properties.etag)
+
+    def _write(
+        self,
+        after: Mapping[str, Bound],
+        before_all: Mapping[str, Bound],
+        etag: str | None,
+        before: Bound | None,
+        changed: Bound | None,
+        by: Mapping[str, Any],
+        at: datetime,
+    ) -> bool:
+        """Write ``after`` on the version read (False: another writer came first), then log the
+        change; if the log refuses, put back what was read and fail."""
+        _ignore_exists(self._container.create_container)
+        try:
+            written = self._upload(after, etag)
+        except (ResourceModifiedError, ResourceExistsError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code in (409, 412):
+                return False
+            raise
+        try:
+            record = self._changes.append(
+                lambda previous: bindings.change_record(
+                    previous_hash=previous,
+                    at=at,
+                    by=by,
+                    before=before.binding if before is not None else None,
+                    after=changed.binding if changed is not None else None,
+                )
+            )
+        except Exception:
+            self._upload(before_all, str(written["etag"]))
+            raise
+        log_event(
+            "binding_changed",
+            action=record["action"],
+            principal_kind=record["kind"],
+            caller_kind=by.get("kind"),
+            caller_id=by.get("id"),
+        )
+        return True
+
+    def _upload(self, content: Mapping[str, Bound], etag: str | None) -> Any:
+        document = json.dumps(
+            {
+                "bindings": [
+                    {
+                        "binding": bound.binding.to_json(),
+                        "createdAt": bound.created_at,
+                        "updatedAt": bound.updated_at,
+                        "updatedBy": dict(bound.updated_by),
+                    }
+                    for _, bound in sorted(content.items())
+                ]
+            },
+            sort_keys=True,
+        ).encode()
+        if etag is None:
+            return self._blob.upload_blob(
+                document, content_settings=_JSON, match_condition=MatchConditions.IfMissing
+            )
+        return self._blob.upload_blob(
+            document,
+            overwrite=True,
+            content_settings=_JSON,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
 
 
 def _document(tenant: Tenant, *, created_at: str, at: datetime, by: Mapping[str, Any]) -> bytes:

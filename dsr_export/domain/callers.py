@@ -104,6 +104,9 @@ class Caller:
     tenant_id: str | None = None
     #: Where the caller may act (its tenant bindings); every tenant unless bound.
     scope: TenantScope = TenantScope()
+    #: The Entra group ids of the token's ``groups`` claim (lower case): a binding to a group
+    #: binds its members (``dsr_export.domain.bindings``). Never recorded on a DSR.
+    groups: frozenset[str] = frozenset()
 
     def may(self, role: Role) -> bool:
         """Whether the caller holds ``role``."""
@@ -137,13 +140,23 @@ def from_claims(claims: Mapping[str, Any]) -> Caller:
     app_id = _text(claims.get("appid")) or _text(claims.get("azp"))
     delegated = _text(claims.get("scp")) is not None
     tenant = _recordable(tenant) if tenant else None
+    groups = _groups(claims.get("groups"))
     if delegated:
         if object_id:
-            return Caller("user", _recordable(object_id), roles, tenant)
+            return Caller("user", _recordable(object_id), roles, tenant, groups=groups)
         raise NotAuthenticated("the token names no user object id")
     if app_id:
-        return Caller("application", _recordable(app_id), roles, tenant)
+        return Caller("application", _recordable(app_id), roles, tenant, groups=groups)
     raise NotAuthenticated("the token names no application id")
+
+
+def _groups(raw: object) -> frozenset[str]:
+    """The group ids of a ``groups`` claim (lower case); anything else in it is ignored. A
+    token whose caller is in too many groups carries none (Entra's overage claim instead): such
+    a caller is bound by its own id only."""
+    if not isinstance(raw, list):
+        return frozenset()
+    return frozenset(g.lower() for g in raw if isinstance(g, str) and CALLER_ID.fullmatch(g))
 
 
 def _recordable(caller_id: str) -> str:

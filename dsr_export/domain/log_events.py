@@ -197,6 +197,7 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
         "tenant_changed", ("tenant_id", "action", "fields", *CALLER_FIELDS), request_scoped=False
     ),
     LogEvent("tenant_token_failed", ("tenant_id", "reason"), request_scoped=False),
+    LogEvent("binding_changed", ("action", "principal_kind", *CALLER_FIELDS), request_scoped=False),
 )
 
 #: Every field name any event declares.

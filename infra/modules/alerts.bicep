@@ -7,8 +7,11 @@
 //
 // Who is told: the action group `actionGroupId` when given, else one created here that e-mails
 // `alertEmailAddress`. Without either the rules still fire (portal > Alerts), telling no one.
-// Rules split by RequestId where a DSR is at stake, so each DSR raises (and resolves) its own
-// alert.
+// Rules split by TenantId and RequestId where a DSR is at stake, so each DSR raises (and
+// resolves) its own alert (request ids are unique per tenant only), and by TenantId where a
+// tenant's DSRs fail alike (its consent revoked, its quota behind): one tenant's trouble never
+// hides, or is hidden by, another's. TenantId is a line's tenant_id, or `home` (the app's own
+// tenant) when it carries none.
 
 @description('Application Insights component whose traces the rules query.')
 param applicationInsightsName string
@@ -62,7 +65,7 @@ var notify = empty(actionGroupId) ? (createActionGroup ? [actionGroup.id] : []) 
 var stalledDefault = 'let stalledAfter = 6h;'
 
 // name, severity (0 critical .. 4 verbose), how often it runs, the window it reads, its query,
-// the dimension it splits by, and a description that points at the runbook.
+// the dimensions it splits by, and a description that points at the runbook.
 var rules = [
   {
     name: 'dsr-overdue'
@@ -71,7 +74,7 @@ var rules = [
     window: 'PT1H'
     timeRange: ''
     query: loadTextContent('alerts/dsr-overdue.kql')
-    dimension: 'RequestId'
+    dimensions: ['TenantId', 'RequestId']
     description: 'A DSR passed its legal deadline. Runbook: docs/operations.md#alert-dsr-overdue'
   }
   {
@@ -81,7 +84,7 @@ var rules = [
     window: 'PT1H'
     timeRange: ''
     query: loadTextContent('alerts/dsr-deadline-at-risk.kql')
-    dimension: 'RequestId'
+    dimensions: ['TenantId', 'RequestId']
     description: 'A DSR is days from its legal deadline and not done. Runbook: docs/operations.md#alert-dsr-deadline-at-risk'
   }
   {
@@ -91,7 +94,7 @@ var rules = [
     window: 'PT15M'
     timeRange: ''
     query: loadTextContent('alerts/intake-refused.kql')
-    dimension: 'Event'
+    dimensions: ['Event']
     description: 'A dsr-requests message was rejected or poisoned. Runbook: docs/operations.md#alert-intake-refused'
   }
   {
@@ -101,7 +104,7 @@ var rules = [
     window: 'PT15M'
     timeRange: ''
     query: loadTextContent('alerts/configuration-failures.kql')
-    dimension: 'Event'
+    dimensions: ['TenantId', 'Event']
     description: 'A setting, the export storage or Graph permissions fail DSRs. Runbook: docs/operations.md#alert-configuration-failures'
   }
   {
@@ -111,7 +114,7 @@ var rules = [
     window: 'PT1H'
     timeRange: ''
     query: loadTextContent('alerts/callbacks-failing.kql')
-    dimension: 'RequestId'
+    dimensions: ['TenantId', 'RequestId']
     description: 'Ticket callbacks keep failing. Runbook: docs/operations.md#alert-callbacks-failing'
   }
   {
@@ -121,7 +124,7 @@ var rules = [
     window: 'PT1H'
     timeRange: ''
     query: loadTextContent('alerts/submit-backlog-behind.kql')
-    dimension: 'Tenant'
+    dimensions: ['TenantId']
     description: 'A DSR waits for a submit slot after its legal deadline: the backlog outruns Graph\'s quota. Runbook: docs/operations.md#alert-submit-backlog-behind'
   }
   {
@@ -133,7 +136,7 @@ var rules = [
     // evaluation window.
     timeRange: 'P2D'
     query: replace(loadTextContent('alerts/dsr-stalled.kql'), stalledDefault, 'let stalledAfter = ${stalledAfterHours}h;')
-    dimension: 'RequestId'
+    dimensions: ['TenantId', 'RequestId']
     description: 'A DSR in flight made no progress for ${stalledAfterHours} hours. Runbook: docs/operations.md#alert-dsr-stalled'
   }
 ]
@@ -163,8 +166,8 @@ resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
             operator: 'GreaterThan'
             threshold: 0
             dimensions: [
-              {
-                name: rule.dimension
+              for dimension in rule.dimensions: {
+                name: dimension
                 operator: 'Include'
                 values: [
                   '*'

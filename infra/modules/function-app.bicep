@@ -64,6 +64,9 @@ param tenancy string
 @description('Client id of the multi-tenant app registration (tenancy=multi).')
 param multiTenantClientId string
 
+@description('Principals bound to every tenant by configuration (tenancy=multi), by commas.')
+param tenancyOperators string
+
 @description('The organisation\'s profile for the package (JSON: organisation, DPO, GDPR Art. 15(1) processing information); see docs/delivery.md.')
 param organisationProfile string
 
@@ -297,6 +300,7 @@ var appSettings = {
   PACKAGE_REVIEW: packageReview
   TENANCY: tenancy
   MULTI_TENANT_CLIENT_ID: multiTenantClientId
+  TENANCY_OPERATORS: tenancyOperators
   ORGANISATION_PROFILE: organisationProfile
   // Callers' Entra tokens are validated by the app itself against this tenant's OpenID
   // configuration and keys (docs/security.md, "Who may call"); an empty AUTH_CLIENT_ID (no

@@ -89,6 +89,16 @@ def _poisoned(storage: str, queue: str, timeout: float = 20.0) -> list[str]:
     raise AssertionError(f"nothing reached {queue}-poison")
 
 
+def _outcome_lines(caplog: pytest.LogCaptureFixture, timeout: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in caplog.messages if "function=on_message" in m]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("no outcome line for on_message")
+
+
 def _lines(caplog: pytest.LogCaptureFixture, category: str) -> list[tuple[int, str]]:
     return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == category]
 
@@ -137,7 +147,8 @@ def test_a_body_that_is_not_base64_is_poisoned_at_once_with_both_lines(
             f"Message has reached MaxDequeueCount of 5. Moving message to queue '{queue}-poison'.",
         )
     ]
-    outcomes = [m for m in caplog.messages if "function=on_message" in m]
+    # The listener logs the delivery's outcome after the move: wait for it, not for the move.
+    outcomes = _outcome_lines(caplog)
     assert len(outcomes) == 1
     assert "status=poisoned" in outcomes[0]
     assert "dequeue_count=1" in outcomes[0]

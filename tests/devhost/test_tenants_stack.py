@@ -67,3 +67,19 @@ def test_an_operator_onboards_tenants_and_the_health_follows_consent(tmp_path: P
     assert seen["update"]["out"]["displayName"] == "Contoso EU"
     assert seen["secret"]["code"] == 1
     assert "whsec_" not in json.dumps(seen["secret"])
+
+    # Bound to the consented tenant alone: it sees that one, the other is unknown to it, it
+    # cannot bind itself further, and unbound it sees nothing from its next request on.
+    assert seen["bind"]["code"] == 0, seen["bind"]
+    assert seen["bind"]["out"]["tenants"] == [CONSENTED]
+    bound_list = json.loads(seen["boundList"]["out"])
+    assert [t["tenantId"] for t in bound_list["tenants"]] == [CONSENTED]
+    assert seen["boundOther"]["code"] != 0
+    assert "404" in seen["boundOther"]["out"] + seen["boundOther"]["err"]
+    assert seen["boundBind"]["code"] != 0
+    assert list(json.loads(seen["boundHealth"]["out"])["tenants"]) == [CONSENTED]
+    assert [b["principal"] for b in seen["bindings"]["out"]["bindings"]] == [
+        seen["bind"]["out"]["principal"]
+    ]
+    assert seen["unbind"]["code"] == 0
+    assert json.loads(seen["unboundList"]["out"])["count"] == 0

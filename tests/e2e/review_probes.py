@@ -323,6 +323,11 @@ ROUTES = (
     Route("POST", "/exports/{id}/package", "DSR.Manage"),
     Route("GET", "/exports/{id}/package/review", "DSR.Manage"),
     Route("POST", "/exports/{id}/package/review", "DSR.Manage", dict),
+    # The tenant registry and the callers' bindings (issue 21): DSR.Admin, which no kind holds.
+    Route("GET", "/tenants", "DSR.Admin"),
+    Route("GET", "/bindings", "DSR.Admin"),
+    Route("PUT", "/bindings/{id}", "DSR.Admin", lambda: {"kind": "user", "tenants": "*"}),
+    Route("DELETE", "/bindings/{id}", "DSR.Admin"),
 )
 
 

@@ -100,7 +100,11 @@ def test_every_rule_is_a_log_alert_on_the_component_that_fires_on_one_row() -> N
         "minFailingPeriodsToAlert": 1,
     }
     assert accessor_path(criterion["query"]) == ["rule", "query"]
-    assert accessor_path(criterion["dimensions"][0]["name"]) == ["rule", "dimension"]
+    # One dimension per name the rule lists (a property loop inside the rules' loop).
+    dimensions = criterion["dimensions"]
+    assert accessor_path(dimensions["loop_type"]["detail"]["array_name"]) == ["rule", "dimensions"]
+    item = dimensions["loop_type"]["detail"]["item_name"]
+    assert dimensions["config"] == {"name": item, "operator": "Include", "values": ["*"]}
     # Names are unique per component and deterministic: a re-deployment updates the rules.
     assert "${rule.name}" in body(resource)["name"]
     assert "uniqueString" in body(resource)["name"]
@@ -115,12 +119,38 @@ def test_each_rule_splits_by_a_column_its_query_returns(name: str) -> None:
     text = query_text(name)
     last = text.strip().splitlines()
     tail = "\n".join(last[-3:])
-    column = rule["dimension"]
-    assert re.search(rf"\b(by|project) (.*, )?{column}\b", tail), f"{name}: no {column} column"
+    for column in rule["dimensions"]:
+        assert re.search(rf"\b(by|project) (.*, )?{column}\b", tail), f"{name}: no {column} column"
     assert f"docs/operations.md#alert-{name}" in rule["description"]
     # A rule about one event per DSR reads a window as long as it runs: no line is missed.
     if not rule["timeRange"]:
         assert rule["frequency"] == rule["window"], name
+
+
+#: Rules about lines that belong to no tenant (queue messages that never became a DSR).
+NO_TENANT = {"intake-refused"}
+
+
+@pytest.mark.parametrize("name", sorted(WATCHES))
+def test_each_rule_about_dsrs_splits_by_tenant(name: str) -> None:
+    """TENANCY=multi: one tenant's trouble raises its own alert, and a request id (unique per
+    tenant only) is told apart by its tenant. A line without a tenant_id is the app's own
+    tenant's: home, the submit gate's name for it."""
+    dimensions = rules()[name]["dimensions"]
+    text = query_text(name)
+    if name in NO_TENANT:
+        assert "TenantId" not in dimensions
+        assert "tenant" not in text.lower().replace("tenant's", "")
+        return
+    assert dimensions[0] == "TenantId", name
+    if "RequestId" in dimensions:
+        assert dimensions == ["TenantId", "RequestId"], name
+    if name == "submit-backlog-behind":  # the gate names its tenant `tenant` (or home)
+        assert "by TenantId = tenant" in text
+    else:
+        assert "tenant_id: string" in text, name
+        assert 'TenantId = coalesce(tenant_id, "home")' in text, name
+        assert " by request_id" not in text, name
 
 
 def test_the_stalled_rule_takes_its_threshold_from_a_parameter() -> None:

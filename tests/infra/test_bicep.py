@@ -589,9 +589,13 @@ def test_graph_app_roles_module() -> None:
 
 
 #: The modules that talk to Entra ID through the Microsoft Graph Bicep extension; each is
-#: deployed behind its own switch (grantGraphAppRoles, enableEntraAuth) for tenants that
-#: cannot use the extension.
-GRAPH_EXTENSION_MODULES = {"modules/graph-app-roles.bicep", "modules/entra-app.bicep"}
+#: deployed behind its own switch (grantGraphAppRoles, enableEntraAuth, tenancy with no
+#: multiTenantClientId) for tenants that cannot use the extension.
+GRAPH_EXTENSION_MODULES = {
+    "modules/graph-app-roles.bicep",
+    "modules/entra-app.bicep",
+    "modules/multi-tenant-app.bicep",
+}
 
 
 def test_only_the_graph_modules_use_the_extension() -> None:
@@ -600,6 +604,7 @@ def test_only_the_graph_modules_use_the_extension() -> None:
         graph_types = {r["type"] for r in resources(doc).values()} & {
             "Microsoft.Graph/appRoleAssignedTo",
             "Microsoft.Graph/applications",
+            "Microsoft.Graph/applications/federatedIdentityCredentials",
             "Microsoft.Graph/servicePrincipals",
         }
         uses = bool(doc.get("extensions")) or bool(graph_types)

@@ -241,6 +241,11 @@ PLANTS = {
         "  signInAudience: 'AzureADMyOrg'\n",
         "  signinAudience: 'AzureADMyOrg'\n  appId: 'x'\n",
     ),
+    "graph-credential": (
+        "modules/multi-tenant-app.bicep",
+        "  issuer: issuer\n",
+        "  issuerUri: issuer\n",
+    ),
     "no-model": (
         FUNCTION_APP,
         "resource plan 'Microsoft.Web/serverfarms@2024-04-01'",
@@ -312,6 +317,17 @@ def test_a_planted_graph_property_is_checked_against_the_extension_types(
     assert planted["graph"] == [
         "app appId: read-only: set by Azure, not by a template",
         "app signinAudience: unknown property (the model spells it 'signInAudience')",
+    ]
+
+
+def test_a_planted_federated_credential_property_fails(planted: dict[str, list[str]]) -> None:
+    """The multi-tenant app's federated credential (tenancy=multi) against the extension's
+    types: a misnamed property, and the required one it then lacks."""
+    assert planted["graph-credential"] == [
+        "identityCredential : required property issuer missing",
+        "identityCredential issuerUri: unknown property (model "
+        "Microsoft.Graph/applications/federatedIdentityCredentials: apiVersion, audiences, "
+        "description, id, issuer, name, subject, type)",
     ]
 
 

@@ -28,8 +28,9 @@ import pytest
 
 from dsr_export.domain import steps
 from dsr_export.domain.log_events import EVENTS
-from dsr_export.domain.logs import log_event
+from dsr_export.domain.logs import format_line, log_event
 from dsr_export.domain.status import Phase
+from orchestrations.submit_gate import HOME_TENANT
 from tests.infra.bicep_model import (
     INFRA,
     MODULES,
@@ -79,6 +80,18 @@ WATCHED_EVENTS = {
     "retention_failed",
     "evidence_recorded",
 }
+#: The tenant filter (the workbook parameter ``Tenant``): the first line of every DSR panel ...
+TENANT_LET = 'let tenant_filter = "{Tenant}"; // the Tenant filter: all, home or a tenant id\n'
+#: ... and its test, right after the panel reads ``tenant_id``. The workbook replaces
+#: ``{Tenant}`` in the let line with the choice; ``strcat("{", "Tenant}")`` is not replaced, so
+#: pasted into Logs as it is (``{Tenant}`` left a literal) the query keeps every tenant.
+TENANT_SENTINEL = 'strcat("{", "Tenant}")'
+TENANT_TEST = f'| where tenant_filter in ("all", {TENANT_SENTINEL}) or Tenant == tenant_filter\n'
+#: The tenant filter's own values: every tenant, and the app's own (the submit gate's name for
+#: it, which a line without a tenant_id belongs to).
+TENANT_WORDS = {"all", HOME_TENANT}
+#: Panels over lines that belong to no DSR, so to no tenant: the whole deployment's.
+DEPLOYMENT_PANELS = {"retention-runs", "setup-errors", "queue-intake"}
 #: ``parse-kv message as (key: type, ...)``: the keys a query reads.
 _PARSE_KV = re.compile(r"parse-kv message as \(([^)]*)\)")
 #: KQL string literals: verbatim (@"...") or plain ("..." with backslash escapes).
@@ -187,29 +200,32 @@ def test_workbook_has_a_time_range_parameter_every_query_uses() -> None:
 def test_queries_read_traces_and_paste_into_logs_as_they_are() -> None:
     for name, query in queries().items():
         assert re.search(r"^traces$", query, re.M) or re.search(r"=\s*traces\b", query), name
-        # No workbook parameters ({TimeRange} etc.): the time range comes from the item, so the
-        # text is valid KQL on its own and docs/operations.md can give it verbatim.
-        assert "{" not in query, f"{name} uses a workbook parameter"
+        # No workbook parameter but the tenant filter's ({TimeRange} etc.): the time range comes
+        # from the item, so the text is valid KQL on its own and docs/operations.md can give it
+        # verbatim. The filter is written so that, pasted as it is, it keeps every tenant.
+        rest = query.replace(TENANT_LET, "").replace(TENANT_SENTINEL, "")
+        assert "{" not in rest, f"{name} uses a workbook parameter"
         assert query.count("(") == query.count(")"), name
 
 
 def test_queries_name_only_events_the_code_logs() -> None:
     """A renamed event leaves its old name here, matching nothing: fail instead.
 
-    Every lower-case identifier-like string literal in a query must be a declared event or a DSR
-    phase (the in-flight panel labels DSRs with them); labels of our own are written with
-    capitals or spaces so they cannot be mistaken for either. The code must log each event.
+    Every lower-case identifier-like string literal in a query must be a declared event, a DSR
+    phase (the in-flight panel labels DSRs with them) or a value of the tenant filter; labels of
+    our own are written with capitals or spaces so they cannot be mistaken for either. The code
+    must log each event.
     """
     events, _ = logged()
     assert events >= set(EVENTS)
-    phases = {p.value for p in Phase}
+    phases = {p.value for p in Phase} | TENANT_WORDS
     for name, query in queries().items():
         for text, verbatim in kql_literals(query):
             word = text.strip()
             if verbatim or not re.fullmatch(r"[a-z][a-z0-9_]*", word):
                 continue
             assert word in set(EVENTS) | phases, (
-                f"{name}: {word!r} is neither a declared event nor a phase"
+                f"{name}: {word!r} is neither a declared event, a phase nor a tenant word"
             )
             if text != word:  # `message startswith "event "`: the space ends the event name
                 assert text == f"{word} ", f"{name}: {text!r}"
@@ -249,6 +265,132 @@ def test_every_watched_event_has_a_panel() -> None:
     for field in ("step", "status", "code", "graph_request_id", "client_request_id"):
         assert field in graph
     assert "| where status == 429" in queries()["throttling"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The tenant filter (TENANCY=multi: one deployment, many tenants)
+
+
+def _parameter(name: str) -> dict[str, Any]:
+    parameters = [
+        p
+        for item in workbook()["items"]
+        if item["type"] == 9
+        for p in item["content"]["parameters"]
+    ]
+    return dict(only({p["name"]: p for p in parameters if p["name"] == name}))
+
+
+def _request_scoped_only(query: str) -> bool:
+    named = {text.strip() for text, verbatim in kql_literals(query) if not verbatim}
+    events = named & set(EVENTS)
+    return bool(events) and all(EVENTS[event].request_scoped for event in events)
+
+
+def test_the_tenant_parameter_offers_every_tenant_seen_and_defaults_to_all() -> None:
+    tenant = _parameter("Tenant")
+    assert tenant["type"] == 2  # a drop-down
+    assert tenant["isRequired"] is True
+    assert tenant["value"] == "all"
+    assert tenant["timeContextFromParameter"] == "TimeRange"
+    assert (tenant["queryType"], tenant["resourceType"]) == (0, "microsoft.insights/components")
+    query = tenant["query"]
+    # Its choices: all (selected), home, and every tenant id a line carries (tenant_id; the
+    # submit gate's lines name theirs as tenant).
+    assert 'print value = "all", label = "All tenants", selected = true' in query
+    assert 'print value = "home"' in query
+    assert set(parsed_keys(query)) == {"tenant_id", "tenant"}
+    assert "{" not in query
+
+
+def test_every_dsr_panel_filters_by_tenant_and_deployment_panels_do_not() -> None:
+    filtered = {name for name, query in queries().items() if TENANT_LET in query}
+    dsr_panels = {name for name, query in queries().items() if _request_scoped_only(query)}
+    assert filtered == dsr_panels
+    assert set(queries()) - filtered == DEPLOYMENT_PANELS
+    for name in filtered:
+        query = queries()[name]
+        assert query.startswith(TENANT_LET), name
+        # The workbook substitutes {Tenant} once, in the let line; nowhere else.
+        assert query.count("{Tenant}") == 1, name
+        if name == "submit-gate":  # the gate's lines name their tenant `tenant` (or home)
+            assert TENANT_TEST.replace("Tenant ==", "tenant ==") in query
+            continue
+        assert TENANT_TEST in query, name
+        assert '| extend Tenant = coalesce(tenant_id, "home")\n' + TENANT_TEST in query, name
+        assert "tenant_id" in parsed_keys(query), name
+        # Request ids are unique per tenant only (two tenants may both send RITM0012345): a
+        # DSR is (Tenant, request_id) wherever DSRs are told apart.
+        assert " by request_id" not in query, name
+        assert "dcount(request_id)" not in query, name
+        assert "!in (" not in query, name
+        if "RequestId = request_id" in query:
+            assert "Tenant, RequestId = request_id" in query, name
+
+
+def _tenant_choice(query: str, choice: str | None) -> str:
+    """What the tenant filter compares: the workbook's substitution of ``choice``, or the text
+    as it is (None: pasted into Logs)."""
+    text = query if choice is None else query.replace("{Tenant}", choice)
+    (value,) = re.findall(r'^let tenant_filter = "([^"]*)";', text, re.M)
+    return str(value)
+
+
+@pytest.mark.parametrize(
+    ("choice", "keeps"),
+    [
+        (
+            "all",
+            {
+                "home",
+                "0b5c4a7e-1111-4222-8333-444455556666",
+                "1c6d5b8f-7777-4888-9999-000011112222",
+            },
+        ),
+        ("home", {"home"}),
+        ("0b5c4a7e-1111-4222-8333-444455556666", {"0b5c4a7e-1111-4222-8333-444455556666"}),
+        (
+            None,
+            {
+                "home",
+                "0b5c4a7e-1111-4222-8333-444455556666",
+                "1c6d5b8f-7777-4888-9999-000011112222",
+            },
+        ),
+    ],
+)
+def test_the_tenant_filter_keeps_the_chosen_tenant(choice: str | None, keeps: set[str]) -> None:
+    """The filter's test, evaluated as Kusto would: ``tenant_filter in ("all", "{Tenant}")``
+    (strcat's value) keeps everything, else ``Tenant == tenant_filter``."""
+    sentinel = "{" + "Tenant}"
+    lines = {"home", "0b5c4a7e-1111-4222-8333-444455556666", "1c6d5b8f-7777-4888-9999-000011112222"}
+    filtered = {name: query for name, query in queries().items() if TENANT_LET in query}
+    assert len(filtered) >= 10
+    for name, query in filtered.items():
+        value = _tenant_choice(query, choice)
+        kept = {tenant for tenant in lines if value in ("all", sentinel) or tenant == value}
+        assert kept == keeps, name
+
+
+def test_the_tenant_comes_out_of_a_real_line() -> None:
+    """``tenant_id`` as a line carries it (format_line is what log_event writes); a line
+    without one is the app's own tenant's (home)."""
+    line = format_line(
+        "dsr_finished",
+        {"request_id": "RITM0012345", "tenant_id": "0b5c4a7e-1111-4222-8333-444455556666"},
+    )
+    query = queries()["outcomes-per-day"]
+    assert _read(query, line)["tenant_id"] == "0b5c4a7e-1111-4222-8333-444455556666"
+    assert _read(query, format_line("dsr_finished", {"request_id": "R-1"}))["tenant_id"] == ""
+    gate = _line(
+        "submit_slot_granted",
+        request_id="R-2",
+        tenant="home",
+        queued=0,
+        in_window=1,
+        next_slot_at="2026-12-08T00:00:00+00:00",
+    )
+    assert _read(queries()["submit-gate"], gate)["tenant"] == "home"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +437,7 @@ def test_graph_error_fields_come_out_of_a_real_line() -> None:
         client_request_id="9d1e2f3a-0000-4000-8000-000000000002",
     )
     assert _read(queries()["graph-errors"], line) == {
+        "tenant_id": "",
         "request_id": "RITM0012345",
         "step": steps.SUBMIT_EXPORT.name,
         "status": "429",
@@ -423,6 +566,7 @@ def test_lifecycle_fields_come_out_of_real_lines() -> None:
         "dsr_finished", request_id="R-6", instance_id="R-6", phase="failed", code="Forbidden"
     )
     assert _read(queries()["failures-by-code"], finished) == {
+        "tenant_id": "",
         "request_id": "R-6",
         "phase": "failed",
         "code": "Forbidden",

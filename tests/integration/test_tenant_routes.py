@@ -16,7 +16,8 @@ from azure.storage.blob import BlobServiceClient
 from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from dsr_export.adapters.tenant_registry import REGISTRY_CONTAINER, ChangeLog, TenantRegistry
 from dsr_export.domain import tenants
-from tests.unit.intake_fakes import app_settings, request
+from dsr_export.domain.callers import from_function_key
+from tests.unit.intake_fakes import FUNCTION_KEY, app_settings, request
 
 pytestmark = pytest.mark.azurite
 
@@ -24,6 +25,8 @@ A = "00000000-0000-4000-8000-0000000000c1"
 MULTI_CLIENT = "00000000-0000-4000-8000-0000000000ac"
 T0 = datetime(2026, 12, 7, 22, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+#: The test function key bound to every tenant by configuration (TENANCY_OPERATORS).
+OPERATOR_KEY = {"TENANCY_OPERATORS": from_function_key(FUNCTION_KEY, ()).id}
 
 
 @pytest.fixture
@@ -155,7 +158,8 @@ def test_the_consent_link_needs_multi_tenancy(user_function, registry, admin) ->
         user_function, "tenant_consent_link", "GET", f"tenants/{A}/consent-link", **route
     )
     assert (single.status_code, body["title"]) == (409, "Single tenancy")
-    with app_settings(TENANCY="multi", MULTI_TENANT_CLIENT_ID=MULTI_CLIENT):
+    # In multi a caller reaches the tenants it is bound to: this key is the operator's.
+    with app_settings(TENANCY="multi", MULTI_TENANT_CLIENT_ID=MULTI_CLIENT, **OPERATOR_KEY):
         link, body = answer(
             user_function, "tenant_consent_link", "GET", f"tenants/{A}/consent-link", **route
         )

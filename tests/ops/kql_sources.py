@@ -1,6 +1,7 @@
 """Every KQL query the project ships, found where it lives, for Kusto's analyzer (tools/kql).
 
-- the workbook's query items (infra/modules/workbook.json, deployed by workbook.bicep);
+- the workbook's query items and parameter queries (infra/modules/workbook.json, deployed by
+  workbook.bicep);
 - the scheduled query rules' queries: each is a ``.kql`` file loaded by a Bicep file
   (``loadTextContent``, infra/modules/alerts.bicep);
 - the fenced ```kusto and ```kql blocks of docs/operations.md and README.md.
@@ -41,12 +42,21 @@ def relative(path: Path) -> str:
 
 
 def workbook_queries() -> list[Query]:
+    """The query items, and the queries that fill a parameter's choices (the Tenant filter)."""
     doc = json.loads(WORKBOOK.read_text(encoding="utf-8"))
-    return [
+    items = [
         Query(f"{relative(WORKBOOK)}#{item['name']}", item["content"]["query"])
         for item in doc["items"]
         if item["type"] == 3
     ]
+    parameters = [
+        Query(f"{relative(WORKBOOK)}#{item['name']}/{parameter['name']}", parameter["query"])
+        for item in doc["items"]
+        if item["type"] == 9
+        for parameter in item["content"]["parameters"]
+        if "query" in parameter
+    ]
+    return items + parameters
 
 
 def bicep_kql_files() -> dict[Path, list[Path]]:

@@ -55,6 +55,10 @@ GUARDED_WITHOUT_CLIENT = {
     "getTenant",
     "updateTenant",
     "getConsentLink",
+    "listBindings",
+    "getBinding",
+    "putBinding",
+    "deleteBinding",
 }
 SPEC: dict[str, Any] = json.loads(http_api.OPENAPI_PATH.read_text(encoding="utf-8"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -161,6 +165,24 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         "get_tenant_gate",
         True,
         lambda: request("GET", f"gate/{TENANT}", route_params={"tenantId": TENANT}),
+    ),
+    "listBindings": ("bindings_collection", False, lambda: request("GET", "bindings")),
+    "getBinding": (
+        "binding_item",
+        False,
+        lambda: request("GET", f"bindings/{TENANT}", route_params={"principal": TENANT}),
+    ),
+    "putBinding": (
+        "binding_item",
+        False,
+        lambda: request(
+            "PUT", f"bindings/{TENANT}", {"tenants": "*"}, route_params={"principal": TENANT}
+        ),
+    ),
+    "deleteBinding": (
+        "binding_item",
+        False,
+        lambda: request("DELETE", f"bindings/{TENANT}", route_params={"principal": TENANT}),
     ),
     "getOpenApi": ("openapi_document", False, lambda: request("GET", "openapi.json")),
     "getHealth": ("get_health", False, lambda: request("GET", "health")),

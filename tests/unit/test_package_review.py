@@ -157,6 +157,16 @@ def _review(user_function, client, payload: Any = None, headers: dict[str, str] 
     return call(user_function("review_package"), client, req=req)
 
 
+def _record_built(evidence_log: MemoryEvidence, built: PackageResult) -> None:
+    """What the package build's last step writes: its ``packaged`` record."""
+    evidence_log.append(
+        "R-1",
+        Kind.PACKAGED,
+        T0,
+        {"container": built.container, "packageSha256": built.package_sha256},
+    )
+
+
 def _download(user_function, client):
     req = request("POST", "exports/R-1/download", None, route_params={"requestId": "R-1"})
     return call(user_function("download_export"), client, req=req)
@@ -229,6 +239,7 @@ def test_withholding_then_approving_records_hashes_and_rebuilds(
     builder.built = PackageResult(
         **{**RESULT.__dict__, "withheld": ({"sha256": A, "reasonCode": "OTHERS_RIGHTS"},)}
     )
+    _record_built(evidence_log, builder.built)
     answer = _download(user_function, client)
     assert answer.status_code == 201
     assert body(answer)["permissions"] == ["read"]
@@ -284,6 +295,7 @@ def test_without_review_a_built_package_is_delivered_one_link_per_part(
         }
     )
     builder.built = split
+    _record_built(evidence_log, split)
     with intake_settings(PACKAGE_REVIEW="off"):
         answer = _download(user_function, _client())
     assert answer.status_code == 201
@@ -297,3 +309,21 @@ def test_without_review_a_built_package_is_delivered_one_link_per_part(
     assert [r.data["part"] for r in records] == ["package.part-001.zip", "package.part-002.zip"]
     assert {r.data["packageSha256"] for r in records} == {A}
     assert all("sig=" not in json.dumps(dict(r.data)) for r in records)
+
+
+def test_a_package_written_but_not_recorded_gets_no_link(
+    user_function, parts, evidence_log: MemoryEvidence
+):
+    """A build that wrote the package and could not record it (the evidence account down)
+    leaves a package the chain does not know: no link goes out until asking for the package
+    again records it."""
+    builder, _, storage = parts
+    builder.built = RESULT
+    with intake_settings(PACKAGE_REVIEW="off"):
+        refused = _download(user_function, _client())
+        assert refused.status_code == 409
+        assert "POST .../package" in body(refused)["detail"]
+        assert storage.minted == []
+        _record_built(evidence_log, RESULT)
+        assert _download(user_function, _client()).status_code == 201
+    assert len(storage.minted) == 1
