@@ -539,8 +539,9 @@ class Paced:
 def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, Paced]:
     """A polling DSR checks in: its export counts as in flight until a while after its next
     check-in is due (:func:`pacing.pace_lapse_seconds`), or until it withdraws (its DSR
-    ended); returns the tenant's exports in flight, this one included, from which the DSR
-    paces its polls (:func:`pacing.paced_poll_wait`)."""
+    ended); returns the tenant's exports in flight, this one included, and those the gate will
+    let through before this DSR checks in again, from which the DSR paces its polls
+    (:func:`pacing.paced_poll_wait`)."""
     state, now = _tick(state, asked.now)
     rid, lapse_now = asked.request_id, _lapse_clock(state, now)
     live = {k: v for k, v in state.exporting.items() if k > _iso(lapse_now)}
@@ -555,7 +556,22 @@ def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, Paced]:
     until = bucket(lapse_now + lapse)
     exporting = {**exporting, until: exporting.get(until, 0) + 1}
     state = replace(state, exporting=exporting, starting=starting, out=out)
-    return state, Paced(count, until)
+    horizon = timedelta(seconds=pacing.pace_horizon_seconds(count, asked.cap))
+    return state, Paced(count + _coming(state, now, horizon), until)
+
+
+def _coming(state: GateState, now: datetime, within: timedelta) -> int:
+    """Waiters the gate will let through before ``within`` has passed: the free slots and the
+    slots that free meanwhile, at most as many as wait. A DSR acts on its count until it
+    checks in again, and a backlog's slots free a window's worth at a time (1,000 exports
+    starting within seconds): counted ahead, so that the polls of the exports already in
+    flight leave room for them (``python -m bench polls``)."""
+    queued = len(state.waiters)  # lapsed ones too: an upper bound, without a pass over them
+    if not queued:
+        return 0
+    span = timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS)
+    freeing = bisect_right(state.sent, _iso(now + within - span))
+    return min(queued, _free(state) + freeing)
 
 
 def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:

@@ -200,6 +200,13 @@ def first_poll_wait(request_id: str, retry_after: int, in_flight: int) -> int:
     return max(retry_after, budgeted_wait(request_id, 0, in_flight))
 
 
+def pace_horizon_seconds(in_flight: int, cap: int) -> int:
+    """The longest a polling DSR acts on one count from its tenant's gate: until its next
+    check-in, :data:`POLL_PACE_EVERY` polls later, each at most the cap or the budget's share,
+    stretched by the spread."""
+    return int(POLL_PACE_EVERY * max(cap, budget_wait(in_flight)) * (1 + SPREAD))
+
+
 def pace_lapse_seconds(in_flight: int, cap: int) -> int:
     """How long the gate keeps counting an export in flight after the DSR's last call: the
     longest :data:`POLL_PACE_EVERY` polls can take (each wait at most the cap or the budget's

@@ -217,3 +217,22 @@ def test_a_state_written_with_one_entry_per_export_is_counted_into_buckets() -> 
     assert state.exporting == {gate.bucket(T0 + timedelta(hours=5)): 20000}
     assert gate.status(state)["exporting"] == 20000
     assert len(json.dumps(state.to_dict())) < 1000
+
+
+def test_a_backlogs_next_wave_counts_before_it_starts() -> None:
+    """A DSR acts on its count for up to five polls; a waiting backlog's slots free a window's
+    worth at a time, and those 1,000 exports start at once. The count includes the waiters the
+    gate will let through before the DSR checks in again (before: at 11,600 in flight, 9,935
+    GETs in the hour a wave started, ``python -m bench polls``)."""
+    sent = tuple(gate._iso(T0 + timedelta(seconds=n)) for n in range(1000))
+    waiting = {
+        f"W{n}": gate.Waiter(gate._iso(T0 + timedelta(days=5)), gate._iso(T0), gate._iso(T0))
+        for n in range(2500)
+    }
+    state = gate.GateState(sent=sent, waiters=waiting)
+    _, count = _pace(state, "A", T0 + timedelta(hours=23))
+    assert count == 1 + 1000, "the whole window frees before A's next check-in"
+    _, count = _pace(state, "A", T0 + timedelta(hours=12))
+    assert count == 1, "nothing frees within its five polls (7.5 hours at the cap)"
+    _, count = _pace(gate.GateState(sent=sent), "A", T0 + timedelta(hours=23))
+    assert count == 1, "no one waits: nothing is coming"
