@@ -353,9 +353,11 @@ class ApiClient:
 
     # -- the wire ---------------------------------------------------------------------------
     # -- the tenant registry (DSR.Admin) ----------------------------------------------------
-    def tenants(self) -> dict[str, Any]:
-        """``GET /api/tenants``: ``{"tenants": [...], "count": N}``."""
-        return self._call("GET", "/tenants").body
+    def tenants(self, state: str | None = None) -> dict[str, Any]:
+        """``GET /api/tenants``: ``{"tenants": [...], "count": N}`` (``state``: ``active``, the
+        server's default, ``retired`` or ``all``)."""
+        params = {"state": state} if state else None
+        return self._call("GET", "/tenants", params=params).body
 
     def add_tenant(self, tenant: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /api/tenants``: 201 and the tenant as registered."""
@@ -374,6 +376,23 @@ class ApiClient:
         """``GET /api/tenants/{id}/consent-link``: the admin-consent URL for that tenant."""
         params = {"redirectUri": redirect_uri} if redirect_uri else None
         return self._call("GET", self._tenant(tenant_id, "consent-link"), params=params).body
+
+    def retire_tenant(
+        self, tenant_id: str, *, force: bool = False, if_match: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /api/tenants/{id}/retire``: the tenant, retired (``bindingsChanged``)."""
+        headers = {"if-match": if_match} if if_match else None
+        body = {"force": True} if force else {}
+        return self._call(
+            "POST", self._tenant(tenant_id, "retire"), json_body=body, extra_headers=headers
+        ).body
+
+    def reinstate_tenant(self, tenant_id: str, *, if_match: str | None = None) -> dict[str, Any]:
+        """``POST /api/tenants/{id}/reinstate``: the tenant, active again."""
+        headers = {"if-match": if_match} if if_match else None
+        return self._call(
+            "POST", self._tenant(tenant_id, "reinstate"), json_body={}, extra_headers=headers
+        ).body
 
     # -- the callers' tenant bindings (DSR.Admin, bound to every tenant) ---------------------
     def bindings(self) -> dict[str, Any]:

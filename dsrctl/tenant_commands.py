@@ -1,8 +1,10 @@
 """``dsrctl tenants``: the tenant registry of a multi-tenant deployment (app role ``DSR.Admin``).
 
-``list``, ``add TENANT_ID --name ...``, ``update TENANT_ID [--name ...] [--if-match ETAG]``,
-``consent-link TENANT_ID`` (the URL to send the tenant's administrator) and ``health`` (each
-tenant's token, Graph permissions and storage, from ``GET /api/health?deep=true``); and
+``list [--state active|retired|all]``, ``add TENANT_ID --name ...``,
+``update TENANT_ID [--name ...] [--if-match ETAG]``, ``consent-link TENANT_ID`` (the URL to send
+the tenant's administrator), ``health`` (each active tenant's token, Graph permissions and
+storage, from ``GET /api/health?deep=true``), and offboarding: ``retire TENANT_ID [--force]``
+and ``reinstate TENANT_ID``; and
 ``dsrctl bindings`` (``list``, ``show``, ``set``, ``remove``, ``fingerprint``): which tenants each
 caller may act in. A secret is never an option: the callback secret is given as a Key Vault
 secret URI (``--callback-secret-ref``), and a key to fingerprint is read from standard input.
@@ -19,13 +21,14 @@ import click
 from dsr_export.domain.callers import from_function_key
 from dsrctl import output
 from dsrctl.commands import Settings, _handled, _json_option
+from dsrctl.output import is_interactive
 
 CLOUDS = ("global", "usgov", "usgovdod", "china")
 
 
 @click.group(name="tenants")
 def tenants() -> None:
-    """The tenant registry (TENANCY=multi): list, add, update, consent link, health."""
+    """The tenant registry (TENANCY=multi): list, add, update, consent link, health, retire."""
 
 
 def _fields(
@@ -83,6 +86,7 @@ def _rows(items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
             output.printable(item.get("displayName")),
             str(item.get("cloud")),
             output.compact(item.get("regulation")),
+            str(item.get("state") or "active"),
             output.moment(item.get("updatedAt")),
         ]
         for item in items
@@ -90,16 +94,21 @@ def _rows(items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
 
 
 @tenants.command(name="list")
+@click.option(
+    "--state",
+    type=click.Choice(("active", "retired", "all")),
+    help="Which tenants (default: the active ones).",
+)
 @_json_option
 @_handled
-def list_tenants(settings: Settings, out: output.Output) -> int:
+def list_tenants(settings: Settings, out: output.Output, state: str | None) -> int:
     """List the registered tenants (GET /api/tenants)."""
-    answer = settings.client().tenants()
+    answer = settings.client().tenants(state)
     if out.json_mode:
         out.json(answer)
         return output.EXIT_OK
     items = [item for item in answer.get("tenants") or [] if isinstance(item, dict)]
-    out.table(["TENANT ID", "NAME", "CLOUD", "REGULATION", "UPDATED"], _rows(items))
+    out.table(["TENANT ID", "NAME", "CLOUD", "REGULATION", "STATE", "UPDATED"], _rows(items))
     out.info(f"{len(items)} tenant{'' if len(items) == 1 else 's'}")
     return output.EXIT_OK
 
@@ -202,6 +211,58 @@ def tenants_health(settings: Settings, out: output.Output) -> int:
             if isinstance(error, dict) and str(error.get("pointer", "")).startswith("/tenants"):
                 out.warning(f"{error.get('pointer')}: {output.printable(error.get('detail'))}")
     return output.EXIT_OK if answer.status == 200 else output.EXIT_FAILED
+
+
+@tenants.command(name="retire")
+@click.argument("tenant_id")
+@click.option("--force", is_flag=True, help="Retire even while its DSRs are in flight.")
+@click.option("--if-match", help="Retire only this version (the ETag a read answered).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@_json_option
+@_handled
+def retire_tenant(
+    settings: Settings,
+    out: output.Output,
+    tenant_id: str,
+    force: bool,
+    if_match: str | None,
+    yes: bool,
+) -> int:
+    """Retire a tenant whose customer left (POST /api/tenants/{id}/retire): it takes no new
+    DSR, leaves the health check, and every binding naming it stops naming it."""
+    if not yes:
+        if not out.interactive or not is_interactive(sys.stdin):
+            raise click.UsageError("retire removes the tenant from every binding: add --yes")
+        click.confirm(
+            f"Retire tenant {output.printable(tenant_id)} and unbind its callers?", abort=True
+        )
+    answer = settings.client().retire_tenant(tenant_id, force=force, if_match=if_match)
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    swept = [str(p) for p in answer.get("bindingsChanged") or []]
+    out.line(f"{answer.get('tenantId')}: retired at {output.moment(answer.get('retiredAt'))}")
+    out.info(f"bindings changed: {', '.join(swept) if swept else 'none'}")
+    return output.EXIT_OK
+
+
+@tenants.command(name="reinstate")
+@click.argument("tenant_id")
+@click.option("--if-match", help="Reinstate only this version (the ETag a read answered).")
+@_json_option
+@_handled
+def reinstate_tenant(
+    settings: Settings, out: output.Output, tenant_id: str, if_match: str | None
+) -> int:
+    """Make a retired tenant active again (POST /api/tenants/{id}/reinstate); bind its callers
+    again afterwards (dsrctl bindings set), and check its consent (dsrctl tenants health)."""
+    answer = settings.client().reinstate_tenant(tenant_id, if_match=if_match)
+    if out.json_mode:
+        out.json(answer)
+        return output.EXIT_OK
+    out.line(f"{answer.get('tenantId')}: {answer.get('state')}")
+    out.info(f"next: dsrctl bindings set <principal> --tenant {answer.get('tenantId')}")
+    return output.EXIT_OK
 
 
 # -- the callers' tenant bindings ------------------------------------------------------------

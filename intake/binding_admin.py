@@ -60,15 +60,25 @@ def put_binding(
     now: datetime,
 ) -> Done:
     """Bind ``principal`` to the tenants the body names (``"*"``: every tenant), replacing its
-    binding; 201 when it was bound nowhere before, 200 otherwise."""
+    binding; 201 when it was bound nowhere before, 200 otherwise. Each tenant named must be
+    registered and active (a retired one is refused as not registered), checked again on the
+    version of the bindings written (a tenant retired meanwhile is never bound)."""
     _multi(tenancy)
-    registered = {r.tenant.tenant_id for r in registry.list()}
+
+    def checked() -> bindings.Binding:
+        return bindings.parse_binding(principal, payload, _active(registry))
+
     try:
-        binding = bindings.parse_binding(principal, payload, registered)
+        binding = checked()
+        stored, created = registry.bindings.put(binding, caller.to_dict(), now, guard=checked)
     except InvalidRequest as exc:
         raise Refused.invalid(exc, "the binding is not valid", "Invalid binding") from None
-    stored, created = registry.bindings.put(binding, caller.to_dict(), now)
     return Done(stored.to_json(), status=201 if created else 200)
+
+
+def _active(registry: TenantRegistry) -> set[str]:
+    """The ids of the tenants a binding may name: registered and not retired."""
+    return {r.tenant.tenant_id for r in registry.list() if r.tenant.accepts_dsrs}
 
 
 def delete_binding(

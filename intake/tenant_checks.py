@@ -1,5 +1,8 @@
 """``GET /api/health?deep=true`` with ``TENANCY=multi``: each registered tenant's health.
 
+A retired tenant is not checked: its customer left and revoked the consent, so its token fails
+for good, and a deep check that answered 503 for it forever would hide every real fault.
+
 For every tenant of the registry: can the app get a Graph token there (its administrator
 consented, and the app's federated credential trusts this identity), does the token carry
 ``User.Export.All`` and ``User.Read.All``, and does the tenant's export storage (its own
@@ -44,7 +47,9 @@ def deep(
 
     try:
         registered = [
-            r for r in composition.tenant_registry().list() if caller.reaches(r.tenant.tenant_id)
+            r
+            for r in composition.tenant_registry().list()
+            if r.tenant.accepts_dsrs and caller.reaches(r.tenant.tenant_id)
         ]
     except (AzureError, RuntimeError) as exc:  # RuntimeError: no host storage setting
         checks["tenants"] = "failed"

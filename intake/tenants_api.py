@@ -1,5 +1,6 @@
 """The tenant registry over HTTP (``TENANCY=multi``; docs/deploy.md, "Many tenants"):
-``GET/POST /api/tenants``, ``GET/PATCH /api/tenants/{tenantId}`` and
+``GET/POST /api/tenants`` (``?state=active|retired|all``), ``GET/PATCH /api/tenants/{tenantId}``,
+``POST /api/tenants/{tenantId}/retire`` and ``.../reinstate`` (offboarding), and
 ``GET /api/tenants/{tenantId}/consent-link``, and the callers' tenant bindings,
 ``GET /api/bindings`` and ``GET/PUT/DELETE /api/bindings/{principal}``, each for the app role
 ``DSR.Admin`` (and the bindings for a caller bound to every tenant).
@@ -16,7 +17,7 @@ import azure.functions as func
 from dsr_export import composition
 from dsr_export.domain.callers import Role
 from dsr_export.settings import tenancy_settings
-from intake import binding_admin, tenant_admin
+from intake import binding_admin, tenant_admin, tenant_dsrs
 from intake.verdicts import Verdict, answers, caller_of, json_object
 
 bp = df.Blueprint()
@@ -25,11 +26,13 @@ bp = df.Blueprint()
 @bp.route(route="tenants", methods=["GET", "POST"])
 @answers
 async def tenants_collection(req: func.HttpRequest) -> Verdict:
-    """GET: every registered tenant. POST: register one (201, ``Location``, ``ETag``)."""
+    """GET: the registered tenants (``state``: ``active`` by default, ``retired`` or ``all``).
+    POST: register one (201, ``Location``, ``ETag``)."""
     caller = caller_of(req, Role.ADMIN)
     registry = composition.tenant_registry()
     if req.method.upper() == "GET":
-        return tenant_admin.list_tenants(registry, caller)
+        state = tenant_admin.valid_state(req.params.get("state"))
+        return tenant_admin.list_tenants(registry, caller, state)
     payload = json_object(req)
     return tenant_admin.add_tenant(registry, caller, payload, composition.now())
 
@@ -48,6 +51,46 @@ async def tenant_item(req: func.HttpRequest) -> Verdict:
     if_match = req.headers.get("if-match") or None
     return tenant_admin.update_tenant(
         registry, caller, tenant_id, patch, composition.now(), if_match
+    )
+
+
+@bp.route(route="tenants/{tenantId}/retire", methods=["POST"])
+@answers
+async def tenant_retire(req: func.HttpRequest) -> Verdict:
+    """Retire the tenant (its customer left): a record from then on, no new DSRs, no
+    bindings, left out of the deep health check. 409 while its DSRs are in flight, unless
+    ``{"force": true}``; conditional on ``If-Match`` when sent."""
+    caller = caller_of(req, Role.ADMIN)
+    tenant_id = tenant_admin.valid_id(req.route_params.get("tenantId"))
+    payload = json_object(req, optional=True)
+    in_flight = await tenant_dsrs.in_flight(tenant_id)
+    retired = tenant_admin.retire_tenant(
+        composition.tenant_registry(),
+        caller,
+        tenant_id,
+        payload,
+        composition.now(),
+        in_flight,
+        req.headers.get("if-match") or None,
+    )
+    if tenancy_settings().multi:
+        # Its credential and cached tokens go too (this instance's; others' expire in the hour).
+        composition.tenant_credentials().forget(tenant_id)
+    return retired
+
+
+@bp.route(route="tenants/{tenantId}/reinstate", methods=["POST"])
+@answers
+async def tenant_reinstate(req: func.HttpRequest) -> Verdict:
+    """Make a retired tenant active again (its bindings are not given back)."""
+    caller = caller_of(req, Role.ADMIN)
+    tenant_id = tenant_admin.valid_id(req.route_params.get("tenantId"))
+    return tenant_admin.reinstate_tenant(
+        composition.tenant_registry(),
+        caller,
+        tenant_id,
+        composition.now(),
+        req.headers.get("if-match") or None,
     )
 
 

@@ -17,6 +17,12 @@ missing, appended only at the position last read (a stale writer gets 412 and re
 change is written first and logged second; if the log refuses, the document is put back as it
 was (conditionally on the version just written) and the change fails: no change stands that
 the log does not show.
+
+Retiring a tenant (:meth:`TenantRegistry.retire`) is a change like any other (action
+``retired``), then one binding change per binding that named it (:meth:`BindingStore.drop_tenant`,
+logged with ``cause: retired``). The tenant is written first, so a binding made at the same
+moment either sees it retired (:meth:`BindingStore.put`'s ``guard``) or is written before the
+bindings are swept and swept with them; a retirement cut short is completed by retiring again.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ from dsr_export.domain.tenants import (
     TenantUnknown,
     VersionMismatch,
 )
+
+#: Bookkeeping a change record carries beside its fields (``forced``, ``inFlight``, ``cause``).
+Extra = Mapping[str, Any] | None
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -153,7 +162,9 @@ class TenantRegistry:
     # -- reading ---------------------------------------------------------------------------
 
     def list(self) -> list[Registered]:
-        """Every registered tenant, by tenant id."""
+        """Every registered tenant, by tenant id, retired ones included: a DSR's evidence names
+        its tenant for years after (the routes, the list and the health check filter on
+        :attr:`~dsr_export.domain.tenants.Tenant.accepts_dsrs`)."""
         found = []
         try:
             for blob in self._container.list_blobs(name_starts_with="tenants/"):
@@ -216,12 +227,15 @@ class TenantRegistry:
         at: datetime,
         *,
         if_match: str | None = None,
+        action: str = "updated",
+        extra: Extra = None,
     ) -> Registered:
         """Apply ``change`` to the tenant as stored, conditionally on its version.
 
         With ``if_match`` the caller's version must still be the stored one
         (:class:`VersionMismatch`); without, a change that races another is applied again to
         the newer version. Nothing changed (the same document): nothing written or logged.
+        ``action`` and ``extra`` go into the change log's line.
         """
         for _ in range(_ATTEMPTS):
             current = self.get(tenant_id)
@@ -232,15 +246,48 @@ class TenantRegistry:
             after = change(current.tenant)
             if after == current.tenant:
                 return current
-            written = self._replace(current, after, by, at)
+            written = self._replace(current, after, by, at, (action, extra))
             if written is not None:
                 return written
             if if_match is not None:
                 raise VersionMismatch(tenant_id)
         raise VersionMismatch(tenant_id)
 
+    def retire(
+        self,
+        tenant_id: str,
+        by: Mapping[str, Any],
+        at: datetime,
+        *,
+        if_match: str | None = None,
+        extra: Extra = None,
+    ) -> Registered:
+        """Retire the tenant (a retired one stays as it is: nothing written or logged)."""
+        return self.update(
+            tenant_id,
+            lambda tenant: tenants.retire(tenant, at, by),
+            by,
+            at,
+            if_match=if_match,
+            action="retired",
+            extra=extra,
+        )
+
+    def reinstate(
+        self, tenant_id: str, by: Mapping[str, Any], at: datetime, *, if_match: str | None = None
+    ) -> Registered:
+        """Make a retired tenant active again (an active one: nothing written or logged)."""
+        return self.update(
+            tenant_id, tenants.reinstate, by, at, if_match=if_match, action="reinstated"
+        )
+
     def _replace(
-        self, current: Registered, after: Tenant, by: Mapping[str, Any], at: datetime
+        self,
+        current: Registered,
+        after: Tenant,
+        by: Mapping[str, Any],
+        at: datetime,
+        logged: tuple[str, Extra],
     ) -> Registered | None:
         blob = self._blob(after.tenant_id)
         previous = _document(
@@ -260,11 +307,12 @@ class TenantRegistry:
         except ResourceModifiedError:
             return None
         self._record_change(
-            "updated",
+            logged[0],
             current.tenant,
             after,
             by,
             at,
+            extra=logged[1],
             undo=lambda: blob.upload_blob(
                 previous,
                 overwrite=True,
@@ -284,12 +332,19 @@ class TenantRegistry:
         at: datetime,
         *,
         undo: Callable[[], object],
+        extra: Extra = None,
     ) -> None:
         """Record the change; if the log refuses, undo it and fail."""
         try:
             record = self._changes.append(
                 lambda previous: tenants.change_record(
-                    previous_hash=previous, at=at, by=by, action=action, before=before, after=after
+                    previous_hash=previous,
+                    at=at,
+                    by=by,
+                    action=action,
+                    before=before,
+                    after=after,
+                    extra=extra,
                 )
             )
         except Exception:
@@ -336,11 +391,26 @@ class BindingStore:
         found, _ = self._read()
         return found.get(principal)
 
-    def put(self, binding: Binding, by: Mapping[str, Any], at: datetime) -> tuple[Bound, bool]:
+    def put(
+        self,
+        binding: Binding,
+        by: Mapping[str, Any],
+        at: datetime,
+        *,
+        guard: Callable[[], object] | None = None,
+    ) -> tuple[Bound, bool]:
         """Bind ``binding.principal`` as ``binding`` says (replacing its binding); True when it
-        was bound nowhere before. The same binding again: nothing written or logged."""
+        was bound nowhere before. The same binding again: nothing written or logged.
+
+        ``guard`` runs after each read of the bindings, before the write on that version, and
+        raises to refuse: the use case checks there that every tenant named is still active.
+        A tenant retired after the check sweeps the bindings after its retirement is written,
+        so it either moves the version (this write fails and the guard runs again) or finds
+        and sweeps this binding."""
         for _ in range(_ATTEMPTS):
             found, etag = self._read()
+            if guard is not None:
+                guard()
             before = found.get(binding.principal)
             if before is not None and before.binding == binding:
                 return before, False
@@ -362,6 +432,33 @@ class BindingStore:
             rest = {name: bound for name, bound in found.items() if name != principal}
             if self._write(rest, found, etag, before, None, by, at):
                 return True
+        raise VersionMismatch("bindings")
+
+    def drop_tenant(self, tenant_id: str, by: Mapping[str, Any], at: datetime) -> list[str]:
+        """Take ``tenant_id`` (retired) out of every binding naming it, one logged change each
+        (a binding left with no tenant is removed); the principals changed, in order."""
+        changed: list[str] = []
+        conflicts = 0
+        while conflicts < _ATTEMPTS:
+            found, etag = self._read()
+            named = [
+                bound
+                for _, bound in sorted(found.items())
+                if bindings.without_tenant(bound.binding, tenant_id) != bound.binding
+            ]
+            if not named:
+                return changed
+            before = named[0]
+            after = bindings.without_tenant(before.binding, tenant_id)
+            stored = Bound(after, before.created_at, at.isoformat(), dict(by)) if after else None
+            rest = {k: v for k, v in found.items() if k != before.binding.principal}
+            if stored is not None:
+                rest[stored.binding.principal] = stored
+            cause = {"cause": "retired", "tenantId": tenant_id}
+            if self._write(rest, found, etag, before, stored, by, at, cause):
+                changed.append(before.binding.principal)
+            else:
+                conflicts += 1
         raise VersionMismatch("bindings")
 
     def _read(self) -> tuple[dict[str, Bound], str | None]:
@@ -388,6 +485,7 @@ class BindingStore:
         changed: Bound | None,
         by: Mapping[str, Any],
         at: datetime,
+        extra: Extra = None,
     ) -> bool:
         """Write ``after`` on the version read (False: another writer came first), then log the
         change; if the log refuses, put back what was read and fail."""
@@ -408,6 +506,7 @@ class BindingStore:
                     by=by,
                     before=before.binding if before is not None else None,
                     after=changed.binding if changed is not None else None,
+                    extra=extra,
                 )
             )
         except Exception:

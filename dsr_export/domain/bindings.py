@@ -15,9 +15,12 @@ operators). A principal is what the app knows a caller by (:mod:`dsr_export.doma
 
 A caller's scope is the union over its id, its groups and its key fingerprint; a caller no
 binding names is bound nowhere: it reaches no tenant (every DSR is a 404 to it, and it cannot
-submit). Every change is recorded (who, when, what) in the registry's hash-chained change log
-(:func:`change_record`): principal and tenant ids are pseudonymous ids, recorded as they are.
-Pure: no I/O, no clock, no environment.
+submit). A binding reaches registered, active tenants only: a new one may not name a retired
+tenant, and retiring a tenant takes it out of every binding that names it
+(:func:`without_tenant`), each such change logged as the tenant's retirement. Every change is
+recorded (who, when, what) in the registry's hash-chained change log (:func:`change_record`):
+principal and tenant ids are pseudonymous ids, recorded as they are. Pure: no I/O, no clock,
+no environment.
 """
 
 from __future__ import annotations
@@ -175,6 +178,16 @@ def _tenants(
     return frozenset(found)
 
 
+def without_tenant(binding: Binding, tenant_id: str) -> Binding | None:
+    """``binding`` no longer naming ``tenant_id`` (a retired tenant): itself if it never named
+    it (or names every tenant: the operators keep reaching the retired record), None if that
+    tenant was all it named (a binding to no tenant is no binding: it is removed)."""
+    if binding.tenants is None or tenant_id not in binding.tenants:
+        return binding
+    rest = binding.tenants - {tenant_id}
+    return Binding(binding.principal, binding.kind, rest) if rest else None
+
+
 def from_stored(document: Mapping[str, Any]) -> Binding:
     """A binding as stored (checked again: the store is not trusted blindly; its tenants are
     not checked against the registry, which may have been read at another moment)."""
@@ -211,13 +224,17 @@ def change_record(
     by: Mapping[str, Any],
     before: Binding | None,
     after: Binding | None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One line of the registry's change log for a binding made, changed or removed, chained
-    to the line before it (the same chain as the tenants' changes: one log of the registry)."""
+    to the line before it (the same chain as the tenants' changes: one log of the registry).
+    ``extra`` says why, when the change was not asked for itself (``{"cause": "retired",
+    "tenantId": ...}``: a tenant's retirement took it out of the binding)."""
     subject = after or before
     assert subject is not None
     action = "bound" if before is None else "unbound" if after is None else "rebound"
     record: dict[str, Any] = {
+        **dict(extra or {}),
         "at": at.isoformat(),
         "by": dict(by),
         "action": action,

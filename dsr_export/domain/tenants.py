@@ -19,6 +19,12 @@ multi-tenant app registration that trusts the app's managed identity (docs/deplo
 - ``quotaBudget``: the share of Graph's per-tenant exportPersonalData quotas its DSRs may
   spend (the gate of issue 20 paces each tenant against its own budget).
 
+A tenant is ``active`` or ``retired`` (its customer left: :func:`retire`). A retired tenant
+stays in the registry as a record, because evidence written for years after still names it,
+but it takes no new DSR (:attr:`Tenant.accepts_dsrs`), no binding reaches it, the deep health
+check and the default list leave it out, and nothing but :func:`reinstate` changes it. Its
+state is set by those two only, never by a POST or a PATCH.
+
 Every change is recorded in an append-only, hash-chained log (:func:`change_record`): who, when,
 what changed, as field names and hashes of the old and new values; never a value itself. Pure:
 no I/O, no clock (times are given), no environment.
@@ -27,6 +33,7 @@ no I/O, no clock (times are given), no environment.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import json
 import re
@@ -93,6 +100,21 @@ class QuotaBudget:
         return {"submitsPerDay": self.submits_per_day, "pollsPerHour": self.polls_per_hour}
 
 
+class TenantState(enum.StrEnum):
+    """Whether the deployment serves a tenant (``active``) or kept it as a record only."""
+
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """When and by whom a tenant was retired (the caller as recorded: kind and id only)."""
+
+    at: str
+    by: Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class Tenant:
     """One customer tenant in the registry (the fields the module docstring explains)."""
@@ -106,10 +128,22 @@ class Tenant:
     exports_account: str | None = None
     evidence_prefix: str = ""
     quota_budget: QuotaBudget = QuotaBudget()
+    #: Set when the tenant was retired (:func:`retire`); None while it is active.
+    retired: Retirement | None = None
 
     @property
     def cloud_info(self) -> Cloud:
         return CLOUDS[self.cloud]
+
+    @property
+    def state(self) -> TenantState:
+        return TenantState.ACTIVE if self.retired is None else TenantState.RETIRED
+
+    @property
+    def accepts_dsrs(self) -> bool:
+        """Whether a new DSR may be submitted for this tenant. A retired tenant takes none: the
+        intake answers it exactly as a tenant that is not registered (404)."""
+        return self.retired is None
 
     def to_json(self) -> dict[str, Any]:
         """The registry document's fields (camelCase), as stored and answered."""
@@ -123,6 +157,9 @@ class Tenant:
             "exportsAccount": self.exports_account,
             "evidencePrefix": self.evidence_prefix,
             "quotaBudget": self.quota_budget.to_json(),
+            "state": self.state.value,
+            "retiredAt": self.retired.at if self.retired is not None else None,
+            "retiredBy": dict(self.retired.by) if self.retired is not None else None,
         }
 
 
@@ -137,6 +174,12 @@ EDITABLE: Final = (
     "evidencePrefix",
     "quotaBudget",
 )
+#: The fields only retiring and reinstating set (read back from storage, never from a body).
+LIFECYCLE: Final = ("state", "retiredAt", "retiredBy")
+_LIFECYCLE_ONLY: Final = (
+    "is changed only by retiring (POST /api/tenants/{tenantId}/retire) or reinstating "
+    "(POST /api/tenants/{tenantId}/reinstate)"
+)
 
 
 def default_evidence_prefix(tenant_id: str) -> str:
@@ -146,9 +189,7 @@ def default_evidence_prefix(tenant_id: str) -> str:
 
 def parse_tenant(payload: Mapping[str, Any]) -> Tenant:
     """A new tenant from a POST body; :class:`InvalidRequest` naming every field at fault."""
-    errors: list[FieldError] = []
-    unknown = sorted(set(payload) - {"tenantId", *EDITABLE})
-    errors += [FieldError(f"/{name}", "is not a tenant field") for name in unknown]
+    errors = _unknown_fields(payload)
     tenant_id = _tenant_id(payload.get("tenantId"), errors)
     merged = {"evidencePrefix": default_evidence_prefix(tenant_id or "x"), **payload}
     tenant = _build(tenant_id or "", merged, errors)
@@ -160,12 +201,13 @@ def parse_tenant(payload: Mapping[str, Any]) -> Tenant:
 
 def apply_patch(current: Tenant, patch: Mapping[str, Any]) -> Tenant:
     """``current`` with a JSON merge patch (RFC 7396) applied: a field given replaces it, a
-    null resets it to its default (an optional field: none). The id never changes."""
-    errors: list[FieldError] = []
+    null resets it to its default (an optional field: none). The id never changes, and a
+    retired tenant not at all (:class:`TenantRetired`): its record stays as it was retired."""
+    if current.retired is not None:
+        raise TenantRetired(current.tenant_id)
+    errors = _unknown_fields(patch)
     if "tenantId" in patch and str(patch["tenantId"]).lower() != current.tenant_id:
         errors.append(FieldError("/tenantId", "cannot be changed; add another tenant instead"))
-    unknown = sorted(set(patch) - {"tenantId", *EDITABLE})
-    errors += [FieldError(f"/{name}", "is not a tenant field") for name in unknown]
     merged = merge_patch(current.to_json(), {k: v for k, v in patch.items() if k in EDITABLE})
     if merged.get("evidencePrefix") is None:
         merged["evidencePrefix"] = default_evidence_prefix(current.tenant_id)
@@ -174,6 +216,27 @@ def apply_patch(current: Tenant, patch: Mapping[str, Any]) -> Tenant:
         raise InvalidRequest(errors)
     assert tenant is not None
     return tenant
+
+
+def _unknown_fields(payload: Mapping[str, Any]) -> list[FieldError]:
+    """A fault for each field a body may not give: the lifecycle's, and any unknown one."""
+    return [
+        FieldError(f"/{name}", _LIFECYCLE_ONLY if name in LIFECYCLE else "is not a tenant field")
+        for name in sorted(set(payload) - {"tenantId", *EDITABLE})
+    ]
+
+
+def retire(tenant: Tenant, at: datetime, by: Mapping[str, Any]) -> Tenant:
+    """``tenant`` retired at ``at`` by ``by``; a tenant retired already stays as it was (the
+    first retirement is the one on record)."""
+    if tenant.retired is not None:
+        return tenant
+    return dataclasses.replace(tenant, retired=Retirement(at.isoformat(), dict(by)))
+
+
+def reinstate(tenant: Tenant) -> Tenant:
+    """``tenant`` active again (its fields as they were when it was retired)."""
+    return dataclasses.replace(tenant, retired=None)
 
 
 def merge_patch(target: object, patch: object) -> Any:
@@ -191,8 +254,16 @@ def merge_patch(target: object, patch: object) -> Any:
 
 
 def from_stored(document: Mapping[str, Any]) -> Tenant:
-    """A tenant as the registry stored it (validated again: the store is not trusted blindly)."""
-    return parse_tenant({k: v for k, v in document.items() if k in {"tenantId", *EDITABLE}})
+    """A tenant as the registry stored it (validated again: the store is not trusted blindly).
+    A document of before tenants could retire has no ``state``: active."""
+    tenant = parse_tenant({k: v for k, v in document.items() if k in {"tenantId", *EDITABLE}})
+    state = document.get("state", TenantState.ACTIVE.value)
+    if state == TenantState.ACTIVE.value:
+        return tenant
+    at, by = document.get("retiredAt"), document.get("retiredBy")
+    if state != TenantState.RETIRED.value or not isinstance(at, str) or not isinstance(by, dict):
+        raise InvalidRequest([FieldError("/state", "must be active, or retired with its record")])
+    return dataclasses.replace(tenant, retired=Retirement(at, dict(by)))
 
 
 def _tenant_id(raw: object, errors: list[FieldError]) -> str | None:
@@ -364,6 +435,10 @@ class VersionMismatch(Exception):
     """The tenant changed since the version the caller read (``If-Match``)."""
 
 
+class TenantRetired(Exception):
+    """The tenant is retired: it is a record now, changed by reinstating it only."""
+
+
 @dataclass(frozen=True)
 class Registered:
     """A tenant as the registry holds it: the tenant, its version and who last changed it."""
@@ -438,9 +513,12 @@ def change_record(
     action: str,
     before: Tenant | None,
     after: Tenant,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One line of the registry's change log, chained to the line before it by its hash."""
+    """One line of the registry's change log, chained to the line before it by its hash.
+    ``extra``: ids and counts the action adds (a forced retirement: ``forced``, ``inFlight``)."""
     record: dict[str, Any] = {
+        **dict(extra or {}),
         "at": at.isoformat(),
         "by": dict(by),
         "action": action,

@@ -5,9 +5,11 @@
 administrator never consented, list them, fetch the consent link, read the per-tenant health;
 then the administrator consents and the health is read again, and the first tenant is renamed
 on a stale and on a current version. Last, a second key is bound to the consented tenant
-alone with ``dsrctl bindings``, used, and unbound. Writes what it saw as JSON to OUT; the test
-judges it. A process of its own because a process can load ``function_app`` only once
-(azure-functions).
+alone with ``dsrctl bindings``, used, and unbound. Then a customer leaves: a third tenant
+whose administrator revoked the consent fails the health check until it is retired
+(``dsrctl tenants retire``), after which the check passes, the list leaves it out unless
+asked, and it is reinstated. Writes what it saw as JSON to OUT; the test judges it. A process
+of its own because a process can load ``function_app`` only once (azure-functions).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from devhost.stack import DevStack, StackOptions
 from dsr_export.domain.callers import from_function_key
 from dsrctl.commands import cli
 
-CONSENTED, _, NEVER = CUSTOMER_TENANTS
+CONSENTED, LEAVER, NEVER = CUSTOMER_TENANTS
 BOUND_KEY = "contoso-ops-k"
 
 
@@ -90,6 +92,16 @@ def main(argv: list[str]) -> None:
         seen["bindings"] = dsrctl("bindings", "list")
         seen["unbind"] = dsrctl("bindings", "remove", bound)
         seen["unboundList"] = as_bound("tenants", "list")
+        # A customer leaves: its administrator deletes the app in their tenant, so its tenant
+        # fails the deep check until retired, then drops out of it.
+        seen["addLeaver"] = dsrctl("tenants", "add", LEAVER, "--name", "Leaver")
+        stack.tenant.revoke(LEAVER)
+        seen["healthLeaver"] = dsrctl("tenants", "health")
+        seen["retire"] = dsrctl("tenants", "retire", LEAVER, "--yes")
+        seen["healthRetired"] = dsrctl("tenants", "health")
+        seen["listActive"] = dsrctl("tenants", "list")
+        seen["listRetired"] = dsrctl("tenants", "list", "--state", "retired")
+        seen["reinstate"] = dsrctl("tenants", "reinstate", LEAVER)
         out.write_text(json.dumps(seen, indent=2))
 
 

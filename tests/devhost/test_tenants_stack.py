@@ -19,7 +19,7 @@ from tests.e2e.host import user_env
 
 pytestmark = pytest.mark.azurite
 
-CONSENTED, _, NEVER = CUSTOMER_TENANTS
+CONSENTED, LEAVER, NEVER = CUSTOMER_TENANTS
 
 
 def run_host(state: Path, out: Path) -> dict[str, Any]:
@@ -83,3 +83,14 @@ def test_an_operator_onboards_tenants_and_the_health_follows_consent(tmp_path: P
     ]
     assert seen["unbind"]["code"] == 0
     assert json.loads(seen["unboundList"]["out"])["count"] == 0
+
+    # The customer that left: its tenant fails the deep check (503) until it is retired; then
+    # the check passes without it, the default list leaves it out, and it can be reinstated.
+    assert seen["healthLeaver"]["code"] == 1
+    assert seen["healthLeaver"]["out"]["tenants"][LEAVER]["token"] == "failed"
+    assert (seen["retire"]["code"], seen["retire"]["out"]["state"]) == (0, "retired")
+    assert (seen["healthRetired"]["code"], seen["healthRetired"]["out"]["status"]) == (0, 200)
+    assert LEAVER not in seen["healthRetired"]["out"]["tenants"]
+    assert LEAVER not in [t["tenantId"] for t in seen["listActive"]["out"]["tenants"]]
+    assert [t["tenantId"] for t in seen["listRetired"]["out"]["tenants"]] == [LEAVER]
+    assert (seen["reinstate"]["code"], seen["reinstate"]["out"]["state"]) == (0, "active")

@@ -22,6 +22,7 @@ from dsr_export.domain.bindings import (
     parse_binding,
     scope_for,
     valid_principal,
+    without_tenant,
 )
 from dsr_export.domain.callers import Caller, Role, TenantScope, from_claims, from_function_key
 from dsr_export.domain.request import InvalidRequest
@@ -43,6 +44,25 @@ def _pointers(exc: pytest.ExceptionInfo[InvalidRequest]) -> list[str]:
 
 
 # -- the rules ---------------------------------------------------------------------------------
+
+
+def test_a_retired_tenant_is_taken_out_of_a_binding_and_an_empty_binding_goes() -> None:
+    both = Binding(USER, PrincipalKind.USER, frozenset({A, B}))
+    assert without_tenant(both, A) == Binding(USER, PrincipalKind.USER, frozenset({B}))
+    assert without_tenant(both, C) is both
+    assert without_tenant(Binding(KEY, PrincipalKind.FUNCTION_KEY, frozenset({A})), A) is None
+    everywhere = Binding(GROUP, PrincipalKind.GROUP, None)  # operators keep the record in reach
+    assert without_tenant(everywhere, A) is everywhere
+    record = change_record(
+        previous_hash=None,
+        at=T0,
+        by={"kind": "user", "id": USER},
+        before=both,
+        after=without_tenant(both, A),
+        extra={"cause": "retired", "tenantId": A},
+    )
+    assert (record["action"], record["cause"], record["tenantId"]) == ("rebound", "retired", A)
+    assert record["tenants"] == {"from": sorted([A, B]), "to": [B]}
 
 
 def test_a_binding_names_registered_tenants_or_every_tenant() -> None:

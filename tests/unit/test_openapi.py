@@ -55,6 +55,8 @@ GUARDED_WITHOUT_CLIENT = {
     "getTenant",
     "updateTenant",
     "getConsentLink",
+    "retireTenant",
+    "reinstateTenant",
     "listBindings",
     "getBinding",
     "putBinding",
@@ -165,6 +167,16 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         "get_tenant_gate",
         True,
         lambda: request("GET", f"gate/{TENANT}", route_params={"tenantId": TENANT}),
+    ),
+    "retireTenant": (
+        "tenant_retire",
+        False,
+        lambda: request("POST", f"tenants/{TENANT}/retire", route_params={"tenantId": TENANT}),
+    ),
+    "reinstateTenant": (
+        "tenant_reinstate",
+        False,
+        lambda: request("POST", f"tenants/{TENANT}/reinstate", route_params={"tenantId": TENANT}),
     ),
     "listBindings": ("bindings_collection", False, lambda: request("GET", "bindings")),
     "getBinding": (

@@ -33,6 +33,9 @@ def test_a_minimal_tenant_takes_the_defaults() -> None:
         "exportsAccount": None,
         "evidencePrefix": f"t-{TID}",
         "quotaBudget": {"submitsPerDay": 1000, "pollsPerHour": 10000},
+        "state": "active",
+        "retiredAt": None,
+        "retiredBy": None,
     }
     assert tenants.from_stored(tenant.to_json()) == tenant
 
@@ -197,3 +200,64 @@ def test_a_tenant_with_an_export_account_of_its_own_gets_that_account() -> None:
             assert theirs.service.url.rstrip("/") == own
         finally:
             composition.reset()
+
+
+# -- retiring a tenant (offboarding) ------------------------------------------------------------
+
+OPERATOR = {"kind": "user", "id": "00000000-0000-4000-8000-00000000aaaa"}
+RETIRED_AT = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def test_a_retired_tenant_takes_no_dsr_and_keeps_its_record() -> None:
+    tenant = tenants.parse_tenant({"tenantId": TID, "displayName": "Contoso"})
+    assert (tenant.state, tenant.accepts_dsrs) == (tenants.TenantState.ACTIVE, True)
+    retired = tenants.retire(tenant, RETIRED_AT, OPERATOR)
+    assert (retired.state, retired.accepts_dsrs) == (tenants.TenantState.RETIRED, False)
+    assert retired.to_json() == {
+        **tenant.to_json(),
+        "state": "retired",
+        "retiredAt": RETIRED_AT.isoformat(),
+        "retiredBy": OPERATOR,
+    }
+    # Stored and read back as it was; retiring again keeps the first retirement on record.
+    assert tenants.from_stored(retired.to_json()) == retired
+    assert tenants.retire(retired, RETIRED_AT.replace(year=2028), {"kind": "x"}) == retired
+    assert tenants.reinstate(retired) == tenant
+    # A document stored before tenants could retire has no state: active.
+    old = {k: v for k, v in tenant.to_json().items() if k not in tenants.LIFECYCLE}
+    assert tenants.from_stored(old) == tenant
+
+
+def test_only_retiring_and_reinstating_set_the_state() -> None:
+    tenant = tenants.parse_tenant({"tenantId": TID, "displayName": "Contoso"})
+    with pytest.raises(InvalidRequest) as refused:
+        tenants.parse_tenant({"tenantId": TID, "displayName": "C", "state": "retired"})
+    assert pointers(refused) == ["/state"]
+    assert "retire" in refused.value.errors[0].detail
+    with pytest.raises(InvalidRequest) as refused:
+        tenants.apply_patch(tenant, {"state": "retired", "retiredAt": None})
+    assert sorted(pointers(refused)) == ["/retiredAt", "/state"]
+    retired = tenants.retire(tenant, RETIRED_AT, OPERATOR)
+    with pytest.raises(tenants.TenantRetired):
+        tenants.apply_patch(retired, {"displayName": "Contoso (gone)"})
+    with pytest.raises(InvalidRequest) as refused:
+        tenants.from_stored({**tenant.to_json(), "state": "retired"})  # no record of who, when
+    assert pointers(refused) == ["/state"]
+
+
+def test_a_retirement_record_says_who_when_and_if_forced_never_a_value() -> None:
+    tenant = tenants.parse_tenant({"tenantId": TID, "displayName": "Contoso"})
+    retired = tenants.retire(tenant, RETIRED_AT, OPERATOR)
+    record = tenants.change_record(
+        previous_hash=None,
+        at=RETIRED_AT,
+        by=OPERATOR,
+        action="retired",
+        before=tenant,
+        after=retired,
+        extra={"forced": True, "inFlight": 2},
+    )
+    assert (record["action"], record["forced"], record["inFlight"]) == ("retired", True, 2)
+    assert sorted(record["changed"]) == ["retiredAt", "retiredBy", "state"]
+    assert tenants.verify_chain([record]) == []
+    assert "Contoso" not in str(record)

@@ -1,0 +1,300 @@
+"""Offboarding a tenant (issue 21), end to end through the real routes, use cases and registry
+(Azurite), with ``TENANCY=multi``: retiring keeps the tenant as a record, takes it out of the
+default list, of every binding and of the deep health check, refuses its PATCH and new
+bindings, is refused while its DSRs are in flight unless forced, and is recorded (who, when,
+forced or not, each binding swept) in the hash-chained change log; reinstating is recorded the
+same way. Then the races: a stale ``If-Match``, and a binding made while the tenant retires."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
+from dsr_export.adapters.tenant_registry import REGISTRY_CONTAINER, ChangeLog, TenantRegistry
+from dsr_export.domain import tenants
+from dsr_export.domain.bindings import Binding, PrincipalKind
+from dsr_export.domain.callers import from_function_key
+from dsr_export.domain.request import InvalidRequest
+from intake import tenant_dsrs
+from tests.unit.intake_fakes import FUNCTION_KEY, app_settings, request
+
+pytestmark = pytest.mark.azurite
+
+A = "00000000-0000-4000-8000-0000000000a1"
+B = "00000000-0000-4000-8000-0000000000b2"
+T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+OPERATOR = FUNCTION_KEY
+OF_A_AND_B = "key-of-a-and-b"
+OF_A = "key-of-a"
+
+
+def fingerprint(key: str) -> str:
+    return from_function_key(key, ()).id
+
+
+@pytest.fixture
+def registry(azurite: Azurite, tls_files, monkeypatch, swap) -> TenantRegistry:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
+    service = BlobServiceClient(
+        azurite.blob_endpoint,
+        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
+    )
+    suffix = uuid.uuid4().hex[:8]
+    changes = ChangeLog(service.get_container_client(f"evidence-{suffix}"))
+    built = TenantRegistry(service.get_container_client(f"{REGISTRY_CONTAINER}-{suffix}"), changes)
+    swap(tenant_registry=built, clock=lambda: T0)
+    return built
+
+
+@pytest.fixture
+def multi():
+    with app_settings(
+        AUTH_FUNCTION_KEY_ROLES="DSR.Admin",
+        TENANCY="multi",
+        MULTI_TENANT_CLIENT_ID="00000000-0000-4000-8000-0000000000ac",
+        TENANCY_OPERATORS=fingerprint(OPERATOR),
+    ):
+        yield
+
+
+@pytest.fixture
+def in_flight(monkeypatch) -> dict[str, int]:
+    """The tenants' DSRs in flight, as the seam answers them (``intake.tenant_dsrs``)."""
+    counts: dict[str, int] = {}
+
+    async def count(tenant_id: str) -> int:
+        return counts.get(tenant_id, 0)
+
+    monkeypatch.setattr(tenant_dsrs, "in_flight", count)
+    return counts
+
+
+def answer(user_function, name: str, *args: Any, key: str = OPERATOR, **kwargs: Any):
+    response = asyncio.run(user_function(name)(req=request(*args, key=key, **kwargs)))
+    body = json.loads(response.get_body()) if response.get_body() else None
+    return response, body
+
+
+def lifecycle(user_function, action: str, tenant: str, body: Any = None, **kw: Any):
+    return answer(
+        user_function,
+        f"tenant_{action}",
+        "POST",
+        f"tenants/{tenant}/{action}",
+        body,
+        route_params={"tenantId": tenant},
+        **kw,
+    )
+
+
+def listed(user_function, state: str | None = None, key: str = OPERATOR) -> list[str]:
+    params = {"state": state} if state else None
+    got, body = answer(
+        user_function, "tenants_collection", "GET", "tenants", params=params, key=key
+    )
+    assert got.status_code == 200, body
+    return [t["tenantId"] for t in body["tenants"]]
+
+
+def setup(user_function) -> None:
+    for tenant in (A, B):
+        made, body = answer(
+            user_function,
+            "tenants_collection",
+            "POST",
+            "tenants",
+            {"tenantId": tenant, "displayName": f"T{tenant[-2:]}"},
+        )
+        assert made.status_code == 201, body
+    for key, bound in ((OF_A_AND_B, [A, B]), (OF_A, [A])):
+        principal = fingerprint(key)
+        made, body = answer(
+            user_function,
+            "binding_item",
+            "PUT",
+            f"bindings/{principal}",
+            {"tenants": bound},
+            route_params={"principal": principal},
+        )
+        assert made.status_code == 201, body
+
+
+def test_a_retired_tenant_is_a_record_no_binding_reaches(
+    user_function, registry, multi, in_flight
+) -> None:
+    setup(user_function)
+    retired, body = lifecycle(user_function, "retire", A)
+    assert retired.status_code == 200, body
+    assert (body["state"], body["retiredAt"], body["retiredBy"]) == (
+        "retired",
+        T0.isoformat(),
+        {"kind": "functionKey", "id": fingerprint(OPERATOR)},
+    )
+    assert body["bindingsChanged"] == sorted([fingerprint(OF_A_AND_B), fingerprint(OF_A)])
+    assert retired.headers["ETag"] == registry.get(A).etag
+    assert registry.get(A).tenant.accepts_dsrs is False
+
+    # The default list leaves it out; asked for, it is there.
+    assert listed(user_function) == [B]
+    assert listed(user_function, "retired") == [A]
+    assert listed(user_function, "all") == [A, B]
+    bad, body = answer(user_function, "tenants_collection", "GET", "tenants", params={"state": "x"})
+    assert (bad.status_code, body["errors"][0]["pointer"]) == (400, "/state")
+    # Its bindings no longer reach it: a key bound to A alone is bound nowhere now.
+    assert listed(user_function, "all", OF_A_AND_B) == [B]
+    assert listed(user_function, "all", OF_A) == []
+    assert {b.binding.principal: b.binding.tenants for b in registry.bindings.all()} == {
+        fingerprint(OF_A_AND_B): frozenset({B})
+    }
+    # The record stays as it was retired, and no new binding may name it.
+    patched, body = answer(
+        user_function,
+        "tenant_item",
+        "PATCH",
+        f"tenants/{A}",
+        {"displayName": "Gone"},
+        route_params={"tenantId": A},
+    )
+    assert (patched.status_code, body["title"]) == (409, "Tenant retired")
+    assert patched.mimetype == "application/problem+json"
+    principal = fingerprint(OF_A)
+    rebind, body = answer(
+        user_function,
+        "binding_item",
+        "PUT",
+        f"bindings/{principal}",
+        {"tenants": [A]},
+        route_params={"principal": principal},
+    )
+    assert (rebind.status_code, body["errors"][0]["pointer"]) == (400, "/tenants/0")
+    link, body = answer(
+        user_function,
+        "tenant_consent_link",
+        "GET",
+        f"tenants/{A}/consent-link",
+        route_params={"tenantId": A},
+    )
+    assert (link.status_code, body["title"]) == (409, "Tenant retired")
+
+    # Retiring again changes nothing; reinstating makes it active, its bindings not given back.
+    again, body = lifecycle(user_function, "retire", A)
+    assert (again.status_code, body["bindingsChanged"]) == (200, [])
+    back, body = lifecycle(user_function, "reinstate", A)
+    assert (back.status_code, body["state"], body["retiredAt"]) == (200, "active", None)
+    assert listed(user_function) == [A, B]
+    assert listed(user_function, key=OF_A) == []
+
+    records = registry.changes.records()
+    assert [r["action"] for r in records] == [
+        "created",
+        "created",
+        "bound",
+        "bound",
+        "retired",
+        "rebound",
+        "unbound",
+        "reinstated",
+    ]
+    assert sorted(records[4]["changed"]) == ["retiredAt", "retiredBy", "state"]
+    assert "forced" not in records[4]
+    assert all(r["cause"] == "retired" and r["tenantId"] == A for r in records[5:7])
+    assert records[5]["tenants"] == {"from": sorted([A, B]), "to": [B]}
+    assert tenants.verify_chain(records) == []
+
+
+def test_retiring_is_refused_while_dsrs_are_in_flight_unless_forced(
+    user_function, registry, multi, in_flight
+) -> None:
+    setup(user_function)
+    in_flight[A] = 2
+    refused, body = lifecycle(user_function, "retire", A)
+    assert (refused.status_code, body["title"]) == (409, "DSRs in flight")
+    assert refused.mimetype == "application/problem+json"
+    assert "2 DSR(s) in flight" in body["detail"]
+    assert '"force": true' in body["detail"]
+    assert registry.get(A).tenant.accepts_dsrs
+    invalid, body = lifecycle(user_function, "retire", A, {"force": "yes"})
+    assert (invalid.status_code, body["errors"][0]["pointer"]) == (400, "/force")
+
+    # Only an operator bound to every tenant may retire or reinstate: a key bound to A may not.
+    for action in ("retire", "reinstate"):
+        forbidden, body = lifecycle(user_function, action, A, {"force": True}, key=OF_A)
+        assert forbidden.status_code == 403, action
+    unknown = "00000000-0000-4000-8000-0000000000ff"
+    assert lifecycle(user_function, "retire", unknown)[0].status_code == 404
+    assert lifecycle(user_function, "reinstate", unknown)[0].status_code == 404
+
+    forced, body = lifecycle(user_function, "retire", A, {"force": True})
+    assert (forced.status_code, body["state"]) == (200, "retired")
+    record = next(r for r in registry.changes.records() if r["action"] == "retired")
+    assert (record["forced"], record["inFlight"]) == (True, 2)
+
+
+def test_the_deep_health_check_leaves_a_retired_tenant_out(
+    user_function, registry, multi, in_flight, swap
+) -> None:
+    from intake import tenant_checks
+
+    class NoCredentials:
+        def __init__(self) -> None:
+            self.asked: list[str] = []
+            self.forgotten: list[str] = []
+
+        def for_tenant(self, tenant_id: str) -> Any:
+            self.asked.append(tenant_id)
+            raise AssertionError("a retired tenant is never checked")
+
+        def forget(self, tenant_id: str) -> None:
+            self.forgotten.append(tenant_id)
+
+    credentials = NoCredentials()
+    swap(tenant_credentials=credentials)
+    answer(
+        user_function, "tenants_collection", "POST", "tenants", {"tenantId": A, "displayName": "A"}
+    )
+    assert lifecycle(user_function, "retire", A)[0].status_code == 200
+    assert credentials.forgotten == [A]  # its credential and cached tokens dropped
+    checks: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    env = {"TENANCY": "multi", "MULTI_TENANT_CLIENT_ID": "00000000-0000-4000-8000-0000000000ac"}
+    faults = tenant_checks.deep(env, checks, extra, request("GET", "health", key=OPERATOR))
+    assert (faults, checks["tenants"], extra["tenants"], credentials.asked) == ([], "ok", {}, [])
+
+
+def test_a_stale_version_is_refused_and_a_binding_racing_a_retirement_never_stands(
+    registry,
+) -> None:
+    by = {"kind": "user", "id": "00000000-0000-4000-8000-00000000aaaa"}
+    read = registry.add(tenants.parse_tenant({"tenantId": A, "displayName": "A"}), by, T0)
+    registry.update(A, lambda t: tenants.apply_patch(t, {"displayName": "A2"}), by, T0)
+    with pytest.raises(tenants.VersionMismatch):
+        registry.retire(A, by, T0, if_match=read.etag)
+    assert registry.get(A).tenant.accepts_dsrs
+
+    # A binding to A checked while A was active, written while A retires: the retirement lands
+    # between the binding's check and its write, and the binding is refused on its retry.
+    store = registry.bindings
+    principal = "sha256:00000000000000a1"
+    binding = Binding(principal, PrincipalKind.FUNCTION_KEY, frozenset({A}))
+    checks = iter(range(3))
+
+    def guard() -> None:
+        if next(checks) == 0:  # the first check passes; then the tenant retires meanwhile
+            registry.retire(A, by, T0)
+            store.put(Binding("sha256:00000000000000b2", PrincipalKind.FUNCTION_KEY, None), by, T0)
+            return
+        active = {r.tenant.tenant_id for r in registry.list() if r.tenant.accepts_dsrs}
+        if A not in active:
+            raise InvalidRequest([])
+
+    with pytest.raises(InvalidRequest):
+        store.put(binding, by, T0, guard=guard)
+    assert store.get(principal) is None
+    assert tenants.verify_chain(registry.changes.records()) == []
