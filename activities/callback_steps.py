@@ -21,9 +21,18 @@ from dsr_export.domain import events, steps
 from dsr_export.domain import evidence_entries as entries
 from dsr_export.domain.errors import CallbackRefused
 from dsr_export.domain.logs import log_event
-from dsr_export.settings import SettingsError, callback_settings
+from dsr_export.settings import CallbackSettings, SettingsError, callback_settings
 
 bp = df.Blueprint()
+
+
+def _signing_key(dsr_id: str, settings: CallbackSettings) -> bytes:
+    """The DSR's tenant's own signing key when the registry names one (``callbackSecretRef``,
+    read from Key Vault), else ``CALLBACK_SIGNING_SECRET``'s."""
+    tenant = composition.tenant_of(dsr_id)
+    if tenant is not None and tenant.callback_secret_ref:
+        return composition.callback_secrets().key(tenant.callback_secret_ref)
+    return settings.signing_key()
 
 
 @activity(bp, steps.SEND_CALLBACK)
@@ -35,7 +44,7 @@ def send_callback(step: steps.SendCallback) -> steps.CallbackDelivery:
     event_type = str(step.event.get("type"))
     try:
         settings = callback_settings()
-        key = settings.signing_key()
+        key = _signing_key(step.request_id, settings)
         outbound.check_url(step.url, settings.allowed_hosts, allow_loopback=settings.allow_loopback)
     except (SettingsError, CallbackRefused) as exc:
         return _refused(step, event_type, str(exc))

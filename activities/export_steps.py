@@ -49,7 +49,7 @@ Result = TypeVar("Result", bound=GraphStepResult)
 def resolve_user(step: steps.ResolveUser) -> steps.UserResolved:
     """UPN -> object id (exportPersonalData takes object ids only)."""
     try:
-        user_id = composition.graph().resolve_user_id(step.user)
+        user_id = composition.graph_of(step.request_id).resolve_user_id(step.user)
     except GraphError as exc:
         return _graph_failure(steps.RESOLVE_USER, step.request_id, exc, subject="user")
     log_event("user_resolved", request_id=step.request_id, phase="resolving_user")
@@ -59,7 +59,10 @@ def resolve_user(step: steps.ResolveUser) -> steps.UserResolved:
 @graph_activity(bp, steps.PREPARE_CONTAINER)
 def prepare_container(step: steps.PrepareContainer) -> steps.ContainerPrepared:
     """Create the DSR's own container; report whether a submit already reached Graph."""
-    storage, name = composition.export_storage(), container_name(step.request_id, step.attempt)
+    storage, name = (
+        composition.export_storage_of(step.request_id),
+        container_name(step.request_id, step.attempt),
+    )
     if step.attempt > 1:
         # The container before this one is abandoned (Graph refused it, or never posted its
         # export, or its attempt ended): no SAS for it may stay usable.
@@ -82,7 +85,7 @@ def prepare_container(step: steps.PrepareContainer) -> steps.ContainerPrepared:
 @graph_activity(bp, steps.SUBMIT_EXPORT)
 def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
     """Mint the SAS here (it never leaves this function) and POST exportPersonalData."""
-    storage, name = composition.export_storage(), step.container
+    storage, name = composition.export_storage_of(step.request_id), step.container
     if storage.request_info_exists(name):
         # An earlier attempt of this activity reached Graph (its answer was lost, or the worker
         # died before the result was stored): submitting again would fail with
@@ -92,7 +95,7 @@ def submit_export(step: steps.SubmitExport) -> steps.ExportSubmitted:
     sas_url, expires_at = storage.mint_graph_sas(name, composition.real_now())
     _warn_of_sas_lifetime(step.request_id, expires_at)
     try:
-        submitted = composition.graph().submit_export(step.user_id, sas_url)
+        submitted = composition.graph_of(step.request_id).submit_export(step.user_id, sas_url)
     except GraphError as exc:
         if exc.code == "StorageLocationAlreadyUsed":
             return steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
@@ -183,14 +186,14 @@ def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
     Graph knows no operation of that id (the command was never posted), or the receipt cannot
     be read yet; anything doubtful fails the DSR as SubmitOutcomeUnknown (a second export is
     the worse risk)."""
-    storage, graph, name = composition.export_storage(), composition.graph(), step.container
+    storage, name = composition.export_storage_of(step.request_id), step.container
     receipt = storage.read_request_info(name)
     command = str(receipt.get("CommandId") or "") if receipt else ""
     if not command:
         return _unreadable_receipt(step)
-    url = graph.operation_url(command)
+    url = composition.graph_of(step.request_id).operation_url(command)
     try:
-        operation = graph.get_operation(url)
+        operation = composition.graph_of(step.request_id).get_operation(url)
     except GraphError as exc:
         if exc.code == "OperationNotFound":
             if step.final:
@@ -250,7 +253,7 @@ def _unreadable_receipt(step: steps.RecoverSubmit) -> steps.ExportRecovered:
 def check_export(step: steps.CheckExport) -> steps.ExportChecked:
     """GET the dataPolicyOperation once."""
     try:
-        operation = composition.graph().get_operation(step.operation_url)
+        operation = composition.graph_of(step.request_id).get_operation(step.operation_url)
     except GraphError as exc:
         return _graph_failure(steps.CHECK_EXPORT, step.request_id, exc, subject="poll")
     log_event(
@@ -277,7 +280,7 @@ def check_export(step: steps.CheckExport) -> steps.ExportChecked:
 @activity(bp, steps.FINALIZE_EXPORT)
 def finalize_export(step: steps.FinalizeExport) -> steps.ExportFinalized:
     """Write the manifest (completed exports only), revoke the SAS, record how it ended."""
-    storage, name = composition.export_storage(), step.container
+    storage, name = composition.export_storage_of(step.request_id), step.container
     manifest = None
     if step.write_manifest:
         manifest = storage.write_manifest(name, step.request_id, composition.now()).to_dict()

@@ -1,6 +1,8 @@
-"""A local Key Vault (keys only) speaking the REST protocol ``azure-keyvault-keys`` uses.
+"""A local Key Vault speaking the REST protocol ``azure-keyvault-keys`` and
+``azure-keyvault-secrets`` use.
 
-The app signs package receipts with ``KeyClient`` and ``CryptographyClient``; offline they run
+The app signs package receipts with ``KeyClient`` and ``CryptographyClient``, and reads each
+tenant's callback signing secret with ``SecretClient`` (``TENANCY=multi``); offline they run
 unchanged against this vault, and only settings point them here. What the real service does and
 the SDK relies on is played for real:
 
@@ -15,6 +17,10 @@ the SDK relies on is played for real:
 - **Keys**: EC P-256 (and P-384/P-521) keys with versions; ``create`` on an existing name and
   ``rotate`` both add a version; ``sign`` takes a base64url digest and answers the raw
   ``r || s`` signature, as Key Vault does (not DER). api-version 7.4 and 7.5 only.
+- **Secrets**: ``GET /secrets/{name}[/{version}]`` answers the secret bundle (``value``,
+  ``id`` with its version) to a principal holding ``getSecret`` (Key Vault Secrets User);
+  :meth:`KeyVaultEmulator.set_secret` adds a version, as an operator's ``az keyvault secret
+  set`` does. Offline test secrets only.
 
 **Why a vault-like host name and a proxy.** The SDK checks that the challenge's resource
 (``vault.azure.net``) is a parent domain of the vault's host name, and that check would refuse
@@ -84,6 +90,7 @@ _ACTION_NAMES: Final = {
     "sign": "Microsoft.KeyVault/vaults/keys/sign/action",
     "create": "Microsoft.KeyVault/vaults/keys/create/action",
     "rotate": "Microsoft.KeyVault/vaults/keys/rotate/action",
+    "getSecret": "Microsoft.KeyVault/vaults/secrets/getSecret/action",
 }
 _CURVES: Final[dict[str, tuple[ec.EllipticCurve, str, int, hashes.HashAlgorithm]]] = {
     "P-256": (ec.SECP256R1(), "ES256", 32, hashes.SHA256()),
@@ -170,6 +177,8 @@ class KeyVaultEmulator(Service):
 
     def __post_init__(self) -> None:
         self._keys: dict[str, list[_Version]] = {}
+        #: Secret versions by name, oldest first: (version, value).
+        self._secrets: dict[str, list[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         self._server: HttpsServer | None = None
         self.requests: list[tuple[str, str, int]] = []
@@ -220,6 +229,14 @@ class KeyVaultEmulator(Service):
             self._find(name, version).enabled = False
             self._save()
 
+    def set_secret(self, name: str, value: str) -> str:
+        """Add a version of the secret ``name`` (the current one from now on); its id."""
+        version = secrets.token_hex(16)
+        with self._lock:
+            self._secrets.setdefault(name, []).append((version, value))
+            self._save()
+        return f"{self.vault_url}/secrets/{name}/{version}"
+
     def key_id(self, name: str = RECEIPT_KEY_NAME) -> str:
         """The versionless id the app's setting holds."""
         return f"{self.vault_url}/keys/{name}"
@@ -257,9 +274,17 @@ class KeyVaultEmulator(Service):
                 f"latest supported version ({max(API_VERSIONS)}).",
             )
         segments = request.path.strip("/").split("/")
+        if len(segments) in (2, 3) and segments[0] == "secrets" and request.method == "GET":
+            self._allow(request, "getSecret", segments[1], kind="secrets")
+            return 200, self._secret(segments[1], segments[2] if len(segments) == 3 else None)
         if len(segments) < 2 or segments[0] != "keys":
             raise _Refusal(404, "NotFound", "The requested resource was not found.")
-        name, rest = segments[1], segments[2:]
+        return self._route_key(request, segments[1], segments[2:])
+
+    def _route_key(
+        self, request: _Request, name: str, rest: list[str]
+    ) -> tuple[int, dict[str, Any]]:
+        """One key operation: ``/keys/{name}/...`` with what follows the name in ``rest``."""
         method = request.method
         if method == "POST" and rest == ["create"]:
             return 200, self._create(request, name)
@@ -311,7 +336,7 @@ class KeyVaultEmulator(Service):
             raise unauthorized
         request.principal = str(claims.get("oid", ""))
 
-    def _allow(self, request: _Request, action: str, name: str) -> None:
+    def _allow(self, request: _Request, action: str, name: str, kind: str = "keys") -> None:
         with self._lock:
             allowed = action in self.grants.get(request.principal, set())
         if not allowed:
@@ -323,9 +348,27 @@ class KeyVaultEmulator(Service):
                 "recently, please observe propagation time.\r\n"
                 f"Caller: oid={request.principal}\r\n"
                 f"Action: '{_ACTION_NAMES[action]}'\r\n"
-                f"Resource: '{self.vault_url}/keys/{name}'\r\n"
+                f"Resource: '{self.vault_url}/{kind}/{name}'\r\n"
                 "Assignment: (not found)\r\n",
             )
+
+    def _secret(self, name: str, version: str | None) -> dict[str, Any]:
+        with self._lock:
+            versions = list(self._secrets.get(name, ()))
+        found = [v for v in versions if version in (None, v[0])]
+        if not found:
+            what = f"{name}/{version}" if version else name
+            raise _Refusal(
+                404,
+                "SecretNotFound",
+                f"A secret with (name/id) {what} was not found in this key vault.",
+            )
+        chosen, value = found[-1]
+        return {
+            "value": value,
+            "id": f"{self.vault_url}/secrets/{name}/{chosen}",
+            "attributes": {"enabled": True, "recoveryLevel": "Recoverable+Purgeable"},
+        }
 
     def _create(self, request: _Request, name: str) -> dict[str, Any]:
         self._allow(request, "create", name)
@@ -428,8 +471,12 @@ class KeyVaultEmulator(Service):
         if self.state_file is None:
             return
         state = {name: [v.to_state() for v in versions] for name, versions in self._keys.items()}
-        # Private keys (offline test keys only): owner-only.
-        write_atomically(self.state_file, json.dumps({"keys": state}, indent=2), private=True)
+        kept = {
+            "keys": state,
+            "secrets": {n: [list(v) for v in vs] for n, vs in self._secrets.items()},
+        }
+        # Private keys and secrets (offline test ones only): owner-only.
+        write_atomically(self.state_file, json.dumps(kept, indent=2), private=True)
 
     def _load(self) -> None:
         if self.state_file is None:
@@ -442,6 +489,10 @@ class KeyVaultEmulator(Service):
             self._keys = {
                 str(name): [_Version.from_state(v) for v in versions]
                 for name, versions in data["keys"].items()
+            }
+            self._secrets = {
+                str(name): [(str(v[0]), str(v[1])) for v in versions]
+                for name, versions in data.get("secrets", {}).items()
             }
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise unreadable(self.state_file, what, f"{type(error).__name__}: {error}") from None

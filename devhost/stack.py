@@ -355,7 +355,8 @@ class DevStack(Service):
         vault = KeyVaultEmulator(tls, state_file=state / KEYVAULT_STATE_FILE, clock=self.clock.now)
         self.keyvault = self._enter(vault)
         principal = (self.identity or ManagedIdentityEndpoint()).object_id
-        vault.grant(principal, APP_ACTIONS)
+        # Key Vault Secrets User too: each tenant's callback secret (TENANCY=multi).
+        vault.grant(principal, APP_ACTIONS | {"getSecret"})
         vault.ensure_key()
         self.vault_proxy = self._enter(VaultProxy({VAULT_HOST: vault.port}))
         env.update(self.vault_proxy.env(env))

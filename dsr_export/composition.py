@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import azure.durable_functions as df
     from azure.core.credentials import TokenCredential
 
+    from dsr_export.adapters.callback_secrets import CallbackSecrets
     from dsr_export.adapters.callback_sender import CallbackSender
     from dsr_export.adapters.credentials import TenantCredentials
     from dsr_export.adapters.durable_client import TaskHub
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from dsr_export.adapters.storage import ExportStorage
     from dsr_export.adapters.task_hub import Page
     from dsr_export.adapters.tenant_registry import TenantRegistry
+    from dsr_export.domain.tenants import Tenant
 
 #: Reads instances, a page at a time:
 #: ``(client, *, created_from, created_to, runtime_status=(), page_size=...) -> pages``.
@@ -136,6 +138,8 @@ def reset() -> None:
     for part in _PARTS.values():
         part.forget()
     _tenant_export_storage.cache_clear()
+    _tenant_graph.cache_clear()
+    _TENANT_IDS.clear()
     settings.clear_cache()
 
 
@@ -204,13 +208,115 @@ def _callback_sender() -> CallbackSender:
     return CallbackSender(allow_loopback=settings.callback_settings().allow_loopback)
 
 
+def _callback_secrets() -> CallbackSecrets:
+    from dsr_export.adapters.callback_secrets import CallbackSecrets
+
+    return CallbackSecrets(credential())
+
+
 def _evidence_log() -> EvidenceLog:
     from dsr_export.adapters.evidence_log import EvidenceLog
 
+    prefix_of = evidence_prefix if settings.tenancy_settings().multi else None
     endpoint = settings.lifecycle_settings().evidence_blob_endpoint
     if endpoint is None:
-        return EvidenceLog(export_storage().service)
-    return EvidenceLog.for_account(endpoint, credential())
+        return EvidenceLog(export_storage().service, prefix_of=prefix_of)
+    return EvidenceLog.for_account(endpoint, credential(), prefix_of=prefix_of)
+
+
+def evidence_prefix(dsr_id: str) -> str:
+    """A multi-tenant DSR's evidence prefix, its tenant's ``evidencePrefix``. An id of no
+    registered tenant has none to write to: refused, never logged at the root."""
+    tenant = tenant_of(dsr_id)
+    if tenant is None:
+        raise LookupError("the DSR's tenant is not registered: no evidence chain to use")
+    return tenant.evidence_prefix
+
+
+# -- one DSR's tenant and its parts (TENANCY=multi) --------------------------------------------
+#: Tenant ids by the key their DSR ids start with (a pure function of the id: never stale).
+_TENANT_IDS: dict[str, str] = {}
+
+
+def tenant_of(dsr_id: str) -> Tenant | None:
+    """The registered tenant a DSR belongs to, by its id's tenant key (``TENANCY=multi``);
+    None with ``single``, or when no registered tenant has that key. Read from the registry
+    every time (one blob): a change an operator makes applies to the next step."""
+    from dsr_export.domain.logs import name_tenant
+
+    tenant_id = tenant_id_of(dsr_id)
+    found = tenant_registry().get(tenant_id) if tenant_id is not None else None
+    if found is None:
+        return None
+    name_tenant(found.tenant.tenant_id)
+    return found.tenant
+
+
+def tenant_id_of(dsr_id: str) -> str | None:
+    """The id of the registered tenant whose key a DSR id starts with (``TENANCY=multi``), the
+    registry listed only for a key not seen yet; None with ``single`` or for no such tenant."""
+    from dsr_export.domain import dsr_keys
+
+    parts = dsr_keys.split(dsr_id) if settings.tenancy_settings().multi else None
+    if parts is None:
+        return None
+    if parts.key not in _TENANT_IDS:
+        for registered in tenant_registry().list():
+            _TENANT_IDS[dsr_keys.tenant_key(registered.tenant.tenant_id)] = (
+                registered.tenant.tenant_id
+            )
+    return _TENANT_IDS.get(parts.key)
+
+
+def graph_of(dsr_id: str) -> GraphClient:
+    """The Graph client of a DSR's tenant: the app's own (``single``), else one per tenant,
+    signing in there (:meth:`TenantCredentials.for_tenant`) and sending its token only to its
+    cloud's Graph (``GRAPH_BASE_URL`` for the global cloud, which the app is configured for)."""
+    tenant = tenant_of(dsr_id)
+    if tenant is None:
+        if settings.tenancy_settings().multi:
+            raise LookupError("the DSR's tenant is not registered")
+        return graph()
+    cloud = tenant.cloud_info
+    root = settings.graph_settings().base_url if cloud.name == "global" else cloud.graph_root
+    return _tenant_graph(tenant.tenant_id, root)
+
+
+@functools.cache
+def _tenant_graph(tenant_id: str, root: str) -> GraphClient:
+    import dataclasses
+
+    from dsr_export.adapters.graph import GraphClient
+
+    chosen = dataclasses.replace(settings.graph_settings(), base_url=root)
+    return GraphClient(chosen, _TenantToken(tenant_id))
+
+
+class _TenantToken:
+    """The tenant's Graph tokens, asked of :func:`tenant_credentials` at each use: a credential
+    it has forgotten (consent revoked) is never kept alive by a cached client."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self._tenant_id = tenant_id
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        from dsr_export.adapters.failures import TenantConsentMissing, consent_missing
+
+        try:
+            return tenant_credentials().for_tenant(self._tenant_id).get_token(*scopes, **kwargs)
+        except ClientAuthenticationError as exc:
+            if consent_missing(exc):  # the DSR fails naming the fix, not after five retries
+                tenant_credentials().forget(self._tenant_id)
+                raise TenantConsentMissing(self._tenant_id) from None
+            raise
+
+
+def export_storage_of(dsr_id: str) -> ExportStorage:
+    """The export account of a DSR's tenant (its ``exportsAccount``, else the shared one)."""
+    tenant = tenant_of(dsr_id)
+    return export_storage_for(tenant.exports_account if tenant is not None else None)
 
 
 def _receipt_signer() -> KeyVaultReceiptSigner:
@@ -302,6 +408,12 @@ callback_sender: Final = Part(
     "callback_sender",
     _callback_sender,
     "What delivers ticket callbacks (judged, resolved and pinned; short retries).",
+)
+callback_secrets: Final = Part(
+    "callback_secrets",
+    _callback_secrets,
+    "Each tenant's callback signing key, read from its Key Vault secret (``callbackSecretRef``) "
+    "with the app's identity and cached (TENANCY=multi).",
 )
 rejections: Final = Part(
     "rejections",

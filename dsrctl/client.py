@@ -247,9 +247,13 @@ class ApiClient:
         overdue: bool | None = None,
         top: int | None = None,
         continuation: str | None = None,
+        tenant: str | None = None,
     ) -> dict[str, Any]:
-        """``GET /api/exports``: one page, ``{"items": [...], "continuationToken": ...}``."""
+        """``GET /api/exports``: one page, ``{"items": [...], "continuationToken": ...}``
+        (``tenant``: that tenant's DSRs only, ``TENANCY=multi``)."""
         params: dict[str, str] = {}
+        if tenant:
+            params["tenantId"] = tenant
         if phase:
             params["phase"] = phase
         if overdue is not None:
@@ -267,13 +271,16 @@ class ApiClient:
         overdue: bool | None = None,
         top: int | None = None,
         on_page: Callable[[int], None] | None = None,
+        tenant: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every page of the list, following ``continuationToken``."""
         items: list[dict[str, Any]] = []
         token: str | None = None
         seen: set[str] = set()
         while True:
-            page = self.list_page(phase=phase, overdue=overdue, top=top, continuation=token)
+            page = self.list_page(
+                phase=phase, overdue=overdue, top=top, continuation=token, tenant=tenant
+            )
             items.extend(item for item in page.get("items") or [] if isinstance(item, dict))
             if on_page is not None:
                 on_page(len(items))

@@ -335,6 +335,7 @@ def _bool_choice(value: str | None) -> bool | None:
 )
 @click.option("--top", type=click.IntRange(1, 200), help="Page size (the service's default: 50).")
 @click.option("--all", "every", is_flag=True, help="Follow continuationToken: every page.")
+@click.option("--tenant", help="Only this tenant's DSRs (a tenant id; TENANCY=multi).")
 @_json_option
 @_handled
 def list_(
@@ -344,14 +345,16 @@ def list_(
     overdue: str | None,
     top: int | None,
     every: bool,
+    tenant: str | None,
 ) -> int:
     """List DSRs, oldest first (GET /api/exports)."""
     client = settings.client()
     more: str | None = None
+    over = _bool_choice(overdue)
     if every:
-        items = client.list_all(phase=phase, overdue=_bool_choice(overdue), top=top)
+        items = client.list_all(phase=phase, overdue=over, top=top, tenant=tenant)
     else:
-        page = client.list_page(phase=phase, overdue=_bool_choice(overdue), top=top)
+        page = client.list_page(phase=phase, overdue=over, top=top, tenant=tenant)
         items = [item for item in page.get("items") or [] if isinstance(item, dict)]
         more = page.get("continuationToken")
         if out.json_mode:

@@ -1,7 +1,8 @@
 """``dsrctl import FILE.csv``: many DSRs at once, idempotent, every row accounted for.
 
 The columns are the request's JSON fields (``requestId,user,regulation,receivedAt,callbackUrl,
-requestedBy``; ``requestId`` and ``user`` are required, the rest may be left empty or out).
+requestedBy,tenantId``; ``requestId`` and ``user`` are required, the rest may be left empty or
+out; ``tenantId`` names the DSR's tenant with ``TENANCY=multi``).
 Each row is one ``POST /api/exports``. A row the CLI cannot even turn into a request (too few or
 too many fields, not UTF-8, not CSV, a required value empty) is refused here, with its line
 number, and never sent. The API's answers sort the rest:
@@ -31,7 +32,15 @@ from typing import Any, Final
 
 from dsrctl.client import ApiClient, ApiError, FieldProblem
 
-COLUMNS: Final = ("requestId", "user", "regulation", "receivedAt", "callbackUrl", "requestedBy")
+COLUMNS: Final = (
+    "requestId",
+    "user",
+    "regulation",
+    "receivedAt",
+    "callbackUrl",
+    "requestedBy",
+    "tenantId",
+)
 REQUIRED: Final = ("requestId", "user")
 #: Fields the orchestration writes into the status once it runs (absent from a new DSR's).
 _WRITTEN_BY_THE_ORCHESTRATION: Final = ("submittedBy", "receivedAt", "regulation", "graphStatus")

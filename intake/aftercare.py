@@ -95,7 +95,7 @@ async def deliver(hub: TaskHub, caller: Caller, request_id: str) -> Done:
     if packaged is not None:
         return packaged
     container = dsr.doc.container
-    storage = composition.export_storage()
+    storage = composition.export_storage_of(dsr.request_id)
     if not isinstance(container, str) or not storage.has_data(container):
         raise Refused.conflict("the exported data no longer exists")
     minutes = lifecycle_settings().download_link_minutes

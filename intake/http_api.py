@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ from dsr_export.domain.request import FieldError, InvalidRequest
 from dsr_export.domain.status import Phase
 from intake import listing, service
 from intake.responses import reason
+from intake.tenancy import dsr_of, listed_tenants
 from intake.verdicts import (
     Done,
     Refused,
@@ -36,7 +38,6 @@ from intake.verdicts import (
     answers,
     caller_of,
     json_body,
-    route_id,
 )
 
 bp = df.Blueprint()
@@ -65,11 +66,12 @@ async def submit_dsr(req: func.HttpRequest, client: df.DurableOrchestrationClien
 async def list_dsrs(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """DSRs oldest first (closest to their deadline), filtered by phase and overdue, paged by
     ``continuationToken`` (the last item of the previous page)."""
-    caller_of(req, Role.READ)
+    caller = caller_of(req, Role.READ)
     try:
         query = _list_query(req.params)
     except InvalidRequest as exc:
         raise Refused.invalid(exc, "one or more parameters are invalid", "Invalid query") from None
+    query = replace(query, tenant_keys=listed_tenants(caller, req.params.get("tenantId") or None))
     rows, more = await listing.page(composition.task_hub(client), query, composition.now())
     token = _token(rows[-1][0]) if more else None
     return Done({"items": [doc.to_wire() for _, doc in rows], "continuationToken": token})
@@ -80,8 +82,8 @@ async def list_dsrs(req: func.HttpRequest, client: df.DurableOrchestrationClient
 @answers
 async def get_dsr(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """The DSR's status document (never Durable's URLs, never the input)."""
-    caller_of(req, Role.READ)
-    return await service.status(composition.task_hub(client), route_id(req))
+    caller = caller_of(req, Role.READ)
+    return await service.status(composition.task_hub(client), dsr_of(req, caller))
 
 
 @bp.route(route="exports/{requestId}/evidence", methods=["GET"])
@@ -89,8 +91,8 @@ async def get_dsr(req: func.HttpRequest, client: df.DurableOrchestrationClient) 
 @answers
 async def get_evidence(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """The DSR's evidence records, as stored, and whether their hash chain verifies."""
-    caller_of(req, Role.READ)
-    return service.evidence(route_id(req))
+    caller = caller_of(req, Role.READ)
+    return service.evidence(dsr_of(req, caller, missing=service.no_evidence))
 
 
 @bp.route(route="exports/{requestId}/cancel", methods=["POST"])
@@ -98,7 +100,8 @@ async def get_evidence(req: func.HttpRequest, client: df.DurableOrchestrationCli
 @answers
 async def cancel_dsr(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Ask the orchestration to stop; it revokes the SAS and ends ``cancelled``."""
-    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    caller = caller_of(req, Role.MANAGE)
+    request_id = dsr_of(req, caller)
     payload = json_body(req)
     try:
         event = _cancel_event(payload)

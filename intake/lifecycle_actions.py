@@ -67,7 +67,7 @@ def delete_data(
 
     None when the DSR has no container left (nothing to delete, nothing recorded).
     """
-    removed = composition.export_storage().delete_data(request_id)
+    removed = composition.export_storage_of(request_id).delete_data(request_id)
     if not removed.containers:
         return None
     receipt_id = lifecycle.receipt_id(canonical_request_id(request_id), removed.containers)

@@ -14,7 +14,8 @@ from dsr_export import composition
 from dsr_export.domain.callers import Role
 from dsr_export.domain.extensions import ExtensionAsk, ExtensionRefused
 from intake import aftercare
-from intake.verdicts import Verdict, answers, caller_of, json_object, reason_of, route_id
+from intake.tenancy import dsr_of
+from intake.verdicts import Verdict, answers, caller_of, json_object, reason_of
 
 bp = df.Blueprint()
 
@@ -24,7 +25,8 @@ bp = df.Blueprint()
 @answers
 async def download_export(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """The package links, or a short-lived read + list link to a completed DSR's data."""
-    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    caller = caller_of(req, Role.MANAGE)
+    request_id = dsr_of(req, caller)
     json_object(req, optional=True)
     return await aftercare.deliver(composition.task_hub(client), caller, request_id)
 
@@ -34,7 +36,8 @@ async def download_export(req: func.HttpRequest, client: df.DurableOrchestration
 @answers
 async def extend_deadline(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Move the legal deadline within the regulation's cap (``deadline.extended``)."""
-    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    caller = caller_of(req, Role.MANAGE)
+    request_id = dsr_of(req, caller)
     payload = json_object(req)
     try:
         ask = ExtensionAsk.parse({**payload, "reason": reason_of(payload)})
@@ -48,7 +51,8 @@ async def extend_deadline(req: func.HttpRequest, client: df.DurableOrchestration
 @answers
 async def retry_dsr(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Run a failed or timed-out DSR again under the same id and legal deadline."""
-    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    caller = caller_of(req, Role.MANAGE)
+    request_id = dsr_of(req, caller)
     why = reason_of(json_object(req))
     return await aftercare.retry(composition.task_hub(client), caller, request_id, why)
 
@@ -58,6 +62,7 @@ async def retry_dsr(req: func.HttpRequest, client: df.DurableOrchestrationClient
 @answers
 async def erase_data(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Delete the DSR's exported data now and answer with the deletion receipt."""
-    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    caller = caller_of(req, Role.MANAGE)
+    request_id = dsr_of(req, caller)
     why = reason_of(json_object(req))
     return await aftercare.erase(composition.task_hub(client), caller, request_id, why)

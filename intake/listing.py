@@ -16,6 +16,7 @@ end holds every candidate older than its bound, so its oldest ``wanted`` rows ar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,9 @@ from typing import Final
 
 import azure.durable_functions as df
 
+from dsr_export import composition
 from dsr_export.adapters.durable_client import TaskHub
+from dsr_export.domain import dsr_keys
 from dsr_export.domain.status import TERMINAL_PHASES, Phase, StatusDocument
 from dsr_export.domain.steps import ORCHESTRATOR
 from intake.service import LIVE_STATES, document
@@ -152,6 +155,9 @@ class ListQuery:
     overdue: bool | None
     top: int
     after: Key | None
+    #: ``TENANCY=multi``: the tenant keys of the DSRs listed (the caller's reach, narrowed by
+    #: ``tenantId``), None for every DSR (``single``, or a caller reaching every tenant).
+    tenant_keys: frozenset[str] | None = None
 
 
 async def page(hub: TaskHub, query: ListQuery, now: datetime) -> tuple[list[Row], bool]:
@@ -162,7 +168,11 @@ async def page(hub: TaskHub, query: ListQuery, now: datetime) -> tuple[list[Row]
     def accept(status: df.DurableOrchestrationStatus) -> StatusDocument | None:
         if status.name != ORCHESTRATOR or not status.runtime_status:
             return None  # a notice orchestration, or a row the extension could not read
+        if query.tenant_keys is not None and not _of_tenants(status, query.tenant_keys):
+            return None  # another tenant's DSR: not even counted
         doc = document(status, now)
+        if doc.tenant_id is None:  # a DSR not started yet: its id names its tenant (multi)
+            doc = dataclasses.replace(doc, tenant_id=composition.tenant_id_of(doc.request_id))
         if query.phase is not None and doc.phase != query.phase:
             return None
         if query.overdue is not None and doc.overdue is not query.overdue:
@@ -180,6 +190,13 @@ async def page(hub: TaskHub, query: ListQuery, now: datetime) -> tuple[list[Row]
         accept=accept,
     )
     return read.rows[: query.top], len(read.rows) > query.top
+
+
+def _of_tenants(status: df.DurableOrchestrationStatus, keys: frozenset[str]) -> bool:
+    """Whether the instance is a DSR of one of the tenants whose keys are ``keys``: its id
+    names its tenant's key (:mod:`dsr_export.domain.dsr_keys`)."""
+    parts = dsr_keys.split(str(status.instance_id))
+    return parts is not None and parts.key in keys
 
 
 def _runtime_filter(phase: str) -> list[str]:

@@ -44,6 +44,7 @@ from intake.service import (
     package_review_required,
     stored_job,
 )
+from intake.tenancy import dsr_of
 from intake.verdicts import (
     Done,
     Problem,
@@ -52,7 +53,6 @@ from intake.verdicts import (
     answers,
     caller_of,
     json_object,
-    route_id,
 )
 
 if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
@@ -70,7 +70,7 @@ async def export_package(req: func.HttpRequest, client: df.DurableOrchestrationC
     """Build (POST) or show (GET) the subject's package."""
     building = req.method.upper() == "POST"
     caller = caller_of(req, Role.MANAGE if building else Role.READ)
-    request_id = route_id(req)
+    request_id = dsr_of(req, caller)
     language = _language(json_object(req, optional=True)) if building else None
     hub = composition.task_hub(client)
     dsr = await _packageable(hub, request_id)

@@ -76,6 +76,9 @@ async def _handle(msg: func.QueueMessage, client: df.DurableOrchestrationClient)
         _reject(msg, "invalid", outcome.detail, outcome.errors, _request_id(payload))
     elif outcome.verdict is Admission.CONFLICT:
         _reject(msg, "conflict", outcome.detail, outcome.errors, outcome.request_id)
+    elif outcome.verdict is Admission.UNKNOWN_TENANT:
+        error = FieldError("/tenantId", "is not a tenant this service serves")
+        _reject(msg, "invalid", "the tenant is not registered", [error], _request_id(payload))
 
 
 def _reject(

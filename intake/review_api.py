@@ -31,7 +31,8 @@ from dsr_export.domain.request import InvalidRequest
 from dsr_export.domain.review import Review, ReviewAsk
 from dsr_export.settings import package_settings
 from intake.service import find, find_dsr
-from intake.verdicts import Done, Refused, Verdict, answers, caller_of, json_body, route_id
+from intake.tenancy import dsr_of
+from intake.verdicts import Done, Refused, Verdict, answers, caller_of, json_body
 
 if TYPE_CHECKING:  # the Azure SDK stays off the cold-start path
     from dsr_export.adapters.package_builder import PackageResult
@@ -47,7 +48,8 @@ _BUSY: Final = frozenset({"Pending", "Running", "ContinuedAsNew"})
 @answers
 async def review_package(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Verdict:
     """Show (GET) or decide (POST) the review of the subject's package."""
-    caller, request_id = caller_of(req, Role.MANAGE), route_id(req)
+    caller = caller_of(req, Role.MANAGE)
+    request_id = dsr_of(req, caller)
     deciding = req.method.upper() == "POST"
     payload = _body(req) if deciding else None
     hub = composition.task_hub(client)

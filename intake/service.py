@@ -27,8 +27,8 @@ from dsr_export.adapters.durable_client import (
     decode_payload,
 )
 from dsr_export.adapters.outbound import check_url
+from dsr_export.domain import dsr_keys, lifecycle
 from dsr_export.domain import evidence_entries as entries
-from dsr_export.domain import lifecycle
 from dsr_export.domain.callers import Caller, Role
 from dsr_export.domain.deadlines import deadline, warning_at
 from dsr_export.domain.evidence import (
@@ -54,16 +54,20 @@ from dsr_export.domain.status import (
     status_document,
 )
 from dsr_export.domain.steps import CANCEL_EVENT, ORCHESTRATOR
+from dsr_export.domain.tenants import Tenant
 from dsr_export.settings import (
     SettingsError,
     callback_settings,
     deadline_settings,
     export_policy,
 )
+from intake.tenancy import TenantOutOfReach, submission_tenant, unknown_tenant
 from intake.verdicts import Done, Problem, Refused
 
 #: Runtime states in which an orchestration still runs (and can take an event).
 LIVE_STATES: Final = frozenset({"Pending", "Running", "ContinuedAsNew", "Suspended"})
+#: The longest request id (``validate_request_id``), which a DSR id stays within.
+MAX_REQUEST_ID: Final = 100
 #: The event ids of the DSR's first record and of its one possible correction.
 RECEIVED_EVENT: Final = "received"
 CORRECTED_EVENT: Final = "received-corrected"
@@ -76,6 +80,8 @@ class Admission(enum.Enum):
     EXISTING = "existing"
     INVALID = "invalid"
     CONFLICT = "conflict"
+    #: The tenant named (or implied) is not served here, or not within the caller's reach.
+    UNKNOWN_TENANT = "unknown_tenant"
 
 
 @dataclass(frozen=True)
@@ -100,15 +106,22 @@ async def start_or_get(
     """Validate ``payload`` and start its export, or answer with the one already under way.
 
     ``caller`` (authenticated by the intake) is recorded as the DSR's submitter; the body's
-    ``requestedBy`` stays a free-text note.
+    ``requestedBy`` stays a free-text note. With ``TENANCY=multi`` the DSR belongs to the
+    tenant the request names or the caller's binding implies (:mod:`intake.tenancy`), which is
+    resolved before anything starts; its id is then ``{tenant key}:{requestId}``.
     """
     try:
         request = _parse(payload, now)
+        tenant = submission_tenant(payload, caller)
+        if tenant is not None:
+            request = _of_tenant(request, tenant)
     except InvalidRequest as exc:
         return SubmissionOutcome(
             Admission.INVALID, errors=exc.errors, detail="one or more fields are invalid"
         )
-    existing = await _existing_or_started(hub, request, now, source, caller)
+    except TenantOutOfReach as exc:
+        return SubmissionOutcome(Admission.UNKNOWN_TENANT, detail=exc.tenant_id)
+    existing = await _existing_or_started(hub, request, now, source, caller, tenant)
     if isinstance(existing, SubmissionOutcome):
         return existing
     return _duplicate(existing, request, caller, source, now)
@@ -130,8 +143,31 @@ def _parse(payload: object, now: datetime) -> ExportRequest:
     )
 
 
+def _of_tenant(request: ExportRequest, tenant: Tenant) -> ExportRequest:
+    """The request as its tenant's DSR: the pair as its id, the tenant's regulation unless the
+    request names one."""
+    regulation = request.regulation if "regulation" in request.sent else tenant.regulation
+    dsr_id = dsr_keys.dsr_id(tenant.tenant_id, request.request_id)
+    if len(dsr_id) > MAX_REQUEST_ID:  # the DSR id stays a request id: every route takes it
+        longest = MAX_REQUEST_ID - len(dsr_id) + len(request.request_id)
+        raise InvalidRequest(
+            [FieldError("/requestId", f"must be at most {longest} characters with many tenants")]
+        )
+    return replace(
+        request,
+        request_id=dsr_id,
+        given_id=None,
+        regulation=regulation,
+    )
+
+
 async def _existing_or_started(
-    hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
+    hub: TaskHub,
+    request: ExportRequest,
+    now: datetime,
+    source: str,
+    caller: Caller,
+    tenant: Tenant | None = None,
 ) -> df.DurableOrchestrationStatus | SubmissionOutcome:
     """The DSR already under way under the request's id, or the outcome of starting it."""
     given = request.given_id or request.request_id
@@ -140,7 +176,7 @@ async def _existing_or_started(
         return existing
     earlier = lifecycle.earlier_dsr(evidence_records(request.request_id))
     if earlier is None:
-        return await _start(hub, request, now, source, caller)
+        return await _start(hub, request, now, source, caller, tenant)
     # A concurrent duplicate may have started the DSR (and it written evidence) since the
     # first look: the task hub decides between "under way" and "purged".
     existing = await find_dsr(hub, given, show_input=True)
@@ -157,11 +193,16 @@ async def _existing_or_started(
 
 
 async def _start(
-    hub: TaskHub, request: ExportRequest, now: datetime, source: str, caller: Caller
+    hub: TaskHub,
+    request: ExportRequest,
+    now: datetime,
+    source: str,
+    caller: Caller,
+    tenant: Tenant | None = None,
 ) -> df.DurableOrchestrationStatus | SubmissionOutcome:
     """Start the DSR; the one a concurrent duplicate started when it won the race."""
     try:
-        job = _job(request, now, caller)
+        job = _job(request, now, caller, tenant)
     except OverflowError:  # a deadline beyond the calendar: no real request gets here
         error = FieldError("/receivedAt", "gives a deadline outside the supported dates")
         return SubmissionOutcome(
@@ -172,7 +213,7 @@ async def _start(
     received = _record_received(job, request, caller, source, now)
     first = _first_arrival(received)
     if first is not None:  # a resend of a submission that never started: it arrived then
-        job = _job(request, first, caller)
+        job = _job(request, first, caller, tenant)
         mine = replace(received.mine, received_at=job.received_at, deadline=job.legal_deadline)
         received = _Received(received.record, mine)
     if not await hub.start(ORCHESTRATOR, request.request_id, job.to_input()):
@@ -395,9 +436,14 @@ def document(
     )
 
 
-def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
+def _job(
+    request: ExportRequest, now: datetime, caller: Caller, tenant: Tenant | None = None
+) -> ExportJob:
     received = request.received_at or now
     due = deadline(received, request.regulation)
+    warning_days = (
+        tenant.deadline_warning_days if tenant is not None else deadline_settings().warning_days
+    )
     return ExportJob(
         request_id=request.request_id,
         user=request.user,
@@ -406,11 +452,12 @@ def _job(request: ExportRequest, now: datetime, caller: Caller) -> ExportJob:
         received_at=received.isoformat(),
         regulation=request.regulation.to_json(),
         legal_deadline=due.isoformat(),
-        warning_at=warning_at(due, deadline_settings().warning_days).isoformat(),
+        warning_at=warning_at(due, warning_days).isoformat(),
         callback_url=request.callback_url,
         requested_by=request.requested_by,
         language=request.language,
         submitted_by=caller.to_dict(),
+        tenant_id=tenant.tenant_id if tenant is not None else None,
     )
 
 
@@ -490,6 +537,8 @@ async def submit(hub: TaskHub, caller: Caller, payload: object, *, now: datetime
             raise Refused(
                 Problem.CONFLICT, outcome.detail, outcome.errors, "Request id already used"
             )
+        case Admission.UNKNOWN_TENANT:
+            raise unknown_tenant(outcome.detail)
     assert outcome.document is not None
     return Done(outcome.document.to_wire(), 202, location=f"/api/exports/{outcome.request_id}")
 
@@ -566,8 +615,13 @@ def evidence(request_id: str) -> Done:
     """The DSR's evidence records, as stored, and whether their hash chain verifies."""
     lines = composition.evidence_log().read(canonical_request_id(request_id))
     if not lines:
-        raise Refused(Problem.NOT_FOUND, f"no evidence for requestId {request_id}")
+        raise no_evidence(request_id)
     return Done(evidence_document(request_id, lines))
+
+
+def no_evidence(request_id: str) -> Refused:
+    """The evidence route's 404: no log, or a DSR out of the caller's reach (one answer)."""
+    return Refused(Problem.NOT_FOUND, f"no evidence for requestId {request_id}")
 
 
 async def cancel(hub: TaskHub, caller: Caller, request_id: str, event: dict[str, str]) -> Done:

@@ -937,6 +937,7 @@ def _log(
             request_id=job.request_id,
             instance_id=context.instance_id,
             deadline=job.legal_deadline,
+            tenant_id=job.tenant_id,
             **fields,
         )
 

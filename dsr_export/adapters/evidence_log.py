@@ -20,7 +20,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -76,9 +76,14 @@ class EvidenceLog:
         self,
         service_or_container: BlobServiceClient | ContainerClient,
         container: str = EVIDENCE_CONTAINER,
+        *,
+        prefix_of: Callable[[str], str] | None = None,
     ) -> None:
         """``service_or_container``: the account (the log container is ``container`` in it) or
-        the log container itself (``container`` is then ignored)."""
+        the log container itself (``container`` is then ignored). ``prefix_of`` names the blob
+        prefix of a DSR's log (``TENANCY=multi``: its tenant's ``evidencePrefix``, so each
+        tenant's chains lie apart); none: every log at the container's root, as always."""
+        self._prefix_of = prefix_of
         if isinstance(service_or_container, ContainerClient):
             self._container = service_or_container
         else:
@@ -88,19 +93,32 @@ class EvidenceLog:
         self._container_ready = False
 
     @classmethod
-    def for_account(cls, blob_endpoint: str, credential: TokenCredential) -> EvidenceLog:
+    def for_account(
+        cls,
+        blob_endpoint: str,
+        credential: TokenCredential,
+        *,
+        prefix_of: Callable[[str], str] | None = None,
+    ) -> EvidenceLog:
         """The logs in their own account, reached with the app's identity (that account allows
         no shared key: the identity's role can append and read, never delete)."""
         return cls(
             BlobServiceClient(
                 blob_endpoint, credential=credential, retry_policy=logged_retry("evidence")
-            )
+            ),
+            prefix_of=prefix_of,
         )
 
     @property
     def container_name(self) -> str:
         """The container the logs are in."""
         return str(self._container.container_name)
+
+    def _blob_name(self, request_id: str) -> str:
+        """The DSR's log: ``{ID}.jsonl``, under its tenant's prefix when it has one."""
+        name = evidence.blob_name(request_id)
+        prefix = self._prefix_of(request_id) if self._prefix_of is not None else ""
+        return f"{prefix}/{name}" if prefix else name
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -119,7 +137,7 @@ class EvidenceLog:
         :class:`~dsr_export.domain.evidence.EvidenceRefused` for data evidence may not carry,
         :class:`EvidenceLogError` when the log cannot be appended to.
         """
-        name = evidence.blob_name(request_id)
+        name = self._blob_name(request_id)
         event_id = data.get(evidence.EVENT_ID)
         evidence.chain(None, kind, at, request_id, data)  # refuse bad data before any I/O
         self._ensure_container()
@@ -219,7 +237,7 @@ class EvidenceLog:
         replaced: the verifier then names such a line "not UTF-8" rather than "edited", and
         :func:`~dsr_export.domain.evidence.evidence_document` shows it with U+FFFD.
         """
-        content = self._download(evidence.blob_name(request_id))
+        content = self._download(self._blob_name(request_id))
         return [
             line.decode("utf-8", "surrogateescape") for line in content.split(b"\n") if line.strip()
         ]

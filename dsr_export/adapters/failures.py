@@ -24,9 +24,39 @@ _STORAGE_HINT: Final = (
     "managed identity Storage Blob Data Contributor on the export account (docs/deploy.md)."
 )
 
+#: Entra's answers when the app has no service principal (never consented, or consent revoked,
+#: AADSTS700016), lacks consent (AADSTS65001), or was disabled there (AADSTS7000112).
+CONSENT_CODES: Final = ("AADSTS700016", "AADSTS65001", "AADSTS7000112")
+
+
+class TenantConsentMissing(Exception):
+    """The tenant's administrator has not granted the app access (or revoked it): no Graph
+    token can be had there until they consent again. Says what, never a token's content."""
+
+    def __init__(self, tenant_id: str) -> None:
+        super().__init__(f"tenant {tenant_id} has not granted the app access (admin consent)")
+        self.tenant_id = tenant_id
+
+
+def consent_missing(exc: BaseException) -> bool:
+    """Whether a token refusal says the tenant has not consented (one of :data:`CONSENT_CODES`)."""
+    return any(code in str(exc) for code in CONSENT_CODES)
+
 
 def setup_error(exc: BaseException) -> ErrorDoc | None:
     """The error for a failure that only an operator can fix, or None for anything else."""
+    if isinstance(exc, TenantConsentMissing):
+        return {
+            "code": "TenantConsentMissing",
+            "category": "configuration",
+            "message": str(exc),
+            "hint": (
+                f"An administrator of tenant {exc.tenant_id} must grant the app admin consent: "
+                f"send them the consent link (GET /api/tenants/{exc.tenant_id}/consent-link, "
+                f"dsrctl tenants consent-link {exc.tenant_id}), then retry the DSR "
+                "(POST /api/exports/{requestId}/retry). docs/msp.md, onboarding."
+            ),
+        }
     if isinstance(exc, SettingsError):
         return {
             "code": "Misconfigured",

@@ -37,6 +37,7 @@ ERASED: Final = "export.erased"
 #: Data fields an event may carry; everything else given to :func:`build_event` is dropped.
 _DATA_FIELDS: Final = (
     "requestId",
+    "tenantId",
     "phase",
     "operationId",
     "graphStatus",

@@ -105,8 +105,9 @@ class ExportJob:
     earlier_attempts: tuple[dict[str, Any], ...] = ()
     #: Submits (containers) the earlier attempts used: this attempt's containers come after.
     submit_base: int = 0
-    #: The Entra tenant whose Graph quota the export uses, which keys its submit gate (None:
-    #: the app's own tenant, the only one today).
+    #: The Entra tenant the DSR belongs to (``TENANCY=multi``): whose Graph, quota (its submit
+    #: gate), storage and evidence it uses. None: the app's own tenant (``single``); an input
+    #: written before tenants existed reads back as None, as it always ran.
     tenant_id: str | None = None
 
     def replace(self, **changes: Any) -> ExportJob:
@@ -199,9 +200,8 @@ class ExportJob:
     def next_attempt(self, ended: Mapping[str, Any]) -> ExportJob:
         """The job that runs this DSR again after the attempt whose result is ``ended``.
 
-        Same request, user, legal deadline (extensions included) and ticket; a fresh container
-        (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
-
+        Same request, tenant, user, legal deadline (extensions included) and ticket; a fresh
+        container (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
         Unless Graph still has the export the ended attempt followed (:func:`_resumable`): then
         the new attempt takes up that container again, finds Graph's receipt in it and resumes
         the known operation (``recover_submit``), never submitting a second export of the
@@ -238,6 +238,7 @@ class ExportJob:
             requested_by=self.requested_by,
             language=self.language,
             submitted_by=self.submitted_by,
+            tenant_id=self.tenant_id,
             attempt=attempt + 1,
             earlier_attempts=(
                 *tuple(last.attempts or self.earlier_attempts),
@@ -255,6 +256,7 @@ class ExportJob:
         retried = self.attempt > 1 or bool(self.earlier_attempts)
         recorded = RecordedStatus(
             request_id=self.request_id,
+            tenant_id=self.tenant_id,
             phase=phase.value,
             container=self.container,
             operation_id=self.operation_id,
@@ -280,7 +282,9 @@ class ExportJob:
         """The legal deadline and its warning moment alone: what a DSR that has not written
         its status yet lends its document (no more, so that a client can tell a DSR just
         accepted from one already under way, as ``dsrctl import`` does)."""
-        return RecordedStatus(deadline=self.legal_deadline, warning_at=self.warning_at)
+        return RecordedStatus(
+            deadline=self.legal_deadline, warning_at=self.warning_at, tenant_id=self.tenant_id
+        )
 
     def legal_record(self) -> RecordedStatus:
         """The legal facts every document repeats, the attempts, and the callbacks that
@@ -296,6 +300,7 @@ class ExportJob:
         """The data of a callback event (the event builder keeps only its own fields)."""
         data: dict[str, Any] = {
             "requestId": self.request_id,
+            "tenantId": self.tenant_id,
             "phase": phase.value,
             "operationId": self.operation_id,
             "graphStatus": self.graph_status,
@@ -371,6 +376,7 @@ def _resumable(last: RecordedStatus, last_container: str) -> bool:
 
 #: The legal facts of :meth:`ExportJob.legal_record`.
 _LEGAL = (
+    "tenant_id",
     "received_at",
     "regulation",
     "deadline",

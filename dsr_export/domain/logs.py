@@ -30,6 +30,7 @@ import logging
 import re
 from typing import Final
 
+from dsr_export.domain import dsr_keys
 from dsr_export.domain.log_events import check
 from dsr_export.domain.redaction import redact, redact_personal
 
@@ -39,6 +40,25 @@ _LOGGER = logging.getLogger("dsr_export")
 _BARE: Final = re.compile(r'[^\s"=\\]+')
 #: Line breaks and other control characters: a line must stay one line.
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+#: The tenants named so far, by the key their DSR ids start with (``TENANCY=multi``).
+_TENANTS_BY_KEY: dict[str, str] = {}
+
+
+def name_tenant(tenant_id: str) -> None:
+    """Let every later line of this tenant's DSRs carry its ``tenant_id`` (the workbooks'
+    tenant filter): called wherever a DSR's tenant is resolved (intake, activities)."""
+    _TENANTS_BY_KEY[dsr_keys.tenant_key(tenant_id)] = tenant_id.lower()
+
+
+def _tenant_of(fields: dict[str, object]) -> str | None:
+    """The tenant of the line's DSR: given, or known by its DSR id's key (a multi-tenant
+    DSR's id names its tenant's key, never the tenant itself)."""
+    given = fields.get("tenant_id")
+    if given is not None:
+        return str(given)
+    request_id = fields.get("request_id")
+    parts = dsr_keys.split(request_id) if isinstance(request_id, str) else None
+    return _TENANTS_BY_KEY.get(parts.key) if parts is not None else None
 
 
 def logfmt_value(value: str) -> str:
@@ -64,11 +84,17 @@ def log_event(
 ) -> None:
     """Log ``event`` with its ids (request_id, instance_id, phase, ...).
 
+    ``tenant_id`` may go on any line; a line of a multi-tenant DSR gets it without asking
+    once its tenant is named (:func:`name_tenant`).
+
     Raises :class:`~dsr_export.domain.log_events.UndeclaredLogEvent` for an event or a field
     that is not declared: a typo here would leave a workbook panel or an alert silently empty,
     and the tests (which scan every call site) make sure it cannot reach a deployment.
     """
-    check(event, fields)
+    check(event, {key: value for key, value in fields.items() if key != "tenant_id"})
+    tenant = _tenant_of(fields)
+    if tenant is not None:  # every line of a tenant's DSR carries it, whatever the event
+        fields = {**fields, "tenant_id": tenant}
     clean = {
         key: redact_personal(redact(str(value)))
         for key, value in fields.items()

@@ -56,6 +56,8 @@ class ShownAsRecorded(Wire):
 
     _omit_none: ClassVar[bool] = True
 
+    #: The Entra tenant the DSR belongs to (``TENANCY=multi``; absent in a single-tenant app).
+    tenant_id: str | None = None
     container: str | None = None
     operation_id: str | None = None
     submitted_at: str | None = None

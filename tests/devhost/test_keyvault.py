@@ -4,6 +4,7 @@ raw ES256 signatures; the JWKS follows rotations and the evidence's retention.""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 from collections.abc import Callable, Iterator
@@ -300,3 +301,25 @@ def test_the_package_builders_claims_are_typed_and_signed(vault, signer):
     with pytest.raises(ReceiptError) as refused:
         app.sign_receipt({**wire, "fileCount": "4"})
     assert refused.value.field == "fileCount"
+
+
+def test_a_tenants_callback_secret_is_read_through_the_secrets_protocol(vault, proxied, identity):
+    """The app's ``CallbackSecrets`` (azure-keyvault-secrets, unchanged) reads a tenant's
+    callback secret: the latest version by a versionless reference, an exact one by a versioned
+    one, and nothing without the Secrets User role."""
+    from dsr_export.adapters.callback_secrets import CallbackSecrets
+
+    first = "whsec_" + base64.b64encode(b"first-callback-key").decode()
+    second = "whsec_" + base64.b64encode(b"second-callback-key").decode()
+    old = vault.set_secret("tenant-callbacks", first)
+    vault.set_secret("tenant-callbacks", second)
+    latest = f"{vault.vault_url}/secrets/tenant-callbacks"
+    vault.grant(identity.object_id, {"getSecret"})
+    secrets = CallbackSecrets(ManagedIdentityCredential())
+    assert secrets.key(latest) == b"second-callback-key"
+    assert secrets.key(old) == b"first-callback-key"
+    vault.revoke(identity.object_id, {"getSecret"})
+    with pytest.raises(HttpResponseError) as refused:
+        CallbackSecrets(ManagedIdentityCredential()).key(latest)
+    assert refused.value.status_code == 403
+    assert "secrets/getSecret/action" in str(refused.value)

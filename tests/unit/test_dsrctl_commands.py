@@ -143,6 +143,16 @@ def test_ls_prints_a_table_and_passes_the_filters(httpserver: HTTPServer):
     assert "2 DSRs (more: --all for every page)" in result.stderr
 
 
+def test_ls_tenant_lists_one_tenants_dsrs(httpserver: HTTPServer):
+    tenant = "11111111-1111-4111-8111-111111111111"
+    httpserver.expect_request("/api/exports", query_string={"tenantId": tenant}).respond_with_json(
+        {"items": [_doc(1)], "continuationToken": None}
+    )
+    result = dsrctl(httpserver, "ls", "--tenant", tenant, "--all")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1].split()[0] == "R-1"
+
+
 def test_ls_all_follows_the_continuation_token(httpserver: HTTPServer):
     pages = {
         "": {"items": [_doc(1), _doc(2)], "continuationToken": "t1"},

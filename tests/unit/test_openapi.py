@@ -607,6 +607,18 @@ def _status_documents() -> dict[str, StatusDocument]:
             package=package,
         ),
         "purged": purged,
+        "multi-tenant": status_document(
+            "0123456789AB:RITM0001",
+            "Running",
+            running.replace(
+                request_id="0123456789AB:RITM0001",
+                tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
+            ).status_body(Phase.EXPORTING),
+            None,
+            now,
+            now,
+            now=now,
+        ),
     }
 
 
