@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON := $(BIN)/python
 
-.PHONY: help venv node lint fmt test test-fast demo serve bench chaos probes clean checkov azmodels
+.PHONY: help install venv node lint fmt test test-fast demo serve bench chaos probes clean checkov azmodels
 
 help:
 	@echo "make demo   - run the whole pipeline offline (Azurite + Graph simulator + devhost)"
@@ -54,11 +54,17 @@ $(AZMODELS_VENV)/.installed: requirements-azmodels.txt requirements-azmodels-ove
 
 azmodels: $(AZMODELS_VENV)/.installed
 
+# --prefer-offline: packages already in npm's cache are taken from it without asking the registry
+# again (the lock file's integrity hashes still apply); the longest install on CI's machine.
 node_modules/.package-lock.json: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error --prefer-offline
 	touch $@
 
 node: node_modules/.package-lock.json
+
+# Everything `make test` needs. The four environments are independent (each its own folder,
+# pip and npm each their own install): `make -j4 install` prepares them side by side (.ci/run).
+install: venv node $(CHECKOV_VENV)/.installed azmodels
 
 lint: venv
 	$(BIN)/ruff check .
@@ -71,8 +77,14 @@ fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# pytest in PYTEST_WORKERS processes (pytest-xdist), a test module to a worker (loadscope: a
+# module's fixtures are built once); each worker starts its own Azurite, simulators and hosts
+# on free ports. Three on CI's two cores: the end-to-end tests mostly wait on the fast clock.
+# PYTEST_WORKERS=0 runs it in one process. ARGS go to pytest.
+PYTEST_WORKERS ?= 3
+
 test: venv node lint checkov azmodels
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(ARGS)
 
 test-fast: venv node
 	$(BIN)/pytest -m "not e2e and not azurite"

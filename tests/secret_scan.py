@@ -47,9 +47,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(_RECORDER)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        # An xdist worker: its exit status does not reach the run's, so the controller judges
+        # what every worker recorded (pytest_testnodedown below).
+        workeroutput["secret_scan"] = {"hits": _RECORDER.hits, "count": _RECORDER.count}
+        return
     if _RECORDER.hits:
         lines = "\n  ".join(_RECORDER.hits[:20])
         print(f"\nSECRET SCAN: {len(_RECORDER.hits)} log line(s) carry a secret:\n  {lines}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     else:
         print(f"\nsecret scan: {_RECORDER.count} log records, no SAS signature or token")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """An xdist worker is done (``pytest -n``): its records count as the controller's own. A
+    worker that died without a report fails the scan: its logs went unread."""
+    scanned = getattr(node, "workeroutput", {}).get("secret_scan")
+    if scanned is None:
+        _RECORDER.hits.append(f"{node}: a worker ended without its secret scan ({error})")
+        return
+    _RECORDER.hits.extend(scanned["hits"])
+    _RECORDER.count += scanned["count"]

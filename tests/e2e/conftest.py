@@ -66,7 +66,7 @@ def e2e_identity(e2e_graph: GraphSimulator) -> Iterator[ManagedIdentityEndpoint]
         yield endpoint
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def host(
     tmp_path_factory: pytest.TempPathFactory,
     azurite: Azurite,
@@ -74,6 +74,11 @@ def host(
     e2e_graph: GraphSimulator,
     tls_files: TlsFiles,
 ) -> Iterator[HostProcess]:
+    """The module's host, on the session's services. One per module, not per session: the host's
+    clock runs at SPEED from its start (a month in about two real minutes), so a DSR received
+    "now" meets a deadline warning on a host that has run long enough. With a host per module
+    no test depends on which modules ran before its own (in one process or in an xdist worker's
+    share of them); a start costs a couple of seconds."""
     process = HostProcess(
         tmp_path_factory.mktemp("host"), host_env(azurite, e2e_identity, e2e_graph, tls_files)
     )
@@ -82,7 +87,7 @@ def host(
     process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def other_version_host(
     tmp_path_factory: pytest.TempPathFactory,
     azurite: Azurite,
@@ -91,7 +96,8 @@ def other_version_host(
     tls_files: TlsFiles,
     other_api_version: str,
 ) -> Iterator[HostProcess]:
-    """A second shared host, on the other Graph API version (started only if a test asks)."""
+    """A second host of the module, on the other Graph API version (started only if a test
+    asks)."""
     env = host_env(azurite, e2e_identity, e2e_graph, tls_files, api_version=other_api_version)
     process = HostProcess(tmp_path_factory.mktemp("host-other-version"), env)
     process.start()

@@ -2,8 +2,8 @@
 
 ``python -m devhost serve`` runs the real ``function_app.py`` with the app settings Azure would
 set (:func:`host_env`), wired to services that live in the test process. The fixtures that
-start those services and one shared host are in conftest.py; a test that needs a host of its
-own (other roles, a restart) builds one from here.
+start those services and a host per test module are in conftest.py; a test that needs a host of
+its own (other roles, a restart) builds one from here.
 """
 
 from __future__ import annotations
