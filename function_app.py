@@ -6,6 +6,7 @@ import azure.functions as func
 from activities.callback_steps import bp as callback_activities
 from activities.export_steps import bp as export_activities
 from activities.package_steps import bp as package_activities
+from intake.gate_api import bp as gate_routes
 from intake.health_api import bp as health_check
 from intake.http_api import bp as http_intake
 from intake.jwks import bp as receipt_keys
@@ -31,6 +32,7 @@ app.register_functions(package_activities)
 app.register_functions(http_intake)
 app.register_functions(queue_intake)
 app.register_functions(health_check)
+app.register_functions(gate_routes)
 app.register_functions(lifecycle_routes)
 app.register_functions(retention)
 app.register_functions(receipt_keys)

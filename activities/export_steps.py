@@ -183,14 +183,14 @@ def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
     """Look up the export behind Graph's receipt; never submits anything.
 
     ``ok``: Graph knows the operation and it is this user's (carry on polling it); ``absent``:
-    Graph knows no operation of that id (the command was never posted); anything doubtful
-    fails the DSR as SubmitOutcomeUnknown rather than risk a second export.
-    """
+    Graph knows no operation of that id (the command was never posted), or the receipt cannot
+    be read yet; anything doubtful fails the DSR as SubmitOutcomeUnknown (a second export is
+    the worse risk)."""
     storage, name = composition.export_storage_of(step.request_id), step.container
     receipt = storage.read_request_info(name)
     command = str(receipt.get("CommandId") or "") if receipt else ""
     if not command:
-        return steps.ExportRecovered.failed(submit_outcome_unknown(name))
+        return _unreadable_receipt(step)
     url = composition.graph_of(step.request_id).operation_url(command)
     try:
         operation = composition.graph_of(step.request_id).get_operation(url)
@@ -229,6 +229,24 @@ def recover_submit(step: steps.RecoverSubmit) -> steps.ExportRecovered:
         sas_expires_at=storage.graph_sas_expiry(name, minted).isoformat(),
         retry_after_seconds=pacing.FIRST_POLL_SECONDS,
     )
+
+
+def _unreadable_receipt(step: steps.RecoverSubmit) -> steps.ExportRecovered:
+    """Graph writes its receipt in two steps (create, then append) while it checks the SAS,
+    and a host killed mid-submit can leave it half-written: not yet a verdict (``absent``:
+    look again). Only a receipt still unreadable at the last lookup ends the DSR, as
+    SubmitOutcomeUnknown (never a second export)."""
+    log_event(
+        "submit_receipt_unreadable",
+        level=logging.WARNING,
+        request_id=step.request_id,
+        phase="submitting",
+        container=step.container,
+        final=step.final,
+    )
+    if not step.final:
+        return steps.ExportRecovered(outcome=Outcome.ABSENT)
+    return steps.ExportRecovered.failed(submit_outcome_unknown(step.container))
 
 
 @graph_activity(bp, steps.CHECK_EXPORT)

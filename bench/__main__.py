@@ -12,7 +12,10 @@ interpreters per cold-start median (default 15); the package benchmark's export 
 ``--quick`` 0.25), after one of a quarter of that (``--one-size``: only G); ``package`` runs
 only that one. ``python -m bench quota --backlog N --export-hours H [--max-poll-seconds S]``:
 long exports instead, polls against the tenant's hourly budget and the completion-detection
-latency.
+latency. ``python -m bench gate``: the submit gate's state at 20,000 exports in flight (size, and
+each operation's cost through the entity function). ``python -m bench polls [--backlog N]``: the
+poll budget at thousands of exports in flight at the default hour-long cap (N DSRs, default
+12,000; the poll phase's arithmetic, not the replay).
 """
 
 from __future__ import annotations
@@ -20,13 +23,24 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import cold_start, list_cost, package_throughput, quota, replay_cost
+from bench import (
+    cold_start,
+    gate_state,
+    list_cost,
+    package_throughput,
+    poll_budget,
+    quota,
+    replay_cost,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "only", nargs="?", choices=["package", "quota"], help="run only this benchmark"
+        "only",
+        nargs="?",
+        choices=["package", "quota", "gate", "polls"],
+        help="run only this benchmark",
     )
     parser.add_argument("--runs", type=int, default=cold_start.RUNS, help="cold-start samples")
     parser.add_argument(
@@ -58,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     size = package_throughput.QUICK_GB if args.quick else args.package_gb
+    if args.only == "gate":
+        gate_state.main()
+        return 0
+    if args.only == "polls":
+        poll_budget.main(args.backlog if args.backlog != 3000 else 12_000)
+        return 0
     if args.only == "quota":
         if args.export_hours:
             quota.main_long(args.backlog, args.export_hours, args.max_poll_seconds)
@@ -68,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         replay_cost.main()
         print()
         quota.main(args.backlog)
+        print()
+        gate_state.main()
         print()
         list_cost.main()
         print()

@@ -427,6 +427,12 @@ class ApiClient:
         params = {"deep": "true"} if deep else None
         return self._call("GET", "/health", params=params, expect=(200, 503))
 
+    def gate(self, tenant_id: str | None = None) -> dict[str, Any]:
+        """``GET /api/gate`` (the home tenant's) or ``GET /api/gate/{tenantId}``: the tenant's
+        submit gate, counts and times only."""
+        path = "/gate" + ("/" + quote(tenant_id.strip(), safe="") if tenant_id else "")
+        return self._call("GET", path).body
+
     def _tenant(self, tenant_id: str, action: str | None = None) -> str:
         path = "/tenants/" + quote(tenant_id.strip(), safe="")
         return f"{path}/{action}" if action else path

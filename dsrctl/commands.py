@@ -814,3 +814,8 @@ from dsrctl.tenant_commands import tenants as _tenants  # noqa: E402
 
 cli.add_command(_tenants)
 cli.add_command(_bindings)
+
+# The submit gate's view (``dsrctl gate``), likewise in its own module.
+from dsrctl.gate_command import gate as _gate  # noqa: E402
+
+cli.add_command(_gate)

@@ -109,8 +109,10 @@ def export_personal_data(context: df.DurableOrchestrationContext) -> Flow:
         extend=context.wait_for_external_event(EXTEND_EVENT),
     )
     end = yield from _phases(run, job, continued=continued)
-    if end.ending is not None and end.job.operation_id is not None:
-        _withdraw_from_gate(context, end.job)  # its export no longer counts in flight
+    if end.ending is not None and end.job.user_id is not None:
+        # Whatever ended it (cancel, time-out, failure, its export's end), the DSR leaves its
+        # tenant's gate: no place in the queue, no slot out, no export in flight left behind.
+        _withdraw_from_gate(context, end.job)
     if end.ending is not None:
         return (yield from _finish(run, end.job, end.ending))
     # Bounded history: a fresh execution carries the state on.
@@ -274,18 +276,26 @@ def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
     refusal (429 without Retry-After) is the gate's to wait out (it learns the quota is spent);
     other retryable refusals back off as any Graph step does. The gate hears how each submit
     ended. The last chance to cancel, too.
+
+    A submit whose storage did not answer (:func:`_unsettled_submit`) may or may not have
+    reached Graph: it is never called again on the slot it had. The DSR looks for Graph's
+    receipt first (found: the lost submit's recovery lookups), and asks for a new slot only
+    when there is none, so every call to Graph has a slot of its own.
     """
     if settle_seconds:
         job = yield from _wait(run, job, _after(run.context, settle_seconds))
     assert job.user_id is not None and job.container is not None  # noqa: PT018
     submit = steps.SubmitExport(job.request_id, job.user_id, job.container)
-    rounds = 0
+    rounds = outages = 0
     while True:
         job = yield from _admitted(run, job)
         _status(run.context, job, Phase.SUBMITTING)
-        # Ridden out like the activity's own retries: Graph may have the export when the
-        # submit's record of it meets a storage outage (then the retry recovers it).
-        answer = yield from _call(run, job, steps.SUBMIT_EXPORT, submit, ride_out=True)
+        answer = yield from _unsettled_submit(run, job, submit, outages)
+        if answer is None:
+            outages += 1
+            if (yield from _receipt_after_outage(run, job, outages)):
+                return job, steps.ExportSubmitted(outcome=Outcome.UNKNOWN)
+            continue
         quota = answer.outcome is Outcome.RETRY and errors.is_quota_refusal(answer.error)
         _report_to_gate(run.context, job, _verdict(answer.outcome, quota=quota))
         if answer.outcome is not Outcome.RETRY:
@@ -302,6 +312,42 @@ def _settle_and_submit(run: _Run, job: ExportJob, settle_seconds: int) -> Flow:
             job = yield from _wait(run, job, min(_after(run.context, wait), job.give_up_at()))
 
 
+def _unsettled_submit(run: _Run, job: ExportJob, submit: steps.SubmitExport, outages: int) -> Flow:
+    """One submit on the slot the gate gave; None when its storage did not answer through the
+    activity's attempts (the outcome unknown: Graph may have the export, or never heard of
+    it). Ends the DSR failed once the storage has stayed down through every wait."""
+    try:
+        raw = yield run.context.call_activity_with_retry(
+            steps.SUBMIT_EXPORT.name, ACTIVITY_RETRY, submit.to_dict()
+        )
+    except Exception as exc:
+        if not errors.is_storage_outage(exc):
+            raise _PhaseEnd(job, Ending(Phase.FAILED, errors.activity_failed(exc))) from exc
+        if outages >= pacing.STORAGE_RESUBMITS:
+            error = errors.storage_outlasted(
+                steps.SUBMIT_EXPORT.name, outages, exc, exporting=False
+            )
+            raise _PhaseEnd(job, Ending(Phase.FAILED, error)) from exc
+        return None
+    return steps.ExportSubmitted.from_dict(raw)
+
+
+def _receipt_after_outage(run: _Run, job: ExportJob, outage: int) -> Flow:
+    """After a submit whose storage did not answer: its slot is spent (reported as a retry, so
+    the gate keeps counting it and the DSR keeps its place), the outage waited out; returns
+    whether Graph's receipt is in the container (the submit reached Graph: recover it, never
+    submit again). The container is prepared again, which is idempotent and says so."""
+    _report_to_gate(run.context, job, gate.SubmitVerdict.RETRY)
+    yield from _wait_out_storage(run, job, steps.SUBMIT_EXPORT.name, outage)
+    check = steps.PrepareContainer(job.request_id, attempt=job.submit_attempt)
+    prepared = yield from _call(run, job, steps.PREPARE_CONTAINER, check, ride_out=True)
+    if prepared.outcome is Outcome.FAILED:
+        raise _fail(job, prepared.error)
+    if prepared.request_info_exists:
+        _withdraw_from_gate(run.context, job)  # Graph has it: no slot wanted, no place held
+    return prepared.request_info_exists
+
+
 def _gate(job: ExportJob) -> df.EntityId:
     return submit_gate.gate_id(job.tenant_id or submit_gate.HOME_TENANT)
 
@@ -310,14 +356,14 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
     """Ask the tenant's gate for a slot until it lets this DSR through, waiting on a durable
     timer for the time it names; returns the job. An idle gate answers at once.
 
-    A DSR that ends while it waits (cancelled, timed out) leaves the queue; one that continues
-    as new keeps its place and asks again from the next execution.
+    A DSR that ends while it waits (cancelled, timed out) leaves the queue (as every ending
+    does, :func:`export_personal_data`); one that continues as new keeps its place and asks
+    again from the next execution.
     """
     context = run.context
     for _ in range(job.policy.rounds_per_history):
         now = context.current_utc_datetime
         if now >= job.give_up_at():
-            _withdraw_from_gate(context, job)
             error = errors.gave_up_waiting(job.policy.timeout_days, None)
             raise _PhaseEnd(job, Ending(Phase.TIMED_OUT, error))
         asked = gate.Ask(
@@ -347,12 +393,7 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
             Phase.SUBMITTING,
             nextCheckAt=fire_at.isoformat(),
         )
-        try:
-            job = yield from _wait(run, job, fire_at)
-        except _PhaseEnd as end:
-            if end.ending is not None:
-                _withdraw_from_gate(context, end.job)
-            raise
+        job = yield from _wait(run, job, fire_at)  # an ending leaves the gate (the orchestrator)
     raise _PhaseEnd(job)
 
 
@@ -378,7 +419,8 @@ def _report_to_gate(context: df.DurableOrchestrationContext, job: ExportJob, ver
 
 
 def _withdraw_from_gate(context: df.DurableOrchestrationContext, job: ExportJob) -> None:
-    context.signal_entity(_gate(job), submit_gate.WITHDRAW, {"requestId": job.request_id})
+    leaving = {"requestId": job.request_id, "countedUntil": job.pace_until}
+    context.signal_entity(_gate(job), submit_gate.WITHDRAW, leaving)
 
 
 def _wait_for_storage(run: _Run, job: ExportJob, error: errors.ErrorDoc | None) -> Flow:
@@ -506,7 +548,10 @@ def _poll(run: _Run, job: ExportJob) -> Flow:
     in_flight = 1
     for index in range(job.policy.rounds_per_history):
         if index % pacing.POLL_PACE_EVERY == 0:
-            in_flight = yield from _in_flight(run, job)
+            job, in_flight = yield from _in_flight(run, job)
+            if job.poll_round == 0:  # the first poll, within the budget too
+                first = pacing.first_poll_wait(job.request_id, job.wait_seconds, in_flight)
+                job = job.replace(wait_seconds=first)
         job = yield from _poll_once(run, job, in_flight)
     # Events still undelivered are dropped with this execution, so give a cancel that came
     # during the last round its chance first (a zero-length race delivers anything received).
@@ -515,15 +560,18 @@ def _poll(run: _Run, job: ExportJob) -> Flow:
 
 
 def _in_flight(run: _Run, job: ExportJob) -> Flow:
-    """The tenant's exports in flight, this one counted (the gate's ``pace``)."""
+    """The tenant's exports in flight, this one counted (the gate's ``pace``); returns
+    ``(job, count)``, the job remembering where the gate counts it."""
     context = run.context
     asked = gate.PaceAsk(
         request_id=job.request_id,
         now=context.current_utc_datetime.isoformat(),
         cap=job.policy.max_poll_interval_seconds,
+        counted_until=job.pace_until,
     )
     raw = yield context.call_entity(_gate(job), submit_gate.PACE, asked.to_dict())
-    return max(int((raw or {}).get("inFlight") or 1), 1)
+    paced = gate.Paced.from_dict(raw)
+    return job.replace(pace_until=paced.counted_until or None), max(paced.in_flight, 1)
 
 
 def _poll_once(run: _Run, job: ExportJob, in_flight: int = 1) -> Flow:

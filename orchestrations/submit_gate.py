@@ -24,14 +24,14 @@ from dsr_export.domain.logs import log_event
 bp = df.Blueprint()
 
 #: The entity's function name (entity ids are lower case).
-ENTITY_NAME = "submit_gate"
+ENTITY_NAME = gate.ENTITY_NAME
 ASK = "ask"
 REPORT = "report"
 WITHDRAW = "withdraw"
 STATUS = "status"
 PACE = "pace"
 #: The gate key of the app's own tenant (a DSR that names no tenant).
-HOME_TENANT = "home"
+HOME_TENANT = gate.HOME_TENANT
 
 
 def gate_id(tenant: str) -> df.EntityId:
@@ -64,10 +64,11 @@ def submit_gate(context: df.DurableEntityContext) -> None:
                 in_window=len(state.sent),
             )
     elif operation == WITHDRAW:
-        state = gate.withdraw(state, str((raw or {}).get("requestId") or ""))
+        raw = raw if isinstance(raw, dict) else {}
+        state = gate.withdraw(state, str(raw.get("requestId") or ""), raw.get("countedUntil"))
     elif operation == PACE:
-        state, in_flight = gate.pace(state, gate.PaceAsk.from_dict(raw))
-        context.set_result({"inFlight": in_flight})
+        state, paced = gate.pace(state, gate.PaceAsk.from_dict(raw))
+        context.set_result(paced.to_dict())
     elif operation == STATUS:
         context.set_result(gate.status(state, (raw or {}).get("now")))
         return

@@ -161,12 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
             case "GET", ["instances"]:
                 self._list(params)
             case "GET", ["instances", instance_id]:
-                inst = engine.get_status(instance_id)
-                if inst is None:
-                    self._reply(HTTPStatus.NOT_FOUND, None)
-                    return
-                code = HTTPStatus.OK if inst.status in TERMINAL else HTTPStatus.ACCEPTED
-                self._reply(code, self._status_json(inst, params))
+                self._instance(instance_id, params)
             case "POST", ["instances", instance_id, "raiseEvent", event_name]:
                 media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip()
                 if media_type.lower() != "application/json":
@@ -177,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
             case "POST", ["instances", instance_id, ("terminate" | "suspend" | "resume") as op]:
                 reason = params.get("reason", "")
                 self._reply_op(getattr(engine, op)(instance_id, reason))
+            case "GET", ["entities", name, key]:
+                self._entity(name, key)
             case "DELETE", ["instances", instance_id]:
                 if engine.get_status(instance_id) is None:
                     self._reply(HTTPStatus.NOT_FOUND, None)
@@ -195,6 +192,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(code, {"instancesDeleted": deleted} if deleted else None)
             case _:
                 self._reply(HTTPStatus.NOT_FOUND, None)
+
+    def _instance(self, instance_id: str, params: dict[str, str]) -> None:
+        inst = self.server.engine.get_status(instance_id)
+        if inst is None:
+            self._reply(HTTPStatus.NOT_FOUND, None)
+            return
+        code = HTTPStatus.OK if inst.status in TERMINAL else HTTPStatus.ACCEPTED
+        self._reply(code, self._status_json(inst, params))
+
+    def _entity(self, name: str, key: str) -> None:
+        """The extension's entity-state read (``client.read_entity_state``): 404 when the
+        entity does not exist."""
+        state = self.server.engine.entity_state(name, key)
+        if state is None:
+            self._reply(HTTPStatus.NOT_FOUND, None)
+            return
+        self._reply(HTTPStatus.OK, state)
 
     def _start(self, name: str, instance_id: str | None, body: str) -> None:
         engine = self.server.engine

@@ -93,6 +93,11 @@ class TaskHub(Protocol):
         """Delete the instance's history; the number of instances deleted."""
         ...
 
+    async def entity_state(self, name: str, key: str) -> Any:
+        """A Durable entity's state as its function last set it; None when it does not
+        exist."""
+        ...
+
     def query_pages(
         self,
         *,
@@ -150,6 +155,13 @@ class DurableTaskHub:
         with map_failures():
             result = await self.client.purge_instance_history(instance_id)
         return int(getattr(result, "instances_deleted", 0) or 0)
+
+    async def entity_state(self, name: str, key: str) -> Any:
+        with map_failures():
+            found = await self.client.read_entity_state(df.EntityId(name, key))
+        if not found.entity_exists:
+            return None
+        return decode_payload(found.entity_state)
 
     def query_pages(
         self,

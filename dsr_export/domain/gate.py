@@ -14,11 +14,12 @@ earliest received, then request id). A DSR asks; it is let through when its rank
 waiters is below the free slots, else it is told when to ask again: the moment the window
 frees enough slots for its rank. A DSR is therefore never let through while one with an earlier
 deadline waits (no inversion), and an idle gate lets a lone DSR through at once. A waiter that
-does not come back within :data:`LAPSE_SECONDS` of the time it was given (terminated, its host
-gone) stops holding its rank, so it cannot block the queue. A 429 without Retry-After teaches
-the gate that the quota is spent whatever its own count says (another app of the tenant, or a
-reading of the quota stricter than ours): nothing is let through for :data:`QUOTA_WAIT_SECONDS`,
-then one submit at a time until one is accepted.
+does not come back while other waiters' timers fire :data:`LAPSE_SECONDS` past the time it was
+given (terminated, its host gone) stops holding its rank, so it cannot block the queue; timers
+that fire late all alike (a busy host, a fast clock) make no one lapse. A 429 without
+Retry-After teaches the gate that the quota is spent whatever its own count says (another app
+of the tenant, or a reading of the quota stricter than ours): nothing is let through for
+:data:`QUOTA_WAIT_SECONDS`, then one submit at a time until one is accepted.
 
 Everything here is a function of the state and the caller's (orchestration) time, so the
 Durable entity that holds the state (``orchestrations/submit_gate.py``) is a thin shell.
@@ -33,6 +34,10 @@ from typing import Any, Final
 
 from dsr_export.domain import pacing
 
+#: The Durable entity's function name (entity ids are lower case); one entity per tenant.
+ENTITY_NAME: Final = "submit_gate"
+#: The gate key of the app's own tenant (a DSR that names no tenant).
+HOME_TENANT: Final = "home"
 #: Submits a tenant may send in a window (Microsoft: 1,000 a day per tenant).
 SUBMITS_PER_WINDOW: Final = 1000
 #: Submits for one subject (user) in a window (Microsoft: 100 a day per subject), whatever
@@ -55,6 +60,9 @@ PAUSE_SECONDS: Final = 600
 QUOTA_WAIT_SECONDS: Final = pacing.QUOTA_WAIT_SECONDS
 #: While one probe submit is out after a spent quota, others ask again after this long.
 PROBE_RECHECK_SECONDS: Final = 300
+#: Exports in flight are counted per lapse bucket of this many seconds (rounded up), not one
+#: entry per export: at 20,000 in flight the state stays a few kB (``python -m bench gate``).
+BUCKET_SECONDS: Final = 600
 #: A waiter with no legal deadline sorts after every dated one.
 _NO_DEADLINE: Final = "9999-12-31T23:59:59.000000+00:00"
 _FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%f+00:00"
@@ -130,9 +138,21 @@ class GateState:
     quota_signals: int = 0
     #: Per subject (the user's object id): when each submit for it went, oldest first.
     subjects: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: Exports in flight (polling): request id -> until when it counts without a word from
-    #: its DSR (:func:`pace`).
-    exporting: dict[str, str] = field(default_factory=dict)
+    #: Exports in flight (polling), counted by lapse bucket: until when they count without a
+    #: word from their DSRs -> how many (:func:`pace`). The order of exports does not matter,
+    #: only their number, so no entry per export: each DSR remembers its bucket and gives it
+    #: back when it checks in again or leaves, and the gate moves or drops one from it.
+    exporting: dict[str, int] = field(default_factory=dict)
+    #: Accepted by Graph, their DSRs' first check-in to come (moments): request id -> when.
+    starting: dict[str, str] = field(default_factory=dict)
+    #: The latest time a waiter had been given and came back at (its timer fired): a waiter
+    #: lapses once timers :data:`LAPSE_SECONDS` later than its own have fired, so a host that
+    #: runs timers late (busy, or a fast clock) makes no one lapse.
+    fired: str | None = None
+    #: Seconds of pauses (:data:`PAUSE_SECONDS`) so far: the in-flight buckets are kept on a
+    #: clock that stands still while nothing runs (the gate's time minus this), so an export
+    #: does not lapse while its DSR's timers could not fire, and its bucket keeps its name.
+    paused: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -145,7 +165,10 @@ class GateState:
             "grantedTotal": self.granted_total,
             "quotaSignals": self.quota_signals,
             "subjects": {k: list(v) for k, v in self.subjects.items()},
-            "exporting": dict(self.exporting),
+            "inFlight": dict(self.exporting),
+            "starting": dict(self.starting),
+            "fired": self.fired,
+            "paused": self.paused,
         }
 
     @classmethod
@@ -170,7 +193,10 @@ class GateState:
             subjects={
                 str(k): tuple(str(t) for t in v) for k, v in (raw.get("subjects") or {}).items()
             },
-            exporting={str(k): str(v) for k, v in (raw.get("exporting") or {}).items()},
+            exporting=_in_flight_from(raw),
+            starting={str(k): str(v) for k, v in (raw.get("starting") or {}).items()},
+            fired=raw.get("fired"),
+            paused=int(raw.get("paused") or 0),
         )
 
 
@@ -206,6 +232,27 @@ class Ask:
         )
 
 
+def _in_flight_from(raw: dict[str, Any]) -> dict[str, int]:
+    """The in-flight buckets; a state written before them (one entry per export: request id
+    -> until when) is counted into buckets once."""
+    buckets: dict[str, int] = {}
+    for until, count in (raw.get("inFlight") or {}).items():
+        if isinstance(count, int) and count > 0:
+            buckets[str(until)] = count
+    for until in (raw.get("exporting") or {}).values():
+        key = bucket(_at(str(until)))
+        buckets[key] = buckets.get(key, 0) + 1
+    return buckets
+
+
+def bucket(moment: datetime) -> str:
+    """The in-flight bucket an export counting until ``moment`` goes in: the next multiple of
+    :data:`BUCKET_SECONDS` (never earlier, so it never lapses early)."""
+    epoch = moment.timestamp()
+    rounded = -(-int(epoch) // BUCKET_SECONDS) * BUCKET_SECONDS
+    return _iso(datetime.fromtimestamp(rounded, UTC))
+
+
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
@@ -230,24 +277,44 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
             paused = {
                 k: replace(w, ask_at=_iso(_at(w.ask_at) + gap)) for k, w in state.waiters.items()
             }
-            exporting = {k: _iso(_at(v) + gap) for k, v in state.exporting.items()}
-            state = replace(state, waiters=paused, exporting=exporting)
+            credit = state.paused + int(gap.total_seconds())
+            fired = None if state.fired is None else _iso(_at(state.fired) + gap)
+            state = replace(state, waiters=paused, paused=credit, fired=fired)
     horizon = _iso(now - timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS))
     sent = state.sent[bisect_right(state.sent, horizon) :]  # in order: the clock only advances
     # A let-through never reported (its DSR gone) stops counting as out after a while.
     stale = _iso(now - timedelta(seconds=LAPSE_SECONDS))
     out = {k: v for k, v in state.out.items() if v > stale}
+    starting = {k: v for k, v in state.starting.items() if v > stale}
     subjects = {
         k: kept for k, v in state.subjects.items() if (kept := v[bisect_right(v, horizon) :])
     }
-    return replace(state, sent=sent, out=out, subjects=subjects, clock=_iso(now)), now
+    state = replace(state, sent=sent, out=out, starting=starting, subjects=subjects)
+    return replace(state, clock=_iso(now)), now
 
 
-def _ranked(state: GateState, now: datetime) -> list[str]:
-    """Request ids of the waiters that hold a rank, earliest deadline first."""
-    cutoff = _iso(now - timedelta(seconds=LAPSE_SECONDS))
-    live = [k for k, w in state.waiters.items() if w.ask_at >= cutoff]
+def _lapse_clock(state: GateState, now: datetime) -> datetime:
+    """The clock the in-flight buckets are named on: the gate's, pauses left out."""
+    return now - timedelta(seconds=state.paused)
+
+
+def _ranked(state: GateState) -> list[str]:
+    """Request ids of the waiters that hold a rank, earliest deadline first: all but those
+    whose time came :data:`LAPSE_SECONDS` before a time at which another waiter came back."""
+    live = list(state.waiters)
+    if state.fired is not None:
+        cutoff = _iso(_at(state.fired) - timedelta(seconds=LAPSE_SECONDS))
+        live = [k for k, w in state.waiters.items() if w.ask_at >= cutoff]
     return sorted(live, key=lambda k: state.waiters[k].key(k))
+
+
+def _came_back(state: GateState, known: Waiter | None, now: datetime) -> GateState:
+    """A waiter asks again at or after the time it was given: timers up to then have fired."""
+    if known is None or _iso(now) < known.ask_at:
+        return state
+    if state.fired is not None and state.fired >= known.ask_at:
+        return state
+    return replace(state, fired=known.ask_at)
 
 
 def _free(state: GateState) -> int:
@@ -278,6 +345,7 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, GateAnswer]:
             granted=False, ask_at=_iso(max(held, now)), queued=len(state.waiters)
         )
     known = state.waiters.get(rid)
+    state = _came_back(state, known, now)
     waiter = Waiter(
         deadline=_canon(request.deadline) or (known.deadline if known else _NO_DEADLINE),
         received=_canon(request.received) or (known.received if known else _iso(now)),
@@ -285,7 +353,7 @@ def ask(state: GateState, request: Ask) -> tuple[GateState, GateAnswer]:
     )
     waiters = {**state.waiters, rid: waiter}
     state = replace(state, waiters=waiters)
-    ranked = _ranked(state, now)
+    ranked = _ranked(state)
     rank = ranked.index(rid)
     blocked = state.blocked_until is not None and now < _at(state.blocked_until)
     window_free = _free(state)
@@ -382,10 +450,9 @@ def report(state: GateState, done: SubmitReport) -> GateState:
     rid = done.request_id
     out = {k: v for k, v in state.out.items() if k != rid}
     state = replace(state, out=out)
-    if done.verdict == SubmitVerdict.ACCEPTED:  # in flight until its DSR checks in (pace)
-        lapse = timedelta(seconds=pacing.pace_lapse_seconds(len(state.exporting) + 1, 3600))
-        exporting = {**state.exporting, rid: _iso(now + lapse)}
-        return replace(state, probing=False, blocked_until=None, exporting=exporting)
+    if done.verdict == SubmitVerdict.ACCEPTED:  # in flight; its DSR checks in at once (pace)
+        starting = {**state.starting, rid: _iso(now)}
+        return replace(state, probing=False, blocked_until=None, starting=starting)
     if done.verdict == SubmitVerdict.ENDED:
         return withdraw(state, rid)
     # Still wants a slot: it keeps its place (its deadline), asking again at once or after
@@ -402,27 +469,44 @@ def report(state: GateState, done: SubmitReport) -> GateState:
     return state
 
 
-def withdraw(state: GateState, request_id: str) -> GateState:
-    """The DSR no longer wants a slot (cancelled, ended, its submit settled)."""
+def withdraw(state: GateState, request_id: str, counted_until: str | None = None) -> GateState:
+    """The DSR no longer wants a slot (cancelled, ended, its submit settled); its export, if
+    it was counted in flight (``counted_until``: the bucket it was given), no longer counts."""
     return replace(
         state,
         waiters={k: w for k, w in state.waiters.items() if k != request_id},
         out={k: v for k, v in state.out.items() if k != request_id},
-        exporting={k: v for k, v in state.exporting.items() if k != request_id},
+        starting={k: v for k, v in state.starting.items() if k != request_id},
+        exporting=_uncount(state.exporting, counted_until),
     )
+
+
+def _uncount(exporting: dict[str, int], until: str | None) -> dict[str, int]:
+    """One export fewer in bucket ``until`` (if it still counts there)."""
+    if until is None or exporting.get(until, 0) <= 0:
+        return exporting
+    left = {**exporting, until: exporting[until] - 1}
+    return {k: v for k, v in left.items() if v > 0}
 
 
 @dataclass(frozen=True)
 class PaceAsk:
     """A polling DSR's call: count my export in flight; how many are? ``cap`` is its policy's
-    longest poll interval (how long the gate keeps counting it without a word)."""
+    longest poll interval (how long the gate keeps counting it without a word);
+    ``counted_until``: the bucket the gate counted it in last (None: not counted yet)."""
 
     request_id: str
     now: str
     cap: int = 3600
+    counted_until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"requestId": self.request_id, "now": self.now, "cap": self.cap}
+        return {
+            "requestId": self.request_id,
+            "now": self.now,
+            "cap": self.cap,
+            "countedUntil": self.counted_until,
+        }
 
     @classmethod
     def from_dict(cls, raw: Any) -> PaceAsk:
@@ -431,24 +515,63 @@ class PaceAsk:
             request_id=str(raw.get("requestId") or ""),
             now=str(raw.get("now")),
             cap=int(raw.get("cap") or 3600),
+            counted_until=raw.get("countedUntil"),
         )
 
 
-def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, int]:
+@dataclass(frozen=True)
+class Paced:
+    """The gate's answer to :class:`PaceAsk`: the tenant's exports in flight, this one
+    counted, and the bucket it is now counted in (to give back next time)."""
+
+    in_flight: int
+    counted_until: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"inFlight": self.in_flight, "countedUntil": self.counted_until}
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Paced:
+        raw = raw if isinstance(raw, dict) else {}
+        return cls(int(raw.get("inFlight") or 1), str(raw.get("countedUntil") or ""))
+
+
+def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, Paced]:
     """A polling DSR checks in: its export counts as in flight until a while after its next
     check-in is due (:func:`pacing.pace_lapse_seconds`), or until it withdraws (its DSR
-    ended); returns the tenant's exports in flight, this one included, from which the DSR
-    paces its polls (:func:`pacing.paced_poll_wait`)."""
+    ended); returns the tenant's exports in flight, this one included, and those the gate will
+    let through before this DSR checks in again, from which the DSR paces its polls
+    (:func:`pacing.paced_poll_wait`)."""
     state, now = _tick(state, asked.now)
-    moment = _iso(now)
-    exporting = {k: v for k, v in state.exporting.items() if v > moment}
-    exporting.pop(asked.request_id, None)
+    rid, lapse_now = asked.request_id, _lapse_clock(state, now)
+    live = {k: v for k, v in state.exporting.items() if k > _iso(lapse_now)}
+    exporting = _uncount(live, asked.counted_until)  # moved, not counted twice
+    # A DSR that checks in polls its export: it is no longer out or starting.
+    starting = {k: v for k, v in state.starting.items() if k != rid}
+    out = {k: v for k, v in state.out.items() if k != rid}
     # Let through and not yet reported: exports about to be in flight (a window's worth goes
     # through at once on an empty window; the first DSRs must not count only themselves).
-    count = len(exporting.keys() | state.out.keys() | {asked.request_id})
+    count = sum(exporting.values()) + len(out) + len(starting) + 1
     lapse = timedelta(seconds=pacing.pace_lapse_seconds(count, asked.cap))
-    exporting[asked.request_id] = _iso(now + lapse)
-    return replace(state, exporting=exporting), count
+    until = bucket(lapse_now + lapse)
+    exporting = {**exporting, until: exporting.get(until, 0) + 1}
+    state = replace(state, exporting=exporting, starting=starting, out=out)
+    horizon = timedelta(seconds=pacing.pace_horizon_seconds(count, asked.cap))
+    return state, Paced(count + _coming(state, now, horizon), until)
+
+
+def _coming(state: GateState, now: datetime, within: timedelta) -> int:
+    """Waiters the gate will let through before ``within`` has passed: the free slots and the
+    slots that free meanwhile, at most as many as wait. A DSR acts on its count until it
+    checks in again, and a backlog's slots free a window's worth at a time (1,000 exports
+    starting within seconds): counted ahead, so that the polls of the exports already in
+    flight leave room for them (``python -m bench polls``)."""
+    queued = len(state.waiters)  # lapsed ones too: an upper bound, without a pass over them
+    if not queued:
+        return 0
+    span = timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS)
+    freeing = bisect_right(state.sent, _iso(now + within - span))
+    return min(queued, _free(state) + freeing)
 
 
 def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
@@ -461,7 +584,7 @@ def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
 def status(state: GateState, now: str | None = None) -> dict[str, Any]:
     """Counts only (no request ids beyond the head): what operations shows of one gate."""
     moment = _at(now) if now else _at(state.clock) if state.clock else None
-    ranked = _ranked(state, moment) if moment else sorted(state.waiters)
+    ranked = _ranked(state)
     head = state.waiters[ranked[0]] if ranked else None
     next_slot = None
     if moment is not None and ranked and _free(state) == 0:
@@ -472,10 +595,41 @@ def status(state: GateState, now: str | None = None) -> dict[str, Any]:
         "inWindow": len(state.sent),
         "free": _free(state),
         "outstanding": len(state.out),
-        "exporting": sum(1 for v in state.exporting.values() if moment is None or v > _iso(moment)),
+        "exporting": len(state.starting)
+        + sum(
+            n
+            for until, n in state.exporting.items()
+            if moment is None or until > _iso(_lapse_clock(state, moment))
+        ),
         "nextSlotAt": next_slot,
         "blockedUntil": state.blocked_until,
         "earliestDeadline": head.deadline if head else None,
         "grantedTotal": state.granted_total,
         "quotaSignals": state.quota_signals,
+    }
+
+
+def view(state: GateState, now: str, tenant: str) -> dict[str, Any]:
+    """What an operator sees of one tenant's gate (``GET /api/gate``): counts and times only,
+    no request id, no subject, nothing of a person: the queue's length, the next slot, the
+    submits used in the rolling 24 hours, the exports in flight, the earliest deadline
+    waiting, and whether Graph's quota refusal holds the gate."""
+    seen = status(state, now)
+    head = seen["earliestDeadline"]
+    return {
+        "tenant": tenant,
+        "asOf": _iso(_at(now)),
+        "queued": seen["queued"],
+        "lapsed": seen["lapsed"],
+        "submitsInWindow": seen["inWindow"],
+        "submitQuota": SUBMITS_PER_WINDOW,
+        "windowHours": WINDOW_SECONDS // 3600,
+        "nextSlotAt": seen["nextSlotAt"],
+        "letThroughUnreported": seen["outstanding"],
+        "exportsInFlight": seen["exporting"],
+        "earliestDeadline": None if head == _NO_DEADLINE else head,
+        "blockedUntil": seen["blockedUntil"],
+        "probing": state.probing,
+        "quotaSignals": seen["quotaSignals"],
+        "letThroughTotal": seen["grantedTotal"],
     }

@@ -59,6 +59,10 @@ class ExportJob:
     sas_expires_at: str | None = None
     poll_round: int = 0
     wait_seconds: int = 60
+    #: Where the tenant's gate counts this export in flight (the lapse bucket of
+    #: :func:`dsr_export.domain.gate.pace`): given back at the next check-in or on leaving, so
+    #: the gate moves the count instead of adding a second one.
+    pace_until: str | None = None
     #: Which submit this is (a fresh container each); a submit Graph never posted is retried.
     submit_attempt: int = 1
     #: Submits of this attempt that the export storage's outage spoilt (each then waited and

@@ -85,6 +85,7 @@ EVENTS: Final[Mapping[str, LogEvent]] = _events(
     LogEvent("sas_lifetime_limited", ("request_id", "phase", "sas_expires_at", "consequence")),
     LogEvent("export_submitted", ("request_id", "phase", "operation_id")),
     LogEvent("submit_not_posted", ("request_id", "phase", "container", "final")),
+    LogEvent("submit_receipt_unreadable", ("request_id", "phase", "container", "final")),
     # Logged by the activity (phase, container) and by the orchestrator (instance_id, deadline).
     LogEvent(
         "submit_recovered",

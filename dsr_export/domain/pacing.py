@@ -189,6 +189,24 @@ def paced_poll_wait(
     return budgeted_wait(request_id, poll_round, in_flight)
 
 
+def first_poll_wait(request_id: str, retry_after: int, in_flight: int) -> int:
+    """Seconds until an accepted export's first poll: Graph's Retry-After (a minute), unless
+    the tenant's exports are beyond the budget, then the budget's share, spread. The gate lets
+    a window's 1,000 submits through at once; their first polls, unpaced, came in one minute
+    on top of a full budget (9,940 GETs in that hour at 11,600 in flight, ``bench polls``).
+    One export in flight: exactly Retry-After."""
+    if budget_wait(in_flight) <= retry_after:
+        return retry_after
+    return max(retry_after, budgeted_wait(request_id, 0, in_flight))
+
+
+def pace_horizon_seconds(in_flight: int, cap: int) -> int:
+    """The longest a polling DSR acts on one count from its tenant's gate: until its next
+    check-in, :data:`POLL_PACE_EVERY` polls later, each at most the cap or the budget's share,
+    stretched by the spread."""
+    return int(POLL_PACE_EVERY * max(cap, budget_wait(in_flight)) * (1 + SPREAD))
+
+
 def pace_lapse_seconds(in_flight: int, cap: int) -> int:
     """How long the gate keeps counting an export in flight after the DSR's last call: the
     longest :data:`POLL_PACE_EVERY` polls can take (each wait at most the cap or the budget's

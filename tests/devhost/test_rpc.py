@@ -148,3 +148,23 @@ def test_instance_listing_pages_with_continuation_token(
             break
 
     assert seen == ["p0", "p1", "p2"]
+
+
+def test_the_sdk_client_reads_an_entitys_state(host: tuple[DurableEngine, RpcServer]) -> None:
+    """``read_entity_state`` (the extension's ``GET entities/{name}/{key}``): what the operator's
+    gate route reads (intake/gate_api.py)."""
+    import azure.durable_functions as df
+
+    engine, rpc = host
+    engine.start_new("counter_orch", "c-1", json.dumps({"key": "k", "adds": 3}))
+    engine.wait_for("c-1", timeout=20)
+
+    async def scenario() -> tuple[Any, Any]:
+        client = df.DurableOrchestrationClient(json.dumps(rpc.client_binding()))
+        found = await client.read_entity_state(df.EntityId("counter", "k"))
+        missing = await client.read_entity_state(df.EntityId("counter", "none"))
+        return found, missing
+
+    found, missing = run(scenario())
+    assert (found.entity_exists, found.entity_state) == (True, 3)
+    assert missing.entity_exists is False

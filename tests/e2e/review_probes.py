@@ -328,6 +328,7 @@ ROUTES = (
     Route("POST", "/exports/{id}/package", "DSR.Manage"),
     Route("GET", "/exports/{id}/package/review", "DSR.Manage"),
     Route("POST", "/exports/{id}/package/review", "DSR.Manage", dict),
+    Route("GET", "/gate", "DSR.Read"),  # the submit gate's operator view (issue 20)
     # The tenant registry and the callers' bindings (issue 21): DSR.Admin, which no kind holds.
     Route("GET", "/tenants", "DSR.Admin"),
     Route("GET", "/bindings", "DSR.Admin"),

@@ -5,9 +5,10 @@ made tiny (two submits a day, refused ones not counted) and four DSRs arrive at 
 different legal deadlines: the idle gate lets them all through, Graph accepts two and refuses
 two on quota (429 without Retry-After), and the gate learns the quota is spent: it holds the
 two back, then lets one probe through an hour at a time. The host is killed while they wait;
-after the restart, the queue (the gate entity's state) and the waits carry on, and every DSR is
-submitted once and completes. (The order among the waiting ones is the replay tests' and the
-unit tests' to pin: after a kill on the fast clock it is not asserted here.)
+after the restart, the queue (the gate entity's state), the waits and Graph's quota knobs carry
+on, the two held back go to Graph earliest deadline first, and every DSR is submitted once and
+completes. (The first two went through an idle gate at once, before it could know Graph's
+quota: their order is Graph's, not the gate's.)
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ def _exporting(host: ServeProcess, ids: dict[str, datetime]) -> int:
     """How many of the DSRs show Graph's export under way (their submit recorded)."""
     phases = [host.get(f"/exports/{rid}").json().get("phase") for rid in ids]
     return sum(phase in {"exporting", "finalizing", "completed"} for phase in phases)
+
+
+def _phase(host: ServeProcess, request_id: str) -> str | None:
+    phase: str | None = host.get(f"/exports/{request_id}").json().get("phase")
+    return phase
+
+
+def _gate(host: ServeProcess) -> dict[str, object]:
+    """The home tenant's gate, as ``GET /api/gate`` shows it (counts and times)."""
+    answer = host.get("/gate")
+    assert answer.status_code == 200, answer.text
+    view: dict[str, object] = answer.json()
+    return view
 
 
 def _serve_args(state: Path) -> list[str]:
@@ -80,15 +94,31 @@ def test_dsrs_waiting_for_a_slot_survive_a_kill_and_each_submit_once(tmp_path: P
         while host.sim("quotas/usage")["submits"] < 2 or _exporting(host, ids) < 2:
             assert time.monotonic() < deadline, "the first two never reached Graph"
             time.sleep(0.1)
+        first = {
+            rid for rid in ids if _phase(host, rid) in {"exporting", "finalizing", "completed"}
+        }
+        # The gate learned that Graph's quota is spent (its operator view, through the
+        # Durable client's entity read), and holds the two others back.
+        deadline = time.monotonic() + 60
+        while not ((view := _gate(host)).get("blockedUntil") and view["queued"] == 2):
+            assert time.monotonic() < deadline, f"the gate never held the two back: {view}"
+            time.sleep(0.1)
         host.kill()
         host.start()
-        # Graph's quota knobs are the simulator's: a killed host may not have kept them.
-        _set_quota(host, submits_per_day=2, submits_per_subject_per_day=None, refused_count=False)
+        # Graph's quota knobs are Graph's state: they outlive the host, as a service's limits do.
+        knobs = host.sim("quotas")
+        assert (knobs["submits_per_day"], knobs["refused_count"]) == (2, False), knobs
         docs = {rid: host.wait_for(rid, TERMINAL, timeout=180) for rid in ids}
         assert {d["phase"] for d in docs.values()} == {"completed"}, docs
         stats = host.sim("stats")
         assert sorted(stats["submissionsByContainer"].values()) == [1] * len(ids)
         assert stats["operations"] == len(ids), "one export each"
         assert all(docs[rid].get("submittedAt") for rid in ids)
+        # After the kill the gate admits the ones it held back earliest deadline first (the
+        # oldest received has the earliest deadline).
+        later = sorted(set(ids) - first, key=lambda rid: ids[rid])
+        submitted = [docs[rid]["submittedAt"] for rid in later]
+        assert submitted == sorted(submitted), dict(zip(later, submitted, strict=True))
+        assert _gate(host)["queued"] == 0
     finally:
         host.stop()

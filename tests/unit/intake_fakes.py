@@ -53,6 +53,8 @@ class FakeDurableClient:
         #: Set to make the next start_new lose a race to a concurrent duplicate.
         self.race_with: dict[str, Any] | None = None
         self.fail_with: Exception | None = None
+        #: Durable entities' states by (name, key), as their functions last set them.
+        self.entities: dict[tuple[str, str], Any] = {}
 
     def add(
         self,
@@ -119,6 +121,9 @@ class FakeDurableClient:
     async def terminate(self, instance_id: str, reason: str) -> None:
         self.terminated.append((instance_id, reason))
         self.instances[instance_id]["runtime"] = "Terminated"
+
+    async def entity_state(self, name: str, key: str) -> Any:
+        return self.entities.get((name, key))
 
     async def purge(self, instance_id: str) -> int:
         self.purged.append(instance_id)

@@ -248,9 +248,9 @@ def test_the_activity_wrapper_raises_the_named_outage_for_storage_that_does_not_
 
 def test_a_submit_whose_record_meets_an_outage_waits_and_recovers_the_export():
     """Graph accepted the export, then the evidence account stopped answering the submit's
-    record through all its attempts: the DSR waits, and the submit, called again, finds Graph's
-    receipt and recovers the export instead of ending (before: ActivityFailed, and a retry
-    submitted a second export)."""
+    record through all its attempts: the DSR waits, finds Graph's receipt and recovers the
+    export instead of ending (before: ActivityFailed, and a retry submitted a second export),
+    without calling the submit again on the slot it spent (tests/unit/test_gate_recovery.py)."""
     d = Driver("export_personal_data", _job().to_input())
     d.episode()
     d.complete(answers.prepared(CONTAINER, settle_seconds=0), name=steps.PREPARE_CONTAINER.name)
@@ -258,8 +258,8 @@ def test_a_submit_whose_record_meets_an_outage_waits_and_recovers_the_export():
     _fail_every_attempt(d, OUTAGE.replace(steps.CHECK_EXPORT.name, steps.SUBMIT_EXPORT.name))
     assert d.pending().kind == Kind.TIMER, "waits"
     d.fire_timer()
-    assert d.pending().name == steps.SUBMIT_EXPORT.name
-    d.complete(steps.ExportSubmitted(outcome=steps.Outcome.UNKNOWN).to_dict())
+    assert d.pending().name == steps.PREPARE_CONTAINER.name, "the receipt, looked for"
+    d.complete(answers.prepared(CONTAINER, settle_seconds=0, request_info_exists=True))
     recovered = steps.ExportRecovered(
         operation_id=answers.OPERATION_ID,
         operation_url=answers.OPERATION_URL,

@@ -162,6 +162,12 @@ ROUTES: dict[str, tuple[str, bool, Callable[[], func.HttpRequest]]] = {
         False,
         lambda: request("GET", f"tenants/{TENANT}/consent-link", route_params={"tenantId": TENANT}),
     ),
+    "getGate": ("get_gate", True, lambda: request("GET", "gate")),
+    "getTenantGate": (
+        "get_tenant_gate",
+        True,
+        lambda: request("GET", f"gate/{TENANT}", route_params={"tenantId": TENANT}),
+    ),
     "retireTenant": (
         "tenant_retire",
         False,

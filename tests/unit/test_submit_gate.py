@@ -329,3 +329,32 @@ def test_the_lone_dsr_pays_nothing_for_the_gate(settle: int) -> None:
         d.fire_timer()
     assert d.pending().name == steps.SUBMIT_EXPORT.name
     assert d.now - start == timedelta(seconds=settle)
+
+
+def test_timers_that_fire_late_alike_make_no_one_lapse() -> None:
+    """After a quota refusal the gate probes one at a time, the earliest deadline first. When
+    the host runs every timer hours late (busy; on the offline host's fast clock a second is
+    hours) while other operations keep the gate from reading a pause, the later deadline's
+    timer fired first and found the earlier one lapsed: it probed, and went to Graph first
+    (seen in tests/e2e/test_gate_restart.py)."""
+    state = _fill(3)
+    state, _ = _ask(state, "soon", T0 + timedelta(minutes=1), deadline_days=2)
+    state, _ = _ask(state, "late", T0 + timedelta(minutes=1), deadline_days=9)
+    at = (T0 + timedelta(minutes=2)).isoformat()
+    for rid in ("soon", "late"):  # both let through, both refused on quota
+        state = gate.report(state, gate.SubmitReport(rid, gate.SubmitVerdict.QUOTA, at))
+    state, soon = _ask(state, "soon", T0 + timedelta(minutes=3), deadline_days=2)
+    state, late = _ask(state, "late", T0 + timedelta(minutes=3), deadline_days=9)
+    assert soon.ask_at is not None
+    assert late.ask_at is not None
+    assert soon.ask_at < late.ask_at, "the head probes first"
+    # Seven hours late, with exports checking in every five minutes meanwhile (no pause).
+    back = datetime.fromisoformat(late.ask_at) + timedelta(hours=7)
+    moment = T0 + timedelta(minutes=5)
+    while moment < back:
+        state, _ = gate.pace(state, gate.PaceAsk("polling", moment.isoformat()))
+        moment += timedelta(minutes=5)
+    state, answer = _ask(state, "late", back, deadline_days=9)
+    assert not answer.granted, "the earlier deadline's timer is as late as this one's"
+    state, answer = _ask(state, "soon", back + timedelta(seconds=1), deadline_days=2)
+    assert answer.granted, "the head probes"
