@@ -2049,6 +2049,12 @@ def _operator_route_probe(method: str, suffix: str, body: object) -> Callable[[C
     return check
 
 
+def _gate_probe(campaign: Campaign) -> None:
+    """The submit gate's view of B (issue 20's ``GET /api/gate/{tenantId}``): nothing's 404."""
+    host = _tenants_scene(campaign)["host"]
+    _same_404(host, "GET", f"/gate/{TENANT_B}", f"/gate/{uuid.uuid4()}", None)
+
+
 def _lists_only_a(campaign: Campaign) -> None:
     host = _tenants_scene(campaign)["host"]
     items = _as_a(host, "GET", "/exports").json()["items"]
@@ -2178,6 +2184,7 @@ def tenant_probes() -> list[Probe]:
     return [
         *probes,
         Probe(family, "A's key, B's ticket by tenantId: 404 as nothing", _by_ticket_probe, False),
+        Probe(family, "A's key, GET /gate/{B}: 404 as nothing", _gate_probe, fast=False),
         Probe(family, "A's key lists A's DSRs and tenant only", _lists_only_a, fast=False),
         Probe(family, "A's key submitting for B: 404", _submit_for_b, fast=False),
         Probe(family, "A's Graph token never fetches B's user", _graph_refuses, fast=False),
