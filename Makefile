@@ -92,6 +92,10 @@ test-fast: venv node
 demo: venv node
 	$(PYTHON) -m devhost demo
 
+.PHONY: demo-tenants
+demo-tenants: venv node
+	$(PYTHON) -m devhost demo --tenants
+
 # make serve ARGS="--speed 1000": the README's curl lines use the key devkey; another key with
 # DEVHOST_FUNCTION_KEY=... in the environment, or --function-key in ARGS.
 serve: venv node

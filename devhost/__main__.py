@@ -16,6 +16,7 @@ from pathlib import Path
 
 from devhost._state import PortInUseError, StateFileError, StateInUseError
 from devhost.demo import run_demo
+from devhost.demo_tenants import run_tenants_demo
 from devhost.queue_cli import DEFAULT_QUEUE, QueueToolError, peek_messages, send_message
 from devhost.stack import REPO_ROOT, DevStack, StackOptions
 
@@ -83,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = commands.add_parser("demo", help="run several DSRs end to end and report")
     demo.add_argument("--state", type=Path, help="state directory (default: a fresh temp dir)")
+    demo.add_argument(
+        "--tenants",
+        action="store_true",
+        help="instead: one deployment serving two customer tenants (TENANCY=multi), isolated",
+    )
 
     queue = commands.add_parser("queue", help="send a message to the running host's queue")
     queue_commands = queue.add_subparsers(dest="queue_command", required=True)
@@ -119,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(args.out, args.language)
     if args.command == "demo":
+        act = run_tenants_demo if args.tenants else run_demo
         if args.state:
-            return run_demo(args.state)
+            return act(args.state)
         with tempfile.TemporaryDirectory(prefix="dsr-demo-") as state:
-            return run_demo(Path(state))
+            return act(Path(state))
     if args.command == "queue":
         return _queue(args)
     if args.command == "rotate-key":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sys
 import threading
@@ -43,6 +44,24 @@ OPERATOR_KEY = "dsr-tenants-k"
 #: Fabrikam's ticket system's key, bound to tenant B alone.
 B_KEY = "fabrikam-ticketing-k"
 DEMO_USER = next(iter(DEMO_DIRECTORY))
+
+
+class LogLines(logging.Handler):
+    """Every log record of the host's process, as text (message and exception): the session's
+    scans (no UPN, no SAS or token) run in the pytest process and never see this one's logs."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is still scanned as it is
+            text = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f" {record.exc_info[1]}"
+        self.lines.append(f"{record.name}: {text}")
 
 
 class Sink:
@@ -138,6 +157,10 @@ def main(argv: list[str]) -> None:
         speed=20_000.0,
         export_duration=timedelta(hours=2),
     )
+    logs = LogLines()
+    root = logging.getLogger()
+    root.addHandler(logs)
+    root.setLevel(logging.INFO)
     with DevStack(options, environ=os.environ) as stack:
         sink = Sink(TlsFiles(state / "tls" / "cert.pem", state / "tls" / "key.pem"))
         api = Api(stack.api_url, stack.function_key)
@@ -172,6 +195,8 @@ def main(argv: list[str]) -> None:
         while time.monotonic() < deadline and not _all_ended(sink, ended):
             time.sleep(0.1)
         seen["callbacks"] = sink.bodies
+        seen["lists"] = {t: api.call("GET", f"/exports?tenantId={t}").json() for t in (A, B)}
+        seen["afterRevokeEvidenceB"] = api.call("GET", f"/exports/{after[B]}/evidence").json()
         service = composition.export_storage().service
         seen["evidenceBlobs"] = sorted(
             blob.name for blob in service.get_container_client(EVIDENCE_CONTAINER).list_blobs()
@@ -179,7 +204,9 @@ def main(argv: list[str]) -> None:
         seen["containers"] = sorted(
             c.name for c in service.list_containers(name_starts_with="dsr-")
         )
-        out.write_text(json.dumps(seen, indent=2))
+    root.removeHandler(logs)
+    seen["logs"] = logs.lines
+    out.write_text(json.dumps(seen, indent=2))
 
 
 def _as_bound_to_b(stack: DevStack, api: Api, of_a: str) -> dict[str, Any]:

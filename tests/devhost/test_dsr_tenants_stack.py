@@ -7,18 +7,22 @@ fix, while the other tenant's carries on. The stack runs in a process of its own
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from devhost.entra import CUSTOMER_TENANTS
+from devhost.graph import DEMO_DIRECTORY
 from devhost.graph.tenancy import customer_directory
 from devhost.stack import REPO_ROOT
 from dsr_export.domain import dsr_keys
 from tests.e2e.host import user_env
+from tests.secret_scan import SECRET
 
 pytestmark = pytest.mark.azurite
 
@@ -118,3 +122,60 @@ def test_a_key_bound_to_one_tenant_sees_nothing_of_the_other(seen) -> None:
     assert bound["evidence"] == 404
     assert bound["list"] == [dsr_keys.dsr_id(B, TICKET)]
     assert bound["submitForA"] == 404
+
+
+def _places(seen: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """Everything of both tenants a ticket, an operator or an auditor reads, as (where, text):
+    each tenant's status documents and evidence chains, both lists (the operator's per tenant
+    and the bound key's), every callback, and every log line of the host's process."""
+    for tenant in (A, B):
+        mine = seen["tenants"][tenant]
+        yield f"status of {tenant}", json.dumps(mine["status"])
+        yield f"evidence of {tenant}", json.dumps(mine["evidence"])
+        yield f"status after revoke of {tenant}", json.dumps(seen["afterRevoke"][tenant])
+        yield f"list of {tenant}", json.dumps(seen["lists"][tenant])
+    yield "evidence after revoke of A", json.dumps(seen["afterRevokeEvidence"])
+    yield "evidence after revoke of B", json.dumps(seen["afterRevokeEvidenceB"])
+    yield "what the key bound to B saw", json.dumps(seen["bound"])
+    for i, callback in enumerate(seen["callbacks"]):
+        yield f"callback {i}", json.dumps(callback)
+    for i, line in enumerate(seen["logs"]):
+        yield f"log line {i}", line
+
+
+def leaks(seen: dict[str, Any]) -> list[str]:
+    """Where a UPN sent in either tenant (every UPN of the demo directory: each names a person
+    in both) or a SAS signature or bearer token shows up in what :func:`_places` yields."""
+    upns = sorted({seen["upn"].lower(), *(upn.lower() for upn in DEMO_DIRECTORY)})
+    found = []
+    for where, text in _places(seen):
+        found += [f"{where}: {upn}" for upn in upns if upn in text.lower()]
+        if SECRET.search(text):
+            found.append(f"{where}: a SAS signature or bearer token")
+    return found
+
+
+def test_no_upn_and_no_secret_in_anything_of_either_tenant(seen) -> None:
+    assert len(seen["logs"]) > 50, "the host's log records were captured"
+    assert {c["data"].get("tenantId") for c in seen["callbacks"]} == {A, B}
+    assert leaks(seen) == []
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        lambda s, upn: s["tenants"][A]["status"].update(note=upn),
+        lambda s, upn: s["tenants"][B]["evidence"]["records"][-1]["data"].update(x=upn),
+        lambda s, upn: s["afterRevokeEvidenceB"]["records"][0]["data"].update(x=upn),
+        lambda s, upn: s["lists"][B]["items"][0].update(note=upn),
+        lambda s, upn: s["callbacks"][-1]["data"].update(note=upn),
+        lambda s, upn: s["logs"].append(f"dsr_export: submitted user={upn.upper()}"),
+        lambda s, _: s["logs"].append("dsr_export: url=https://x/c?sv=1&sig=abcdEFGH1234%3D"),
+        lambda s, _: s["logs"].append("azure: Authorization: Bearer eyJhbGciOi.x.y"),
+    ],
+    ids=["status A", "evidence B", "evidence B 2", "list B", "callback", "log", "sas", "token"],
+)
+def test_a_planted_leak_fails_the_scan(seen, plant) -> None:
+    planted = copy.deepcopy(seen)
+    plant(planted, seen["upn"])
+    assert leaks(planted), "the scan finds what was planted"

@@ -54,8 +54,9 @@ from urllib3.util import parse_url
 
 from devhost.azurite import Azurite
 from devhost.durable import FastClock
-from devhost.entra import KEYS_FILE, TENANT_ID, EntraTenant
-from devhost.graph import GraphSimulator
+from devhost.entra import CUSTOMER_TENANTS, KEYS_FILE, TENANT_ID, EntraTenant
+from devhost.graph import DEMO_DIRECTORY, GRAPH_RESOURCE, GraphSimulator
+from devhost.graph.tenancy import customer_directory
 from devhost.identity import ManagedIdentityEndpoint
 from devhost.tls import TlsFiles, make_tls_files, server_ssl_context
 from dsr_export.adapters import outbound
@@ -63,7 +64,8 @@ from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
 from dsr_export.adapters.graph_errors import GraphError
 from dsr_export.adapters.queue_retention import POISON_QUEUE
 from dsr_export.adapters.rejections import REJECTED_QUEUE
-from dsr_export.domain import evidence, lifecycle
+from dsr_export.domain import dsr_keys, evidence, lifecycle
+from dsr_export.domain.callers import from_function_key
 from dsr_export.domain.errors import CallbackRefused
 from dsr_export.settings import EntraSettings, GraphSettings, SettingsError
 from tests.e2e.host import (
@@ -75,6 +77,7 @@ from tests.e2e.host import (
     SPEED,
     TERMINAL,
     HostProcess,
+    ServeProcess,
     evidence_problems,
     export_container,
     host_env,
@@ -84,6 +87,7 @@ from tests.e2e.host import (
     purged_personal_data_found,
     record_seen,
     task_hub_rows,
+    user_env,
 )
 from tests.e2e.test_dsrctl import dsrctl
 from tests.e2e.test_lifecycle import _applied, _delete, _plus_days, _records, _rid, _sweep, _user
@@ -92,6 +96,7 @@ from tests.unit.test_outbound import Receiver, _graph_client
 T = TypeVar("T")
 ALL_ROLES = ("DSR.Submit", "DSR.Read", "DSR.Manage")
 PROBLEM = "application/problem+json"
+DEMO_USER = next(iter(DEMO_DIRECTORY))
 
 
 class NotHeld(AssertionError):
@@ -1870,6 +1875,324 @@ def slow_probes() -> list[Probe]:
     ]
 
 
+# -- tenant isolation (issue 21) ---------------------------------------------------------------
+#: Two customer tenants of the offline host (devhost/entra.py CUSTOMER_TENANTS), both consented.
+TENANT_A, TENANT_B = CUSTOMER_TENANTS[:2]
+TICKET = "RITM-ISO-0001"
+#: A ticketing system's function key, bound to tenant A alone.
+A_KEY = "tenant-a-ticketing-k"
+#: What a DSR route is sent in the probes: a valid body, so only the id can refuse it.
+_DSR_ROUTES: tuple[tuple[str, str, object], ...] = (
+    ("GET", "", None),
+    ("GET", "/evidence", None),
+    ("GET", "/package", None),
+    ("GET", "/package/review", None),
+    ("POST", "/package", {"language": "en"}),
+    ("POST", "/package/review", {}),
+    ("POST", "/download", {}),
+    ("POST", "/extend", {"days": 10, "reason": "isolation probe"}),
+    ("POST", "/retry", {"reason": "isolation probe"}),
+    ("POST", "/cancel", {"reason": "isolation probe"}),
+    ("DELETE", "/data", {"reason": "isolation probe"}),
+)
+_TENANT_ROUTES: tuple[tuple[str, str, object], ...] = (
+    ("GET", "", None),
+    ("PATCH", "", {"displayName": "renamed by A"}),
+    ("GET", "/consent-link", None),
+)
+#: Offboarding is for a caller bound to every tenant: A's key gets one answer whichever tenant
+#: it names (its own, B, or none), so the answer says nothing of B.
+_OPERATOR_ROUTES: tuple[tuple[str, str, object], ...] = (
+    ("POST", "/retire", {"reason": "isolation probe"}),
+    ("POST", "/reinstate", {"reason": "isolation probe"}),
+)
+
+
+def _tenants_scene(campaign: Campaign) -> dict[str, Any]:
+    """A host with ``TENANCY=multi`` (the stack's own Azurite, Entra, identity and Graph, two
+    consented customer tenants), both tenants registered, the same ticket sent in each for the
+    same UPN (a different person in each directory) and completed, and a key bound to A."""
+
+    def start() -> dict[str, Any]:
+        env = {
+            **user_env(),
+            "TENANCY": "multi",
+            "AUTH_FUNCTION_KEY_ROLES": "DSR.Submit,DSR.Read,DSR.Manage,DSR.Admin",
+            "TENANCY_OPERATORS": from_function_key(FUNCTION_KEY, ()).id,
+            "ORGANISATION_PROFILE": "docs/organisation.sample.json",
+        }
+        state = campaign.work / "tenants"
+        args = ["--port", "0", "--function-key", FUNCTION_KEY, "--speed", str(SPEED)]
+        host = ServeProcess(state, env, [*args, "--export-days", "0.5", "--state", str(state)])
+        campaign.started.append(host.start(timeout=120))
+        for tenant in (TENANT_A, TENANT_B):
+            added = host.post("/tenants", {"tenantId": tenant, "displayName": f"T {tenant[-2:]}"})
+            expect(added.status_code == 201, f"tenant not registered: {added.status_code}")
+        dsrs = {}
+        for tenant in (TENANT_A, TENANT_B):
+            body = {"requestId": TICKET, "user": DEMO_USER, "tenantId": tenant}
+            answer = host.post("/exports", body)
+            expect(answer.status_code == 202, f"not started in {tenant}: {answer.text[:200]}")
+            dsrs[tenant] = str(answer.json()["requestId"])
+        for dsr in dsrs.values():
+            host.wait_for(dsr, TERMINAL)
+        master = {"x-functions-key": str(host.endpoints["masterKey"])}
+        made = requests.put(
+            f"{host.api.removesuffix('/api')}/admin/host/keys/tenant-a-ticketing",
+            json={"name": "tenant-a-ticketing", "value": A_KEY},
+            headers=master,
+            timeout=30,
+        )
+        expect(made.status_code in (200, 201), f"no key for A: {made.status_code}")
+        bound = from_function_key(A_KEY, ()).id
+        answer = requests.put(
+            f"{host.api}/bindings/{bound}",
+            json={"kind": "functionKey", "tenants": [TENANT_A]},
+            headers={"x-functions-key": FUNCTION_KEY},
+            timeout=30,
+        )
+        expect(answer.status_code in (200, 201), f"not bound: {answer.text[:200]}")
+        return {"host": host, "dsrs": dsrs}
+
+    scene: dict[str, Any] = campaign.once("tenants host", start)
+    return scene
+
+
+def _as_a(host: HostProcess, method: str, path: str, body: object = None) -> requests.Response:
+    answer = requests.request(
+        method, f"{host.api}{path}", json=body, headers={"x-functions-key": A_KEY}, timeout=30
+    )
+    record_seen(answer.text)
+    return answer
+
+
+def _same_404(host: HostProcess, method: str, theirs: str, nothing: str, body: object) -> None:
+    """A's key asks for B's ``theirs`` and for ``nothing`` (names no resource): 404 both, the
+    same body but for the id it names."""
+    seen = _as_a(host, method, theirs, body)
+    unknown = _as_a(host, method, nothing, body)
+    expect(seen.status_code == 404, f"{method} {theirs}: {seen.status_code} {seen.text[:200]}")
+    expect(unknown.status_code == 404, f"{method} {nothing}: {unknown.status_code}")
+    expect(
+        _unnamed(seen.text, theirs) == _unnamed(unknown.text, nothing),
+        f"{method}: B's answer differs from nothing's: {seen.text[-120:]} / {unknown.text[-120:]}",
+    )
+
+
+def _unnamed(text: str, path: str) -> str:
+    """The answer with the path's ids (each segment, quoted or not) taken out."""
+    parts = re.split(r"[/?=&]", path)
+    for part in sorted({*parts, *map(unquote, parts)}, key=len, reverse=True):
+        if len(part) > 8:
+            text = text.replace(part, "ID")
+    return text
+
+
+def _dsr_route_probe(method: str, suffix: str, body: object) -> Callable[[Campaign], None]:
+    def check(campaign: Campaign) -> None:
+        scene = _tenants_scene(campaign)
+        theirs = quote(scene["dsrs"][TENANT_B], safe="")
+        nothing = quote(
+            dsr_keys.dsr_id(TENANT_B, f"NO-SUCH-{uuid.uuid4().hex[:6].upper()}"), safe=""
+        )
+        _same_404(
+            scene["host"], method, f"/exports/{theirs}{suffix}", f"/exports/{nothing}{suffix}", body
+        )
+        after = scene["host"].get(f"/exports/{theirs}")
+        expect(after.json().get("phase") == "completed", "B's DSR changed")
+
+    return check
+
+
+def _by_ticket_probe(campaign: Campaign) -> None:
+    scene = _tenants_scene(campaign)
+    nothing = f"NO-SUCH-{uuid.uuid4().hex[:6].upper()}"
+    _same_404(
+        scene["host"],
+        "GET",
+        f"/exports/{TICKET}?tenantId={TENANT_B}",
+        f"/exports/{nothing}?tenantId={TENANT_B}",
+        None,
+    )
+
+
+def _tenant_route_probe(method: str, suffix: str, body: object) -> Callable[[Campaign], None]:
+    def check(campaign: Campaign) -> None:
+        scene = _tenants_scene(campaign)
+        before = scene["host"].get(f"/tenants/{TENANT_B}").json()
+        _same_404(
+            scene["host"],
+            method,
+            f"/tenants/{TENANT_B}{suffix}",
+            f"/tenants/{uuid.uuid4()}{suffix}",
+            body,
+        )
+        expect(scene["host"].get(f"/tenants/{TENANT_B}").json() == before, "B's entry changed")
+
+    return check
+
+
+def _operator_route_probe(method: str, suffix: str, body: object) -> Callable[[Campaign], None]:
+    def check(campaign: Campaign) -> None:
+        host = _tenants_scene(campaign)["host"]
+        before = host.get(f"/tenants/{TENANT_B}").json()
+        answers = {
+            tenant: _as_a(host, method, f"/tenants/{tenant}{suffix}", body)
+            for tenant in (TENANT_B, str(uuid.uuid4()), TENANT_A)
+        }
+        texts = {_unnamed(a.text, f"/tenants/{t}") for t, a in answers.items()}
+        codes = {a.status_code for a in answers.values()}
+        expect(len(codes) == 1 and codes <= {403, 404}, f"answers: {codes}")
+        expect(len(texts) == 1, f"the answer depends on the tenant: {texts}")
+        expect(host.get(f"/tenants/{TENANT_B}").json() == before, "B's entry changed")
+
+    return check
+
+
+def _gate_probe(campaign: Campaign) -> None:
+    """The submit gate's view of B (issue 20's ``GET /api/gate/{tenantId}``): nothing's 404."""
+    host = _tenants_scene(campaign)["host"]
+    _same_404(host, "GET", f"/gate/{TENANT_B}", f"/gate/{uuid.uuid4()}", None)
+
+
+def _lists_only_a(campaign: Campaign) -> None:
+    host = _tenants_scene(campaign)["host"]
+    items = _as_a(host, "GET", "/exports").json()["items"]
+    expect(items, "A's list is empty")
+    expect({i.get("tenantId") for i in items} == {TENANT_A}, f"A's list: {items[:3]}")
+    asked = _as_a(host, "GET", f"/exports?tenantId={TENANT_B}")
+    expect(
+        asked.status_code == 404 or not asked.json().get("items"),
+        f"A's list of B: {asked.status_code} {asked.text[:200]}",
+    )
+    tenants = _as_a(host, "GET", "/tenants").json()
+    listed = {t.get("tenantId") for t in tenants.get("items", tenants.get("tenants", []))}
+    expect(listed <= {TENANT_A}, f"A's tenant list: {listed}")
+
+
+def _submit_for_b(campaign: Campaign) -> None:
+    """A's key submits for B: the 404 of a tenant that is not registered, and nothing starts."""
+    host = _tenants_scene(campaign)["host"]
+    body = {"requestId": f"ISO-{uuid.uuid4().hex[:6].upper()}", "user": DEMO_USER}
+    unknown = str(uuid.uuid4())
+    for_b = _as_a(host, "POST", "/exports", {**body, "tenantId": TENANT_B})
+    for_none = _as_a(host, "POST", "/exports", {**body, "tenantId": unknown})
+    expect(for_b.status_code == 404, f"submit for B: {for_b.status_code} {for_b.text[:200]}")
+    expect(
+        for_b.text.replace(TENANT_B, "ID") == for_none.text.replace(unknown, "ID"),
+        f"B's 404 differs from an unknown tenant's: {for_b.text[-120:]} / {for_none.text[-120:]}",
+    )
+    listed = host.get(f"/exports?tenantId={TENANT_B}").json()["items"]
+    started = dsr_keys.dsr_id(TENANT_B, body["requestId"])
+    expect(all(i["requestId"] != started for i in listed), "a DSR started in B")
+
+
+def _graph_token(tenant: str) -> str:
+    """The claims an app-only token of ``tenant`` carries to Graph (the simulator reads ``tid``
+    and the roles, as tests/devhost/test_graph_tenancy.py does)."""
+    now = int(time.time())
+    claims = {
+        "aud": GRAPH_RESOURCE,
+        "tid": tenant,
+        "iat": now,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "roles": ["User.Export.All", "User.Read.All"],
+    }
+    return jwt.encode(claims, "isolation-probe-key-of-32-bytes-long", algorithm="HS256")
+
+
+def _graph_refuses(campaign: Campaign) -> None:
+    host = _tenants_scene(campaign)["host"]
+    graph, ca = str(host.endpoints["graphSimulator"]), str(host.endpoints["caBundle"])
+    own = {t: customer_directory(t, [DEMO_USER])[DEMO_USER] for t in (TENANT_A, TENANT_B)}
+
+    def ask(user: str) -> requests.Response:
+        headers = {"Authorization": f"Bearer {_graph_token(TENANT_A)}"}
+        return requests.get(f"{graph}/v1.0/users/{user}", headers=headers, verify=ca, timeout=30)
+
+    expect(ask(own[TENANT_B]).status_code == 404, "A's token fetched B's user by object id")
+    found = ask(DEMO_USER)
+    expect(found.status_code == 200 and found.json()["id"] == own[TENANT_A], "not A's person")
+
+
+def _registry_change(campaign: Campaign) -> None:
+    host = _tenants_scene(campaign)["host"]
+    before = host.get(f"/tenants/{TENANT_B}")
+    for who in ("operator", "A's key"):
+        patch = {"displayName": f"A renamed by {who}"}
+        answer = (
+            requests.patch(
+                f"{host.api}/tenants/{TENANT_A}",
+                json=patch,
+                headers={"x-functions-key": FUNCTION_KEY},
+                timeout=30,
+            )
+            if who == "operator"
+            else _as_a(host, "PATCH", f"/tenants/{TENANT_A}", patch)
+        )
+        expect(answer.status_code == 200, f"{who}'s change of A: {answer.status_code}")
+        after = host.get(f"/tenants/{TENANT_B}")
+        expect(after.json() == before.json(), f"B changed with A: {after.text[:200]}")
+        expect(after.headers.get("ETag") == before.headers.get("ETag"), "B's version moved")
+
+
+def _tenant_evidence(campaign: Campaign) -> None:
+    """Each tenant's chain verifies, is its own DSR's alone, and holds no UPN the session sent
+    (the tenants host's storage is its own: the session's evidence scan does not see it)."""
+    scene = _tenants_scene(campaign)
+    for tenant, dsr in scene["dsrs"].items():
+        found = scene["host"].get(f"/exports/{quote(dsr, safe='')}/evidence").json()
+        expect(found["verification"]["ok"], f"{tenant}'s chain: {found['verification']}")
+        expect({r["requestId"] for r in found["records"]} == {dsr}, f"{tenant}'s chain mixes")
+        text = json.dumps(found).lower()
+        held = [upn for upn in sorted(PERSONAL) if upn in text]
+        expect(not held, f"{tenant}'s evidence holds {held[:3]}")
+
+
+def tenant_probes() -> list[Probe]:
+    """Issue 21's isolation, as a caller bound to tenant A tries it against tenant B. Each
+    needs the multi-tenant host (a stack of its own, ~15 s once): not in the in-suite sample."""
+    family = "tenant isolation"
+    probes = [
+        Probe(
+            family,
+            f"A's key, {m} /exports/{{B's id}}{s}: 404 as nothing",
+            _dsr_route_probe(m, s, b),
+            False,
+        )
+        for m, s, b in _DSR_ROUTES
+    ]
+    probes += [
+        Probe(
+            family,
+            f"A's key, {m} /tenants/{{B}}{s}: 404 as nothing",
+            _tenant_route_probe(m, s, b),
+            False,
+        )
+        for m, s, b in _TENANT_ROUTES
+    ]
+    probes += [
+        Probe(
+            family,
+            f"A's key, {m} /tenants/{{B}}{s}: the answer for any tenant",
+            _operator_route_probe(m, s, b),
+            False,
+        )
+        for m, s, b in _OPERATOR_ROUTES
+    ]
+    return [
+        *probes,
+        Probe(family, "A's key, B's ticket by tenantId: 404 as nothing", _by_ticket_probe, False),
+        Probe(family, "A's key, GET /gate/{B}: 404 as nothing", _gate_probe, fast=False),
+        Probe(family, "A's key lists A's DSRs and tenant only", _lists_only_a, fast=False),
+        Probe(family, "A's key submitting for B: 404", _submit_for_b, fast=False),
+        Probe(family, "A's Graph token never fetches B's user", _graph_refuses, fast=False),
+        Probe(family, "a registry change for A leaves B as it was", _registry_change, False),
+        Probe(family, "each tenant's evidence: its own, verified, no UPN", _tenant_evidence, False),
+    ]
+
+
 # -- personal data, after everything else ------------------------------------------------------
 class CallbackSink:
     """An HTTPS receiver on loopback that keeps every callback's body (for the scan)."""
@@ -1989,6 +2312,7 @@ def all_probes() -> list[Probe]:
         *notes_probes(),
         *admin_probes(),
         *slow_probes(),
+        *tenant_probes(),
         *personal_probes(),
     ]
 

@@ -78,3 +78,45 @@ def test_the_demo_builds_verifies_and_shows_the_package_of_demo_1001(demo):
 
 def test_no_secret_in_what_the_demo_prints(demo):
     assert "sig=" not in demo.stdout + demo.stderr
+
+
+@pytest.fixture(scope="module")
+def tenants_demo() -> subprocess.CompletedProcess[str]:
+    """``make demo-tenants``: the two-tenant act (seconds: its exports take two Graph hours)."""
+    env = {**user_env(), "TERM": "dumb", "CI": "1"}
+    env.pop("TENANCY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "devhost", "demo", "--tenants"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_tenants_demo_shows_one_ticket_as_two_dsrs_kept_apart(tenants_demo):
+    out = tenants_demo.stdout
+    assert tenants_demo.returncode == 0, out[-3000:] + tenants_demo.stderr[-3000:]
+    assert "\x1b[" not in out, "plain lines without a terminal"
+    assert re.search(r"registered Contoso .*bound to Contoso only", out)
+    assert re.search(r"registered Fabrikam .*bound to Fabrikam only", out)
+    rows = re.findall(
+        r"^(Contoso|Fabrikam) +([0-9A-F]{12}:RITM0012345) +completed +(dsr-\S+)", out, re.M
+    )
+    assert [r[0] for r in rows] == ["Contoso", "Fabrikam"]
+    assert len({r[1] for r in rows}) == len({r[2] for r in rows}) == 2, "two DSRs, two containers"
+    assert out.count("evidence: OK: ") == 2
+    assert out.count("its own DSR only") == 2
+    assert "Contoso's key asks for Fabrikam's DSR: 404" in out
+    assert re.search(r"Contoso's key lists 1 DSR\(s\): [0-9A-F]{12}:RITM0012345$", out, re.M)
+    assert "nothing of one tenant is visible to the other" in out
+
+
+def test_no_address_and_no_secret_in_what_the_tenants_demo_prints(tenants_demo):
+    printed = tenants_demo.stdout + tenants_demo.stderr
+    assert "@" not in printed, "no UPN, not even the one sent in both tenants"
+    assert "sig=" not in printed
+    assert "Bearer" not in printed
