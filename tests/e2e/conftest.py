@@ -28,6 +28,7 @@ from tests.e2e.host import (
     identity_with_roles,
     personal_data_found,
     purged_personal_data_found,
+    secrets_in_host_logs,
 )
 from tests.fixtures.storage import azurite
 from tests.fixtures.tls import tls_files
@@ -113,6 +114,16 @@ def no_personal_data_outside_the_input() -> Iterator[None]:
     found = personal_data_found()
     if found:
         pytest.fail("personal data where only ids belong:\n  " + "\n  ".join(found[:20]))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_host_log() -> Iterator[None]:
+    """After the whole e2e session: no host's log (written by its own process, out of the
+    pytest secret scan's sight) holds a SAS signature or a bearer token."""
+    yield
+    found = secrets_in_host_logs()
+    if found:
+        pytest.fail("secrets in a host log:\n  " + "\n  ".join(found[:20]))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,6 +29,7 @@ from devhost.identity import GRAPH_RESOURCE, ManagedIdentityEndpoint
 from devhost.tls import TlsFiles
 from dsr_export.adapters.evidence_log import EVIDENCE_CONTAINER
 from dsr_export.domain import evidence
+from tests.secret_scan import SECRET
 
 REPO = Path(__file__).resolve().parents[2]
 #: One Graph day passes in about 4.3 real seconds.
@@ -91,6 +92,21 @@ def personal_data_found() -> list[str]:
         for upn in sorted(PERSONAL)
         if upn in text.lower()
     ]
+
+
+def secrets_in_host_logs() -> list[str]:
+    """Lines of any host's log (its own process: the pytest secret scan never sees them) that
+    carry a SAS signature or a bearer token."""
+    found: list[str] = []
+    for host in HOSTS:
+        if host.log_path.exists():
+            text = host.log_path.read_text(errors="replace")
+            found += [
+                f"{host.log_path}: {line[:200]}"
+                for line in text.splitlines()
+                if SECRET.search(line)
+            ]
+    return found
 
 
 #: The task hub's tables and the columns that may hold what the app was sent.
