@@ -458,6 +458,7 @@ def _job(
         language=request.language,
         submitted_by=caller.to_dict(),
         tenant_id=tenant.tenant_id if tenant is not None else None,
+        quota_budget=tenant.quota_budget.to_json() if tenant is not None else None,
     )
 
 

@@ -372,6 +372,7 @@ def _admitted(run: _Run, job: ExportJob) -> Flow:
             received=job.received_at or job.started_at,
             now=now.isoformat(),
             subject=job.user_id,
+            submits_per_day=job.budget("submitsPerDay"),
         )
         raw = yield context.call_entity(_gate(job), submit_gate.ASK, asked.to_dict())
         answer = gate.GateAnswer.from_dict(raw)
@@ -550,7 +551,9 @@ def _poll(run: _Run, job: ExportJob) -> Flow:
         if index % pacing.POLL_PACE_EVERY == 0:
             job, in_flight = yield from _in_flight(run, job)
             if job.poll_round == 0:  # the first poll, within the budget too
-                first = pacing.first_poll_wait(job.request_id, job.wait_seconds, in_flight)
+                first = pacing.first_poll_wait(
+                    job.request_id, job.wait_seconds, in_flight, job.budget("pollsPerHour")
+                )
                 job = job.replace(wait_seconds=first)
         job = yield from _poll_once(run, job, in_flight)
     # Events still undelivered are dropped with this execution, so give a cancel that came
@@ -568,6 +571,7 @@ def _in_flight(run: _Run, job: ExportJob) -> Flow:
         now=context.current_utc_datetime.isoformat(),
         cap=job.policy.max_poll_interval_seconds,
         counted_until=job.pace_until,
+        polls_per_hour=job.budget("pollsPerHour"),
     )
     raw = yield context.call_entity(_gate(job), submit_gate.PACE, asked.to_dict())
     paced = gate.Paced.from_dict(raw)
@@ -619,6 +623,7 @@ def _checked(job: ExportJob, checked: steps.ExportChecked, in_flight: int = 1) -
                 cap,
                 checked.retry_after_seconds,
                 in_flight,
+                job.budget("pollsPerHour"),
             )
             return job.replace(wait_seconds=wait)
         case Outcome.FAILED:
@@ -628,7 +633,12 @@ def _checked(job: ExportJob, checked: steps.ExportChecked, in_flight: int = 1) -
                 graph_status=checked.status,
                 progress=checked.progress,
                 wait_seconds=pacing.paced_poll_wait(
-                    job.request_id, job.poll_round, job.wait_seconds, cap=cap, in_flight=in_flight
+                    job.request_id,
+                    job.poll_round,
+                    job.wait_seconds,
+                    cap=cap,
+                    in_flight=in_flight,
+                    per_hour=job.budget("pollsPerHour"),
                 ),
             )
     if checked.status == "complete":

@@ -153,6 +153,9 @@ class GateState:
     #: clock that stands still while nothing runs (the gate's time minus this), so an export
     #: does not lapse while its DSR's timers could not fire, and its bucket keeps its name.
     paused: int = 0
+    #: The tenant's ``quotaBudget.submitsPerDay`` as the latest DSR that carried one said
+    #: (None: none did; the documented quota): the submits the window admits (:func:`_limit`).
+    submit_budget: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +172,7 @@ class GateState:
             "starting": dict(self.starting),
             "fired": self.fired,
             "paused": self.paused,
+            "submitBudget": self.submit_budget,
         }
 
     @classmethod
@@ -197,6 +201,7 @@ class GateState:
             starting={str(k): str(v) for k, v in (raw.get("starting") or {}).items()},
             fired=raw.get("fired"),
             paused=int(raw.get("paused") or 0),
+            submit_budget=_budget_from(raw.get("submitBudget")),
         )
 
 
@@ -210,6 +215,9 @@ class Ask:
     now: str
     #: The subject's object id (a GUID, as in the job's input): its own quota of 100 a day.
     subject: str | None = None
+    #: The tenant's ``quotaBudget.submitsPerDay`` as resolved at the DSR's intake (None: a DSR
+    #: of the app's own tenant, or started before budgets counted; the gate keeps what it has).
+    submits_per_day: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,6 +226,7 @@ class Ask:
             "received": self.received,
             "now": self.now,
             "subject": self.subject,
+            "submitsPerDay": self.submits_per_day,
         }
 
     @classmethod
@@ -229,7 +238,13 @@ class Ask:
             received=raw.get("received"),
             now=str(raw.get("now")),
             subject=raw.get("subject"),
+            submits_per_day=_budget_from(raw.get("submitsPerDay")),
         )
+
+
+def _budget_from(raw: object) -> int | None:
+    """A budget from the wire: a positive whole number, else none (the documented quota)."""
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) and raw > 0 else None
 
 
 def _in_flight_from(raw: dict[str, Any]) -> dict[str, int]:
@@ -317,17 +332,27 @@ def _came_back(state: GateState, known: Waiter | None, now: datetime) -> GateSta
     return replace(state, fired=known.ask_at)
 
 
+def _limit(state: GateState) -> int:
+    """The submits the window admits: the tenant's budget (the latest heard), never above the
+    documented quota (:data:`SUBMITS_PER_WINDOW`)."""
+    if state.submit_budget is None:
+        return SUBMITS_PER_WINDOW
+    return min(SUBMITS_PER_WINDOW, state.submit_budget)
+
+
 def _free(state: GateState) -> int:
-    return max(SUBMITS_PER_WINDOW - len(state.sent), 0)
+    return max(_limit(state) - len(state.sent), 0)
 
 
 def _slot_at(state: GateState, beyond: int, now: datetime) -> datetime:
     """When the slot ``beyond`` places past the free ones comes: each submit in the window
     frees its slot a window after it went, and each free slot, taken now, a window from now;
-    slots come round again every window."""
+    slots come round again every window. A budget lowered below the submits in the window
+    frees a slot only once the excess has left it."""
     span = timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS)
     taken = len(state.sent)
-    rounds, index = divmod(beyond, taken + _free(state))
+    rounds, index = divmod(beyond, _limit(state))
+    index += max(taken - _limit(state), 0)
     went = _at(state.sent[index]) if index < taken else now
     return went + span * (rounds + 1)
 
@@ -335,6 +360,8 @@ def _slot_at(state: GateState, beyond: int, now: datetime) -> datetime:
 def ask(state: GateState, request: Ask) -> tuple[GateState, GateAnswer]:
     """A DSR asks to submit: through now, or when to ask again. Asking again is idempotent."""
     state, now = _tick(state, request.now)
+    if request.submits_per_day is not None:  # the latest budget heard wins
+        state = replace(state, submit_budget=request.submits_per_day)
     rid = request.request_id
     held = _subject_held(state, request.subject)
     if held is not None:
@@ -499,6 +526,9 @@ class PaceAsk:
     now: str
     cap: int = 3600
     counted_until: str | None = None
+    #: The tenant's ``quotaBudget.pollsPerHour`` the DSR paces its polls within (None: the
+    #: documented quota): how long its waits may grow, so how long the gate keeps counting it.
+    polls_per_hour: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -506,6 +536,7 @@ class PaceAsk:
             "now": self.now,
             "cap": self.cap,
             "countedUntil": self.counted_until,
+            "pollsPerHour": self.polls_per_hour,
         }
 
     @classmethod
@@ -516,6 +547,7 @@ class PaceAsk:
             now=str(raw.get("now")),
             cap=int(raw.get("cap") or 3600),
             counted_until=raw.get("countedUntil"),
+            polls_per_hour=_budget_from(raw.get("pollsPerHour")),
         )
 
 
@@ -552,11 +584,12 @@ def pace(state: GateState, asked: PaceAsk) -> tuple[GateState, Paced]:
     # Let through and not yet reported: exports about to be in flight (a window's worth goes
     # through at once on an empty window; the first DSRs must not count only themselves).
     count = sum(exporting.values()) + len(out) + len(starting) + 1
-    lapse = timedelta(seconds=pacing.pace_lapse_seconds(count, asked.cap))
+    per_hour = asked.polls_per_hour  # the asker's own: its waits, its lapse, its horizon
+    lapse = timedelta(seconds=pacing.pace_lapse_seconds(count, asked.cap, per_hour))
     until = bucket(lapse_now + lapse)
     exporting = {**exporting, until: exporting.get(until, 0) + 1}
     state = replace(state, exporting=exporting, starting=starting, out=out)
-    horizon = timedelta(seconds=pacing.pace_horizon_seconds(count, asked.cap))
+    horizon = timedelta(seconds=pacing.pace_horizon_seconds(count, asked.cap, per_hour))
     return state, Paced(count + _coming(state, now, horizon), until)
 
 
@@ -571,7 +604,8 @@ def _coming(state: GateState, now: datetime, within: timedelta) -> int:
         return 0
     span = timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS)
     freeing = bisect_right(state.sent, _iso(now + within - span))
-    return min(queued, _free(state) + freeing)
+    freeing -= max(len(state.sent) - _limit(state), 0)  # a lowered budget's excess first
+    return min(queued, _free(state) + max(freeing, 0))
 
 
 def slot_after_deadline(asked: Ask, answer: GateAnswer) -> bool:
@@ -623,6 +657,7 @@ def view(state: GateState, now: str, tenant: str) -> dict[str, Any]:
         "lapsed": seen["lapsed"],
         "submitsInWindow": seen["inWindow"],
         "submitQuota": SUBMITS_PER_WINDOW,
+        "submitBudget": _limit(state),
         "windowHours": WINDOW_SECONDS // 3600,
         "nextSlotAt": seen["nextSlotAt"],
         "letThroughUnreported": seen["outstanding"],

@@ -109,10 +109,20 @@ class ExportJob:
     #: gate), storage and evidence it uses. None: the app's own tenant (``single``); an input
     #: written before tenants existed reads back as None, as it always ran.
     tenant_id: str | None = None
+    #: The tenant's ``quotaBudget`` as the registry held it at intake (``submitsPerDay``,
+    #: ``pollsPerHour``): the share of Graph's quotas its gate admits and its polls pace
+    #: within. None: the documented quotas (``single``, or an input written before budgets).
+    quota_budget: dict[str, int] | None = None
 
     def replace(self, **changes: Any) -> ExportJob:
         """A copy with ``changes`` applied (the job is immutable)."""
         return dataclasses.replace(self, **changes)
+
+    def budget(self, name: str) -> int | None:
+        """One field of the tenant's quota budget (``submitsPerDay``, ``pollsPerHour``), or
+        None for the documented quota."""
+        value = (self.quota_budget or {}).get(name)
+        return value if isinstance(value, int) and value > 0 else None
 
     # -- the clocks ---------------------------------------------------------------------------
     def give_up_at(self) -> datetime:
@@ -239,6 +249,7 @@ class ExportJob:
             language=self.language,
             submitted_by=self.submitted_by,
             tenant_id=self.tenant_id,
+            quota_budget=self.quota_budget,
             attempt=attempt + 1,
             earlier_attempts=(
                 *tuple(last.attempts or self.earlier_attempts),

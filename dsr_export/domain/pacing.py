@@ -140,6 +140,7 @@ def poll_retry_wait(
     cap: int,
     retry_after: int | None,
     in_flight: int = 1,
+    per_hour: int | None = None,
 ) -> int:
     """Seconds until the next poll after Graph refused a check: :func:`poll_wait`, spread,
     because after an outage every DSR gets its 503 at once and they must not all come back at
@@ -147,7 +148,7 @@ def poll_retry_wait(
     wait = spread(
         poll_wait(previous, cap=cap, retry_after=retry_after), request_id, poll_round, "poll"
     )
-    return max(wait, budgeted_wait(request_id, poll_round, in_flight))
+    return max(wait, budgeted_wait(request_id, poll_round, in_flight, per_hour))
 
 
 #: The polls (``GET dataPolicyOperation``) all of a tenant's exports may send in an hour.
@@ -163,56 +164,78 @@ POLL_BUDGET_PER_HOUR: Final = 9000
 POLL_PACE_EVERY: Final = 5
 
 
-def budget_wait(in_flight: int) -> int:
+def poll_budget(polls_per_hour: int | None = None) -> int:
+    """The polls an hour a tenant's exports pace within, from the tenant's ``quotaBudget``
+    ``pollsPerHour`` (the share of Graph's 10,000 this deployment may spend; None: all of it):
+    nine tenths of that share, for the same headroom as :data:`POLL_BUDGET_PER_HOUR` keeps of
+    the whole (unpaced first polls, retries, legal-clock checks), and never above that."""
+    if polls_per_hour is None:
+        return POLL_BUDGET_PER_HOUR
+    return max(1, min(POLL_BUDGET_PER_HOUR, polls_per_hour * 9 // 10))
+
+
+def budget_wait(in_flight: int, per_hour: int | None = None) -> int:
     """The least seconds between two polls of one export when ``in_flight`` exports of the
-    tenant poll: each takes its share of :data:`POLL_BUDGET_PER_HOUR` (9,000 in flight: an
-    hour; 20,000: 2.2 hours). Rounded up, so the shares never add up to more than the budget."""
-    return -(-max(in_flight, 0) * 3600 // POLL_BUDGET_PER_HOUR)
+    tenant poll: each takes its share of the tenant's poll budget (:func:`poll_budget` of
+    ``per_hour``, the tenant's ``pollsPerHour``; by default :data:`POLL_BUDGET_PER_HOUR`:
+    9,000 in flight: an hour; 20,000: 2.2 hours). Rounded up, so the shares never add up to
+    more than the budget."""
+    return -(-max(in_flight, 0) * 3600 // poll_budget(per_hour))
 
 
-def budgeted_wait(request_id: str, poll_round: int, in_flight: int) -> int:
+def budgeted_wait(
+    request_id: str, poll_round: int, in_flight: int, per_hour: int | None = None
+) -> int:
     """:func:`budget_wait`, spread like the other waits (the jitter only adds, so the tenant's
     polls stay under the budget), fixed for this DSR and poll."""
-    return spread(budget_wait(in_flight), request_id, poll_round, "poll-budget")
+    return spread(budget_wait(in_flight, per_hour), request_id, poll_round, "poll-budget")
 
 
 def paced_poll_wait(
-    request_id: str, poll_round: int, previous: int, *, cap: int, in_flight: int
+    request_id: str,
+    poll_round: int,
+    previous: int,
+    *,
+    cap: int,
+    in_flight: int,
+    per_hour: int | None = None,
 ) -> int:
     """Seconds until the next poll of a running export: :func:`poll_wait` (doubling up to the
     cap) while the tenant's exports fit the poll budget, the budget's share (spread) when they
     do not. One export in flight: exactly :func:`poll_wait`."""
     own = poll_wait(previous, cap=cap)
-    floor = budget_wait(in_flight)
+    floor = budget_wait(in_flight, per_hour)
     if floor <= own:
         return own
-    return budgeted_wait(request_id, poll_round, in_flight)
+    return budgeted_wait(request_id, poll_round, in_flight, per_hour)
 
 
-def first_poll_wait(request_id: str, retry_after: int, in_flight: int) -> int:
+def first_poll_wait(
+    request_id: str, retry_after: int, in_flight: int, per_hour: int | None = None
+) -> int:
     """Seconds until an accepted export's first poll: Graph's Retry-After (a minute), unless
     the tenant's exports are beyond the budget, then the budget's share, spread. The gate lets
     a window's 1,000 submits through at once; their first polls, unpaced, came in one minute
     on top of a full budget (9,940 GETs in that hour at 11,600 in flight, ``bench polls``).
     One export in flight: exactly Retry-After."""
-    if budget_wait(in_flight) <= retry_after:
+    if budget_wait(in_flight, per_hour) <= retry_after:
         return retry_after
-    return max(retry_after, budgeted_wait(request_id, 0, in_flight))
+    return max(retry_after, budgeted_wait(request_id, 0, in_flight, per_hour))
 
 
-def pace_horizon_seconds(in_flight: int, cap: int) -> int:
+def pace_horizon_seconds(in_flight: int, cap: int, per_hour: int | None = None) -> int:
     """The longest a polling DSR acts on one count from its tenant's gate: until its next
     check-in, :data:`POLL_PACE_EVERY` polls later, each at most the cap or the budget's share,
     stretched by the spread."""
-    return int(POLL_PACE_EVERY * max(cap, budget_wait(in_flight)) * (1 + SPREAD))
+    return int(POLL_PACE_EVERY * max(cap, budget_wait(in_flight, per_hour)) * (1 + SPREAD))
 
 
-def pace_lapse_seconds(in_flight: int, cap: int) -> int:
+def pace_lapse_seconds(in_flight: int, cap: int, per_hour: int | None = None) -> int:
     """How long the gate keeps counting an export in flight after the DSR's last call: the
     longest :data:`POLL_PACE_EVERY` polls can take (each wait at most the cap or the budget's
     share, stretched by the spread, or a quota refusal's wait), plus the gate's lapse margin
     for late timers. An export whose DSR vanished without a word stops counting after that."""
-    longest = max(cap, budget_wait(in_flight), QUOTA_WAIT_SECONDS)
+    longest = max(cap, budget_wait(in_flight, per_hour), QUOTA_WAIT_SECONDS)
     return int(POLL_PACE_EVERY * longest * (1 + SPREAD)) + 6 * 3600
 
 
