@@ -23,7 +23,7 @@ from dsr_export.domain.callers import Caller, Role, TenantScope, from_function_k
 from dsr_export.domain.deadlines import parse_regulation
 from dsr_export.domain.job import ExportJob
 from dsr_export.domain.request import canonical_request_id, validate_request_id
-from dsr_export.domain.tenants import Registered, Tenant
+from dsr_export.domain.tenants import QuotaBudget, Registered, Tenant, with_changes
 from intake import listing, service, tenancy
 from intake.service import Admission, start_or_get
 from intake.verdicts import Refused
@@ -158,6 +158,23 @@ def test_two_tenants_may_send_the_same_request_id(client: FakeDurableClient) -> 
     again = submit(client, EVERYWHERE, valid_payload("RITM0012345", tenantId=A))
     assert again.verdict is Admission.EXISTING, "idempotent per tenant"
     assert len(client.started) == 2
+
+
+def test_a_dsr_carries_its_tenants_quota_budget_as_registered_at_intake(
+    client: FakeDurableClient, registry: MemoryRegistry
+) -> None:
+    registry.tenants[B] = with_changes(
+        registry.tenants[B], quota_budget=QuotaBudget(submits_per_day=3, polls_per_hour=2000)
+    )
+    submit(client, EVERYWHERE, valid_payload("RITM1", tenantId=A))
+    submit(client, EVERYWHERE, valid_payload("RITM2", tenantId=B))
+    budgets = [ExportJob.from_input(job).quota_budget for _, _, job in client.started]
+    assert budgets == [
+        {"submitsPerDay": 1000, "pollsPerHour": 10_000},
+        {"submitsPerDay": 3, "pollsPerHour": 2000},
+    ]
+    retried = ExportJob.from_input(client.started[1][2]).next_attempt({"phase": "failed"})
+    assert retried.budget("submitsPerDay") == 3, "a retry keeps the budget of its intake"
 
 
 def test_a_tenants_defaults_apply_unless_the_request_names_its_own(client) -> None:
