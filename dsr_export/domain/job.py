@@ -210,12 +210,11 @@ class ExportJob:
     def next_attempt(self, ended: Mapping[str, Any]) -> ExportJob:
         """The job that runs this DSR again after the attempt whose result is ``ended``.
 
-        Same request, tenant, user, legal deadline (extensions included) and ticket; a fresh
-        container (the old one holds Graph's receipt); the ended attempt joins the earlier ones.
-        Unless Graph still has the export the ended attempt followed (:func:`_resumable`): then
-        the new attempt takes up that container again, finds Graph's receipt in it and resumes
-        the known operation (``recover_submit``), never submitting a second export of the
-        person's data while the first runs or has completed.
+        Same request, tenant and quota budget, user, legal deadline (extensions included) and
+        ticket; a fresh container (the old one holds Graph's receipt); the ended attempt joins
+        the earlier ones. Unless Graph still has the export the ended attempt followed
+        (:func:`_resumable`): then the new attempt takes that container again and resumes the
+        known operation by its receipt (``recover_submit``), never submitting a second export.
         """
         last = RecordedStatus.read(ended) or RecordedStatus()
         used = last.submit_attempt
