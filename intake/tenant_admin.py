@@ -169,6 +169,7 @@ def retire_tenant(
     binding naming it is changed not to (each change logged, ``cause: retired``). A tenant
     retired already is answered as it is, its bindings swept again (a retirement cut short
     between the two writes is completed by retiring again)."""
+    _reachable(caller, tenant_id)
     _operator(caller, "retire a tenant")
     force = _force(payload)
     current = registry.get(tenant_id)
@@ -207,6 +208,7 @@ def reinstate_tenant(
     """Make a retired tenant active again (only a caller bound to every tenant may). Its
     bindings are not given back: bind its callers again; and if its administrator revoked the
     consent, send the consent link again. An active tenant is answered as it is."""
+    _reachable(caller, tenant_id)
     _operator(caller, "reinstate a tenant")
     try:
         reinstated = registry.reinstate(tenant_id, caller.to_dict(), now, if_match=if_match)
@@ -215,6 +217,13 @@ def reinstate_tenant(
     except tenants.VersionMismatch:
         raise _changed(tenant_id) from None
     return registered(reinstated)
+
+
+def _reachable(caller: Caller, tenant_id: str) -> None:
+    """A tenant out of the caller's reach is answered as unknown (404), before the operator
+    check: a 403 there would say no more, but every route answers another tenant's ids alike."""
+    if not caller.reaches(tenant_id):
+        raise _unknown(tenant_id)
 
 
 def _operator(caller: Caller, what: str) -> None:

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.azurite
 
 A = "00000000-0000-4000-8000-0000000000a1"
 B = "00000000-0000-4000-8000-0000000000b2"
+UNKNOWN = "00000000-0000-4000-8000-0000000000ff"
 T0 = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 OPERATOR = FUNCTION_KEY
 OF_A_AND_B = "key-of-a-and-b"
@@ -232,10 +233,16 @@ def test_retiring_is_refused_while_dsrs_are_in_flight_unless_forced(
     invalid, body = lifecycle(user_function, "retire", A, {"force": "yes"})
     assert (invalid.status_code, body["errors"][0]["pointer"]) == (400, "/force")
 
-    # Only an operator bound to every tenant may retire or reinstate: a key bound to A may not.
+    # Only an operator bound to every tenant may retire or reinstate: a key bound to A may not
+    # (403 for A), and another tenant is to it what an unregistered one is (404, same body).
     for action in ("retire", "reinstate"):
         forbidden, body = lifecycle(user_function, action, A, {"force": True}, key=OF_A)
         assert forbidden.status_code == 403, action
+        other, other_body = lifecycle(user_function, action, B, {"force": True}, key=OF_A)
+        nothing, nothing_body = lifecycle(user_function, action, UNKNOWN, {"force": True}, key=OF_A)
+        assert (other.status_code, nothing.status_code) == (404, 404), action
+        assert other_body["title"] == nothing_body["title"], action
+        assert other_body["detail"].replace(B, "X") == nothing_body["detail"].replace(UNKNOWN, "X")
     unknown = "00000000-0000-4000-8000-0000000000ff"
     assert lifecycle(user_function, "retire", unknown)[0].status_code == 404
     assert lifecycle(user_function, "reinstate", unknown)[0].status_code == 404
