@@ -37,7 +37,10 @@ def gate(settings: Settings, out: output.Output, tenant_id: str | None) -> int:
 
 def gate_pairs(view: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The gate's view as ``name: value`` lines, the operator's questions first."""
-    used = f"{view.get('submitsInWindow')} of {view.get('submitQuota')}"
+    budget, quota = view.get("submitBudget"), view.get("submitQuota")
+    limit = min(budget, quota) if isinstance(budget, int) and isinstance(quota, int) else quota
+    # The tenant's share when it has one (``quotaBudget``), else Graph's documented quota.
+    used = f"{view.get('submitsInWindow')} of {limit}"
     pairs = [
         ("tenant", str(view.get("tenant"))),
         ("queued", str(view.get("queued"))),
@@ -46,10 +49,12 @@ def gate_pairs(view: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("submits used", f"{used} in the last {view.get('windowHours')} h"),
         ("exports in flight", str(view.get("exportsInFlight"))),
     ]
+    if isinstance(budget, int) and isinstance(quota, int) and budget < quota:
+        pairs.append(("tenant's budget", f"{budget} of Graph's {quota} a day"))
     if view.get("blockedUntil"):
         pairs.append(("held by Graph's quota until", output.moment(view.get("blockedUntil"))))
     shown = {"tenant", "queued", "nextSlotAt", "earliestDeadline", "submitsInWindow"}
-    shown |= {"submitQuota", "windowHours", "exportsInFlight", "blockedUntil"}
+    shown |= {"submitQuota", "windowHours", "exportsInFlight", "blockedUntil", "submitBudget"}
     for name in sorted(set(view) - shown):
         value = view[name]
         pairs.append((name, output.moment(value) if name in _TIMES else output.compact(value)))

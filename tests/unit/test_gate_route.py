@@ -118,3 +118,18 @@ def test_dsrctl_gate_prints_the_view_of_the_named_tenant(httpserver):
     assert "2026-03-05 09:00" in result.output, "the earliest deadline, as a time"
     as_json = CliRunner().invoke(cli, [*base, "--json", "gate", TENANT])
     assert json.loads(as_json.output) == view
+
+
+def test_dsrctl_gate_counts_against_the_tenants_budget_when_it_is_lower():
+    """A tenant with a ``quotaBudget`` of 300 a day is full at 300: "300 of 1000" would tell
+    the operator there was room."""
+    from dsrctl.gate_command import gate_pairs
+
+    view = {"submitsInWindow": 300, "submitQuota": 1000, "submitBudget": 300, "windowHours": 24}
+    pairs = dict(gate_pairs(view))
+    assert pairs["submits used"] == "300 of 300 in the last 24 h"
+    assert pairs["tenant's budget"] == "300 of Graph's 1000 a day"
+    assert "submitBudget" not in pairs
+    unbudgeted = dict(gate_pairs({**view, "submitBudget": None}))
+    assert unbudgeted["submits used"] == "300 of 1000 in the last 24 h"
+    assert "tenant's budget" not in unbudgeted
