@@ -294,7 +294,11 @@ def _tick(state: GateState, reported: str) -> tuple[GateState, datetime]:
             }
             credit = state.paused + int(gap.total_seconds())
             fired = None if state.fired is None else _iso(_at(state.fired) + gap)
-            state = replace(state, waiters=paused, paused=credit, fired=fired)
+            # A let-through's report could not come while the host was down either: the pause
+            # does not age it towards "its DSR is gone" (a probe in flight stays out, so the
+            # next waiter does not probe beside it).
+            out = {k: _iso(_at(v) + gap) for k, v in state.out.items()}
+            state = replace(state, waiters=paused, paused=credit, fired=fired, out=out)
     horizon = _iso(now - timedelta(seconds=WINDOW_SECONDS + SLOT_MARGIN_SECONDS))
     sent = state.sent[bisect_right(state.sent, horizon) :]  # in order: the clock only advances
     # A let-through never reported (its DSR gone) stops counting as out after a while.

@@ -150,6 +150,11 @@ def test_after_a_spent_quota_the_queue_waits_for_the_probe_not_for_another_windo
     state = gate.GateState()
     for n in range(1000):  # a whole window let through at once
         state, _ = _ask(state, f"fill-{n}", T0)
+    accepted = (T0 + timedelta(seconds=10)).isoformat()
+    for n in range(999):  # Graph took all but the last (each let-through reports its outcome)
+        state = gate.report(
+            state, gate.SubmitReport(f"fill-{n}", gate.SubmitVerdict.ACCEPTED, accepted)
+        )
     late = T0 + timedelta(seconds=1000)
     state = gate.report(
         state, gate.SubmitReport("fill-999", gate.SubmitVerdict.QUOTA, late.isoformat())
@@ -358,3 +363,34 @@ def test_timers_that_fire_late_alike_make_no_one_lapse() -> None:
     assert not answer.granted, "the earlier deadline's timer is as late as this one's"
     state, answer = _ask(state, "soon", back + timedelta(seconds=1), deadline_days=2)
     assert answer.granted, "the head probes"
+
+
+def test_a_probe_in_flight_across_a_host_pause_keeps_the_next_one_waiting() -> None:
+    """The head's probe was let through, then the host was down for a day (killed; on the
+    offline host's fast clock a few seconds): its submit runs again after the restart. The
+    downtime is a pause, not silence from a DSR that is gone, so the probe still counts as out
+    and the next waiter does not probe beside it (seen in tests/e2e/test_gate_restart.py: the
+    later deadline reached Graph first)."""
+    state = gate.GateState()
+    state, _ = _ask(state, "soon", T0 + timedelta(minutes=1), deadline_days=2)
+    state, _ = _ask(state, "late", T0 + timedelta(minutes=1), deadline_days=9)
+    at = (T0 + timedelta(minutes=2)).isoformat()
+    for rid in ("soon", "late"):  # both let through, both refused on quota
+        state = gate.report(state, gate.SubmitReport(rid, gate.SubmitVerdict.QUOTA, at))
+    state, soon = _ask(state, "soon", T0 + timedelta(minutes=3), deadline_days=2)
+    state, late = _ask(state, "late", T0 + timedelta(minutes=3), deadline_days=9)
+    assert soon.ask_at is not None
+    assert late.ask_at is not None
+    state, probe = _ask(state, "soon", datetime.fromisoformat(soon.ask_at), deadline_days=2)
+    assert probe.granted, "the head probes"
+    after_restart = datetime.fromisoformat(late.ask_at) + timedelta(hours=24)
+    state, answer = _ask(state, "late", after_restart, deadline_days=9)
+    assert not answer.granted, "the head's probe is still out: one at a time"
+    state = gate.report(
+        state,
+        gate.SubmitReport(
+            "soon", gate.SubmitVerdict.ACCEPTED, (after_restart + timedelta(minutes=1)).isoformat()
+        ),
+    )
+    state, answer = _ask(state, "late", after_restart + timedelta(minutes=6), deadline_days=9)
+    assert answer.granted, "Graph accepted the probe: the next goes"
