@@ -133,10 +133,8 @@ def add_tenant(
     """Register a tenant (POST /api/tenants); then send its administrator the consent link."""
     body = {"tenantId": tenant_id, **_fields(name, cloud, regulation, secret_ref, submits, polls)}
     added = settings.client().add_tenant(body)
-    if out.json_mode:
-        out.json(added)
+    if _as_json_or_pairs(out, added):
         return output.EXIT_OK
-    out.pairs([(key, output.compact(value)) for key, value in added.items()])
     out.info(f"next: dsrctl tenants consent-link {added.get('tenantId')}")
     return output.EXIT_OK
 
@@ -165,10 +163,7 @@ def update_tenant(
     if not patch:
         raise click.UsageError("give at least one field to change")
     changed = settings.client().update_tenant(tenant_id, patch, if_match=if_match)
-    if out.json_mode:
-        out.json(changed)
-        return output.EXIT_OK
-    out.pairs([(key, output.compact(value)) for key, value in changed.items()])
+    _as_json_or_pairs(out, changed)
     return output.EXIT_OK
 
 
@@ -314,10 +309,7 @@ def list_bindings(settings: Settings, out: output.Output) -> int:
 def show_binding(settings: Settings, out: output.Output, principal: str) -> int:
     """One principal's binding (GET /api/bindings/{principal})."""
     answer = settings.client().binding(principal)
-    if out.json_mode:
-        out.json(answer)
-        return output.EXIT_OK
-    out.pairs([(key, output.compact(value)) for key, value in answer.items()])
+    _as_json_or_pairs(out, answer)
     return output.EXIT_OK
 
 
@@ -343,10 +335,7 @@ def set_binding(
     if kind is not None:
         body["kind"] = kind
     answer = settings.client().bind(principal, body)
-    if out.json_mode:
-        out.json(answer)
-        return output.EXIT_OK
-    out.pairs([(key, output.compact(value)) for key, value in answer.items()])
+    _as_json_or_pairs(out, answer)
     return output.EXIT_OK
 
 
@@ -374,3 +363,13 @@ def key_fingerprint(settings: Settings, out: output.Output) -> int:
         raise click.UsageError("pipe the function key on standard input")
     out.line(from_function_key(key, ()).id)
     return output.EXIT_OK
+
+
+def _as_json_or_pairs(out: output.Output, answer: dict[str, Any]) -> bool:
+    """Print an answer whole: as JSON under ``--json`` (True: nothing more to print), else
+    as ``name: value`` lines (False: the command may add its hint)."""
+    if out.json_mode:
+        out.json(answer)
+        return True
+    out.pairs([(key, output.compact(value)) for key, value in answer.items()])
+    return False
