@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
-from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
-from dsr_export.adapters.tenant_registry import REGISTRY_CONTAINER, ChangeLog, TenantRegistry
+from devhost.azurite import Azurite
+from dsr_export.adapters.tenant_registry import TenantRegistry
 from dsr_export.domain import dsr_keys, tenants
 from dsr_export.domain.bindings import Binding, PrincipalKind
-from dsr_export.domain.callers import from_function_key
 from dsr_export.domain.request import InvalidRequest
-from tests.unit.intake_fakes import FUNCTION_KEY, FakeDurableClient, app_settings, request
+from tests.integration.tenant_fixtures import fingerprint, multi_tenancy, registry_on_azurite
+from tests.unit.intake_fakes import FUNCTION_KEY, FakeDurableClient, request
 
 pytestmark = pytest.mark.azurite
 
@@ -35,32 +33,14 @@ OF_A_AND_B = "key-of-a-and-b"
 OF_A = "key-of-a"
 
 
-def fingerprint(key: str) -> str:
-    return from_function_key(key, ()).id
-
-
 @pytest.fixture
 def registry(azurite: Azurite, tls_files, monkeypatch, swap) -> TenantRegistry:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
-    service = BlobServiceClient(
-        azurite.blob_endpoint,
-        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
-    )
-    suffix = uuid.uuid4().hex[:8]
-    changes = ChangeLog(service.get_container_client(f"evidence-{suffix}"))
-    built = TenantRegistry(service.get_container_client(f"{REGISTRY_CONTAINER}-{suffix}"), changes)
-    swap(tenant_registry=built, clock=lambda: T0)
-    return built
+    return registry_on_azurite(azurite, tls_files, monkeypatch, swap, T0)
 
 
 @pytest.fixture
 def multi():
-    with app_settings(
-        AUTH_FUNCTION_KEY_ROLES="DSR.Admin",
-        TENANCY="multi",
-        MULTI_TENANT_CLIENT_ID="00000000-0000-4000-8000-0000000000ac",
-        TENANCY_OPERATORS=fingerprint(OPERATOR),
-    ):
+    with multi_tenancy():
         yield
 
 

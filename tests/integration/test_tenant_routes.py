@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
-from devhost.azurite import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
-from dsr_export.adapters.tenant_registry import REGISTRY_CONTAINER, ChangeLog, TenantRegistry
+from devhost.azurite import Azurite
+from dsr_export.adapters.tenant_registry import TenantRegistry
 from dsr_export.domain import tenants
 from dsr_export.domain.callers import from_function_key
+from tests.integration.tenant_fixtures import registry_on_azurite
 from tests.unit.intake_fakes import FUNCTION_KEY, app_settings, request
 
 pytestmark = pytest.mark.azurite
@@ -31,16 +30,7 @@ OPERATOR_KEY = {"TENANCY_OPERATORS": from_function_key(FUNCTION_KEY, ()).id}
 
 @pytest.fixture
 def registry(azurite: Azurite, tls_files, monkeypatch, swap) -> TenantRegistry:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", tls_files.ca_bundle)
-    service = BlobServiceClient(
-        azurite.blob_endpoint,
-        credential={"account_name": ACCOUNT_NAME, "account_key": ACCOUNT_KEY},
-    )
-    suffix = uuid.uuid4().hex[:8]
-    changes = ChangeLog(service.get_container_client(f"evidence-{suffix}"))
-    built = TenantRegistry(service.get_container_client(f"{REGISTRY_CONTAINER}-{suffix}"), changes)
-    swap(tenant_registry=built, clock=lambda: T0)
-    return built
+    return registry_on_azurite(azurite, tls_files, monkeypatch, swap, T0)
 
 
 @pytest.fixture
